@@ -1,0 +1,77 @@
+"""The aiohttp application factory: `create_app(config, store, media, services)`.
+
+Wires middlewares, the REST route table, the WebSocket endpoint, health endpoints, the OpenAPI
+document and the static web client. It owns no state of its own: everything it needs is passed
+in and kept on the app under typed keys (signaling/appkeys.py).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiohttp import web
+
+from broker.store import Store
+from signaling import health
+from signaling.appkeys import CONFIG, MEDIA, METRICS, SERVICES, STARTED_AT, STORE
+from signaling.config import ServeConfig
+from signaling.http_errors import error_middleware
+from signaling.metrics import NodeMetrics, create_metrics
+from signaling.middleware import (
+    metrics_middleware,
+    rate_limit_middleware,
+    request_id_middleware,
+    security_headers_middleware,
+)
+from signaling.openapi import build_openapi
+from signaling.ratelimit import RateLimiter
+
+OPENAPI_KEY = web.AppKey("openapi", dict)
+
+
+def create_app(
+    config: ServeConfig,
+    store: Store,
+    *,
+    media: Any = None,
+    services: Any = None,
+    metrics: NodeMetrics | None = None,
+) -> web.Application:
+    """Build the application; the caller owns `store`, `media` and `services` lifetimes."""
+    metrics = metrics or create_metrics()
+    limiter = RateLimiter(config.rate_limit_per_minute)
+    app = web.Application(
+        client_max_size=config.max_body_bytes,
+        middlewares=[
+            request_id_middleware,
+            metrics_middleware(metrics),
+            security_headers_middleware,
+            rate_limit_middleware(limiter),
+            error_middleware,
+        ],
+    )
+    app[CONFIG] = config
+    app[STORE] = store
+    app[METRICS] = metrics
+    app[MEDIA] = media
+    app[SERVICES] = services
+    app[STARTED_AT] = time.monotonic()
+
+    app.router.add_get("/healthz", health.healthz)
+    app.router.add_get("/readyz", health.readyz)
+    app.router.add_get("/metrics", health.metrics)
+
+    specs: list[Any] = []
+    extra_types: tuple[Any, ...] = ()
+    if services is not None:
+        from signaling.routes import install_routes
+
+        specs, extra_types = install_routes(app)
+    app[OPENAPI_KEY] = build_openapi(specs, extra_types)
+    app.router.add_get("/api/openapi.json", openapi_document)
+    return app
+
+
+async def openapi_document(request: web.Request) -> web.Response:
+    return web.json_response(request.app[OPENAPI_KEY])

@@ -1,0 +1,78 @@
+"""`tongxin serve` as a user runs it: starts, prints its URL, answers, stops cleanly on a signal."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+TONGXIN = [sys.executable, "-m", "signaling.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_url(proc: subprocess.Popen, url: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"tongxin serve exited early with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer within {timeout} s")
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "word"),
+    [
+        (["serve", "--port", "notaport"], {}, "port"),
+        (["serve", "--media-workers", "-3"], {}, "media-workers"),
+        (["serve"], {"TONGXIN_PORT": "99999"}, "port"),
+        (["serve", "--unknown-flag"], {}, "--unknown-flag"),
+        (["nonsense"], {}, "nonsense"),
+    ],
+)
+def test_bad_flag_or_value_exits_2_with_one_clear_line(args, env, word):
+    proc = subprocess.run(TONGXIN + args, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **env})
+    assert proc.returncode == 2
+    error_lines = [line for line in proc.stderr.splitlines() if "error" in line]
+    assert len(error_lines) == 1, proc.stderr
+    assert word in error_lines[0]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_serve_prints_url_answers_and_exits_0_on_signal(sig, tmp_path):
+    port = free_port()
+    proc = subprocess.Popen(
+        TONGXIN + ["serve", "--port", str(port), "--media-workers", "1",
+                   "--data-dir", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        wait_for_url(proc, f"http://127.0.0.1:{port}/healthz")
+        ready = urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5)
+        assert ready.status == 200
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert f"http://127.0.0.1:{port}/" in out
+    assert "eyJ" not in err, "a token leaked into the log"
