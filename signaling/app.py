@@ -26,6 +26,7 @@ from signaling.middleware import (
 )
 from signaling.openapi import build_openapi
 from signaling.ratelimit import RateLimiter
+from signaling.web_routes import install_web_routes
 
 OPENAPI_KEY = web.AppKey("openapi", dict)
 
@@ -70,6 +71,7 @@ def create_app(
         specs, extra_types = install_routes(app)
     app[OPENAPI_KEY] = build_openapi(specs, extra_types)
     app.router.add_get("/api/openapi.json", openapi_document)
+    install_web_routes(app)
     return app
 
 

@@ -1,0 +1,269 @@
+"""The WebSocket protocol's messages, typed and validated at the edge (see PROTOCOL.md).
+
+Every frame is a JSON object whose `type` field names the message. Client frames decode into
+one of the `ClientMessage` structs or are rejected with an error frame; server frames are
+encoded from the `ServerMessage` structs. Field limits here are the first defence against
+hostile input: sizes are bounded before anything else looks at a frame.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+MAX_FRAME_BYTES = 256 * 1024
+"""Largest client frame accepted (an SDP with many candidates fits comfortably)."""
+MAX_SDP_CHARS = 64 * 1024
+MAX_MEDIA_SECTIONS = 16
+"""Largest number of m= sections accepted in a client's SDP."""
+
+Id = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@-]+$")]
+Sdp = Annotated[str, Meta(min_length=10, max_length=MAX_SDP_CHARS)]
+Source = Literal["mic", "camera", "screen"]
+Note = Annotated[str, Meta(max_length=2000)]
+Outcome = Literal["resolved", "referred", "follow_up", "no_show", "cancelled", "other"]
+
+
+class ClientFrame(Struct, tag_field="type", forbid_unknown_fields=True, frozen=True):
+    """Base of frames a client sends."""
+
+
+class Join(ClientFrame, tag="join"):
+    """First frame on a connection: who I am."""
+
+    credential: Annotated[str, Meta(min_length=10, max_length=4096)]
+    """Session credential from POST /api/v1/session (a join-link token is accepted too)."""
+    resume: Annotated[str, Meta(max_length=4096)] | None = None
+    """Resume token from a previous `welcome`, to keep the seat after a reconnect (30 s)."""
+
+
+class Enter(ClientFrame, tag="enter"):
+    """Enter a media session the caller may join (a consult it requested or claimed)."""
+
+    session: Id
+
+
+class Leave(ClientFrame, tag="leave"):
+    """Leave the media session (the connection stays for lobby or console updates)."""
+
+
+class Publish(ClientFrame, tag="publish"):
+    """Offer of the publishing ("up") peer connection; the server answers with `answer`."""
+
+    sdp: Sdp
+    sources: Annotated[dict[Annotated[str, Meta(max_length=8)], Source], Meta(max_length=8)]
+    """The offer's mid of each sent track -> what it is."""
+
+
+class Answer(ClientFrame, tag="answer"):
+    """Answer to the server's `offer` for the receiving ("down") peer connection."""
+
+    sdp: Sdp
+
+
+class RequestOffer(ClientFrame, tag="request_offer"):
+    """Ask the server to (re)send the down connection's offer (after a new peer connection)."""
+
+
+class Mute(ClientFrame, tag="mute"):
+    """Mute or unmute audio: myself, one participant or everyone ("*"; teacher/doctor only)."""
+
+    muted: bool
+    participant: Annotated[str, Meta(max_length=128)] | None = None
+
+
+class Hand(ClientFrame, tag="hand"):
+    """Raise or lower the classroom's hand."""
+
+    raised: bool
+
+
+class Spotlight(ClientFrame, tag="spotlight"):
+    """Call on a classroom (everyone sees and hears it); null returns to the teacher."""
+
+    participant: Id | None
+
+
+class Claim(ClientFrame, tag="claim"):
+    """A doctor takes a waiting consult request."""
+
+    consult: Id
+
+
+class Admit(ClientFrame, tag="admit"):
+    """A doctor admits the clinic of a claimed consult from the waiting room."""
+
+    consult: Id
+
+
+class HandOver(ClientFrame, tag="hand_over"):
+    """A doctor hands the current consult over to another expert."""
+
+    consult: Id
+    expert: Id
+    note: Note = ""
+
+
+class End(ClientFrame, tag="end"):
+    """End the class (teacher) or the consult (doctor), with an outcome for a consult."""
+
+    outcome: Outcome | None = None
+    note: Note = ""
+
+
+class Record(ClientFrame, tag="record"):
+    """Start or stop recording (only where the session allows it)."""
+
+    on: bool
+
+
+class Consent(ClientFrame, tag="consent"):
+    """The clinic's answer to a recording consent request."""
+
+    granted: bool
+
+
+class LinkReport(ClientFrame, tag="link"):
+    """The client's own view of its link (from getStats), shown to the teacher and operator."""
+
+    rtt_ms: Annotated[float, Meta(ge=0, le=60_000)] | None = None
+    loss_pct: Annotated[float, Meta(ge=0, le=100)] | None = None
+    down_kbps: Annotated[float, Meta(ge=0, le=1_000_000)] | None = None
+    up_kbps: Annotated[float, Meta(ge=0, le=1_000_000)] | None = None
+    fps: Annotated[float, Meta(ge=0, le=240)] | None = None
+
+
+class Ping(ClientFrame, tag="ping"):
+    """Heartbeat; the server answers `pong` with the same `t`."""
+
+    t: float | None = None
+
+
+ClientMessage = (
+    Join | Enter | Leave | Publish | Answer | RequestOffer | Mute | Hand | Spotlight | Claim
+    | Admit | HandOver | End | Record | Consent | LinkReport | Ping
+)
+
+
+class ServerFrame(Struct, tag_field="type", omit_defaults=False):
+    """Base of frames the server sends."""
+
+
+class ParticipantView(Struct):
+    id: str
+    role: str
+    name: str
+    present: bool = True
+    muted: bool = False
+    hand: bool = False
+    link: dict[str, Any] | None = None
+    """Last link report: rung, estimate_kbps, loss_pct, rtt_ms."""
+
+
+class Welcome(ServerFrame, tag="welcome"):
+    """Accepted: who I am, my resume token, ICE servers, heartbeat interval."""
+
+    participant: ParticipantView
+    permissions: list[str]
+    session: str | None
+    resume: str
+    ice_servers: list[dict[str, Any]]
+    heartbeat_s: float
+
+
+class SessionState(ServerFrame, tag="session"):
+    """Full state of the media session; sent on entry and after every change."""
+
+    id: str
+    kind: Literal["class", "consult"]
+    title: str
+    status: str
+    participants: list[ParticipantView]
+    spotlight: str | None = None
+    hands: list[str] = []
+    recording: bool = False
+    detail: dict[str, Any] = {}
+
+
+class Offer(ServerFrame, tag="offer"):
+    """Offer for the down connection; `tracks` says what each mid carries."""
+
+    sdp: str
+    tracks: dict[str, dict[str, str]]
+
+
+class ServerAnswer(ServerFrame, tag="answer"):
+    sdp: str
+
+
+class Queue(ServerFrame, tag="queue"):
+    """Doctor console: requests matched to me; clinic: my requests' waiting-room state."""
+
+    items: list[dict[str, Any]]
+
+
+class Notice(ServerFrame, tag="notice"):
+    """Something the page should tell its user (weak network, recording on, …)."""
+
+    level: Literal["info", "warning", "error"]
+    code: str
+    message: str
+    detail: dict[str, Any] = {}
+
+
+class Link(ServerFrame, tag="link"):
+    """An adaptation decision for a subscriber (me, or a classroom in the teacher's grid)."""
+
+    participant: str
+    rung: str
+    estimate_kbps: float | None = None
+    loss_pct: float | None = None
+    rtt_ms: float | None = None
+    reason: str = ""
+
+
+class Reconnect(ServerFrame, tag="reconnect"):
+    """The media side lost this session (worker restart): build new peer connections."""
+
+    reason: str
+
+
+class Ended(ServerFrame, tag="ended"):
+    session: str
+    outcome: str | None = None
+
+
+class Pong(ServerFrame, tag="pong"):
+    t: float | None = None
+
+
+class ErrorFrame(ServerFrame, tag="error"):
+    code: str
+    message: str
+    ref: str | None = None
+    """The `type` of the client frame that caused it, when known."""
+
+
+ServerMessage = (
+    Welcome | SessionState | Offer | ServerAnswer | Queue | Notice | Link | Reconnect | Ended
+    | Pong | ErrorFrame
+)
+
+client_decoder = msgspec.json.Decoder(ClientMessage)
+encoder = msgspec.json.Encoder()
+
+
+def frame_type(raw: bytes | str) -> str | None:
+    """Best-effort `type` of a frame that failed to decode, for the error's `ref`."""
+    try:
+        value = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return None
+    kind = value.get("type") if isinstance(value, dict) else None
+    return kind[:32] if isinstance(kind, str) else None
+
+
+def count_media_sections(sdp: str) -> int:
+    return sum(1 for line in sdp.splitlines() if line.startswith("m="))
