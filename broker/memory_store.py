@@ -48,7 +48,7 @@ class MemorySubscription:
                 if not subs:
                     del self._store._subscribers[channel]
 
-    async def get(self, timeout: float | None = None) -> Event | None:
+    async def get(self, timeout: float | None = None) -> Event | None:  # noqa: ASYNC109
         while not self._events:
             self._ready.clear()
             try:
@@ -152,7 +152,9 @@ class MemoryStore:
         return value
 
     async def keys(self, prefix: str) -> list[str]:
-        return sorted(k for k in list(self._values) if k.startswith(prefix) and self._live(k))
+        return sorted(
+            k for k in list(self._values) if k.startswith(prefix) and self._live(k) is not None
+        )
 
     # --- maps ---------------------------------------------------------------------------
     async def map_set(self, name: str, field: str, value: bytes) -> None:

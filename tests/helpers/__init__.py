@@ -1,0 +1,1 @@
+"""Real external parts the tests run against (a `redis-server`, free loopback ports)."""
