@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import math
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -181,6 +182,8 @@ class MemoryStore:
         return sorted(members.items(), key=lambda item: (item[1], item[0]))
 
     async def queue_push(self, queue: str, member: str, score: float) -> None:
+        if math.isnan(score):
+            raise ValueError("a queue score must be a number, not NaN")
         self._queues.setdefault(queue, {})[member] = float(score)
 
     async def queue_remove(self, queue: str, member: str) -> bool:
@@ -227,6 +230,8 @@ class MemoryStore:
 
     # --- append-only log ------------------------------------------------------------------
     async def log_append(self, log: str, data: bytes, *, max_len: int | None = None) -> str:
+        if max_len is not None and max_len < 0:
+            raise ValueError("max_len must not be negative")
         ms = int(time.time() * 1000)
         last_ms, last_seq = self._log_seq.get(log, (0, -1))
         seq = last_seq + 1 if ms <= last_ms else 0

@@ -14,6 +14,8 @@ would apply twice); the pool reconnects by itself on the next command once Redis
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
@@ -28,6 +30,8 @@ from broker.errors import StoreUnavailable
 from broker.store import Event, LogEntry, log_id_key
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 SUBSCRIPTION_BUFFER = 1024
 """Events a subscriber may fall behind by before the oldest are dropped (as in memory)."""
@@ -137,8 +141,11 @@ class RedisSubscription:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def close(self) -> None:
-        """Stop receiving; buffered events stay readable."""
+    async def close(self, reason: StoreUnavailable | None = None) -> None:
+        """Stop receiving; buffered events stay readable, then `reason` (if any) is raised."""
+        if reason is not None and self._failure is None:
+            self._failure = reason
+            self._ready.set()
         self._store._subscriptions.discard(self)
         reader, self._reader = self._reader, None
         if reader is not None:
@@ -168,6 +175,11 @@ class RedisSubscription:
                 if message is not None and message["type"] == "message":
                     self._deliver(message)
         except (RedisError, OSError) as exc:
+            self._failure = _unavailable("subscription", exc)
+            self._ready.set()
+        except Exception as exc:
+            # A reader that died silently would leave its consumer waiting forever.
+            log.exception("redis subscription reader failed")
             self._failure = _unavailable("subscription", exc)
             self._ready.set()
 
@@ -288,7 +300,7 @@ class RedisStore:
 
     async def close(self) -> None:
         for subscription in list(self._subscriptions):
-            await subscription.close()
+            await subscription.close(StoreUnavailable("the redis store was closed"))
         for client in (self._client, self._pubsub_client):
             try:
                 await client.aclose()
@@ -376,6 +388,8 @@ class RedisStore:
 
     # --- priority queues (sorted sets: equal scores order by member bytes, as in memory) --
     async def queue_push(self, queue: str, member: str, score: float) -> None:
+        if math.isnan(score):
+            raise ValueError("a queue score must be a number, not NaN")
         await self._call(
             "queue_push", self._client.zadd(self._queue(queue), {member: float(score)})
         )
@@ -415,6 +429,8 @@ class RedisStore:
 
     # --- append-only log (streams) --------------------------------------------------------
     async def log_append(self, log: str, data: bytes, *, max_len: int | None = None) -> str:
+        if max_len is not None and max_len < 0:
+            raise ValueError("max_len must not be negative")
         entry_id = await self._call(
             "log_append",
             self._client.xadd(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import time
 from collections.abc import Awaitable
 
@@ -59,7 +60,7 @@ async def test_empty_value_is_a_present_key(store: Store) -> None:
 async def test_key_with_ttl_disappears_after_it(store: Store) -> None:
     await store.set("short", b"v", ttl=0.3)
     remaining = await store.ttl("short")
-    assert remaining is not None and 0 <= remaining <= 0.3
+    assert remaining is None or 0 <= remaining <= 0.3  # None: a stalled machine let it lapse
     await wait_until(lambda: _is_gone(store, "short"), what="expiry of a 0.3 s key")
     assert await store.ttl("short") is None
     assert await store.keys("sho") == []
@@ -159,7 +160,7 @@ async def test_release_by_another_owner_fails_and_keeps_the_claim(store: Store) 
 async def test_claim_with_ttl_lapses_and_can_be_claimed_again(store: Store) -> None:
     assert await store.claim("item", "alice", ttl=0.3) is True
     remaining = await store.ttl("item")
-    assert remaining is not None and remaining <= 0.3
+    assert remaining is None or remaining <= 0.3
     await wait_until(lambda: store.claim("item", "bob"), what="claim after lapse")
     assert await store.get("item") == b"bob"
     assert await store.release("item", "alice") is False
@@ -189,7 +190,7 @@ async def test_compare_and_set_with_ttl_expires(store: Store) -> None:
     await store.set("k", b"v")
     assert await store.compare_and_set("k", b"v", b"w", ttl=0.3) is True
     remaining = await store.ttl("k")
-    assert remaining is not None and remaining <= 0.3
+    assert remaining is None or remaining <= 0.3
     await wait_until(lambda: _is_gone(store, "k"), what="expiry after compare_and_set")
 
 
@@ -297,6 +298,12 @@ async def test_queue_scores_keep_their_precision(store: Store) -> None:
     score = 1_732_000_000.123456
     await store.queue_push("q", "a", score)
     assert await store.queue_items("q") == [("a", score)]
+
+
+async def test_queue_refuses_a_nan_score(store: Store) -> None:
+    with pytest.raises(ValueError):
+        await store.queue_push("q", "a", math.nan)
+    assert await store.queue_len("q") == 0
 
 
 async def test_queue_remove_reports_presence_and_one_of_concurrent_removers_wins(
@@ -433,6 +440,11 @@ async def test_log_max_len_keeps_only_the_newest(store: Store) -> None:
     assert [e.data for e in await store.log_read("audit")] == [bytes([7]), bytes([8]), bytes([9])]
 
 
+async def test_log_refuses_a_negative_max_len(store: Store) -> None:
+    with pytest.raises(ValueError):
+        await store.log_append("audit", b"x", max_len=-1)
+
+
 async def test_unknown_log_is_empty(store: Store) -> None:
     assert await store.log_read("nothing") == []
     assert await store.log_len("nothing") == 0
@@ -480,7 +492,6 @@ async def _raises_unavailable_within(seconds: float, awaitable: Awaitable[object
 
 
 @pytest.mark.redis
-@pytest.mark.slow
 async def test_redis_outage_fails_fast_and_recovers_without_recreating_the_store() -> None:
     require_redis_server()
     with RedisServerProcess(fsync_always=True) as server:
@@ -508,6 +519,9 @@ async def test_redis_outage_fails_fast_and_recovers_without_recreating_the_store
                 await wait_until(lambda: _answers(store), within=5, what="ping after restart")
 
             assert await store.get("acked") == b"kept"
+            # the restart emptied Redis's script cache; the Lua-backed operations reload it
+            assert await store.release("acked", "nobody") is False
+            assert await store.compare_and_set("acked", b"kept", b"swapped") is True
             assert await store.queue_items("q") == [("ticket", 1.0)]
             assert [e.id for e in await store.log_read("audit")] == ids
             async with store.subscribe("c") as sub:
@@ -515,6 +529,17 @@ async def test_redis_outage_fails_fast_and_recovers_without_recreating_the_store
                 assert await sub.get(timeout=5) == Event("c", b"back")
         finally:
             await store.close()
+
+
+@pytest.mark.redis
+async def test_redis_store_close_wakes_a_waiting_subscriber(redis_url: str) -> None:
+    store = RedisStore(redis_url, prefix=unique_prefix())
+    async with store.subscribe("c") as sub:
+        waiter = asyncio.create_task(sub.get())
+        await asyncio.sleep(0.05)
+        await store.close()
+        with pytest.raises(StoreUnavailable):
+            await asyncio.wait_for(waiter, 5)
 
 
 async def _enter(subscription: Subscription) -> None:
@@ -531,7 +556,6 @@ async def _answers(store: Store) -> bool:
 
 
 @pytest.mark.redis
-@pytest.mark.slow
 async def test_redis_hung_server_times_operations_out_instead_of_hanging() -> None:
     require_redis_server()
     with RedisServerProcess() as server:
