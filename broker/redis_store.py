@@ -14,30 +14,20 @@ would apply twice); the pool reconnects by itself on the next command once Redis
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
-from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
 from broker.errors import StoreUnavailable
-from broker.store import Event, LogEntry, log_id_key
+from broker.redis_subscription import RedisSubscription, unavailable
+from broker.store import LogEntry, log_id_key
 
 T = TypeVar("T")
-
-log = logging.getLogger(__name__)
-
-SUBSCRIPTION_BUFFER = 1024
-"""Events a subscriber may fall behind by before the oldest are dropped (as in memory)."""
-
-SUBSCRIPTION_POLL = 1.0
-"""Seconds a subscription's reader waits for a message before checking the connection."""
 
 LOG_FIELD = b"d"
 """The one stream field holding a log entry's bytes."""
@@ -78,127 +68,6 @@ def ttl_millis(ttl: float) -> int:
 def glob_escape(text: str) -> str:
     """`text` with Redis glob metacharacters escaped, for a literal SCAN MATCH prefix."""
     return "".join("\\" + ch if ch in "*?[]\\^" else ch for ch in text)
-
-
-def _unavailable(what: str, exc: BaseException) -> StoreUnavailable:
-    return StoreUnavailable(f"redis {what} failed: {type(exc).__name__}: {exc}")
-
-
-class RedisSubscription:
-    """Events from some channels, read by a background task into a bounded buffer.
-
-    Each subscription holds one Redis connection. When that connection is lost, buffered
-    events are still returned, then `get` and iteration raise `StoreUnavailable`: events
-    published meanwhile are gone, so the caller re-subscribes and re-reads the state it needs.
-    """
-
-    def __init__(self, store: RedisStore, channels: tuple[str, ...]) -> None:
-        self._store = store
-        self._channels = tuple(dict.fromkeys(channels))
-        self._events: deque[Event] = deque(maxlen=SUBSCRIPTION_BUFFER)
-        self._ready = asyncio.Event()
-        self._pubsub: PubSub | None = None
-        self._reader: asyncio.Task[None] | None = None
-        self._failure: StoreUnavailable | None = None
-        self.dropped = 0
-        """Events lost because the reader fell more than `SUBSCRIPTION_BUFFER` behind."""
-
-    def _deliver(self, message: dict[str, Any]) -> None:
-        channel = self._store._channel_name(message["channel"])
-        if len(self._events) == self._events.maxlen:
-            self.dropped += 1
-        self._events.append(Event(channel, bytes(message["data"])))
-        self._ready.set()
-
-    async def __aenter__(self) -> RedisSubscription:
-        if not self._channels:
-            return self
-        names = [self._store._channel(c) for c in self._channels]
-        self._pubsub = self._store._pubsub_client.pubsub()
-        try:
-            # Wait for every SUBSCRIBE to be acknowledged: a publish after this returns is seen.
-            async with asyncio.timeout(self._store.op_timeout):
-                await self._pubsub.subscribe(*names)
-                confirmed: set[bytes] = set()
-                while len(confirmed) < len(names):
-                    message = await self._pubsub.get_message(timeout=self._store.op_timeout)
-                    if message is None:
-                        continue
-                    if message["type"] == "subscribe":
-                        confirmed.add(bytes(message["channel"]))
-                    elif message["type"] == "message":
-                        self._deliver(message)
-        except (TimeoutError, RedisError, OSError) as exc:
-            await self._close_pubsub()
-            raise _unavailable("subscribe", exc) from exc
-        except BaseException:
-            await self._close_pubsub()
-            raise
-        self._reader = asyncio.create_task(self._read(self._pubsub), name="redis-subscription")
-        self._store._subscriptions.add(self)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def close(self, reason: StoreUnavailable | None = None) -> None:
-        """Stop receiving; buffered events stay readable, then `reason` (if any) is raised."""
-        if reason is not None and self._failure is None:
-            self._failure = reason
-            self._ready.set()
-        self._store._subscriptions.discard(self)
-        reader, self._reader = self._reader, None
-        if reader is not None:
-            reader.cancel()
-            try:
-                await reader
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise
-        await self._close_pubsub()
-
-    async def _close_pubsub(self) -> None:
-        pubsub, self._pubsub = self._pubsub, None
-        if pubsub is not None:
-            try:
-                await pubsub.aclose()
-            except (RedisError, OSError):
-                pass  # the connection is dropped either way
-
-    async def _read(self, pubsub: PubSub) -> None:
-        try:
-            while True:
-                message = await pubsub.get_message(
-                    ignore_subscribe_messages=True, timeout=SUBSCRIPTION_POLL
-                )
-                if message is not None and message["type"] == "message":
-                    self._deliver(message)
-        except (RedisError, OSError) as exc:
-            self._failure = _unavailable("subscription", exc)
-            self._ready.set()
-        except Exception as exc:
-            # A reader that died silently would leave its consumer waiting forever.
-            log.exception("redis subscription reader failed")
-            self._failure = _unavailable("subscription", exc)
-            self._ready.set()
-
-    async def get(self, timeout: float | None = None) -> Event | None:  # noqa: ASYNC109
-        while not self._events:
-            if self._failure is not None:
-                raise self._failure
-            self._ready.clear()
-            try:
-                await asyncio.wait_for(self._ready.wait(), timeout)
-            except TimeoutError:
-                return None
-        return self._events.popleft()
-
-    async def __aiter__(self) -> AsyncIterator[Event]:
-        while True:
-            event = await self.get()
-            if event is not None:
-                yield event
 
 
 class RedisStore:
@@ -251,6 +120,7 @@ class RedisStore:
         self._release = self._client.register_script(_RELEASE)
         self._compare_and_set = self._client.register_script(_COMPARE_AND_SET)
         self._subscriptions: set[RedisSubscription] = set()
+        """Open subscriptions, ended by `close`."""
 
     @classmethod
     async def connect(cls, url: str, **kw: Any) -> RedisStore:
@@ -276,13 +146,6 @@ class RedisStore:
     def _log(self, name: str) -> str:
         return f"{self.prefix}log:{name}"
 
-    def _channel(self, channel: str) -> str:
-        return f"{self.prefix}{channel}"
-
-    def _channel_name(self, raw: bytes | str) -> str:
-        text = raw.decode() if isinstance(raw, bytes) else raw
-        return text.removeprefix(self.prefix)
-
     async def _call(self, what: str, awaitable: Awaitable[T]) -> T:
         try:
             async with asyncio.timeout(self.op_timeout):
@@ -292,7 +155,7 @@ class RedisStore:
                 f"redis {what} did not finish within {self.op_timeout:g} s"
             ) from exc
         except (RedisError, OSError) as exc:
-            raise _unavailable(what, exc) from exc
+            raise unavailable(what, exc) from exc
 
     # --- lifecycle --------------------------------------------------------------------------
     async def ping(self) -> None:
@@ -422,10 +285,16 @@ class RedisStore:
 
     # --- publish / subscribe ------------------------------------------------------------
     async def publish(self, channel: str, data: bytes) -> None:
-        await self._call("publish", self._client.publish(self._channel(channel), bytes(data)))
+        await self._call("publish", self._client.publish(self.prefix + channel, bytes(data)))
 
     def subscribe(self, *channels: str) -> RedisSubscription:
-        return RedisSubscription(self, channels)
+        return RedisSubscription(
+            self._pubsub_client,
+            channels,
+            prefix=self.prefix,
+            op_timeout=self.op_timeout,
+            registry=self._subscriptions,
+        )
 
     # --- append-only log (streams) --------------------------------------------------------
     async def log_append(self, log: str, data: bytes, *, max_len: int | None = None) -> str:

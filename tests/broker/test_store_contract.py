@@ -12,10 +12,11 @@ from collections.abc import Awaitable
 
 import pytest
 
-from broker import memory_store, redis_store
+from broker import memory_store, redis_store, redis_subscription
 from broker.errors import StoreUnavailable
 from broker.memory_store import MemorySubscription
-from broker.redis_store import RedisStore, RedisSubscription
+from broker.redis_store import RedisStore
+from broker.redis_subscription import RedisSubscription
 from broker.store import Event, Store, Subscription, log_id_key
 from tests.helpers.net import free_port
 from tests.helpers.redis_server import RedisServerProcess, require_redis_server
@@ -396,7 +397,7 @@ async def test_subscribing_to_no_channel_receives_nothing(store: Store) -> None:
 
 
 async def test_slow_subscriber_loses_the_oldest_events_beyond_the_buffer(store: Store) -> None:
-    assert redis_store.SUBSCRIPTION_BUFFER == BUFFER
+    assert redis_subscription.SUBSCRIPTION_BUFFER == BUFFER
     extra = 76
     async with store.subscribe("c") as sub:
         assert isinstance(sub, MemorySubscription | RedisSubscription)
@@ -573,3 +574,22 @@ async def test_redis_hung_server_times_operations_out_instead_of_hanging() -> No
             assert await store.get("k") == b"v"
         finally:
             await store.close()
+
+
+# --- Redis helpers (pure) ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("seconds", "millis"),
+    [(0.3, 300), (30, 30_000), (0.0004, 1), (0, 1), (-5, 1), (1.2345, 1234)],
+)
+def test_ttl_millis_rounds_to_at_least_one_millisecond(seconds: float, millis: int) -> None:
+    assert redis_store.ttl_millis(seconds) == millis
+
+
+@pytest.mark.parametrize(
+    ("text", "escaped"),
+    [("presence:", "presence:"), ("a*", "a\\*"), ("q?[x]", "q\\?\\[x\\]"), ("b\\", "b\\\\")],
+)
+def test_glob_escape_makes_scan_patterns_literal(text: str, escaped: str) -> None:
+    assert redis_store.glob_escape(text) == escaped
