@@ -59,7 +59,8 @@ def test_bad_flag_or_value_exits_2_with_one_clear_line(args, env, word):
 def test_serve_prints_url_answers_and_exits_0_on_signal(sig, tmp_path):
     port = free_port()
     proc = subprocess.Popen(
-        [*TONGXIN, "serve", "--port", str(port), "--media-workers", "1", "--data-dir", str(tmp_path)],
+        [*TONGXIN, "serve", "--port", str(port), "--media-workers", "1",
+         "--data-dir", str(tmp_path)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
