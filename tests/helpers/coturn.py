@@ -1,0 +1,207 @@
+"""`CoturnProcess`: Debian's coturn (`turnserver`) on a free port, owned by a test.
+
+It authenticates with the TURN REST API shared secret (`use-auth-secret`), as deploy/ configures
+it, keeps its pid file, SQLite file and log in its own temporary directory, and is ready once it
+answers a STUN Binding request on its UDP port.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import socket
+import struct
+import subprocess
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+import pytest
+
+from tests.helpers.net import free_port
+
+READY_TIMEOUT = 15.0
+"""Seconds a starting coturn has to answer STUN Binding before the start counts as failed."""
+
+STOP_TIMEOUT = 10.0
+"""Seconds a stopping coturn has to exit after SIGTERM before it is killed."""
+
+STUN_MAGIC_COOKIE = 0x2112A442
+
+
+def turnserver_binary() -> str | None:
+    """Path of coturn's `turnserver`, or None when it is not installed."""
+    return shutil.which("turnserver")
+
+
+def require_turnserver() -> None:
+    """Skip the calling test when `turnserver` is missing; fail instead when `CI=true`."""
+    if turnserver_binary() is not None:
+        return
+    reason = "coturn's turnserver is not installed (apt-get install coturn, or make system-deps)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; CI must run the TURN tests", pytrace=False)
+    pytest.skip(reason)
+
+
+def answers_stun_binding(ip: str, port: int, timeout: float = 0.3) -> bool:
+    """True when a STUN Binding request to `ip`:`port` over UDP gets a success response."""
+    transaction_id = secrets.token_bytes(12)
+    request = struct.pack("!HHI", 0x0001, 0, STUN_MAGIC_COOKIE) + transaction_id
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.sendto(request, (ip, port))
+            data, _ = sock.recvfrom(2048)
+        except OSError:  # timeout, or ICMP port unreachable surfacing as ECONNREFUSED
+            return False
+    return len(data) >= 20 and data[0:2] == b"\x01\x01" and data[8:20] == transaction_id
+
+
+class CoturnProcess:
+    """One `turnserver` process; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        secret: str,
+        listen_ip: str = "127.0.0.1",
+        relay_ip: str | None = None,
+        realm: str = "tongxin.test",
+        allow_loopback_peers: bool = True,
+        extra_config: Sequence[str] = (),
+    ) -> None:
+        found = turnserver_binary()
+        if found is None:
+            raise FileNotFoundError("turnserver (coturn) is not installed")
+        self.binary = found
+        self.secret = secret
+        self.listen_ip = listen_ip
+        self.relay_ip = relay_ip or listen_ip
+        self.realm = realm
+        self.allow_loopback_peers = allow_loopback_peers
+        self.extra_config = tuple(extra_config)
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="tongxin-coturn-"))
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def turn_url(self) -> str:
+        return f"turn:{self.listen_ip}:{self.port}?transport=udp"
+
+    @property
+    def log_path(self) -> Path:
+        return self.dir / "turnserver.log"
+
+    def config_text(self) -> str:
+        """The configuration file: shared-secret auth, UDP only, no CLI, files in `dir`."""
+        # A window of relay ports of its own makes clashes with other tests' sockets unlikely;
+        # coturn skips a port that is taken anyway.
+        low = 40000 + secrets.randbelow(200) * 100
+        lines = [
+            f"listening-ip={self.listen_ip}",
+            f"relay-ip={self.relay_ip}",
+            f"listening-port={self.port}",
+            f"min-port={low}",
+            f"max-port={low + 99}",
+            "use-auth-secret",
+            f"static-auth-secret={self.secret}",
+            f"realm={self.realm}",
+            "fingerprint",
+            "no-cli",
+            "no-tls",
+            "no-dtls",
+            "no-tcp-relay",
+            "no-multicast-peers",
+            "no-software-attribute",
+            f"pidfile={self.dir / 'turnserver.pid'}",
+            f"userdb={self.dir / 'turndb'}",
+            f"log-file={self.log_path}",
+            "simple-log",
+            "no-stdout-log",
+            "verbose",
+        ]
+        if self.allow_loopback_peers:
+            lines.append("allow-loopback-peers")
+        lines.extend(self.extra_config)
+        return "\n".join(lines) + "\n"
+
+    def is_running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self, timeout: float = READY_TIMEOUT) -> None:
+        """Start coturn and return once it answers STUN (a taken port is replaced twice)."""
+        if self.is_running():
+            return
+        for _attempt in range(3):
+            if self._start_once(timeout):
+                return
+            self.port = free_port()
+        raise RuntimeError(f"turnserver did not start: {self.log_tail()}")
+
+    def _start_once(self, timeout: float) -> bool:
+        config = self.dir / "turnserver.conf"
+        config.write_text(self.config_text())
+        self.log_path.unlink(missing_ok=True)
+        self._proc = subprocess.Popen(
+            [self.binary, "-c", str(config)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        while not answers_stun_binding(self.listen_ip, self.port):
+            if self._proc.poll() is not None:
+                return False
+            if time.monotonic() > deadline:
+                self.stop()
+                return False
+            time.sleep(0.05)
+        return True
+
+    def stop(self) -> None:
+        """SIGTERM, wait, SIGKILL if it lingers."""
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        try:
+            proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(STOP_TIMEOUT)
+
+    def close(self) -> None:
+        """Stop coturn and remove its directory."""
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def log_tail(self, lines: int = 20) -> str:
+        return " | ".join(self.log_text().splitlines()[-lines:]) or "(no log)"
+
+    def __enter__(self) -> CoturnProcess:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
