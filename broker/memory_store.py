@@ -49,7 +49,7 @@ class MemorySubscription:
                 if not subs:
                     del self._store._subscribers[channel]
 
-    async def get(self, timeout: float | None = None) -> Event | None:  # noqa: ASYNC109
+    async def get(self, timeout: float | None = None) -> Event | None:
         while not self._events:
             self._ready.clear()
             try:

@@ -145,7 +145,7 @@ class RedisSubscription:
             self._failure = unavailable("subscription", exc)
             self._ready.set()
 
-    async def get(self, timeout: float | None = None) -> Event | None:  # noqa: ASYNC109
+    async def get(self, timeout: float | None = None) -> Event | None:
         while not self._events:
             if self._failure is not None:
                 # a fresh exception each time: re-raising one instance grows its traceback

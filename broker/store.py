@@ -49,7 +49,7 @@ class Subscription(Protocol):
 
     def __aiter__(self) -> AsyncIterator[Event]: ...
 
-    async def get(self, timeout: float | None = None) -> Event | None:  # noqa: ASYNC109
+    async def get(self, timeout: float | None = None) -> Event | None:
         """The next event, or None when `timeout` seconds pass without one."""
         ...
 
