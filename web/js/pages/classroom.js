@@ -1,0 +1,127 @@
+/**
+ * Classroom view (教学点, run by the assistant teacher; also the observer's view): the teacher
+ * large, the slides larger still when shared, the classroom called on, raise hand, and a clear
+ * banner when the network is weak (video paused, audio continues) and when it recovers.
+ */
+
+import { bannerArea, micButton, roomAudio, showEnded, toggleButton } from '../controls.js';
+import { h, replaceChildren } from '../dom.js';
+import { Room } from '../room.js';
+import { VideoTile } from '../tiles.js';
+
+const TEACHER_ROLES = new Set(['teacher']);
+
+/** What the stage shows: {main, side, spotlight} as {participant, source} or null. */
+export function stageLayout(session, remote, me) {
+  const teacher = (session?.participants || []).find((p) => TEACHER_ROLES.has(p.role));
+  const tracks = teacher ? remote.get(teacher.id) || {} : {};
+  const spot = session?.spotlight && session.spotlight !== me ? session.spotlight : null;
+  if (teacher && tracks.screen) {
+    return {
+      main: { participant: teacher.id, source: 'screen' },
+      side: { participant: teacher.id, source: 'camera' },
+      spotlight: spot ? { participant: spot, source: 'camera' } : null,
+    };
+  }
+  return {
+    main: teacher ? { participant: teacher.id, source: 'camera' } : null,
+    side: null,
+    spotlight: spot ? { participant: spot, source: 'camera' } : null,
+  };
+}
+
+/** The banner for my own adaptation rung: [key, level] or null, given the previous rung. */
+export function rungBanner(rung, previousRung) {
+  if (rung === 'audio_only') return ['classroom.weak_network', 'warn'];
+  if (previousRung === 'audio_only') return ['classroom.network_recovered', 'ok'];
+  return null;
+}
+
+export async function mount(root, ctx) {
+  const { channel, local, choice, profile } = ctx;
+  const observer = profile.home === 'observer';
+  const room = new Room({ channel, local, mode: choice.mode, publish: !observer });
+  ctx.attachRoom(room);
+
+  const banners = bannerArea();
+  const mainTile = new VideoTile({ source: 'camera', nameKey: 'classroom.teacher', extraClass: 'tile-main' });
+  const sideTile = new VideoTile({ source: 'camera', nameKey: 'classroom.teacher', extraClass: 'tile-side' });
+  const spotTile = new VideoTile({ source: 'camera', extraClass: 'tile-spot' });
+  const selfTile = new VideoTile({ source: 'camera', self: true, nameKey: 'classroom.you' });
+  selfTile.setTrack(local?.camera ?? null);
+  sideTile.el.hidden = true;
+  spotTile.el.hidden = true;
+
+  const hand = toggleButton({
+    onKey: 'classroom.lower_hand', offKey: 'classroom.raise_hand', extraClass: 'btn-hand btn-big',
+    onToggle: (raised) => { channel.send({ type: 'hand', raised }); },
+  });
+  const mic = micButton(room);
+  const calledOn = h('p', { class: 'called-on', i18n: 'classroom.you_are_called_on', hidden: true,
+    attrs: { role: 'status' } });
+
+  replaceChildren(root, h('div', { class: 'classroom-view' },
+    banners.el,
+    calledOn,
+    h('section', { class: 'stage', i18nAttrs: { 'aria-label': 'classroom.stage' } },
+      mainTile.el,
+      h('div', { class: 'stage-side' }, sideTile.el, spotTile.el)),
+    observer ? null : h('div', { class: 'classroom-bar' },
+      h('div', { class: 'toolbar' }, hand.el, mic.el),
+      selfTile.el)));
+  roomAudio(room, banners);
+
+  let myRung = null;
+  let recoveredTimer = null;
+  const bind = (tile, slot, nameKeyFor) => {
+    tile.el.hidden = !slot;
+    if (!slot) { tile.setTrack(null); return; }
+    const track = room.remote.get(slot.participant)?.[slot.source] ?? null;
+    tile.video.dataset.participant = slot.participant;
+    tile.video.dataset.source = slot.source;
+    tile.el.dataset.participant = slot.participant;
+    tile.setTrack(track);
+    const person = (room.session?.participants || []).find((p) => p.id === slot.participant);
+    if (nameKeyFor) tile.setName('', nameKeyFor(slot), { name: person?.name ?? '' });
+    else tile.setName(person?.name ?? '');
+  };
+
+  const render = () => {
+    const layout = stageLayout(room.session, room.remote, room.me);
+    bind(mainTile, layout.main, (slot) => (slot.source === 'screen' ? 'classroom.slides' : 'classroom.teacher_named'));
+    mainTile.el.classList.toggle('tile-screen', layout.main?.source === 'screen');
+    bind(sideTile, layout.side, () => 'classroom.teacher_named');
+    bind(spotTile, layout.spotlight, () => 'classroom.called_on_named');
+    const me = (room.session?.participants || []).find((p) => p.id === room.me);
+    if (me) hand.set(Boolean(me.hand));
+    if (me) mic.set(Boolean(me.muted));
+    calledOn.hidden = !(room.session?.spotlight && room.session.spotlight === room.me);
+  };
+
+  room.addEventListener('change', (event) => {
+    const { what, frame } = event.detail;
+    if (what === 'ended') {
+      showEnded(root, frame, { kind: 'class' });
+      return;
+    }
+    if (what === 'link' && frame.participant === room.me) {
+      const shown = rungBanner(frame.rung, myRung);
+      myRung = frame.rung;
+      clearTimeout(recoveredTimer);
+      if (shown) {
+        banners.show(...shown);
+        if (shown[1] === 'ok') recoveredTimer = setTimeout(() => banners.clear(), 8000);
+      } else if (banners.key === 'classroom.weak_network') {
+        banners.clear();
+      }
+      return;
+    }
+    if (what === 'media') {
+      if (room.mediaState === 'reconnecting') banners.show('media.reconnecting', 'warn');
+      else if (banners.key === 'media.reconnecting') banners.clear();
+      return;
+    }
+    render();
+  });
+  render();
+}

@@ -1,0 +1,181 @@
+/**
+ * The up peer connection (PROTOCOL.md §3): this page offers its microphone, camera and screen,
+ * sends `publish {sdp, sources}` once ICE gathering is complete and applies the `answer`.
+ *
+ * Recovery: a failed (or long disconnected) connection gets one ICE restart; if that does not
+ * bring it back, a fresh peer connection publishes again.
+ */
+
+import { applyCodecPreference, sendEncoding } from './codecs.js';
+import { iceGatheringComplete, peerConfig, watchConnection } from './rtc.js';
+
+const ANSWER_TIMEOUT_MS = 20_000;
+const SOURCES = ['mic', 'camera', 'screen'];
+
+/** The `sources` map of a publish frame: mid -> source, for the sources that have a track. */
+export function sourcesByMid(transceivers, tracks) {
+  const sources = {};
+  for (const [source, transceiver] of transceivers) {
+    if (tracks.get(source) && transceiver.mid !== null) sources[transceiver.mid] = source;
+  }
+  return sources;
+}
+
+export class Publisher {
+  constructor({ send, iceServers, mode = 'full', onState = () => {} }) {
+    this.send = send;
+    this.iceServers = iceServers;
+    this.mode = mode;
+    this.onState = onState;
+    this.pc = null;
+    this.transceivers = new Map();
+    this.tracks = new Map();
+    this.chain = Promise.resolve();
+    this.pending = null;
+    this.restartTried = false;
+    this.stopWatching = null;
+    this.closed = false;
+  }
+
+  /** Sets (or clears, with null) the track of a source; call `publish()` afterwards. */
+  setTrack(source, track) {
+    if (!SOURCES.includes(source)) throw new Error(`unknown source ${source}`);
+    this.tracks.set(source, track || null);
+  }
+
+  hasTracks() {
+    return [...this.tracks.values()].some(Boolean);
+  }
+
+  /** (Re)negotiates with the current tracks; negotiations run one at a time. */
+  publish({ iceRestart = false } = {}) {
+    this.chain = this.chain
+      .then(() => this.negotiate(iceRestart))
+      .catch((err) => {
+        if (this.closed) return;
+        console.warn('publish failed', err);
+        this.onState('failed');
+      });
+    return this.chain;
+  }
+
+  createPeer() {
+    const pc = new RTCPeerConnection(peerConfig(this.iceServers));
+    this.pc = pc;
+    this.transceivers = new Map();
+    this.stopWatching = watchConnection(pc, {
+      onState: (state) => {
+        if (pc !== this.pc) return;
+        if (state === 'connected') this.restartTried = false;
+        this.onState(state);
+      },
+      onTrouble: () => { if (pc === this.pc) this.recover(); },
+    });
+  }
+
+  addTransceiver(source, track) {
+    const init = { direction: 'sendonly' };
+    if (track.kind === 'video') {
+      if ('contentHint' in track) track.contentHint = source === 'screen' ? 'detail' : 'motion';
+      try {
+        return this.pc.addTransceiver(track, {
+          ...init, sendEncodings: [sendEncoding(source, this.mode, true)],
+        });
+      } catch {
+        // No temporal-layer support here: send a single layer.
+        return this.pc.addTransceiver(track, {
+          ...init, sendEncodings: [sendEncoding(source, this.mode, false)],
+        });
+      }
+    }
+    return this.pc.addTransceiver(track, init);
+  }
+
+  async negotiate(iceRestart) {
+    if (this.closed) return;
+    if (!this.pc) this.createPeer();
+    const pc = this.pc;
+    for (const source of SOURCES) {
+      const track = this.tracks.get(source) || null;
+      let transceiver = this.transceivers.get(source);
+      if (track && !transceiver) {
+        transceiver = this.addTransceiver(source, track);
+        applyCodecPreference(transceiver, track.kind);
+        this.transceivers.set(source, transceiver);
+      } else if (transceiver) {
+        if (transceiver.sender.track !== track) await transceiver.sender.replaceTrack(track);
+        transceiver.direction = track ? 'sendonly' : 'inactive';
+      }
+    }
+    if (!this.hasTracks()) return;
+    this.onState(iceRestart ? 'reconnecting' : 'connecting');
+    const offer = await pc.createOffer({ iceRestart });
+    await pc.setLocalDescription(offer);
+    await iceGatheringComplete(pc);
+    if (pc !== this.pc || this.closed) return;
+    const sources = sourcesByMid(this.transceivers, this.tracks);
+    const answer = new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('no answer to publish')), ANSWER_TIMEOUT_MS);
+      this.pending = {
+        resolve: (sdp) => { clearTimeout(timer); resolve(sdp); },
+        reject: (err) => { clearTimeout(timer); reject(err); },
+      };
+    });
+    if (!this.send({ type: 'publish', sdp: pc.localDescription.sdp, sources })) {
+      this.pending = null;
+      throw new Error('signaling is not connected');
+    }
+    const sdp = await answer;
+    if (pc !== this.pc || this.closed) return;
+    await pc.setRemoteDescription({ type: 'answer', sdp });
+  }
+
+  /** The server's `answer` to our last `publish`. */
+  handleAnswer(sdp) {
+    const pending = this.pending;
+    this.pending = null;
+    pending?.resolve(sdp);
+  }
+
+  /** The server refused our last `publish` (an `error` frame with ref "publish"). */
+  handleRefusal(frame) {
+    const pending = this.pending;
+    this.pending = null;
+    pending?.reject(Object.assign(new Error(frame.message), { code: frame.code }));
+  }
+
+  /** First an ICE restart; when that was already tried, a fresh peer connection. */
+  recover() {
+    if (this.closed) return;
+    if (!this.restartTried && this.pc) {
+      this.restartTried = true;
+      this.onState('reconnecting');
+      this.publish({ iceRestart: true });
+      return;
+    }
+    this.rebuild();
+  }
+
+  /** Drops the peer connection and publishes on a new one. */
+  rebuild() {
+    if (this.closed) return;
+    this.dropPeer();
+    this.restartTried = false;
+    this.onState('reconnecting');
+    this.publish();
+  }
+
+  dropPeer() {
+    this.stopWatching?.();
+    this.pending?.reject(new Error('peer connection replaced'));
+    this.pending = null;
+    this.pc?.close();
+    this.pc = null;
+    this.transceivers = new Map();
+  }
+
+  close() {
+    this.closed = true;
+    this.dropPeer();
+  }
+}
