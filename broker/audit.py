@@ -103,9 +103,7 @@ class AuditLog:
             session=session,
             detail=dict(detail or {}),
         )
-        entry_id = await self._store.log_append(
-            AUDIT_LOG, encode(entry), max_len=AUDIT_MAX_ENTRIES
-        )
+        entry_id = await self._store.log_append(AUDIT_LOG, encode(entry), max_len=AUDIT_MAX_ENTRIES)
         return msgspec.structs.replace(entry, id=entry_id)
 
     async def read(
