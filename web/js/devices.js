@@ -57,6 +57,12 @@ export async function openLocalMedia({ audioId, videoId, mode = 'full', camera =
   };
 }
 
+/** Whether the devices pass for a mode: a live microphone, and a live camera unless audio only. */
+export function devicesPass(local, mode) {
+  const live = (track) => Boolean(track) && track.readyState === 'live';
+  return live(local?.mic) && (mode === 'audio_only' || live(local?.camera));
+}
+
 export function stopStream(stream) {
   for (const track of stream?.getTracks() || []) track.stop();
 }

@@ -7,7 +7,7 @@
 
 import { describeError } from './api.js';
 import { exchangeToken, saveDeviceChoice, saveSession, tokenFromPath } from './credential.js';
-import { listDevices, MicLevel, openLocalMedia, stopStream } from './devices.js';
+import { devicesPass, listDevices, MicLevel, openLocalMedia, stopStream } from './devices.js';
 import { field, h, replaceChildren, select } from './dom.js';
 import { setText } from './i18n.js';
 import { runNetworkCheck } from './netcheck.js';
@@ -19,12 +19,6 @@ const ROLE_KEYS = {
   teacher: 'role.teacher', assistant: 'role.assistant', doctor: 'role.doctor',
   clinic: 'role.clinic', observer: 'role.observer', operator: 'role.operator',
 };
-
-/** Whether the devices pass for a mode: a live microphone, and a live camera unless audio only. */
-export function devicesPass(local, mode) {
-  const live = (track) => Boolean(track) && track.readyState === 'live';
-  return live(local?.mic) && (mode === 'audio_only' || live(local?.camera));
-}
 
 function formatKbps(kbps) {
   return kbps >= 1000 ? `${(kbps / 1000).toFixed(1)} Mbit/s` : `${Math.round(kbps)} kbit/s`;

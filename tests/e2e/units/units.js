@@ -1,0 +1,183 @@
+// Table tests of the client's pure functions, run in real Chromium by tests/e2e/test_js_units.py.
+// Results land in window.unitResults: [{name, ok, detail}].
+
+import { chooseLanguage, format } from '/static/js/i18n.js';
+import { linkQuality, linkReport, snapshot } from '/static/js/linkstats.js';
+import { median, suggestMode } from '/static/js/netcheck.js';
+import { preferCodec, sendEncoding, sendsCamera } from '/static/js/codecs.js';
+import { reconnectDelay, socketUrl } from '/static/js/signaling.js';
+import { isExpired, tokenFromPath } from '/static/js/credential.js';
+import { sortQueue, ticketSession, waitingSeconds } from '/static/js/consults.js';
+import { rungBanner, stageLayout } from '/static/js/pages/classroom.js';
+import { classrooms } from '/static/js/pages/teacher.js';
+import { waitMinutes } from '/static/js/pages/clinic.js';
+import { itemsOf, splitList } from '/static/js/pages/operator.js';
+import { devicesPass, levelFromSamples } from '/static/js/devices.js';
+import { combinedMediaState } from '/static/js/room.js';
+import { statusFor } from '/static/js/shell.js';
+import { sourcesByMid } from '/static/js/publisher.js';
+import { receivedTracks } from '/static/js/subscriber.js';
+import { formatDuration } from '/static/js/controls.js';
+
+const results = [];
+const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+
+function table(name, fn, rows) {
+  rows.forEach(([args, expected], i) => {
+    let actual;
+    try {
+      actual = fn(...args);
+    } catch (err) {
+      results.push({ name: `${name}[${i}]`, ok: false, detail: `threw ${err}` });
+      return;
+    }
+    results.push({
+      name: `${name}[${i}]`,
+      ok: same(actual, expected),
+      detail: `${JSON.stringify(args)} -> ${JSON.stringify(actual)}, wanted ${JSON.stringify(expected)}`,
+    });
+  });
+}
+
+table('chooseLanguage', chooseLanguage, [
+  [['en', ['zh-CN']], 'en'],
+  [[null, ['zh-TW', 'en']], 'zh-CN'],
+  [[null, ['en-US']], 'en'],
+  [[null, ['fr-FR', 'en-GB']], 'en'],
+  [['de', ['de']], 'zh-CN'],
+]);
+table('format', format, [
+  [['{n} left', { n: 3 }], '3 left'],
+  [['{a}{b}', { a: 1 }], '1{b}'],
+  [['plain', undefined], 'plain'],
+]);
+
+const inbound = (over) => ({ type: 'inbound-rtp', kind: 'audio', bytesReceived: 0, packetsReceived: 0, packetsLost: 0, ...over });
+table('snapshot sums inbound and outbound and takes the selected pair rtt', snapshot, [
+  [[[inbound({ bytesReceived: 1000, packetsReceived: 10, packetsLost: 1 }),
+    inbound({ kind: 'video', bytesReceived: 4000, packetsReceived: 40, framesPerSecond: 24 }),
+    { type: 'transport', selectedCandidatePairId: 'p1' },
+    { type: 'candidate-pair', id: 'p1', currentRoundTripTime: 0.05 },
+    { type: 'candidate-pair', id: 'p2', currentRoundTripTime: 0.5 }],
+  [{ type: 'outbound-rtp', bytesSent: 2000 }], 1000],
+  { t: 1000, bytesIn: 5000, bytesOut: 2000, packetsReceived: 50, packetsLost: 1, rttMs: 50, fps: 24 }],
+  [[null, null, 5], { t: 5, bytesIn: 0, bytesOut: 0, packetsReceived: 0, packetsLost: 0, rttMs: null, fps: null }],
+]);
+const snap = (t, bytesIn, bytesOut, packetsReceived, packetsLost, rttMs = null, fps = null) =>
+  ({ t, bytesIn, bytesOut, packetsReceived, packetsLost, rttMs, fps });
+table('linkReport', linkReport, [
+  [[null, snap(0, 0, 0, 0, 0, 40, 30)], { type: 'link', rtt_ms: 40, fps: 30 }],
+  [[snap(0, 0, 0, 0, 0), snap(2000, 250_000, 125_000, 98, 2)],
+    { type: 'link', down_kbps: 1000, up_kbps: 500, loss_pct: 2 }],
+  [[snap(0, 900_000, 0, 500, 5), snap(1000, 1000, 0, 10, 0)],
+    { type: 'link', down_kbps: 8, up_kbps: 0, loss_pct: 0 }],
+  [[snap(1000, 0, 0, 0, 0), snap(1000, 10, 10, 1, 0)], { type: 'link' }],
+]);
+table('linkQuality', linkQuality, [
+  [[null], 'unknown'],
+  [[{ rung: 'audio_only' }], 'poor'],
+  [[{ rung: 'low' }], 'fair'],
+  [[{ rung: 'full', loss_pct: 0.5, rtt_ms: 40 }], 'good'],
+  [[{ rung: 'full', loss_pct: 10 }], 'poor'],
+  [[{ loss_pct: 3 }], 'fair'],
+]);
+table('suggestMode', suggestMode, [
+  [[{ downKbps: 5000, rttMs: 30 }], 'full'],
+  [[{ downKbps: 5000, rttMs: 600 }], 'low'],
+  [[{ downKbps: 600, rttMs: 100 }], 'low'],
+  [[{ downKbps: 250, rttMs: 100 }], 'audio_only'],
+  [[{ downKbps: null, rttMs: null }], 'low'],
+]);
+table('median', median, [[[[]], null], [[[3, 1, 2]], 2], [[[4, 1, 2, 3]], 2.5]]);
+table('preferCodec puts VP8 first and keeps the rest in order', (list) =>
+  preferCodec(list, 'video/VP8').map((c) => c.mimeType), [
+  [[[{ mimeType: 'video/VP9' }, { mimeType: 'video/rtx' }, { mimeType: 'video/VP8' }]],
+    ['video/VP8', 'video/VP9', 'video/rtx']],
+]);
+table('sendEncoding', sendEncoding, [
+  [['camera', 'low', true], { maxBitrate: 150000, maxFramerate: 15, scalabilityMode: 'L1T3' }],
+  [['camera', 'audio_only', false], {}],
+  [['screen', 'full', false], { maxBitrate: 1200000, maxFramerate: 10 }],
+]);
+table('sendsCamera', sendsCamera, [[['full'], true], [['low'], true], [['audio_only'], false]]);
+table('reconnectDelay', reconnectDelay, [[[0], 500], [[1], 1000], [[3], 4000], [[10], 4000]]);
+table('socketUrl', socketUrl, [
+  [[{ protocol: 'https:', host: 'a.example:8443' }], 'wss://a.example:8443/ws'],
+  [[{ protocol: 'http:', host: '127.0.0.1:8080' }], 'ws://127.0.0.1:8080/ws'],
+]);
+table('tokenFromPath', tokenFromPath, [
+  [['/join/abc.def-ghi'], 'abc.def-ghi'], [['/join/abc/'], 'abc'], [['/'], null], [['/join/'], null],
+]);
+table('isExpired', isExpired, [
+  [[{ expires_at: 100 }, 100_001], true], [[{ expires_at: 100 }, 99_000], false], [[{}, 5], false],
+]);
+table('ticketSession', ticketSession, [
+  [[{ session: 's1' }], 's1'], [[{ session_id: 's2' }], 's2'], [[{ session: { id: 's3' } }], 's3'],
+  [[{}], null],
+]);
+table('waitingSeconds', waitingSeconds, [
+  [[{ waiting_s: 30 }, 10_000, 5_000], 35],
+  [[{ created_at: 100 }, 160_000], 60],
+  [[{ created_at: '1970-01-01T00:01:00Z' }, 90_000], 30],
+  [[{}, 1], null],
+]);
+table('sortQueue: emergencies first, then the longest wait', (items) =>
+  sortQueue(items, 1_000_000).map((t) => t.id), [
+  [[[{ id: 'a', urgency: 'routine', created_at: 100 }, { id: 'b', urgency: 'emergency', created_at: 900 },
+    { id: 'c', urgency: 'routine', created_at: 50 }, { id: 'd', urgency: 'urgent', created_at: 999 }]],
+  ['b', 'd', 'c', 'a']],
+]);
+const session = { participants: [{ id: 't', role: 'teacher' }, { id: 'c1', role: 'assistant' },
+  { id: 'c2', role: 'assistant' }], spotlight: 'c2' };
+table('stageLayout', stageLayout, [
+  [[session, new Map([['t', { camera: {} }]]), 'c1'],
+    { main: { participant: 't', source: 'camera' }, side: null, spotlight: { participant: 'c2', source: 'camera' } }],
+  [[session, new Map([['t', { camera: {}, screen: {} }]]), 'c2'],
+    { main: { participant: 't', source: 'screen' }, side: { participant: 't', source: 'camera' }, spotlight: null }],
+  [[{ participants: [] }, new Map(), 'c1'], { main: null, side: null, spotlight: null }],
+]);
+table('rungBanner', rungBanner, [
+  [['audio_only', 'full'], ['classroom.weak_network', 'warn']],
+  [['low', 'audio_only'], ['classroom.network_recovered', 'ok']],
+  [['full', 'low'], null],
+]);
+table('classrooms', (s) => classrooms(s).map((p) => p.id), [[[session], ['c1', 'c2']], [[null], []]]);
+table('waitMinutes', waitMinutes, [[[10], 1], [[600], 10], [[undefined], null]]);
+table('splitList', splitList, [[['a, b，c、d  e'], ['a', 'b', 'c', 'd', 'e']], [[''], []]]);
+table('itemsOf', itemsOf, [[[[1]], [1]], [[{ items: [2] }], [2]], [[null], []]]);
+table('levelFromSamples', (s) => Math.round(levelFromSamples(s) * 100) / 100, [
+  [[new Float32Array(8)], 0], [[new Float32Array(8).fill(1)], 1], [[new Float32Array(8).fill(0.0005)], 0], [[new Float32Array(8).fill(0.03162)], 0.5],
+]);
+table('devicesPass', devicesPass, [
+  [[{ mic: { readyState: 'live' }, camera: { readyState: 'live' } }, 'full'], true],
+  [[{ mic: { readyState: 'live' }, camera: null }, 'full'], false],
+  [[{ mic: { readyState: 'live' }, camera: null }, 'audio_only'], true],
+  [[{ mic: { readyState: 'ended' }, camera: { readyState: 'live' } }, 'low'], false],
+]);
+table('combinedMediaState', combinedMediaState, [
+  [[null, null], 'idle'], [['connected', 'connected'], 'connected'],
+  [['connected', 'failed'], 'reconnecting'], [['connecting', 'connected'], 'connecting'],
+  [[null, 'connected'], 'connected'],
+]);
+table('statusFor', statusFor, [
+  [['online', 'connected'], ['status.online', 'ok']],
+  [['online', 'reconnecting'], ['status.reconnecting', 'warn']],
+  [['reconnecting', 'connected'], ['status.reconnecting', 'warn']],
+  [['refused', 'idle'], ['status.refused', 'bad']],
+]);
+table('sourcesByMid maps only sources with a track', sourcesByMid, [
+  [[new Map([['mic', { mid: '0' }], ['camera', { mid: '1' }], ['screen', { mid: null }]]),
+    new Map([['mic', {}], ['camera', null], ['screen', {}]])], { 0: 'mic' }],
+]);
+table('receivedTracks follows offer.tracks', (transceivers, tracks) =>
+  receivedTracks(transceivers, tracks).map((t) => [t.mid, t.participant, t.source, t.kind]), [
+  [[[{ mid: '0', currentDirection: 'recvonly', receiver: { track: { kind: 'audio' } } },
+    { mid: '1', currentDirection: 'inactive', receiver: { track: { kind: 'video' } } },
+    { mid: '2', currentDirection: 'recvonly', receiver: { track: { kind: 'video' } } }],
+  { 0: { participant: 'p', source: 'mic' }, 1: { participant: 'p', source: 'camera' },
+    2: { participant: 'q', source: 'screen' } }],
+  [['0', 'p', 'mic', 'audio'], ['2', 'q', 'screen', 'video']]],
+]);
+table('formatDuration', formatDuration, [[[0], '0:00'], [[65], '1:05'], [[-3], '0:00']]);
+
+window.unitResults = results;
