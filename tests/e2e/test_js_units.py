@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from playwright.async_api import Browser
 
-from tests.e2e.browser import PHONE, open_page, screenshot, wait_for
+from tests.e2e.browser import PHONE, open_page, screenshot, wait_for, wait_video_playing
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 
@@ -60,4 +60,34 @@ async def test_landing_page_fits_a_phone_and_rejects_a_foreign_link(
     width = await page.evaluate("document.documentElement.scrollWidth")
     assert width <= PHONE["width"]
     await screenshot(page, "landing-en-phone")
+    assert watched.errors == []
+
+
+async def test_up_and_down_connections_negotiate_with_a_relay_stand_in(
+    browser: Browser, static_site: str
+) -> None:
+    """Publisher offers mic+camera with their mids named; the Subscriber answers an offer and
+    maps each mid to its participant and source; the looped-back video plays."""
+    watched = await open_page(browser, locale="en-US")
+    page = watched.page
+    await page.goto(f"{static_site}/units/loopback.html")
+
+    async def received() -> list[str] | None:
+        state = await page.evaluate("() => ({...window.loopback})")
+        assert state["error"] is None, state["error"]
+        return state["received"] or None
+
+    tracks = await wait_for(received, within=30, what="looped-back tracks")
+    assert tracks == ["me:camera:video", "me:mic:audio"]
+    published = await page.evaluate("() => window.loopback.published")
+    assert sorted(published["sources"].values()) == ["camera", "mic"]
+    assert published["mids"] == 2
+    await wait_video_playing(page, "#looped", within=30)
+
+    async def sent() -> dict[str, str | None] | None:
+        answer = await page.evaluate("() => window.loopbackSent()")
+        return answer if answer["codec"] else None
+
+    assert await wait_for(sent, within=15, what="outbound video stats") == {
+        "scalabilityMode": "L1T3", "codec": "video/VP8"}
     assert watched.errors == []
