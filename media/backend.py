@@ -1,0 +1,57 @@
+"""The media side as signaling sees it: a `typing.Protocol` that `MediaService` satisfies.
+
+Events reach the callback given to `on_event` as `(room_id, participant_id, event)`, on the
+signaling process's event loop, as JSON-able dicts:
+
+- `{"type": "offer", "sdp": str, "tracks": {mid: {"participant": id, "source": src}},
+  "connection": int}`: the relay's offer for the participant's down connection; a new
+  `connection` number means a new peer connection (create one before applying the offer).
+- `{"type": "media_state", "state": "connected"|"disconnected"|"failed",
+  "direction": "up"|"down"}`
+- `{"type": "room_lost"}`: the room's worker died; the room is re-opened on another worker,
+  and the participant must reconnect (join, publish and receive again).
+- `{"type": "link", ...}`: downlink quality and the adaptation rung (issue 6).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+MediaEventCallback = Callable[[str, str, dict[str, Any]], None]
+
+
+class MediaBackend(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None:
+        """Close every peer connection cleanly and stop the workers."""
+
+    async def health(self) -> dict[str, Any]:
+        """{"workers": N, "alive": M, "rooms": R, "participants": P}; raises if unusable."""
+
+    async def open_room(self, room_id: str, kind: str) -> None:
+        """Open a "class" or "consult" room (idempotent)."""
+
+    async def close_room(self, room_id: str) -> None: ...
+
+    async def join(self, room_id: str, participant_id: str, role: str) -> None: ...
+
+    async def leave(self, room_id: str, participant_id: str) -> None: ...
+
+    async def publish(
+        self, room_id: str, participant_id: str, offer_sdp: str, sources: dict[str, str]
+    ) -> str:
+        """Apply the participant's up offer (`sources`: mid -> "mic"|"camera"|"screen")."""
+
+    async def subscriber_answer(self, room_id: str, participant_id: str, answer_sdp: str) -> None:
+        ...
+
+    async def request_offer(self, room_id: str, participant_id: str) -> None:
+        """Emit the down offer again, or a new connection's offer if none is pending."""
+
+    async def set_spotlight(self, room_id: str, participant_id: str | None) -> None: ...
+
+    async def set_muted(self, room_id: str, participant_id: str, muted: bool) -> None: ...
+
+    def on_event(self, callback: MediaEventCallback) -> None: ...

@@ -1,0 +1,403 @@
+"""RTP-level forwarding: one published track fanned out to its subscribers' outbound streams.
+
+Per incoming packet the `InboundTrack` does the shared work once (keyframe detection,
+history for NACKs, the abs-send-time tail); per subscriber the `OutboundStream` rewrites
+sequence number (`SeqMap`), timestamp, payload type and SSRC, prepends its extension head and
+hands the bytes to its `DatagramSink` (SRTP + `sendto`). No task, coroutine or log line per
+packet. Payloads are never touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
+    AnyRtcpPacket,
+    RtcpPsfbPacket,
+    RtcpRrPacket,
+    RtcpRtpfbPacket,
+    RtcpSenderInfo,
+    RtcpSrPacket,
+    RtpPacket,
+    unpack_remb_fci,
+)
+
+from media import h264, vp8
+from media.codec_match import has_rtx, media_codec, payload_types
+from media.keyframe_requests import KeyframeRequests
+from media.rtpheader import FIXED_HEADER, SEQUENCE, ExtensionLayout, extension_tail
+from media.rtptime import abs_send_time, continuation_offset, ntp_timestamp
+from media.seqmap import SeqMap
+
+logger = logging.getLogger(__name__)
+
+HISTORY_SIZE = 1024  # power of two: about 10 s of 1 Mbit/s video
+HISTORY_MASK = HISTORY_SIZE - 1
+MASK32 = 0xFFFFFFFF
+
+KeyframeDetector = Callable[[bytes], bool]
+
+
+def keyframe_detector(codec: RTCRtpCodecParameters) -> KeyframeDetector | None:
+    """How to spot the first packet of a keyframe; None for audio (every packet will do)."""
+    name = codec.name.lower()
+    if name == "vp8":
+        return vp8.is_keyframe_start
+    if name == "h264":
+        return h264.is_keyframe_start
+    return None
+
+
+def _drop(data: bytes) -> None:
+    pass
+
+
+class DatagramSink:
+    """Where one downlink's packets go: SRTP + UDP once connected, nowhere before or after."""
+
+    __slots__ = ("send",)
+
+    def __init__(self) -> None:
+        self.send: Callable[[bytes], None] = _drop
+
+    @property
+    def connected(self) -> bool:
+        return self.send is not _drop
+
+    def connect(self, send: Callable[[bytes], None]) -> None:
+        self.send = send
+
+    def disconnect(self) -> None:
+        self.send = _drop
+
+
+class InboundTrack:
+    """One published track on the relay, and the outbound streams it feeds."""
+
+    def __init__(
+        self,
+        participant_id: str,
+        source: str,
+        codecs: list[RTCRtpCodecParameters],
+        send_pli: Callable[[int], None],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        codec = media_codec(codecs)
+        if codec is None:
+            raise ValueError("a published track needs a media codec")
+        self.participant_id = participant_id
+        self.source = source
+        self.codec = codec
+        self.kind = codec.mimeType.split("/")[0].lower()
+        self.rtx = has_rtx(codecs)
+        self.streams: tuple[OutboundStream, ...] = ()
+        self.ssrc: int | None = None
+        self.closed = False
+        self.packets = 0
+        self.keyframes_seen = 0
+        self.plis_sent = 0
+        self._detect_keyframe = keyframe_detector(codec)
+        self._history: list[RtpPacket | None] = (
+            [None] * HISTORY_SIZE if self._detect_keyframe is not None else []
+        )
+        self._highest_seq = 0
+        self._last_timestamp: int | None = None
+        self._send_pli = send_pli
+        self._clock = clock
+        self._loop = loop or asyncio.get_event_loop()
+        self._keyframe_requests = KeyframeRequests()
+        self._retry: asyncio.TimerHandle | None = None
+
+    def __repr__(self) -> str:
+        return f"InboundTrack({self.participant_id}/{self.source} {self.codec.mimeType})"
+
+    # -- the hot path ------------------------------------------------------------------------
+
+    def on_packet(self, packet: RtpPacket) -> None:
+        """Forward one decrypted packet from the publisher to every outbound stream."""
+        payload = packet.payload
+        if not payload:
+            return  # padding-only bandwidth probe
+        self.packets += 1
+        seq = packet.sequence_number
+        if packet.ssrc != self.ssrc:  # the first packet (or a new SSRC): PLI if one is owed
+            self.ssrc = packet.ssrc
+            self._highest_seq = (seq - 1) & 0xFFFF
+            if self._keyframe_requests.wanted:
+                self._pli()
+        timestamp = packet.timestamp
+        detect = self._detect_keyframe
+        if detect is None:
+            keyframe = True
+        else:
+            self._history[seq & HISTORY_MASK] = packet
+            # Only the first packet of a frame, arriving in order, can start a keyframe (an
+            # H.264 IDR fragment after the SPS packet must not).
+            keyframe = False
+            if (seq - self._highest_seq) & 0xFFFF < 0x8000:
+                keyframe = timestamp != self._last_timestamp and detect(payload)
+                self._highest_seq = seq
+                self._last_timestamp = timestamp
+            if keyframe:
+                self.keyframes_seen += 1
+                self._keyframe_requests.keyframe_seen()
+        streams = self.streams
+        if not streams:
+            return
+        now = time.time()
+        abs_time = abs_send_time(now)
+        level = packet.extensions.audio_level
+        marker = 0x80 if packet.marker else 0
+        size = len(payload)
+        bodies: dict[tuple[int, int], bytes] = {}
+        for stream in streams:
+            variant = stream.variant
+            body = bodies.get(variant)
+            if body is None:
+                body = bodies[variant] = extension_tail(variant, abs_time, level) + payload
+            stream.forward(seq, timestamp, marker, body, size, keyframe, now)
+
+    # -- the rest ------------------------------------------------------------------------------
+
+    def add_stream(self, stream: OutboundStream) -> None:
+        if stream not in self.streams:
+            self.streams = (*self.streams, stream)
+
+    def remove_stream(self, stream: OutboundStream) -> None:
+        self.streams = tuple(s for s in self.streams if s is not stream)
+
+    def from_history(self, seq: int) -> RtpPacket | None:
+        """The packet with this source sequence number, if still remembered."""
+        if not self._history:
+            return None
+        packet = self._history[seq & HISTORY_MASK]
+        if packet is None or packet.sequence_number != seq:
+            return None
+        return packet
+
+    def request_keyframe(self) -> None:
+        """Ask the publisher for a keyframe, coalesced with other requests."""
+        if self._detect_keyframe is None:
+            return
+        if self._keyframe_requests.want(self._clock()):
+            self._pli()
+        self._schedule_retry()
+
+    def _pli(self) -> None:
+        if self.ssrc is not None:
+            self.plis_sent += 1
+            self._send_pli(self.ssrc)
+
+    def _schedule_retry(self) -> None:
+        if self._retry is not None:
+            return
+        at = self._keyframe_requests.next_check()
+        if at is not None:
+            self._retry = self._loop.call_later(max(0.0, at - self._clock()), self._on_retry)
+
+    def _on_retry(self) -> None:
+        self._retry = None
+        if self._keyframe_requests.due(self._clock()):
+            self._pli()
+        self._schedule_retry()
+
+    def close(self) -> None:
+        """Stop forwarding: every outbound stream is detached."""
+        self.closed = True
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        for stream in self.streams:
+            stream.detach()
+        self.streams = ()
+
+
+class OutboundStream:
+    """One subscriber's view of one forwarded track (one relay sender on its downlink)."""
+
+    def __init__(self, kind: str, ssrc: int, rtx_ssrc: int, sink: DatagramSink) -> None:
+        self.kind = kind
+        self.ssrc = ssrc
+        self.rtx_ssrc = rtx_ssrc
+        self.sink = sink
+        self.track: InboundTrack | None = None
+        self.seqmap = SeqMap(random.randrange(0, 0x8000))
+        self.waiting = True
+        self.pt: int | None = None
+        self.rtx_pt: int | None = None
+        self.clock_rate = 90000 if kind == "video" else 48000
+        self.ts_offset = 0
+        self.layout = ExtensionLayout()
+        self.head = b""
+        self.first_byte = 0x80
+        self.variant: tuple[int, int] = (0, 0)
+        self.negotiated: list[RTCRtpCodecParameters] = []
+        self.rtx_seq = random.randrange(0, 0x8000)
+        # counters (sender reports) and what the subscriber reports (for adaptation)
+        self.packets = 0
+        self.octets = 0
+        self.last_ts: int | None = None
+        self.last_at: float | None = None
+        self.nacks = 0
+        self.retransmitted = 0
+        self.keyframe_requests = 0
+        self.fraction_lost = 0
+        self.packets_lost = 0
+        self.jitter = 0
+        self.rtt: float | None = None
+        self.remb_bps: int | None = None
+        self._reports_sent: dict[int, float] = {}
+
+    def __repr__(self) -> str:
+        return f"OutboundStream({self.kind} ssrc={self.ssrc} <- {self.track})"
+
+    # -- negotiation ---------------------------------------------------------------------------
+
+    def configure(self, layout: ExtensionLayout, negotiated: list[RTCRtpCodecParameters]) -> None:
+        """What the subscriber's answer says: extension ids, MID and payload types."""
+        self.layout = layout
+        self.head = layout.head()
+        self.first_byte = layout.first_byte
+        self.variant = layout.variant
+        self.negotiated = negotiated
+        self._map_payload_types()
+
+    def attach(self, track: InboundTrack) -> None:
+        """Start forwarding `track` here, from its next keyframe, continuing our sequence."""
+        if self.track is track:
+            return
+        self.detach()
+        self.track = track
+        self.waiting = True
+        self.seqmap.restart()
+        self.clock_rate = track.codec.clockRate
+        self._map_payload_types()
+        track.add_stream(self)
+        track.request_keyframe()
+
+    def detach(self) -> None:
+        if self.track is not None:
+            self.track.remove_stream(self)
+            self.track = None
+
+    def _map_payload_types(self) -> None:
+        mapped = payload_types(self.track.codec, self.negotiated) if self.track else None
+        if mapped is None:
+            self.pt = self.rtx_pt = None
+        else:
+            self.pt, self.rtx_pt = mapped
+
+    # -- the hot path ------------------------------------------------------------------------
+
+    def forward(
+        self, seq: int, ts: int, marker: int, body: bytes, size: int, keyframe: bool, now: float
+    ) -> None:
+        if self.waiting:
+            if not keyframe or self.pt is None:
+                return
+            self.waiting = False
+            self.ts_offset = continuation_offset(
+                self.last_ts, self.last_at, now, self.clock_rate, ts
+            )
+        out = self.seqmap.map(seq)
+        if out is None:
+            return
+        ts = (ts + self.ts_offset) & MASK32
+        self.sink.send(
+            FIXED_HEADER.pack(self.first_byte, marker | self.pt, out, ts, self.ssrc)  # type: ignore[operator]
+            + self.head
+            + body
+        )
+        self.packets += 1
+        self.octets += size
+        self.last_ts = ts
+        self.last_at = now
+
+    # -- feedback from the subscriber ----------------------------------------------------------
+
+    def on_rtcp(self, packet: AnyRtcpPacket) -> None:
+        """RTCP the subscriber sent about this stream."""
+        if isinstance(packet, RtcpRtpfbPacket):
+            if packet.fmt == RTCP_RTPFB_NACK and packet.media_ssrc == self.ssrc:
+                self.retransmit(packet.lost)
+        elif isinstance(packet, RtcpPsfbPacket):
+            if packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
+                self.keyframe_requests += 1
+                if self.track is not None:
+                    self.track.request_keyframe()
+            elif packet.fmt == RTCP_PSFB_APP:
+                try:
+                    bitrate, ssrcs = unpack_remb_fci(packet.fci)
+                except ValueError:
+                    return
+                if self.ssrc in ssrcs:
+                    self.remb_bps = bitrate
+        elif isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
+            for report in packet.reports:
+                if report.ssrc != self.ssrc:
+                    continue
+                self.fraction_lost = report.fraction_lost
+                self.packets_lost = report.packets_lost
+                self.jitter = report.jitter
+                sent_at = self._reports_sent.get(report.lsr)
+                if sent_at is not None and report.dlsr:
+                    self.rtt = max(0.0, time.time() - sent_at - report.dlsr / 65536)
+
+    def retransmit(self, lost: list[int]) -> None:
+        """Answer a NACK from the source track's history (as RTX when negotiated)."""
+        track = self.track
+        if track is None or self.pt is None:
+            return
+        self.nacks += len(lost)
+        unrepaired = False
+        tail = extension_tail(self.variant, abs_send_time(time.time()), None)
+        for out in lost:
+            out &= 0xFFFF
+            seq = self.seqmap.reverse(out)
+            packet = track.from_history(seq) if seq is not None else None
+            if packet is None:
+                unrepaired = True
+                continue
+            ts = (packet.timestamp + self.ts_offset) & MASK32
+            marker = 0x80 if packet.marker else 0
+            if self.rtx_pt is not None:
+                header = FIXED_HEADER.pack(
+                    self.first_byte, marker | self.rtx_pt, self.rtx_seq, ts, self.rtx_ssrc
+                )
+                self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
+                data = header + self.head + tail + SEQUENCE.pack(out) + packet.payload
+            else:
+                header = FIXED_HEADER.pack(self.first_byte, marker | self.pt, out, ts, self.ssrc)
+                data = header + self.head + tail + packet.payload
+            self.sink.send(data)
+            self.retransmitted += 1
+        if unrepaired:
+            track.request_keyframe()
+
+    def fill_sender_report(self, report: RtcpSrPacket) -> None:
+        """Our counters and clock pair, in place of aiortc's (which never saw a packet)."""
+        now = time.time()
+        rtp_ts = 0
+        if self.last_ts is not None and self.last_at is not None:
+            rtp_ts = (self.last_ts + int((now - self.last_at) * self.clock_rate)) & MASK32
+        ntp = ntp_timestamp(now)
+        report.sender_info = RtcpSenderInfo(
+            ntp_timestamp=ntp,
+            rtp_timestamp=rtp_ts,
+            packet_count=self.packets & MASK32,
+            octet_count=self.octets & MASK32,
+        )
+        self._reports_sent[(ntp >> 16) & MASK32] = now
+        if len(self._reports_sent) > 8:
+            del self._reports_sent[next(iter(self._reports_sent))]

@@ -1,0 +1,122 @@
+"""`MediaService`: the media relay as signaling uses it (see `media.backend.MediaBackend`).
+
+With `workers=0` rooms live in the calling process; otherwise in worker processes, each room
+on the least-loaded live worker (see `media.worker_pool`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from media.backend import MediaEventCallback
+from media.errors import MediaUnavailable
+from media.peer_config import PeerConfig, ice_servers_from
+from media.room_host import RoomHost
+
+logger = logging.getLogger(__name__)
+
+
+class MediaService:
+    """The media relay: rooms in this process (`workers=0`) or in worker processes."""
+
+    def __init__(
+        self,
+        workers: int | None = 0,
+        *,
+        ice_servers: Iterable[Mapping[str, Any]] | None = None,
+        udp_host: str | None = "127.0.0.1",
+    ) -> None:
+        self.workers = os.cpu_count() or 1 if workers is None else workers
+        self._ice_servers = [dict(s) for s in ice_servers or ()]
+        self._config = PeerConfig(ice_servers_from(self._ice_servers), udp_host)
+        self._callbacks: list[MediaEventCallback] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._local: RoomHost | None = None
+        self._pool: Any = None
+
+    def on_event(self, callback: MediaEventCallback) -> None:
+        self._callbacks.append(callback)
+
+    def _dispatch(self, room_id: str, participant_id: str, event: dict[str, Any]) -> None:
+        for callback in list(self._callbacks):
+            try:
+                callback(room_id, participant_id, event)
+            except Exception:
+                logger.exception("media event callback failed room=%s", room_id)
+
+    def _emit_soon(self, room_id: str, participant_id: str, event: dict[str, Any]) -> None:
+        assert self._loop is not None
+        self._loop.call_soon(self._dispatch, room_id, participant_id, event)
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        if self.workers == 0:
+            self._local = RoomHost(self._config, self._emit_soon)
+            return
+        from media.worker_pool import WorkerPool
+
+        self._pool = WorkerPool(
+            self.workers,
+            ice_servers=self._ice_servers,
+            udp_host=self._config.udp_host,
+            emit=self._dispatch,
+        )
+        await self._pool.start()
+
+    async def stop(self) -> None:
+        if self._local is not None:
+            await self._local.close()
+            self._local = None
+        if self._pool is not None:
+            await self._pool.stop()
+            self._pool = None
+
+    def _backend(self) -> Any:
+        backend = self._local if self._local is not None else self._pool
+        if backend is None:
+            raise MediaUnavailable("the media service is not started")
+        return backend
+
+    async def health(self) -> dict[str, Any]:
+        if self._local is not None:
+            return {"workers": 0, "alive": 0, **self._local.load()}
+        if self._pool is None:
+            raise MediaUnavailable("the media service is not started")
+        return await self._pool.health()
+
+    async def open_room(self, room_id: str, kind: str) -> None:
+        await self._backend().open_room(room_id, kind)
+
+    async def close_room(self, room_id: str) -> None:
+        await self._backend().close_room(room_id)
+
+    async def join(self, room_id: str, participant_id: str, role: str) -> None:
+        await self._backend().join(room_id, participant_id, role)
+
+    async def leave(self, room_id: str, participant_id: str) -> None:
+        await self._backend().leave(room_id, participant_id)
+
+    async def publish(
+        self, room_id: str, participant_id: str, offer_sdp: str, sources: dict[str, str]
+    ) -> str:
+        return str(await self._backend().publish(room_id, participant_id, offer_sdp, sources))
+
+    async def subscriber_answer(self, room_id: str, participant_id: str, answer_sdp: str) -> None:
+        await self._backend().subscriber_answer(room_id, participant_id, answer_sdp)
+
+    async def request_offer(self, room_id: str, participant_id: str) -> None:
+        await self._backend().request_offer(room_id, participant_id)
+
+    async def set_spotlight(self, room_id: str, participant_id: str | None) -> None:
+        await self._backend().set_spotlight(room_id, participant_id)
+
+    async def set_muted(self, room_id: str, participant_id: str, muted: bool) -> None:
+        await self._backend().set_muted(room_id, participant_id, muted)
+
+    async def describe_room(self, room_id: str) -> dict[str, Any]:
+        """What the room forwards right now (debugging and tests)."""
+        return dict(await self._backend().describe_room(room_id))

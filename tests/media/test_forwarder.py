@@ -1,0 +1,214 @@
+"""Forwarding rewrites only RTP headers: frames arrive bit-identical, sequences stay continuous.
+
+The first tests drive `InboundTrack`/`OutboundStream` directly and parse what would hit the
+socket; the last ones run real aiortc peers over UDP on loopback through the relay.
+"""
+
+from __future__ import annotations
+
+import pytest
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtp import (
+    RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
+    HeaderExtensionsMap,
+    RtcpPsfbPacket,
+    RtcpRtpfbPacket,
+    RtpPacket,
+)
+from relay_harness import RelayHarness, clip_tracks, wait_until
+
+from media.forwarder import DatagramSink, InboundTrack, OutboundStream
+from media.peer_client import FrameLog, ReceivedTrack
+from media.rtpheader import URI_ABS_SEND_TIME, URI_MID, ExtensionLayout
+from media.service import MediaService
+
+VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
+VP8_RTX = RTCRtpCodecParameters(
+    mimeType="video/rtx", clockRate=90000, payloadType=97, parameters={"apt": 96}
+)
+SUB_VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=100)
+SUB_RTX = RTCRtpCodecParameters(
+    mimeType="video/rtx", clockRate=90000, payloadType=101, parameters={"apt": 100}
+)
+KEY = b"\x90\x80\x80\x01" + b"\x00\x9d\x01\x2a" + b"K" * 50  # VP8 keyframe start
+DELTA = b"\x90\x80\x80\x02" + b"\x01" + b"D" * 50
+CONT = b"\x80\x80\x80\x02" + b"C" * 50
+
+
+class Capture:
+    """A connected sink that keeps what would have been SRTP-protected and sent."""
+
+    def __init__(self) -> None:
+        self.sink = DatagramSink()
+        self.sent: list[bytes] = []
+        self.sink.connect(self.sent.append)
+        ext_map = HeaderExtensionsMap()
+        ext_map._HeaderExtensionsMap__ids.mid = 1  # type: ignore[attr-defined]
+        ext_map._HeaderExtensionsMap__ids.abs_send_time = 3  # type: ignore[attr-defined]
+        self.ext_map = ext_map
+
+    def packets(self) -> list[RtpPacket]:
+        return [RtpPacket.parse(data, self.ext_map) for data in self.sent]
+
+
+def source_packet(
+    seq: int, ts: int, payload: bytes, marker: int = 0, ssrc: int = 5555
+) -> RtpPacket:
+    return RtpPacket(
+        payload_type=96, sequence_number=seq, timestamp=ts, ssrc=ssrc, payload=payload,
+        marker=marker,
+    )
+
+
+def subscriber_stream(capture: Capture) -> OutboundStream:
+    stream = OutboundStream("video", ssrc=1111, rtx_ssrc=2222, sink=capture.sink)
+    layout = ExtensionLayout.negotiated("3", {URI_MID: 1, URI_ABS_SEND_TIME: 3}, "video")
+    stream.configure(layout, [SUB_VP8, SUB_RTX])
+    return stream
+
+
+async def test_a_new_subscriber_starts_at_a_keyframe_with_its_own_ids() -> None:
+    plis: list[int] = []
+    track = InboundTrack("doc", "camera", [VP8, VP8_RTX], send_pli=plis.append)
+    capture = Capture()
+    stream = subscriber_stream(capture)
+    stream.attach(track)
+    track.on_packet(source_packet(500, 9000, DELTA, marker=1))
+    assert capture.sent == []
+    assert plis == [5555], "the publisher is asked for a keyframe as soon as its SSRC is known"
+    track.on_packet(source_packet(501, 12000, KEY))
+    track.on_packet(source_packet(502, 12000, CONT, marker=1))
+    track.on_packet(source_packet(503, 15000, DELTA, marker=1))
+    got = capture.packets()
+    assert [p.payload for p in got] == [KEY, CONT, DELTA]
+    assert [p.payload_type for p in got] == [100, 100, 100]
+    assert {p.ssrc for p in got} == {1111}
+    assert [p.marker for p in got] == [0, 1, 1]
+    seqs = [p.sequence_number for p in got]
+    assert seqs[1] == (seqs[0] + 1) & 0xFFFF and seqs[2] == (seqs[0] + 2) & 0xFFFF
+    assert got[0].timestamp == got[1].timestamp
+    assert (got[2].timestamp - got[0].timestamp) & 0xFFFFFFFF == 3000
+    assert {p.extensions.mid for p in got} == {"3"}
+    assert all(p.extensions.abs_send_time is not None for p in got)
+
+
+async def test_switching_source_keeps_sequence_and_timestamps_running() -> None:
+    a = InboundTrack("a", "camera", [VP8, VP8_RTX], send_pli=lambda ssrc: None)
+    b = InboundTrack("b", "camera", [VP8, VP8_RTX], send_pli=lambda ssrc: None)
+    capture = Capture()
+    stream = subscriber_stream(capture)
+    stream.attach(a)
+    a.on_packet(source_packet(100, 1000, KEY, marker=1, ssrc=1))
+    a.on_packet(source_packet(101, 4000, DELTA, marker=1, ssrc=1))
+    stream.attach(b)
+    a.on_packet(source_packet(102, 7000, DELTA, marker=1, ssrc=1))  # no longer forwarded
+    b.on_packet(source_packet(40000, 777, DELTA, marker=1, ssrc=2))  # waits for b's keyframe
+    b.on_packet(source_packet(40001, 3777, KEY, marker=1, ssrc=2))
+    b.on_packet(source_packet(40002, 6777, DELTA, marker=1, ssrc=2))
+    got = capture.packets()
+    assert [p.payload for p in got] == [KEY, DELTA, KEY, DELTA]
+    seqs = [p.sequence_number for p in got]
+    assert [(s - seqs[0]) & 0xFFFF for s in seqs] == [0, 1, 2, 3]
+    ts = [p.timestamp for p in got]
+    assert 0 < (ts[2] - ts[1]) & 0xFFFFFFFF < 90000, "timestamps continue, not jump"
+    assert (ts[3] - ts[2]) & 0xFFFFFFFF == 3000
+
+
+async def test_nack_is_answered_from_history_as_rtx_and_unknown_loss_asks_for_a_keyframe() -> None:
+    plis: list[int] = []
+    now = [0.0]
+    track = InboundTrack(
+        "doc", "camera", [VP8, VP8_RTX], send_pli=plis.append, clock=lambda: now[0]
+    )
+    capture = Capture()
+    stream = subscriber_stream(capture)
+    stream.attach(track)
+    for i, payload in enumerate([KEY, DELTA, DELTA]):
+        track.on_packet(source_packet(300 + i, 1000 + 3000 * i, payload, marker=1))
+    first = capture.packets()[0].sequence_number
+    plis.clear()
+    nack = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=9, media_ssrc=1111, lost=[first + 1])
+    stream.on_rtcp(nack)
+    rtx = capture.packets()[-1]
+    assert rtx.ssrc == 2222 and rtx.payload_type == 101
+    assert rtx.payload[:2] == (first + 1).to_bytes(2, "big") and rtx.payload[2:] == DELTA
+    assert plis == []
+    now[0] += 1.0
+    stream.on_rtcp(RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=9, media_ssrc=1111, lost=[first - 50]))
+    assert plis == [5555], "loss the relay cannot repair asks the publisher for a keyframe"
+    assert len(capture.sent) == 4
+
+
+async def test_keyframe_requests_from_many_subscribers_reach_the_publisher_once() -> None:
+    plis: list[int] = []
+    now = [100.0]
+    track = InboundTrack("doc", "camera", [VP8], send_pli=plis.append, clock=lambda: now[0])
+    track.on_packet(source_packet(1, 0, KEY, marker=1))
+    streams = [subscriber_stream(Capture()) for _ in range(20)]
+    for stream in streams:
+        stream.attach(track)
+        stream.on_rtcp(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=9, media_ssrc=1111))
+    assert plis == [5555]
+    now[0] += 1.0
+    track.on_packet(source_packet(2, 3000, KEY, marker=1))  # the keyframe arrives
+    streams[0].on_rtcp(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=9, media_ssrc=1111))
+    assert plis == [5555, 5555]
+    track.close()
+
+
+# --- real peers over UDP on loopback ---------------------------------------------------------
+
+
+def assert_in_order_none_missing(received: ReceivedTrack, sent: list[bytes], at_least: int) -> None:
+    """The received frames are a contiguous run of the sent ones: same bytes, same order."""
+    got = received.digests
+    assert len(got) >= at_least, f"{received.source}: only {len(got)} frames arrived"
+    start = sent.index(got[0])
+    assert got == sent[start : start + len(got)], f"{received.source}: frames differ or are missing"
+
+
+@pytest.fixture
+async def relay():
+    service = MediaService(0)
+    await service.start()
+    harness = RelayHarness(service)
+    yield harness
+    await harness.close()
+    await service.stop()
+
+
+@pytest.mark.timeout(90)
+async def test_vp8_and_opus_frames_arrive_bit_identical_in_order(relay: RelayHarness) -> None:
+    await relay.service.open_room("consult-1", "consult")
+    log = FrameLog()
+    doctor = await relay.join("consult-1", "doctor", "doctor", frame_log=log)
+    clinic = await relay.join("consult-1", "clinic", "clinic", frame_log=log)
+    await doctor.publish(clip_tracks(log, "vp8", ("mic", "camera")))
+    await wait_until(
+        lambda: clinic.track("doctor", "camera").frames >= 90
+        and clinic.track("doctor", "mic").frames >= 150,
+        timeout=40, what="3 s of video and audio at the clinic",
+    )
+    assert relay.errors == []
+    assert_in_order_none_missing(clinic.track("doctor", "camera"), log.sent["camera"], 90)
+    assert_in_order_none_missing(clinic.track("doctor", "mic"), log.sent["mic"], 150)
+    assert clinic.track("doctor", "camera").codec == "vp8"
+    assert clinic.track("doctor", "mic").codec == "opus"
+    assert clinic.track("doctor", "camera").latencies_ms, "latency is measured per frame"
+
+
+@pytest.mark.timeout(90)
+async def test_h264_frames_arrive_bit_identical_in_order(relay: RelayHarness) -> None:
+    await relay.service.open_room("consult-2", "consult")
+    log = FrameLog()
+    doctor = await relay.join("consult-2", "doctor", "doctor", frame_log=log)
+    clinic = await relay.join("consult-2", "clinic", "clinic", frame_log=log)
+    await doctor.publish(clip_tracks(log, "h264", ("camera",)), codecs={"camera": "h264"})
+    await wait_until(
+        lambda: clinic.track("doctor", "camera").frames >= 60,
+        timeout=40, what="2 s of H.264 video at the clinic",
+    )
+    assert relay.errors == []
+    assert clinic.track("doctor", "camera").codec == "h264"
+    assert_in_order_none_missing(clinic.track("doctor", "camera"), log.sent["camera"], 60)
