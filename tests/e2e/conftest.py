@@ -1,13 +1,13 @@
 """Fixtures of the real-browser tests: Debian's Chromium (headless, fake camera and microphone)
 and a static server of web/ for the tests that need no backend.
 
-The Tongxin node fixture lives in `tests/e2e/node.py`. Chromium missing: the tests skip, or
+`tongxin_node` runs a real node (tests/e2e/node.py). Chromium missing: the tests skip, or
 fail when CI=true.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +15,8 @@ from aiohttp import web
 from playwright.async_api import Browser, async_playwright
 
 from signaling.middleware import SECURITY_HEADERS
-from tests.e2e.browser import launch
+from tests.e2e.browser import launch, require_chromium
+from tests.e2e.node import TongxinNode
 from tests.helpers.net import free_port
 
 WEB = Path(__file__).resolve().parents[2] / "web"
@@ -65,3 +66,15 @@ async def static_site() -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
+
+
+@pytest.fixture(scope="module")
+def tongxin_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TongxinNode]:
+    """A real node (one media worker, demo directory) shared by the tests of a module."""
+    require_chromium()
+    node = TongxinNode(tmp_path_factory.mktemp("node"))
+    node.start()
+    try:
+        yield node
+    finally:
+        node.stop()

@@ -20,7 +20,8 @@ DYNAMIC_VALUES = {
     "outcome.": ["resolved", "referred", "follow_up", "no_show", "cancelled", "other"],
     "quality.": ["good", "fair", "poor", "unknown"],
     "role.": ["teacher", "assistant", "doctor", "clinic", "observer", "operator"],
-    "site.": ["hospital", "health_center", "village_clinic", "school", "teaching_point"],
+    "site.": ["village_clinic", "township_health_center", "county_hospital", "city_hospital",
+              "provincial_hospital", "school", "classroom"],
     "join.verdict_": ["full", "low", "audio_only"],
     "join.checking_": ["rtt", "download"],
 }

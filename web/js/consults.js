@@ -46,7 +46,22 @@ export function specialtyName(id, specialties, lang) {
   return lang === 'en' ? found.name_en : found.name_zh;
 }
 
-/** Whether a ticket is (still) waiting for a doctor. */
+/** The ticket's state: waiting | escalated | matched | handed_over | admitted | ended | cancelled. */
+export function ticketState(ticket) {
+  return ticket?.status ?? ticket?.state ?? null;
+}
+
+/** Whether a ticket is (still) waiting for a doctor to take it. */
 export function isWaiting(ticket) {
-  return ['waiting', 'queued', 'matched', 'open', 'requested'].includes(ticket?.status);
+  return ['waiting', 'escalated'].includes(ticketState(ticket));
+}
+
+/** Whether a doctor has taken the ticket and will admit the clinic. */
+export function isTaken(ticket) {
+  return ['matched', 'handed_over'].includes(ticketState(ticket));
+}
+
+/** The expert who holds the ticket, if any. */
+export function ticketExpert(ticket) {
+  return ticket?.expert_id ?? ticket?.expert ?? null;
 }

@@ -5,7 +5,7 @@
  */
 
 import { get, post } from '../api.js';
-import { isWaiting, ticketSession, URGENCIES, specialtyName } from '../consults.js';
+import { isTaken, isWaiting, specialtyName, ticketSession, ticketState, URGENCIES } from '../consults.js';
 import { bannerArea, micButton, roomAudio, showEnded } from '../controls.js';
 import { field, h, replaceChildren, select } from '../dom.js';
 import { language, setText } from '../i18n.js';
@@ -84,7 +84,7 @@ export async function mount(root, ctx) {
     const minutes = waitMinutes(ticket.estimated_wait_s);
     if (minutes === null) setText(estimate, 'clinic.estimate_unknown');
     else setText(estimate, 'clinic.estimate', { n: minutes });
-    setText(waitingStatus, ticket.status === 'claimed' ? 'clinic.doctor_found' : 'clinic.waiting_lead');
+    setText(waitingStatus, isTaken(ticket) ? 'clinic.doctor_found' : 'clinic.waiting_lead');
   };
 
   const showWaiting = () => {
@@ -117,16 +117,17 @@ export async function mount(root, ctx) {
     if (!ticket || !fresh || fresh.id !== ticket.id) return;
     ticket = { ...ticket, ...fresh };
     const session = ticketSession(ticket);
-    if (ticket.status === 'admitted' && session && room.session?.id !== session) {
+    const state = ticketState(ticket);
+    if (state === 'admitted' && session && room.session?.id !== session) {
       channel.send({ type: 'enter', session });
     }
-    if (ticket.status === 'cancelled') { showForm(); return; }
-    if (isWaiting(ticket) || ticket.status === 'claimed') renderWaiting();
+    if (state === 'cancelled') { showForm(); return; }
+    if (isWaiting(ticket) || isTaken(ticket)) renderWaiting();
   };
   channel.on('queue', (frame) => {
     const items = frame.items || [];
     if (!ticket) {
-      ticket = items.find((t) => isWaiting(t) || t.status === 'claimed' || t.status === 'admitted') || null;
+      ticket = items.find((t) => isWaiting(t) || isTaken(t) || ticketState(t) === 'admitted') || null;
       if (ticket) showWaiting();
     }
     for (const item of items) update(item);

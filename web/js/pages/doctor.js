@@ -6,8 +6,8 @@
  */
 
 import { api, get, post } from '../api.js';
-import { ticketSession, ticketSiteName, sortQueue, specialtyName, waitingSeconds, OUTCOMES }
-  from '../consults.js';
+import { isTaken, OUTCOMES, sortQueue, specialtyName, ticketExpert, ticketSession, ticketSiteName,
+  ticketState, waitingSeconds } from '../consults.js';
 import { bannerArea, confirmDialog, formatDuration, micButton, roomAudio, showEnded, toggleButton }
   from '../controls.js';
 import { field, h, replaceChildren, select } from '../dom.js';
@@ -108,7 +108,7 @@ export async function mount(root, ctx) {
       const stored = await api(`/api/v1/consults/${encodeURIComponent(consultId)}/snapshots`,
         { method: 'POST', body: shot.blob });
       const url = URL.createObjectURL(shot.blob);
-      gallery.append(h('li', { dataset: { snapshot: stored?.id ?? '' } },
+      gallery.append(h('li', { dataset: { snapshot: stored?.id ?? '', url: stored?.url ?? '' } },
         h('img', { src: url, alt: '', width: 160 }),
         h('span', { class: 'snapshot-size', text: `${shot.width}×${shot.height}` })));
       toast('doctor.snapshot_saved', 'ok', { size: `${shot.width}×${shot.height}` });
@@ -152,9 +152,8 @@ export async function mount(root, ctx) {
     queueEmpty.hidden = items.length > 0;
     replaceChildren(queueList, items.map((ticket) => {
       const waited = waitingSeconds(ticket, now, queueAt);
-      const mine = ticket.status === 'claimed' || ticket.status === 'admitted'
-        || ticket.expert === expertId;
-      const action = ticket.status === 'admitted'
+      const mine = isTaken(ticket) && ticketExpert(ticket) === expertId;
+      const action = ticketState(ticket) === 'admitted' || (isTaken(ticket) && !mine)
         ? null
         : h('button', {
           type: 'button', class: ['btn', 'btn-primary', mine ? 'btn-admit' : 'btn-claim'],
@@ -177,7 +176,7 @@ export async function mount(root, ctx) {
     }));
     for (const ticket of queue) {
       const session = ticketSession(ticket);
-      if (ticket.status === 'admitted' && session && ticket.id === consultId
+      if (ticketState(ticket) === 'admitted' && session && ticket.id === consultId
         && room.session?.id !== session) {
         channel.send({ type: 'enter', session });
       }

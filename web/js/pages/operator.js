@@ -13,7 +13,8 @@ import { badge } from '../tiles.js';
 
 const LIVE_POLL_MS = 5000;
 const AUDIT_PAGE = 50;
-export const SITE_KINDS = ['hospital', 'health_center', 'village_clinic', 'school', 'teaching_point'];
+export const SITE_KINDS = ['village_clinic', 'township_health_center', 'county_hospital', 'city_hospital',
+  'provincial_hospital', 'school', 'classroom'];
 
 /** A list from an API answer that is either a list or {items: [...]}. */
 export function itemsOf(answer) {
@@ -24,6 +25,15 @@ export function itemsOf(answer) {
 /** Comma/、-separated text -> trimmed non-empty values. */
 export function splitList(text) {
   return String(text || '').split(/[,，、\s]+/).map((s) => s.trim()).filter(Boolean);
+}
+
+/** A region path (province, city, county, …) as text, and back. */
+export function regionText(region) {
+  return Array.isArray(region) ? region.join(' / ') : String(region || '');
+}
+
+export function splitRegion(text) {
+  return String(text || '').split('/').map((s) => s.trim()).filter(Boolean);
 }
 
 const TABS = [
@@ -73,8 +83,9 @@ async function editExpert(expert, reload) {
       field('operator.languages', languages, 'operator.list_hint'), field('operator.capacity', capacity)],
   });
   if (!answer) return;
-  const body = { name: answer.name, specialties: splitList(answer.specialties),
-    languages: splitList(answer.languages), capacity: Number(answer.capacity) || 1 };
+  const body = { name: answer.name, kind: expert?.kind ?? 'doctor',
+    specialties: splitList(answer.specialties), languages: splitList(answer.languages),
+    capacity: Number(answer.capacity) || 1 };
   try {
     if (expert) await put(`/api/v1/experts/${encodeURIComponent(expert.id)}`, body);
     else await post('/api/v1/experts', body);
@@ -89,13 +100,13 @@ async function editSite(site, reload) {
   const name = h('input', { name: 'name', required: true, value: site?.name ?? '', maxLength: 100 });
   const kind = select(SITE_KINDS.map((k) => ({ value: k, i18n: `site.${k}`, selected: site?.kind === k })),
     { name: 'kind' });
-  const region = h('input', { name: 'region', value: site?.region ?? '', maxLength: 100 });
+  const region = h('input', { name: 'region', value: regionText(site?.region), maxLength: 200 });
   const answer = await confirmDialog({
     titleKey: site ? 'operator.edit_site' : 'operator.add_site', confirmKey: 'common.save',
-    fields: [field('operator.name', name), field('operator.site_kind', kind), field('operator.region', region)],
+    fields: [field('operator.name', name), field('operator.site_kind', kind), field('operator.region', region, 'operator.region_hint')],
   });
   if (!answer) return;
-  const body = { name: answer.name, kind: answer.kind, region: answer.region };
+  const body = { name: answer.name, kind: answer.kind, region: splitRegion(answer.region) };
   try {
     if (site) await put(`/api/v1/sites/${encodeURIComponent(site.id)}`, body);
     else await post('/api/v1/sites', body);
@@ -129,7 +140,7 @@ async function showSites(panel) {
   const rows = sites.map((s) => h('tr', {},
     h('td', { text: s.name }),
     h('td', { i18n: `site.${s.kind}` }),
-    h('td', { text: s.region || '' }),
+    h('td', { text: regionText(s.region) }),
     h('td', {}, h('button', { type: 'button', class: 'btn btn-small', i18n: 'common.edit',
       on: { click: () => editSite(s, reload) } }))));
   replaceChildren(panel,
