@@ -1,0 +1,382 @@
+"""`decide` picks a rung that fits, goes down fast, up slowly, probes back from audio only,
+and does not flap: tables of inputs over time, and a simulated link for the flap profile."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from media.rung import (
+    AUDIO_ONLY,
+    LOW,
+    LOW_RUNG_NOMINAL_BPS,
+    Rung,
+    RungChoice,
+    RungCosts,
+    RungDecision,
+    RungPolicy,
+    RungReason,
+    decide,
+)
+
+L1T3 = RungCosts((400_000.0, 200_000.0, 400_000.0), low_bps=150_000.0)
+"""A 1 Mbit/s L1T3 camera: 7.5 fps = 400k, 15 fps = 600k, 30 fps = 1M; low rendition 150k."""
+FULL = RungChoice(Rung.FULL, 3)
+FPS15 = RungChoice(Rung.REDUCED_FPS, 2)
+FPS7 = RungChoice(Rung.REDUCED_FPS, 1)
+POLICY = RungPolicy()
+
+
+def short(choice: RungChoice) -> str:
+    if choice.rung is Rung.REDUCED_FPS:
+        return f"reduced_fps/{choice.temporal_layers}"
+    return str(choice.rung)
+
+
+Step = tuple[float, float, float]
+"""(time, estimate bps, loss) given to `decide` at that time."""
+
+
+def run(
+    steps: Sequence[Step],
+    costs: RungCosts = L1T3,
+    policy: RungPolicy = POLICY,
+    start: RungDecision | None = None,
+) -> list[RungDecision]:
+    decisions: list[RungDecision] = []
+    previous = start
+    for now, estimate, loss in steps:
+        previous = decide(estimate, loss, 0.05, costs, previous, now, policy)
+        decisions.append(previous)
+    return decisions
+
+
+def ticks(t0: float, t1: float, estimate: float, loss: float = 0.0, dt: float = 0.25) -> list[Step]:
+    """Steps every `dt` from t0 (inclusive) to t1 (exclusive) with constant inputs."""
+    count = round((t1 - t0) / dt)
+    return [(t0 + i * dt, estimate, loss) for i in range(count)]
+
+
+def first_time(
+    steps: Sequence[Step], decisions: Sequence[RungDecision], test: Callable[[RungDecision], bool]
+) -> float | None:
+    for (now, _, _), decision in zip(steps, decisions, strict=True):
+        if test(decision):
+            return now
+    return None
+
+
+@pytest.mark.parametrize(
+    ("costs", "ladder", "cost_bps"),
+    [
+        (
+            L1T3,
+            ["full", "reduced_fps/2", "reduced_fps/1", "low", "audio_only"],
+            [1_000_000, 600_000, 400_000, 150_000, 0],
+        ),
+        (RungCosts.single_layer(800_000.0), ["full", "audio_only"], [800_000, 0]),
+        (
+            RungCosts.single_layer(800_000.0, low_bps=120_000.0),
+            ["full", "low", "audio_only"],
+            [800_000, 120_000, 0],
+        ),
+        (
+            RungCosts((300_000.0, 300_000.0)),
+            ["full", "reduced_fps/1", "audio_only"],
+            [600_000, 300_000, 0],
+        ),
+    ],
+)
+def test_ladder_lists_rungs_best_first_with_measured_costs(
+    costs: RungCosts, ladder: list[str], cost_bps: list[float]
+) -> None:
+    assert [short(c) for c in costs.ladder()] == ladder
+    assert [costs.cost(c) for c in costs.ladder()] == pytest.approx(cost_bps)
+
+
+def test_low_rung_costs_nominal_until_measured() -> None:
+    assert RungCosts((1.0,), low_bps=None).cost(LOW) == LOW_RUNG_NOMINAL_BPS
+    assert RungCosts((1.0,), low_bps=90_000.0).cost(LOW) == 90_000.0
+
+
+@pytest.mark.parametrize(
+    ("estimate", "expected"),
+    [
+        (5_000_000, "full"),
+        (1_200_000, "full"),  # 1M <= 0.85 x 1.2M
+        (1_100_000, "reduced_fps/2"),  # 1M > 0.85 x 1.1M
+        (600_000, "reduced_fps/1"),
+        (200_000, "low"),
+        (150_000, "audio_only"),  # 150k > 0.85 x 150k
+        (0, "audio_only"),
+    ],
+)
+def test_first_decision_is_best_rung_within_headroom(estimate: float, expected: str) -> None:
+    decision = decide(estimate, 0.0, 0.05, L1T3, None, 0.0)
+    assert short(decision.choice) == expected
+    assert decision.reason is RungReason.START and decision.switched
+
+
+def test_sustained_shortfall_steps_down_after_down_after_s_not_before() -> None:
+    steps = ticks(0, 5, 5e6) + ticks(5, 8, 700_000)
+    decisions = run(steps)
+    down_at = first_time(steps, decisions, lambda d: d.choice != FULL)
+    assert down_at == pytest.approx(5 + POLICY.down_after_s)
+    assert short(decisions[-1].choice) == "reduced_fps/1"  # 400k <= 0.85 x 700k < 600k
+    assert decisions[-1].reason is RungReason.SHORTFALL
+
+
+def test_short_dip_in_estimate_does_not_switch() -> None:
+    steps = ticks(0, 5, 5e6) + ticks(5, 5.75, 300_000) + ticks(5.75, 10, 5e6)
+    assert all(d.choice == FULL for d in run(steps))
+
+
+def test_loss_spike_steps_down_at_once_then_waits_before_stepping_again() -> None:
+    steps = ticks(0, 5, 5e6) + ticks(5, 8, 5e6, loss=0.15)
+    decisions = run(steps)
+    at = {now: short(d.choice) for (now, _, _), d in zip(steps, decisions, strict=True)}
+    # Carried = 1M x 0.85 x 0.85 = 722k: 15 fps fits, one step down at once.
+    assert at[5.0] == "reduced_fps/2"
+    assert decisions[steps.index((5.0, 5e6, 0.15))].reason is RungReason.LOSS
+    # The next step waits loss_step_interval_s + rtt (1.55 s).
+    assert at[6.5] == "reduced_fps/2"
+    assert at[6.75] == "reduced_fps/1"
+
+
+def test_loss_below_spike_does_not_step_down() -> None:
+    steps = ticks(0, 10, 5e6, loss=0.08)
+    assert all(d.choice == FULL for d in run(steps))
+
+
+def test_up_switch_waits_for_the_hold_and_goes_to_the_best_rung_in_reach() -> None:
+    start = decide(200_000, 0.0, 0.05, L1T3, None, 0.0)
+    assert start.choice == LOW
+    steps = ticks(0.25, 3, 200_000) + ticks(3, 8, 3e6)
+    decisions = run(steps, start=start)
+    up_at = first_time(steps, decisions, lambda d: d.choice != LOW)
+    assert up_at == pytest.approx(3 + POLICY.up_hold_s)
+    assert decisions[-1].choice == FULL and decisions[-1].reason is RungReason.RECOVERED
+
+
+def test_up_switch_needs_the_margin_over_the_better_rung() -> None:
+    # 15 fps (600k) needs 750k; 1.2M covers full? 1M x 1.25 = 1.25M > 1.2M: only 15 fps.
+    start = decide(500_000, 0.0, 0.05, L1T3, None, 0.0)
+    assert start.choice == FPS7
+    decisions = run(ticks(0.25, 6, 1_200_000), start=start)
+    assert decisions[-1].choice == FPS15
+
+
+def test_loss_blocks_up_switch() -> None:
+    start = decide(200_000, 0.0, 0.05, L1T3, None, 0.0)
+    decisions = run(ticks(0.25, 10, 3e6, loss=0.06), start=start)
+    assert all(d.choice == LOW for d in decisions)
+
+
+def test_interrupted_surplus_restarts_the_hold() -> None:
+    start = decide(200_000, 0.0, 0.05, L1T3, None, 0.0)
+    steps = ticks(0.25, 1.5, 3e6) + ticks(1.5, 1.75, 200_000) + ticks(1.75, 4, 3e6)
+    decisions = run(steps, start=start)
+    up_at = first_time(steps, decisions, lambda d: d.choice != LOW)
+    assert up_at == pytest.approx(1.75 + POLICY.up_hold_s)
+
+
+def test_failed_up_switch_sets_a_ceiling_with_a_doubled_hold_until_one_lasts() -> None:
+    start = decide(200_000, 0.0, 0.05, L1T3, None, 0.0)
+    steps = (
+        ticks(0.25, 3, 3e6)  # up to full at 2.25
+        + ticks(3, 5, 200_000)  # down at 4.0, within 10 s of the up: failed, ceiling = full
+        + ticks(5, 40, 3e6)  # below the ceiling: base hold (15 fps at 7.0); full waits 4 s
+    )
+    decisions = run(steps, start=start)
+    at = {now: d for (now, _, _), d in zip(steps, decisions, strict=True)}
+    switched = [(now, short(d.choice)) for now, d in at.items() if d.switched]
+    assert switched == [(2.25, "full"), (4.0, "low"), (7.0, "reduced_fps/2"), (11.25, "full")]
+    assert at[4.0].ceiling == FULL and at[4.0].up_hold_s == 2 * POLICY.up_hold_s
+    assert at[21.0].ceiling == FULL  # full has not lasted the failed-up window yet
+    assert at[21.25].ceiling is None and at[21.25].up_hold_s == POLICY.up_hold_s
+
+
+def test_audio_only_probes_the_cheapest_video_rung_and_keeps_it_when_loss_stays_low() -> None:
+    start = decide(100_000, 0.0, 0.05, L1T3, None, 0.0)
+    assert start.choice == AUDIO_ONLY
+    # An estimate limited by sending only audio: never in reach of low (150k x 1.25).
+    steps = ticks(0.25, 12, 160_000)
+    decisions = run(steps, start=start)
+    probe_at = first_time(steps, decisions, lambda d: d.reason is RungReason.PROBE)
+    assert probe_at == pytest.approx(POLICY.probe_interval_s)
+    ok_at = first_time(steps, decisions, lambda d: d.reason is RungReason.PROBE_OK)
+    assert ok_at == pytest.approx(POLICY.probe_interval_s + POLICY.probe_s)
+    at = {now: d for (now, _, _), d in zip(steps, decisions, strict=True)}
+    # The estimate (160k) does cover low (150k): kept, not dropped by the shortfall rule...
+    assert at[9.75].choice == LOW
+    # ...and the next rung up is probed after the probe interval.
+    assert at[10.0].choice == FPS7 and at[10.0].reason is RungReason.PROBE
+
+
+def test_probe_success_is_not_undone_by_a_lagging_estimate_during_the_grace() -> None:
+    start = decide(100_000, 0.0, 0.05, L1T3, None, 0.0)
+    steps = ticks(0.25, 6.25, 100_000) + ticks(6.25, 12, 120_000)
+    decisions = run(steps, start=start)
+    at = {now: d for (now, _, _), d in zip(steps, decisions, strict=True)}
+    assert at[6.0].reason is RungReason.PROBE_OK and at[6.0].choice == LOW
+    assert at[11.75].choice == LOW  # 120k < 150k, but within proven_grace_s (6 s)
+    later = run(ticks(12, 14, 120_000), start=decisions[-1])
+    assert later[-1].choice == AUDIO_ONLY and later[-1].reason is RungReason.SHORTFALL
+
+
+def test_failed_probe_goes_back_and_doubles_the_interval() -> None:
+    start = decide(100_000, 0.0, 0.05, L1T3, None, 0.0)
+    # Loss spikes whenever video is on: the link cannot carry low.
+    decisions: list[RungDecision] = []
+    previous = start
+    now = 0.0
+    while now < 40:
+        now += 0.25
+        loss = 0.3 if previous.choice != AUDIO_ONLY and now - previous.changed_at >= 1.0 else 0.0
+        previous = decide(100_000, loss, 0.05, L1T3, previous, now)
+        decisions.append(previous)
+    probes = [d.changed_at for d in decisions if d.switched and d.reason is RungReason.PROBE]
+    failures = [d for d in decisions if d.switched and d.reason is RungReason.PROBE_FAILED]
+    assert probes == [4.0, 13.0, 30.0]  # intervals 4, then 8, then 16 after each failure
+    assert [d.changed_at for d in failures] == [5.0, 14.0, 31.0]
+    assert all(d.choice == AUDIO_ONLY for d in failures)
+    assert [d.probe_interval_s for d in failures] == [8.0, 16.0, 32.0]
+
+
+def test_previous_rung_withdrawn_is_replaced_by_the_best_fit() -> None:
+    start = decide(200_000, 0.0, 0.05, L1T3, None, 0.0)
+    assert start.choice == LOW
+    without_low = RungCosts(L1T3.layer_bps, low_bps=None)
+    decision = decide(200_000, 0.0, 0.05, without_low, start, 1.0)
+    assert decision.choice == AUDIO_ONLY and decision.reason is RungReason.UNAVAILABLE
+
+
+@dataclass
+class SimulatedLink:
+    """A link of a given capacity carrying audio plus the decided rung. The estimate given to
+    `decide` is the capacity one second ago (times `noise()`) minus the audio; every second a
+    receiver report gives the share of what was sent in that second beyond capacity as loss."""
+
+    capacity: Callable[[float], float]
+    noise: Callable[[], float] = lambda: 1.0
+    audio_bps: float = 40_000.0
+
+    def run(
+        self, costs: RungCosts, until: float, dt: float = 0.25
+    ) -> list[tuple[float, float, RungDecision]]:
+        history: list[tuple[float, float, RungDecision]] = []
+        decision = decide(self.capacity(0) - self.audio_bps, 0.0, 0.05, costs, None, 0.0)
+        per_report = round(1.0 / dt)
+        loss = 0.0
+        window: list[float] = []
+        for i in range(1, round(until / dt) + 1):
+            now = i * dt
+            sent = self.audio_bps + decision.cost_bps
+            window.append(max(0.0, 1.0 - self.capacity(now) / sent))
+            if i % per_report == 0:
+                loss, window = sum(window) / len(window), []
+            lagged = self.capacity(max(0.0, now - 1.0)) * self.noise()
+            decision = decide(lagged - self.audio_bps, loss, 0.05, costs, decision, now)
+            history.append((now, loss, decision))
+        return history
+
+
+def flap(t: float) -> float:
+    return 150_000.0 if 10.0 <= t < 30.0 else 10_000_000.0
+
+
+def switches(history: list[tuple[float, float, RungDecision]]) -> list[tuple[float, str]]:
+    return [(now, short(d.choice)) for now, _, d in history if d.switched]
+
+
+@pytest.mark.parametrize(
+    ("low_bps", "rung_in_dip"),
+    [(150_000.0, Rung.AUDIO_ONLY), (90_000.0, Rung.LOW)],
+)
+def test_flap_profile_adapts_within_3_s_and_returns_to_full_within_10_s(
+    low_bps: float, rung_in_dip: Rung
+) -> None:
+    costs = RungCosts(L1T3.layer_bps, low_bps=low_bps)
+    history = SimulatedLink(flap).run(costs, until=60.0)
+    fits = [now for now, _, d in history if 10.0 <= now < 30.0 and d.cost_bps + 40_000 <= 150_000]
+    assert fits and fits[0] <= 13.0, "adapted within 3 s of the drop"
+    settled = [d for now, _, d in history if 13.0 <= now < 30.0 and d.probe_until is None]
+    assert {d.rung for d in settled} == {rung_in_dip}, switches(history)  # except probes
+    back = [now for now, _, d in history if now >= 30.0 and d.choice == FULL]
+    assert back and back[0] <= 40.0, "back to full within 10 s of recovery"
+    assert all(d.choice == FULL for now, _, d in history if now >= back[0])
+    assert len(switches(history)) <= 8, switches(history)
+
+
+def test_flap_dip_probes_back_off_while_the_link_stays_weak() -> None:
+    history = SimulatedLink(lambda t: 150_000.0 if t >= 10.0 else 10e6).run(L1T3, until=130.0)
+    probes = [now for now, _, d in history if d.switched and d.reason is RungReason.PROBE]
+    gaps = [b - a for a, b in itertools.pairwise(probes)]
+    assert len(probes) <= 6, probes
+    assert gaps == sorted(gaps) and gaps[-1] >= 30.0, probes
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("capacity", [1_000_000.0, 1_100_000.0, 1_300_000.0])
+def test_noisy_estimate_around_a_rung_boundary_does_not_flap(seed: int, capacity: float) -> None:
+    """The estimate jitters +-20% around a capacity near full's cost (1M + 40k audio)."""
+    rng = random.Random(seed)
+    link = SimulatedLink(lambda t: capacity, noise=lambda: rng.uniform(0.8, 1.2))
+    history = link.run(L1T3, until=180.0)
+    probing = (RungReason.PROBE, RungReason.PROBE_FAILED)
+    settled = [d for _, _, d in history if d.switched and d.reason not in probing]
+    assert len(settled) <= 2, switches(history)
+    probes = [now for now, _, d in history if d.switched and d.reason is RungReason.PROBE]
+    gaps = [b - a for a, b in itertools.pairwise(probes)]
+    assert len(probes) <= 5 and gaps == sorted(gaps), switches(history)
+
+
+def test_square_wave_link_backs_off_up_switches() -> None:
+    """3 s at 3 Mbit/s, 3 s at 500 kbit/s, for three minutes."""
+    link = SimulatedLink(lambda t: 3e6 if int(t // 3) % 2 == 0 else 500_000.0)
+    history = link.run(L1T3, until=180.0)
+    ups = [
+        now
+        for now, _, d in history
+        if d.switched and d.reason in (RungReason.RECOVERED, RungReason.PROBE)
+    ]
+    assert len(ups) <= 6, switches(history)
+    gaps = [b - a for a, b in itertools.pairwise(ups)]
+    assert gaps == sorted(gaps), switches(history)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(0.0, 5e6),
+            st.sampled_from([0.0, 0.01, 0.04, 0.07, 0.12, 0.5]),
+            st.floats(0.05, 2.0),
+        ),
+        min_size=1,
+        max_size=60,
+    )
+)
+def test_any_input_sequence_gives_a_rung_of_the_ladder_and_no_up_switch_under_loss(
+    inputs: list[tuple[float, float, float]],
+) -> None:
+    ladder = L1T3.ladder()
+    previous: RungDecision | None = None
+    now = 0.0
+    for estimate, loss, dt in inputs:
+        now += dt
+        decision = decide(estimate, loss, 0.05, L1T3, previous, now)
+        assert decision.choice in ladder
+        assert decision.cost_bps == L1T3.cost(decision.choice)
+        if previous is not None:
+            went_up = ladder.index(decision.choice) < ladder.index(previous.choice)
+            assert decision.switched == (decision.choice != previous.choice)
+            if went_up:
+                assert loss < POLICY.up_loss_max
+        previous = decision
