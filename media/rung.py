@@ -13,7 +13,8 @@ the hysteresis needs; the clock is passed in.
 - Up is slow: the estimate must exceed a better rung's cost by `up_margin` for `up_hold_s`.
   A step up that fails (a step down within `failed_up_window_s`) sets a ceiling at the rung it
   reached; steps up to the ceiling or beyond then wait twice as long (and probes of it come
-  twice as rarely), doubling on each failure, until one of them lasts.
+  twice as rarely), doubling on each failure, until one of them lasts. A failed probe only
+  makes probes rarer.
 - An estimate limited by what we send (audio only, or a low rung far below the next) cannot
   show that the link recovered, so the next rung up is probed: kept if loss stays low for
   `probe_s`, abandoned on a loss spike.
@@ -187,6 +188,8 @@ class RungDecision:
     """When the last step up (probe or recovery) happened, until it is judged."""
     last_up_to: RungChoice | None = None
     """Where the last step up went, until it is judged."""
+    last_up_probed: bool = False
+    """The last step up was a probe: if it fails, only the probe interval doubles."""
     probe_until: float | None = None
     """End of the probe in progress, or None when not probing."""
     probe_from: RungChoice | None = None
@@ -287,7 +290,7 @@ def decide(
         for index in in_reach:
             if held >= _hold_for(state, ladder, index, policy):
                 up = _move(state, ladder[index], RungReason.RECOVERED, available, now)
-                return replace(up, last_up_at=now, last_up_to=ladder[index])
+                return replace(up, last_up_at=now, last_up_to=ladder[index], last_up_probed=False)
         return _hold(state, cost, surplus_since=since)
 
     if current > 0 and cost <= estimate_bps and loss < policy.probe_loss_max:
@@ -300,6 +303,7 @@ def decide(
                 probe_from=state.choice,
                 last_up_at=now,
                 last_up_to=target,
+                last_up_probed=True,
             )
     return _hold(state, cost)
 
@@ -408,7 +412,9 @@ def _down(
     policy: RungPolicy,
 ) -> RungDecision:
     """A step down; when it comes within the failed-up window of a step up, that step failed:
-    the ceiling drops to where it went, and the holds above the ceiling double."""
+    the ceiling drops to where it went, and the probe interval above the ceiling doubles (the
+    up-switch hold too, unless the failed step was a probe: a failed guess says nothing against
+    a later estimate)."""
     down = replace(_move(state, choice, reason, costs, now), last_up_at=None, last_up_to=None)
     failed = state.last_up_to
     if state.last_up_at is None or failed is None:
@@ -422,7 +428,9 @@ def _down(
     return replace(
         down,
         ceiling=ceiling,
-        up_hold_s=min(state.up_hold_s * 2.0, policy.up_hold_max_s),
+        up_hold_s=state.up_hold_s
+        if state.last_up_probed
+        else min(state.up_hold_s * 2.0, policy.up_hold_max_s),
         probe_interval_s=min(state.probe_interval_s * 2.0, policy.probe_interval_max_s),
     )
 

@@ -247,6 +247,8 @@ def test_failed_probe_goes_back_and_doubles_the_interval() -> None:
     assert [d.changed_at for d in failures] == [5.0, 14.0, 31.0]
     assert all(d.choice == AUDIO_ONLY for d in failures)
     assert [d.probe_interval_s for d in failures] == [8.0, 16.0, 32.0]
+    # A failed guess says nothing against a later estimate: the up-switch hold is unchanged.
+    assert all(d.up_hold_s == POLICY.up_hold_s for d in failures)
 
 
 def test_previous_rung_withdrawn_is_replaced_by_the_best_fit() -> None:
