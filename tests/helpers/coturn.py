@@ -62,6 +62,13 @@ def answers_stun_binding(ip: str, port: int, timeout: float = 0.3) -> bool:
     return len(data) >= 20 and data[0:2] == b"\x01\x01" and data[8:20] == transaction_id
 
 
+def relay_port_window() -> tuple[int, int]:
+    """A random window of 100 relay ports: clashes with other tests' sockets become unlikely,
+    and coturn skips a port that is taken anyway."""
+    low = 40000 + secrets.randbelow(200) * 100
+    return low, low + 99
+
+
 class CoturnProcess:
     """One `turnserver` process; see the module docstring."""
 
@@ -74,6 +81,7 @@ class CoturnProcess:
         realm: str = "tongxin.test",
         allow_loopback_peers: bool = True,
         extra_config: Sequence[str] = (),
+        config_file: Path | None = None,
     ) -> None:
         found = turnserver_binary()
         if found is None:
@@ -85,6 +93,7 @@ class CoturnProcess:
         self.realm = realm
         self.allow_loopback_peers = allow_loopback_peers
         self.extra_config = tuple(extra_config)
+        self.config_file = config_file
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="tongxin-coturn-"))
         self._proc: subprocess.Popen[bytes] | None = None
@@ -99,15 +108,13 @@ class CoturnProcess:
 
     def config_text(self) -> str:
         """The configuration file: shared-secret auth, UDP only, no CLI, files in `dir`."""
-        # A window of relay ports of its own makes clashes with other tests' sockets unlikely;
-        # coturn skips a port that is taken anyway.
-        low = 40000 + secrets.randbelow(200) * 100
+        low, high = relay_port_window()
         lines = [
             f"listening-ip={self.listen_ip}",
             f"relay-ip={self.relay_ip}",
             f"listening-port={self.port}",
             f"min-port={low}",
-            f"max-port={low + 99}",
+            f"max-port={high}",
             "use-auth-secret",
             f"static-auth-secret={self.secret}",
             f"realm={self.realm}",
@@ -120,15 +127,34 @@ class CoturnProcess:
             "no-software-attribute",
             f"pidfile={self.dir / 'turnserver.pid'}",
             f"userdb={self.dir / 'turndb'}",
-            f"log-file={self.log_path}",
+            "log-file=stdout",
             "simple-log",
-            "no-stdout-log",
             "verbose",
         ]
         if self.allow_loopback_peers:
             lines.append("allow-loopback-peers")
         lines.extend(self.extra_config)
         return "\n".join(lines) + "\n"
+
+    def command(self) -> list[str]:
+        """`turnserver -c FILE`, plus the overrides that place it here when FILE is deploy/'s."""
+        if self.config_file is None:
+            config = self.dir / "turnserver.conf"
+            config.write_text(self.config_text())
+            return [self.binary, "-c", str(config)]
+        low, high = relay_port_window()
+        return [
+            self.binary, "-c", str(self.config_file),
+            "--listening-ip", self.listen_ip,
+            "--relay-ip", self.relay_ip,
+            "--listening-port", str(self.port),
+            "--min-port", str(low),
+            "--max-port", str(high),
+            f"--static-auth-secret={self.secret}",
+            "--pidfile", str(self.dir / "turnserver.pid"),
+            "--userdb", str(self.dir / "turndb"),
+            *self.extra_config,
+        ]  # fmt: skip
 
     def is_running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
@@ -144,15 +170,12 @@ class CoturnProcess:
         raise RuntimeError(f"turnserver did not start: {self.log_tail()}")
 
     def _start_once(self, timeout: float) -> bool:
-        config = self.dir / "turnserver.conf"
-        config.write_text(self.config_text())
         self.log_path.unlink(missing_ok=True)
-        self._proc = subprocess.Popen(
-            [self.binary, "-c", str(config)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        # coturn logs to stdout (as in containers); keep it in log_path
+        with open(self.log_path, "ab") as log:
+            self._proc = subprocess.Popen(
+                self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            )
         deadline = time.monotonic() + timeout
         while not answers_stun_binding(self.listen_ip, self.port):
             if self._proc.poll() is not None:
