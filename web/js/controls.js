@@ -104,9 +104,10 @@ export function showEnded(root, frame, { kind = 'class', action = null } = {}) {
     action));
 }
 
-/** Minutes:seconds for a duration in seconds. */
+/** m:ss for a duration in seconds, h:mm:ss from an hour on. */
 export function formatDuration(seconds) {
   const s = Math.max(0, Math.round(seconds));
-  const m = Math.floor(s / 60);
-  return `${m}:${String(s % 60).padStart(2, '0')}`;
+  const two = (n) => String(n).padStart(2, '0');
+  if (s >= 3600) return `${Math.floor(s / 3600)}:${two(Math.floor((s % 3600) / 60))}:${two(s % 60)}`;
+  return `${Math.floor(s / 60)}:${two(s % 60)}`;
 }

@@ -80,8 +80,7 @@ class JoinPage {
             h('dt', { i18n: 'join.download' }), h('dd', {}, this.downOut)),
           this.verdict,
           field('join.mode', this.modeSelect, 'join.mode_hint'),
-          this.recheck)),
-      h('div', { class: 'join-actions' }, this.joinButton));
+          h('div', { class: 'join-actions' }, this.recheck, this.joinButton))));
     replaceChildren(main(), form);
 
     this.cameraSelect.addEventListener('change', () => this.openDevices());

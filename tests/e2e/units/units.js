@@ -178,6 +178,6 @@ table('receivedTracks follows offer.tracks', (transceivers, tracks) =>
     2: { participant: 'q', source: 'screen' } }],
   [['0', 'p', 'mic', 'audio'], ['2', 'q', 'screen', 'video']]],
 ]);
-table('formatDuration', formatDuration, [[[0], '0:00'], [[65], '1:05'], [[-3], '0:00']]);
+table('formatDuration', formatDuration, [[[0], '0:00'], [[65], '1:05'], [[-3], '0:00'], [[3725], '1:02:05']]);
 
 window.unitResults = results;
