@@ -1,6 +1,6 @@
 """A media worker process: rooms on their own event loop and core, driven over a socket.
 
-Started by `media.worker_pool.WorkerPool` with the spawn context; serves `Call`s from the
+Started by `media.worker_pool.WorkerPool` with the spawn context; serves calls from the
 parent concurrently (a slow negotiation never blocks another room), pushes room events, and
 closes every peer connection when asked to or when the parent goes away.
 """
@@ -9,18 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import os
 import socket
 from typing import Any
 
-from media.errors import MediaUserError
+from media.channel import open_socket, push_event, serve_calls
 from media.peer_config import PeerConfig, ice_servers_from
 from media.room_host import RoomHost
-from media.worker_protocol import OPERATIONS, Call, Event, Reply, encode, error_reply, read_message
 
 logger = logging.getLogger(__name__)
+
+OPERATIONS = frozenset(
+    {
+        "open_room", "close_room", "join", "leave", "publish", "subscriber_answer",
+        "request_offer", "set_spotlight", "set_muted", "describe_room", "load", "close",
+    }
+)
+"""What the parent may call on the worker's `RoomHost`."""
 
 
 def worker_main(
@@ -37,48 +43,24 @@ def worker_main(
 
 async def serve(sock: socket.socket, config: PeerConfig) -> None:
     """Answer calls until the parent closes the socket or asks us to close."""
-    reader, writer = await asyncio.open_unix_connection(sock=sock)
+    reader, writer = await open_socket(sock)
+    host = RoomHost(config, lambda room, pid, event: push_event(writer, room, pid, event))
+    stop = asyncio.Event()
 
-    def send(message: Event | Reply) -> None:
-        if not writer.is_closing():
-            writer.write(encode(message))
+    def dispatch(op: str, args: list[Any]) -> Any:
+        if op not in OPERATIONS:
+            raise ValueError(f"unknown operation {op!r}")
+        if op == "close":
+            return _close_then_stop(host, stop)
+        return getattr(host, op)(*args)
 
-    host = RoomHost(config, lambda room, pid, event: send(Event(room, pid, event)))
-    tasks: set[asyncio.Task[None]] = set()
-    done = asyncio.Event()
-
-    async def handle(call: Call) -> None:
-        try:
-            if call.op not in OPERATIONS:
-                raise ValueError(f"unknown operation {call.op!r}")
-            result = getattr(host, call.op)(*call.args)
-            if inspect.isawaitable(result):
-                result = await result
-            send(Reply(call.id, value=result))
-        except Exception as exc:
-            if not isinstance(exc, MediaUserError):
-                logger.exception("call %s failed", call.op)
-            send(error_reply(call.id, exc))
-        if call.op == "close":
-            done.set()
-
-    async def read_calls() -> None:
-        while True:
-            message = await read_message(reader)
-            if isinstance(message, Call):
-                task = asyncio.create_task(handle(message))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-
-    reading = asyncio.create_task(read_calls())
-    closing = asyncio.create_task(done.wait())
-    await asyncio.wait({reading, closing}, return_when=asyncio.FIRST_COMPLETED)
-    reading.cancel()
-    closing.cancel()
-    for task in list(tasks):
-        if not task.done():
-            task.cancel()
+    await serve_calls(reader, writer, dispatch, stop)
     await host.close()
     with contextlib.suppress(Exception):
         await writer.drain()
         writer.close()
+
+
+async def _close_then_stop(host: RoomHost, stop: asyncio.Event) -> None:
+    await host.close()
+    asyncio.get_running_loop().call_soon(stop.set)

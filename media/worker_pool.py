@@ -19,9 +19,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from media.channel import Channel, Event, open_socket
 from media.errors import MediaError, MediaUnavailable, UnknownRoom, WorkerLost
 from media.worker import worker_main
-from media.worker_protocol import Call, Event, Reply, encode, raise_for, read_message
 
 logger = logging.getLogger(__name__)
 
@@ -55,15 +55,11 @@ class _RoomRecord:
 class _Worker:
     """One worker process and the socket to it."""
 
-    def __init__(self, index: int, process: Any, sock: socket.socket) -> None:
+    def __init__(self, index: int, process: Any) -> None:
         self.index = index
         self.process = process
-        self.sock = sock
         self.alive = True
-        self.pending: dict[int, asyncio.Future[Any]] = {}
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-        self.reading: asyncio.Task[None] | None = None
+        self.channel: Channel | None = None
 
     @property
     def pid(self) -> int | None:
@@ -123,10 +119,12 @@ class WorkerPool:
         )
         process.start()
         child_sock.close()
-        worker = _Worker(index, process, parent_sock)
-        worker.reader, worker.writer = await asyncio.open_unix_connection(sock=parent_sock)
+        worker = _Worker(index, process)
+        reader, writer = await open_socket(parent_sock)
+        worker.channel = Channel(
+            reader, writer, self._on_event, lambda: self._on_exit(worker), f"media worker {index}"
+        )
         self._workers[index] = worker
-        worker.reading = asyncio.create_task(self._read(worker))
         assert self._loop is not None
         self._loop.add_reader(process.sentinel, self._on_exit, worker)
         logger.info("media worker %d started pid=%s", index, process.pid)
@@ -154,56 +152,27 @@ class WorkerPool:
         with contextlib.suppress(Exception):
             self._loop.remove_reader(worker.process.sentinel)
         worker.alive = False
-        if worker.writer is not None:
-            worker.writer.close()
-        if worker.reading is not None:
-            worker.reading.cancel()
+        if worker.channel is not None:
+            worker.channel.close()
         process = worker.process
         await asyncio.get_running_loop().run_in_executor(None, process.join, STOP_TIMEOUT)
         if process.is_alive():
             process.terminate()
             await asyncio.get_running_loop().run_in_executor(None, process.join, STOP_TIMEOUT)
-        self._fail_pending(worker, MediaUnavailable("the media service stopped"))
+        if worker.channel is not None:
+            worker.channel.fail_pending(MediaUnavailable("the media service stopped"))
 
     # -- calls -------------------------------------------------------------------------------
 
     async def _call(
         self, worker: _Worker, op: str, *args: Any, timeout: float = CALL_TIMEOUT
     ) -> Any:
-        if not worker.alive or worker.writer is None:
+        if not worker.alive or worker.channel is None:
             raise WorkerLost(f"media worker {worker.index} is gone")
-        call_id = next(self._ids)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        worker.pending[call_id] = future
-        try:
-            worker.writer.write(encode(Call(call_id, op, list(args))))
-            reply = await asyncio.wait_for(future, timeout)
-        except TimeoutError:
-            raise MediaError(f"media worker {worker.index} did not answer {op} in time") from None
-        finally:
-            worker.pending.pop(call_id, None)
-        return raise_for(reply)
+        return await worker.channel.call(op, *args, timeout=timeout)
 
-    async def _read(self, worker: _Worker) -> None:
-        assert worker.reader is not None
-        try:
-            while True:
-                message = await read_message(worker.reader)
-                if isinstance(message, Reply):
-                    future = worker.pending.get(message.id)
-                    if future is not None and not future.done():
-                        future.set_result(message)
-                elif isinstance(message, Event):
-                    self._emit(message.room_id, message.participant_id, message.event)
-        except (asyncio.IncompleteReadError, ConnectionError, ValueError):
-            pass
-        self._on_exit(worker)
-
-    def _fail_pending(self, worker: _Worker, exc: Exception) -> None:
-        for future in worker.pending.values():
-            if not future.done():
-                future.set_exception(exc)
-        worker.pending.clear()
+    def _on_event(self, message: Event) -> None:
+        self._emit(message.room_id, message.participant_id, message.event)
 
     # -- a worker died -----------------------------------------------------------------------
 
@@ -218,9 +187,9 @@ class WorkerPool:
             "media worker %d died pid=%s exitcode=%s",
             worker.index, worker.pid, worker.process.exitcode,
         )
-        self._fail_pending(worker, WorkerLost(f"media worker {worker.index} died"))
-        if worker.writer is not None:
-            worker.writer.close()
+        if worker.channel is not None:
+            worker.channel.fail_pending(WorkerLost(f"media worker {worker.index} died"))
+            worker.channel.close()
         lost = [(room_id, r) for room_id, r in self._rooms.items() if r.worker is worker]
         task = asyncio.ensure_future(self._recover(worker, lost))
         self._respawns.add(task)
