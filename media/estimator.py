@@ -1,0 +1,269 @@
+"""A subscriber's downlink estimate, from what it sends back and what we sent it.
+
+Inputs, all with the clock passed in: REMB (the receiver's own estimate; aiortc receivers send
+it only when abs-send-time is negotiated, Chromium when transport-cc is not), receiver report
+blocks (fraction lost, jitter, LSR/DLSR for the RTT against our sender reports' send times) and
+the bytes the relay actually sent (the rate the receiver was offered).
+
+The estimate is the smaller of two bounds:
+- REMB, while fresh (`remb_timeout_s`);
+- a loss-based bound in the manner of GCC's loss controller: above `decrease_above` loss it
+  falls to itself (or what was sent, if less) times (1 - loss/2), and to what got through
+  (sent times (1 - loss)) when loss says the link overflowed (`overflow_above`); below
+  `increase_below` it rises to at least what got through and, while we send near it (not
+  application-limited), by `increase_per_s` a second; in between it holds.
+  So a receiver that sends no REMB still gets an estimate, and one whose REMB lags is still
+  cut on loss.
+A receiver report arriving after `outage_s` without any describes the outage (the link was cut),
+not congestion: it neither moves the loss average nor the bound, so a link that comes back
+resumes at the rate it had.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from dataclasses import dataclass
+
+from aiortc.rtp import unpack_remb_fci
+
+
+class EstimateBound(enum.StrEnum):
+    """Which input limits the estimate (metric label, debugging)."""
+
+    INITIAL = "initial"
+    """No feedback yet: the configured starting guess."""
+    REMB = "remb"
+    """The receiver's REMB."""
+    LOSS = "loss"
+    """The loss-based bound from receiver reports."""
+
+
+@dataclass(frozen=True, slots=True)
+class LinkEstimate:
+    """What the relay believes about one subscriber's downlink at a moment."""
+
+    bps: float
+    """Bits per second the subscriber can receive (everything: audio, video, overhead)."""
+    loss: float
+    """Smoothed fraction of packets lost, 0..1."""
+    rtt_s: float
+    """Smoothed round-trip time in seconds; 0.0 until measured."""
+    jitter_s: float
+    """Smoothed interarrival jitter in seconds; 0.0 until reported."""
+    bound: EstimateBound
+    """Which input limits `bps`."""
+    sent_bps: float
+    """What the relay sent this subscriber over the last `rate_window_s`."""
+    delivered_bps: float
+    """What got through according to the last report: sent times (1 - its loss)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EstimatorPolicy:
+    """Constants of the estimator; the defaults are what the relay uses."""
+
+    initial_bps: float = 1_000_000.0
+    """Estimate before any feedback (a join-page network check may give a better one)."""
+    min_bps: float = 30_000.0
+    """The estimate never goes below this (audio must keep flowing)."""
+    max_bps: float = 20_000_000.0
+    """Nor above this."""
+    decrease_above: float = 0.10
+    """Loss above this lowers the loss-based bound (GCC)."""
+    overflow_above: float = 0.25
+    """Loss above this means the link overflowed: the bound falls to what got through."""
+    increase_below: float = 0.02
+    """Loss below this lets the loss-based bound rise (GCC)."""
+    increase_per_s: float = 1.08
+    """Multiplicative rise of the bound per second, while not application-limited."""
+    app_limited_share: float = 0.875
+    """Below this share of the bound, the relay is not testing it: no rise (as Galène)."""
+    decrease_interval_s: float = 0.3
+    """At most one decrease per this interval plus one RTT (GCC)."""
+    loss_weight: float = 0.5
+    """Weight of the newest report in the loss average."""
+    rtt_weight: float = 0.15
+    """Weight of the newest sample in the RTT average (aiortc keeps 0.85 of the old)."""
+    jitter_weight: float = 0.25
+    """Weight of the newest report in the jitter average."""
+    remb_timeout_s: float = 5.0
+    """A REMB older than this no longer bounds the estimate."""
+    outage_s: float = 3.0
+    """A receiver report after this long a silence describes an outage, not congestion."""
+    rate_window_s: float = 1.0
+    """Window of the sent-rate meter."""
+    sender_reports_kept: int = 32
+    """Send times of our last sender reports kept for RTT."""
+
+
+class SentRate:
+    """Bytes sent, as a rate over a sliding window of four buckets (cheap per packet)."""
+
+    def __init__(self, window_s: float) -> None:
+        self._bucket_s = window_s / 4
+        self._buckets: deque[list[int]] = deque()  # [bucket index, bytes]
+        self._first_at: float | None = None
+
+    def add(self, nbytes: int, now: float) -> None:
+        """Count `nbytes` sent at `now`."""
+        index = int(now // self._bucket_s)
+        buckets = self._buckets
+        if buckets and buckets[-1][0] == index:
+            buckets[-1][1] += nbytes
+            return
+        if self._first_at is None:
+            self._first_at = now
+        buckets.append([index, nbytes])
+        while buckets[0][0] <= index - 4:
+            buckets.popleft()
+
+    def bps(self, now: float) -> float:
+        """Bits per second over the window ending at `now`."""
+        if self._first_at is None:
+            return 0.0
+        index = int(now // self._bucket_s)
+        oldest = index - 3
+        total = sum(n for i, n in self._buckets if oldest <= i <= index)
+        start = max(oldest * self._bucket_s, self._first_at)
+        elapsed = max(now - start, self._bucket_s / 4)
+        return total * 8 / elapsed
+
+
+class DownlinkEstimator:
+    """The downlink estimate of one subscriber, fed by its RTCP and by what we send it."""
+
+    def __init__(self, policy: EstimatorPolicy = EstimatorPolicy()) -> None:
+        self.policy = policy
+        self._sent = SentRate(policy.rate_window_s)
+        self._remb_bps: float | None = None
+        self._remb_at = 0.0
+        self._loss_bound: float | None = None  # None until the first receiver report
+        self._loss: float | None = None
+        self._rtt_s: float | None = None
+        self._jitter_s: float | None = None
+        self._delivered_bps = 0.0
+        self._last_report_at: float | None = None
+        self._last_decrease_at: float | None = None
+        self._last_increase_at: float | None = None
+        self._sender_reports: dict[int, float] = {}
+        self.outages = 0
+        """Receiver reports that came after a silence of `outage_s` or more."""
+
+    def on_sent(self, nbytes: int, now: float) -> None:
+        """Count bytes sent to this subscriber (per packet, or batched)."""
+        self._sent.add(nbytes, now)
+
+    def on_remb(self, bps: float, now: float) -> None:
+        """A REMB bitrate from the subscriber."""
+        self._remb_bps = float(bps)
+        self._remb_at = now
+
+    def on_remb_fci(self, fci: bytes, now: float) -> bool:
+        """A REMB from its feedback control information; False (ignored) if malformed."""
+        try:
+            bitrate, _ssrcs = unpack_remb_fci(fci)
+        except ValueError:
+            return False
+        self.on_remb(bitrate, now)
+        return True
+
+    def on_sender_report(self, ntp_timestamp: int, now: float) -> None:
+        """We sent a sender report with this 64-bit NTP timestamp at `now`."""
+        self._sender_reports[(ntp_timestamp >> 16) & 0xFFFFFFFF] = now
+        while len(self._sender_reports) > self.policy.sender_reports_kept:
+            del self._sender_reports[next(iter(self._sender_reports))]
+
+    def on_rtt(self, rtt_s: float, now: float) -> None:
+        """An RTT measured elsewhere (e.g. by aiortc's own sender)."""
+        if rtt_s < 0:
+            return
+        weight = self.policy.rtt_weight
+        self._rtt_s = rtt_s if self._rtt_s is None else weight * rtt_s + (1 - weight) * self._rtt_s
+
+    def on_receiver_report(
+        self,
+        fraction_lost: int,
+        jitter: int,
+        lsr: int,
+        dlsr: int,
+        now: float,
+        *,
+        clock_rate: int = 90_000,
+    ) -> None:
+        """One report block about a stream we send: `fraction_lost` as in RTCP (0..255, the share
+        of 256 lost since the previous report), `jitter` in units of `clock_rate`, `lsr` and
+        `dlsr` as in RTCP (middle 32 bits of our SR's NTP time; delay in 1/65536 s)."""
+        policy = self.policy
+        if lsr and lsr in self._sender_reports:
+            self.on_rtt(now - self._sender_reports[lsr] - dlsr / 65536, now)
+        jitter_s = jitter / clock_rate
+        self._jitter_s = (
+            jitter_s
+            if self._jitter_s is None
+            else policy.jitter_weight * jitter_s + (1 - policy.jitter_weight) * self._jitter_s
+        )
+        last, self._last_report_at = self._last_report_at, now
+        if last is not None and now - last >= policy.outage_s:
+            self.outages += 1
+            return
+        loss = min(max(fraction_lost, 0), 255) / 256
+        self._loss = (
+            loss
+            if self._loss is None
+            else policy.loss_weight * loss + (1 - policy.loss_weight) * self._loss
+        )
+        sent = self._sent.bps(now)
+        self._delivered_bps = sent * (1 - loss)
+        bound = self._loss_bound
+        if bound is None:
+            bound = self._remb_or_initial(now)
+        if loss > policy.decrease_above:
+            wait = policy.decrease_interval_s + (self._rtt_s or 0.0)
+            due = self._last_decrease_at is None or now - self._last_decrease_at >= wait
+            if sent > 0 and due:
+                if loss > policy.overflow_above:
+                    bound = min(bound, self._delivered_bps)
+                else:
+                    bound = min(bound, sent) * (1 - loss / 2)
+                self._last_decrease_at = now
+            self._last_increase_at = None
+        elif loss < policy.increase_below:
+            bound = max(bound, self._delivered_bps)
+            if sent >= policy.app_limited_share * bound and self._last_increase_at is not None:
+                elapsed = min(now - self._last_increase_at, 1.0)
+                bound *= policy.increase_per_s**elapsed
+            self._last_increase_at = now
+        else:
+            self._last_increase_at = None
+        self._loss_bound = min(max(bound, policy.min_bps), policy.max_bps)
+
+    def estimate(self, now: float) -> LinkEstimate:
+        """The estimate at `now`."""
+        policy = self.policy
+        remb = self._fresh_remb(now)
+        if self._loss_bound is None:
+            bps = remb if remb is not None else policy.initial_bps
+            bound = EstimateBound.REMB if remb is not None else EstimateBound.INITIAL
+        elif remb is not None and remb < self._loss_bound:
+            bps, bound = remb, EstimateBound.REMB
+        else:
+            bps, bound = self._loss_bound, EstimateBound.LOSS
+        return LinkEstimate(
+            bps=min(max(bps, policy.min_bps), policy.max_bps),
+            loss=self._loss or 0.0,
+            rtt_s=self._rtt_s or 0.0,
+            jitter_s=self._jitter_s or 0.0,
+            bound=bound,
+            sent_bps=self._sent.bps(now),
+            delivered_bps=self._delivered_bps,
+        )
+
+    def _fresh_remb(self, now: float) -> float | None:
+        if self._remb_bps is None or now - self._remb_at > self.policy.remb_timeout_s:
+            return None
+        return self._remb_bps
+
+    def _remb_or_initial(self, now: float) -> float:
+        remb = self._fresh_remb(now)
+        return remb if remb is not None else self.policy.initial_bps
