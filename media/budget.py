@@ -1,0 +1,211 @@
+"""Priorities inside one subscriber's downlink budget: what each incoming track may use.
+
+Order: every audio track first, teacher or doctor audio before other audio, and never cut
+(audio is what must survive); when the link is lossy and the subscriber negotiated
+`red/48000/2`, audio goes with RED redundancy and its extra cost is counted. Then the screen
+share, then the speaker's (or spotlighted) video, then other classrooms' video. Video tracks
+of one class split what is left equally; what a class does not use passes to the next one.
+Each video track's rung comes from `rung.decide` with its share as the estimate, so every
+track keeps its own hysteresis across calls.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from media.estimator import LinkEstimate
+from media.rung import Rung, RungCosts, RungDecision, RungPolicy, decide
+
+
+class Priority(enum.IntEnum):
+    """Priority classes, most important first."""
+
+    LEAD_AUDIO = 0
+    """The teacher's or the doctor's microphone."""
+    AUDIO = 1
+    """Any other microphone (a classroom called on, the clinic)."""
+    SCREEN = 2
+    """A shared screen (slides must stay legible: give it no low rendition)."""
+    SPEAKER_VIDEO = 3
+    """The speaker's or the spotlighted classroom's camera."""
+    OTHER_VIDEO = 4
+    """Every other camera (the teacher's grid of classrooms)."""
+
+
+AUDIO_PRIORITIES = frozenset({Priority.LEAD_AUDIO, Priority.AUDIO})
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingTrack:
+    """One track the subscriber receives, with what it costs."""
+
+    track_id: str
+    """The forwarder's id for this subscriber's copy of the track."""
+    priority: Priority
+    """Its priority class."""
+    audio_bps: float = 0.0
+    """Audio: the measured Opus bitrate, without RED."""
+    costs: RungCosts | None = None
+    """Video: the measured costs of the publisher's layers and low rendition."""
+
+    @property
+    def is_audio(self) -> bool:
+        """True for a microphone track."""
+        return self.priority in AUDIO_PRIORITIES
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetPolicy:
+    """Constants of the allocation; the defaults are what the relay uses."""
+
+    red_on_above: float = 0.02
+    """Turn RED on when loss exceeds this."""
+    red_off_below: float = 0.01
+    """Turn RED off again only when loss falls below this (hysteresis)."""
+    red_extra: float = 1.0
+    """Extra cost of RED as a share of the audio bitrate (one redundant copy doubles it)."""
+    rung: RungPolicy = field(default_factory=RungPolicy)
+    """Policy of each video track's rung decision."""
+
+
+@dataclass(frozen=True, slots=True)
+class TrackAllocation:
+    """What one track gets."""
+
+    track_id: str
+    """The track."""
+    priority: Priority
+    """Its priority class."""
+    share_bps: float
+    """The budget this track was offered (what the higher classes left, split in its class)."""
+    cost_bps: float
+    """What it will use: audio with RED if on, or the chosen rung's cost."""
+    decision: RungDecision | None
+    """Video: the rung decision (pass it back through `previous`); None for audio."""
+
+    @property
+    def rung(self) -> Rung | None:
+        """Video: the rung; None for audio, which is always forwarded."""
+        return self.decision.rung if self.decision is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class Allocation:
+    """The allocation of one subscriber's budget at one moment."""
+
+    tracks: tuple[TrackAllocation, ...]
+    """Every track, most important first."""
+    red: bool
+    """Whether audio goes with RED redundancy."""
+    estimate_bps: float
+    """The estimate that was divided."""
+    spent_bps: float
+    """Total cost of what was allocated."""
+    reason: str
+    """One human-readable line: what each class got and why (logs, operator dashboard)."""
+
+    def of(self, track_id: str) -> TrackAllocation | None:
+        """The allocation of `track_id`, or None when it is not a track of this subscriber."""
+        for track in self.tracks:
+            if track.track_id == track_id:
+                return track
+        return None
+
+
+def allocate(
+    link: LinkEstimate,
+    tracks: Sequence[IncomingTrack],
+    previous: Allocation | None,
+    now: float,
+    policy: BudgetPolicy = BudgetPolicy(),
+    *,
+    red_negotiated: bool = True,
+) -> Allocation:
+    """Divide `link.bps` among `tracks` by priority; `previous` carries each track's hysteresis
+    (tracks it does not know start fresh; tracks gone are forgotten)."""
+    red = red_negotiated and _red_wanted(link.loss, previous, policy)
+    remaining = link.bps
+    allocated: list[TrackAllocation] = []
+    ordered = sorted(tracks, key=lambda t: t.priority)
+    for track in ordered:
+        if not track.is_audio:
+            continue
+        cost = track.audio_bps * (1.0 + policy.red_extra if red else 1.0)
+        allocated.append(TrackAllocation(track.track_id, track.priority, remaining, cost, None))
+        remaining -= cost
+    audio_over = remaining < 0
+    remaining = max(remaining, 0.0)
+
+    for priority in sorted({t.priority for t in ordered if not t.is_audio}):
+        in_class = [t for t in ordered if t.priority == priority]
+        share = remaining / len(in_class)
+        for track in in_class:
+            costs = track.costs if track.costs is not None else RungCosts(())
+            before = previous.of(track.track_id) if previous is not None else None
+            decision = decide(
+                share,
+                link.loss,
+                link.rtt_s,
+                costs,
+                before.decision if before is not None else None,
+                now,
+                policy.rung,
+            )
+            allocated.append(
+                TrackAllocation(track.track_id, priority, share, decision.cost_bps, decision)
+            )
+            remaining -= decision.cost_bps
+        remaining = max(remaining, 0.0)
+
+    spent = sum(t.cost_bps for t in allocated)
+    return Allocation(
+        tracks=tuple(allocated),
+        red=red,
+        estimate_bps=link.bps,
+        spent_bps=spent,
+        reason=_reason(link, allocated, red, audio_over),
+    )
+
+
+def _red_wanted(loss: float, previous: Allocation | None, policy: BudgetPolicy) -> bool:
+    if previous is not None and previous.red:
+        return loss >= policy.red_off_below
+    return loss > policy.red_on_above
+
+
+def _reason(
+    link: LinkEstimate, allocated: list[TrackAllocation], red: bool, audio_over: bool
+) -> str:
+    """E.g. `estimate 450k loss 3.0%: audio 40k+RED; screen full; speaker low; other 2 paused`."""
+    parts: list[str] = []
+    audio = [t for t in allocated if t.decision is None]
+    if audio:
+        text = f"audio {_kbit(sum(t.cost_bps for t in audio))}" + ("+RED" if red else "")
+        parts.append(text + (" over budget" if audio_over else ""))
+    names = {
+        Priority.SCREEN: "screen",
+        Priority.SPEAKER_VIDEO: "speaker",
+        Priority.OTHER_VIDEO: "other",
+    }
+    for priority, name in names.items():
+        rungs = [_rung_text(t.decision) for t in allocated if t.priority == priority and t.decision]
+        if not rungs:
+            continue
+        counted = sorted({r: rungs.count(r) for r in rungs}.items())
+        parts.append(f"{name} " + ", ".join(r if n == 1 else f"{n} {r}" for r, n in counted))
+    head = f"estimate {_kbit(link.bps)} loss {link.loss * 100:.1f}%"
+    return head + ": " + "; ".join(parts) if parts else head
+
+
+def _rung_text(decision: RungDecision) -> str:
+    if decision.rung is Rung.AUDIO_ONLY:
+        return "paused"
+    if decision.rung is Rung.REDUCED_FPS:
+        return f"reduced_fps/{decision.temporal_layers}"
+    return str(decision.rung)
+
+
+def _kbit(bps: float) -> str:
+    return f"{bps / 1000:.0f}k"

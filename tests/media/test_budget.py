@@ -1,0 +1,167 @@
+"""`allocate` serves audio first (with RED on lossy links), then screen, speaker and other
+video, each video track on the best rung its share allows, with hysteresis kept per track."""
+
+from __future__ import annotations
+
+import pytest
+
+from media.budget import Allocation, BudgetPolicy, IncomingTrack, Priority, allocate
+from media.estimator import EstimateBound, LinkEstimate
+from media.rung import Rung, RungCosts
+
+CAMERA = RungCosts((400_000.0, 200_000.0, 400_000.0), low_bps=150_000.0)
+"""1 Mbit/s L1T3 camera: 400k / 600k / 1M, low 150k."""
+SCREEN = RungCosts((150_000.0, 50_000.0, 100_000.0))
+"""300k screen share, no low rendition: 7.5 fps 150k, 15 fps 200k."""
+
+TEACHER_MIC = IncomingTrack("teacher-mic", Priority.LEAD_AUDIO, audio_bps=40_000)
+CLASS_MIC = IncomingTrack("class-mic", Priority.AUDIO, audio_bps=30_000)
+TEACHER_SCREEN = IncomingTrack("teacher-screen", Priority.SCREEN, costs=SCREEN)
+TEACHER_CAM = IncomingTrack("teacher-cam", Priority.SPEAKER_VIDEO, costs=CAMERA)
+
+
+def link(bps: float, loss: float = 0.0) -> LinkEstimate:
+    return LinkEstimate(bps, loss, 0.05, 0.01, EstimateBound.LOSS, bps, bps)
+
+
+def rungs(allocation: Allocation) -> dict[str, str]:
+    out = {}
+    for t in allocation.tracks:
+        if t.decision is None:
+            out[t.track_id] = "audio"
+        elif t.decision.rung is Rung.REDUCED_FPS:
+            out[t.track_id] = f"reduced_fps/{t.decision.temporal_layers}"
+        else:
+            out[t.track_id] = str(t.decision.rung)
+    return out
+
+
+CLASS_VIEW = [TEACHER_CAM, TEACHER_SCREEN, CLASS_MIC, TEACHER_MIC]
+"""What a classroom receives from the teacher (given out of order on purpose)."""
+
+
+@pytest.mark.parametrize(
+    ("estimate", "expected"),
+    [
+        (
+            5_000_000,
+            {"teacher-screen": "full", "teacher-cam": "full"},
+        ),
+        # 1M - 70k audio = 930k; screen 300k; camera 630k: 600k > 0.85 x 630k -> 7.5 fps
+        (1_000_000, {"teacher-screen": "full", "teacher-cam": "reduced_fps/1"}),
+        # 500k - 70k = 430k; screen 300k fits (<= 0.85 x 430k); camera 130k -> paused
+        (500_000, {"teacher-screen": "full", "teacher-cam": "audio_only"}),
+        # 700k - 70k = 630k; screen 300k; camera 330k -> low
+        (700_000, {"teacher-screen": "full", "teacher-cam": "low"}),
+        # 300k - 70k = 230k; screen 15 fps (200k) > 0.85 x 230k -> 7.5 fps; camera 80k: paused
+        (300_000, {"teacher-screen": "reduced_fps/1", "teacher-cam": "audio_only"}),
+        # 100k: audio only, both videos paused
+        (100_000, {"teacher-screen": "audio_only", "teacher-cam": "audio_only"}),
+    ],
+)
+def test_audio_then_screen_then_speaker_video_on_the_best_rung_that_fits(
+    estimate: float, expected: dict[str, str]
+) -> None:
+    allocation = allocate(link(estimate), CLASS_VIEW, None, 0.0)
+    assert [t.track_id for t in allocation.tracks] == [
+        "teacher-mic",
+        "class-mic",
+        "teacher-screen",
+        "teacher-cam",
+    ]
+    got = rungs(allocation)
+    assert got == {"teacher-mic": "audio", "class-mic": "audio", **expected}
+    assert allocation.spent_bps == sum(t.cost_bps for t in allocation.tracks)
+
+
+def test_audio_is_never_cut_even_over_budget() -> None:
+    allocation = allocate(link(50_000), CLASS_VIEW, None, 0.0)
+    assert rungs(allocation)["teacher-mic"] == "audio"
+    assert allocation.spent_bps == 70_000
+    assert "over budget" in allocation.reason
+
+
+@pytest.mark.parametrize(
+    ("losses", "red"),
+    [
+        ([0.0], False),
+        ([0.02], False),
+        ([0.03], True),
+        ([0.03, 0.015], True),  # stays on above red_off_below
+        ([0.03, 0.005], False),
+        ([0.015], False),  # never turned on
+    ],
+)
+def test_red_turns_on_above_2_percent_loss_and_off_below_1_percent(
+    losses: list[float], red: bool
+) -> None:
+    previous = None
+    for i, loss in enumerate(losses):
+        previous = allocate(link(5_000_000, loss), CLASS_VIEW, previous, float(i))
+    assert previous is not None and previous.red is red
+
+
+def test_red_counts_its_extra_cost_against_the_video_budget() -> None:
+    # 450k: without RED, 380k left -> screen full (300k <= 0.85 x 380k); with RED (140k of
+    # audio) 310k left -> 300k > 0.85 x 310k -> 15 fps.
+    clean = allocate(link(450_000, 0.0), CLASS_VIEW, None, 0.0)
+    lossy = allocate(link(450_000, 0.03), CLASS_VIEW, None, 0.0)
+    assert clean.of("teacher-mic") is not None and clean.of("teacher-mic").cost_bps == 40_000
+    assert lossy.of("teacher-mic") is not None and lossy.of("teacher-mic").cost_bps == 80_000
+    assert rungs(clean)["teacher-screen"] == "full"
+    assert rungs(lossy)["teacher-screen"] == "reduced_fps/2"
+    assert "+RED" in lossy.reason and "+RED" not in clean.reason
+
+
+def test_red_needs_the_subscriber_to_have_negotiated_it() -> None:
+    allocation = allocate(link(500_000, 0.05), CLASS_VIEW, None, 0.0, red_negotiated=False)
+    assert allocation.red is False
+
+
+def test_other_classrooms_split_what_the_speaker_leaves_equally() -> None:
+    """The teacher's view: three classrooms, one spotlighted."""
+    tracks = [
+        IncomingTrack("mic-a", Priority.AUDIO, audio_bps=30_000),
+        IncomingTrack("cam-a", Priority.SPEAKER_VIDEO, costs=CAMERA),
+        IncomingTrack("cam-b", Priority.OTHER_VIDEO, costs=CAMERA),
+        IncomingTrack("cam-c", Priority.OTHER_VIDEO, costs=CAMERA),
+    ]
+    # 2M - 30k audio; speaker full (1M); 970k for two others: 485k each -> 7.5 fps (400k).
+    allocation = allocate(link(2_000_000), tracks, None, 0.0)
+    assert rungs(allocation) == {
+        "mic-a": "audio",
+        "cam-a": "full",
+        "cam-b": "reduced_fps/1",
+        "cam-c": "reduced_fps/1",
+    }
+    assert allocation.of("cam-b") is not None and allocation.of("cam-b").share_bps == 485_000
+    assert allocation.reason == (
+        "estimate 2000k loss 0.0%: audio 30k; speaker full; other 2 reduced_fps/1"
+    )
+
+
+def test_each_track_keeps_its_hysteresis_through_previous() -> None:
+    previous = allocate(link(5_000_000), CLASS_VIEW, None, 0.0)
+    timeline = []
+    for i in range(1, 13):
+        now = i * 0.25
+        previous = allocate(link(800_000), CLASS_VIEW, previous, now)
+        timeline.append((now, rungs(previous)["teacher-cam"]))
+    # 800k - 70k - 300k = 430k for the camera: low (7.5 fps is 400k > 0.85 x 430k), but only
+    # down_after_s after the shortfall was first seen (0.25).
+    assert timeline[3] == (1.0, "full")
+    assert timeline[4] == (1.25, "low")
+    assert all(r == "low" for _, r in timeline[4:])
+
+
+def test_new_tracks_start_fresh_and_removed_tracks_are_forgotten() -> None:
+    first = allocate(link(5_000_000), [TEACHER_MIC, TEACHER_CAM], None, 0.0)
+    second = allocate(link(5_000_000), [TEACHER_MIC, TEACHER_SCREEN], first, 1.0)
+    assert second.of("teacher-cam") is None
+    screen = second.of("teacher-screen")
+    assert screen is not None and screen.decision is not None
+    assert screen.decision.switched and screen.decision.changed_at == 1.0
+
+
+def test_default_policy_is_shared_with_the_rung_decision() -> None:
+    assert BudgetPolicy().rung.down_after_s == 1.0
