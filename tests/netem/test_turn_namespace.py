@@ -31,6 +31,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiortc import (
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import AudioStreamTrack
+
+from signaling.turn import ice_servers
+from tests.helpers.coturn import CoturnProcess
+from tests.helpers.net import free_port
+from tests.helpers.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "namespace-turn-secret"
@@ -134,14 +146,10 @@ def _udp_reaches(link: LockedDownLink, port: int) -> bool:
 
 
 @pytest.fixture
-def coturn_and_link() -> Iterator[tuple[Any, LockedDownLink]]:
+def coturn_and_link() -> Iterator[tuple[CoturnProcess, LockedDownLink]]:
     _require_namespaces()
-    from tests.helpers.coturn import CoturnProcess
-
     # coturn needs its address before it starts, the namespace needs coturn's port: pick the
     # port first, then build the link, then start coturn on the link's host address.
-    from tests.helpers.net import free_port
-
     port = free_port()
     with locked_down_link(port) as link:
         server = CoturnProcess(secret=SECRET, listen_ip=link.host_ip, allow_loopback_peers=False)
@@ -159,15 +167,8 @@ def coturn_and_link() -> Iterator[tuple[Any, LockedDownLink]]:
 @pytest.mark.slow
 @pytest.mark.timeout(150)
 async def test_client_that_reaches_only_coturn_gets_media_through_turn(
-    coturn_and_link: tuple[Any, LockedDownLink],
+    coturn_and_link: tuple[CoturnProcess, LockedDownLink],
 ) -> None:
-    from aiortc import RTCPeerConnection, RTCSessionDescription
-    from aiortc.mediastreams import AudioStreamTrack
-
-    from signaling.turn import ice_servers
-    from tests.helpers.net import free_port
-    from tests.helpers.waiting import wait_until
-
     coturn, link = coturn_and_link
     # the namespace is really locked: a direct datagram to the host does not arrive
     assert not await asyncio.to_thread(_udp_reaches, link, free_port())
@@ -222,8 +223,6 @@ async def test_client_that_reaches_only_coturn_gets_media_through_turn(
 
 async def _run_client() -> None:
     """The client half, inside the namespace: answer, echo, count audio, report."""
-    from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
-
     request = json.loads(await asyncio.to_thread(sys.stdin.readline))
     config = RTCConfiguration(iceServers=[RTCIceServer(**s) for s in request["ice_servers"]])
     pc = RTCPeerConnection(config)
