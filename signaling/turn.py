@@ -20,9 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 
 DEFAULT_TTL_S = 24 * 3600
-"""Lifetime of minted credentials. coturn re-checks the expiry on every authenticated request
-(Allocate, Refresh, CreatePermission, ChannelBind), so a credential must outlive the longest
-session it serves; one day is the draft's recommendation (draft-uberti-behave-turn-rest-00)."""
+"""Lifetime of minted credentials. coturn checks the expiry only when a new allocation
+authenticates; an allocation already made lives on through its refreshes (tests prove both).
+But a client re-gathers with the credentials it holds (ICE restart, a new peer connection after
+a node failure), so they must outlive the longest session; one day, as
+draft-uberti-behave-turn-rest-00 recommends."""
 
 MAX_USER_ID_LENGTH = 128
 """Longest accepted user id; STUN USERNAME is limited to 513 bytes and coturn to fewer."""

@@ -67,7 +67,7 @@ def test_unusable_inputs_are_refused(secret: str, user_id: str, ttl_s: int, mess
 
 
 def test_default_ttl_outlives_a_long_session() -> None:
-    # coturn re-checks expiry on every Refresh: a credential must outlast a half-day clinic shift
+    # clients re-gather with the credentials they hold: they must outlast a half-day clinic shift
     assert DEFAULT_TTL_S >= 12 * 3600
 
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 from aioice import stun
-from aioice.turn import create_turn_endpoint
+from aioice.turn import TurnClientUdpProtocol, create_turn_endpoint
 from aiortc import (
     RTCConfiguration,
     RTCIceServer,
@@ -169,3 +169,27 @@ async def test_peers_restricted_to_relay_connect_through_coturn(coturn: CoturnPr
     # coturn saw both allocations used: its log names each minted username on a session
     log = coturn.log_text()
     assert "p-caller" in log and "p-callee" in log
+
+
+async def test_expiry_bounds_new_allocations_not_ones_already_made(coturn: CoturnProcess) -> None:
+    # Why DEFAULT_TTL_S is long: the expiry stops a client from allocating again (ICE restart,
+    # reconnect) with old credentials, while a live allocation is never cut by it.
+    pair = turn_credentials(SECRET, "p-expiring", ttl_s=2, now=time.time())
+    server = (coturn.listen_ip, coturn.port)
+    transport, protocol = await asyncio.get_running_loop().create_datagram_endpoint(
+        lambda: TurnClientUdpProtocol(server, pair.username, pair.credential, 60, 300),
+        remote_addr=server,
+    )
+    try:
+        await asyncio.wait_for(protocol.connect(), 20)
+        await wait_until(lambda: time.time() > pair.expires_at + 1, within=10, what="expiry")
+        refresh = stun.Message(message_method=stun.Method.REFRESH, message_class=stun.Class.REQUEST)
+        refresh.attributes["LIFETIME"] = 60
+        await protocol.request_with_retry(refresh)
+        await protocol.channel_bind(0x4000, ("127.0.0.1", 50000))
+        with pytest.raises(stun.TransactionFailed):
+            await allocate(coturn, pair.username, pair.credential)
+    finally:
+        if protocol.refresh_task is not None:
+            protocol.refresh_task.cancel()
+        transport.close()
