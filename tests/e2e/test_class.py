@@ -22,9 +22,9 @@ pytestmark = [
 async def test_class_teacher_and_two_classrooms_see_and_hear_each_other(
     browser: Browser, tongxin_node: TongxinNode
 ) -> None:
-    teacher = await join(browser, tongxin_node.link("teacher"))
-    room1 = await join(browser, tongxin_node.link("classroom", "1"))
-    room2 = await join(browser, tongxin_node.link("classroom", "2"))
+    teacher = await join(browser, tongxin_node.link("教师"))
+    room1 = await join(browser, tongxin_node.link("教学点 1 "))
+    room2 = await join(browser, tongxin_node.link("教学点 2 "))
     teacher_id = await participant_id(teacher.page)
     room1_id = await participant_id(room1.page)
     room2_id = await participant_id(room2.page)

@@ -27,8 +27,8 @@ FETCH_SNAPSHOT = """async (url) => {
 
 
 async def test_consult_from_request_to_outcome(browser: Browser, tongxin_node: TongxinNode) -> None:
-    doctor = await join(browser, tongxin_node.link("doctor"), locale="en-US")
-    clinic = await join(browser, tongxin_node.link("clinic"), locale="en-US")
+    doctor = await join(browser, tongxin_node.link("医生"), locale="en-US")
+    clinic = await join(browser, tongxin_node.link("村卫生室"), locale="en-US")
     dpage, cpage = doctor.page, clinic.page
 
     duty = dpage.get_by_role("button", name="Off duty")

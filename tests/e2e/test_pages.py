@@ -20,10 +20,10 @@ pytestmark = [
 LANGS = [("zh-CN", "zh-CN"), ("en-US", "en")]
 ROLE_PAGES = [
     # (page name, words naming the demo link, what the page shows once up: a CSS selector)
-    ("teacher", ("teacher",), "#classroom-grid"),
-    ("classroom", ("classroom", "1"), ".stage"),
-    ("doctor", ("doctor",), "#queue-list"),
-    ("clinic", ("clinic",), "#request-form, #waiting-room, .consult"),
+    ("teacher", ("教师",), "#classroom-grid"),
+    ("classroom", ("教学点 1 ",), ".stage"),
+    ("doctor", ("医生",), "#queue-list"),
+    ("clinic", ("村卫生室",), "#request-form, #waiting-room, .consult"),
 ]
 
 
@@ -60,7 +60,7 @@ async def test_operator_dashboard_renders_each_tab_in_each_language(
 ) -> None:
     watched = await open_page(browser, locale=locale)
     page = watched.page
-    await page.goto(tongxin_node.link("operator"))
+    await page.goto(tongxin_node.link("运维"))
     await wait_role_page(page)
     tabs = page.get_by_role("tab")
     await tabs.first.wait_for()
@@ -77,7 +77,7 @@ async def test_operator_dashboard_renders_each_tab_in_each_language(
     assert watched.errors == []
 
 
-@pytest.mark.parametrize("name,words", [("classroom", ("classroom", "2")), ("clinic", ("clinic",))])
+@pytest.mark.parametrize("name,words", [("classroom", ("教学点 2 ",)), ("clinic", ("村卫生室",))])
 async def test_pages_fit_a_phone(
     browser: Browser, tongxin_node: TongxinNode, name: str, words: tuple[str, ...]
 ) -> None:

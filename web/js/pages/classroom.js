@@ -98,6 +98,9 @@ export async function mount(root, ctx) {
     calledOn.hidden = !(room.session?.spotlight && room.session.spotlight === room.me);
   };
 
+  channel.on('notice', (frame) => {
+    if (frame.code === 'weak_network') banners.show('classroom.weak_network', 'warn');
+  });
   room.addEventListener('change', (event) => {
     const { what, frame } = event.detail;
     if (what === 'ended') {
