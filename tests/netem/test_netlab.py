@@ -15,19 +15,16 @@ from typing import Any
 
 import pytest
 
+from media.linkprofile import Direction, LinkState, Profile, custom_profile
 from media.netlab import (
     CLIENT_IP,
     LAB_PREFIX,
     NFT_TABLE,
     SERVER_IP,
-    Direction,
     LabError,
-    LinkState,
-    Profile,
     Side,
     WeakLink,
     cleanup_leftovers,
-    custom_profile,
     lab_namespaces,
 )
 
