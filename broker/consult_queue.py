@@ -87,7 +87,7 @@ class ConsultQueue:
             doctors_on_duty=len(doctors),
         )
 
-    async def tickets_for_expert(self, expert_id: str, *, limit: int = 20) -> list[ConsultTicket]:
+    async def tickets_for_expert(self, expert_id: str, *, limit: int = 10) -> list[ConsultTicket]:
         """Waiting requests the expert may claim, most pressing first (the doctor console).
         Reads only the queues of the expert's specialties at the expert's site."""
         if not 1 <= limit <= 200:

@@ -11,6 +11,8 @@ number of nodes exactly one wins (one doctor per ticket). Layout:
   they become due for escalation.
 - `consult:open` (map): ids of tickets not ended or cancelled (operator listings).
 - `consult:assigned:<expert>` (map): ids of tickets an expert holds.
+- `consult:gate:<id>:<level>:<round>`: the doctor allowed to try claiming a waiting ticket in
+  this round (others give up at once); expires after a few seconds.
 - `consult:load:<expert>` (counter): consults an expert holds, checked against capacity under
   `consult:lock:<expert>` (a short-lived claim: one assignment to an expert at a time).
   `consult:loads:<site>` (map) mirrors the counters of a site's experts for matching (one
@@ -74,6 +76,11 @@ def ticket_key(ticket_id: str) -> str:
 
 def waiting_queue(specialty: str, site_id: str) -> str:
     return f"consult:waiting:{specialty}:{site_id}"
+
+
+def claim_gate_key(ticket: ConsultTicket) -> str:
+    """One gate per waiting round: a new level or a release opens a new round."""
+    return f"consult:gate:{ticket.id}:{ticket.level}:{len(ticket.previous_expert_ids)}"
 
 
 def lock_key(expert_id: str) -> str:
@@ -213,6 +220,17 @@ class ConsultRecords:
             *(self.store.queue_items(waiting_queue(s, site_id), limit=limit) for s in specialties)
         )
         return [item for queue in queues for item in queue]
+
+    # --- claim gates ---------------------------------------------------------------------
+    async def open_claim_gate(self, ticket: ConsultTicket, expert_id: str) -> str | None:
+        """Claim the right to try claiming `ticket` in its current waiting round (a level, a
+        release); the gate's key, or None when another doctor holds it. Gates expire."""
+        key = claim_gate_key(ticket)
+        return key if await self.store.claim(key, expert_id, ttl=LOCK_TTL_S) else None
+
+    async def close_claim_gate(self, key: str, expert_id: str) -> None:
+        """Let other doctors try again (the gate's holder did not take the ticket)."""
+        await self.store.release(key, expert_id)
 
     # --- loads --------------------------------------------------------------------------
     async def loads(self, site_id: str) -> dict[str, int]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Iterable
 from typing import Annotated
 
 import msgspec
@@ -31,9 +32,20 @@ from broker.consult_state import (
     should_escalate,
 )
 from broker.directory import Directory
-from broker.errors import Conflict, Forbidden, InvalidInput
+from broker.errors import Conflict, Forbidden, InvalidInput, NotFound
 from broker.matching import AGING_PER_MINUTE, can_serve
-from broker.models import MEDICAL_LEVEL, Actor, Expert, ExpertKind, Language, Role, Skill, Urgency
+from broker.models import (
+    MEDICAL_LEVEL,
+    Actor,
+    Expert,
+    ExpertKind,
+    Language,
+    Role,
+    Site,
+    Skill,
+    Urgency,
+    validated,
+)
 from broker.store import Store
 from broker.tokens import TokenService
 from broker.wait_estimate import SERVICE_WINDOW
@@ -134,7 +146,7 @@ class ConsultService:
     async def waiting_room(self, ticket_id: str) -> WaitingRoom:
         return await self.queue.waiting_room(ticket_id)
 
-    async def tickets_for_expert(self, expert_id: str, *, limit: int = 20) -> list[ConsultTicket]:
+    async def tickets_for_expert(self, expert_id: str, *, limit: int = 10) -> list[ConsultTicket]:
         return await self.queue.tickets_for_expert(expert_id, limit=limit)
 
     async def match_experts(self, ticket_id: str, *, limit: int | None = None) -> list[Expert]:
@@ -173,17 +185,7 @@ class ConsultService:
             actor.role is Role.CLINIC and actor.id == request.clinic_site_id
         ):
             raise Forbidden("only the clinic itself (or an operator) may request its consults")
-        clinic = await self._directory.find_site(request.clinic_site_id)
-        if clinic is None:
-            raise InvalidInput(f"clinic {request.clinic_site_id!r} does not exist")
-        if clinic.kind not in MEDICAL_LEVEL:
-            raise InvalidInput(f"a {clinic.kind.value} cannot request consults")
-        chain = await self._directory.escalation_chain(clinic.id)
-        route = tuple(s.id for s in chain[1:]) or (clinic.id,)
-        staffed = await asyncio.gather(
-            *(self._directory.on_duty_doctors(request.specialty, site) for site in route)
-        )
-        level = next((i for i, doctors in enumerate(staffed) if doctors), 0)
+        clinic, route, level = await self.route(request.clinic_site_id, request.specialty)
         now = self._clock()
         ticket = ConsultTicket(
             id=f"c{uuid.uuid4().hex[:16]}",
@@ -213,30 +215,67 @@ class ConsultService:
         token = self._session_token(ticket, Actor(clinic.id, Role.CLINIC), clinic.name)
         return RequestedConsult(ticket, token)
 
+    async def route(self, clinic_site_id: str, specialty: str) -> tuple[Site, tuple[str, ...], int]:
+        """(clinic, route, level) for a request: the sites up the clinic's network (the clinic
+        itself when it has no parent) and the nearest level with a doctor of `specialty` on
+        duty (0 when there is none yet)."""
+        try:
+            chain = await self._directory.escalation_chain(clinic_site_id)
+        except NotFound:
+            raise InvalidInput(f"clinic {clinic_site_id!r} does not exist") from None
+        clinic = chain[0]
+        if clinic.kind not in MEDICAL_LEVEL:
+            raise InvalidInput(f"a {clinic.kind.value} cannot request consults")
+        route = tuple(s.id for s in chain[1:]) or (clinic.id,)
+        for level, site in enumerate(route):
+            if await self._directory.has_on_duty_doctor(specialty, site):
+                return clinic, route, level
+        return clinic, route, 0
+
+    async def import_tickets(self, tickets: Iterable[ConsultTicket]) -> int:
+        """Store and queue waiting tickets made elsewhere (benchmarks, migrations): what
+        `request` stores, without its audit entry, event or token. Returns how many."""
+        count = 0
+        for ticket in tickets:
+            if ticket.state not in CLAIMABLE:
+                raise InvalidInput("only waiting tickets can be imported")
+            await self._records.create(validated(ticket))
+            count += 1
+        return count
+
     # --- the doctor's side --------------------------------------------------------------------
     async def claim(self, ticket_id: str, actor: Actor) -> ClaimedConsult:
         """The doctor `actor` takes a waiting ticket: exactly one claimer wins, within the
         doctor's capacity. Raises Conflict when taken or full, Forbidden when not eligible."""
         if actor.role is not Role.DOCTOR:
             raise Forbidden("only a doctor may claim a consult request")
-        expert = await self._directory.get_expert(actor.id)
         ticket = await self._records.get(ticket_id)
-        if ticket.state not in CLAIMABLE:  # the common loser exits without taking the lock
+        if ticket.state not in CLAIMABLE:
             raise Conflict("this request has already been taken or closed")
-        if not can_serve(expert, ticket):
-            raise Forbidden(_why_not(expert, ticket))
-        now = self._clock()
+        # Among doctors racing for this request only the gate's winner goes on (the others
+        # stop after two reads); the compare-and-set below stays what guarantees one holder.
+        gate = await self._records.open_claim_gate(ticket, actor.id)
+        if gate is None:
+            raise Conflict("another doctor is taking this request")
+        try:
+            expert = await self._directory.get_expert(actor.id)
+            if not can_serve(expert, ticket):
+                raise Forbidden(_why_not(expert, ticket))
+            now = self._clock()
 
-        def check(current: ConsultTicket) -> None:
-            if not can_serve(expert, current):
-                raise Forbidden(_why_not(expert, current))
+            def check(current: ConsultTicket) -> None:
+                if not can_serve(expert, current):
+                    raise Forbidden(_why_not(expert, current))
 
-        def edit(current: ConsultTicket, _state: ConsultState) -> ConsultTicket:
-            return msgspec.structs.replace(current, expert_id=expert.id, matched_at=now)
+            def edit(current: ConsultTicket, _state: ConsultState) -> ConsultTicket:
+                return msgspec.structs.replace(current, expert_id=expert.id, matched_at=now)
 
-        before, after = await self._records.assign(
-            expert, ticket_id, ConsultEvent.CLAIM, edit, check
-        )
+            before, after = await self._records.assign(
+                expert, ticket_id, ConsultEvent.CLAIM, edit, check
+            )
+        except BaseException:
+            await self._records.close_claim_gate(gate, actor.id)
+            raise
         await asyncio.gather(
             self._records.dequeue(before),
             self._audit.append(expert.id, AuditAction.CONSULT_CLAIM, session=ticket_id),

@@ -257,6 +257,10 @@ class Directory:
             found.append(expert)
         return sorted(found, key=lambda e: e.id)
 
+    async def has_on_duty_doctor(self, specialty: str, site_id: str) -> bool:
+        """Whether some doctor of `specialty` is on duty at `site_id` (nothing decoded)."""
+        return bool(await self._store.map_all(on_duty_index(specialty, site_id)))
+
     async def on_duty_doctors(self, specialty: str, site_id: str) -> list[Expert]:
         """On-duty doctors of `specialty` at `site_id`, from the index (one store read)."""
         raw = await self._store.map_all(on_duty_index(specialty, site_id))
