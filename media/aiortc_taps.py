@@ -14,9 +14,11 @@ relay must do neither, and its hot path must stay a few operations per packet. W
 3. Relay senders: they get a `HeldTrack` whose `recv()` never returns, so aiortc's encoder
    loop never encodes; their sender reports are filled from the forwarder's counters (aiortc
    would report zeros) and the RTCP a subscriber sends about them goes to the forwarder.
-4. Sending a forwarded packet: `datagram_sender` binds SRTP protect and the UDP socket's
-   `sendto` once, instead of aiortc's per-packet coroutine chain (`_send_rtp` ->
-   `Connection.send` -> `StunProtocol.send_data`).
+4. The datagram path of a downlink: `datagram_sender` binds SRTP protect and the UDP
+   socket's `sendto` once, instead of aiortc's per-packet coroutine chain (`_send_rtp` ->
+   `Connection.send` -> `StunProtocol.send_data`); `receive_directly` decrypts incoming
+   SRTP/SRTCP in the socket callback, instead of aioice's queue and a DTLS task wake-up per
+   packet (and hands a downlink's RTCP to the forwarder without aiortc's RTCP objects).
 5. ICE host candidates: aioice gathers on every interface except 127.0.0.1;
    `bind_host_candidates` gathers on one chosen address (loopback in tests).
 6. Client receivers: aiortc maps RTP timestamps to start at zero; `tap_client_receiver` keeps
@@ -30,13 +32,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from types import SimpleNamespace
 from typing import Any
 
 import aiortc.rtcrtpreceiver as aiortc_receiver_module
+import pylibsrtp
 from aioice.ice import StunProtocol
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc.codecs import is_rtx
@@ -45,6 +49,8 @@ from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcdtlstransport import RTCDtlsTransport, State
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpReceiveParameters
 from aiortc.rtp import AnyRtcpPacket, RtcpSrPacket, RtpPacket, unwrap_rtx
+
+NTP_EPOCH_OFFSET = 2208988800  # aiortc's millisecond clock counts from 1900
 
 EncodedFrameCallback = Callable[[RTCRtpCodecParameters, JitterFrame], None]
 PacketCallback = Callable[[RtpPacket], None]
@@ -239,8 +245,10 @@ def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> N
 def datagram_sender(dtls: RTCDtlsTransport) -> Callable[[bytes], None] | None:
     """A function that SRTP-protects one RTP packet and writes it to the UDP socket.
 
-    None while the transport is not connected. Through a TURN relay (or any protocol other
-    than a plain `StunProtocol`) it falls back to aiortc's own send path.
+    None while the transport is not connected. A datagram the socket cannot take right now is
+    dropped (the subscriber NACKs it) rather than queued without bound as asyncio would.
+    Through a TURN relay (or any protocol other than a plain `StunProtocol`) it falls back to
+    aiortc's own send path.
     """
     if dtls._state != State.CONNECTED or dtls._tx_srtp is None:
         return None
@@ -249,13 +257,16 @@ def datagram_sender(dtls: RTCDtlsTransport) -> Callable[[bytes], None] | None:
         return None
     protect = dtls._tx_srtp.protect
     protocol = pair.protocol
-    transport = getattr(protocol, "transport", None)
-    if type(protocol).send_data is StunProtocol.send_data and transport is not None:
-        sendto = transport.sendto
+    sock = getattr(getattr(protocol, "transport", None), "_sock", None)
+    if type(protocol).send_data is StunProtocol.send_data and isinstance(sock, socket.socket):
+        sendto = sock.sendto
         addr = pair.remote_addr
 
         def send(data: bytes) -> None:
-            sendto(protect(data), addr)
+            try:
+                sendto(protect(data), addr)
+            except OSError:  # EAGAIN (socket buffer full), unreachable, closed: drop it
+                pass
 
         return send
 
@@ -265,6 +276,71 @@ def datagram_sender(dtls: RTCDtlsTransport) -> Callable[[bytes], None] | None:
         task.add_done_callback(_pending_sends.discard)
 
     return send_slow
+
+
+def run_now(coro: Coroutine[Any, Any, None]) -> None:
+    """Run a coroutine to completion right here if it never has to wait (aiortc's packet
+    handlers almost never do); if it does, a task finishes it once what it awaits is done."""
+    try:
+        awaited = coro.send(None)
+    except StopIteration:
+        return
+    task = asyncio.ensure_future(_resume(coro, awaited))
+    _pending_sends.add(task)
+    task.add_done_callback(_pending_sends.discard)
+
+
+async def _resume(coro: Coroutine[Any, Any, None], awaited: Any) -> None:
+    while True:
+        if awaited is not None:
+            await asyncio.wait({awaited})
+        else:
+            await asyncio.sleep(0)  # a bare `yield` asks for one loop turn
+        try:
+            awaited = coro.send(None)  # an awaited future's result or error goes into coro
+        except StopIteration:
+            return
+
+
+def receive_directly(
+    dtls: RTCDtlsTransport, on_rtcp: Callable[[bytes], None] | None = None
+) -> bool:
+    """Decrypt and handle SRTP/SRTCP in the socket callback, as each datagram is read.
+
+    aiortc parses every datagram as STUN first (an exception per media packet), queues it,
+    and wakes the DTLS task for it: a task hop per packet. Here RTP goes straight to the
+    transport's `_handle_rtp_data` (driven by `run_now`), and RTCP to `on_rtcp` when given
+    (the relay's downlinks read subscribers' feedback themselves), else to aiortc. STUN and
+    DTLS still take aiortc's path. False if not installed (not connected, or not plain UDP).
+    """
+    if dtls._state != State.CONNECTED or dtls._rx_srtp is None:
+        return False
+    pair = dtls.transport._connection._nominated.get(1)
+    protocol = pair.protocol if pair is not None else None
+    if not isinstance(protocol, StunProtocol) or getattr(protocol, "_tongxin_direct", False):
+        return False
+    protocol._tongxin_direct = True  # type: ignore[attr-defined]
+    original = protocol.datagram_received
+    unprotect = dtls._rx_srtp.unprotect
+    unprotect_rtcp = dtls._rx_srtp.unprotect_rtcp
+    handle_rtcp = on_rtcp or (lambda plain: run_now(dtls._handle_rtcp_data(plain)))
+
+    def datagram_received(data: bytes | str, addr: tuple[Any, ...]) -> None:
+        if len(data) > 1 and 127 < data[0] < 192:  # type: ignore[operator]
+            try:
+                if 191 < data[1] < 209:  # type: ignore[operator]
+                    handle_rtcp(unprotect_rtcp(data))  # type: ignore[arg-type]
+                else:
+                    plain = unprotect(data)  # type: ignore[arg-type]
+                    arrival_ms = int((time.time() + NTP_EPOCH_OFFSET) * 1000)
+                    run_now(dtls._handle_rtp_data(plain, arrival_time_ms=arrival_ms))
+            except pylibsrtp.Error:
+                pass
+            return
+        original(data, addr)
+
+    protocol.datagram_received = datagram_received  # type: ignore[method-assign]
+    return True
 
 
 _pending_sends: set[asyncio.Future[None]] = set()

@@ -22,12 +22,13 @@ from media.aiortc_taps import (
     HeldTrack,
     bind_host_candidates,
     datagram_sender,
+    receive_directly,
     tap_relay_sender,
     transport_of,
 )
 from media.codec_match import preferences_for
 from media.errors import NegotiationError
-from media.forwarder import DatagramSink, InboundTrack, OutboundStream
+from media.forwarder import DatagramSink, InboundTrack, OutboundStream, deliver_feedback
 from media.peer_config import PeerConfig
 from media.rtpheader import ExtensionLayout
 from media.uplink import SDP_ERRORS, connection_state_event
@@ -62,6 +63,7 @@ class Downlink:
         self._pc: RTCPeerConnection | None = None
         self._sink = DatagramSink()
         self._slots: list[_Slot] = []
+        self._by_ssrc: dict[int, OutboundStream] = {}
         self._desired: list[InboundTrack] = []
         self._offer: Event | None = None
         self._busy = False
@@ -213,6 +215,7 @@ class Downlink:
         tap_relay_sender(sender, stream.fill_sender_report, stream.on_rtcp)
         slot = _Slot(transceiver, stream)
         self._slots.append(slot)
+        self._by_ssrc[stream.ssrc] = stream
         return slot
 
     def _configure_slots(self) -> None:
@@ -247,6 +250,8 @@ class Downlink:
                 send = datagram_sender(dtls) if dtls is not None else None
                 if send is not None:
                     self._sink.connect(send)
+                    assert dtls is not None
+                    receive_directly(dtls, self._on_rtcp)
                     self._configure_slots()
             elif pc.connectionState in ("failed", "closed"):
                 self._sink.disconnect()
@@ -255,10 +260,14 @@ class Downlink:
                 self._state = state
                 self._emit({"type": "media_state", "state": state, "direction": "down"})
 
+    def _on_rtcp(self, data: bytes) -> None:
+        deliver_feedback(data, self._by_ssrc)
+
     async def _close_connection(self) -> None:
         for slot in self._slots:
             slot.stream.detach()
         self._slots = []
+        self._by_ssrc = {}
         self._sink.disconnect()
         self._offer = None
         pc, self._pc = self._pc, None

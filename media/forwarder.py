@@ -13,7 +13,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import (
@@ -34,6 +34,7 @@ from aiortc.rtp import (
 from media import h264, vp8
 from media.codec_match import has_rtx, media_codec, payload_types
 from media.keyframe_requests import KeyframeRequests
+from media.rtcp_feedback import KeyframeRequest, Nack, Remb, ReportBlock, parse_feedback
 from media.rtpheader import FIXED_HEADER, SEQUENCE, ExtensionLayout, extension_tail
 from media.rtptime import abs_send_time, continuation_offset, ntp_timestamp
 from media.seqmap import SeqMap
@@ -327,15 +328,13 @@ class OutboundStream:
     # -- feedback from the subscriber ----------------------------------------------------------
 
     def on_rtcp(self, packet: AnyRtcpPacket) -> None:
-        """RTCP the subscriber sent about this stream."""
+        """RTCP about this stream as aiortc parsed it (when the fast path is not installed)."""
         if isinstance(packet, RtcpRtpfbPacket):
             if packet.fmt == RTCP_RTPFB_NACK and packet.media_ssrc == self.ssrc:
                 self.retransmit(packet.lost)
         elif isinstance(packet, RtcpPsfbPacket):
             if packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
-                self.keyframe_requests += 1
-                if self.track is not None:
-                    self.track.request_keyframe()
+                self.keyframe_wanted()
             elif packet.fmt == RTCP_PSFB_APP:
                 try:
                     bitrate, ssrcs = unpack_remb_fci(packet.fci)
@@ -344,25 +343,39 @@ class OutboundStream:
                 if self.ssrc in ssrcs:
                     self.remb_bps = bitrate
         elif isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
-            for report in packet.reports:
-                if report.ssrc != self.ssrc:
-                    continue
-                self.fraction_lost = report.fraction_lost
-                self.packets_lost = report.packets_lost
-                self.jitter = report.jitter
-                sent_at = self._reports_sent.get(report.lsr)
-                if sent_at is not None and report.dlsr:
-                    self.rtt = max(0.0, time.time() - sent_at - report.dlsr / 65536)
+            for r in packet.reports:
+                if r.ssrc == self.ssrc:
+                    self.on_report(
+                        ReportBlock(
+                            r.ssrc, r.fraction_lost, r.packets_lost, r.highest_sequence,
+                            r.jitter, r.lsr, r.dlsr,
+                        )
+                    )
 
-    def retransmit(self, lost: list[int]) -> None:
+    def on_report(self, report: ReportBlock) -> None:
+        """A reception report about this stream: loss, jitter and (from LSR/DLSR) RTT."""
+        self.fraction_lost = report.fraction_lost
+        self.packets_lost = report.packets_lost
+        self.jitter = report.jitter
+        sent_at = self._reports_sent.get(report.lsr)
+        if sent_at is not None and report.dlsr:
+            self.rtt = max(0.0, time.time() - sent_at - report.dlsr / 65536)
+
+    def keyframe_wanted(self) -> None:
+        """The subscriber sent PLI or FIR."""
+        self.keyframe_requests += 1
+        if self.track is not None:
+            self.track.request_keyframe()
+
+    def retransmit(self, lost: Iterable[int]) -> None:
         """Answer a NACK from the source track's history (as RTX when negotiated)."""
         track = self.track
         if track is None or self.pt is None:
             return
-        self.nacks += len(lost)
         unrepaired = False
         tail = extension_tail(self.variant, abs_send_time(time.time()), None)
         for out in lost:
+            self.nacks += 1
             out &= 0xFFFF
             seq = self.seqmap.reverse(out)
             packet = track.from_history(seq) if seq is not None else None
@@ -401,3 +414,25 @@ class OutboundStream:
         self._reports_sent[(ntp >> 16) & MASK32] = now
         if len(self._reports_sent) > 8:
             del self._reports_sent[next(iter(self._reports_sent))]
+
+
+def deliver_feedback(data: bytes, streams: Mapping[int, OutboundStream]) -> None:
+    """Hand each piece of a subscriber's (decrypted) RTCP to the stream it is about."""
+    for item in parse_feedback(data):
+        if type(item) is ReportBlock:
+            stream = streams.get(item.ssrc)
+            if stream is not None:
+                stream.on_report(item)
+        elif type(item) is Remb:
+            for ssrc in item.ssrcs:
+                stream = streams.get(ssrc)
+                if stream is not None:
+                    stream.remb_bps = item.bitrate
+        elif type(item) is Nack:
+            stream = streams.get(item.media_ssrc)
+            if stream is not None:
+                stream.retransmit(item.lost)
+        elif type(item) is KeyframeRequest:
+            stream = streams.get(item.media_ssrc)
+            if stream is not None:
+                stream.keyframe_wanted()

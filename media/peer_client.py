@@ -23,7 +23,13 @@ from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
-from media.aiortc_taps import bind_host_candidates, on_keyframe_request, tap_client_receiver
+from media.aiortc_taps import (
+    bind_host_candidates,
+    on_keyframe_request,
+    receive_directly,
+    tap_client_receiver,
+    transport_of,
+)
 from media.clip import ClipTrack, frame_digest
 from media.peer_config import PeerConfig
 
@@ -41,17 +47,28 @@ class FrameLog:
 
     def __init__(self, keep_order: bool = True) -> None:
         self.sent: dict[str, list[bytes]] = {}
+        self.counts: dict[str, int] = {}
         self.send_times: dict[bytes, float] = {}
+        self.history: dict[bytes, list[float]] = {}
+        """Every send time of each frame (a looped clip sends each frame many times)."""
         self._keep_order = keep_order
+
+    def latency_ms(self, digest: bytes, arrival: float) -> float | None:
+        """Arrival minus the latest send of this frame before it (None if never sent)."""
+        sends = [t for t in self.history.get(digest, ()) if t <= arrival]
+        return (arrival - max(sends)) * 1000 if sends else None
 
     def recorder(self, source: str) -> Callable[[bytes, float], None]:
         """The `on_frame` callback for a `ClipTrack` publishing `source`."""
         order = self.sent.setdefault(source, [])
+        self.counts.setdefault(source, 0)
 
         def record(digest: bytes, at: float) -> None:
             if self._keep_order:
                 order.append(digest)
+            self.counts[source] += 1
             self.send_times[digest] = at
+            self.history.setdefault(digest, []).append(at)
 
         return record
 
@@ -70,6 +87,8 @@ class ReceivedTrack:
     first_frame_at: float | None = None
     last_frame_at: float | None = None
     latencies_ms: list[float] = field(default_factory=list)
+    arrivals: list[tuple[bytes, float]] = field(default_factory=list)
+    """(digest, arrival time) of every `sample_every`-th video frame, for latency elsewhere."""
 
 
 class PeerClient:
@@ -84,6 +103,8 @@ class PeerClient:
         config: PeerConfig | None = None,
         frame_log: FrameLog | None = None,
         keep_digests: bool = True,
+        sample_every: int = 0,
+        estimate_bandwidth: bool = True,
     ) -> None:
         self.participant_id = participant_id
         self.received: dict[tuple[str, str], ReceivedTrack] = {}
@@ -93,6 +114,8 @@ class PeerClient:
         self._send_answer = send_answer
         self._config = config or PeerConfig()
         self._keep_digests = keep_digests
+        self._sample_every = sample_every
+        self._estimate_bandwidth = estimate_bandwidth
         self._up: RTCPeerConnection | None = None
         self._up_transceivers: dict[str, RTCRtpTransceiver] = {}
         self._down: RTCPeerConnection | None = None
@@ -110,7 +133,7 @@ class PeerClient:
         """Publish (or replace) tracks by source; `codecs` may force e.g. {"camera": "h264"}."""
         async with self._up_lock:
             if self._up is None:
-                self._up = self._config.new_peer_connection()
+                self._up = self._new_connection()
             pc = self._up
             for source, track in tracks.items():
                 transceiver = self._up_transceivers.get(source)
@@ -167,7 +190,7 @@ class PeerClient:
             generation = int(event.get("connection", 0))
             if self._down is None or generation != self._down_generation:
                 await self._close_down()
-                self._down = self._config.new_peer_connection()
+                self._down = self._new_connection()
                 self._down_generation = generation
             pc = self._down
             await pc.setRemoteDescription(RTCSessionDescription(event["sdp"], "offer"))
@@ -184,9 +207,24 @@ class PeerClient:
             sdp = pc.localDescription.sdp
         await self._send_answer(sdp)
 
+    def _new_connection(self) -> RTCPeerConnection:
+        """A peer connection whose SRTP is handled as it is read (no task hop per packet)."""
+        pc = self._config.new_peer_connection()
+
+        @pc.on("connectionstatechange")
+        def _on_change() -> None:
+            dtls = transport_of(pc)
+            if pc.connectionState == "connected" and dtls is not None:
+                receive_directly(dtls)
+
+        return pc
+
     def _tap(self, transceiver: RTCRtpTransceiver) -> None:
         receiver = transceiver.receiver
         self._tapped.add(id(receiver))
+        if not self._estimate_bandwidth:
+            # no REMB: aiortc's estimator is the costliest part of its receive path
+            receiver._RTCRtpReceiver__remote_bitrate_estimator = None  # type: ignore[attr-defined]
 
         def on_frame(codec: RTCRtpCodecParameters, frame: JitterFrame, arrival: float) -> None:
             mid = transceiver.mid
@@ -210,6 +248,13 @@ class PeerClient:
         if track.first_frame_at is None:
             track.first_frame_at = now
         track.last_frame_at = now
+        sample = (
+            self._sample_every > 0
+            and track.kind == "video"
+            and track.frames % self._sample_every == 0
+        )
+        if sample:
+            track.arrivals.append((frame_digest(frame.data), arrival))
         if self._keep_digests or self.frame_log is not None:
             digest = frame_digest(frame.data)
             if self._keep_digests:

@@ -23,7 +23,13 @@ from aiortc.exceptions import (
     OperationError,
 )
 
-from media.aiortc_taps import UplinkRtpTap, bind_host_candidates, tap_relay_receiver, transport_of
+from media.aiortc_taps import (
+    UplinkRtpTap,
+    bind_host_candidates,
+    receive_directly,
+    tap_relay_receiver,
+    transport_of,
+)
 from media.codec_match import forwarded_codecs
 from media.errors import NegotiationError
 from media.forwarder import InboundTrack
@@ -151,6 +157,10 @@ class Uplink:
         def _on_change() -> None:
             if pc is not self._pc:
                 return
+            if pc.connectionState == "connected":
+                dtls = transport_of(pc)
+                if dtls is not None:
+                    receive_directly(dtls)
             state = connection_state_event(pc.connectionState)
             if state is not None and state != self._state:
                 self._state = state

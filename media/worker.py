@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import cProfile
 import logging
 import os
 import socket
@@ -27,6 +28,8 @@ OPERATIONS = frozenset(
     }
 )
 """What the parent may call on the worker's `RoomHost`."""
+PROFILE_ENV = "TONGXIN_MEDIA_PROFILE"
+"""A directory: workers run under cProfile and leave their stats there when they stop."""
 
 
 def worker_main(
@@ -37,8 +40,15 @@ def worker_main(
         level=log_level, format=f"%(asctime)s media-worker[{os.getpid()}] %(name)s %(message)s"
     )
     config = PeerConfig(ice_servers_from(ice_servers), udp_host)
+    profile_dir = os.environ.get(PROFILE_ENV)
+    profiler = cProfile.Profile() if profile_dir else None
+    if profiler is not None:
+        profiler.enable()
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(sock, config))
+    if profiler is not None and profile_dir:
+        profiler.disable()
+        profiler.dump_stats(os.path.join(profile_dir, f"media-worker-{os.getpid()}.prof"))
 
 
 async def serve(sock: socket.socket, config: PeerConfig) -> None:
