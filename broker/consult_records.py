@@ -11,8 +11,8 @@ number of nodes exactly one wins (one doctor per ticket). Layout:
   they become due for escalation.
 - `consult:open` (map): ids of tickets not ended or cancelled (operator listings).
 - `consult:assigned:<expert>` (map): ids of tickets an expert holds.
-- `consult:gate:<id>:<level>:<round>`: the doctor allowed to try claiming a waiting ticket in
-  this round (others give up at once); expires after a few seconds.
+- `consult:gate:<id>:<level>:<round>`: the one doctor trying to claim a waiting ticket in this
+  round (others wait for the outcome); expires after a few seconds.
 - `consult:load:<expert>` (counter): consults an expert holds, checked against capacity under
   `consult:lock:<expert>` (a short-lived claim: one assignment to an expert at a time).
   `consult:loads:<site>` (map) mirrors the counters of a site's experts for matching (one
@@ -222,14 +222,29 @@ class ConsultRecords:
         return [item for queue in queues for item in queue]
 
     # --- claim gates ---------------------------------------------------------------------
-    async def open_claim_gate(self, ticket: ConsultTicket, expert_id: str) -> str | None:
-        """Claim the right to try claiming `ticket` in its current waiting round (a level, a
-        release); the gate's key, or None when another doctor holds it. Gates expire."""
-        key = claim_gate_key(ticket)
-        return key if await self.store.claim(key, expert_id, ttl=LOCK_TTL_S) else None
+    async def wait_for_claim_gate(self, ticket_id: str, expert_id: str, check: TicketCheck) -> str:
+        """Become the one doctor trying to claim the ticket in its current waiting round (a
+        level, a release); returns the gate's key. While another doctor holds the gate, wait
+        for the outcome: `Conflict` once the ticket is taken or closed (or after
+        `LOCK_WAIT_S`), the gate when that doctor gave up. `check` may refuse the ticket."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LOCK_WAIT_S
+        delay = 0.002
+        while True:
+            ticket = await self.get(ticket_id)
+            if ticket.state not in CLAIMABLE:
+                raise Conflict("this request has already been taken or closed")
+            check(ticket)
+            key = claim_gate_key(ticket)
+            if await self.store.claim(key, expert_id, ttl=LOCK_TTL_S):
+                return key
+            if loop.time() > deadline:
+                raise Conflict("another doctor is taking this request")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
 
     async def close_claim_gate(self, key: str, expert_id: str) -> None:
-        """Let other doctors try again (the gate's holder did not take the ticket)."""
+        """Let a waiting doctor try (the gate's holder did not take the ticket)."""
         await self.store.release(key, expert_id)
 
     # --- loads --------------------------------------------------------------------------

@@ -252,20 +252,18 @@ class ConsultService:
         ticket = await self._records.get(ticket_id)
         if ticket.state not in CLAIMABLE:
             raise Conflict("this request has already been taken or closed")
-        # Among doctors racing for this request only the gate's winner goes on (the others
-        # stop after two reads); the compare-and-set below stays what guarantees one holder.
-        gate = await self._records.open_claim_gate(ticket, actor.id)
-        if gate is None:
-            raise Conflict("another doctor is taking this request")
-        try:
-            expert = await self._directory.get_expert(actor.id)
-            if not can_serve(expert, ticket):
-                raise Forbidden(_why_not(expert, ticket))
-            now = self._clock()
+        expert = await self._directory.get_expert(actor.id)
 
-            def check(current: ConsultTicket) -> None:
-                if not can_serve(expert, current):
-                    raise Forbidden(_why_not(expert, current))
+        def check(current: ConsultTicket) -> None:
+            if not can_serve(expert, current):
+                raise Forbidden(_why_not(expert, current))
+
+        check(ticket)
+        # One doctor at a time tries (the others wait for the outcome instead of all racing
+        # through the lock and the compare-and-set, which stays what guarantees one holder).
+        gate = await self._records.wait_for_claim_gate(ticket_id, expert.id, check)
+        try:
+            now = self._clock()
 
             def edit(current: ConsultTicket, _state: ConsultState) -> ConsultTicket:
                 return msgspec.structs.replace(current, expert_id=expert.id, matched_at=now)

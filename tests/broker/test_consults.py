@@ -342,6 +342,9 @@ async def test_capacity_is_respected_even_under_concurrent_claims(world: World) 
     assert await loads(w, "d-ped1") == [2]
     with pytest.raises(Conflict, match="at once"):
         await w.consults.claim(tickets[results.index(False)].id, doc("d-ped1"))
+    # A doctor at capacity does not keep others from the request.
+    taken = await w.consults.claim(tickets[results.index(False)].id, doc("d-ped2"))
+    await w.consults.release(taken.ticket.id, doc("d-ped2"))
     # Ending one frees a place.
     held = await w.consults.assigned_to("d-ped1")
     await w.consults.end(held[0].id, doc("d-ped1"), outcome=Outcome.NO_SHOW)
@@ -366,6 +369,9 @@ async def test_claim_refusals(
     with pytest.raises(error, match=message):
         await world.consults.claim(ticket.id, actor)
     assert await world.consults.position(ticket.id) == 0
+    # The refused attempt does not block the doctors who may take it.
+    claimed = await world.consults.claim(ticket.id, doc("d-ped1"))
+    assert claimed.ticket.expert_id == "d-ped1"
 
 
 async def test_off_duty_doctor_cannot_claim(world: World) -> None:
