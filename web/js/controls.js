@@ -21,6 +21,8 @@ export function toggleButton({ onKey, offKey, pressed = false, onToggle, extraCl
       await onToggle(next);
       pressed = next;
       render();
+    } catch {
+      // The toggle did not happen; onToggle has told the user why.
     } finally {
       button.disabled = false;
     }
