@@ -64,6 +64,9 @@ LOCK_TTL_S = 10.0
 LOCK_WAIT_S = 3.0
 """How long an assignment waits for the expert's lock before giving up."""
 
+GATE_POLL_S = 0.01
+"""First wait before a doctor waiting at a claim gate looks again (a claim takes a few ms)."""
+
 TicketEdit = Callable[[ConsultTicket, ConsultState], ConsultTicket]
 """Builds the changed ticket from the current one and the state it moves to."""
 TicketCheck = Callable[[ConsultTicket], None]
@@ -229,7 +232,7 @@ class ConsultRecords:
         `LOCK_WAIT_S`), the gate when that doctor gave up. `check` may refuse the ticket."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + LOCK_WAIT_S
-        delay = 0.002
+        delay = GATE_POLL_S
         while True:
             ticket = await self.get(ticket_id)
             if ticket.state not in CLAIMABLE:
@@ -241,7 +244,7 @@ class ConsultRecords:
             if loop.time() > deadline:
                 raise Conflict("another doctor is taking this request")
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.05)
+            delay = min(delay * 2, 10 * GATE_POLL_S)
 
     async def close_claim_gate(self, key: str, expert_id: str) -> None:
         """Let a waiting doctor try (the gate's holder did not take the ticket)."""
