@@ -54,7 +54,10 @@ export class Publisher {
       .catch((err) => {
         if (this.closed) return;
         console.warn('publish failed', err);
-        this.onState('failed');
+        // A relay that cannot restart ICE answers with a new connection the old one cannot
+        // take: go straight to a fresh peer connection.
+        if (iceRestart) this.rebuild();
+        else this.onState('failed');
       });
     return this.chain;
   }
