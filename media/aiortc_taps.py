@@ -49,7 +49,10 @@ from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcdtlstransport import RTCDtlsTransport, State
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpReceiveParameters
 from aiortc.rtp import AnyRtcpPacket, RtcpSrPacket, RtpPacket, unwrap_rtx
+from pylibsrtp._binding import ffi
+from pylibsrtp._binding import lib as srtp_lib
 
+LEAN_BUFFER_SIZE = 2048
 NTP_EPOCH_OFFSET = 2208988800  # aiortc's millisecond clock counts from 1900
 
 EncodedFrameCallback = Callable[[RTCRtpCodecParameters, JitterFrame], None]
@@ -242,6 +245,34 @@ def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> N
 # --- 4. the datagram path --------------------------------------------------------------------
 
 
+def lean_protect(session: pylibsrtp.Session) -> Callable[[bytes], bytes]:
+    """`session.protect` without pylibsrtp's per-call checks and allocations.
+
+    Same libsrtp call on the same session (so the same output), with the length cell and the
+    buffer allocated once. Packets must fit the buffer, which forwarded RTP always does.
+    """
+    buffer = ffi.new("char[]", LEAN_BUFFER_SIZE)
+    view = ffi.buffer(buffer)
+    length = ffi.new("int *")
+    context = session._srtp[0]
+    srtp_protect = srtp_lib.srtp_protect
+    limit = LEAN_BUFFER_SIZE - 64  # room for the authentication tag
+
+    def protect(data: bytes) -> bytes:
+        size = len(data)
+        if size > limit:
+            return session.protect(data)
+        view[0:size] = data
+        length[0] = size
+        status = srtp_protect(context, buffer, length)
+        if status:
+            raise pylibsrtp.Error(f"srtp_protect failed ({status})")
+        return view[0 : length[0]]
+
+    protect.session = session  # type: ignore[attr-defined]  # keeps the session alive
+    return protect
+
+
 def datagram_sender(dtls: RTCDtlsTransport) -> Callable[[bytes], None] | None:
     """A function that SRTP-protects one RTP packet and writes it to the UDP socket.
 
@@ -255,7 +286,7 @@ def datagram_sender(dtls: RTCDtlsTransport) -> Callable[[bytes], None] | None:
     pair = dtls.transport._connection._nominated.get(1)
     if pair is None:
         return None
-    protect = dtls._tx_srtp.protect
+    protect = lean_protect(dtls._tx_srtp)
     protocol = pair.protocol
     sock = getattr(getattr(protocol, "transport", None), "_sock", None)
     if type(protocol).send_data is StunProtocol.send_data and isinstance(sock, socket.socket):

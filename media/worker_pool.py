@@ -26,6 +26,7 @@ from media.worker import worker_main
 logger = logging.getLogger(__name__)
 
 CALL_TIMEOUT = 30.0
+START_TIMEOUT = 120.0
 STOP_TIMEOUT = 5.0
 
 EventCallback = Callable[[str, str, dict[str, Any]], None]
@@ -127,6 +128,7 @@ class WorkerPool:
         self._workers[index] = worker
         assert self._loop is not None
         self._loop.add_reader(process.sentinel, self._on_exit, worker)
+        await self._call(worker, "load", timeout=START_TIMEOUT)  # imported and serving
         logger.info("media worker %d started pid=%s", index, process.pid)
 
     async def stop(self) -> None:

@@ -4,6 +4,8 @@ them), and the relay neither decodes nor encodes."""
 from __future__ import annotations
 
 import asyncio
+import os
+import struct
 import threading
 
 import aioice.ice
@@ -15,6 +17,7 @@ from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpReceiveParameters
 from aiortc.rtcrtpreceiver import RemoteStreamTrack
+from pylibsrtp import Policy, Session
 from relay_harness import RelayHarness, clip_tracks, wait_until
 
 from media.aiortc_taps import (
@@ -22,6 +25,7 @@ from media.aiortc_taps import (
     HeldTrack,
     bind_host_candidates,
     has_decoder_thread,
+    lean_protect,
 )
 from media.peer_client import FrameLog
 from media.service import MediaService
@@ -141,3 +145,24 @@ async def test_the_relay_forwards_without_decoding_or_encoding(
     finally:
         await relay.close()
         await service.stop()
+
+
+def test_lean_protect_matches_pylibsrtp_and_decrypts() -> None:
+    key = os.urandom(44)
+
+    def session(direction: int) -> Session:
+        policy = Policy(
+            key=key, ssrc_type=direction, srtp_profile=Policy.SRTP_PROFILE_AEAD_AES_256_GCM
+        )
+        policy.allow_repeat_tx = True
+        policy.window_size = 1024
+        return Session(policy)
+
+    reference, lean = session(Policy.SSRC_ANY_OUTBOUND), session(Policy.SSRC_ANY_OUTBOUND)
+    receiver = session(Policy.SSRC_ANY_INBOUND)
+    protect = lean_protect(lean)
+    for seq in range(65530, 65540):
+        packet = struct.pack("!BBHII", 0x80, 96, seq & 0xFFFF, seq * 3000, 1234) + os.urandom(1200)
+        protected = protect(packet)
+        assert protected == reference.protect(packet)
+        assert receiver.unprotect(protected) == packet
