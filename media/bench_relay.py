@@ -67,11 +67,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 # --- /proc ------------------------------------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all its threads)."""
+def cpu_times(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process, all its threads."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
 
 
 def rss_mb(pid: int) -> float:
@@ -291,11 +291,11 @@ class Measurement:
             await asyncio.sleep(1.0)
         progress(f"all receiving; warming up {warmup:.0f} s, then measuring {duration:.0f} s")
         await asyncio.sleep(warmup)
-        t0, cpu0 = time.time(), cpu_seconds(system.pid)
+        t0, (user0, sys0) = time.time(), cpu_times(system.pid)
         sent0 = dict(log.counts)
         video0, audio0, lg_cpu0 = await self.counts()
         await asyncio.sleep(duration)
-        t1, cpu1 = time.time(), cpu_seconds(system.pid)
+        t1, (user1, sys1) = time.time(), cpu_times(system.pid)
         sent1 = dict(log.counts)
         video1, audio1, lg_cpu1 = await self.counts()
         rss_after = rss_mb(system.pid)
@@ -316,7 +316,7 @@ class Measurement:
         sent_audio = sent1["mic"] - sent0["mic"]
         got_video = sum(b - a for a, b in zip(video0, video1, strict=True))
         got_audio = sum(b - a for a, b in zip(audio0, audio1, strict=True))
-        cpu_ms = (cpu1 - cpu0) * 1000
+        cpu_ms = (user1 - user0 + sys1 - sys0) * 1000
         per_sub_second = cpu_ms / (n * window)
         return {
             "subscribers": n,
@@ -327,6 +327,9 @@ class Measurement:
             "cpu_ms_per_subscriber_second": round(per_sub_second, 3),
             "subscribers_per_core": round(1000 / per_sub_second, 1) if per_sub_second else None,
             "process_cpu_pct": round(cpu_ms / window / 10, 1),
+            "process_kernel_share_pct": round(100 * (sys1 - sys0) * 1000 / cpu_ms, 1)
+            if cpu_ms
+            else None,
             "loadgen_cpu_pct": round((lg_cpu1 - lg_cpu0) / window * 100, 1),
             "latency_p50_ms": _percentile(latencies, 50),
             "latency_p95_ms": _percentile(latencies, 95),

@@ -14,7 +14,7 @@ import logging
 import re
 from collections.abc import Callable
 
-from aiortc import RTCRtpReceiver, RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
 from aiortc import sdp as aiortc_sdp
 from aiortc.exceptions import (
     InternalError,
@@ -80,7 +80,7 @@ class Uplink:
         self._config = config
         self._on_tracks_changed = on_tracks_changed
         self._on_state = on_state
-        self._pc = None
+        self._pc: RTCPeerConnection | None = None
         self._ufrag: str | None = None
         self._lock = asyncio.Lock()
         self._state: str | None = None
