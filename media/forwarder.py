@@ -116,7 +116,7 @@ class InboundTrack:
         self._last_timestamp: int | None = None
         self._send_pli = send_pli
         self._clock = clock
-        self._loop = loop or asyncio.get_event_loop()
+        self._loop = loop
         self._keyframe_requests = KeyframeRequests()
         self._retry: asyncio.TimerHandle | None = None
 
@@ -205,7 +205,8 @@ class InboundTrack:
             return
         at = self._keyframe_requests.next_check()
         if at is not None:
-            self._retry = self._loop.call_later(max(0.0, at - self._clock()), self._on_retry)
+            loop = self._loop or asyncio.get_running_loop()
+            self._retry = loop.call_later(max(0.0, at - self._clock()), self._on_retry)
 
     def _on_retry(self) -> None:
         self._retry = None
