@@ -40,6 +40,7 @@ from media.worker import PROFILE_ENV
 logger = logging.getLogger(__name__)
 
 ROOM = "bench"
+MIN_DELIVERED_PCT = 99.0
 PUBLISHER = "teacher"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -50,7 +51,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds before measuring (3)")
     parser.add_argument("--loadgens", type=int, default=2, help="load-generator processes (2)")
     parser.add_argument(
-        "--baseline-subscribers", type=int, default=4, help="subscribers of aiortc's path (4)"
+        "--baseline-subscribers", type=int, default=3, help="subscribers of aiortc's path (3)"
     )
     parser.add_argument(
         "--baseline-duration", type=float, default=10.0, help="baseline window, s (10)"
@@ -420,6 +421,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
     relay = await _with_loadgens(args.loadgens, args.remb, relay_phase)
     result: dict[str, Any] = dict(relay)
+    result["valid"] = (relay["delivered_pct"] or 0) >= MIN_DELIVERED_PCT
+    if not result["valid"]:
+        progress(
+            f"delivery {relay['delivered_pct']}% < {MIN_DELIVERED_PCT}%: the load generators or"
+            " the machine could not keep up; the figure is not valid, try fewer subscribers"
+        )
     if not args.no_baseline:
         baseline = await _with_loadgens(1, args.remb, baseline_phase)
         result.update(
