@@ -105,6 +105,11 @@ export class MicLevel {
     this.context.resume().catch(() => {});
   }
 
+  /** Starts the analysis after a user gesture (browsers may hold an AudioContext until one). */
+  resume() {
+    if (this.context.state === 'suspended') this.context.resume().catch(() => {});
+  }
+
   stop() {
     clearInterval(this.timer);
     this.context.close().catch(() => {});

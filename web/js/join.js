@@ -92,7 +92,7 @@ class JoinPage {
     });
     this.recheck.addEventListener('click', () => this.runCheck());
     // The level meter's AudioContext may wait for a gesture before it runs.
-    document.addEventListener('pointerdown', () => this.level?.context.resume(), { once: true });
+    document.addEventListener('pointerdown', () => this.level?.resume(), { once: true });
   }
 
   async openDevices() {

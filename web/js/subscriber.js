@@ -35,6 +35,7 @@ export class Subscriber {
     this.onState = onState;
     this.pc = null;
     this.tracks = {};
+    this.connection = undefined;
     this.chain = Promise.resolve();
     this.stopWatching = null;
     this.closed = false;
@@ -61,8 +62,14 @@ export class Subscriber {
     return this.chain;
   }
 
-  async answer({ sdp, tracks }) {
+  async answer({ sdp, tracks, connection }) {
     if (this.closed) return;
+    // A new connection number: the relay started a new peer connection for us.
+    if (connection !== undefined && this.connection !== undefined
+      && connection !== this.connection) {
+      this.dropPeer();
+    }
+    if (connection !== undefined) this.connection = connection;
     if (!this.pc) this.createPeer();
     const pc = this.pc;
     await pc.setRemoteDescription({ type: 'offer', sdp });
