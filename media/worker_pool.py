@@ -209,7 +209,11 @@ class WorkerPool:
                     await self.open_room(room_id, record.kind)
                     reopened = self._rooms[room_id]
                     reopened.spotlight, reopened.muted = record.spotlight, set(record.muted)
-        await self._spawn(dead.index)
+        try:
+            await self._spawn(dead.index)
+        except Exception:
+            logger.exception("could not replace media worker %d", dead.index)
+            return
         for room_id, record in lost:
             if room_id not in self._rooms:
                 with contextlib.suppress(MediaError):
