@@ -1,6 +1,6 @@
 """A dual-teacher class (双师课堂) in real Chromium: a teacher and two classrooms through the
 real node and relay; everyone sees and hears who they should, calling on a classroom reaches
-the other, screen share reaches both."""
+the other, screen share reaches both, and a classroom recovers from a lost connection."""
 
 from __future__ import annotations
 
@@ -52,6 +52,16 @@ async def test_class_teacher_and_two_classrooms_see_and_hear_each_other(
         await wait_video_playing(room.page, '.tile-main video[data-source="screen"]')
     await screenshot(teacher.page, "class-teacher-sharing-zh-CN")
     await screenshot(room2.page, "class-classroom-slides-zh-CN")
+
+    # A lost WebSocket comes back by itself (same seat), showing "reconnecting…" meanwhile.
+    await room1.page.evaluate("() => window.tongxin.channel.socket.close()")
+    await room1.page.locator("#status-text").filter(has_text="正在重新连接").wait_for()
+    await room1.page.locator("#status-text").filter(has_text="已连接").wait_for(timeout=30_000)
+    assert await participant_id(room1.page) == room1_id
+    # Lost media (what a `reconnect` frame asks for): fresh peer connections, video again.
+    await room1.page.evaluate("() => window.tongxin.room.rebuildMedia()")
+    await wait_video_playing(room1.page, '.tile-main video[data-source="screen"]')
+    await wait_audio_from(room1.page, teacher_id)
 
     async def link_shown() -> bool:
         return bool(await teacher.page.locator(

@@ -116,7 +116,8 @@ export class Room extends EventTarget {
       onTracks: (list) => this.onTracks(list),
       onState: (state) => { this.downState = state; this.changed('media'); },
     });
-    this.downState = 'connecting';
+    // Nothing to receive yet is not "connecting": the down state starts with the first offer.
+    this.downState = null;
     if (this.canPublish && this.local) {
       this.publisher = new Publisher({
         send, iceServers, mode: this.mode,
