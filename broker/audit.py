@@ -52,6 +52,8 @@ class AuditAction(StrEnum):
     CONSULT_ESCALATE = "consult_escalate"
     CONSULT_CANCEL = "consult_cancel"
     CONSULT_END = "consult_end"
+    SNAPSHOT = "snapshot"
+    SESSION_EXCHANGE = "session_exchange"
 
 
 class AuditEntry(Struct, frozen=True, kw_only=True):

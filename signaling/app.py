@@ -14,7 +14,7 @@ from aiohttp import web
 
 from broker.store import Store
 from signaling import health
-from signaling.appkeys import CONFIG, MEDIA, METRICS, SERVICES, STARTED_AT, STORE
+from signaling.appkeys import CONFIG, HUB, MEDIA, METRICS, SERVICES, STARTED_AT, STORE
 from signaling.config import ServeConfig
 from signaling.http_errors import error_middleware
 from signaling.metrics import NodeMetrics, create_metrics
@@ -66,9 +66,21 @@ def create_app(
     specs: list[Any] = []
     extra_types: tuple[Any, ...] = ()
     if services is not None:
+        from signaling.hub import SessionHub
         from signaling.routes import install_routes
 
+        hub = SessionHub(services, media, metrics)
+        app[HUB] = hub
         specs, extra_types = install_routes(app)
+
+        async def start_hub(app: web.Application) -> None:
+            await hub.start()
+
+        async def stop_hub(app: web.Application) -> None:
+            await hub.close_all()
+
+        app.on_startup.append(start_hub)
+        app.on_shutdown.append(stop_hub)
     app[OPENAPI_KEY] = build_openapi(specs, extra_types)
     app.router.add_get("/api/openapi.json", openapi_document)
     install_web_routes(app)

@@ -10,7 +10,6 @@ affects nothing else.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import time
@@ -21,7 +20,9 @@ import msgspec
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from broker.errors import BrokerError
+from media.errors import MediaError, MediaUserError
 from signaling import messages as m
+from signaling import ws_session
 from signaling.connection import Connection
 from signaling.metrics import NodeMetrics
 from signaling.middleware import client_address
@@ -55,18 +56,24 @@ class SessionHub:
         self._resume_tokens: dict[str, str] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sweeper: asyncio.Task[None] | None = None
-        self.handlers: dict[type, FrameHandler] = services.frame_handlers(self)
+        self._refresher: asyncio.Task[None] | None = None
+        self.links: dict[str, dict[str, dict[str, Any]]] = {}
+        """Session -> participant -> last link report or adaptation decision."""
+        self.handlers: dict[type, FrameHandler] = ws_session.frame_handlers(services, self)
 
     # --- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
-        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_silent())
+        loop = asyncio.get_running_loop()
+        self._sweeper = loop.create_task(self._sweep_silent())
+        self._refresher = loop.create_task(ws_session.refresh_consoles(self.services, self))
         if self.media is not None:
             self.media.on_event(self.on_media_event)
 
     async def close_all(self) -> None:
         """Going-away close for every connection (server shutdown)."""
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        for task in (self._sweeper, self._refresher):
+            if task is not None:
+                task.cancel()
         for handle in self._pending_leave.values():
             handle.cancel()
         closing = [c.close(WSCloseCode.GOING_AWAY, b"server shutting down")
@@ -164,7 +171,7 @@ class SessionHub:
         welcome = await self.services.welcome(identity, resume, HEARTBEAT_S)
         conn.send(welcome)
         self.metrics.participants.labels(identity.role).inc()
-        await self.services.on_connected(self, conn, resumed=resumed)
+        await ws_session.on_connected(self.services, self, conn, resumed=resumed)
 
     async def _read_loop(self, conn: Connection) -> None:
         async for msg in conn.ws:
@@ -192,6 +199,11 @@ class SessionHub:
             await handler(conn, frame)
         except BrokerError as exc:
             self.error(conn, exc.code, exc.message, str(ref))
+        except MediaUserError as exc:
+            self.error(conn, "media_rejected", str(exc) or "the relay refused this", str(ref))
+        except MediaError as exc:
+            self.error(conn, "media_unavailable",
+                       f"the media relay is unavailable ({type(exc).__name__}); retry", str(ref))
         except Exception:
             log.exception("frame handler failed", extra={"frame": ref, "conn": conn.id})
             self.error(conn, "internal_error", "the server failed on this frame", str(ref))
@@ -215,14 +227,14 @@ class SessionHub:
         self._pending_leave[pid] = loop.call_later(
             RESUME_GRACE_S, lambda: self.spawn(self._expire_seat(pid, session, identity))
         )
-        self.spawn(self.services.on_disconnected(self, identity, session))
+        self.spawn(ws_session.on_disconnected(self.services, self, identity, session))
 
     async def _expire_seat(self, pid: str, session: str | None, identity: Any) -> None:
         self._pending_leave.pop(pid, None)
         self._resume_tokens = {k: v for k, v in self._resume_tokens.items() if v != pid}
         if pid in self.by_participant:
             return
-        await self.services.on_seat_expired(self, identity, session)
+        await ws_session.on_seat_expired(self.services, self, identity, session)
 
     async def _sweep_silent(self) -> None:
         while True:
@@ -277,5 +289,7 @@ class SessionHub:
 
     def on_media_event(self, room_id: str, participant_id: str, event: dict[str, Any]) -> None:
         """Called by the media backend on this loop; translate to a frame for the client."""
-        with contextlib.suppress(Exception):
-            self.services.on_media_event(self, room_id, participant_id, event)
+        try:
+            ws_session.on_media_event(self.services, self, room_id, participant_id, event)
+        except Exception:
+            log.exception("media event handling failed", extra={"room": room_id})

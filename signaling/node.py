@@ -43,7 +43,11 @@ def make_media(config: ServeConfig) -> Any:
     except ModuleNotFoundError:
         log.warning("media relay not available: running signaling only")
         return None
-    return MediaService(workers=config.media_workers, ice_servers=None)
+    # A node bound to loopback is reachable only from this machine: keep media there too.
+    # Otherwise gather candidates on every interface (aioice skips loopback itself).
+    loopback = config.host in ("127.0.0.1", "localhost", "::1")
+    return MediaService(workers=config.media_workers, ice_servers=None,
+                        udp_host="127.0.0.1" if loopback else None)
 
 
 def make_services(config: ServeConfig, store: Store, media: Any) -> Any:

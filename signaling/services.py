@@ -1,0 +1,170 @@
+"""The broker services of one node, built once and shared by REST routes and the WebSocket hub.
+
+`Services` owns the domain objects (tokens, directory, classes, consults, audit), the session
+credential exchange, and the node's background chores (consult escalation sweep, store probe).
+What happens on the WebSocket lives in signaling/ws_session.py and signaling/ws_media.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import msgspec
+
+from broker.audit import AuditLog
+from broker.classes import ClassService
+from broker.clock import Clock, system_clock
+from broker.consults import ConsultService
+from broker.demo import load_demo
+from broker.directory import Directory
+from broker.errors import StoreUnavailable, Unauthorized
+from broker.models import Role
+from broker.store import Store
+from broker.tokens import JoinClaims, Keyring, TokenService
+from signaling import messages as m
+from signaling.config import ServeConfig
+from signaling.connection import Identity
+from signaling.turn import ice_servers
+
+log = logging.getLogger("tongxin.services")
+
+CREDENTIAL_TTL_S = 12 * 3600.0
+"""Longest life of a session credential (never beyond its join link's expiry)."""
+SWEEP_INTERVAL_S = 5.0
+
+HOME_OF_ROLE = {
+    Role.TEACHER: "teacher",
+    Role.ASSISTANT: "classroom",
+    Role.DOCTOR: "doctor",
+    Role.CLINIC: "clinic",
+    Role.OPERATOR: "operator",
+    Role.OBSERVER: "observer",
+}
+
+
+class SessionGrant(msgspec.Struct, frozen=True):
+    """Answer of POST /api/v1/session: the credential that replaces the join link."""
+
+    credential: str
+    expires_at: float
+    participant: dict[str, str]
+    permissions: list[str]
+    session: dict[str, str] | None
+    home: str
+
+
+class Services:
+    """See the module docstring."""
+
+    def __init__(self, config: ServeConfig, store: Store, media: Any,
+                 clock: Clock = system_clock, keyring: Keyring | None = None) -> None:
+        self.config = config
+        self.store = store
+        self.media = media
+        self.clock = clock
+        self.audit = AuditLog(store, clock)
+        if keyring is None:
+            keyring = (Keyring.from_spec(f"k1:{config.token_secret}") if config.token_secret
+                       else Keyring.generate())
+        self.tokens = TokenService(store, keyring, clock, audit=self.audit)
+        self.directory = Directory(store, audit=self.audit)
+        self.classes = ClassService(store, self.directory, self.tokens, self.audit, clock)
+        self.consults = ConsultService(store, self.directory, self.tokens, self.audit, clock)
+        self._sweeper: asyncio.Task[None] | None = None
+        self.started_at = time.time()
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL_S)
+            try:
+                await self.consults.sweep()
+            except StoreUnavailable:
+                continue
+            except Exception:
+                log.exception("consult sweep failed")
+
+    async def load_demo(self) -> dict[str, str]:
+        links = await load_demo(self.directory, self.classes, self.consults, self.tokens,
+                                self.clock())
+        return links.paths()
+
+    # --- credentials ----------------------------------------------------------------------------
+    async def exchange(self, join_token: str) -> SessionGrant:
+        """Trade a join link's token (consumed when single-use) for a session credential."""
+        claims = await self.tokens.verify(join_token, consume=True)
+        ttl = min(CREDENTIAL_TTL_S, claims.exp - self.clock())
+        if ttl <= 0:
+            raise Unauthorized("this link has expired; ask for a new one")
+        credential = self.tokens.issue(sub=claims.sub, role=claims.role, session=claims.session,
+                                       perms=claims.perms, ttl_s=ttl, name=claims.name)
+        session = await self.describe_session(claims.session)
+        return SessionGrant(
+            credential=credential,
+            expires_at=self.clock() + ttl,
+            participant={"id": claims.sub, "role": claims.role.value,
+                         "name": claims.name or claims.sub},
+            permissions=[p.value for p in claims.perms],
+            session=session,
+            home=HOME_OF_ROLE[claims.role],
+        )
+
+    async def describe_session(self, session_id: str | None) -> dict[str, str] | None:
+        if session_id is None:
+            return None
+        klass = await self.classes.find(session_id)
+        if klass is not None:
+            return {"id": klass.id, "kind": "class", "title": klass.title}
+        ticket = await self.consults.find(session_id)
+        if ticket is not None:
+            return {"id": ticket.id, "kind": "consult", "title": ticket.specialty}
+        return {"id": session_id, "kind": "unknown", "title": ""}
+
+    async def verify(self, credential: str, roles: frozenset[str] | None = None) -> JoinClaims:
+        required = None if roles is None else {Role(r) for r in roles}
+        return await self.tokens.verify(credential, required_role=required)
+
+    async def identify(self, credential: str) -> Identity:
+        claims = await self.tokens.verify(credential)
+        return Identity(
+            participant_id=claims.sub, role=claims.role.value, name=claims.name or claims.sub,
+            permissions=frozenset(p.value for p in claims.perms), session_id=claims.session,
+            jti=claims.jti, expires_at=claims.exp,
+        )
+
+    def ice_servers_for(self, participant_id: str) -> list[dict[str, Any]]:
+        if not self.config.turn_urls:
+            return []
+        try:
+            return ice_servers(self.config.turn_urls, (), self.config.turn_secret,
+                               participant_id, 24 * 3600, self.clock())
+        except ValueError:
+            return []
+
+    async def welcome(self, identity: Identity, resume: str, heartbeat_s: float) -> m.Welcome:
+        return m.Welcome(
+            participant=m.ParticipantView(id=identity.participant_id, role=identity.role,
+                                          name=identity.name),
+            permissions=sorted(identity.permissions),
+            session=identity.session_id,
+            resume=resume,
+            ice_servers=self.ice_servers_for(identity.participant_id),
+            heartbeat_s=heartbeat_s,
+        )
+
+
+def build_services(config: ServeConfig, store: Store, media: Any) -> Services:
+    return Services(config, store, media)
