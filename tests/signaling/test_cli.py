@@ -76,3 +76,54 @@ def test_serve_prints_url_answers_and_exits_0_on_signal(sig, tmp_path):
     assert proc.returncode == 0, err
     assert f"http://127.0.0.1:{port}/" in out
     assert "eyJ" not in err, "a token leaked into the log"
+
+
+@pytest.mark.timeout(180)
+def test_client_joins_with_a_printed_link_and_shutdown_sends_going_away(tmp_path):
+    import asyncio
+    import json as jsonlib
+    import re
+
+    import aiohttp
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [*TONGXIN, "serve", "--port", str(port), "--media-workers", "1",
+         "--data-dir", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        wait_for_url(proc, f"http://127.0.0.1:{port}/healthz")
+        banner = ""
+        while "Ctrl+C" not in banner:
+            banner += proc.stdout.readline()  # type: ignore[union-attr]
+        links = re.findall(rf"http://127\.0\.0\.1:{port}/join/\S+", banner)
+        teacher, classroom = links[0], links[1]
+        client = subprocess.run(
+            [*TONGXIN, "client", classroom, "--seconds", "1"],
+            capture_output=True, text=True, timeout=90)
+        assert client.returncode == 0, client.stderr
+        assert jsonlib.loads(client.stdout)["role"] == "assistant"
+
+        async def hold_socket_through_shutdown() -> int | None:
+            async with aiohttp.ClientSession() as http:
+                base = f"http://127.0.0.1:{port}"
+                token = teacher.rsplit("/", 1)[1]
+                async with http.post(base + "/api/v1/session", json={"token": token}) as r:
+                    credential = (await r.json())["credential"]
+                async with http.ws_connect(base.replace("http", "ws") + "/ws") as ws:
+                    await ws.send_json({"type": "join", "credential": credential})
+                    await ws.receive(timeout=10)  # welcome
+                    proc.send_signal(signal.SIGTERM)
+                    while True:
+                        msg = await ws.receive(timeout=20)
+                        if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+                            return ws.close_code
+
+        assert asyncio.run(hold_socket_through_shutdown()) == 1001
+        proc.communicate(timeout=30)
+        assert proc.returncode == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
