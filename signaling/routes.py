@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import uuid
 from pathlib import Path
 from typing import Annotated, Any
@@ -28,10 +29,13 @@ from signaling import messages as m
 from signaling.api import ApiRoutes, Call, RouteSpec
 from signaling.appkeys import CONFIG, HUB, SERVICES
 from signaling.http_errors import ApiError
+from signaling.ratelimit import RateLimiter
 from signaling.services import Services, SessionGrant
 from signaling.ws_session import session_state
 
 api = ApiRoutes()
+TOKEN_LIMITER = web.AppKey("token_limiter", RateLimiter)
+"""Requests per credential (on top of the per-address limit in signaling/middleware.py)."""
 OPERATOR = {"operator"}
 ANY_ROLE = {r.value for r in Role}
 MAX_SNAPSHOT_BYTES = 8 * 1024 * 1024
@@ -486,11 +490,18 @@ async def authenticate(request: web.Request, spec: RouteSpec) -> Any:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("send Authorization: Bearer <credential> (open your join link first)")
-    return await request.app[SERVICES].verify(token.strip(), spec.roles)
+    claims = await request.app[SERVICES].verify(token.strip(), spec.roles)
+    decision = request.app[TOKEN_LIMITER].check("jti:" + claims.jti, time.monotonic())
+    if not decision.allowed:
+        retry = max(1, int(decision.retry_after_s + 0.999))
+        raise ApiError(429, "rate_limited", f"too many requests with this link; retry in {retry} s",
+                       {"Retry-After": str(retry)})
+    return claims
 
 
 def install_routes(app: web.Application) -> tuple[list[RouteSpec], tuple[Any, ...]]:
     """Add the REST routes and /ws; (route specs, extra schema types) for the OpenAPI doc."""
+    app[TOKEN_LIMITER] = RateLimiter(app[CONFIG].rate_limit_per_minute)
     api.install(app, authenticate)
 
     async def ws_endpoint(request: web.Request) -> web.StreamResponse:

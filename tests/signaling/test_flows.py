@@ -161,3 +161,22 @@ async def test_operator_routes_need_the_operator_role(node):
         with pytest.raises(SignalingError) as err:
             await operator.request("GET", "/api/v1/audit", auth=False)
         assert err.value.code == "unauthorized"
+
+
+async def test_a_credential_is_rate_limited_with_retry_after(store, aiohttp_client, tmp_path):
+    from signaling.app import create_app
+    from signaling.config import ServeConfig
+    from signaling.services import Services
+
+    config = ServeConfig(media_workers=0, demo=False, data_dir=tmp_path,
+                         rate_limit_per_minute=60)
+    services = Services(config, store, None)
+    client = await aiohttp_client(create_app(config, store, services=services))
+    token = services.tokens.issue(sub="op", role="operator")
+    headers = {"Authorization": f"Bearer {token}"}
+    statuses = [(await client.get("/api/v1/specialties", headers=headers)).status
+                for _ in range(5)]
+    statuses += [(await client.get("/api/v1/audit", headers=headers)).status for _ in range(20)]
+    assert 429 in statuses
+    resp = await client.get("/api/v1/audit", headers=headers)
+    assert resp.status == 429 and int(resp.headers["Retry-After"]) >= 1
