@@ -16,6 +16,7 @@ from broker.store import Store
 from signaling import health
 from signaling.appkeys import CONFIG, HUB, MEDIA, METRICS, SERVICES, STARTED_AT, STORE
 from signaling.config import ServeConfig
+from signaling.gauges import install_gauges
 from signaling.http_errors import error_middleware
 from signaling.metrics import NodeMetrics, create_metrics
 from signaling.middleware import (
@@ -84,6 +85,7 @@ def create_app(
     app[OPENAPI_KEY] = build_openapi(specs, extra_types)
     app.router.add_get("/api/openapi.json", openapi_document)
     install_web_routes(app)
+    install_gauges(app)
     return app
 
 

@@ -22,6 +22,7 @@ class RunningNode:
     services: Services
     demo: DemoLinks
     media: Any
+    app: Any = None
 
 
 @pytest.fixture
@@ -35,9 +36,10 @@ async def node(store: Store, aiohttp_server, tmp_path) -> AsyncIterator[RunningN
     await services.start()
     demo = await load_demo(services.directory, services.classes, services.consults,
                            services.tokens, services.clock())
-    server = await aiohttp_server(create_app(config, store, media=media, services=services))
+    app = create_app(config, store, media=media, services=services)
+    server = await aiohttp_server(app)
     try:
-        yield RunningNode(str(server.make_url("")).rstrip("/"), services, demo, media)
+        yield RunningNode(str(server.make_url("")).rstrip("/"), services, demo, media, app)
     finally:
         await server.close()
         await services.stop()

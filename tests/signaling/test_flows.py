@@ -180,3 +180,19 @@ async def test_a_credential_is_rate_limited_with_retry_after(store, aiohttp_clie
     assert 429 in statuses
     resp = await client.get("/api/v1/audit", headers=headers)
     assert resp.status == 429 and int(resp.headers["Retry-After"]) >= 1
+
+
+async def test_gauges_report_live_sessions_queue_and_store(node):
+    from signaling.gauges import refresh_gauges
+
+    async with SignalingClient(node.base_url) as teacher:
+        await teacher.exchange(node.demo.host_token)
+        await teacher.connect()
+        await teacher.expect("session")
+        await refresh_gauges(node.app)
+        async with teacher.http.get(node.base_url + "/metrics") as resp:
+            text = await resp.text()
+    assert 'tongxin_sessions_live{kind="class"} 1.0' in text
+    assert "tongxin_store_up 1.0" in text
+    assert 'tongxin_consult_queue_length{urgency="routine"} 1.0' in text
+    assert 'tongxin_participants{role="teacher"} 1.0' in text

@@ -1,0 +1,87 @@
+"""A node's background gauges: store reachability, live sessions, the consult queue, media.
+
+Prometheus scrapes can come from anywhere and alert rules must not fire because nobody polled
+/readyz, so one task refreshes these every `GAUGE_INTERVAL_S`. Session and queue counts are
+global (read from the shared store, the same on every node; rules take their max), media and
+participants are this node's own (rules sum them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from typing import Any
+
+from aiohttp import web
+
+from broker.class_state import ClassState
+from broker.consult_state import ConsultState
+from broker.errors import StoreUnavailable
+from broker.models import Urgency
+from signaling.appkeys import MEDIA, METRICS, SERVICES, STORE
+from signaling.metrics import RUNGS, NodeMetrics
+
+log = logging.getLogger("tongxin.gauges")
+
+GAUGE_INTERVAL_S = 10.0
+PROBE_TIMEOUT_S = 2.0
+
+
+async def refresh_gauges(app: web.Application) -> None:
+    """Read everything once and set the gauges (never raises)."""
+    metrics: NodeMetrics = app[METRICS]
+    try:
+        await asyncio.wait_for(app[STORE].ping(), PROBE_TIMEOUT_S)
+        metrics.store_up.set(1)
+    except (TimeoutError, StoreUnavailable, OSError):
+        metrics.store_up.set(0)
+        return
+    services: Any = app.get(SERVICES)
+    if services is not None:
+        with contextlib.suppress(StoreUnavailable, TimeoutError):
+            live = await services.classes.list_classes(state=ClassState.LIVE)
+            metrics.sessions_live.labels("class").set(len(live))
+            admitted = await services.consults.list_open(state=ConsultState.ADMITTED)
+            metrics.sessions_live.labels("consult").set(len(admitted))
+            waiting = await services.consults.list_open(state=ConsultState.WAITING)
+            waiting += await services.consults.list_open(state=ConsultState.ESCALATED)
+            counts = Counter(t.urgency.value for t in waiting)
+            for urgency in Urgency:
+                metrics.consult_queue_length.labels(urgency.value).set(counts[urgency.value])
+    media = app.get(MEDIA)
+    if media is not None:
+        try:
+            health = await asyncio.wait_for(media.health(), PROBE_TIMEOUT_S)
+        except Exception:  # the media side may fail in any way; the gauge says so
+            metrics.media_workers_alive.set(0)
+            return
+        metrics.media_workers.set(int(health.get("workers", 0)))
+        metrics.media_workers_alive.set(int(health.get("alive", health.get("workers", 0))))
+        metrics.media_rooms.set(int(health.get("rooms", 0)))
+        rungs = health.get("rungs") or {}
+        for rung in RUNGS:
+            metrics.subscribers_by_rung.labels(rung).set(int(rungs.get(rung, 0)))
+
+
+async def gauge_loop(app: web.Application) -> None:
+    while True:
+        try:
+            await refresh_gauges(app)
+        except Exception:
+            log.exception("gauge refresh failed")
+        await asyncio.sleep(GAUGE_INTERVAL_S)
+
+
+def install_gauges(app: web.Application) -> None:
+    """Run `gauge_loop` while the app runs."""
+
+    async def lifespan(app: web.Application):  # type: ignore[no-untyped-def]
+        task = asyncio.get_running_loop().create_task(gauge_loop(app))
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    app.cleanup_ctx.append(lifespan)
