@@ -123,7 +123,10 @@ def _wrap(
             if not raw:
                 raise ApiError(400, "invalid_body",
                                "request body is empty; a JSON object is expected")
-            body = decoder.decode(raw)
+            try:
+                body = decoder.decode(raw)
+            except RecursionError:
+                raise ApiError(400, "invalid_body", "request body is nested too deeply") from None
         result = await spec.handler(Call(request, body, claims))
         if isinstance(result, web.StreamResponse):
             return result  # type: ignore[return-value]

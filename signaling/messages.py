@@ -259,7 +259,7 @@ def frame_type(raw: bytes | str) -> str | None:
     """Best-effort `type` of a frame that failed to decode, for the error's `ref`."""
     try:
         value = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):  # a hostile frame may nest arrays deeply
         return None
     kind = value.get("type") if isinstance(value, dict) else None
     return kind[:32] if isinstance(kind, str) else None
