@@ -32,7 +32,7 @@ from signaling.config import ServeConfig
 from signaling.connection import CLOSE_TOO_SLOW, SEND_QUEUE_FRAMES
 from signaling.hub import MAX_CONNECTIONS_PER_ADDRESS
 from signaling.services import Services
-from signaling.ws_client import SignalingClient
+from signaling.ws_client import SignalingClient, SignalingError
 
 pytestmark = pytest.mark.timeout(120)
 KEEPALIVE_S = 3.0
@@ -46,6 +46,7 @@ class AbusedNode:
     port: int
     app: web.Application
     demo: DemoLinks
+    services: Services
 
 
 @pytest.fixture
@@ -63,7 +64,7 @@ async def abused(aiohttp_server, tmp_path) -> AsyncIterator[AbusedNode]:
     server = await aiohttp_server(app, keepalive_timeout=KEEPALIVE_S)
     try:
         yield AbusedNode(str(server.make_url("")).rstrip("/"), server.host, server.port, app,
-                         demo)
+                         demo, services)
     finally:
         await server.close()
         await services.stop()
@@ -316,3 +317,54 @@ async def next_reply(client: SignalingClient) -> dict[str, Any]:
             frame = await client.frames.get()
             if frame["type"] in ("answer", "error", "_closed"):
                 return frame
+
+
+async def test_a_curious_participant_sees_nothing_of_other_consults_and_no_cors(abused):
+    """Another clinic cannot read, cancel or snoop the demo consult; a classroom cannot act as
+    the teacher or a doctor; no origin is granted cross-site reads."""
+    demo = abused.demo
+    assert demo.consult_id is not None
+    nosy_token = abused.services.tokens.issue(sub="nosy-clinic", role="clinic", name="Nosy")
+    nosy = SignalingClient(abused.base_url)
+    teacher = SignalingClient(abused.base_url)
+    classroom = SignalingClient(abused.base_url)
+    try:
+        await nosy.exchange(nosy_token)
+        for method, path, refusal in (
+                ("GET", f"/api/v1/consults/{demo.consult_id}", {"not_found"}),
+                ("GET", f"/api/v1/consults/{demo.consult_id}/snapshots", {"not_found"}),
+                # cancel answers forbidden (not not_found): it reveals that the id exists
+                ("POST", f"/api/v1/consults/{demo.consult_id}/cancel", {"forbidden"})):
+            with pytest.raises(SignalingError) as err:
+                await nosy.request(method, path)
+            assert err.value.code in refusal, (path, err.value.code)
+        assert all(t["id"] != demo.consult_id
+                   for t in await nosy.request("GET", "/api/v1/consults"))
+        await nosy.connect()
+        await nosy.send({"type": "enter", "session": demo.consult_id})
+        assert (await nosy.expect("error", timeout=20))["ref"] == "enter"
+        await teacher.exchange(demo.host_token)
+        await teacher.connect()
+        await classroom.exchange(demo.classroom_tokens[sorted(demo.classroom_tokens)[0]])
+        await classroom.connect()
+        await classroom.expect("session")
+        for frame in ({"type": "end"}, {"type": "spotlight", "participant": None},
+                      {"type": "mute", "muted": True, "participant": "*"},
+                      {"type": "claim", "consult": demo.consult_id}):
+            await classroom.send(frame)
+            error = await classroom.expect("error", timeout=20)
+            assert error["ref"] == frame["type"], error
+        assert (await abused.services.classes.get(demo.class_id)).state.value != "ended"
+        await pong(teacher, 7.0)
+        async with aiohttp.ClientSession() as http:
+            async with http.options(abused.base_url + "/api/v1/session", headers={
+                    "Origin": "https://evil.example",
+                    "Access-Control-Request-Method": "POST"}) as resp:
+                assert "Access-Control-Allow-Origin" not in resp.headers
+            async with http.get(abused.base_url + "/api/v1/specialties",
+                                headers={"Origin": "https://evil.example"}) as resp:
+                assert "Access-Control-Allow-Origin" not in resp.headers
+    finally:
+        await nosy.close()
+        await teacher.close()
+        await classroom.close()
