@@ -11,10 +11,7 @@ from tests.e2e.browser import screenshot, wait_audio_from, wait_for, wait_video_
 from tests.e2e.flows import join, participant_id
 from tests.e2e.node import TongxinNode
 
-NOT_YET = ("the node does not serve POST /api/v1/session, /ws sessions and the demo links yet "
-           "(signaling services land with issue 4)")
 pytestmark = [
-    pytest.mark.skip(reason=NOT_YET),
     pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(240),
 ]
 

@@ -11,10 +11,7 @@ from tests.e2e.browser import screenshot, wait_audio_from, wait_for, wait_video_
 from tests.e2e.flows import join, participant_id
 from tests.e2e.node import TongxinNode
 
-NOT_YET = ("the node does not serve POST /api/v1/session, /ws sessions and the demo links yet "
-           "(signaling services land with issue 4)")
 pytestmark = [
-    pytest.mark.skip(reason=NOT_YET),
     pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(240),
 ]
 
@@ -36,7 +33,8 @@ async def test_consult_from_request_to_outcome(browser: Browser, tongxin_node: T
         await duty.click()
     await dpage.get_by_role("button", name="On duty").wait_for()
 
-    await cpage.get_by_label("Urgency").get_by_text("Urgent").click()
+    await cpage.get_by_label("Specialty").select_option("内科")  # 张医生's specialty
+    await cpage.get_by_role("radio", name="Urgent", exact=True).check()
     await cpage.get_by_label("Reason").fill("Wound on the left leg, swelling since two days")
     await cpage.get_by_role("button", name="Request consultation").click()
     await cpage.locator("#waiting-room").wait_for()

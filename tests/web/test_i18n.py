@@ -20,6 +20,7 @@ DYNAMIC_VALUES = {
     "outcome.": ["resolved", "referred", "follow_up", "no_show", "cancelled", "other"],
     "quality.": ["good", "fair", "poor", "unknown"],
     "role.": ["teacher", "assistant", "doctor", "clinic", "observer", "operator"],
+    "expert.": ["doctor", "teacher"],
     "site.": ["village_clinic", "township_health_center", "county_hospital", "city_hospital",
               "provincial_hospital", "school", "classroom"],
     "join.verdict_": ["full", "low", "audio_only"],

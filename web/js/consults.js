@@ -6,16 +6,36 @@
 export const URGENCIES = ['emergency', 'urgent', 'routine'];
 export const OUTCOMES = ['resolved', 'referred', 'follow_up', 'no_show', 'other'];
 
-/** The media session id of a ticket, once it has one. */
-export function ticketSession(ticket) {
-  const session = ticket?.session ?? ticket?.session_id ?? null;
-  return typeof session === 'object' && session !== null ? session.id : session;
+/**
+ * A ticket as the pages use it, from any of the server's shapes: a console `queue` item
+ * ({consult, state, waited_s, …}), a ConsultTicket ({id, state, requested_at, …}) or a waiting
+ * room view ({ticket, position, estimated_wait_s}).
+ */
+export function normalizeTicket(raw) {
+  if (!raw) return null;
+  const base = raw.ticket ? { ...raw.ticket, position: raw.position,
+    estimated_wait_s: raw.estimated_wait_s } : { ...raw };
+  base.id = base.id ?? base.consult;
+  return base;
 }
 
-/** Seconds a ticket has been waiting at `nowMs` (from waited_s/created_at, whichever exists). */
+/** The ticket's state: waiting | escalated | matched | handed_over | admitted | ended | cancelled. */
+export function ticketState(ticket) {
+  return ticket?.status ?? ticket?.state ?? null;
+}
+
+/** The media session of a ticket once admitted (a consult's session is the consult itself). */
+export function ticketSession(ticket) {
+  const session = ticket?.session ?? ticket?.session_id ?? null;
+  if (session !== null) return typeof session === 'object' ? session.id : session;
+  return ticketState(ticket) === 'admitted' ? ticket.id ?? ticket.consult ?? null : null;
+}
+
+/** Seconds a ticket has been waiting at `nowMs` (from waited_s or requested_at). */
 export function waitingSeconds(ticket, nowMs, receivedAtMs = nowMs) {
-  if (typeof ticket?.waiting_s === 'number') return ticket.waiting_s + (nowMs - receivedAtMs) / 1000;
-  const created = ticket?.created_at ?? ticket?.requested_at;
+  const waited = ticket?.waited_s ?? ticket?.waiting_s;
+  if (typeof waited === 'number') return waited + (nowMs - receivedAtMs) / 1000;
+  const created = ticket?.requested_at ?? ticket?.created_at;
   if (typeof created === 'number') return Math.max(0, nowMs / 1000 - created);
   if (typeof created === 'string') {
     const parsed = Date.parse(created);
@@ -36,7 +56,7 @@ export function sortQueue(items, nowMs) {
 
 /** The name of the site a ticket comes from. */
 export function ticketSiteName(ticket) {
-  return ticket?.site?.name ?? ticket?.site_name ?? ticket?.clinic?.name ?? ticket?.clinic_name ?? '';
+  return ticket?.clinic_name ?? ticket?.site?.name ?? ticket?.site_name ?? ticket?.clinic_site_id ?? '';
 }
 
 /** The specialty's display name in `lang`, from the specialties list when known. */
@@ -44,11 +64,6 @@ export function specialtyName(id, specialties, lang) {
   const found = (specialties || []).find((s) => s.id === id);
   if (!found) return id || '';
   return lang === 'en' ? found.name_en : found.name_zh;
-}
-
-/** The ticket's state: waiting | escalated | matched | handed_over | admitted | ended | cancelled. */
-export function ticketState(ticket) {
-  return ticket?.status ?? ticket?.state ?? null;
 }
 
 /** Whether a ticket is (still) waiting for a doctor to take it. */

@@ -111,7 +111,9 @@ export class Publisher {
       }
     }
     if (!this.hasTracks()) return;
-    this.onState(iceRestart ? 'reconnecting' : 'connecting');
+    // Renegotiating a connected peer (screen share on/off) keeps it connected.
+    if (iceRestart) this.onState('reconnecting');
+    else if (pc.connectionState !== 'connected') this.onState('connecting');
     const offer = await pc.createOffer({ iceRestart });
     await pc.setLocalDescription(offer);
     await iceGatheringComplete(pc);

@@ -102,7 +102,15 @@ export class Room extends EventTarget {
   }
 
   onEnded(frame) {
-    if (this.ended || (frame.session && this.session && frame.session !== this.session.id)) return;
+    if (frame.session && this.session && frame.session !== this.session.id) return;
+    if (this.ended) {
+      // The `session` frame (status ended) may come before the `ended` frame with the outcome.
+      if (!this.ended.outcome && frame.outcome) {
+        this.ended = frame;
+        this.changed('ended', frame);
+      }
+      return;
+    }
     this.ended = frame;
     this.stopMedia();
     this.changed('ended', frame);

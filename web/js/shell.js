@@ -110,6 +110,7 @@ export async function openRolePage(granted, { local = null, choice = { mode: 'fu
   }
   const page = await import(path);
   if (granted.home === 'operator') {
+    window.tongxin = { home: granted.home, channel: null, room: null };
     setStatus('status.online', 'ok');
     showLeave(null);
     await page.mount(main(), { profile: granted });

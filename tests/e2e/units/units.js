@@ -7,11 +7,11 @@ import { median, suggestMode } from '/static/js/netcheck.js';
 import { preferCodec, sendEncoding, sendsCamera } from '/static/js/codecs.js';
 import { reconnectDelay, socketUrl } from '/static/js/signaling.js';
 import { isExpired, tokenFromPath } from '/static/js/credential.js';
-import { sortQueue, ticketSession, waitingSeconds } from '/static/js/consults.js';
+import { normalizeTicket, sortQueue, ticketSession, waitingSeconds } from '/static/js/consults.js';
 import { rungBanner, stageLayout } from '/static/js/pages/classroom.js';
 import { classrooms } from '/static/js/pages/teacher.js';
 import { waitMinutes } from '/static/js/pages/clinic.js';
-import { itemsOf, splitList } from '/static/js/pages/operator.js';
+import { auditTarget, itemsOf, splitList } from '/static/js/pages/operator.js';
 import { devicesPass, levelFromSamples } from '/static/js/devices.js';
 import { combinedMediaState } from '/static/js/room.js';
 import { statusFor } from '/static/js/shell.js';
@@ -113,18 +113,27 @@ table('isExpired', isExpired, [
 ]);
 table('ticketSession', ticketSession, [
   [[{ session: 's1' }], 's1'], [[{ session_id: 's2' }], 's2'], [[{ session: { id: 's3' } }], 's3'],
-  [[{}], null],
+  [[{ id: 'c1', state: 'admitted' }], 'c1'], [[{ id: 'c1', state: 'matched' }], null], [[{}], null],
+]);
+table('normalizeTicket', normalizeTicket, [
+  [[{ ticket: { id: 'c1', state: 'waiting' }, position: 0, estimated_wait_s: 60 }],
+    { id: 'c1', state: 'waiting', position: 0, estimated_wait_s: 60 }],
+  [[{ consult: 'c2', state: 'matched', mine: true }], { consult: 'c2', state: 'matched', mine: true, id: 'c2' }],
+  [[null], null],
 ]);
 table('waitingSeconds', waitingSeconds, [
-  [[{ waiting_s: 30 }, 10_000, 5_000], 35],
-  [[{ created_at: 100 }, 160_000], 60],
+  [[{ waited_s: 30 }, 10_000, 5_000], 35],
+  [[{ requested_at: 100 }, 160_000], 60],
   [[{ created_at: '1970-01-01T00:01:00Z' }, 90_000], 30],
   [[{}, 1], null],
 ]);
+table('auditTarget', auditTarget, [
+  [[{ session: 'c1', detail: { outcome: 'referred' } }], 'c1 · outcome=referred'], [[{}], ''],
+]);
 table('sortQueue: emergencies first, then the longest wait', (items) =>
   sortQueue(items, 1_000_000).map((t) => t.id), [
-  [[[{ id: 'a', urgency: 'routine', created_at: 100 }, { id: 'b', urgency: 'emergency', created_at: 900 },
-    { id: 'c', urgency: 'routine', created_at: 50 }, { id: 'd', urgency: 'urgent', created_at: 999 }]],
+  [[[{ id: 'a', urgency: 'routine', requested_at: 100 }, { id: 'b', urgency: 'emergency', requested_at: 900 },
+    { id: 'c', urgency: 'routine', requested_at: 50 }, { id: 'd', urgency: 'urgent', requested_at: 999 }]],
   ['b', 'd', 'c', 'a']],
 ]);
 const session = { participants: [{ id: 't', role: 'teacher' }, { id: 'c1', role: 'assistant' },
@@ -144,7 +153,7 @@ table('rungBanner', rungBanner, [
 table('classrooms', (s) => classrooms(s).map((p) => p.id), [[[session], ['c1', 'c2']], [[null], []]]);
 table('waitMinutes', waitMinutes, [[[10], 1], [[600], 10], [[undefined], null]]);
 table('splitList', splitList, [[['a, b，c、d  e'], ['a', 'b', 'c', 'd', 'e']], [[''], []]]);
-table('itemsOf', itemsOf, [[[[1]], [1]], [[{ items: [2] }], [2]], [[null], []]]);
+table('itemsOf', itemsOf, [[[[1]], [1]], [[{ items: [2] }], [2]], [[{ entries: [3], next_after: 'x' }], [3]], [[null], []]]);
 table('levelFromSamples', (s) => Math.round(levelFromSamples(s) * 100) / 100, [
   [[new Float32Array(8)], 0], [[new Float32Array(8).fill(1)], 1], [[new Float32Array(8).fill(0.0005)], 0], [[new Float32Array(8).fill(0.03162)], 0.5],
 ]);

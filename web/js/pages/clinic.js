@@ -5,7 +5,8 @@
  */
 
 import { get, post } from '../api.js';
-import { isTaken, isWaiting, specialtyName, ticketSession, ticketState, URGENCIES } from '../consults.js';
+import { isTaken, isWaiting, normalizeTicket, specialtyName, ticketSession, ticketState, URGENCIES }
+  from '../consults.js';
 import { bannerArea, micButton, roomAudio, showEnded } from '../controls.js';
 import { field, h, replaceChildren, select } from '../dom.js';
 import { language, setText } from '../i18n.js';
@@ -59,12 +60,12 @@ export async function mount(root, ctx) {
       submit.disabled = true;
       const data = new FormData(form);
       try {
-        ticket = await post('/api/v1/consults', {
+        ticket = normalizeTicket(await post('/api/v1/consults', {
           specialty: data.get('specialty'),
           urgency: data.get('urgency'),
           language: language() === 'en' ? 'en' : 'zh',
           reason: String(data.get('reason') || '').slice(0, REASON_MAX),
-        });
+        }));
         showWaiting();
       } catch (err) {
         toastError(err);
@@ -80,7 +81,8 @@ export async function mount(root, ctx) {
 
   const renderWaiting = () => {
     if (!ticket) return;
-    position.textContent = ticket.position ?? '—';
+    // The server counts from 0; people count from 1.
+    position.textContent = typeof ticket.position === 'number' ? String(ticket.position + 1) : '—';
     const minutes = waitMinutes(ticket.estimated_wait_s);
     if (minutes === null) setText(estimate, 'clinic.estimate_unknown');
     else setText(estimate, 'clinic.estimate', { n: minutes });
@@ -109,7 +111,11 @@ export async function mount(root, ctx) {
     renderWaiting();
     clearInterval(pollTimer);
     pollTimer = setInterval(async () => {
-      try { update(await get(`/api/v1/consults/${encodeURIComponent(ticket.id)}`)); } catch { /* next time */ }
+      try {
+        update(normalizeTicket(await get(`/api/v1/consults/${encodeURIComponent(ticket.id)}`)));
+      } catch {
+        // Polling is the fallback of the live queue frames: try again next time.
+      }
     }, POLL_MS);
   };
 
@@ -124,8 +130,14 @@ export async function mount(root, ctx) {
     if (state === 'cancelled') { showForm(); return; }
     if (isWaiting(ticket) || isTaken(ticket)) renderWaiting();
   };
+  channel.on('notice', (frame) => {
+    const consult = frame.detail?.consult;
+    if (frame.code === 'admitted' && consult && room.session?.id !== consult) {
+      channel.send({ type: 'enter', session: consult });
+    }
+  });
   channel.on('queue', (frame) => {
-    const items = frame.items || [];
+    const items = (frame.items || []).map(normalizeTicket);
     if (!ticket) {
       ticket = items.find((t) => isWaiting(t) || isTaken(t) || ticketState(t) === 'admitted') || null;
       if (ticket) showWaiting();

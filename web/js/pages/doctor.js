@@ -6,8 +6,8 @@
  */
 
 import { api, get, post } from '../api.js';
-import { isTaken, OUTCOMES, sortQueue, specialtyName, ticketExpert, ticketSession, ticketSiteName,
-  ticketState, waitingSeconds } from '../consults.js';
+import { isTaken, normalizeTicket, OUTCOMES, sortQueue, specialtyName, ticketExpert, ticketSession,
+  ticketSiteName, ticketState, waitingSeconds } from '../consults.js';
 import { bannerArea, confirmDialog, formatDuration, micButton, roomAudio, showEnded, toggleButton }
   from '../controls.js';
 import { field, h, replaceChildren, select } from '../dom.js';
@@ -31,17 +31,16 @@ export async function mount(root, ctx) {
   const { channel, local, choice, profile } = ctx;
   const room = new Room({ channel, local, mode: choice.mode });
   ctx.attachRoom(room);
-  const me = await get('/api/v1/me').catch(() => ({}));
-  const expertId = me?.expert?.id ?? me?.expert_id ?? profile.participant.id;
+  const expertId = profile.participant.id;
   const specialties = await get('/api/v1/specialties').catch(() => []);
-  let queue = channel.last('queue')?.items || [];
+  let queue = (channel.last('queue')?.items || []).map(normalizeTicket);
   let queueAt = Date.now();
   let consultId = null;
 
   const banners = bannerArea();
   const duty = toggleButton({
     onKey: 'doctor.on_duty', offKey: 'doctor.off_duty', extraClass: 'btn-duty',
-    pressed: Boolean(me?.expert?.on_duty ?? me?.on_duty),
+    pressed: false,
     onToggle: async (onDuty) => {
       try {
         await post(`/api/v1/experts/${encodeURIComponent(expertId)}/duty`, { on_duty: onDuty });
@@ -120,11 +119,10 @@ export async function mount(root, ctx) {
   }
 
   async function handOver() {
-    const experts = await get('/api/v1/experts').catch(() => []);
-    const others = (Array.isArray(experts) ? experts : experts.items || [])
-      .filter((e) => e.id !== expertId);
-    const expertSelect = select(others.map((e) => ({ value: e.id, text: e.name })),
-      { name: 'expert', required: true });
+    // The expert directory is the operator's (GET /api/v1/experts): the doctor types the
+    // colleague's id, as given by the colleague or the operator.
+    const expertSelect = h('input', { name: 'expert', required: true, maxLength: 128,
+      autocomplete: 'off', pattern: '[A-Za-z0-9._:@-]+' });
     const handNote = h('textarea', { name: 'note', rows: 3, maxLength: 2000, value: note.value });
     const answer = await confirmDialog({
       titleKey: 'doctor.hand_over_title', confirmKey: 'doctor.hand_over',
@@ -152,13 +150,14 @@ export async function mount(root, ctx) {
     queueEmpty.hidden = items.length > 0;
     replaceChildren(queueList, items.map((ticket) => {
       const waited = waitingSeconds(ticket, now, queueAt);
-      const mine = isTaken(ticket) && ticketExpert(ticket) === expertId;
+      const mine = ticket.mine ?? (isTaken(ticket) && ticketExpert(ticket) === expertId);
       const action = ticketState(ticket) === 'admitted' || (isTaken(ticket) && !mine)
         ? null
         : h('button', {
           type: 'button', class: ['btn', 'btn-primary', mine ? 'btn-admit' : 'btn-claim'],
           i18n: mine ? 'doctor.admit' : 'doctor.claim',
-          on: { click: () => {
+          on: { click: (event) => {
+            event.currentTarget.disabled = true;
             consultId = ticket.id;
             channel.send({ type: mine ? 'admit' : 'claim', consult: ticket.id });
           } },
@@ -182,19 +181,27 @@ export async function mount(root, ctx) {
       }
     }
   };
-  channel.on('queue', (frame) => { queue = frame.items || []; queueAt = Date.now(); renderQueue(); });
+  channel.on('queue', (frame) => {
+    queue = (frame.items || []).map(normalizeTicket);
+    queueAt = Date.now();
+    renderQueue();
+  });
   const ticker = setInterval(renderQueue, 5000);
   renderQueue();
   get('/api/v1/consults?mine=1').then((items) => {
-    if (!channel.last('queue')) { queue = Array.isArray(items) ? items : items?.items || []; renderQueue(); }
+    if (!channel.last('queue') && Array.isArray(items)) {
+      queue = items.map(normalizeTicket);
+      renderQueue();
+    }
   }).catch(() => {});
 
   const renderConsult = () => {
     if (!room.session || room.session.kind !== 'consult') { showIdle(); return; }
-    consultId = room.session.detail?.consult ?? consultId ?? room.session.id;
+    consultId = room.session.id;
     showConsult();
-    consultTitle.textContent = room.session.title || '';
     const person = patient();
+    consultTitle.textContent = [person?.name, specialtyName(room.session.title, specialties,
+      language())].filter(Boolean).join(' · ');
     patientTile.setName(person?.name ?? '', person ? null : 'doctor.patient');
     patientTile.video.dataset.participant = person?.id ?? '';
     patientTile.setTrack(person ? room.remote.get(person.id)?.camera ?? null : null);

@@ -19,7 +19,7 @@ export const SITE_KINDS = ['village_clinic', 'township_health_center', 'county_h
 /** A list from an API answer that is either a list or {items: [...]}. */
 export function itemsOf(answer) {
   if (Array.isArray(answer)) return answer;
-  return answer?.items || answer?.sessions || answer?.entries || [];
+  return answer?.entries || answer?.items || answer?.sessions || [];
 }
 
 /** Comma/、-separated text -> trimmed non-empty values. */
@@ -71,19 +71,29 @@ function renderLive(panel, answer) {
     : h('p', { class: 'empty', i18n: 'operator.no_live' }));
 }
 
+/** An id field for a new directory entry (ids are fixed once made). */
+function idField(existing) {
+  if (existing) return null;
+  return field('operator.id', h('input', { name: 'id', required: true, maxLength: 128,
+    pattern: '[A-Za-z0-9._:@-]+', autocomplete: 'off' }), 'operator.id_hint');
+}
+
 async function editExpert(expert, reload) {
   const name = h('input', { name: 'name', required: true, value: expert?.name ?? '', maxLength: 100 });
+  const kind = select(['doctor', 'teacher'].map((k) => ({ value: k, i18n: `expert.${k}`,
+    selected: (expert?.kind ?? 'doctor') === k })), { name: 'kind' });
   const specialties = h('input', { name: 'specialties', value: (expert?.specialties || []).join(', ') });
   const languages = h('input', { name: 'languages', value: (expert?.languages || ['zh']).join(', ') });
   const capacity = h('input', { name: 'capacity', type: 'number', min: 1, max: 20,
     value: expert?.capacity ?? 1 });
   const answer = await confirmDialog({
     titleKey: expert ? 'operator.edit_expert' : 'operator.add_expert', confirmKey: 'common.save',
-    fields: [field('operator.name', name), field('operator.specialties', specialties, 'operator.list_hint'),
+    fields: [idField(expert), field('operator.name', name), field('operator.expert_kind', kind),
+      field('operator.specialties', specialties, 'operator.list_hint'),
       field('operator.languages', languages, 'operator.list_hint'), field('operator.capacity', capacity)],
   });
   if (!answer) return;
-  const body = { name: answer.name, kind: expert?.kind ?? 'doctor',
+  const body = { ...expert, id: expert?.id ?? answer.id, name: answer.name, kind: answer.kind,
     specialties: splitList(answer.specialties), languages: splitList(answer.languages),
     capacity: Number(answer.capacity) || 1 };
   try {
@@ -103,10 +113,12 @@ async function editSite(site, reload) {
   const region = h('input', { name: 'region', value: regionText(site?.region), maxLength: 200 });
   const answer = await confirmDialog({
     titleKey: site ? 'operator.edit_site' : 'operator.add_site', confirmKey: 'common.save',
-    fields: [field('operator.name', name), field('operator.site_kind', kind), field('operator.region', region, 'operator.region_hint')],
+    fields: [idField(site), field('operator.name', name), field('operator.site_kind', kind),
+      field('operator.region', region, 'operator.region_hint')],
   });
   if (!answer) return;
-  const body = { name: answer.name, kind: answer.kind, region: splitRegion(answer.region) };
+  const body = { ...site, id: site?.id ?? answer.id, name: answer.name, kind: answer.kind,
+    region: splitRegion(answer.region) };
   try {
     if (site) await put(`/api/v1/sites/${encodeURIComponent(site.id)}`, body);
     else await post('/api/v1/sites', body);
@@ -156,6 +168,12 @@ function auditTime(entry) {
   return Number.isNaN(date.getTime()) ? '' : date.toLocaleString();
 }
 
+/** What an audit entry concerns: its session and its small facts. */
+export function auditTarget(entry) {
+  const facts = Object.entries(entry.detail || {}).map(([k, v]) => `${k}=${v}`);
+  return [entry.session, ...facts].filter(Boolean).join(' · ');
+}
+
 async function showAudit(panel) {
   const body = h('tbody', {});
   const more = h('button', { type: 'button', class: 'btn', i18n: 'operator.load_more' });
@@ -168,11 +186,11 @@ async function showAudit(panel) {
       for (const e of entries) {
         body.append(h('tr', {},
           h('td', { text: auditTime(e) }),
-          h('td', { text: e.actor ?? e.who ?? '' }),
-          h('td', { text: e.action ?? e.event ?? '' }),
-          h('td', { text: e.target ?? e.subject ?? '' })));
+          h('td', { text: e.actor ?? '' }),
+          h('td', { text: e.action ?? '' }),
+          h('td', { text: auditTarget(e) })));
       }
-      after = answer?.next ?? answer?.after ?? (entries.length ? entries[entries.length - 1].id ?? '' : '');
+      after = answer?.next_after ?? (entries.length ? entries[entries.length - 1].id ?? '' : '');
       more.hidden = entries.length < AUDIT_PAGE || !after;
     } catch (err) {
       toastError(err);

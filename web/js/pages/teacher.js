@@ -69,9 +69,13 @@ export async function mount(root, ctx) {
   });
   const record = toggleButton({
     onKey: 'teacher.stop_recording', offKey: 'teacher.start_recording', extraClass: 'btn-record',
-    onToggle: (on) => { channel.send({ type: 'record', on }); },
+    onToggle: (on) => {
+      channel.send({ type: 'record', on });
+      // The button follows the session's `recording` flag, not the click.
+      throw new Error('wait for the session');
+    },
   });
-  record.el.hidden = !canRecord;
+  record.el.hidden = true;
   const endButton = h('button', {
     type: 'button', class: 'btn btn-danger', i18n: 'teacher.end_class',
     on: {
@@ -180,6 +184,7 @@ export async function mount(root, ctx) {
       spotlightBox.replaceChildren();
     }
     recordingChip.hidden = !session?.recording;
+    record.el.hidden = !(canRecord && session?.detail?.recording_allowed);
     record.set(Boolean(session?.recording));
   };
 
