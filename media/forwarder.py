@@ -109,6 +109,9 @@ class InboundTrack:
         self.keyframes_seen = 0
         self.plis_sent = 0
         self._detect_keyframe = keyframe_detector(codec)
+        self._is_vp8 = codec.name.lower() == "vp8"
+        self.layer_octets = [0, 0, 0, 0]
+        """Payload bytes per temporal layer (index 3: no layer information), for RungCosts."""
         self._history: list[RtpPacket | None] = (
             [None] * HISTORY_SIZE if self._detect_keyframe is not None else []
         )
@@ -153,6 +156,11 @@ class InboundTrack:
             if keyframe:
                 self.keyframes_seen += 1
                 self._keyframe_requests.keyframe_seen()
+        size = len(payload)
+        layer = None
+        if self._is_vp8:
+            layer = vp8.temporal_layer(payload)
+            self.layer_octets[3 if layer is None else layer[0] & 3] += size
         streams = self.streams
         if not streams:
             return
@@ -160,10 +168,15 @@ class InboundTrack:
         abs_time = abs_send_time(now)
         level = packet.extensions.audio_level
         marker = 0x80 if packet.marker else 0
-        size = len(payload)
-        bodies: dict[tuple[int, int], bytes] = {}
+        bodies: dict[tuple[int, ...], bytes] = {}
         for stream in streams:
             variant = stream.variant
+            if layer is not None and stream.layered:
+                stream.forward_layer(
+                    seq, timestamp, marker, payload, layer, keyframe, now,
+                    bodies, abs_time, level,
+                )
+                continue
             body = bodies.get(variant)
             if body is None:
                 body = bodies[variant] = extension_tail(variant, abs_time, level) + payload
@@ -260,6 +273,19 @@ class OutboundStream:
         self.rtt: float | None = None
         self.remb_bps: int | None = None
         self._reports_sent: dict[int, float] = {}
+        # temporal-layer dropping (VP8 L1T3): the layers wanted, the layers sent now, and the
+        # offsets that keep picture ids and TL0PICIDX continuous for the subscriber
+        self.layered = False
+        self.target_tid = 2
+        self.max_tid = 2
+        self.paused = False
+        self.pid_delta = 0
+        self.tl0_delta = 0
+        self.frames_dropped = 0
+        self._picture: int | None = None
+        self._dropping = False
+        self._last_out_pid: int | None = None
+        self._last_out_tl0: int | None = None
 
     def __repr__(self) -> str:
         return f"OutboundStream({self.kind} ssrc={self.ssrc} <- {self.track})"
@@ -285,6 +311,8 @@ class OutboundStream:
         self.seqmap.restart()
         self.clock_rate = track.codec.clockRate
         self._map_payload_types()
+        if self.paused:
+            return
         track.add_stream(self)
         track.request_keyframe()
 
@@ -325,6 +353,91 @@ class OutboundStream:
         self.octets += size
         self.last_ts = ts
         self.last_at = now
+
+    def forward_layer(
+        self,
+        seq: int,
+        ts: int,
+        marker: int,
+        payload: bytes,
+        layer: vp8.TemporalLayer,
+        keyframe: bool,
+        now: float,
+        bodies: dict[tuple[int, ...], bytes],
+        abs_time: int,
+        level: tuple[bool, int] | None,
+    ) -> None:
+        """Forward one packet of a layered VP8 track: frames above `max_tid` are left out of
+        the sequence, picture ids and TL0PICIDX rewritten so the subscriber sees no gap."""
+        tid, sync, pid, bits, tl0 = layer
+        if self.waiting:
+            if not keyframe or self.pt is None:
+                return
+            self._picture = None
+            if self._last_out_pid is not None and self._last_out_tl0 is not None:
+                self.pid_delta = pid - self._last_out_pid - 1
+                self.tl0_delta = tl0 - self._last_out_tl0 - 1
+            else:
+                self.pid_delta = self.tl0_delta = 0
+        if pid != self._picture:  # the first packet of a new frame: change layers here
+            self._picture = pid
+            target = self.target_tid
+            if keyframe:
+                self.max_tid = target
+            elif target < self.max_tid:
+                self.max_tid = target
+            elif sync and tid == self.max_tid + 1 and tid <= target:
+                self.max_tid = tid
+            self._dropping = tid > self.max_tid
+            if self._dropping:
+                self.pid_delta += 1
+                self.frames_dropped += 1
+        if self._dropping:
+            self.seqmap.drop(seq)
+            return
+        out_pid = (pid - self.pid_delta) & (0x7FFF if bits == 15 else 0x7F)
+        out_tl0 = (tl0 - self.tl0_delta) & 0xFF
+        self._last_out_pid = out_pid
+        self._last_out_tl0 = out_tl0
+        variant = self.variant
+        key = (*variant, out_pid, out_tl0)
+        body = bodies.get(key)
+        if body is None:
+            if out_pid == pid and out_tl0 == tl0:
+                rewritten = payload
+            else:
+                rewritten = vp8.rewrite_ids(payload, out_pid, out_tl0)
+            body = bodies[key] = extension_tail(variant, abs_time, level) + rewritten
+        self.forward(seq, ts, marker, body, len(payload), keyframe, now)
+
+    def set_temporal_layers(self, layers: int) -> None:
+        """Send this many temporal layers (1: 7.5 fps, 2: 15 fps, 3: all of an L1T3 source).
+
+        Going down takes effect at the next frame; going up at the next layer-sync frame or
+        keyframe. Once a stream has left a layer out it keeps rewriting ids for good."""
+        self.target_tid = max(0, min(2, layers - 1))
+        if self.target_tid < 2:
+            self.layered = True
+
+    def pause(self) -> None:
+        """Send nothing on this stream (audio only) while keeping it negotiated."""
+        if self.paused:
+            return
+        self.paused = True
+        if self.track is not None:
+            self.track.remove_stream(self)
+
+    def resume(self) -> None:
+        """Forward again from the source's next keyframe, continuing our sequence."""
+        if not self.paused:
+            return
+        self.paused = False
+        track = self.track
+        if track is not None:
+            self.waiting = True
+            self.seqmap.restart()
+            track.add_stream(self)
+            track.request_keyframe()
 
     # -- feedback from the subscriber ----------------------------------------------------------
 

@@ -148,3 +148,29 @@ def rewrite_ids(
             raise ValueError("VP8 descriptor has no TL0PICIDX to rewrite")
         out[pos] = tl0picidx & 0xFF
     return bytes(out)
+
+
+TemporalLayer = tuple[int, bool, int, int, int]
+"""(TID, layer sync, picture id, picture id bits, TL0PICIDX) of one packet."""
+
+
+def temporal_layer(payload: bytes) -> TemporalLayer | None:
+    """The temporal-layer fields of a packet, or None unless it carries TID, TL0PICIDX and a
+    picture id (a publisher without temporal layers: nothing can be dropped)."""
+    if len(payload) < 5 or not payload[0] & 0x80:
+        return None
+    x = payload[1]
+    if x & 0xE0 != 0xE0:
+        return None
+    if payload[2] & 0x80:
+        picture_id = ((payload[2] & 0x7F) << 8) | payload[3]
+        bits = 15
+        pos = 4
+    else:
+        picture_id = payload[2]
+        bits = 7
+        pos = 3
+    if len(payload) < pos + 2:
+        return None
+    tk = payload[pos + 1]
+    return tk >> 6, bool(tk & 0x20), picture_id, bits, payload[pos]

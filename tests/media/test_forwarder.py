@@ -6,6 +6,8 @@ socket; the last ones run real aiortc peers over UDP on loopback through the rel
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import (
@@ -18,6 +20,7 @@ from aiortc.rtp import (
 )
 from relay_harness import RelayHarness, clip_tracks, wait_until
 
+from media import vp8
 from media.forwarder import DatagramSink, InboundTrack, OutboundStream
 from media.peer_client import FrameLog, ReceivedTrack
 from media.rtpheader import URI_ABS_SEND_TIME, URI_MID, ExtensionLayout
@@ -158,6 +161,120 @@ async def test_keyframe_requests_from_many_subscribers_reach_the_publisher_once(
 
 
 # --- real peers over UDP on loopback ---------------------------------------------------------
+
+
+L1T3_PATTERN = (0, 2, 1, 2)  # temporal layer of frames 0, 1, 2, 3 of every group of four
+
+
+def l1t3_payload(frame: int, first_packet: bool, picture_id_base: int = 32700) -> bytes:
+    """A VP8 payload as an L1T3 publisher writes it: 15-bit picture id, TL0PICIDX, TID, Y."""
+    tid = L1T3_PATTERN[frame % 4]
+    sync = frame % 4 in (1, 2)
+    tl0 = (frame // 4 + 250) & 0xFF  # wraps during the clip
+    pid = (picture_id_base + frame) & 0x7FFF  # wraps too
+    first = 0x90 if first_packet else 0x80
+    descriptor = bytes(
+        [first, 0xE0, 0x80 | (pid >> 8), pid & 0xFF, tl0, (tid << 6) | (0x20 if sync else 0)]
+    )
+    if first_packet and frame == 0:
+        return descriptor + b"\x00\x9d\x01\x2a" + b"K" * 40  # keyframe
+    return descriptor + (b"\x01" if first_packet else b"") + b"F" * 40
+
+
+def send_l1t3_frames(
+    track: InboundTrack, frames: range, seq0: int = 65500, packets_per_frame: int = 2
+) -> None:
+    for frame in frames:
+        for n in range(packets_per_frame):
+            seq = (seq0 + frame * packets_per_frame + n) & 0xFFFF
+            last = n == packets_per_frame - 1
+            payload = l1t3_payload(frame, first_packet=n == 0)
+            track.on_packet(source_packet(seq, 3000 * frame, payload, marker=int(last)))
+
+
+def received_frames(capture: Capture) -> list[tuple[int, int, int, int]]:
+    """(timestamp, picture id, TL0PICIDX, TID) of each frame the subscriber received, after
+    checking that sequence numbers and picture ids run on without a gap."""
+    got = capture.packets()
+    seqs = [p.sequence_number for p in got]
+    assert all((b - a) & 0xFFFF == 1 for a, b in pairwise(seqs))
+    frames = []
+    for p in got:
+        d = vp8.parse_descriptor(p.payload)
+        assert d.picture_id is not None and d.tl0picidx is not None and d.tid is not None
+        if d.start_of_partition:
+            frames.append((p.timestamp, d.picture_id, d.tl0picidx, d.tid))
+    pids = [f[1] for f in frames]
+    assert all((b - a) & 0x7FFF == 1 for a, b in pairwise(pids))
+    tl0s = [f[2] for f in frames]
+    assert all((b - a) & 0xFF in (0, 1) for a, b in pairwise(tl0s))
+    return frames
+
+
+@pytest.mark.parametrize(
+    ("layers", "frames_received", "frame_interval"),
+    [(3, 48, 3000), (2, 24, 6000), (1, 12, 12000)],
+)
+async def test_dropped_temporal_layers_leave_a_clean_lower_frame_rate(
+    layers: int, frames_received: int, frame_interval: int
+) -> None:
+    track = InboundTrack("teacher", "camera", [VP8, VP8_RTX], send_pli=lambda ssrc: None)
+    capture = Capture()
+    stream = subscriber_stream(capture)
+    stream.set_temporal_layers(layers)
+    stream.attach(track)
+    send_l1t3_frames(track, range(48))  # 30 fps for 1.6 s
+    frames = received_frames(capture)
+    assert len(frames) == frames_received
+    ts = [f[0] for f in frames]
+    assert {(b - a) & 0xFFFFFFFF for a, b in pairwise(ts)} == {frame_interval}
+    assert max(f[3] for f in frames) == layers - 1
+    assert track.layer_octets[0] > 0 and track.layer_octets[1] > 0 and track.layer_octets[2] > 0
+
+
+async def test_layers_go_down_at_a_frame_and_back_up_at_a_layer_sync_frame() -> None:
+    track = InboundTrack("teacher", "camera", [VP8, VP8_RTX], send_pli=lambda ssrc: None)
+    full = Capture()
+    reduced = Capture()
+    full_stream = subscriber_stream(full)
+    stream = subscriber_stream(reduced)
+    full_stream.attach(track)
+    stream.attach(track)
+    send_l1t3_frames(track, range(0, 8))
+    stream.set_temporal_layers(1)
+    send_l1t3_frames(track, range(8, 16))
+    stream.set_temporal_layers(3)
+    send_l1t3_frames(track, range(16, 24))
+    assert [f[3] for f in received_frames(full)] == [0, 2, 1, 2] * 6, "others keep every frame"
+    tids = [f[3] for f in received_frames(reduced)]
+    # all, then the base layer only, then TL1 from its sync frame (18), TL2 from the next
+    # TL2 sync frame (21): the non-sync TL2 frame 19 still waits
+    assert tids == [0, 2, 1, 2] * 2 + [0, 0] + [0, 1, 0, 2, 1, 2]
+    assert stream.frames_dropped == 8
+
+
+async def test_a_paused_stream_sends_nothing_and_resumes_at_a_keyframe_in_sequence() -> None:
+    plis: list[int] = []
+    now = [0.0]
+    track = InboundTrack(
+        "teacher", "camera", [VP8, VP8_RTX], send_pli=plis.append, clock=lambda: now[0]
+    )
+    capture = Capture()
+    stream = subscriber_stream(capture)
+    stream.set_temporal_layers(2)
+    stream.attach(track)
+    send_l1t3_frames(track, range(0, 4))
+    now[0] = 5.0
+    stream.pause()
+    send_l1t3_frames(track, range(4, 8))
+    assert len(capture.sent) == 4
+    stream.resume()
+    send_l1t3_frames(track, range(8, 12))  # no keyframe yet: nothing
+    assert len(capture.sent) == 4
+    assert len(plis) == 2, "resuming asks the publisher for a keyframe"
+    send_l1t3_frames(track, range(0, 4), seq0=65500 + 24)  # the keyframe comes
+    frames = received_frames(capture)
+    assert [f[3] for f in frames] == [0, 1, 0, 1]
 
 
 def assert_in_order_none_missing(received: ReceivedTrack, sent: list[bytes], at_least: int) -> None:
