@@ -39,11 +39,21 @@ export class VideoTile {
 
   setTrack(track) {
     if (this.track === track) return;
+    this.track?.removeEventListener('mute', this.showState);
+    this.track?.removeEventListener('unmute', this.showState);
     this.track = track;
-    this.el.classList.toggle('tile-empty', !track);
+    // A received track is muted while no video arrives (not started yet, paused on a weak
+    // link, or the sender gone): show the placeholder rather than a frozen or black frame.
+    track?.addEventListener('mute', this.showState);
+    track?.addEventListener('unmute', this.showState);
+    this.showState();
     this.video.srcObject = track ? new MediaStream([track]) : null;
     if (track) this.video.play().catch(() => { /* muted video autoplays; retried on data */ });
   }
+
+  showState = () => {
+    this.el.classList.toggle('tile-empty', !this.track || this.track.muted);
+  };
 
   /** Replaces the badges (small labelled status chips) shown under the video. */
   setBadges(badges) {
