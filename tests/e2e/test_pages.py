@@ -62,7 +62,7 @@ async def test_operator_dashboard_renders_each_tab_in_each_language(
     tabs = page.get_by_role("tab")
     await tabs.first.wait_for()
     count = await tabs.count()
-    assert count == 4
+    assert count == 5
     for i in range(count):
         await tabs.nth(i).click()
 

@@ -21,6 +21,7 @@ DYNAMIC_VALUES = {
     "quality.": ["good", "fair", "poor", "unknown"],
     "role.": ["teacher", "assistant", "doctor", "clinic", "observer", "operator"],
     "expert.": ["doctor", "teacher"],
+    "class_state.": ["scheduled", "live", "ended"],
     "site.": ["village_clinic", "township_health_center", "county_hospital", "city_hospital",
               "provincial_hospital", "school", "classroom"],
     "join.verdict_": ["full", "low", "audio_only"],

@@ -122,7 +122,7 @@ export async function mount(root, ctx) {
     // The expert directory is the operator's (GET /api/v1/experts): the doctor types the
     // colleague's id, as given by the colleague or the operator.
     const expertSelect = h('input', { name: 'expert', required: true, maxLength: 128,
-      autocomplete: 'off', pattern: '[A-Za-z0-9._:@-]+' });
+      autocomplete: 'off', pattern: '[A-Za-z0-9._:@\\-]+' });
     const handNote = h('textarea', { name: 'note', rows: 3, maxLength: 2000, value: note.value });
     const answer = await confirmDialog({
       titleKey: 'doctor.hand_over_title', confirmKey: 'doctor.hand_over',

@@ -38,6 +38,7 @@ export function splitRegion(text) {
 
 const TABS = [
   { id: 'live', key: 'operator.tab_live' },
+  { id: 'classes', key: 'operator.tab_classes' },
   { id: 'experts', key: 'operator.tab_experts' },
   { id: 'sites', key: 'operator.tab_sites' },
   { id: 'audit', key: 'operator.tab_audit' },
@@ -75,7 +76,7 @@ function renderLive(panel, answer) {
 function idField(existing) {
   if (existing) return null;
   return field('operator.id', h('input', { name: 'id', required: true, maxLength: 128,
-    pattern: '[A-Za-z0-9._:@-]+', autocomplete: 'off' }), 'operator.id_hint');
+    pattern: '[A-Za-z0-9._:@\\-]+', autocomplete: 'off' }), 'operator.id_hint');
 }
 
 async function editExpert(expert, reload) {
@@ -162,6 +163,68 @@ async function showSites(panel) {
       'operator.no_sites'));
 }
 
+function linkList(view, siteNames) {
+  const rows = [[null, view.host_link], ...Object.entries(view.classroom_links || {})];
+  return h('dl', { class: 'link-list' }, rows.map(([site, link]) => [
+    h('dt', site ? { text: siteNames.get(site) ?? site } : { i18n: 'role.teacher' }),
+    h('dd', {}, h('input', { type: 'text', readOnly: true, value: link, class: 'link-field',
+      i18nAttrs: { 'aria-label': 'operator.join_link' },
+      on: { focus: (event) => event.target.select() } }))]));
+}
+
+async function scheduleClass(panel, reload) {
+  const [teachers, rooms] = await Promise.all([
+    get('/api/v1/experts?kind=teacher'), get('/api/v1/sites?kind=classroom')]);
+  const title = h('input', { name: 'title', required: true, maxLength: 200 });
+  const subject = h('input', { name: 'subject', required: true, maxLength: 64 });
+  const teacher = select(itemsOf(teachers).map((e) => ({ value: e.id, text: e.name })),
+    { name: 'teacher_id', required: true });
+  const classrooms = h('fieldset', { class: 'choice-group' },
+    h('legend', { i18n: 'operator.classrooms' }),
+    itemsOf(rooms).map((site) => h('label', { class: 'choice' },
+      h('input', { type: 'checkbox', name: 'classroom', value: site.id }),
+      h('span', { text: site.name }))));
+  const recording = h('label', { class: 'choice' },
+    h('input', { type: 'checkbox', name: 'recording_allowed', value: '1' }),
+    h('span', { i18n: 'operator.recording_allowed' }));
+  const answer = await confirmDialog({
+    titleKey: 'operator.schedule_class', confirmKey: 'operator.schedule',
+    fields: [field('operator.class_title', title), field('operator.subject', subject),
+      field('role.teacher', teacher), classrooms, recording],
+  });
+  if (!answer) return;
+  const picked = [...classrooms.querySelectorAll('input:checked')].map((i) => i.value);
+  try {
+    const view = await post('/api/v1/classes', {
+      title: answer.title, subject: answer.subject, teacher_id: answer.teacher_id,
+      classroom_site_ids: picked, recording_allowed: answer.recording_allowed === '1',
+    });
+    await reload();
+    panel.prepend(h('section', { class: 'card scheduled', attrs: { role: 'status' } },
+      h('h3', { i18n: 'operator.scheduled', i18nArgs: { title: view.klass.title } }),
+      h('p', { class: 'hint', i18n: 'operator.links_hint' }),
+      linkList(view, new Map(itemsOf(rooms).map((r) => [r.id, r.name])))));
+  } catch (err) {
+    toastError(err);
+  }
+}
+
+async function showClasses(panel) {
+  const reload = () => showClasses(panel);
+  const classes = itemsOf(await get('/api/v1/classes'));
+  const rows = classes.map((c) => h('tr', {},
+    h('td', { text: c.title }),
+    h('td', { text: c.subject }),
+    h('td', { text: auditTime({ at: c.starts_at }) }),
+    h('td', { text: String((c.classroom_site_ids || []).length) }),
+    h('td', {}, badge(`class_state.${c.state}`, c.state === 'live' ? 'ok' : 'info'))));
+  replaceChildren(panel,
+    h('div', { class: 'panel-head' }, h('button', { type: 'button', class: 'btn btn-primary',
+      i18n: 'operator.schedule_class', on: { click: () => scheduleClass(panel, reload) } })),
+    table(['operator.class_title', 'operator.subject', 'operator.starts', 'operator.classrooms',
+      'operator.state'], rows, 'operator.no_classes'));
+}
+
 function auditTime(entry) {
   const at = entry.at ?? entry.time ?? entry.ts;
   const date = typeof at === 'number' ? new Date(at * 1000) : new Date(at);
@@ -226,7 +289,8 @@ export async function mount(root) {
         const refresh = async () => renderLive(panel, await get('/api/v1/live'));
         await refresh();
         liveTimer = setInterval(() => refresh().catch(() => {}), LIVE_POLL_MS);
-      } else if (id === 'experts') await showExperts(panel);
+      } else if (id === 'classes') await showClasses(panel);
+      else if (id === 'experts') await showExperts(panel);
       else if (id === 'sites') await showSites(panel);
       else await showAudit(panel);
     } catch (err) {
