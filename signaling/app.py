@@ -26,6 +26,7 @@ from signaling.middleware import (
     security_headers_middleware,
 )
 from signaling.openapi import build_openapi
+from signaling.placement import Placement
 from signaling.ratelimit import RateLimiter
 from signaling.web_routes import install_web_routes
 
@@ -39,6 +40,7 @@ def create_app(
     media: Any = None,
     services: Any = None,
     metrics: NodeMetrics | None = None,
+    placement: Placement | None = None,
 ) -> web.Application:
     """Build the application; the caller owns `store`, `media` and `services` lifetimes."""
     metrics = metrics or create_metrics()
@@ -71,6 +73,9 @@ def create_app(
         from signaling.routes import install_routes
 
         hub = SessionHub(services, media, metrics)
+        if placement is not None:
+            hub.placement = placement
+            placement.load = hub.media_load
         app[HUB] = hub
         specs, extra_types = install_routes(app)
 

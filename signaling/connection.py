@@ -50,6 +50,8 @@ class Connection:
     identity: Identity | None = None
     media_session: str | None = None
     """The media session (class or consult id) this connection is in, if any."""
+    redirected: bool = False
+    """Sent to another node (`redirect`): its seat lives there, not here."""
     last_seen: float = field(default_factory=time.monotonic)
     closed: bool = False
     _queue: asyncio.Queue[bytes | None] = field(

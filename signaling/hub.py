@@ -26,6 +26,7 @@ from signaling import ws_session
 from signaling.connection import Connection
 from signaling.metrics import NodeMetrics
 from signaling.middleware import client_address
+from signaling.placement import Placement
 
 log = logging.getLogger("tongxin.ws")
 
@@ -60,6 +61,13 @@ class SessionHub:
         self.links: dict[str, dict[str, dict[str, Any]]] = {}
         """Session -> participant -> last link report or adaptation decision."""
         self.handlers: dict[type, FrameHandler] = ws_session.frame_handlers(services, self)
+        self.placement: Placement | None = None
+        """Where rooms live when several nodes share the store (None: every room is here)."""
+
+    def media_load(self) -> tuple[int, int]:
+        """(rooms, participants) whose media this node carries, for placement."""
+        sessions = [c.media_session for c in self.connections if c.media_session is not None]
+        return len(set(sessions)), len(sessions)
 
     # --- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -222,6 +230,8 @@ class SessionHub:
         if self.by_participant.get(pid) is not conn:
             return  # replaced by a newer connection: the seat lives on there
         del self.by_participant[pid]
+        if conn.redirected:
+            return  # sent to the node holding its session: the seat lives on there
         session = conn.media_session
         loop = asyncio.get_running_loop()
         self._pending_leave[pid] = loop.call_later(

@@ -230,6 +230,15 @@ class Reconnect(ServerFrame, tag="reconnect"):
     reason: str
 
 
+class Redirect(ServerFrame, tag="redirect"):
+    """This session's media is held by another node: reconnect the WebSocket to `url` with the
+    same credential (and send `enter {session}` again when you had entered a consult)."""
+
+    url: str
+    session: str
+    reason: str = ""
+
+
 class Ended(ServerFrame, tag="ended"):
     session: str
     outcome: str | None = None
@@ -247,8 +256,8 @@ class ErrorFrame(ServerFrame, tag="error"):
 
 
 ServerMessage = (
-    Welcome | SessionState | Offer | ServerAnswer | Queue | Notice | Link | Reconnect | Ended
-    | Pong | ErrorFrame
+    Welcome | SessionState | Offer | ServerAnswer | Queue | Notice | Link | Reconnect | Redirect
+    | Ended | Pong | ErrorFrame
 )
 
 client_decoder = msgspec.json.Decoder(ClientMessage)

@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import signal
+import socket
 import ssl
 import sys
 from typing import Any
@@ -21,6 +23,7 @@ from signaling.app import create_app
 from signaling.appkeys import HUB
 from signaling.config import ServeConfig
 from signaling.logs import configure_logging
+from signaling.placement import Placement
 
 log = logging.getLogger("tongxin.node")
 
@@ -58,6 +61,15 @@ def make_services(config: ServeConfig, store: Store, media: Any) -> Any:
     return build_services(config, store, media)
 
 
+def make_placement(config: ServeConfig, store: Store, media: Any) -> Placement | None:
+    """Room placement across nodes: only with media on a shared (Redis) store. The node is
+    reached at `config.display_url` (set TONGXIN_PUBLIC_URL to each node's own address)."""
+    if store.name != "redis" or media is None:
+        return None
+    node_id = f"{socket.gethostname()}-{secrets.token_hex(4)}"
+    return Placement(store, node_id, config.display_url)
+
+
 def _ssl_context(config: ServeConfig) -> ssl.SSLContext | None:
     if not config.tls_cert or not config.tls_key:
         return None
@@ -90,6 +102,7 @@ async def run_node(config: ServeConfig, stop: asyncio.Event,
     media = make_media(config)
     runner: web.AppRunner | None = None
     services: Any = None
+    placement: Placement | None = None
     try:
         if media is not None:
             await media.start()
@@ -99,7 +112,8 @@ async def run_node(config: ServeConfig, stop: asyncio.Event,
             await services.start()
             if config.demo:
                 links = await services.load_demo()
-        app = create_app(config, store, media=media, services=services)
+        placement = make_placement(config, store, media)
+        app = create_app(config, store, media=media, services=services, placement=placement)
         runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S,
                                access_log=None)
         await runner.setup()
@@ -107,6 +121,8 @@ async def run_node(config: ServeConfig, stop: asyncio.Event,
         await site.start()
         print_banner(config, store, links)
         log.info("serving", extra={"url": config.display_url, "store": store.name})
+        if placement is not None:
+            await placement.start()
         if started is not None and not started.done():
             started.set_result(config.display_url)
         await stop.wait()
@@ -118,6 +134,9 @@ async def run_node(config: ServeConfig, stop: asyncio.Event,
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(hub.close_all(), SHUTDOWN_TIMEOUT_S)
             await runner.cleanup()
+        if placement is not None:
+            with contextlib.suppress(Exception):
+                await placement.stop()
         if services is not None:
             with contextlib.suppress(Exception):
                 await services.stop()

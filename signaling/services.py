@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from typing import Any
 
@@ -35,6 +36,8 @@ log = logging.getLogger("tongxin.services")
 CREDENTIAL_TTL_S = 12 * 3600.0
 """Longest life of a session credential (never beyond its join link's expiry)."""
 SWEEP_INTERVAL_S = 5.0
+SHARED_SECRET_KEY = "tokens:shared-secret"
+"""Store key of the generated signing secret shared by the nodes (when none is configured)."""
 
 HOME_OF_ROLE = {
     Role.TEACHER: "teacher",
@@ -79,7 +82,19 @@ class Services:
 
     # --- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
+        if self.config.token_secret is None and self.store.name == "redis":
+            await self.adopt_shared_keyring()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+
+    async def adopt_shared_keyring(self) -> None:
+        """Sign with the key every node on this store agrees on: the first node to start claims
+        a generated one atomically (`SHARED_SECRET_KEY`), the others adopt it. Set
+        TONGXIN_TOKEN_SECRET instead to keep the key out of the store."""
+        await self.store.claim(SHARED_SECRET_KEY, secrets.token_urlsafe(32))
+        shared = await self.store.get(SHARED_SECRET_KEY)
+        if shared is None:
+            raise StoreUnavailable("the shared signing key vanished; retry")
+        self.tokens.keyring = Keyring.from_spec(f"k1:{shared.decode()}")
 
     async def stop(self) -> None:
         if self._sweeper is not None:

@@ -1,5 +1,9 @@
 """A protocol client for Tongxin: exchange a join link, open `/ws`, send and await frames.
 
+It follows `redirect` frames to the node holding its session and, with `recover=True`,
+rejoins through another address when its node goes away; listeners then get a `_moved`
+pseudo-frame (before the new node's first frame) so media can be rebuilt.
+
 Used by `tongxin client`, by tests and by benchmarks; it speaks exactly PROTOCOL.md and holds
 no media itself (media/peer_client.py does, driven through `on_offer`/`publish`).
 """
@@ -14,6 +18,10 @@ from typing import Any
 from urllib.parse import urlparse
 
 import aiohttp
+
+RECOVER_S = 30.0
+"""How long a client keeps trying to rejoin after its node went away."""
+RECOVER_PAUSE_S = 0.3
 
 
 class SignalingError(Exception):
@@ -37,8 +45,18 @@ def split_join_link(link: str) -> tuple[str, str]:
 class SignalingClient:
     """One participant's signaling connection."""
 
-    def __init__(self, base_url: str, session: aiohttp.ClientSession | None = None) -> None:
+    def __init__(self, base_url: str, session: aiohttp.ClientSession | None = None, *,
+                 follow: bool = True, recover: bool = False,
+                 fallback_urls: tuple[str, ...] = ()) -> None:
         self.base_url = base_url.rstrip("/")
+        self.origin_url = self.base_url
+        self.follow = follow
+        """Follow `redirect` frames to the node holding the session."""
+        self.recover = recover
+        """On a lost connection, rejoin through base, fallback and origin URLs."""
+        self.fallback_urls = tuple(u.rstrip("/") for u in fallback_urls)
+        self._closing = False
+        self._moves: set[asyncio.Task[None]] = set()
         self._own_session = session is None
         self.http = session or aiohttp.ClientSession()
         self.ws: aiohttp.ClientWebSocketResponse | None = None
@@ -82,31 +100,101 @@ class SignalingClient:
 
     async def connect(self, resume: str | None = None, timeout: float = 10.0) -> dict[str, Any]:
         """Open /ws, send join, return the welcome frame."""
-        ws_url = self.base_url.replace("http", "ws", 1) + "/ws"
-        self.ws = await self.http.ws_connect(ws_url, heartbeat=None, max_msg_size=1 << 20)
-        self._reader = asyncio.get_running_loop().create_task(self._read())
+        return await self._open(self.base_url, resume=resume, timeout=timeout)
+
+    async def _open(self, base_url: str, resume: str | None = None, timeout: float = 10.0,
+                    moved: bool = False) -> dict[str, Any]:
+        """Connect to `base_url`, join, read the welcome; then the reader takes over."""
+        ws_url = base_url.replace("http", "ws", 1) + "/ws"
+        ws = await self.http.ws_connect(ws_url, heartbeat=None, max_msg_size=1 << 20)
         join: dict[str, Any] = {"type": "join", "credential": self.credential}
         if resume:
             join["resume"] = resume
-        await self.send(join)
-        self.welcome = await self.expect("welcome", timeout=timeout)
-        return self.welcome
+        try:
+            await ws.send_str(json.dumps(join))
+            msg = await ws.receive(timeout=timeout)
+            frame = json.loads(msg.data) if msg.type == aiohttp.WSMsgType.TEXT else None
+        except BaseException:
+            await ws.close()
+            raise
+        if frame is None or frame.get("type") != "welcome":
+            await ws.close()
+            if frame is not None:
+                self._deliver(frame)
+            if frame is not None and frame.get("type") == "error":
+                raise SignalingError(frame["code"], frame["message"])
+            raise SignalingError("closed", f"connection closed ({ws.close_code})")
+        self.ws = ws
+        self.base_url = base_url
+        self.welcome = frame
+        if moved:
+            self._deliver({"type": "_moved", "url": base_url})
+        self._deliver(frame)
+        self._reader = asyncio.get_running_loop().create_task(self._read(ws))
+        return frame
 
     async def send(self, frame: dict[str, Any]) -> None:
-        assert self.ws is not None, "connect first"
+        if self.ws is None:
+            raise SignalingError("closed", "not connected (moving to another node?)")
         await self.ws.send_str(json.dumps(frame))
 
-    async def _read(self) -> None:
-        assert self.ws is not None
-        async for msg in self.ws:
+    def _deliver(self, frame: dict[str, Any]) -> None:
+        self.history.append(frame)
+        for listener in list(self.listeners):
+            listener(frame)
+        self.frames.put_nowait(frame)
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        async for msg in ws:
             if msg.type != aiohttp.WSMsgType.TEXT:
                 continue
             frame = json.loads(msg.data)
-            self.history.append(frame)
-            for listener in list(self.listeners):
-                listener(frame)
-            await self.frames.put(frame)
-        await self.frames.put({"type": "_closed", "code": self.ws.close_code})
+            self._deliver(frame)
+            if frame["type"] == "redirect" and self.follow:
+                self._spawn(self._move(str(frame["url"])))
+                return
+        if ws is not self.ws or self._closing:
+            return
+        if self.recover:
+            self.ws = None
+            self._spawn(self._recover())
+            return
+        self.frames.put_nowait({"type": "_closed", "code": ws.close_code})
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._moves.add(task)
+        task.add_done_callback(self._moves.discard)
+
+    async def _move(self, url: str) -> None:
+        """Follow a `redirect`: leave this node and join the one holding the session."""
+        old, self.ws = self.ws, None
+        if old is not None:
+            await old.close()
+        try:
+            await self._open(url.rstrip("/"), moved=True)
+        except (SignalingError, aiohttp.ClientError, OSError, TimeoutError):
+            await asyncio.sleep(RECOVER_PAUSE_S)  # e.g. the holder just died: not a tight loop
+            await self._recover()
+
+    async def _recover(self) -> None:
+        """The node went away: rejoin through the known addresses (current, fallbacks, the
+        first one) until one takes us, for up to `RECOVER_S`; `_closed` when none does."""
+        candidates = list(dict.fromkeys([self.base_url, *self.fallback_urls, self.origin_url]))
+        deadline = asyncio.get_running_loop().time() + RECOVER_S
+        while not self._closing and asyncio.get_running_loop().time() < deadline:
+            for url in candidates:
+                try:
+                    await self._open(url, moved=True, timeout=5.0)
+                    return
+                except SignalingError as exc:
+                    if exc.code not in ("closed", "store_unavailable", "media_unavailable"):
+                        self.frames.put_nowait({"type": "_closed", "code": None})
+                        return
+                except (aiohttp.ClientError, OSError, TimeoutError):
+                    pass
+            await asyncio.sleep(RECOVER_PAUSE_S)
+        self.frames.put_nowait({"type": "_closed", "code": None})
 
     async def expect(self, kind: str, timeout: float = 10.0,
                      where: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
@@ -122,6 +210,9 @@ class SignalingClient:
                     return frame
 
     async def close(self) -> None:
+        self._closing = True
+        for task in list(self._moves):
+            task.cancel()
         if self.ws is not None:
             await self.ws.close()
         if self._reader is not None:

@@ -121,6 +121,14 @@ async def enter_media(services: Services, hub: SessionHub, conn: Connection, ses
                       kind: str) -> None:
     identity = conn.identity
     assert identity is not None
+    conn.redirected = False
+    if hub.placement is not None and hub.media is not None:
+        home = await hub.placement.place(session_id)
+        if home.id != hub.placement.node_id:
+            conn.redirected = True
+            conn.send(m.Redirect(url=home.url, session=session_id,
+                                 reason="this session's media is on another node"))
+            return
     conn.media_session = session_id
     hub.watch(f"session:{session_id}",
               lambda data: on_session_event(services, hub, session_id, data))
@@ -198,6 +206,8 @@ async def on_session_event(services: Services, hub: SessionHub, session_id: str,
         if hub.media is not None:
             with contextlib.suppress(Exception):
                 await hub.media.close_room(session_id)
+        if hub.placement is not None:
+            await hub.placement.release(session_id)
         hub.unwatch(f"session:{session_id}")
         return
     await push_state(services, hub, session_id)

@@ -1,0 +1,163 @@
+"""Which node holds a room's media, when several nodes share one Redis.
+
+Each node registers itself as `node:<id>` (its URL and load, as JSON) with a short time to live
+and refreshes it every `HEARTBEAT_S`; a node whose key has expired is dead. A room is placed on
+one node by an atomic compare-and-set of `room:<id>:node` (the least-loaded live node, this node
+on a tie); the holder refreshes that key while it holds the room. When the holder dies, the
+next node asked about the room sees a dead holder and places the room again. Nodes that do not
+hold a room send its participants a `redirect` frame (signaling/ws_session.py).
+
+`choose_node` is the pure decision; `Placement` is the thin I/O around it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+
+import msgspec
+
+from broker.errors import StoreUnavailable
+from broker.store import Store
+
+log = logging.getLogger("tongxin.placement")
+
+NODE_TTL_S = 3.0
+"""A node whose registration is older than this is dead."""
+HEARTBEAT_S = 1.0
+"""How often a node refreshes its registration and its rooms."""
+ROOM_TTL_S = 10.0
+"""A room key not refreshed by its holder for this long is free to take."""
+PLACE_ATTEMPTS = 4
+
+LoadSource = Callable[[], tuple[int, int]]
+"""(rooms, participants) this node carries now."""
+
+
+class NodeLoad(msgspec.Struct, frozen=True):
+    """One live node as registered in the store."""
+
+    id: str
+    url: str
+    rooms: int = 0
+    participants: int = 0
+
+
+def node_key(node_id: str) -> str:
+    return f"node:{node_id}"
+
+
+def room_key(room_id: str) -> str:
+    return f"room:{room_id}:node"
+
+
+def choose_node(nodes: Iterable[NodeLoad], prefer: str | None = None) -> NodeLoad | None:
+    """The least-loaded node (fewest participants, then rooms); `prefer` wins ties."""
+    return min(nodes, key=lambda n: (n.participants, n.rooms, n.id != prefer, n.id),
+               default=None)
+
+
+class Placement:
+    """This node's registration and its rooms; see the module docstring."""
+
+    def __init__(self, store: Store, node_id: str, url: str,
+                 load: LoadSource | None = None) -> None:
+        self.store = store
+        self.node_id = node_id
+        self.url = url.rstrip("/")
+        self.load: LoadSource = load or (lambda: (0, 0))
+        self.held: set[str] = set()
+        self._beat: asyncio.Task[None] | None = None
+        self._decoder = msgspec.json.Decoder(NodeLoad)
+
+    @property
+    def me(self) -> NodeLoad:
+        rooms, participants = self.load()
+        return NodeLoad(self.node_id, self.url, max(rooms, len(self.held)), participants)
+
+    async def start(self) -> None:
+        await self._register()
+        self._beat = asyncio.get_running_loop().create_task(self._beat_forever())
+
+    async def stop(self, graceful: bool = True) -> None:
+        """Stop refreshing; `graceful` also frees this node's rooms and registration at once
+        (otherwise they expire, as when the node crashes)."""
+        if self._beat is not None:
+            self._beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._beat
+            self._beat = None
+        if graceful:
+            with contextlib.suppress(StoreUnavailable):
+                for room in list(self.held):
+                    await self.store.release(room_key(room), self.node_id)
+                await self.store.delete(node_key(self.node_id))
+        self.held.clear()
+
+    async def _register(self) -> None:
+        await self.store.set(node_key(self.node_id), msgspec.json.encode(self.me),
+                             ttl=NODE_TTL_S)
+
+    async def _beat_forever(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            try:
+                await self._register()
+                for room in list(self.held):
+                    mine = self.node_id.encode()
+                    if not await self.store.compare_and_set(room_key(room), mine, mine,
+                                                            ttl=ROOM_TTL_S):
+                        self.held.discard(room)  # placed elsewhere while we were away
+            except StoreUnavailable:
+                continue
+            except Exception:
+                log.exception("placement heartbeat failed")
+
+    async def node(self, node_id: str) -> NodeLoad | None:
+        raw = await self.store.get(node_key(node_id))
+        if raw is None:
+            return None
+        try:
+            return self._decoder.decode(raw)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return None
+
+    async def live_nodes(self) -> list[NodeLoad]:
+        nodes = []
+        for key in await self.store.keys("node:"):
+            found = await self.node(key.removeprefix("node:"))
+            if found is not None:
+                nodes.append(found)
+        return nodes
+
+    async def place(self, room_id: str) -> NodeLoad:
+        """The live node holding `room_id`, placing it first when nobody (alive) holds it."""
+        key = room_key(room_id)
+        for _ in range(PLACE_ATTEMPTS):
+            raw = await self.store.get(key)
+            if raw is not None:
+                holder_id = raw.decode()
+                if holder_id == self.node_id:
+                    self.held.add(room_id)
+                    return self.me
+                holder = await self.node(holder_id)
+                if holder is not None:
+                    return holder
+            others = [n for n in await self.live_nodes() if n.id != self.node_id]
+            chosen = choose_node([*others, self.me], prefer=self.node_id)
+            assert chosen is not None
+            if await self.store.compare_and_set(key, raw, chosen.id.encode(), ttl=ROOM_TTL_S):
+                if chosen.id == self.node_id:
+                    self.held.add(room_id)
+                log.info("room placed", extra={"room": room_id, "node": chosen.id})
+                return chosen
+        raise StoreUnavailable("could not place the room; retry")
+
+    async def release(self, room_id: str) -> None:
+        """This node no longer holds `room_id` (the session ended)."""
+        if room_id in self.held:
+            self.held.discard(room_id)
+            with contextlib.suppress(StoreUnavailable):
+                await self.store.release(room_key(room_id), self.node_id)

@@ -1,0 +1,207 @@
+"""Two nodes sharing one real redis-server act as one service: consult claims stay
+exactly-once, a room's participants meet on the node that holds it, and when that node dies
+they come back into the session on the other node."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from broker.demo import DemoLinks, load_demo
+from broker.redis_store import RedisStore
+from media.clip import ClipTrack, load_clip
+from media.service import MediaService
+from signaling.app import create_app
+from signaling.config import ServeConfig
+from signaling.participant import RemoteParticipant
+from signaling.placement import Placement
+from signaling.services import Services
+from signaling.ws_client import SignalingClient
+from tests.helpers.stores import unique_prefix
+from tests.helpers.waiting import wait_until
+
+pytestmark = [pytest.mark.timeout(120), pytest.mark.redis]
+
+
+@dataclass
+class Node:
+    name: str
+    base_url: str
+    store: RedisStore
+    services: Services
+    media: MediaService
+    placement: Placement
+    server: Any
+    alive: bool = True
+
+    async def kill(self) -> None:
+        """Die without a goodbye: the registration and room keys are left to expire."""
+        if not self.alive:
+            return
+        self.alive = False
+        await self.placement.stop(graceful=False)
+        await self.server.close()
+        await self.services.stop()
+        await self.media.stop()
+        await self.store.close()
+
+
+NodeFactory = Callable[[str], Awaitable[Node]]
+
+
+@pytest.fixture
+async def start_node(redis_url: str, aiohttp_server, tmp_path) -> AsyncIterator[NodeFactory]:
+    prefix = unique_prefix()
+    nodes: list[Node] = []
+
+    async def start(name: str) -> Node:
+        store = RedisStore(redis_url, prefix=prefix)
+        config = ServeConfig(media_workers=0, demo=False, data_dir=tmp_path,
+                             rate_limit_per_minute=100_000)
+        media = MediaService(workers=0)
+        await media.start()
+        services = Services(config, store, media)
+        await services.start()  # no TONGXIN_TOKEN_SECRET: adopts the key shared in Redis
+        placement = Placement(store, name, "http://unset")
+        server = await aiohttp_server(create_app(config, store, media=media, services=services,
+                                                 placement=placement))
+        placement.url = str(server.make_url("")).rstrip("/")
+        await placement.start()
+        node = Node(name, placement.url, store, services, media, placement, server)
+        nodes.append(node)
+        return node
+
+    try:
+        yield start
+    finally:
+        for node in nodes:
+            await node.kill()
+
+
+async def two_nodes(start_node: NodeFactory) -> tuple[Node, Node, DemoLinks]:
+    a = await start_node("node-a")
+    b = await start_node("node-b")
+    s = a.services
+    demo = await load_demo(s.directory, s.classes, s.consults, s.tokens, s.clock())
+    return a, b, demo
+
+
+def clip_tracks() -> dict[str, ClipTrack]:
+    return {"mic": ClipTrack(load_clip("opus")), "camera": ClipTrack(load_clip("vp8"))}
+
+
+async def test_a_consult_requested_on_one_node_is_claimed_once_by_doctors_racing_on_two(
+        start_node):
+    a, b, demo = await two_nodes(start_node)
+    wu_token = b.services.tokens.issue(sub="d-wu", role="doctor", name="吴医生")
+    clinic = SignalingClient(a.base_url)
+    zhang = SignalingClient(a.base_url)
+    wu = SignalingClient(b.base_url)
+    try:
+        await clinic.exchange(demo.clinic_token)
+        await zhang.exchange(demo.doctor_token)
+        await wu.exchange(wu_token)  # a token signed on node B is good on node A and back
+        for client in (clinic, zhang, wu):
+            await client.connect()
+        ticket = await clinic.request("POST", "/api/v1/consults", {
+            "specialty": "内科", "urgency": "urgent", "reason": "胸痛两小时"})
+        consult = ticket["ticket"]["id"]
+        for doctor in (zhang, wu):
+            await doctor.expect("queue", where=lambda f: any(
+                i["consult"] == consult for i in f["items"]))
+
+        await asyncio.gather(*(d.send({"type": "claim", "consult": consult})
+                               for d in (zhang, wu)))
+
+        async def claimed() -> bool:
+            found = await b.services.consults.find(consult)
+            return found is not None and found.expert_id is not None
+        await wait_until(claimed, within=10, what="the consult is claimed")
+        winner_id = (await a.services.consults.get(consult)).expert_id
+        winner, loser = (zhang, wu) if winner_id == demo.doctor_id else (wu, zhang)
+        assert winner_id in (demo.doctor_id, "d-wu")
+        refused = await loser.expect("error", where=lambda f: f["ref"] == "claim", timeout=10)
+        assert refused["code"] not in ("internal_error", "invalid_frame")
+        await winner.expect("queue", where=lambda f: any(
+            i["consult"] == consult and i["mine"] for i in f["items"]))
+        assert not [f for f in winner.history if f["type"] == "error"]
+    finally:
+        for client in (clinic, zhang, wu):
+            await client.close()
+
+
+async def join_class(teacher_node: Node, classroom_node: Node, demo: DemoLinks
+                     ) -> tuple[RemoteParticipant, RemoteParticipant, str]:
+    room = next(iter(demo.classroom_tokens))
+    teacher = RemoteParticipant(teacher_node.base_url, fallback_urls=(classroom_node.base_url,))
+    classroom = RemoteParticipant(classroom_node.base_url,
+                                  fallback_urls=(teacher_node.base_url,))
+    for p in (teacher, classroom):
+        p.track_factory = clip_tracks
+    await teacher.join_token(demo.host_token)
+    await teacher.signaling.expect("session")
+    await classroom.join_token(demo.classroom_tokens[room])
+    await classroom.signaling.expect("session", timeout=15)  # only the holder sends it
+    await teacher.publish(clip_tracks())
+    await classroom.publish(clip_tracks())
+    return teacher, classroom, room
+
+
+async def exchanging(teacher: RemoteParticipant, classroom: RemoteParticipant, room: str,
+                     within: float = 30.0) -> None:
+    await wait_until(lambda: classroom.frames_from(teacher.id, "camera") > 10
+                     and classroom.frames_from(teacher.id, "mic") > 10,
+                     within=within, what="the classroom sees and hears the teacher")
+    await wait_until(lambda: teacher.frames_from(room, "camera") > 10, within=within,
+                     what="the teacher sees the classroom")
+
+
+async def test_a_class_joined_through_two_nodes_meets_on_the_node_holding_it(start_node):
+    a, b, demo = await two_nodes(start_node)
+    teacher, classroom, room = await join_class(a, b, demo)
+    try:
+        holder = await a.placement.place(demo.class_id)
+        assert holder.id == "node-a"  # the teacher came first, through A
+        assert teacher.moves == 0 and classroom.moves == 1
+        assert classroom.signaling.base_url == a.base_url
+        assert any(f["type"] == "redirect" and f["url"] == a.base_url
+                   for f in classroom.signaling.history)
+        await exchanging(teacher, classroom, room)
+    finally:
+        await teacher.close()
+        await classroom.close()
+
+
+async def test_killing_the_node_holding_a_class_brings_everyone_back_on_the_other(start_node):
+    a, b, demo = await two_nodes(start_node)
+    teacher, classroom, room = await join_class(a, b, demo)
+    try:
+        await exchanging(teacher, classroom, room)
+        moves = (teacher.moves, classroom.moves)
+        killed = time.monotonic()
+        await a.kill()
+
+        def back_in_session(p: RemoteParticipant, moved_before: int) -> bool:
+            if p.moves <= moved_before or p.signaling.base_url != b.base_url:
+                return False
+            history = p.signaling.history
+            last_move = max(i for i, f in enumerate(history) if f["type"] == "_moved")
+            return any(f["type"] == "session" for f in history[last_move:])
+
+        await wait_until(lambda: back_in_session(teacher, moves[0])
+                         and back_in_session(classroom, moves[1]),
+                         within=10, what="both participants back in the session on node B")
+        session_s = time.monotonic() - killed
+        await exchanging(teacher, classroom, room)
+        media_s = time.monotonic() - killed
+        print(f"\nfailover: back in session {session_s:.2f} s, media flowing again "
+              f"{media_s:.2f} s after the holder died")
+        assert (await b.placement.place(demo.class_id)).id == "node-b"
+    finally:
+        await teacher.close()
+        await classroom.close()
