@@ -205,3 +205,40 @@ async def test_killing_the_node_holding_a_class_brings_everyone_back_on_the_othe
     finally:
         await teacher.close()
         await classroom.close()
+
+
+async def test_a_consult_entered_through_two_nodes_meets_on_one_and_exchanges_media(
+        start_node):
+    a, b, demo = await two_nodes(start_node)
+    clinic = RemoteParticipant(a.base_url)
+    doctor = RemoteParticipant(b.base_url)
+    try:
+        await clinic.join_token(demo.clinic_token)
+        await doctor.join_token(demo.doctor_token)
+        ticket = await clinic.signaling.request("POST", "/api/v1/consults", {
+            "specialty": "内科", "urgency": "urgent", "reason": "高烧不退"})
+        consult = ticket["ticket"]["id"]
+        for p in (clinic, doctor):
+            await p.signaling.expect(
+                "queue", where=lambda f: any(i["consult"] == consult for i in f["items"]))
+        await doctor.send({"type": "claim", "consult": consult})
+        await doctor.signaling.expect("queue", where=lambda f: any(
+            i["consult"] == consult and i["mine"] for i in f["items"]))
+        await doctor.send({"type": "admit", "consult": consult})
+        await clinic.signaling.expect("notice", where=lambda f: f["code"] == "admitted")
+        await clinic.send({"type": "enter", "session": consult})
+        await clinic.signaling.expect("session", where=lambda f: f["id"] == consult)
+        await doctor.send({"type": "enter", "session": consult})
+        await doctor.signaling.expect("session", where=lambda f: f["id"] == consult,
+                                      timeout=15)
+        assert doctor.moves == 1 and doctor.signaling.base_url == a.base_url
+        await clinic.publish(clip_tracks())
+        await doctor.publish(clip_tracks())
+        await wait_until(lambda: doctor.frames_from(clinic.id, "camera") > 10
+                         and clinic.frames_from(doctor.id, "camera") > 10, within=30,
+                         what="doctor and clinic see each other")
+        await doctor.send({"type": "end", "outcome": "follow_up"})
+        await clinic.signaling.expect("ended")
+    finally:
+        await clinic.close()
+        await doctor.close()
