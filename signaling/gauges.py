@@ -74,14 +74,24 @@ async def gauge_loop(app: web.Application) -> None:
         await asyncio.sleep(GAUGE_INTERVAL_S)
 
 
+async def cancel_and_wait(task: asyncio.Task[Any], tries: int = 20) -> None:
+    """Cancel `task` until it ends: a cancel that lands while a store call times out can be
+    turned into a timeout (asyncio.timeout in Python 3.11) and swallowed by a retry loop."""
+    for _ in range(tries):
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=0.5)
+        if done:
+            break
+    if task.done() and not task.cancelled():
+        task.exception()  # retrieved: the loop logs its own failures
+
+
 def install_gauges(app: web.Application) -> None:
     """Run `gauge_loop` while the app runs."""
 
     async def lifespan(app: web.Application):  # type: ignore[no-untyped-def]
         task = asyncio.get_running_loop().create_task(gauge_loop(app))
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)
 
     app.cleanup_ctx.append(lifespan)

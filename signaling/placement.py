@@ -21,6 +21,7 @@ import msgspec
 
 from broker.errors import StoreUnavailable
 from broker.store import Store
+from signaling.gauges import cancel_and_wait
 
 log = logging.getLogger("tongxin.placement")
 
@@ -85,9 +86,7 @@ class Placement:
         """Stop refreshing; `graceful` also frees this node's rooms and registration at once
         (otherwise they expire, as when the node crashes)."""
         if self._beat is not None:
-            self._beat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._beat
+            await cancel_and_wait(self._beat)
             self._beat = None
         if graceful:
             with contextlib.suppress(StoreUnavailable):
