@@ -18,6 +18,7 @@ from typing import Any
 
 from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
 
+from media.adaptation import DownlinkAdaptation, PriorityOf, default_priority
 from media.aiortc_taps import (
     HeldTrack,
     bind_host_candidates,
@@ -53,7 +54,11 @@ class Downlink:
     """The relay's side of one participant's receiving connection."""
 
     def __init__(
-        self, participant_id: str, config: PeerConfig, emit: Callable[[Event], None]
+        self,
+        participant_id: str,
+        config: PeerConfig,
+        emit: Callable[[Event], None],
+        priority_of: PriorityOf = default_priority,
     ) -> None:
         self.participant_id = participant_id
         self.generation = 0
@@ -72,6 +77,10 @@ class Downlink:
         self._lock = asyncio.Lock()
         self._state: str | None = None
         self._closed = False
+        self.adaptation = DownlinkAdaptation(
+            participant_id, lambda: self.streams, emit, priority_of=priority_of
+        )
+        """Estimate, allocation and rungs; ticks while the connection is up."""
 
     @property
     def streams(self) -> list[OutboundStream]:
@@ -124,6 +133,7 @@ class Downlink:
 
     async def close(self) -> None:
         self._closed = True
+        await self.adaptation.stop()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -212,6 +222,7 @@ class Downlink:
         transceiver = self._pc.addTransceiver(HeldTrack(kind), direction="sendonly")
         sender = transceiver.sender
         stream = OutboundStream(kind, sender._ssrc, sender._rtx_ssrc, self._sink)
+        stream.link = self.adaptation
         tap_relay_sender(sender, stream.fill_sender_report, stream.on_rtcp)
         slot = _Slot(transceiver, stream)
         self._slots.append(slot)
@@ -253,6 +264,8 @@ class Downlink:
                     assert dtls is not None
                     receive_directly(dtls, self._on_rtcp)
                     self._configure_slots()
+                    if not self._closed:
+                        self.adaptation.start()
             elif pc.connectionState in ("failed", "closed"):
                 self._sink.disconnect()
             state = connection_state_event(pc.connectionState)

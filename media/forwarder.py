@@ -14,6 +14,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
+from typing import Protocol
 
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import (
@@ -44,6 +45,10 @@ logger = logging.getLogger(__name__)
 HISTORY_SIZE = 1024  # power of two: about 10 s of 1 Mbit/s video
 HISTORY_MASK = HISTORY_SIZE - 1
 MASK32 = 0xFFFFFFFF
+PACKET_OVERHEAD = 60
+"""Bytes a forwarded packet costs beyond its payload: RTP header and extensions, SRTP tag,
+UDP and IPv4 (bitrates for adaptation count them)."""
+RATE_WINDOW_S = 1.0
 
 KeyframeDetector = Callable[[bytes], bool]
 
@@ -60,6 +65,16 @@ def keyframe_detector(codec: RTCRtpCodecParameters) -> KeyframeDetector | None:
 
 def _drop(data: bytes) -> None:
     pass
+
+
+class LinkFeedback(Protocol):
+    """What a subscriber's reports about its streams feed (`adaptation.DownlinkAdaptation`)."""
+
+    def on_report(self, report: ReportBlock, clock_rate: int) -> None: ...
+
+    def on_remb(self, bps: float) -> None: ...
+
+    def on_sender_report(self, ntp_timestamp: int) -> None: ...
 
 
 class DatagramSink:
@@ -111,7 +126,9 @@ class InboundTrack:
         self._detect_keyframe = keyframe_detector(codec)
         self._is_vp8 = codec.name.lower() == "vp8"
         self.layer_octets = [0, 0, 0, 0]
-        """Payload bytes per temporal layer (index 3: no layer information), for RungCosts."""
+        """Bytes (payload and overhead) per temporal layer; index 3: no layer information."""
+        self._rates: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+        self._rates_from: tuple[float, list[int]] | None = None
         self._history: list[RtpPacket | None] = (
             [None] * HISTORY_SIZE if self._detect_keyframe is not None else []
         )
@@ -157,10 +174,8 @@ class InboundTrack:
                 self.keyframes_seen += 1
                 self._keyframe_requests.keyframe_seen()
         size = len(payload)
-        layer = None
-        if self._is_vp8:
-            layer = vp8.temporal_layer(payload)
-            self.layer_octets[3 if layer is None else layer[0] & 3] += size
+        layer = vp8.temporal_layer(payload) if self._is_vp8 else None
+        self.layer_octets[3 if layer is None else layer[0] & 3] += size + PACKET_OVERHEAD
         streams = self.streams
         if not streams:
             return
@@ -183,6 +198,24 @@ class InboundTrack:
             stream.forward(seq, timestamp, marker, body, size, keyframe, now)
 
     # -- the rest ------------------------------------------------------------------------------
+
+    def layer_rates(self, now: float) -> tuple[float, float, float, float]:
+        """Bits per second per temporal layer (TID 0, 1, 2, no layer information) over the
+        last window of at least `RATE_WINDOW_S` that ended by `now`; zeros at first."""
+        start = self._rates_from
+        if start is None:
+            self._rates_from = (now, list(self.layer_octets))
+        elif now - start[0] >= RATE_WINDOW_S:
+            elapsed = now - start[0]
+            octets = self.layer_octets
+            self._rates = (
+                (octets[0] - start[1][0]) * 8 / elapsed,
+                (octets[1] - start[1][1]) * 8 / elapsed,
+                (octets[2] - start[1][2]) * 8 / elapsed,
+                (octets[3] - start[1][3]) * 8 / elapsed,
+            )
+            self._rates_from = (now, list(octets))
+        return self._rates
 
     def add_stream(self, stream: OutboundStream) -> None:
         if stream not in self.streams:
@@ -273,6 +306,8 @@ class OutboundStream:
         self.rtt: float | None = None
         self.remb_bps: int | None = None
         self._reports_sent: dict[int, float] = {}
+        self.link: LinkFeedback | None = None
+        """Where the subscriber's reports about this stream also go (adaptation)."""
         # temporal-layer dropping (VP8 L1T3): the layers wanted, the layers sent now, and the
         # offsets that keep picture ids and TL0PICIDX continuous for the subscriber
         self.layered = False
@@ -455,7 +490,7 @@ class OutboundStream:
                 except ValueError:
                     return
                 if self.ssrc in ssrcs:
-                    self.remb_bps = bitrate
+                    self.on_remb(bitrate)
         elif isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
             for r in packet.reports:
                 if r.ssrc == self.ssrc:
@@ -474,6 +509,14 @@ class OutboundStream:
         sent_at = self._reports_sent.get(report.lsr)
         if sent_at is not None and report.dlsr:
             self.rtt = max(0.0, time.time() - sent_at - report.dlsr / 65536)
+        if self.link is not None:
+            self.link.on_report(report, self.clock_rate)
+
+    def on_remb(self, bps: int) -> None:
+        """The subscriber's REMB covers this stream."""
+        self.remb_bps = bps
+        if self.link is not None:
+            self.link.on_remb(bps)
 
     def keyframe_wanted(self) -> None:
         """The subscriber sent PLI or FIR."""
@@ -526,6 +569,8 @@ class OutboundStream:
             octet_count=self.octets & MASK32,
         )
         self._reports_sent[(ntp >> 16) & MASK32] = now
+        if self.link is not None:
+            self.link.on_sender_report(ntp)
         if len(self._reports_sent) > 8:
             del self._reports_sent[next(iter(self._reports_sent))]
 
@@ -541,7 +586,7 @@ def deliver_feedback(data: bytes, streams: Mapping[int, OutboundStream]) -> None
             for ssrc in item.ssrcs:
                 stream = streams.get(ssrc)
                 if stream is not None:
-                    stream.remb_bps = item.bitrate
+                    stream.on_remb(item.bitrate)
         elif type(item) is Nack:
             stream = streams.get(item.media_ssrc)
             if stream is not None:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from media.budget import Priority
 from media.downlink import Downlink
 from media.errors import MediaUserError, UnknownParticipant
 from media.forwarder import InboundTrack
@@ -20,6 +21,9 @@ from media.routing import ROOM_KINDS, SOURCES, route, routing_role
 from media.uplink import Uplink
 
 logger = logging.getLogger(__name__)
+
+LEAD_ROLES = frozenset({"teacher", "doctor"})
+"""Routing roles whose microphone and camera come first in every subscriber's budget."""
 
 Event = dict[str, Any]
 RoomEventCallback = Callable[[str, Event], None]
@@ -66,6 +70,7 @@ class Room:
                 participant_id,
                 self._config,
                 lambda event, pid=participant_id: self._emit(pid, event),
+                self._priority,
             )
             self._participants[participant_id] = _Participant(role, downlink)
         self._reroute()
@@ -145,6 +150,15 @@ class Room:
             },
         }
 
+    def rungs(self) -> dict[str, int]:
+        """How many subscribers are on each rung (those receiving video and decided)."""
+        counts: dict[str, int] = {}
+        for participant in self._participants.values():
+            rung = participant.downlink.adaptation.rung
+            if rung is not None:
+                counts[str(rung)] = counts.get(str(rung), 0) + 1
+        return counts
+
     def outbound_streams(self, participant_id: str) -> list[Any]:
         """The participant's outbound streams (adaptation reads their link figures)."""
         return self._get(participant_id).downlink.streams
@@ -160,6 +174,19 @@ class Room:
     @staticmethod
     def _tracks_of(participant: _Participant) -> list[InboundTrack]:
         return list(participant.uplink.tracks.values()) if participant.uplink else []
+
+    def _priority(self, track: InboundTrack) -> Priority:
+        """Priority of a track inside a subscriber's budget (see `budget.Priority`)."""
+        publisher = self._participants.get(track.participant_id)
+        role = routing_role(self.kind, publisher.role) if publisher is not None else ""
+        lead = role in LEAD_ROLES
+        if track.kind == "audio":
+            return Priority.LEAD_AUDIO if lead else Priority.AUDIO
+        if track.source == "screen":
+            return Priority.SCREEN
+        if lead or track.participant_id == self.spotlight:
+            return Priority.SPEAKER_VIDEO
+        return Priority.OTHER_VIDEO
 
     def _reroute(self) -> None:
         tracks: dict[tuple[str, str], InboundTrack] = {}

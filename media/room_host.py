@@ -27,11 +27,16 @@ class RoomHost:
         self._emit = emit
         self.rooms: dict[str, Room] = {}
 
-    def load(self) -> dict[str, int]:
-        """How busy this host is: rooms and participants."""
+    def load(self) -> dict[str, Any]:
+        """How busy this host is: rooms, participants, and subscribers on each rung."""
+        rungs: dict[str, int] = {}
+        for room in self.rooms.values():
+            for rung, n in room.rungs().items():
+                rungs[rung] = rungs.get(rung, 0) + n
         return {
             "rooms": len(self.rooms),
             "participants": sum(len(r.participant_ids) for r in self.rooms.values()),
+            "rungs": rungs,
         }
 
     def room(self, room_id: str) -> Room:

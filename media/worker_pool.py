@@ -15,7 +15,7 @@ import itertools
 import logging
 import multiprocessing
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,15 @@ START_TIMEOUT = 120.0
 STOP_TIMEOUT = 5.0
 
 EventCallback = Callable[[str, str, dict[str, Any]], None]
+
+
+def summed_rungs(per_worker: Iterable[Mapping[str, int]]) -> dict[str, int]:
+    """Subscribers on each rung over all workers."""
+    total: dict[str, int] = {}
+    for rungs in per_worker:
+        for rung, n in rungs.items():
+            total[rung] = total.get(rung, 0) + int(n)
+    return total
 
 
 def choose_worker(loads: Mapping[int, tuple[int, int]]) -> int:
@@ -236,6 +245,7 @@ class WorkerPool:
             "alive": len(answered),
             "rooms": sum(load["rooms"] for load in answered),
             "participants": sum(load["participants"] for load in answered),
+            "rungs": summed_rungs(load.get("rungs") or {} for load in answered),
             "pids": [w.pid for w in self.workers],
         }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 
@@ -63,6 +64,12 @@ async def test_killing_a_worker_loses_only_its_rooms() -> None:
                              what="frames in both rooms")
         health = await service.health()
         assert (health["workers"], health["alive"], health["rooms"]) == (2, 2, 2)
+        for _ in range(200):  # each clinic's adaptation ticks within a second or so
+            if sum(health["rungs"].values()) == 2:
+                break
+            await asyncio.sleep(0.05)
+            health = await service.health()
+        assert sum(health["rungs"].values()) == 2, "one rung figure per subscriber of video"
         assert r1["worker"]["pid"] != os.getpid()
 
         os.kill(r1["worker"]["pid"], signal.SIGKILL)

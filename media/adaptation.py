@@ -1,0 +1,206 @@
+"""Bandwidth adaptation of one subscriber's downlink: estimate -> allocate -> apply, on a tick.
+
+A `DownlinkAdaptation` belongs to one `Downlink`. Its outbound streams hand it what the
+subscriber reports (receiver report blocks, REMB) and the send times of our sender reports; a
+tick every `TICK_S` feeds the bytes sent since the last tick to the `DownlinkEstimator`, divides
+the estimate among the subscriber's tracks with `budget.allocate` (costs measured on each
+published track) and applies each video track's rung to its outbound stream: `full` sends every
+temporal layer, `reduced_fps` fewer, `audio_only` pauses the stream (the m-line stays). When a
+rung switches, a `link` event goes out through the downlink's event callback.
+
+The `low` (transcoded) rung is not offered yet: every track's costs have `low_bps=None`.
+One clock (monotonic, passed in) serves every input and the tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from media.budget import Allocation, BudgetPolicy, IncomingTrack, Priority, allocate
+from media.estimator import DownlinkEstimator, LinkEstimate
+from media.forwarder import PACKET_OVERHEAD, InboundTrack, OutboundStream
+from media.rtcp_feedback import ReportBlock
+from media.rung import Rung, RungCosts, RungDecision
+
+logger = logging.getLogger(__name__)
+
+TICK_S = 0.35
+"""Time between two adaptation decisions of one downlink."""
+
+RUNG_ORDER = (Rung.FULL, Rung.REDUCED_FPS, Rung.LOW, Rung.AUDIO_ONLY)
+"""Best first."""
+
+Event = dict[str, Any]
+PriorityOf = Callable[[InboundTrack], Priority]
+
+
+def default_priority(track: InboundTrack) -> Priority:
+    """Priority when the room does not say: audio, then screen, then cameras."""
+    if track.kind == "audio":
+        return Priority.AUDIO
+    return Priority.SCREEN if track.source == "screen" else Priority.SPEAKER_VIDEO
+
+
+def rung_costs(layer_bps: tuple[float, float, float, float]) -> RungCosts:
+    """Costs of a video track from its bitrate per temporal layer (TID 0, 1, 2, and packets
+    without layer information); no low rendition yet."""
+    layered = layer_bps[:3]
+    layers = max((i + 1 for i, bps in enumerate(layered) if bps > 0), default=0)
+    if layers == 0:
+        return RungCosts.single_layer(layer_bps[3])
+    return RungCosts((layered[0] + layer_bps[3], *layered[1:layers]))
+
+
+def summary_rung(allocation: Allocation) -> Rung | None:
+    """The best rung among the subscriber's video tracks (audio only means all video paused),
+    or None when it receives no video."""
+    rungs = [t.rung for t in allocation.tracks if t.rung is not None]
+    if not rungs:
+        return None
+    return min(rungs, key=RUNG_ORDER.index)
+
+
+def link_event(
+    participant_id: str, rung: Rung, link: LinkEstimate, reason: str, detail: str
+) -> Event:
+    """The media event signaling turns into a WebSocket `link` frame."""
+    return {
+        "type": "link",
+        "participant": participant_id,
+        "rung": str(rung),
+        "estimate_kbps": round(link.bps / 1000, 1),
+        "loss_pct": round(link.loss * 100, 1),
+        "rtt_ms": round(link.rtt_s * 1000, 1),
+        "reason": reason,
+        "detail": detail,
+    }
+
+
+def apply_decision(stream: OutboundStream, decision: RungDecision) -> None:
+    """Make the stream send what the rung says."""
+    if decision.video_paused:
+        stream.pause()
+        return
+    if decision.rung is Rung.FULL:
+        stream.set_temporal_layers(3)
+    else:
+        stream.set_temporal_layers(max(1, decision.temporal_layers))
+    stream.resume()
+
+
+class DownlinkAdaptation:
+    """The estimate, the allocation and the rungs of one subscriber's downlink."""
+
+    def __init__(
+        self,
+        participant_id: str,
+        streams: Callable[[], list[OutboundStream]],
+        emit: Callable[[Event], None],
+        *,
+        priority_of: PriorityOf = default_priority,
+        clock: Callable[[], float] = time.monotonic,
+        policy: BudgetPolicy = BudgetPolicy(),
+        interval_s: float = TICK_S,
+    ) -> None:
+        self.participant_id = participant_id
+        self.estimator = DownlinkEstimator()
+        self.allocation: Allocation | None = None
+        self.rung: Rung | None = None
+        """The subscriber's summary rung (None before the first decision or without video)."""
+        self._streams = streams
+        self._emit = emit
+        self._priority_of = priority_of
+        self._clock = clock
+        self._policy = policy
+        self._interval_s = interval_s
+        self._counted: weakref.WeakKeyDictionary[OutboundStream, int] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    # -- what the subscriber reports (called by its outbound streams) -------------------------
+
+    def on_report(self, report: ReportBlock, clock_rate: int) -> None:
+        self.estimator.on_receiver_report(
+            report.fraction_lost, report.jitter, report.lsr, report.dlsr, self._clock(),
+            clock_rate=clock_rate,
+        )
+
+    def on_remb(self, bps: float) -> None:
+        self.estimator.on_remb(bps, self._clock())
+
+    def on_sender_report(self, ntp_timestamp: int) -> None:
+        self.estimator.on_sender_report(ntp_timestamp, self._clock())
+
+    # -- the tick ------------------------------------------------------------------------------
+
+    def tick(self) -> Allocation:
+        """Decide once: count what was sent, estimate, allocate, apply, emit on a switch."""
+        now = self._clock()
+        streams = [s for s in self._streams() if s.track is not None]
+        sent = 0
+        for stream in streams:
+            total = stream.octets + stream.packets * PACKET_OVERHEAD
+            sent += total - self._counted.get(stream, 0)
+            self._counted[stream] = total
+        if sent > 0:
+            self.estimator.on_sent(sent, now)
+        link = self.estimator.estimate(now)
+        incoming: list[IncomingTrack] = []
+        by_id: dict[str, OutboundStream] = {}
+        for stream in streams:
+            track = stream.track
+            assert track is not None
+            track_id = f"{track.participant_id}:{track.source}"
+            by_id[track_id] = stream
+            rates = track.layer_rates(now)
+            if stream.kind == "audio":
+                incoming.append(IncomingTrack(track_id, self._priority_of(track), sum(rates)))
+            else:
+                incoming.append(
+                    IncomingTrack(track_id, self._priority_of(track), costs=rung_costs(rates))
+                )
+        allocation = allocate(
+            link, incoming, self.allocation, now, self._policy, red_negotiated=False
+        )
+        self.allocation = allocation
+        switched: RungDecision | None = None
+        for item in allocation.tracks:
+            decision = item.decision
+            if decision is None:
+                continue
+            apply_decision(by_id[item.track_id], decision)
+            if decision.switched and switched is None:
+                switched = decision
+        rung = summary_rung(allocation)
+        if rung is not None and rung != self.rung:
+            reason = str(switched.reason) if switched is not None else "unavailable"
+            self._emit(link_event(self.participant_id, rung, link, reason, allocation.reason))
+        self.rung = rung
+        return allocation
+
+    def start(self) -> None:
+        """Tick every `interval_s` until `stop` (idempotent)."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval_s)
+            try:
+                self.tick()
+            except Exception:
+                logger.exception("adaptation tick failed participant=%s", self.participant_id)

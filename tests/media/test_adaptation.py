@@ -1,0 +1,205 @@
+"""The adaptation tick: REMB and receiver reports in, rungs applied to the streams, `link` out.
+
+A fake clock drives everything; an L1T3-looking VP8 track (TID, TL0PICIDX and picture ids
+written into the descriptor) gives the track measured per-layer costs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtp import RtpPacket
+
+from media.adaptation import DownlinkAdaptation, rung_costs, summary_rung
+from media.budget import Allocation, Priority, TrackAllocation
+from media.forwarder import DatagramSink, InboundTrack, OutboundStream
+from media.rtcp_feedback import ReportBlock
+from media.rtpheader import URI_ABS_SEND_TIME, URI_MID, ExtensionLayout
+from media.rung import Rung, RungCosts
+from media.worker_pool import summed_rungs
+
+VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
+SUB_VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=100)
+L1T3_PATTERN = (0, 2, 1, 2)
+
+
+@pytest.mark.parametrize(
+    ("rates", "costs"),
+    [
+        ((0.0, 0.0, 0.0, 0.0), RungCosts((0.0,))),
+        ((0.0, 0.0, 0.0, 900e3), RungCosts((900e3,))),
+        ((200e3, 150e3, 300e3, 0.0), RungCosts((200e3, 150e3, 300e3))),
+        ((200e3, 150e3, 0.0, 0.0), RungCosts((200e3, 150e3))),
+        ((200e3, 0.0, 300e3, 10e3), RungCosts((210e3, 0.0, 300e3))),
+    ],
+)
+def test_layer_bitrates_become_rung_costs_without_a_low_rung(
+    rates: tuple[float, float, float, float], costs: RungCosts
+) -> None:
+    assert rung_costs(rates) == costs
+    assert rung_costs(rates).low_bps is None
+
+
+def _allocation(*rungs: Rung | None) -> Allocation:
+    tracks = []
+    for i, rung in enumerate(rungs):
+        decision: Any = None
+        if rung is not None:
+            decision = type("D", (), {"rung": rung})()
+        tracks.append(TrackAllocation(f"t{i}", Priority.OTHER_VIDEO, 0.0, 0.0, decision))
+    return Allocation(tuple(tracks), False, 0.0, 0.0, "")
+
+
+@pytest.mark.parametrize(
+    ("rungs", "summary"),
+    [
+        ((None,), None),
+        ((None, Rung.AUDIO_ONLY), Rung.AUDIO_ONLY),
+        ((Rung.AUDIO_ONLY, Rung.REDUCED_FPS), Rung.REDUCED_FPS),
+        ((None, Rung.REDUCED_FPS, Rung.FULL), Rung.FULL),
+    ],
+)
+def test_a_subscriber_is_on_the_best_rung_of_its_video(
+    rungs: tuple[Rung | None, ...], summary: Rung | None
+) -> None:
+    assert summary_rung(_allocation(*rungs)) == summary
+
+
+def test_rung_counts_add_up_over_workers() -> None:
+    assert summed_rungs([{"full": 2}, {}, {"full": 1, "audio_only": 3}]) == {
+        "full": 3, "audio_only": 3,
+    }
+
+
+class Subscriber:
+    """One subscriber of one L1T3 camera, with a fake clock and the events it was sent."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.sent: list[bytes] = []
+        self.events: list[dict[str, Any]] = []
+        sink = DatagramSink()
+        sink.connect(self.sent.append)
+        self.track = InboundTrack(
+            "teacher", "camera", [VP8], send_pli=lambda ssrc: None, clock=lambda: self.now
+        )
+        self.stream = OutboundStream("video", ssrc=1111, rtx_ssrc=2222, sink=sink)
+        layout = ExtensionLayout.negotiated("0", {URI_MID: 1, URI_ABS_SEND_TIME: 3}, "video")
+        self.stream.configure(layout, [SUB_VP8])
+        self.stream.attach(self.track)
+        self.adaptation = DownlinkAdaptation(
+            "classroom-1", lambda: [self.stream], self.events.append, clock=lambda: self.now
+        )
+        self.stream.link = self.adaptation
+        self.frame = 0
+        self.seq = 1000
+
+    def one_second(self, remb_bps: float | None = None, fraction_lost: int = 0) -> None:
+        """30 frames of two ~1000-byte packets (about 510 kbit/s in all: TID 0 and 1 a quarter
+        each, TID 2 half), the subscriber's feedback, then ticks every 0.25 s."""
+        for _ in range(4):
+            for _ in range(30 // 4 + (1 if self.frame % 4 < 30 % 4 else 0)):
+                self._send_frame()
+            self.now += 0.25
+            if remb_bps is not None:
+                self.stream.on_remb(int(remb_bps))
+            self.adaptation.tick()
+        self.stream.on_report(ReportBlock(1111, fraction_lost, 0, self.seq, 0, 0, 0))
+
+    def _send_frame(self) -> None:
+        frame = self.frame
+        tid = L1T3_PATTERN[frame % 4]
+        pid = frame & 0x7FFF
+        for n in range(2):
+            first = 0x90 if n == 0 else 0x80
+            descriptor = bytes(
+                [first, 0xE0, 0x80 | (pid >> 8), pid & 0xFF, (frame // 4) & 0xFF,
+                 (tid << 6) | (0x20 if frame % 4 in (1, 2) else 0)]
+            )
+            if n == 0 and frame % 120 == 0:
+                body = b"\x00\x9d\x01\x2a" + b"K" * 1000
+            else:
+                body = (b"\x01" if n == 0 else b"") + b"F" * 1000
+            self.track.on_packet(
+                RtpPacket(payload_type=96, sequence_number=self.seq & 0xFFFF,
+                          timestamp=3000 * frame, ssrc=42, payload=descriptor + body,
+                          marker=n)
+            )
+            self.seq += 1
+        self.frame += 1
+
+    def rungs(self) -> list[str]:
+        return [e["rung"] for e in self.events]
+
+
+async def test_low_remb_drops_temporal_layers_then_pauses_video_and_recovery_restores_it() -> None:
+    sub = Subscriber()
+    for _ in range(3):
+        sub.one_second(remb_bps=2_000_000)
+    assert sub.adaptation.rung is Rung.FULL
+    assert sub.rungs() == ["full"]
+    assert sub.events[0] == {
+        "type": "link", "participant": "classroom-1", "rung": "full",
+        "estimate_kbps": 2000.0, "loss_pct": 0.0, "rtt_ms": 0.0, "reason": "start",
+        "detail": sub.events[0]["detail"],
+    }
+
+    for _ in range(3):  # 350 kbit/s: 15 fps (about 255 kbit/s) fits, 30 fps does not
+        sub.one_second(remb_bps=350_000)
+    assert sub.adaptation.rung is Rung.REDUCED_FPS
+    assert sub.stream.target_tid == 1
+    assert sub.events[-1]["rung"] == "reduced_fps"
+    assert sub.events[-1]["reason"] == "shortfall"
+    assert sub.events[-1]["estimate_kbps"] == 350.0
+    dropped = sub.stream.frames_dropped
+    sub.one_second(remb_bps=350_000)
+    assert sub.stream.frames_dropped - dropped in (14, 15, 16), "every TID 2 frame is left out"
+
+    for _ in range(3):  # 60 kbit/s: not even the base layer fits
+        sub.one_second(remb_bps=60_000)
+    assert sub.adaptation.rung is Rung.AUDIO_ONLY
+    assert sub.stream.paused and sub.stream not in sub.track.streams
+    packets = len(sub.sent)
+    sub.one_second(remb_bps=60_000)
+    assert len(sub.sent) == packets, "a paused stream sends nothing"
+
+    for _ in range(30):  # the link comes back: probes and holds bring full video back
+        sub.one_second(remb_bps=3_000_000)
+        if sub.adaptation.rung is Rung.FULL:
+            break
+    assert sub.adaptation.rung is Rung.FULL
+    assert not sub.stream.paused and sub.stream.target_tid == 2
+    assert sub.rungs()[:3] == ["full", "reduced_fps", "audio_only"]
+    assert sub.rungs()[-1] == "full"
+    for _ in range(5):  # keyframes come every 4 s here
+        sub.one_second(remb_bps=3_000_000)
+    assert len(sub.sent) > packets, "video flows again from the next keyframe"
+
+
+async def test_heavy_loss_in_receiver_reports_steps_down_without_any_remb() -> None:
+    sub = Subscriber()
+    for _ in range(3):
+        sub.one_second()
+    assert sub.adaptation.rung is Rung.FULL
+    for _ in range(4):
+        sub.one_second(fraction_lost=80)  # 31 % lost
+    assert sub.adaptation.rung in (Rung.REDUCED_FPS, Rung.AUDIO_ONLY)
+    assert sub.events[-1]["reason"] in ("loss", "shortfall")
+    assert sub.events[-1]["loss_pct"] > 10
+
+
+async def test_the_tick_runs_as_a_task_until_stopped() -> None:
+    sub = Subscriber()
+    sub.adaptation._interval_s = 0.01
+    sub.adaptation.start()
+    sub.adaptation.start()
+    for _ in range(500):
+        if sub.events:
+            break
+        await asyncio.sleep(0.01)
+    await sub.adaptation.stop()
+    assert sub.rungs() == ["full"]
+    await sub.adaptation.stop()
