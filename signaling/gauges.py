@@ -21,6 +21,7 @@ from broker.consult_state import ConsultState
 from broker.errors import StoreUnavailable
 from broker.models import Urgency
 from signaling.appkeys import MEDIA, METRICS, SERVICES, STORE
+from signaling.cancellation import cancel_and_wait
 from signaling.metrics import RUNGS, NodeMetrics
 
 log = logging.getLogger("tongxin.gauges")
@@ -72,18 +73,6 @@ async def gauge_loop(app: web.Application) -> None:
         except Exception:
             log.exception("gauge refresh failed")
         await asyncio.sleep(GAUGE_INTERVAL_S)
-
-
-async def cancel_and_wait(task: asyncio.Task[Any], tries: int = 20) -> None:
-    """Cancel `task` until it ends: a cancel that lands while a store call times out can be
-    turned into a timeout (asyncio.timeout in Python 3.11) and swallowed by a retry loop."""
-    for _ in range(tries):
-        task.cancel()
-        done, _ = await asyncio.wait({task}, timeout=0.5)
-        if done:
-            break
-    if task.done() and not task.cancelled():
-        task.exception()  # retrieved: the loop logs its own failures
 
 
 def install_gauges(app: web.Application) -> None:

@@ -23,6 +23,7 @@ from broker.errors import BrokerError
 from media.errors import MediaError, MediaUserError
 from signaling import messages as m
 from signaling import ws_session
+from signaling.cancellation import cancel_and_wait
 from signaling.connection import Connection
 from signaling.metrics import NodeMetrics
 from signaling.middleware import client_address
@@ -87,9 +88,8 @@ class SessionHub:
         closing = [c.close(WSCloseCode.GOING_AWAY, b"server shutting down")
                    for c in list(self.connections)]
         await asyncio.gather(*closing, return_exceptions=True)
-        for task in list(self._watchers.values()) + list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._watchers.values(), *self._tasks, return_exceptions=True)
+        await asyncio.gather(*(cancel_and_wait(t) for t in
+                               [*self._watchers.values(), *self._tasks]))
 
     def spawn(self, coro: Awaitable[Any]) -> None:
         """Run `coro` in the background, logging (not raising) its failure."""

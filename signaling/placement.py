@@ -21,7 +21,7 @@ import msgspec
 
 from broker.errors import StoreUnavailable
 from broker.store import Store
-from signaling.gauges import cancel_and_wait
+from signaling.cancellation import cancel_and_wait
 
 log = logging.getLogger("tongxin.placement")
 

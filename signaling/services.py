@@ -8,7 +8,6 @@ What happens on the WebSocket lives in signaling/ws_session.py and signaling/ws_
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import time
@@ -27,6 +26,7 @@ from broker.models import Role
 from broker.store import Store
 from broker.tokens import JoinClaims, Keyring, TokenService
 from signaling import messages as m
+from signaling.cancellation import cancel_and_wait
 from signaling.config import ServeConfig
 from signaling.connection import Identity
 from signaling.turn import ice_servers
@@ -98,9 +98,7 @@ class Services:
 
     async def stop(self) -> None:
         if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+            await cancel_and_wait(self._sweeper)
 
     async def _sweep_forever(self) -> None:
         while True:
