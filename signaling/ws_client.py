@@ -120,7 +120,7 @@ class SignalingClient:
         if frame is None or frame.get("type") != "welcome":
             await ws.close()
             if frame is not None:
-                self._deliver(frame)
+                self.history.append(frame)  # raised below, so not queued for `expect`
             if frame is not None and frame.get("type") == "error":
                 raise SignalingError(frame["code"], frame["message"])
             raise SignalingError("closed", f"connection closed ({ws.close_code})")
