@@ -117,12 +117,12 @@ async def run_node(config: ServeConfig, stop: asyncio.Event,
         runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S,
                                access_log=None)
         await runner.setup()
+        if placement is not None:
+            await placement.start()  # registered before the first client can arrive
         site = web.TCPSite(runner, config.host, config.port, ssl_context=_ssl_context(config))
         await site.start()
         print_banner(config, store, links)
         log.info("serving", extra={"url": config.display_url, "store": store.name})
-        if placement is not None:
-            await placement.start()
         if started is not None and not started.done():
             started.set_result(config.display_url)
         await stop.wait()

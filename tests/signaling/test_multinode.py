@@ -242,3 +242,68 @@ async def test_a_consult_entered_through_two_nodes_meets_on_one_and_exchanges_me
     finally:
         await clinic.close()
         await doctor.close()
+
+
+@pytest.mark.timeout(90)
+def test_two_serve_processes_register_as_nodes_and_accept_each_others_links(redis_url,
+                                                                           tmp_path):
+    """`tongxin serve --redis` twice, no TONGXIN_TOKEN_SECRET: a link printed by the first
+    node is good on the second (the signing key is shared through Redis)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import urllib.request
+
+    import redis
+
+    from tests.helpers.net import free_port
+
+    env = {k: v for k, v in os.environ.items() if k != "TONGXIN_TOKEN_SECRET"}
+    ports = [free_port(), free_port()]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "signaling.cli", "serve", "--redis", redis_url, "--port",
+             str(port), "--media-workers", "0", "--data-dir", str(tmp_path / str(port)),
+             *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+        for port, extra in zip(ports, ([], ["--no-demo"]), strict=True)
+    ]
+    try:
+        link = ""
+        assert procs[0].stdout is not None
+        for line in procs[0].stdout:  # the banner; bounded by the test timeout
+            if "/join/" in line:
+                link = line.split()[-1]
+                break
+        token = link.rsplit("/", 1)[-1]
+        assert token
+        deadline = time.monotonic() + 60
+        grant = None
+        while grant is None:
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{ports[1]}/api/v1/session",
+                data=json.dumps({"token": token}).encode(),
+                headers={"Content-Type": "application/json"}, method="POST")
+            try:
+                with urllib.request.urlopen(request, timeout=5) as resp:
+                    grant = json.loads(resp.read())
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
+        assert grant["credential"]
+        client = redis.Redis.from_url(redis_url)
+        nodes = [json.loads(client.get(key)) for key in client.keys("tx:key:node:*")]
+        assert sorted(n["url"] for n in nodes) == sorted(
+            f"http://127.0.0.1:{port}" for port in ports)
+        client.close()
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
