@@ -373,7 +373,9 @@ def frame_handlers(services: Services, hub: SessionHub) -> dict[type, Handler]:
         if frame.raised:
             await services.classes.raise_hand(session, actor_of(conn))
         else:
-            await services.classes.lower_hand(session, actor_of(conn))
+            assert conn.identity is not None
+            await services.classes.lower_hand(session, conn.identity.participant_id,
+                                              actor_of(conn))
 
     async def spotlight(conn: Connection, frame: m.Spotlight) -> None:
         session = ws_media.in_media_session(conn)

@@ -46,10 +46,7 @@ FRAME_TYPES: dict[str, Any] = {
 }
 NANISH = ["NaN", "nan", "Infinity", "-Infinity", "1e999", "-0", "0x10", "1_000", "", " "]
 SERVER_FAILURES = {"internal_error"}
-KNOWN_FRAME_BUGS = {
-    "hand": "ws_session.hand calls ClassService.lower_hand(session, actor) without the "
-            "participant id: lowering a hand over the WebSocket is a TypeError (internal_error)",
-}
+KNOWN_FRAME_BUGS: dict[str, str] = {}
 """Frame types whose internal_error is a known bug, each proved by its own xfail test below."""
 
 # --- strategies ----------------------------------------------------------------------------------
@@ -327,7 +324,6 @@ async def test_deeply_nested_body_gets_400_not_500(node, fuzzer):
 
 
 @MEMORY
-@pytest.mark.xfail(reason=KNOWN_FRAME_BUGS["hand"], strict=False)
 async def test_a_classroom_lowers_its_hand_over_the_websocket(node, fuzzer):
     demo = node.demo
     await fuzzer.client("teacher", demo.host_token)
