@@ -30,7 +30,7 @@ from media.rung import Rung, RungCosts, RungDecision
 
 logger = logging.getLogger(__name__)
 
-TICK_S = 0.35
+TICK_S = 0.5
 """Time between two adaptation decisions of one downlink."""
 
 RUNG_ORDER = (Rung.FULL, Rung.REDUCED_FPS, Rung.LOW, Rung.AUDIO_ONLY)
@@ -94,6 +94,47 @@ def apply_decision(stream: OutboundStream, decision: RungDecision) -> None:
     stream.resume()
 
 
+def is_steady(
+    link: LinkEstimate,
+    incoming: list[IncomingTrack],
+    previous: Allocation,
+    policy: BudgetPolicy,
+) -> bool:
+    """True when deciding again cannot change anything: every video track is on `full` with
+    no timer running, the tracks and their layers are those decided on, loss is low and the
+    estimate covers every track's full cost. The tick then skips `allocate`
+    (the usual case on a good link, and most of the tick's cost)."""
+    if link.loss >= policy.rung.up_loss_max or len(incoming) != len(previous.tracks):
+        return False
+    audio = 0.0
+    video = 0
+    most = 0.0
+    for track in incoming:
+        before = previous.of(track.track_id)
+        if before is None:
+            return False
+        if track.is_audio:
+            audio += track.audio_bps
+            continue
+        decision = before.decision
+        costs = track.costs
+        if (
+            decision is None
+            or costs is None
+            or decision.rung is not Rung.FULL
+            or decision.temporal_layers != max(1, len(costs.layer_bps))
+            or decision.shortfall_since is not None
+            or decision.last_up_at is not None
+            or decision.probe_until is not None
+        ):
+            return False
+        video += 1
+        most = max(most, costs.full_bps)
+    # every video track's share (an equal split at worst) covers the dearest one's cost: no
+    # shortfall, so `decide` would only hold
+    return audio + video * most <= link.bps
+
+
 class DownlinkAdaptation:
     """The estimate, the allocation and the rungs of one subscriber's downlink."""
 
@@ -123,6 +164,8 @@ class DownlinkAdaptation:
             weakref.WeakKeyDictionary()
         )
         self._task: asyncio.Task[None] | None = None
+        self.steady_ticks = 0
+        """Ticks that found every video track on `full` with room to spare (no decision)."""
 
     # -- what the subscriber reports (called by its outbound streams) -------------------------
 
@@ -166,6 +209,11 @@ class DownlinkAdaptation:
                 incoming.append(
                     IncomingTrack(track_id, self._priority_of(track), costs=rung_costs(rates))
                 )
+        if self.allocation is not None and is_steady(
+            link, incoming, self.allocation, self._policy
+        ):
+            self.steady_ticks += 1
+            return self.allocation
         allocation = allocate(
             link, incoming, self.allocation, now, self._policy, red_negotiated=False
         )

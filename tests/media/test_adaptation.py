@@ -13,8 +13,16 @@ import pytest
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
-from media.adaptation import DownlinkAdaptation, rung_costs, summary_rung
-from media.budget import Allocation, Priority, TrackAllocation
+from media.adaptation import DownlinkAdaptation, is_steady, rung_costs, summary_rung
+from media.budget import (
+    Allocation,
+    BudgetPolicy,
+    IncomingTrack,
+    Priority,
+    TrackAllocation,
+    allocate,
+)
+from media.estimator import EstimateBound, LinkEstimate
 from media.forwarder import DatagramSink, InboundTrack, OutboundStream
 from media.rtcp_feedback import ReportBlock
 from media.rtpheader import URI_ABS_SEND_TIME, URI_MID, ExtensionLayout
@@ -203,3 +211,32 @@ async def test_the_tick_runs_as_a_task_until_stopped() -> None:
     await sub.adaptation.stop()
     assert sub.rungs() == ["full"]
     await sub.adaptation.stop()
+
+
+def _link(bps: float, loss: float = 0.0) -> LinkEstimate:
+    return LinkEstimate(bps, loss, 0.05, 0.0, EstimateBound.REMB, bps / 2, bps / 2)
+
+
+CAMERA = IncomingTrack("t:camera", Priority.SPEAKER_VIDEO, costs=RungCosts((128e3, 128e3, 256e3)))
+MIC = IncomingTrack("t:mic", Priority.LEAD_AUDIO, audio_bps=40e3)
+
+
+@pytest.mark.parametrize(
+    ("link", "tracks", "steady"),
+    [
+        (_link(2e6), [CAMERA, MIC], True),
+        (_link(2e6, loss=0.06), [CAMERA, MIC], False),
+        (_link(560e3), [CAMERA, MIC], True),
+        (_link(540e3), [CAMERA, MIC], False),  # 552k does not fit
+        (_link(2e6), [CAMERA], False),  # a track went away
+        (_link(2e6), [CAMERA, MIC, IncomingTrack("u:mic", Priority.AUDIO, 40e3)], False),
+        (_link(2e6), [IncomingTrack("t:camera", Priority.SPEAKER_VIDEO,
+                                    costs=RungCosts((500e3,))), MIC], False),  # layers changed
+    ],
+)
+def test_a_tick_skips_deciding_only_when_nothing_could_change(
+    link: LinkEstimate, tracks: list[IncomingTrack], steady: bool
+) -> None:
+    previous = allocate(_link(2e6), [CAMERA, MIC], None, 10.0, red_negotiated=False)
+    assert previous.of("t:camera").rung is Rung.FULL  # type: ignore[union-attr]
+    assert is_steady(link, tracks, previous, BudgetPolicy()) is steady
