@@ -28,6 +28,7 @@ from signaling.placement import Placement
 log = logging.getLogger("tongxin.node")
 
 SHUTDOWN_TIMEOUT_S = 5.0
+KEEPALIVE_TIMEOUT_S = 15.0
 
 
 def make_store(config: ServeConfig) -> Store:
@@ -114,8 +115,10 @@ async def run_node(config: ServeConfig, stop: asyncio.Event,
                 links = await services.load_demo()
         placement = make_placement(config, store, media)
         app = create_app(config, store, media=media, services=services, placement=placement)
+        # keepalive_timeout also bounds a slow-loris client trickling its headers
+        # (aiohttp has no separate header timeout; its default keep-alive is an hour).
         runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S,
-                               access_log=None)
+                               access_log=None, keepalive_timeout=KEEPALIVE_TIMEOUT_S)
         await runner.setup()
         if placement is not None:
             await placement.start()  # registered before the first client can arrive

@@ -147,11 +147,19 @@ class Services:
         return {"id": session_id, "kind": "unknown", "title": ""}
 
     async def verify(self, credential: str, roles: frozenset[str] | None = None) -> JoinClaims:
+        """Claims of a credential (or reusable join token) allowed on a route of `roles`.
+
+        A single-use invitation is refused here: it must be exchanged (and so consumed) at
+        POST /api/v1/session first, or it could be used again and again as a bearer token.
+        """
         required = None if roles is None else {Role(r) for r in roles}
-        return await self.tokens.verify(credential, required_role=required)
+        claims = await self.tokens.verify(credential, required_role=required)
+        if claims.single_use:
+            raise Unauthorized("this is a single-use invitation: open the join link first")
+        return claims
 
     async def identify(self, credential: str) -> Identity:
-        claims = await self.tokens.verify(credential)
+        claims = await self.verify(credential)
         return Identity(
             participant_id=claims.sub, role=claims.role.value, name=claims.name or claims.sub,
             permissions=frozenset(p.value for p in claims.perms), session_id=claims.session,

@@ -370,14 +370,18 @@ async def test_a_curious_participant_sees_nothing_of_other_consults_and_no_cors(
         await classroom.close()
 
 
-@pytest.mark.xfail(reason="a join token is accepted as a bearer credential and verified without "
-                   "consume=True (signaling/routes.py authenticate, Services.identify), so an "
-                   "unused single-use link works directly any number of times", strict=False)
-async def test_a_single_use_link_used_as_a_bearer_credential_is_consumed(abused):
+async def test_a_single_use_link_is_never_a_bearer_credential_and_exchanges_once(abused):
     once = abused.services.tokens.issue(sub="wy-room-1", role="assistant",
                                         session=abused.demo.class_id, single_use=True)
     async with SignalingClient(abused.base_url) as client:
         client.grant = {"credential": once}
+        for _ in range(2):
+            with pytest.raises(SignalingError) as refused:
+                await client.request("GET", "/api/v1/me")
+            assert refused.value.code == "unauthorized"
+        client.grant = {}
+        await client.exchange(once)
         await client.request("GET", "/api/v1/me")
+    async with SignalingClient(abused.base_url) as again:
         with pytest.raises(SignalingError):
-            await client.request("GET", "/api/v1/me")
+            await again.exchange(once)
