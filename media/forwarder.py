@@ -321,6 +321,7 @@ class OutboundStream:
         self._dropping = False
         self._last_out_pid: int | None = None
         self._last_out_tl0: int | None = None
+        self._sent_pictures: dict[int, int] = {}  # source picture id -> ours (recent frames)
 
     def __repr__(self) -> str:
         return f"OutboundStream({self.kind} ssrc={self.ssrc} <- {self.track})"
@@ -427,8 +428,17 @@ class OutboundStream:
             if self._dropping:
                 self.pid_delta += 1
                 self.frames_dropped += 1
+            else:
+                sent = self._sent_pictures
+                sent[pid] = (pid - self.pid_delta) & (0x7FFF if bits == 15 else 0x7F)
+                if len(sent) > 64:
+                    del sent[next(iter(sent))]
         if self._dropping:
-            self.seqmap.drop(seq)
+            if not self.seqmap.drop(seq) and not self.waiting:
+                # packets before this one were lost: they keep their place (a NACK may
+                # repair them), this one still leaves no hole
+                self.seqmap.map((seq - 1) & 0xFFFF)
+                self.seqmap.drop(seq)
             return
         out_pid = (pid - self.pid_delta) & (0x7FFF if bits == 15 else 0x7F)
         out_tl0 = (tl0 - self.tl0_delta) & 0xFF
@@ -539,6 +549,14 @@ class OutboundStream:
             if packet is None:
                 unrepaired = True
                 continue
+            payload = packet.payload
+            if self.layered:
+                layer = vp8.temporal_layer(payload)
+                if layer is not None:
+                    out_pid = self._sent_pictures.get(layer[2])
+                    if out_pid is None:
+                        continue  # a frame we left out (or too old to place)
+                    payload = vp8.rewrite_ids(payload, out_pid, layer[4] - self.tl0_delta)
             ts = (packet.timestamp + self.ts_offset) & MASK32
             marker = 0x80 if packet.marker else 0
             if self.rtx_pt is not None:
@@ -546,10 +564,10 @@ class OutboundStream:
                     self.first_byte, marker | self.rtx_pt, self.rtx_seq, ts, self.rtx_ssrc
                 )
                 self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
-                data = header + self.head + tail + SEQUENCE.pack(out) + packet.payload
+                data = header + self.head + tail + SEQUENCE.pack(out) + payload
             else:
                 header = FIXED_HEADER.pack(self.first_byte, marker | self.pt, out, ts, self.ssrc)
-                data = header + self.head + tail + packet.payload
+                data = header + self.head + tail + payload
             self.sink.send(data)
             self.retransmitted += 1
         if unrepaired:

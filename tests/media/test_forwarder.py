@@ -329,3 +329,31 @@ async def test_h264_frames_arrive_bit_identical_in_order(relay: RelayHarness) ->
     assert relay.errors == []
     assert clinic.track("doctor", "camera").codec == "h264"
     assert_in_order_none_missing(clinic.track("doctor", "camera"), log.sent["camera"], 60)
+
+
+async def test_with_layers_dropped_loss_keeps_its_hole_and_nacks_get_the_rewritten_ids() -> None:
+    track = InboundTrack("teacher", "camera", [VP8, VP8_RTX], send_pli=lambda ssrc: None)
+    capture = Capture()
+    stream = subscriber_stream(capture)
+    stream.set_temporal_layers(2)
+    stream.attach(track)
+    seq0 = 1000
+    for frame in range(12):
+        for n in range(2):
+            seq = seq0 + frame * 2 + n
+            if seq == seq0 + 8 * 2 + 1:  # the second packet of frame 8 (TID 0) is lost
+                continue
+            payload = l1t3_payload(frame, first_packet=n == 0)
+            track.on_packet(source_packet(seq, 3000 * frame, payload, marker=n))
+    got = capture.packets()
+    seqs = [(p.sequence_number - got[0].sequence_number) & 0xFFFF for p in got]
+    # frames 0, 2, 4, 6, 8, 10 sent, two packets each but the lost one: a single hole
+    assert seqs == [0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 11]
+    pids = {p.sequence_number: vp8.parse_descriptor(p.payload).picture_id for p in got}
+    base = got[0].sequence_number
+    capture.sent.clear()
+    stream.retransmit([(base + 2) & 0xFFFF, (base + 9) & 0xFFFF])
+    assert len(capture.sent) == 1, "the lost packet cannot be repaired; the other one is"
+    rtx = RtpPacket.parse(capture.sent[0], capture.ext_map)
+    assert rtx.payload[:2] == ((base + 2) & 0xFFFF).to_bytes(2, "big")
+    assert vp8.parse_descriptor(rtx.payload[2:]).picture_id == pids[(base + 2) & 0xFFFF]
