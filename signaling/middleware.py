@@ -47,6 +47,10 @@ SECURITY_HEADERS = {
 }
 
 UNLIMITED_PATHS = ("/healthz", "/readyz", "/metrics")
+UNLIMITED_PREFIXES = ("/static/",)
+"""Static modules, styles and images: one page load fetches dozens, and a school behind one NAT
+loads several pages at once, so counting them would refuse the page's own scripts (a role page
+whose module import got a 429 never mounts)."""
 
 
 @web.middleware
@@ -108,7 +112,7 @@ def client_address(request: web.Request) -> str:
 def rate_limit_middleware(limiter: RateLimiter) -> Callable[..., Awaitable[web.StreamResponse]]:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in UNLIMITED_PATHS:
+        if request.path in UNLIMITED_PATHS or request.path.startswith(UNLIMITED_PREFIXES):
             return await handler(request)
         decision = limiter.check("addr:" + client_address(request), time.monotonic())
         if not decision.allowed:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-import web as web_package
-
-WEB_DIR = Path(web_package.__file__).resolve().parent
+# `web` is a sibling top-level package (shipped as package data). Found by path rather than by
+# `import web`, which a test run may resolve to tests/web.
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 NO_STORE = {"Cache-Control": "no-store"}
 
 

@@ -124,3 +124,10 @@ async def test_error_body_is_valid_json_for_malformed_input(aiohttp_client):
     resp = await client.post("/strict", data=b"{not json")
     assert resp.status == 400
     assert_error_shape(await resp.json(), "invalid_body")
+
+
+async def test_static_files_are_not_counted_by_the_address_rate_limit(aiohttp_client):
+    config = ServeConfig(media_workers=0, demo=False, rate_limit_per_minute=60)
+    client = await aiohttp_client(create_app(config, MemoryStore()))
+    statuses = {(await client.get("/static/js/app.js")).status for _ in range(40)}
+    assert statuses == {200}
