@@ -281,12 +281,17 @@ async def push_console(services: Services, hub: SessionHub, conn: Connection) ->
         expert = await services.directory.find_expert(identity.participant_id)
         if expert is not None:
             for channel in services.consults.channels_for_expert(expert):
-                hub.watch(channel, lambda data, c=conn: push_console(services, hub, c)
-                          if not c.closed else _nothing())
+                # One watcher per channel serves every doctor of this node who follows it:
+                # a watcher bound to the first doctor's connection would go silent when that
+                # doctor left, and never reach a second doctor of the same specialty.
+                hub.watch(channel, lambda data: push_doctor_consoles(services, hub))
 
 
-async def _nothing() -> None:
-    return None
+async def push_doctor_consoles(services: Services, hub: SessionHub) -> None:
+    """Resend the console of every doctor connected to this node."""
+    for conn in list(hub.by_participant.values()):
+        if conn.identity is not None and conn.identity.role == "doctor":
+            await push_console(services, hub, conn)
 
 
 async def refresh_consoles(services: Services, hub: SessionHub) -> None:
