@@ -138,10 +138,6 @@ class SnapshotRef(Struct):
     taken_at: float
 
 
-class LiveSession(Struct):
-    session: m.SessionState
-
-
 # --- session credential -------------------------------------------------------------------------
 @api.route("POST", "/api/v1/session", summary="Exchange a join link's token for a session "
            "credential", tag="session", request=ExchangeBody, response=SessionGrant)

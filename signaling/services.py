@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import time
 from typing import Any
 
 import msgspec
@@ -78,7 +77,6 @@ class Services:
         self.classes = ClassService(store, self.directory, self.tokens, self.audit, clock)
         self.consults = ConsultService(store, self.directory, self.tokens, self.audit, clock)
         self._sweeper: asyncio.Task[None] | None = None
-        self.started_at = time.time()
 
     # --- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
