@@ -264,7 +264,7 @@ class Downlink:
                     assert dtls is not None
                     receive_directly(dtls, self._on_rtcp)
                     self._configure_slots()
-                    if not self._closed:
+                    if not self._closed and self._config.adaptation:
                         self.adaptation.start()
             elif pc.connectionState in ("failed", "closed"):
                 self._sink.disconnect()

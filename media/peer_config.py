@@ -28,6 +28,9 @@ class PeerConfig:
     """STUN/TURN servers; empty means host candidates only (never a public default)."""
     udp_host: str | None = "127.0.0.1"
     """Gather host candidates on this address only; None: every interface but loopback."""
+    adaptation: bool = True
+    """Adapt each subscriber's downlink to its link; False always forwards everything in full
+    (never paused, no lower rung): the baseline of side-by-side benchmarks."""
 
     def new_peer_connection(self) -> RTCPeerConnection:
         """One transport per connection (max-bundle), no implicit public STUN server."""

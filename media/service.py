@@ -29,10 +29,11 @@ class MediaService:
         *,
         ice_servers: Iterable[Mapping[str, Any]] | None = None,
         udp_host: str | None = "127.0.0.1",
+        adaptation: bool = True,
     ) -> None:
         self.workers = os.cpu_count() or 1 if workers is None else workers
         self._ice_servers = [dict(s) for s in ice_servers or ()]
-        self._config = PeerConfig(ice_servers_from(self._ice_servers), udp_host)
+        self._config = PeerConfig(ice_servers_from(self._ice_servers), udp_host, adaptation)
         self._callbacks: list[MediaEventCallback] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._local: RoomHost | None = None
@@ -64,6 +65,7 @@ class MediaService:
             ice_servers=self._ice_servers,
             udp_host=self._config.udp_host,
             emit=self._dispatch,
+            adaptation=self._config.adaptation,
         )
         await self._pool.start()
 

@@ -33,13 +33,17 @@ PROFILE_ENV = "TONGXIN_MEDIA_PROFILE"
 
 
 def worker_main(
-    sock: socket.socket, ice_servers: list[dict[str, Any]], udp_host: str | None, log_level: int
+    sock: socket.socket,
+    ice_servers: list[dict[str, Any]],
+    udp_host: str | None,
+    log_level: int,
+    adaptation: bool = True,
 ) -> None:
     """Process entry point."""
     logging.basicConfig(
         level=log_level, format=f"%(asctime)s media-worker[{os.getpid()}] %(name)s %(message)s"
     )
-    config = PeerConfig(ice_servers_from(ice_servers), udp_host)
+    config = PeerConfig(ice_servers_from(ice_servers), udp_host, adaptation)
     profile_dir = os.environ.get(PROFILE_ENV)
     profiler = cProfile.Profile() if profile_dir else None
     if profiler is not None:

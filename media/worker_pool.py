@@ -87,6 +87,7 @@ class WorkerPool:
         udp_host: str | None,
         emit: EventCallback,
         log_level: int = logging.WARNING,
+        adaptation: bool = True,
     ) -> None:
         if count < 1:
             raise ValueError("a worker pool needs at least one worker")
@@ -95,6 +96,7 @@ class WorkerPool:
         self._udp_host = udp_host
         self._emit = emit
         self._log_level = log_level
+        self._adaptation = adaptation
         self._context = multiprocessing.get_context("spawn")
         self._workers: dict[int, _Worker] = {}
         self._rooms: dict[str, _RoomRecord] = {}
@@ -123,7 +125,9 @@ class WorkerPool:
         parent_sock, child_sock = socket.socketpair()
         process = self._context.Process(
             target=worker_main,
-            args=(child_sock, self._ice_servers, self._udp_host, self._log_level),
+            args=(
+                child_sock, self._ice_servers, self._udp_host, self._log_level, self._adaptation
+            ),
             name=f"tongxin-media-{index}",
             daemon=True,
         )

@@ -56,6 +56,9 @@ class ServeConfig:
     """PEM certificate to serve HTTPS directly (else run behind a TLS proxy)."""
     tls_key: Path | None = None
     """PEM private key matching `tls_cert`."""
+    adaptation: bool = True
+    """Adapt each subscriber's video to its link; off forwards everything in full (benchmarks
+    compare the two)."""
 
     @property
     def display_url(self) -> str:
@@ -102,6 +105,8 @@ def serve_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--data-dir", help="directory for recordings (default ./var)")
     p.add_argument("--tls-cert", help="PEM certificate to serve HTTPS")
     p.add_argument("--tls-key", help="PEM key for --tls-cert")
+    p.add_argument("--adaptation", help="on (default) or off: per-subscriber bandwidth "
+                   "adaptation (off is for side-by-side benchmarks)")
     return p
 
 
@@ -180,6 +185,8 @@ def parse_serve_config(argv: Sequence[str], environ: Mapping[str, str]) -> Serve
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise ConfigError(f"public-url: {raw!r} must be an http(s) URL")
         kwargs["public_url"] = raw
+    if (raw := get("adaptation")) is not None:
+        kwargs["adaptation"] = _bool("adaptation", raw)
     if (raw := get("data_dir")) is not None:
         kwargs["data_dir"] = Path(raw)
     if (raw := environ.get(ENV_PREFIX + "TOKEN_SECRET")) is not None:

@@ -51,7 +51,8 @@ def make_media(config: ServeConfig) -> Any:
     # Otherwise gather candidates on every interface (aioice skips loopback itself).
     loopback = config.host in ("127.0.0.1", "localhost", "::1")
     return MediaService(workers=config.media_workers, ice_servers=None,
-                        udp_host="127.0.0.1" if loopback else None)
+                        udp_host="127.0.0.1" if loopback else None,
+                        adaptation=config.adaptation)
 
 
 def make_services(config: ServeConfig, store: Store, media: Any) -> Any:

@@ -28,6 +28,10 @@ from signaling.config import ConfigError, ServeConfig, parse_serve_config
         (["--log-format", "json"], {}, "log_format", "json"),
         ([], {"TONGXIN_TURN_URLS": "turn:a:3478, turns:b:5349"}, "turn_urls",
          ("turn:a:3478", "turns:b:5349")),
+        ([], {}, "adaptation", True),
+        (["--adaptation", "off"], {}, "adaptation", False),
+        ([], {"TONGXIN_ADAPTATION": "off"}, "adaptation", False),
+        (["--adaptation", "on"], {"TONGXIN_ADAPTATION": "off"}, "adaptation", True),
     ],
 )
 def test_settings_come_from_flags_then_environment_then_defaults(argv, env, field, expected):
@@ -52,6 +56,7 @@ def test_settings_come_from_flags_then_environment_then_defaults(argv, env, fiel
         ([], {"TONGXIN_TOKEN_SECRET": "short"}, "token-secret"),
         ([], {"TONGXIN_TURN_URLS": "http://turn"}, "turn-urls"),
         (["--bogus"], {}, "--bogus"),
+        (["--adaptation", "sometimes"], {}, "adaptation"),
     ],
 )
 def test_a_wrong_setting_is_named_in_one_line(argv, env, names):
