@@ -57,6 +57,9 @@ export class Room extends EventTarget {
         this.changed('link', frame);
       }),
       channel.on('reconnect', () => this.rebuildMedia()),
+      // Another node now (redirect, or the node died): its relay knows nothing of our peer
+      // connections; new ones start with its `session` frame.
+      channel.on('moved', () => this.stopMedia()),
       channel.on('ended', (frame) => this.onEnded(frame)),
       channel.on('state', ({ state, detail }) => {
         // A reconnect that did not keep our seat: the server forgot our media, start again.

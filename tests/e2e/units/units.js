@@ -5,7 +5,8 @@ import { chooseLanguage, format } from '/static/js/i18n.js';
 import { linkQuality, linkReport, snapshot } from '/static/js/linkstats.js';
 import { median, suggestMode } from '/static/js/netcheck.js';
 import { preferCodec, sendEncoding, sendsCamera } from '/static/js/codecs.js';
-import { reconnectDelay, socketUrl } from '/static/js/signaling.js';
+import { reconnectDelay, redirectSocketUrl, retryUrl, SignalingChannel, socketUrl }
+  from '/static/js/signaling.js';
 import { isExpired, tokenFromPath } from '/static/js/credential.js';
 import { normalizeTicket, sortQueue, ticketSession, waitingSeconds } from '/static/js/consults.js';
 import { rungBanner, stageLayout } from '/static/js/pages/classroom.js';
@@ -188,5 +189,125 @@ table('receivedTracks follows offer.tracks', (transceivers, tracks) =>
   [['0', 'p', 'mic', 'audio'], ['2', 'q', 'screen', 'video']]],
 ]);
 table('formatDuration', formatDuration, [[[0], '0:00'], [[65], '1:05'], [[-3], '0:00'], [[3725], '1:02:05']]);
+
+table('redirectSocketUrl', redirectSocketUrl, [
+  [['http://10.0.0.2:8080'], 'ws://10.0.0.2:8080/ws'],
+  [['https://node-b.example:8443/'], 'wss://node-b.example:8443/ws'],
+  [['https://lb.example/tongxin/'], 'wss://lb.example/tongxin/ws'],
+]);
+table('retryUrl alternates between the node and the origin after a move', retryUrl, [
+  [['ws://a/ws', 'ws://a/ws', 1], 'ws://a/ws'],
+  [['ws://b/ws', 'ws://a/ws', 0], 'ws://b/ws'],
+  [['ws://b/ws', 'ws://a/ws', 1], 'ws://a/ws'],
+]);
+
+/** A WebSocket stand-in: records what the client sends; the test plays the server. */
+class FakeSocket extends EventTarget {
+  static all = [];
+
+  constructor(url) {
+    super();
+    this.url = url;
+    this.sent = [];
+    this.readyState = 0;
+    this.closedWith = null;
+    FakeSocket.all.push(this);
+    setTimeout(() => { this.readyState = 1; this.dispatchEvent(new Event('open')); }, 0);
+  }
+
+  send(text) { this.sent.push(JSON.parse(text)); }
+
+  close(code = 1000) {
+    this.closedWith = code;
+    this.readyState = 3;
+    setTimeout(() => this.dispatchEvent(Object.assign(new Event('close'), { code })), 0);
+  }
+
+  serve(frame) {
+    this.dispatchEvent(Object.assign(new Event('message'), { data: JSON.stringify(frame) }));
+  }
+}
+
+const tick = () => new Promise((resolve) => { setTimeout(resolve, 5); });
+
+/** Waits (bounded) until `cond()` holds. */
+async function until(cond, within = 10_000) {
+  const deadline = performance.now() + within;
+  while (!cond() && performance.now() < deadline) await tick();
+}
+
+async function scenario(name, fn) {
+  try {
+    const detail = await fn();
+    results.push({ name, ok: detail === true, detail: String(detail) });
+  } catch (err) {
+    results.push({ name, ok: false, detail: `threw ${err}` });
+  }
+}
+
+await scenario('SignalingChannel follows a redirect: new node, same credential, enter again',
+  async () => {
+    FakeSocket.all = [];
+    const channel = new SignalingChannel('cred-1', { url: 'ws://a/ws', WebSocketImpl: FakeSocket });
+    const seen = [];
+    channel.on('*', (f) => seen.push(f.type));
+    channel.on('moved', (f) => seen.push(`moved:${f.url}`));
+    const welcome = channel.connect();
+    await until(() => FakeSocket.all[0]?.sent.length > 0);
+    const [first] = FakeSocket.all;
+    first.serve({ type: 'welcome', participant: { id: 'doc' }, resume: 'r-a', heartbeat_s: 60 });
+    await welcome;
+    channel.send({ type: 'enter', session: 'c-1' });
+    first.serve({ type: 'redirect', url: 'http://b:9000', session: 'c-1', reason: 'x' });
+    await until(() => FakeSocket.all[1]?.sent.length > 0);
+    const second = FakeSocket.all[1];
+    if (first.closedWith === null) return 'the old socket stays open';
+    if (second?.url !== 'ws://b:9000/ws') return `opened ${second?.url}`;
+    const join = second.sent[0];
+    if (join.type !== 'join' || join.credential !== 'cred-1' || join.resume) {
+      return `join on the new node: ${JSON.stringify(join)}`;
+    }
+    second.serve({ type: 'welcome', participant: { id: 'doc' }, resume: 'r-b', heartbeat_s: 60 });
+    await until(() => second.sent.length > 1);
+    const enter = second.sent[1];
+    if (enter?.type !== 'enter' || enter.session !== 'c-1') return `then sent ${JSON.stringify(enter)}`;
+    if (!same(seen, ['welcome', 'redirect', 'moved:ws://b:9000/ws', 'welcome'])) {
+      return `frames ${JSON.stringify(seen)}`;
+    }
+    if (channel.state !== 'online' || FakeSocket.all.length !== 2) return `state ${channel.state}`;
+    channel.close();
+    return true;
+  });
+
+await scenario('SignalingChannel after a move rejoins through the origin when the node dies',
+  async () => {
+    FakeSocket.all = [];
+    const channel = new SignalingChannel('cred-2', { url: 'ws://a/ws', WebSocketImpl: FakeSocket });
+    const connected = channel.connect();
+    await until(() => FakeSocket.all[0]?.sent.length > 0);
+    FakeSocket.all[0].serve({ type: 'welcome', participant: { id: 'c' }, resume: 'r-a' });
+    await connected;
+    FakeSocket.all[0].serve({ type: 'redirect', url: 'http://b', session: 'k-1' });
+    await until(() => FakeSocket.all[1]?.sent.length > 0);
+    FakeSocket.all[1].serve({ type: 'welcome', participant: { id: 'c' }, resume: 'r-b' });
+    let moves = 0;
+    channel.on('moved', () => { moves += 1; });
+    FakeSocket.all[1].close(1001); // node b goes away
+    await until(() => FakeSocket.all[2]?.sent.length > 0); // first retry after 0.5 s
+    const third = FakeSocket.all[2];
+    if (third?.url !== 'ws://b/ws' || third.sent[0]?.resume !== 'r-b') {
+      return `first retry ${third?.url} ${JSON.stringify(third?.sent)}`;
+    }
+    third.close(1006); // b is dead: next try is the origin, without b's resume token
+    await until(() => FakeSocket.all[3]?.sent.length > 0);
+    const fourth = FakeSocket.all[3];
+    if (fourth?.url !== 'ws://a/ws' || fourth.sent[0]?.resume) {
+      return `second retry ${fourth?.url} ${JSON.stringify(fourth?.sent)}`;
+    }
+    fourth.serve({ type: 'welcome', participant: { id: 'c' }, resume: 'r-a2' });
+    if (moves !== 1 || channel.state !== 'online') return `moves ${moves}, state ${channel.state}`;
+    channel.close();
+    return true;
+  });
 
 window.unitResults = results;
