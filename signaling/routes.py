@@ -212,6 +212,24 @@ async def set_duty(call: Call[DutyBody]) -> Expert:
                                                          actor=call.claims.sub)
 
 
+class Colleague(Struct):
+    """What a doctor may see of another doctor: enough to hand a consult over."""
+
+    id: str
+    name: str
+    specialties: list[str]
+    on_duty: bool
+
+
+@api.route("GET", "/api/v1/colleagues", summary="The doctors of the directory, with their duty "
+           "(hand-over targets; the caller's own entry tells their duty)", tag="directory",
+           roles={"doctor", "operator"}, response=list[Colleague])
+async def list_colleagues(call: Call[None]) -> list[Colleague]:
+    doctors = await services_of(call).directory.list_experts(kind=ExpertKind.DOCTOR)
+    return [Colleague(id=d.id, name=d.name, specialties=list(d.specialties), on_duty=d.on_duty)
+            for d in doctors]
+
+
 @api.route("GET", "/api/v1/sites", summary="List sites", tag="directory", roles=OPERATOR,
            response=list[Site], query={"kind": "site kind", "region": "省/市/县 prefix"})
 async def list_sites(call: Call[None]) -> list[Site]:

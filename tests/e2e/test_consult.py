@@ -67,8 +67,15 @@ async def test_consult_from_request_to_outcome(browser: Browser, tongxin_node: T
     assert stored["type"].startswith("image/jpeg")
     await screenshot(dpage, "doctor-consult-en")
 
-    await dpage.get_by_role("button", name="End consultation").click()
+    # hand over offers the colleagues on duty, the same specialty (内科) first; cancelled here
+    await dpage.get_by_role("button", name="Hand over").click()
     dialog = dpage.locator("dialog")
+    options = await dialog.get_by_label("Expert").locator("option").all_inner_texts()
+    assert options and options[0].startswith("吴医生") and not any("张医生" in o for o in options)
+    await dialog.get_by_role("button", name="Cancel").click()
+    await dialog.wait_for(state="detached")
+
+    await dpage.get_by_role("button", name="End consultation").click()
     await dialog.get_by_label("Outcome").select_option("referred")
     await dialog.get_by_role("button", name="End consultation").click()
     await cpage.get_by_role("heading", name="The consultation has ended").wait_for()
@@ -81,3 +88,22 @@ async def test_consult_from_request_to_outcome(browser: Browser, tongxin_node: T
     await wait_for(doctor_back, within=30, what="the doctor's end notice")
     for watched in (doctor, clinic):
         assert watched.errors == []
+
+
+async def test_doctor_duty_survives_a_reload(
+    browser: Browser, tongxin_node: TongxinNode
+) -> None:
+    doctor = await join(browser, tongxin_node.link("医生"), locale="en-US")
+    page = doctor.page
+    duty = page.locator("#duty-button")
+    await page.get_by_role("button", name="On duty").wait_for()  # the demo doctor is on duty
+    await duty.click()
+    await page.get_by_role("button", name="Off duty").wait_for()
+    await page.reload()
+    await page.locator("#queue-list").wait_for(state="attached")
+    await page.get_by_role("button", name="Off duty").wait_for()
+    assert await duty.get_attribute("aria-pressed") == "false"
+    await duty.click()
+    await page.get_by_role("button", name="On duty").wait_for()
+
+    assert doctor.errors == []

@@ -11,6 +11,7 @@ import { isExpired, tokenFromPath } from '/static/js/credential.js';
 import { normalizeTicket, sortQueue, ticketSession, waitingSeconds } from '/static/js/consults.js';
 import { rungBanner, stageLayout } from '/static/js/pages/classroom.js';
 import { classrooms } from '/static/js/pages/teacher.js';
+import { handOverChoices } from '/static/js/pages/doctor.js';
 import { waitMinutes } from '/static/js/pages/clinic.js';
 import { auditTarget, itemsOf, splitList } from '/static/js/pages/operator.js';
 import { devicesPass, levelFromSamples } from '/static/js/devices.js';
@@ -190,6 +191,14 @@ table('receivedTracks follows offer.tracks', (transceivers, tracks) =>
 ]);
 table('formatDuration', formatDuration, [[[0], '0:00'], [[65], '1:05'], [[-3], '0:00'], [[3725], '1:02:05']]);
 
+const doc = (id, name, specialties, onDuty = true) => ({ id, name, specialties, on_duty: onDuty });
+table('handOverChoices: on duty, not me, my specialty first', (list, me) =>
+  handOverChoices(list, me).map((c) => c.id), [
+  [[[doc('me', '张', ['内科']), doc('b', '白', ['儿科']), doc('w', '吴', ['内科']),
+    doc('x', '许', ['内科'], false)], 'me'], ['w', 'b']],
+  [[[doc('me', '张', ['内科'])], 'me'], []],
+  [[null, 'me'], []],
+]);
 table('redirectSocketUrl', redirectSocketUrl, [
   [['http://10.0.0.2:8080'], 'ws://10.0.0.2:8080/ws'],
   [['https://node-b.example:8443/'], 'wss://node-b.example:8443/ws'],

@@ -27,6 +27,16 @@ export function captureFrame(video, quality = 0.92) {
       : reject(new Error('no frame'))), 'image/jpeg', quality));
 }
 
+/** The doctors a consult can be handed over to: on duty, not me; same specialty first. */
+export function handOverChoices(colleagues, me) {
+  const mine = new Set((colleagues || []).find((c) => c.id === me)?.specialties || []);
+  const shared = (c) => (c.specialties || []).some((s) => mine.has(s));
+  return (colleagues || [])
+    .filter((c) => c.on_duty && c.id !== me)
+    .map((c) => ({ id: c.id, name: c.name, specialties: c.specialties || [] }))
+    .sort((a, b) => Number(shared(b)) - Number(shared(a)) || a.name.localeCompare(b.name, 'zh'));
+}
+
 export async function mount(root, ctx) {
   const { channel, local, choice, profile } = ctx;
   const room = new Room({ channel, local, mode: choice.mode });
@@ -50,6 +60,12 @@ export async function mount(root, ctx) {
       }
     },
   });
+  duty.el.id = 'duty-button';
+  // The duty the directory holds (the page may be a reload after a change).
+  get('/api/v1/colleagues').then((list) => {
+    const me = (list || []).find((c) => c.id === expertId);
+    if (me) duty.set(Boolean(me.on_duty));
+  }).catch(() => {});
   const queueList = h('ol', { class: 'queue-list', id: 'queue-list' });
   const queueEmpty = h('p', { class: 'empty', i18n: 'doctor.queue_empty' });
   const consultBox = h('section', { class: 'consult', attrs: { 'aria-labelledby': 'consult-h' } });
@@ -119,14 +135,28 @@ export async function mount(root, ctx) {
   }
 
   async function handOver() {
-    // The expert directory is the operator's (GET /api/v1/experts): the doctor types the
-    // colleague's id, as given by the colleague or the operator.
-    const expertSelect = h('input', { name: 'expert', required: true, maxLength: 128,
-      autocomplete: 'off', pattern: '[A-Za-z0-9._:@\\-]+' });
+    let colleagues;
+    try {
+      colleagues = handOverChoices(await get('/api/v1/colleagues'), expertId);
+    } catch (err) {
+      toastError(err);
+      return;
+    }
+    if (!colleagues.length) {
+      toast('doctor.hand_over_nobody', 'error');
+      return;
+    }
+    const lang = language();
+    const expertSelect = select(colleagues.map((c) => ({
+      value: c.id,
+      text: [c.name, c.specialties.map((s) => specialtyName(s, specialties, lang)).join('、')]
+        .filter(Boolean).join(' · '),
+    })), { name: 'expert', required: true, id: 'hand-over-select' });
     const handNote = h('textarea', { name: 'note', rows: 3, maxLength: 2000, value: note.value });
     const answer = await confirmDialog({
       titleKey: 'doctor.hand_over_title', confirmKey: 'doctor.hand_over',
-      fields: [field('doctor.hand_over_to', expertSelect), field('doctor.note', handNote)],
+      fields: [field('doctor.hand_over_to', expertSelect, 'doctor.hand_over_hint'),
+        field('doctor.note', handNote)],
     });
     if (!answer?.expert) return;
     channel.send({ type: 'hand_over', consult: consultId, expert: answer.expert, note: answer.note || '' });
