@@ -42,6 +42,9 @@ class ServeConfig:
     """Join-token signing secret; generated at start when absent (tokens die with the process)."""
     public_url: str | None = None
     """URL users open (printed links); derived from host and port when absent."""
+    node_url: str | None = None
+    """This node's own address, sent in `redirect` frames to the node holding a room (several
+    nodes behind one service address each need one); the public URL when absent."""
     turn_urls: tuple[str, ...] = ()
     """TURN server URLs handed to clients (turn:host:3478?transport=udp)."""
     turn_secret: str | None = None
@@ -59,6 +62,9 @@ class ServeConfig:
     adaptation: bool = True
     """Adapt each subscriber's video to its link; off forwards everything in full (benchmarks
     compare the two)."""
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    """Proxies whose X-Forwarded-For / Forwarded headers name the client (none by default:
+    the direct peer is the client)."""
 
     @property
     def display_url(self) -> str:
@@ -71,6 +77,11 @@ class ServeConfig:
         if ":" in host:
             host = f"[{host}]"
         return f"{scheme}://{host}:{self.port}"
+
+    @property
+    def placement_url(self) -> str:
+        """Where clients reach this very node (its placement record and redirects)."""
+        return self.node_url.rstrip("/") if self.node_url else self.display_url
 
     def effective_token_secret(self) -> str:
         return self.token_secret or secrets.token_urlsafe(32)
@@ -102,11 +113,15 @@ def serve_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--log-format", help="text or json")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
     p.add_argument("--public-url", help="URL printed in join links")
+    p.add_argument("--node-url", help="this node's own URL for redirects between nodes "
+                   "(TONGXIN_NODE_URL, default: the public URL)")
     p.add_argument("--data-dir", help="directory for recordings (default ./var)")
     p.add_argument("--tls-cert", help="PEM certificate to serve HTTPS")
     p.add_argument("--tls-key", help="PEM key for --tls-cert")
     p.add_argument("--adaptation", help="on (default) or off: per-subscriber bandwidth "
                    "adaptation (off is for side-by-side benchmarks)")
+    p.add_argument("--trusted-proxies", help="CIDR,... of reverse proxies whose "
+                   "X-Forwarded-For is believed (TONGXIN_TRUSTED_PROXIES, default none)")
     return p
 
 
@@ -156,6 +171,18 @@ def _redis_url(raw: str) -> str:
     return raw
 
 
+def _networks(name: str, raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    networks = []
+    for part in raw.split(","):
+        if not part.strip():
+            continue
+        try:
+            networks.append(ipaddress.ip_network(part.strip(), strict=False))
+        except ValueError:
+            raise ConfigError(f"{name}: {part.strip()!r} is not an address or CIDR") from None
+    return tuple(networks)
+
+
 def parse_serve_config(argv: Sequence[str], environ: Mapping[str, str]) -> ServeConfig:
     """Build the configuration from flags (first) and `TONGXIN_*` variables (second)."""
     flags = serve_parser().parse_args(list(argv))
@@ -185,10 +212,17 @@ def parse_serve_config(argv: Sequence[str], environ: Mapping[str, str]) -> Serve
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise ConfigError(f"public-url: {raw!r} must be an http(s) URL")
         kwargs["public_url"] = raw
+    if (raw := get("node_url")) is not None:
+        parsed = urlparse(raw)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ConfigError(f"node-url: {raw!r} must be an http(s) URL")
+        kwargs["node_url"] = raw
     if (raw := get("adaptation")) is not None:
         kwargs["adaptation"] = _bool("adaptation", raw)
     if (raw := get("data_dir")) is not None:
         kwargs["data_dir"] = Path(raw)
+    if (raw := get("trusted_proxies")) is not None:
+        kwargs["trusted_proxies"] = _networks("trusted-proxies", raw)
     if (raw := environ.get(ENV_PREFIX + "TOKEN_SECRET")) is not None:
         if len(raw.encode()) < 32:
             raise ConfigError("token-secret: TONGXIN_TOKEN_SECRET must be at least 32 bytes")

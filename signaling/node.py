@@ -65,11 +65,12 @@ def make_services(config: ServeConfig, store: Store, media: Any) -> Any:
 
 def make_placement(config: ServeConfig, store: Store, media: Any) -> Placement | None:
     """Room placement across nodes: only with media on a shared (Redis) store. The node is
-    reached at `config.display_url` (set TONGXIN_PUBLIC_URL to each node's own address)."""
+    reached at `config.placement_url` (TONGXIN_NODE_URL: each node's own address, while
+    TONGXIN_PUBLIC_URL stays the service address printed in join links)."""
     if store.name != "redis" or media is None:
         return None
     node_id = f"{socket.gethostname()}-{secrets.token_hex(4)}"
-    return Placement(store, node_id, config.display_url)
+    return Placement(store, node_id, config.placement_url)
 
 
 def _ssl_context(config: ServeConfig) -> ssl.SSLContext | None:
