@@ -54,4 +54,10 @@ class MediaBackend(Protocol):
 
     async def set_muted(self, room_id: str, participant_id: str, muted: bool) -> None: ...
 
+    async def start_recording(self, room_id: str, recording_id: str, directory: str) -> None:
+        """Record the room's tracks into `directory` (files + manifest.json, media/recorder.py)."""
+
+    async def stop_recording(self, room_id: str) -> dict[str, Any] | None:
+        """Stop recording the room; its manifest once the files are closed (None: none on)."""
+
     def on_event(self, callback: MediaEventCallback) -> None: ...

@@ -51,6 +51,8 @@ UDP and IPv4 (bitrates for adaptation count them)."""
 RATE_WINDOW_S = 1.0
 
 KeyframeDetector = Callable[[bytes], bool]
+PacketTap = Callable[[RtpPacket], None]
+"""Sees every packet of a published track (a transcoder's input)."""
 
 
 def keyframe_detector(codec: RTCRtpCodecParameters) -> KeyframeDetector | None:
@@ -139,6 +141,8 @@ class InboundTrack:
         self._loop = loop
         self._keyframe_requests = KeyframeRequests()
         self._retry: asyncio.TimerHandle | None = None
+        self.taps: tuple[PacketTap, ...] = ()
+        """Callbacks given every packet (the low rendition's transcoder while it runs)."""
 
     def __repr__(self) -> str:
         return f"InboundTrack({self.participant_id}/{self.source} {self.codec.mimeType})"
@@ -151,6 +155,9 @@ class InboundTrack:
         if not payload:
             return  # padding-only bandwidth probe
         self.packets += 1
+        if self.taps:
+            for tap in self.taps:
+                tap(packet)
         seq = packet.sequence_number
         if packet.ssrc != self.ssrc:  # the first packet (or a new SSRC): PLI if one is owed
             self.ssrc = packet.ssrc
@@ -217,6 +224,13 @@ class InboundTrack:
             self._rates_from = (now, list(octets))
         return self._rates
 
+    def add_tap(self, tap: PacketTap) -> None:
+        if tap not in self.taps:
+            self.taps = (*self.taps, tap)
+
+    def remove_tap(self, tap: PacketTap) -> None:
+        self.taps = tuple(t for t in self.taps if t != tap)
+
     def add_stream(self, stream: OutboundStream) -> None:
         if stream not in self.streams:
             self.streams = (*self.streams, stream)
@@ -269,6 +283,7 @@ class InboundTrack:
         for stream in self.streams:
             stream.detach()
         self.streams = ()
+        self.taps = ()
 
 
 class OutboundStream:

@@ -17,6 +17,7 @@ from media.downlink import Downlink
 from media.errors import MediaUserError, UnknownParticipant
 from media.forwarder import InboundTrack
 from media.peer_config import PeerConfig
+from media.recorder import RoomRecorder
 from media.routing import ROOM_KINDS, SOURCES, route, routing_role
 from media.uplink import Uplink
 
@@ -52,6 +53,8 @@ class Room:
         self._config = config
         self._emit = emit
         self._participants: dict[str, _Participant] = {}
+        self.recorder: RoomRecorder | None = None
+        """The recording in progress (media/recorder.py), if any."""
 
     @property
     def participant_ids(self) -> list[str]:
@@ -121,7 +124,22 @@ class Room:
             self.muted.discard(participant_id)
         self._reroute()
 
+    def start_recording(self, recorder: RoomRecorder) -> None:
+        """Tap every published track into `recorder` (and those published later)."""
+        if self.recorder is not None:
+            self.recorder.stop()
+        self.recorder = recorder
+        self._reroute()
+
+    def stop_recording(self) -> RoomRecorder | None:
+        """Untap the tracks; the recorder's writer finishes in the background."""
+        recorder, self.recorder = self.recorder, None
+        if recorder is not None:
+            recorder.stop()
+        return recorder
+
     async def close(self) -> None:
+        self.stop_recording()
         participants = list(self._participants.values())
         self._participants.clear()
         for participant in participants:
@@ -200,6 +218,8 @@ class Room:
         for pid, participant in self._participants.items():
             wanted = sorted(routes.get(pid, ()), key=lambda r: (r[0], SOURCES.index(r[1])))
             participant.downlink.set_tracks([tracks[r] for r in wanted])
+        if self.recorder is not None:
+            self.recorder.sync(tracks, roles, self.spotlight)
 
     async def _close_participant(self, participant: _Participant) -> None:
         if participant.uplink is not None:

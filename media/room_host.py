@@ -6,16 +6,21 @@ callback as `(room_id, participant_id, event)`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from media.errors import MediaUserError, UnknownRoom
 from media.peer_config import PeerConfig
+from media.recorder import RoomRecorder, read_manifest
 from media.room import Room
 
 logger = logging.getLogger(__name__)
 
+RECORDER_CLOSE_S = 20.0
+"""How long stopping a recording waits for its files to be closed."""
 EventCallback = Callable[[str, str, dict[str, Any]], None]
 
 
@@ -87,6 +92,23 @@ class RoomHost:
 
     async def describe_room(self, room_id: str) -> dict[str, Any]:
         return self.room(room_id).describe()
+
+    async def start_recording(self, room_id: str, recording_id: str, directory: str) -> None:
+        """Record the room's tracks into `directory` (continuing a recording found there)."""
+        room = self.room(room_id)
+        path = Path(directory)
+        previous = await asyncio.to_thread(read_manifest, path)
+        room.start_recording(RoomRecorder(recording_id, room_id, room.kind, path,
+                                          previous=previous))
+
+    async def stop_recording(self, room_id: str) -> dict[str, Any] | None:
+        """Stop recording; returns the manifest once every file is closed (None: none on)."""
+        room = self.rooms.get(room_id)
+        recorder = room.stop_recording() if room is not None else None
+        if recorder is None:
+            return None
+        await asyncio.to_thread(recorder.join, RECORDER_CLOSE_S)
+        return recorder.stop()
 
     async def close(self) -> None:
         """Close every room and every peer connection."""

@@ -119,6 +119,13 @@ class MediaService:
     async def set_muted(self, room_id: str, participant_id: str, muted: bool) -> None:
         await self._backend().set_muted(room_id, participant_id, muted)
 
+    async def start_recording(self, room_id: str, recording_id: str, directory: str) -> None:
+        await self._backend().start_recording(room_id, recording_id, directory)
+
+    async def stop_recording(self, room_id: str) -> dict[str, Any] | None:
+        result = await self._backend().stop_recording(room_id)
+        return dict(result) if result is not None else None
+
     async def describe_room(self, room_id: str) -> dict[str, Any]:
         """What the room forwards right now (debugging and tests)."""
         return dict(await self._backend().describe_room(room_id))

@@ -25,6 +25,7 @@ OPERATIONS = frozenset(
     {
         "open_room", "close_room", "join", "leave", "publish", "subscriber_answer",
         "request_offer", "set_spotlight", "set_muted", "describe_room", "load", "close",
+        "start_recording", "stop_recording",
     }
 )
 """What the parent may call on the worker's `RoomHost`."""

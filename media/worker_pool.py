@@ -60,6 +60,8 @@ class _RoomRecord:
     participants: set[str] = field(default_factory=set)
     spotlight: str | None = None
     muted: set[str] = field(default_factory=set)
+    recording: tuple[str, str] | None = None
+    """(recording id, directory) while the room is recorded: carried on where it reopens."""
 
 
 class _Worker:
@@ -222,6 +224,7 @@ class WorkerPool:
                     await self.open_room(room_id, record.kind)
                     reopened = self._rooms[room_id]
                     reopened.spotlight, reopened.muted = record.spotlight, set(record.muted)
+                    await self._resume_recording(room_id, record)
         try:
             await self._spawn(dead.index)
         except Exception:
@@ -233,6 +236,7 @@ class WorkerPool:
                     await self.open_room(room_id, record.kind)
                     reopened = self._rooms[room_id]
                     reopened.spotlight, reopened.muted = record.spotlight, set(record.muted)
+                    await self._resume_recording(room_id, record)
 
     # -- the backend operations --------------------------------------------------------------
 
@@ -327,6 +331,22 @@ class WorkerPool:
         described = dict(await self._call(record.worker, "describe_room", room_id))
         described["worker"] = {"index": record.worker.index, "pid": record.worker.pid}
         return described
+
+    async def start_recording(self, room_id: str, recording_id: str, directory: str) -> None:
+        record = self._record(room_id)
+        await self._call(record.worker, "start_recording", room_id, recording_id, directory)
+        record.recording = (recording_id, directory)
+
+    async def stop_recording(self, room_id: str) -> dict[str, Any] | None:
+        record = self._record(room_id)
+        record.recording = None
+        result = await self._call(record.worker, "stop_recording", room_id)
+        return dict(result) if result is not None else None
+
+    async def _resume_recording(self, room_id: str, lost: _RoomRecord) -> None:
+        """A recorded room reopened on another worker records on into the same directory."""
+        if lost.recording is not None:
+            await self.start_recording(room_id, *lost.recording)
 
     def _record(self, room_id: str) -> _RoomRecord:
         record = self._rooms.get(room_id)
