@@ -5,6 +5,11 @@ verification until retired). `TokenService` issues tokens and verifies them, rej
 but HS256 with a known key id, expired or not-yet-valid tokens, the wrong audience, role or
 permission, revoked token ids, and single-use tokens used before. Times come from the clock
 passed in (pyjwt's own time checks are turned off). Error messages never contain the token.
+
+A session credential names the join link it was exchanged from (`link`), so revoking the link
+revokes the credentials exchanged from it too. Each revocation is published on
+`REVOKED_CHANNEL` (the token id as the message), so every node can close the WebSockets that
+use it.
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ MAX_TTL_S = 30 * 24 * 3600.0
 """Longest token lifetime issued (30 days)."""
 
 REVOKED_PREFIX = "token:revoked:"
+REVOKED_CHANNEL = "tokens:revoked"
+"""Store channel on which each revoked token id is published (signaling/hub.py listens)."""
 USED_PREFIX = "token:used:"
 
 _KID = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
@@ -71,6 +78,8 @@ class JoinClaims(Struct, frozen=True, kw_only=True):
     """An invitation that works once (consumed on first join)."""
     name: Annotated[str, Meta(max_length=100)] = ""
     """Display name of the holder."""
+    link: Annotated[str, Meta(max_length=64)] | None = None
+    """On a session credential: the jti of the join link it was exchanged from."""
 
     @property
     def actor(self) -> Actor:
@@ -175,6 +184,7 @@ class TokenService:
         not_before: float | None = None,
         single_use: bool = False,
         name: str = "",
+        link: str | None = None,
     ) -> str:
         """A signed token; `perms` None gives the role's defaults (`DEFAULT_PERMISSIONS`)."""
         if not 0 < ttl_s <= MAX_TTL_S:
@@ -193,6 +203,7 @@ class TokenService:
             jti=uuid.uuid4().hex,
             single_use=single_use,
             name=name,
+            link=link,
         )
         try:
             payload = msgspec.to_builtins(msgspec.convert(msgspec.to_builtins(claims), JoinClaims))
@@ -221,7 +232,9 @@ class TokenService:
         """
         claims = self._decode(token, audience)
         store = self._store
-        if await store.get(REVOKED_PREFIX + claims.jti) is not None:
+        if await self.is_revoked(claims.jti) or (
+            claims.link is not None and await self.is_revoked(claims.link)
+        ):
             raise Unauthorized("this link was revoked; ask for a new one")
         if claims.single_use and await store.get(USED_PREFIX + claims.jti) is not None:
             raise Unauthorized("this single-use link was already used; ask for a new one")
@@ -233,11 +246,13 @@ class TokenService:
         return claims
 
     async def revoke(self, jti: str, until_exp: float, *, actor: str = "system") -> None:
-        """Refuse token `jti` from now on; the record lives until the token would expire."""
+        """Refuse token `jti` (and credentials exchanged from it) from now on; the record lives
+        until the token would expire. Published on `REVOKED_CHANNEL` for open connections."""
         if not jti or len(jti) > 64:
             raise InvalidInput("jti must be 1-64 characters")
         keep = max(1.0, until_exp - self._clock() + 60.0)
         await self._store.set(REVOKED_PREFIX + jti, b"1", ttl=keep)
+        await self._store.publish(REVOKED_CHANNEL, jti.encode())
         if self._audit is not None:
             await self._audit.append(actor, AuditAction.TOKEN_REVOKE, detail={"jti": jti})
 

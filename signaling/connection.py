@@ -38,6 +38,17 @@ class Identity:
     """Session the credential names (class id; expert/site id for consoles)."""
     jti: str
     expires_at: float
+    """When the credential expires, epoch seconds (the connection is closed then)."""
+    link_jti: str | None = None
+    """The join link the credential was exchanged from (revoking it revokes the credential)."""
+
+    def revoked_by(self, jti: str) -> bool:
+        """True when revoking token `jti` revokes this credential."""
+        return jti in (self.jti, self.link_jti)
+
+    def lapsed(self, now: float) -> bool:
+        """True once the credential has expired at `now` (epoch seconds)."""
+        return now >= self.expires_at
 
 
 @dataclass(eq=False)
@@ -54,6 +65,8 @@ class Connection:
     """Sent to another node (`redirect`): its seat lives there, not here."""
     last_seen: float = field(default_factory=time.monotonic)
     closed: bool = False
+    expiry: asyncio.TimerHandle | None = None
+    """Closes the connection when its credential expires (cancelled when it closes)."""
     _queue: asyncio.Queue[bytes | None] = field(
         default_factory=lambda: asyncio.Queue(SEND_QUEUE_FRAMES)
     )
@@ -87,6 +100,8 @@ class Connection:
 
     async def close(self, code: int = WSCloseCode.GOING_AWAY, message: bytes = b"") -> None:
         self.closed = True
+        if self.expiry is not None:
+            self.expiry.cancel()
         if self._writer is not None:
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -5,6 +5,11 @@ The hub is thin: it authenticates the `join` frame, routes each later frame to a
 Session changes travel through the store's pub/sub (`session:<id>`), so a change made through
 any node reaches the connections of every node. A frame that fails gets an error frame and
 affects nothing else.
+
+A connection lives no longer than its credential: it is closed (error `revoked`, close 4003)
+when the credential or the join link it came from is revoked on any node (`tokens:revoked`,
+re-checked in the store every `CREDENTIAL_RECHECK_S` in case an event was missed), and (error
+`expired`, close 4004) when the credential expires.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from typing import Any
 import msgspec
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from broker.errors import BrokerError
+from broker.errors import BrokerError, StoreUnavailable
+from broker.tokens import REVOKED_CHANNEL
 from media.errors import MediaError, MediaUserError
 from signaling import messages as m
 from signaling import ws_session
@@ -38,6 +44,11 @@ RESUME_GRACE_S = 30.0
 CLOSE_JOIN_REFUSED = 4001
 CLOSE_REPLACED = 4000
 CLOSE_SILENT = 4008
+CLOSE_REVOKED = 4003
+CLOSE_EXPIRED = 4004
+CREDENTIAL_RECHECK_S = 30.0
+"""How often open connections' credentials are looked up again in the store (a revocation
+whose event was lost in a store outage still ends the connection within this time)."""
 MAX_CONNECTIONS_PER_ADDRESS = 64
 
 FrameHandler = Callable[[Connection, Any], Awaitable[None]]
@@ -64,6 +75,8 @@ class SessionHub:
         self.handlers: dict[type, FrameHandler] = ws_session.frame_handlers(services, self)
         self.placement: Placement | None = None
         """Where rooms live when several nodes share the store (None: every room is here)."""
+        self.revocations_heard = asyncio.Event()
+        """Set while this node is subscribed to `tokens:revoked` (tests wait for it)."""
 
     def media_load(self) -> tuple[int, int]:
         """(rooms, participants) whose media this node carries, for placement."""
@@ -75,6 +88,7 @@ class SessionHub:
         loop = asyncio.get_running_loop()
         self._sweeper = loop.create_task(self._sweep_silent())
         self._refresher = loop.create_task(ws_session.refresh_consoles(self.services, self))
+        self._watchers[REVOKED_CHANNEL] = loop.create_task(self._watch_revocations())
         if self.media is not None:
             self.media.on_event(self.on_media_event)
 
@@ -163,6 +177,9 @@ class SessionHub:
     async def _join(self, conn: Connection, frame: m.Join) -> None:
         identity = await self.services.identify(frame.credential)
         conn.identity = identity
+        left_s = max(0.0, identity.expires_at - self.services.clock())
+        conn.expiry = asyncio.get_running_loop().call_later(
+            left_s, lambda: self.spawn(self.cut_off(conn, "expired")))
         pid = identity.participant_id
         resumed = frame.resume is not None and self._resume_tokens.get(frame.resume) == pid
         previous = self.by_participant.get(pid)
@@ -188,6 +205,9 @@ class SessionHub:
                 return
             if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                 continue
+            if conn.identity is not None and conn.identity.lapsed(self.services.clock()):
+                await self.cut_off(conn, "expired")
+                return
             await self.dispatch(conn, msg.data)
 
     async def dispatch(self, conn: Connection, raw: str | bytes) -> None:
@@ -220,6 +240,65 @@ class SessionHub:
         self.metrics.ws_errors.labels(code).inc()
         conn.send(m.ErrorFrame(code=code, message=message[:500], ref=ref))
 
+    # --- revoked and expired credentials ----------------------------------------------------
+    async def cut_off(self, conn: Connection, why: str) -> None:
+        """End a connection whose credential stopped being valid (`revoked` or `expired`):
+        an error frame saying so, then close 4003 or 4004. A resume needs a valid credential,
+        so the seat is not kept for it beyond the usual grace."""
+        if conn.closed:
+            return
+        if why == "revoked":
+            code, message = CLOSE_REVOKED, "this link or credential was revoked"
+        else:
+            code, message = CLOSE_EXPIRED, "this credential has expired; open your link again"
+        self.error(conn, why, message, None)
+        await conn.drain_and_stop()
+        await conn.close(code, f"credential {why}".encode())
+
+    def revoke_local(self, jti: str) -> int:
+        """Cut off this node's connections whose credential token `jti` revokes; how many."""
+        hit = [c for c in self.connections
+               if c.identity is not None and c.identity.revoked_by(jti) and not c.closed]
+        for conn in hit:
+            self.spawn(self.cut_off(conn, "revoked"))
+        return len(hit)
+
+    async def _watch_revocations(self) -> None:
+        """Follow `tokens:revoked`; after a lost subscription, look every credential up again
+        (revocations published meanwhile were missed)."""
+        missed = False
+        while True:
+            try:
+                async with self.services.store.subscribe(REVOKED_CHANNEL) as sub:
+                    self.revocations_heard.set()
+                    if missed:
+                        await self.recheck_credentials()
+                    async for event in sub:
+                        self.revoke_local(event.data.decode(errors="replace"))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # store outage: retry, connections carry on meanwhile
+                self.revocations_heard.clear()
+                missed = True
+                log.warning("revocation subscription lost, retrying", extra={"error": str(exc)})
+                await asyncio.sleep(1.0)
+
+    async def recheck_credentials(self) -> None:
+        """Look up every open connection's credential: cut off the revoked and the expired."""
+        now = self.services.clock()
+        for conn in list(self.connections):
+            identity = conn.identity
+            if identity is None or conn.closed:
+                continue
+            if identity.lapsed(now):
+                self.spawn(self.cut_off(conn, "expired"))
+                continue
+            jtis = [identity.jti] + ([identity.link_jti] if identity.link_jti else [])
+            for jti in jtis:
+                if await self.services.tokens.is_revoked(jti):
+                    self.spawn(self.cut_off(conn, "revoked"))
+                    break
+
     # --- disconnects and heartbeats --------------------------------------------------------
     async def _on_disconnect(self, conn: Connection) -> None:
         identity = conn.identity
@@ -247,12 +326,21 @@ class SessionHub:
         await ws_session.on_seat_expired(self.services, self, identity, session)
 
     async def _sweep_silent(self) -> None:
+        next_recheck = time.monotonic() + CREDENTIAL_RECHECK_S
         while True:
             await asyncio.sleep(HEARTBEAT_S / 2)
             limit = time.monotonic() - SILENCE_LIMIT_S
             for conn in list(self.connections):
                 if conn.last_seen < limit and conn.identity is not None:
                     self.spawn(conn.close(CLOSE_SILENT, b"no heartbeat"))
+            if time.monotonic() >= next_recheck:
+                next_recheck = time.monotonic() + CREDENTIAL_RECHECK_S
+                try:
+                    await self.recheck_credentials()
+                except StoreUnavailable:
+                    pass
+                except Exception:
+                    log.exception("credential recheck failed")
 
     # --- fan-out ----------------------------------------------------------------------------
     def local_members(self, session_id: str) -> list[Connection]:

@@ -1,4 +1,6 @@
-"""Request-wide middlewares: request id, metrics, security headers and rate limits.
+"""Request-wide middlewares: request id, metrics, security headers and rate limits, and the
+client address they count (`client_address`: `X-Forwarded-For`/`Forwarded` are believed only
+from a configured trusted proxy).
 
 Order in the app (outermost first): request id -> metrics -> security headers -> rate limit ->
 errors (signaling/http_errors.py) -> handler. The error middleware is innermost so every
@@ -7,19 +9,23 @@ failure, whatever raised it, is counted and carries the headers.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 
+from signaling.appkeys import CONFIG
 from signaling.http_errors import error_response
 from signaling.logs import request_id_var
 from signaling.metrics import NodeMetrics
 from signaling.ratelimit import RateLimiter
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 CONTENT_SECURITY_POLICY = "; ".join([
@@ -105,8 +111,77 @@ async def security_headers_middleware(request: web.Request, handler: Handler) ->
     return response
 
 
+def parse_hop(raw: str) -> IPAddress | None:
+    """The address in one proxy hop (`1.2.3.4`, `1.2.3.4:80`, `[2001:db8::1]:80`, `"…"`),
+    or None for anything else (`unknown`, obfuscated `_names`, garbage)."""
+    text = raw.strip().strip('"').strip()
+    if text.startswith("["):
+        text, closed, _ = text[1:].partition("]")
+        if not closed:
+            return None
+    elif text.count(":") == 1:
+        text = text.partition(":")[0]  # IPv4 with a port
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def forwarded_hops(x_forwarded_for: Sequence[str], forwarded: Sequence[str]) -> list[str]:
+    """The hops a request came through, nearest the client first: from every
+    `X-Forwarded-For` header, or (only when there is none) the `for=` of every `Forwarded`
+    element (RFC 7239)."""
+    if x_forwarded_for:
+        return [hop for header in x_forwarded_for for hop in header.split(",")]
+    hops = []
+    for header in forwarded:
+        for element in header.split(","):
+            for pair in element.split(";"):
+                key, _, value = pair.partition("=")
+                if key.strip().lower() == "for":
+                    hops.append(value)
+    return hops
+
+
+def forwarded_client(peer: str | None, hops: Sequence[str],
+                     trusted: Sequence[IPNetwork]) -> str:
+    """The client's address: the direct `peer`, unless `peer` is a trusted proxy; then the
+    right-most hop that is not a trusted proxy (hops left of it were written by the client and
+    may be forged). An unreadable hop ends the walk at the proxy that wrote it; when every hop
+    is trusted, the left-most one."""
+    if peer is None:
+        return "unknown"
+    address = parse_hop(peer)
+    if address is None or not _trusted(address, trusted):
+        return str(address) if address is not None else peer
+    nearest = address
+    for raw in reversed(hops):
+        hop = parse_hop(raw)
+        if hop is None:
+            return str(nearest)
+        if not _trusted(hop, trusted):
+            return str(hop)
+        nearest = hop
+    return str(nearest)
+
+
+def _trusted(address: IPAddress, trusted: Sequence[IPNetwork]) -> bool:
+    return any(address.version == net.version and address in net for net in trusted)
+
+
 def client_address(request: web.Request) -> str:
-    return request.remote or "unknown"
+    """The address per-address limits count: see `forwarded_client`."""
+    config = request.app.get(CONFIG)
+    trusted = config.trusted_proxies if config is not None else ()
+    if not trusted:
+        return request.remote or "unknown"
+    headers = request.headers
+    hops = forwarded_hops(headers.getall("X-Forwarded-For", []),
+                          headers.getall("Forwarded", []))
+    return forwarded_client(request.remote, hops, trusted)
 
 
 def rate_limit_middleware(limiter: RateLimiter) -> Callable[..., Awaitable[web.StreamResponse]]:

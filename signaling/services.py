@@ -121,7 +121,8 @@ class Services:
         if ttl <= 0:
             raise Unauthorized("this link has expired; ask for a new one")
         credential = self.tokens.issue(sub=claims.sub, role=claims.role, session=claims.session,
-                                       perms=claims.perms, ttl_s=ttl, name=claims.name)
+                                       perms=claims.perms, ttl_s=ttl, name=claims.name,
+                                       link=claims.link or claims.jti)
         session = await self.describe_session(claims.session)
         return SessionGrant(
             credential=credential,
@@ -161,7 +162,7 @@ class Services:
         return Identity(
             participant_id=claims.sub, role=claims.role.value, name=claims.name or claims.sub,
             permissions=frozenset(p.value for p in claims.perms), session_id=claims.session,
-            jti=claims.jti, expires_at=claims.exp,
+            jti=claims.jti, expires_at=claims.exp, link_jti=claims.link,
         )
 
     def ice_servers_for(self, participant_id: str) -> list[dict[str, Any]]:

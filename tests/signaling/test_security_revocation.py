@@ -1,0 +1,155 @@
+"""An open WebSocket lives no longer than its credential: revoking the credential, or the join
+link it was exchanged from, closes it on every node (error `revoked`, close 4003); an expired
+credential is closed on its timer (error `expired`, close 4004). Memory and Redis stores."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import jwt
+import pytest
+from aiohttp import web
+
+from broker.models import Role
+from broker.store import Store
+from broker.tokens import REVOKED_PREFIX
+from signaling.app import create_app
+from signaling.appkeys import HUB
+from signaling.config import ServeConfig
+from signaling.connection import Identity
+from signaling.hub import CLOSE_EXPIRED, CLOSE_REVOKED
+from signaling.services import Services
+from signaling.ws_client import SignalingClient, SignalingError
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def jti_of(token: str) -> str:
+    return str(jwt.decode(token, options={"verify_signature": False})["jti"])
+
+
+async def listening(app: web.Application) -> None:
+    """Wait until the node's hub is subscribed to revocations."""
+    await asyncio.wait_for(app[HUB].revocations_heard.wait(), 15.0)
+
+
+async def cut_off_with(client: SignalingClient, code: str, close_code: int) -> None:
+    error = await client.expect("error", timeout=15.0)
+    assert error["code"] == code
+    closed = await client.expect("_closed", timeout=15.0)
+    assert closed["code"] == close_code
+
+
+@pytest.mark.parametrize(
+    ("jti", "link", "revoked", "expected"),
+    [
+        ("c1", "l1", "c1", True),
+        ("c1", "l1", "l1", True),
+        ("c1", None, "l1", False),
+        ("c1", "l1", "other", False),
+    ],
+)
+def test_a_credential_is_revoked_by_its_own_id_or_its_links(
+    jti: str, link: str | None, revoked: str, expected: bool
+) -> None:
+    identity = Identity("p", "clinic", "P", frozenset(), None, jti, 100.0, link)
+    assert identity.revoked_by(revoked) is expected
+
+
+@pytest.mark.parametrize(("now", "expected"), [(99.9, False), (100.0, True), (500.0, True)])
+def test_a_credential_lapses_at_its_expiry(now: float, expected: bool) -> None:
+    identity = Identity("p", "clinic", "P", frozenset(), None, "j", 100.0)
+    assert identity.lapsed(now) is expected
+
+
+async def test_revoking_a_credential_closes_its_open_websocket_and_no_other(node) -> None:
+    demo = node.demo
+    await listening(node.app)
+    async with SignalingClient(node.base_url) as clinic, \
+            SignalingClient(node.base_url) as doctor, \
+            SignalingClient(node.base_url) as operator:
+        await clinic.exchange(demo.clinic_token)
+        await clinic.connect()
+        await doctor.exchange(demo.doctor_token)
+        await doctor.connect()
+        await operator.exchange(demo.operator_token)
+        await operator.request("POST", "/api/v1/tokens/revoke",
+                               {"jti": jti_of(clinic.credential)})
+        await cut_off_with(clinic, "revoked", CLOSE_REVOKED)
+        await doctor.send({"type": "ping", "t": 7})
+        assert (await doctor.expect("pong"))["t"] == 7
+        with pytest.raises(SignalingError) as refused:
+            await clinic.request("GET", "/api/v1/me")
+        assert refused.value.code == "unauthorized"
+        with pytest.raises(SignalingError):
+            await clinic.connect()
+
+
+async def test_revoking_a_join_link_closes_the_credentials_exchanged_from_it(node) -> None:
+    demo = node.demo
+    await listening(node.app)
+    async with SignalingClient(node.base_url) as clinic, \
+            SignalingClient(node.base_url) as operator:
+        await clinic.exchange(demo.clinic_token)
+        await clinic.connect()
+        await operator.exchange(demo.operator_token)
+        await operator.request("POST", "/api/v1/tokens/revoke",
+                               {"jti": jti_of(demo.clinic_token)})
+        await cut_off_with(clinic, "revoked", CLOSE_REVOKED)
+        with pytest.raises(SignalingError):
+            await clinic.request("GET", "/api/v1/me")
+        with pytest.raises(SignalingError):
+            await clinic.exchange(demo.clinic_token)
+
+
+@pytest.fixture
+async def second_node(node, store: Store, aiohttp_server, tmp_path) -> AsyncIterator[Any]:
+    """Another node on the same store and signing key (signaling only, no media)."""
+    config = ServeConfig(media_workers=0, demo=False, data_dir=tmp_path / "b",
+                         rate_limit_per_minute=100_000)
+    services = Services(config, store, None, keyring=node.services.tokens.keyring)
+    app = create_app(config, store, media=None, services=services)
+    server = await aiohttp_server(app)
+    try:
+        yield app, str(server.make_url("")).rstrip("/")
+    finally:
+        await server.close()
+
+
+async def test_a_revocation_through_one_node_closes_the_websocket_on_another(
+    node, second_node
+) -> None:
+    app_b, url_b = second_node
+    await listening(node.app)
+    await listening(app_b)
+    async with SignalingClient(url_b) as clinic, SignalingClient(node.base_url) as operator:
+        await clinic.exchange(node.demo.clinic_token)
+        await clinic.connect()
+        await operator.exchange(node.demo.operator_token)
+        await operator.request("POST", "/api/v1/tokens/revoke",
+                               {"jti": jti_of(clinic.credential)})
+        await cut_off_with(clinic, "revoked", CLOSE_REVOKED)
+
+
+async def test_a_revocation_whose_event_was_missed_is_found_by_the_recheck(node) -> None:
+    async with SignalingClient(node.base_url) as clinic:
+        await clinic.exchange(node.demo.clinic_token)
+        await clinic.connect()
+        # as if published while this node's subscription was down: the record, no event
+        await node.services.store.set(REVOKED_PREFIX + jti_of(clinic.credential), b"1", ttl=60)
+        await node.app[HUB].recheck_credentials()
+        await cut_off_with(clinic, "revoked", CLOSE_REVOKED)
+
+
+async def test_an_expired_credential_is_closed_on_its_timer(node) -> None:
+    token = node.services.tokens.issue(sub=node.demo.clinic_site_id, role=Role.CLINIC,
+                                       ttl_s=1.5, name="short-lived")
+    async with SignalingClient(node.base_url) as clinic:
+        clinic.grant = {"credential": token, "participant": {"id": node.demo.clinic_site_id}}
+        await clinic.connect()
+        await cut_off_with(clinic, "expired", CLOSE_EXPIRED)
+        with pytest.raises(SignalingError) as refused:
+            await clinic.connect()
+        assert refused.value.code == "unauthorized"
