@@ -109,3 +109,21 @@ def test_nodes_run_read_only_without_capabilities_and_check_readiness() -> None:
         assert node["read_only"] is True and node["cap_drop"] == ["ALL"], name
         assert "/readyz" in " ".join(node["healthcheck"]["test"]), name
         assert node["build"]["dockerfile"] == "deploy/Dockerfile"
+
+
+def test_each_node_has_its_own_address_behind_the_proxy() -> None:
+    """A redirect names the node holding the room (TONGXIN_NODE_URL): each node its own,
+    under the shared public URL, and the proxy sends /pods/<node>/ to that node alone."""
+    nginx = (DEPLOY / "nginx" / "tongxin.conf").read_text()
+    urls = set()
+    for name, node in tongxin_nodes().items():
+        env = node["environment"]
+        url = env["TONGXIN_NODE_URL"]
+        public = env["TONGXIN_PUBLIC_URL"]
+        assert url == f"{public}/pods/{name}", name
+        urls.add(url)
+        location = re.search(rf"location /pods/{name}/ \{{(.*?)\}}", nginx, re.S)
+        assert location is not None, f"nginx does not route /pods/{name}/"
+        assert f"proxy_pass http://{name}:8080/;" in location[1]
+        assert "proxy_set_header Upgrade $http_upgrade;" in location[1]
+    assert len(urls) == len(tongxin_nodes())

@@ -1,6 +1,7 @@
 """deploy/k8s: every manifest parses, the kustomization names files that exist, and the
 essentials hold: probes on /readyz and /healthz, non-root with a read-only root, limits, pinned
-images, Secrets and ConfigMaps that exist, a PDB and an HPA that select the Tongxin pods."""
+images, Secrets and ConfigMaps that exist, a PDB and an HPA that select the Tongxin pods, and
+each pod reachable at its own URL (the one its redirects name) through its own Service."""
 
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ def containers(workload: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def tongxin_container() -> dict[str, Any]:
-    return one("Deployment", "tongxin")["spec"]["template"]["spec"]["containers"][0]
+    return one("StatefulSet", "tongxin")["spec"]["template"]["spec"]["containers"][0]
 
 
 def test_every_yaml_file_parses() -> None:
@@ -83,7 +84,7 @@ def test_tongxin_is_ready_on_readyz_and_alive_on_healthz() -> None:
 
 
 def test_tongxin_stops_gracefully() -> None:
-    spec = one("Deployment", "tongxin")["spec"]["template"]["spec"]
+    spec = one("StatefulSet", "tongxin")["spec"]["template"]["spec"]
     sleep = spec["containers"][0]["lifecycle"]["preStop"]["exec"]["command"]
     assert sleep[0] == "sleep"
     # the process needs time after the preStop sleep to send WebSocket going-away frames
@@ -104,7 +105,7 @@ def test_workload_runs_non_root_with_a_read_only_root(workload: dict[str, Any]) 
 
 
 def test_tongxin_writes_only_to_empty_dirs() -> None:
-    pod = one("Deployment", "tongxin")["spec"]["template"]["spec"]
+    pod = one("StatefulSet", "tongxin")["spec"]["template"]["spec"]
     volumes = {v["name"]: v for v in pod["volumes"]}
     mounts = {m["mountPath"]: m["name"] for m in tongxin_container()["volumeMounts"]}
     assert "emptyDir" in volumes[mounts["/var/lib/tongxin"]]
@@ -163,7 +164,7 @@ def test_config_map_carries_the_udp_range_and_turn_urls() -> None:
 
 
 def pod_labels(name: str) -> dict[str, str]:
-    return one("Deployment", name)["spec"]["template"]["metadata"]["labels"]  # type: ignore[no-any-return]
+    return one("StatefulSet", name)["spec"]["template"]["metadata"]["labels"]  # type: ignore[no-any-return]
 
 
 def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
@@ -179,7 +180,7 @@ def test_service_pdb_and_hpa_target_the_tongxin_pods() -> None:
     hpa = one("HorizontalPodAutoscaler", "tongxin")
     assert hpa["apiVersion"] == "autoscaling/v2"
     assert hpa["spec"]["scaleTargetRef"] == {
-        "apiVersion": "apps/v1", "kind": "Deployment", "name": "tongxin",
+        "apiVersion": "apps/v1", "kind": "StatefulSet", "name": "tongxin",
     }  # fmt: skip
     assert hpa["spec"]["minReplicas"] >= 2
 
@@ -195,13 +196,13 @@ def test_hpa_scales_on_a_tongxin_metric() -> None:
 
 def test_pdb_leaves_a_pod_serving() -> None:
     pdb = one("PodDisruptionBudget", "tongxin")["spec"]
-    replicas = one("Deployment", "tongxin")["spec"]["replicas"]
+    replicas = one("StatefulSet", "tongxin")["spec"]["replicas"]
     assert pdb.get("maxUnavailable", replicas) < replicas or pdb.get("minAvailable", 0) >= 1
 
 
 def test_media_pods_share_no_node() -> None:
     # host network: two Tongxin pods on one node would fight over 8080 and the UDP range
-    pod = one("Deployment", "tongxin")["spec"]["template"]["spec"]
+    pod = one("StatefulSet", "tongxin")["spec"]["template"]["spec"]
     assert pod["hostNetwork"] is True
     assert pod["dnsPolicy"] == "ClusterFirstWithHostNet"
     terms = pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
@@ -238,3 +239,92 @@ def test_kustomize_builds_when_kubectl_is_installed() -> None:
     images = {c["image"] for d in built if d["kind"] in ("Deployment", "StatefulSet")
               for c in d["spec"]["template"]["spec"]["containers"]}  # fmt: skip
     assert "registry.example.org/tongxin:0.1.0" in images
+
+
+# --- each pod at its own address (redirects to the pod holding a room) ----------------------
+POD_REFERENCE = re.compile(r"\$\((\w+)\)")
+
+
+def pod_environment(pod_name: str) -> dict[str, str]:
+    """The Tongxin container's environment as the kubelet builds it for `pod_name`: envFrom
+    ConfigMaps first, then `env` in order, `$(VAR)` expanded from what is defined before."""
+    container = tongxin_container()
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        env.update(one("ConfigMap", source["configMapRef"]["name"])["data"])
+    for var in container["env"]:
+        if "value" in var:
+            env[var["name"]] = POD_REFERENCE.sub(lambda m: env.get(m[1], m[0]), var["value"])
+        elif var["valueFrom"].get("fieldRef", {}).get("fieldPath") == "metadata.name":
+            env[var["name"]] = pod_name
+        elif var["name"] == "TONGXIN_REDIS_URL":  # Secrets hold placeholders: stand-ins
+            env[var["name"]] = "redis://redis-0.redis:6379/0"
+        else:
+            env[var["name"]] = "stand-in-secret-of-at-least-32-bytes-for-the-check"
+    return env
+
+
+def ingress_paths(name: str) -> list[tuple[str, str]]:
+    """(path, backend Service) of one Ingress."""
+    rules = one("Ingress", name)["spec"]["rules"]
+    return [(p["path"], p["backend"]["service"]["name"]) for r in rules
+            for p in r["http"]["paths"]]
+
+
+def max_replicas() -> int:
+    return int(one("HorizontalPodAutoscaler", "tongxin")["spec"]["maxReplicas"])
+
+
+@pytest.mark.parametrize("ordinal", [0, 1, 7])
+def test_each_pod_redirects_to_its_own_url_and_links_keep_the_public_one(ordinal: int) -> None:
+    from signaling.config import parse_serve_config
+
+    env = pod_environment(f"tongxin-{ordinal}")
+    config = parse_serve_config([], env)
+    public = one("ConfigMap", "tongxin-config")["data"]["TONGXIN_PUBLIC_URL"]
+    assert config.display_url == public  # join links: any pod
+    assert config.placement_url == f"{public}/pods/tongxin-{ordinal}"  # redirects: this pod
+
+
+def test_the_statefulset_names_a_headless_service_of_its_pods() -> None:
+    statefulset = one("StatefulSet", "tongxin")["spec"]
+    headless = one("Service", statefulset["serviceName"])["spec"]
+    assert headless["clusterIP"] == "None"
+    assert selects(headless["selector"], pod_labels("tongxin"))
+
+
+@pytest.mark.parametrize("ordinal", range(8))
+def test_every_possible_pod_has_a_service_and_an_ingress_path_of_its_own(ordinal: int) -> None:
+    if ordinal >= max_replicas():
+        pytest.skip("beyond the autoscaler's maximum")
+    pod = f"tongxin-{ordinal}"
+    selector = one("Service", pod)["spec"]["selector"]
+    labels = {**pod_labels("tongxin"), "statefulset.kubernetes.io/pod-name": pod}
+    assert selects(selector, labels)
+    assert not selects(selector, {**labels, "statefulset.kubernetes.io/pod-name": "tongxin-9"})
+    # ingress-nginx matches paths as case-insensitive prefixes and rewrites to /$2
+    routes = [(path, backend) for path, backend in ingress_paths("tongxin-pods")
+              if re.match(path, f"/pods/{pod}/ws", re.I)]
+    assert [backend for _, backend in routes] == [pod]
+    rewrite = one("Ingress", "tongxin-pods")["metadata"]["annotations"][
+        "nginx.ingress.kubernetes.io/rewrite-target"]
+    match = re.match(routes[0][0], f"/pods/{pod}/ws")
+    assert match is not None
+    assert rewrite.replace("$2", match[2]) == "/ws"
+
+
+def test_there_are_as_many_pod_addresses_as_the_autoscaler_may_make() -> None:
+    services = {m["metadata"]["name"] for m in manifests() if m["kind"] == "Service"}
+    addresses = {s for s in services if re.fullmatch(r"tongxin-\d+", s)}
+    assert addresses == {f"tongxin-{i}" for i in range(max_replicas())}
+    assert len(ingress_paths("tongxin-pods")) == max_replicas()
+
+
+def test_pod_urls_are_served_on_the_public_host() -> None:
+    from urllib.parse import urlparse
+
+    public = urlparse(one("ConfigMap", "tongxin-config")["data"]["TONGXIN_PUBLIC_URL"])
+    for name in ("tongxin", "tongxin-pods"):
+        spec = one("Ingress", name)["spec"]
+        assert [r["host"] for r in spec["rules"]] == [public.hostname]
+        assert public.hostname in spec["tls"][0]["hosts"]
