@@ -28,10 +28,6 @@ async def scroll_width(page: Page) -> int:
     return int(await page.evaluate("document.documentElement.scrollWidth"))
 
 
-# Known flake (seen 2 runs in 6 on a loaded machine, never reproduced in isolation): after the
-# Join click, one role page sometimes never mounts within 60 s. The failure message now names the
-# page and what it shows; rerun twice until the hang is understood (see the stop-11 note).
-@pytest.mark.flaky(reruns=2)
 @pytest.mark.parametrize("locale,lang", LANGS)
 async def test_join_and_role_pages_render_in_each_language(
     browser: Browser, tongxin_node: TongxinNode, locale: str, lang: str
