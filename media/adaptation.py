@@ -5,10 +5,13 @@ subscriber reports (receiver report blocks, REMB) and the send times of our send
 tick every `TICK_S` feeds the bytes sent since the last tick to the `DownlinkEstimator`, divides
 the estimate among the subscriber's tracks with `budget.allocate` (costs measured on each
 published track) and applies each video track's rung to its outbound stream: `full` sends every
-temporal layer, `reduced_fps` fewer, `audio_only` pauses the stream (the m-line stays). When a
-rung switches, a `link` event goes out through the downlink's event callback.
+temporal layer, `reduced_fps` fewer, `low` switches the stream to the publisher's shared
+transcoded rendition (`media.transcode`, started on demand and stopped when its last
+subscriber leaves it), `audio_only` pauses the stream (the m-line stays). When a rung
+switches, a `link` event goes out through the downlink's event callback.
 
-The `low` (transcoded) rung is not offered yet: every track's costs have `low_bps=None`.
+A VP8 camera offers `low` (at its measured bitrate once it runs, `LOW_RUNG_NOMINAL_BPS`
+before); a screen share or another codec does not.
 One clock (monotonic, passed in) serves every input and the tick.
 """
 
@@ -26,7 +29,8 @@ from media.budget import Allocation, BudgetPolicy, IncomingTrack, Priority, allo
 from media.estimator import DownlinkEstimator, LinkEstimate
 from media.forwarder import PACKET_OVERHEAD, InboundTrack, OutboundStream
 from media.rtcp_feedback import ReportBlock
-from media.rung import Rung, RungCosts, RungDecision
+from media.rung import LOW_RUNG_NOMINAL_BPS, Rung, RungCosts, RungDecision
+from media.transcode import low_rendition, offers_low
 
 logger = logging.getLogger(__name__)
 
@@ -47,14 +51,21 @@ def default_priority(track: InboundTrack) -> Priority:
     return Priority.SCREEN if track.source == "screen" else Priority.SPEAKER_VIDEO
 
 
-def rung_costs(layer_bps: tuple[float, float, float, float]) -> RungCosts:
+def rung_costs(
+    layer_bps: tuple[float, float, float, float], low_bps: float | None = None
+) -> RungCosts:
     """Costs of a video track from its bitrate per temporal layer (TID 0, 1, 2, and packets
-    without layer information); no low rendition yet."""
+    without layer information) and its low rendition's (None: it has none)."""
     layered = layer_bps[:3]
     layers = max((i + 1 for i, bps in enumerate(layered) if bps > 0), default=0)
     if layers == 0:
-        return RungCosts.single_layer(layer_bps[3])
-    return RungCosts((layered[0] + layer_bps[3], *layered[1:layers]))
+        return RungCosts.single_layer(layer_bps[3], low_bps)
+    return RungCosts((layered[0] + layer_bps[3], *layered[1:layers]), low_bps)
+
+
+def low_cost(measured_bps: float | None) -> float:
+    """What the low rung costs: its measured rate while it runs, the nominal rate before."""
+    return measured_bps if measured_bps else LOW_RUNG_NOMINAL_BPS
 
 
 def summary_rung(allocation: Allocation) -> Rung | None:
@@ -83,11 +94,25 @@ def link_event(
 
 
 def apply_decision(stream: OutboundStream, decision: RungDecision) -> None:
-    """Make the stream send what the rung says."""
+    """Make the stream send what the rung says: from the publisher, from its low rendition
+    (which runs while anyone is on it), or nothing."""
+    track = stream.track
+    if track is None:
+        return
+    rendition = low_rendition(track) if decision.rung is Rung.LOW else None
+    if rendition is not None:
+        rendition.acquire(stream)
+        stream.switch_source(rendition.track)
+    elif stream.source is not track:
+        stream.switch_source(track)
+        if track.low_rendition is not None:
+            track.low_rendition.release(stream)
     if decision.video_paused:
         stream.pause()
         return
-    if decision.rung is Rung.FULL:
+    if decision.rung is Rung.LOW:
+        stream.set_temporal_layers(3)
+    elif decision.rung is Rung.FULL:
         stream.set_temporal_layers(3)
     else:
         stream.set_temporal_layers(max(1, decision.temporal_layers))
@@ -206,8 +231,17 @@ class DownlinkAdaptation:
             if stream.kind == "audio":
                 incoming.append(IncomingTrack(track_id, self._priority_of(track), sum(rates)))
             else:
+                low: float | None = None
+                if offers_low(track):
+                    rendition = track.low_rendition
+                    measured = None
+                    if rendition is not None and rendition.running:
+                        measured = sum(rendition.track.layer_rates(now))
+                    low = low_cost(measured)
                 incoming.append(
-                    IncomingTrack(track_id, self._priority_of(track), costs=rung_costs(rates))
+                    IncomingTrack(
+                        track_id, self._priority_of(track), costs=rung_costs(rates, low)
+                    )
                 )
         if self.allocation is not None and is_steady(
             link, incoming, self.allocation, self._policy

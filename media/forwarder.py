@@ -55,6 +55,20 @@ PacketTap = Callable[[RtpPacket], None]
 """Sees every packet of a published track (a transcoder's input)."""
 
 
+class SharedRendition(Protocol):
+    """A rendition of a track shared by several outbound streams (`transcode.LowRendition`)."""
+
+    @property
+    def track(self) -> InboundTrack: ...
+
+    @property
+    def running(self) -> bool: ...
+
+    def release(self, stream: OutboundStream) -> None: ...
+
+    def close(self) -> None: ...
+
+
 def keyframe_detector(codec: RTCRtpCodecParameters) -> KeyframeDetector | None:
     """How to spot the first packet of a keyframe; None for audio (every packet will do)."""
     name = codec.name.lower()
@@ -141,8 +155,13 @@ class InboundTrack:
         self._loop = loop
         self._keyframe_requests = KeyframeRequests()
         self._retry: asyncio.TimerHandle | None = None
+        self.last_layer: vp8.TemporalLayer | None = None
+        """Layer fields of the latest packet (what a stream forwarding all of them sent last)."""
         self.taps: tuple[PacketTap, ...] = ()
         """Callbacks given every packet (the low rendition's transcoder while it runs)."""
+        self.low_rendition: SharedRendition | None = None
+        """The shared low rendition of this track once someone needed it (`media.transcode`);
+        closed with the track."""
 
     def __repr__(self) -> str:
         return f"InboundTrack({self.participant_id}/{self.source} {self.codec.mimeType})"
@@ -183,6 +202,7 @@ class InboundTrack:
         size = len(payload)
         layer = vp8.temporal_layer(payload) if self._is_vp8 else None
         self.layer_octets[3 if layer is None else layer[0] & 3] += size + PACKET_OVERHEAD
+        self.last_layer = layer
         streams = self.streams
         if not streams:
             return
@@ -284,6 +304,9 @@ class InboundTrack:
             stream.detach()
         self.streams = ()
         self.taps = ()
+        rendition, self.low_rendition = self.low_rendition, None
+        if rendition is not None:
+            rendition.close()
 
 
 class OutboundStream:
@@ -295,6 +318,9 @@ class OutboundStream:
         self.rtx_ssrc = rtx_ssrc
         self.sink = sink
         self.track: InboundTrack | None = None
+        """The published track this stream stands for."""
+        self.source: InboundTrack | None = None
+        """What feeds it now: `track`, or its low rendition's track (`switch_source`)."""
         self.seqmap = SeqMap(random.randrange(0, 0x8000))
         self.waiting = True
         self.pt: int | None = None
@@ -358,6 +384,7 @@ class OutboundStream:
             return
         self.detach()
         self.track = track
+        self.source = track
         self.waiting = True
         self.seqmap.restart()
         self.clock_rate = track.codec.clockRate
@@ -368,9 +395,35 @@ class OutboundStream:
         track.request_keyframe()
 
     def detach(self) -> None:
-        if self.track is not None:
-            self.track.remove_stream(self)
-            self.track = None
+        if self.source is not None:
+            self.source.remove_stream(self)
+        track = self.track
+        if track is not None and self.source is not track and track.low_rendition is not None:
+            track.low_rendition.release(self)
+        self.track = None
+        self.source = None
+
+    def switch_source(self, source: InboundTrack) -> None:
+        """Forward `source` (the track itself or its low rendition, same codec) from its next
+        keyframe on, continuing our sequence numbers, timestamps and picture ids."""
+        if source is self.source or self.track is None:
+            return
+        old = self.source
+        if old is not None:
+            old.remove_stream(self)
+            last = old.last_layer
+            if not self.layered and not self.waiting and last is not None:
+                # it forwarded every packet unchanged: its last ids are the source's
+                self._last_out_pid, self._last_out_tl0 = last[2], last[4]
+        self.source = source
+        if source is not self.track:
+            self.layered = True  # renumber picture ids from here on
+        if self.paused:
+            return
+        self.waiting = True
+        self.seqmap.restart()
+        source.add_stream(self)
+        source.request_keyframe()
 
     def _map_payload_types(self) -> None:
         mapped = payload_types(self.track.codec, self.negotiated) if self.track else None
@@ -484,15 +537,15 @@ class OutboundStream:
         if self.paused:
             return
         self.paused = True
-        if self.track is not None:
-            self.track.remove_stream(self)
+        if self.source is not None:
+            self.source.remove_stream(self)
 
     def resume(self) -> None:
         """Forward again from the source's next keyframe, continuing our sequence."""
         if not self.paused:
             return
         self.paused = False
-        track = self.track
+        track = self.source
         if track is not None:
             self.waiting = True
             self.seqmap.restart()
@@ -546,12 +599,12 @@ class OutboundStream:
     def keyframe_wanted(self) -> None:
         """The subscriber sent PLI or FIR."""
         self.keyframe_requests += 1
-        if self.track is not None:
-            self.track.request_keyframe()
+        if self.source is not None:
+            self.source.request_keyframe()
 
     def retransmit(self, lost: Iterable[int]) -> None:
         """Answer a NACK from the source track's history (as RTX when negotiated)."""
-        track = self.track
+        track = self.source
         if track is None or self.pt is None:
             return
         unrepaired = False

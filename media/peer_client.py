@@ -23,6 +23,7 @@ from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
+from media import vp8
 from media.aiortc_taps import (
     bind_host_candidates,
     on_keyframe_request,
@@ -89,6 +90,8 @@ class ReceivedTrack:
     latencies_ms: list[float] = field(default_factory=list)
     arrivals: list[tuple[bytes, float]] = field(default_factory=list)
     """(digest, arrival time) of every `sample_every`-th video frame, for latency elsewhere."""
+    keyframe_sizes: list[tuple[int, int]] = field(default_factory=list)
+    """(width, height) of each VP8 keyframe received, in order."""
 
 
 class PeerClient:
@@ -244,6 +247,10 @@ class PeerClient:
         track.codec = codec.name.lower()
         track.frames += 1
         track.bytes += len(frame.data)
+        if track.codec == "vp8" and frame.data and not frame.data[0] & 0x01:
+            size = vp8.keyframe_size(frame.data)
+            if size is not None:
+                track.keyframe_sizes.append(size)
         now = time.time()
         if track.first_frame_at is None:
             track.first_frame_at = now

@@ -174,3 +174,13 @@ def temporal_layer(payload: bytes) -> TemporalLayer | None:
         return None
     tk = payload[pos + 1]
     return tk >> 6, bool(tk & 0x20), picture_id, bits, payload[pos]
+
+
+def keyframe_size(frame: bytes) -> tuple[int, int] | None:
+    """(width, height) from the header of a VP8 keyframe (the frame without its RTP payload
+    descriptor), or None when `frame` is not a keyframe (RFC 6386, 9.1)."""
+    if len(frame) < 10 or frame[0] & 0x01 or frame[3:6] != b"\x9d\x01\x2a":
+        return None
+    width = (frame[6] | frame[7] << 8) & 0x3FFF
+    height = (frame[8] | frame[9] << 8) & 0x3FFF
+    return width, height
