@@ -54,6 +54,7 @@ class AuditAction(StrEnum):
     CONSULT_END = "consult_end"
     SNAPSHOT = "snapshot"
     SESSION_EXCHANGE = "session_exchange"
+    RETENTION_ERASE = "retention_erase"
 
 
 class AuditEntry(Struct, frozen=True, kw_only=True):

@@ -3,7 +3,13 @@
 Every ticket change is a compare-and-set on the ticket's key, so among concurrent actors on any
 number of nodes exactly one wins (one doctor per ticket). Layout:
 
-- `consult:ticket:<id>`: the ticket (JSON); kept 30 days once ended or cancelled.
+- `consult:ticket:<id>`: the ticket (JSON), with the doctor's note. Once ended or cancelled
+  it is kept for the retention period (then erased by the retention sweep, audited; its TTL of
+  a day more is only a backstop).
+- `consult:ended` (queue): ended and cancelled tickets scored by when they closed, so the
+  retention sweep finds the expired ones without scanning.
+- `snapshots:<id>` (map): the consult's snapshot records (the images are files, see
+  signaling/retention.py); erased with the ticket.
 - `consult:waiting:<specialty>:<site>` (queue): claimable tickets routed to a site, scored by
   `matching.queue_score` (lowest first), so a doctor reads only the queues of their
   specialties at their site.
@@ -56,7 +62,11 @@ from broker.store import Store
 
 ESCALATION_QUEUE = "consult:escalation"
 OPEN_MAP = "consult:open"
-ENDED_TICKET_TTL_S = 30 * 24 * 3600.0
+ENDED_QUEUE = "consult:ended"
+DEFAULT_RETENTION_S = 365 * 24 * 3600.0
+"""How long an ended consult's note and snapshots are kept (`--consult-retention-days`)."""
+RETENTION_BACKSTOP_S = 24 * 3600.0
+"""An ended ticket's TTL is the retention period plus this: the sweep erases it first."""
 CAS_ATTEMPTS = 5
 """Tries of a ticket change that lost a compare-and-set to an unrelated concurrent change."""
 LOCK_TTL_S = 10.0
@@ -86,6 +96,15 @@ def claim_gate_key(ticket: ConsultTicket) -> str:
     return f"consult:gate:{ticket.id}:{ticket.level}:{len(ticket.previous_expert_ids)}"
 
 
+def snapshots_map(ticket_id: str) -> str:
+    return f"snapshots:{ticket_id}"
+
+
+def retention_cutoff(now: float, retention_s: float) -> float:
+    """Consults that closed before this instant are past retention."""
+    return now - retention_s
+
+
 def lock_key(expert_id: str) -> str:
     return f"consult:lock:{expert_id}"
 
@@ -109,10 +128,12 @@ def service_log(specialty: str) -> str:
 class ConsultRecords:
     """Store access for consults; see the module docstring."""
 
-    def __init__(self, store: Store, *, aging_per_minute: float, escalate_after_s: float) -> None:
+    def __init__(self, store: Store, *, aging_per_minute: float, escalate_after_s: float,
+                 retention_s: float = DEFAULT_RETENTION_S) -> None:
         self.store = store
         self.aging_per_minute = aging_per_minute
         self.escalate_after_s = escalate_after_s
+        self.retention_s = retention_s
 
     # --- tickets ------------------------------------------------------------------------
     async def find(self, ticket_id: str) -> ConsultTicket | None:
@@ -154,10 +175,15 @@ class ConsultRecords:
             if check is not None:
                 check(before)
             after = msgspec.structs.replace(edit(before, state), state=state)
-            ttl = ENDED_TICKET_TTL_S if state in TERMINAL else None
+            ttl = self.retention_s + RETENTION_BACKSTOP_S if state in TERMINAL else None
             if await self.store.compare_and_set(key, raw, encode(after), ttl=ttl):
                 if state in TERMINAL:
-                    await self.store.map_delete(OPEN_MAP, ticket_id)
+                    closed_at = after.ended_at if after.ended_at is not None else \
+                        after.requested_at
+                    await asyncio.gather(
+                        self.store.map_delete(OPEN_MAP, ticket_id),
+                        self.store.queue_push(ENDED_QUEUE, ticket_id, closed_at),
+                    )
                 return before, after
         raise Conflict("the consult changed while this was being done; try again")
 
@@ -166,6 +192,24 @@ class ConsultRecords:
 
     async def assigned_ids(self, expert_id: str) -> list[str]:
         return list(await self.store.map_all(assigned_map(expert_id)))
+
+    # --- retention ----------------------------------------------------------------------
+    async def past_retention(self, now: float, limit: int) -> list[tuple[str, float]]:
+        """(ticket id, closed at) of up to `limit` consults closed longer than the retention
+        period ago, longest ago first."""
+        cutoff = retention_cutoff(now, self.retention_s)
+        items = await self.store.queue_items(ENDED_QUEUE, limit=limit)
+        return [(ticket_id, closed) for ticket_id, closed in items if closed < cutoff]
+
+    async def erase(self, ticket_id: str) -> int:
+        """Delete a closed consult's ticket (and note) and snapshot records; how many snapshot
+        records there were. The snapshot files are the caller's."""
+        snapshots = await self.store.map_all(snapshots_map(ticket_id))
+        for snap_id in snapshots:
+            await self.store.map_delete(snapshots_map(ticket_id), snap_id)
+        await self.store.delete(ticket_key(ticket_id))
+        await self.store.queue_remove(ENDED_QUEUE, ticket_id)
+        return len(snapshots)
 
     # --- queues -------------------------------------------------------------------------
     async def enqueue(self, ticket: ConsultTicket) -> None:

@@ -19,7 +19,7 @@ from msgspec import Meta, Struct
 from broker.audit import AuditAction, AuditLog
 from broker.clock import Clock
 from broker.consult_queue import ConsultQueue, WaitingRoom, channels_for_expert
-from broker.consult_records import ConsultRecords, TicketCheck
+from broker.consult_records import DEFAULT_RETENTION_S, ConsultRecords, TicketCheck
 from broker.consult_state import (
     CLAIMABLE,
     MAX_NOTE_CHARS,
@@ -115,11 +115,13 @@ class ConsultService:
         escalate_after_s: float = 180.0,
         aging_per_minute: float = AGING_PER_MINUTE,
         session_token_ttl_s: float = 4 * 3600.0,
+        retention_s: float = DEFAULT_RETENTION_S,
     ) -> None:
         if escalate_after_s <= 0 or aging_per_minute <= 0:
             raise InvalidInput("escalate_after_s and aging_per_minute must be positive")
         self._records = ConsultRecords(
-            store, aging_per_minute=aging_per_minute, escalate_after_s=escalate_after_s
+            store, aging_per_minute=aging_per_minute, escalate_after_s=escalate_after_s,
+            retention_s=retention_s,
         )
         self.queue = ConsultQueue(self._records, directory, aging_per_minute=aging_per_minute)
         self._directory = directory
@@ -128,6 +130,11 @@ class ConsultService:
         self._clock = clock
         self.escalate_after_s = escalate_after_s
         self.session_token_ttl_s = session_token_ttl_s
+
+    @property
+    def records(self) -> ConsultRecords:
+        """Where the tickets live (the retention sweep erases through it)."""
+        return self._records
 
     # --- reads (see ConsultQueue) -------------------------------------------------------------
     async def find(self, ticket_id: str) -> ConsultTicket | None:

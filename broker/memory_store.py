@@ -7,34 +7,27 @@ the middle, so every operation is atomic with respect to other coroutines. Expir
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 import math
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 from broker.store import Event, LogEntry, log_id_key
+from broker.subscription_buffer import SUBSCRIPTION_BUFFER, BufferedSubscription
 
-SUBSCRIPTION_BUFFER = 1024
-"""Events a subscriber may fall behind by before the oldest are dropped."""
+__all__ = ["SUBSCRIPTION_BUFFER", "MemoryStore", "MemorySubscription"]
 
 
-class MemorySubscription:
+class MemorySubscription(BufferedSubscription):
     """A bounded queue of events for one subscriber of a `MemoryStore`."""
 
     def __init__(self, store: MemoryStore, channels: tuple[str, ...]) -> None:
+        super().__init__()
         self._store = store
         self._channels = channels
-        self._events: deque[Event] = deque(maxlen=SUBSCRIPTION_BUFFER)
-        self._ready = asyncio.Event()
-        self.dropped = 0
 
     def _deliver(self, event: Event) -> None:
-        if len(self._events) == self._events.maxlen:
-            self.dropped += 1
-        self._events.append(event)
-        self._ready.set()
+        self._push(event)
 
     async def __aenter__(self) -> MemorySubscription:
         for channel in self._channels:
@@ -48,21 +41,6 @@ class MemorySubscription:
                 subs.discard(self)
                 if not subs:
                     del self._store._subscribers[channel]
-
-    async def get(self, timeout: float | None = None) -> Event | None:
-        while not self._events:
-            self._ready.clear()
-            try:
-                await asyncio.wait_for(self._ready.wait(), timeout)
-            except TimeoutError:
-                return None
-        return self._events.popleft()
-
-    async def __aiter__(self) -> AsyncIterator[Event]:
-        while True:
-            event = await self.get()
-            if event is not None:
-                yield event
 
 
 class MemoryStore:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
-from collections.abc import AsyncIterator
 from typing import Any
 
 from redis.asyncio import Redis
@@ -18,11 +16,11 @@ from redis.exceptions import RedisError
 
 from broker.errors import StoreUnavailable
 from broker.store import Event
+from broker.subscription_buffer import SUBSCRIPTION_BUFFER, BufferedSubscription
+
+__all__ = ["SUBSCRIPTION_BUFFER", "RedisSubscription", "unavailable"]
 
 log = logging.getLogger(__name__)
-
-SUBSCRIPTION_BUFFER = 1024
-"""Events a subscriber may fall behind by before the oldest are dropped (as in memory)."""
 
 SUBSCRIPTION_POLL = 1.0
 """Seconds the reader waits for a message before checking the connection's health."""
@@ -33,7 +31,7 @@ def unavailable(what: str, exc: BaseException) -> StoreUnavailable:
     return StoreUnavailable(f"redis {what} failed: {type(exc).__name__}: {exc}")
 
 
-class RedisSubscription:
+class RedisSubscription(BufferedSubscription):
     """Events from some channels, read by a background task into a bounded buffer.
 
     Each subscription holds one Redis connection. When that connection is lost, buffered
@@ -52,25 +50,24 @@ class RedisSubscription:
     ) -> None:
         """Subscribe `client` to `prefix` + each channel on entering; `registry` holds the
         subscription while it is open (its store ends every open one when it closes)."""
+        super().__init__()
         self._client = client
         self._channels = tuple(dict.fromkeys(channels))
         self._prefix = prefix
         self._op_timeout = op_timeout
         self._registry = registry
-        self._events: deque[Event] = deque(maxlen=SUBSCRIPTION_BUFFER)
-        self._ready = asyncio.Event()
         self._pubsub: PubSub | None = None
         self._reader: asyncio.Task[None] | None = None
         self._failure: StoreUnavailable | None = None
-        self.dropped = 0
-        """Events lost because the reader fell more than `SUBSCRIPTION_BUFFER` behind."""
 
     def _deliver(self, message: dict[str, Any]) -> None:
         channel = bytes(message["channel"]).decode().removeprefix(self._prefix)
-        if len(self._events) == self._events.maxlen:
-            self.dropped += 1
-        self._events.append(Event(channel, bytes(message["data"])))
-        self._ready.set()
+        self._push(Event(channel, bytes(message["data"])))
+
+    def _raise_if_failed(self) -> None:
+        if self._failure is not None:
+            # a fresh exception each time: re-raising one instance grows its traceback
+            raise StoreUnavailable(self._failure.message) from self._failure.__cause__
 
     async def __aenter__(self) -> RedisSubscription:
         if not self._channels:
@@ -145,20 +142,3 @@ class RedisSubscription:
             self._failure = unavailable("subscription", exc)
             self._ready.set()
 
-    async def get(self, timeout: float | None = None) -> Event | None:
-        while not self._events:
-            if self._failure is not None:
-                # a fresh exception each time: re-raising one instance grows its traceback
-                raise StoreUnavailable(self._failure.message) from self._failure.__cause__
-            self._ready.clear()
-            try:
-                await asyncio.wait_for(self._ready.wait(), timeout)
-            except TimeoutError:
-                return None
-        return self._events.popleft()
-
-    async def __aiter__(self) -> AsyncIterator[Event]:
-        while True:
-            event = await self.get()
-            if event is not None:
-                yield event

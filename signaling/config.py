@@ -65,6 +65,9 @@ class ServeConfig:
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     """Proxies whose X-Forwarded-For / Forwarded headers name the client (none by default:
     the direct peer is the client)."""
+    consult_retention_days: int = 365
+    """Days an ended consult's note and snapshots are kept before the retention sweep erases
+    them."""
 
     @property
     def display_url(self) -> str:
@@ -122,6 +125,8 @@ def serve_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                    "adaptation (off is for side-by-side benchmarks)")
     p.add_argument("--trusted-proxies", help="CIDR,... of reverse proxies whose "
                    "X-Forwarded-For is believed (TONGXIN_TRUSTED_PROXIES, default none)")
+    p.add_argument("--consult-retention-days", help="days an ended consult's note and "
+                   "snapshots are kept (TONGXIN_CONSULT_RETENTION_DAYS, default 365)")
     return p
 
 
@@ -223,6 +228,8 @@ def parse_serve_config(argv: Sequence[str], environ: Mapping[str, str]) -> Serve
         kwargs["data_dir"] = Path(raw)
     if (raw := get("trusted_proxies")) is not None:
         kwargs["trusted_proxies"] = _networks("trusted-proxies", raw)
+    if (raw := get("consult_retention_days")) is not None:
+        kwargs["consult_retention_days"] = _int("consult-retention-days", raw, 1, 36_500)
     if (raw := environ.get(ENV_PREFIX + "TOKEN_SECRET")) is not None:
         if len(raw.encode()) < 32:
             raise ConfigError("token-secret: TONGXIN_TOKEN_SECRET must be at least 32 bytes")

@@ -12,8 +12,9 @@ import asyncio
 import os
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 from aiohttp import web
@@ -21,6 +22,7 @@ from msgspec import Meta, Struct
 
 from broker.audit import AuditPage
 from broker.class_state import ClassSession, ClassState
+from broker.consult_records import snapshots_map
 from broker.consult_state import ConsultState, ConsultTicket, Outcome
 from broker.consults import ConsultRequest
 from broker.errors import Forbidden, NotFound, Unauthorized
@@ -30,6 +32,7 @@ from signaling.api import ApiRoutes, Call, RouteSpec
 from signaling.appkeys import CONFIG, HUB, SERVICES
 from signaling.http_errors import ApiError
 from signaling.ratelimit import RateLimiter
+from signaling.retention import snapshot_folder
 from signaling.services import Services, SessionGrant
 from signaling.ws_session import session_state
 
@@ -166,6 +169,46 @@ async def netcheck(call: Call[None]) -> web.Response:
 
 
 # --- directory ----------------------------------------------------------------------------------
+Entry = TypeVar("Entry", Expert, Site)
+
+
+async def save_entry(call: Call[Entry], kind: str,
+                     find: Callable[[str], Awaitable[Entry | None]],
+                     put: Callable[..., Awaitable[Entry]], *,
+                     path_param: str | None = None) -> Entry:
+    """Add a directory entry (`path_param` None: 409 when its id exists) or change the one the
+    path names (the body's id must match it), as the caller."""
+    body = call.body
+    if path_param is None:
+        if await find(body.id) is not None:
+            raise ApiError(409, "conflict", f"{kind} {body.id} exists; use PUT to change it")
+    elif body.id != call.param(path_param):
+        raise ApiError(400, "invalid_input", "the body's id must match the path")
+    return await put(body, actor=call.claims.sub)
+
+
+def declare_entry_routes(entry: type[Entry], a_kind: str, plural: str, id_param: str) -> None:
+    """POST /api/v1/<plural> (add) and PUT /api/v1/<plural>/{<id_param>} (change) for one kind
+    of directory entry (operators only); the handlers are named add_<kind> and put_<kind>."""
+    kind = a_kind.split()[-1]
+
+    def directory_calls(call: Call[Entry]) -> tuple[Any, Any]:
+        directory = services_of(call).directory
+        return getattr(directory, f"find_{kind}"), getattr(directory, f"put_{kind}")
+
+    async def add(call: Call[Entry]) -> Entry:
+        return await save_entry(call, kind, *directory_calls(call))
+
+    async def change(call: Call[Entry]) -> Entry:
+        return await save_entry(call, kind, *directory_calls(call), path_param=id_param)
+
+    add.__name__, change.__name__ = f"add_{kind}", f"put_{kind}"
+    api.route("POST", f"/api/v1/{plural}", summary=f"Add {a_kind}", tag="directory",
+              roles=OPERATOR, request=entry, response=entry, status=201)(add)
+    api.route("PUT", f"/api/v1/{plural}/{{{id_param}}}", summary=f"Change {a_kind}",
+              tag="directory", roles=OPERATOR, request=entry, response=entry)(change)
+
+
 @api.route("GET", "/api/v1/specialties", summary="Specialties with doctors in the directory",
            tag="directory", response=list[Specialty])
 async def list_specialties(call: Call[None]) -> list[Specialty]:
@@ -185,21 +228,7 @@ async def list_experts(call: Call[None]) -> list[Expert]:
     )
 
 
-@api.route("POST", "/api/v1/experts", summary="Add an expert", tag="directory", roles=OPERATOR,
-           request=Expert, response=Expert, status=201)
-async def add_expert(call: Call[Expert]) -> Expert:
-    services = services_of(call)
-    if await services.directory.find_expert(call.body.id) is not None:
-        raise ApiError(409, "conflict", f"expert {call.body.id} exists; use PUT to change it")
-    return await services.directory.put_expert(call.body, actor=call.claims.sub)
-
-
-@api.route("PUT", "/api/v1/experts/{expert_id}", summary="Change an expert", tag="directory",
-           roles=OPERATOR, request=Expert, response=Expert)
-async def put_expert(call: Call[Expert]) -> Expert:
-    if call.body.id != call.param("expert_id"):
-        raise ApiError(400, "invalid_input", "the body's id must match the path")
-    return await services_of(call).directory.put_expert(call.body, actor=call.claims.sub)
+declare_entry_routes(Expert, "an expert", "experts", "expert_id")
 
 
 @api.route("POST", "/api/v1/experts/{expert_id}/duty", summary="Go on or off duty",
@@ -241,21 +270,7 @@ async def list_sites(call: Call[None]) -> list[Site]:
         kind=SiteKind(kind) if kind in kinds else None, region=call.query("region"))
 
 
-@api.route("POST", "/api/v1/sites", summary="Add a site", tag="directory", roles=OPERATOR,
-           request=Site, response=Site, status=201)
-async def add_site(call: Call[Site]) -> Site:
-    services = services_of(call)
-    if await services.directory.find_site(call.body.id) is not None:
-        raise ApiError(409, "conflict", f"site {call.body.id} exists; use PUT to change it")
-    return await services.directory.put_site(call.body, actor=call.claims.sub)
-
-
-@api.route("PUT", "/api/v1/sites/{site_id}", summary="Change a site", tag="directory",
-           roles=OPERATOR, request=Site, response=Site)
-async def put_site(call: Call[Site]) -> Site:
-    if call.body.id != call.param("site_id"):
-        raise ApiError(400, "invalid_input", "the body's id must match the path")
-    return await services_of(call).directory.put_site(call.body, actor=call.claims.sub)
+declare_entry_routes(Site, "a site", "sites", "site_id")
 
 
 # --- classes ------------------------------------------------------------------------------------
@@ -321,23 +336,48 @@ async def request_consult(call: Call[ConsultBody]) -> WaitingRoomView:
     return WaitingRoomView(requested.ticket, room.position, room.estimated_wait_s)
 
 
+def is_consult_party(claims: Any, ticket: ConsultTicket) -> bool:
+    """May read the consult's note and snapshots: its clinic, a doctor who holds or held it,
+    an operator."""
+    if claims.role is Role.OPERATOR:
+        return True
+    if claims.role is Role.CLINIC:
+        return bool(claims.sub == ticket.clinic_site_id)
+    return claims.role is Role.DOCTOR and (claims.sub == ticket.expert_id
+                                           or claims.sub in ticket.previous_expert_ids)
+
+
+def without_note(claims: Any, ticket: ConsultTicket) -> ConsultTicket:
+    """The ticket as `claims` may see it: the note only for the consult's parties."""
+    if not ticket.note or is_consult_party(claims, ticket):
+        return ticket
+    return msgspec.structs.replace(ticket, note="")
+
+
 async def visible_ticket(call: Call[Any]) -> ConsultTicket:
     """The path's consult, when the caller is its clinic, its doctor, a doctor who may take
-    it, or an operator; NotFound otherwise (no probing of other clinics' consults)."""
+    it (without the note), or an operator; NotFound otherwise (no probing of other clinics'
+    consults)."""
     services = services_of(call)
     ticket = await services.consults.get(call.param("consult_id"))
     claims = call.claims
-    if claims.role is Role.OPERATOR or claims.sub == ticket.clinic_site_id:
-        return ticket
-    if claims.role is Role.DOCTOR and (claims.sub == ticket.expert_id
-                                       or claims.sub in ticket.previous_expert_ids):
+    if is_consult_party(claims, ticket):
         return ticket
     if claims.role is Role.DOCTOR and ticket.state in (ConsultState.WAITING,
                                                        ConsultState.ESCALATED):
         matched = await services.consults.match_experts(ticket.id)
         if any(e.id == claims.sub for e in matched):
-            return ticket
+            return without_note(claims, ticket)
     raise NotFound("no such consult")
+
+
+async def party_ticket(call: Call[Any]) -> ConsultTicket:
+    """The path's consult, when the caller may read its note and snapshots (see
+    `is_consult_party`); NotFound otherwise."""
+    ticket = await services_of(call).consults.get(call.param("consult_id"))
+    if not is_consult_party(call.claims, ticket):
+        raise NotFound("no such consult")
+    return ticket
 
 
 @api.route("GET", "/api/v1/consults", summary="Consults of the caller", tag="consults",
@@ -350,7 +390,8 @@ async def list_consults(call: Call[None]) -> list[ConsultTicket]:
         return await services.consults.list_open(clinic_site_id=claims.sub)
     if claims.role is Role.DOCTOR:
         mine = await services.consults.assigned_to(claims.sub)
-        return mine + await services.consults.tickets_for_expert(claims.sub)
+        waiting = await services.consults.tickets_for_expert(claims.sub)
+        return mine + [without_note(claims, t) for t in waiting]
     state = call.query("state")
     return await services.consults.list_open(
         state=ConsultState(state) if state in {s.value for s in ConsultState} else None)
@@ -400,14 +441,14 @@ async def end_consult(call: Call[EndBody]) -> ConsultTicket:
 
 
 def snapshot_dir(call: Call[Any], consult_id: str) -> Path:
-    return Path(call.request.app[CONFIG].data_dir) / "snapshots" / consult_id
+    return snapshot_folder(call.request.app[CONFIG].data_dir, consult_id)
 
 
 @api.route("POST", "/api/v1/consults/{consult_id}/snapshots", summary="Store a full-resolution "
            "still of the clinic's camera (body: image/jpeg or image/png)", tag="consults",
            roles={"doctor"}, response=SnapshotRef, status=201)
 async def add_snapshot(call: Call[None]) -> SnapshotRef:
-    ticket = await visible_ticket(call)
+    ticket = await party_ticket(call)
     if call.claims.sub != ticket.expert_id or ticket.state is not ConsultState.ADMITTED:
         raise Forbidden("only the doctor in an admitted consult can take snapshots")
     kind = call.request.content_type
@@ -430,7 +471,7 @@ async def add_snapshot(call: Call[None]) -> SnapshotRef:
     services = services_of(call)
     ref = SnapshotRef(id=snap_id, url=f"/api/v1/consults/{ticket.id}/snapshots/{snap_id}",
                       bytes=len(data), taken_at=services.clock())
-    await services.store.map_set(f"snapshots:{ticket.id}", snap_id, msgspec.json.encode(ref))
+    await services.store.map_set(snapshots_map(ticket.id), snap_id, msgspec.json.encode(ref))
     await services.audit.append(call.claims.sub, "snapshot", session=ticket.id,
                                 detail={"snapshot": snap_id, "bytes": len(data)})
     return ref
@@ -439,8 +480,8 @@ async def add_snapshot(call: Call[None]) -> SnapshotRef:
 @api.route("GET", "/api/v1/consults/{consult_id}/snapshots", summary="Snapshots of a consult",
            tag="consults", roles={"clinic", "doctor", "operator"}, response=list[SnapshotRef])
 async def list_snapshots(call: Call[None]) -> list[SnapshotRef]:
-    ticket = await visible_ticket(call)
-    raw = await services_of(call).store.map_all(f"snapshots:{ticket.id}")
+    ticket = await party_ticket(call)
+    raw = await services_of(call).store.map_all(snapshots_map(ticket.id))
     refs = [msgspec.json.decode(v, type=SnapshotRef) for v in raw.values()]
     return sorted(refs, key=lambda r: r.taken_at)
 
@@ -449,9 +490,9 @@ async def list_snapshots(call: Call[None]) -> list[SnapshotRef]:
            summary="One snapshot's image", tag="consults",
            roles={"clinic", "doctor", "operator"})
 async def get_snapshot(call: Call[None]) -> web.StreamResponse:
-    ticket = await visible_ticket(call)
+    ticket = await party_ticket(call)
     snap_id = call.param("snapshot_id")
-    if await services_of(call).store.map_get(f"snapshots:{ticket.id}", snap_id) is None:
+    if await services_of(call).store.map_get(snapshots_map(ticket.id), snap_id) is None:
         raise NotFound("no such snapshot")
     for suffix in (".jpg", ".png"):
         path = snapshot_dir(call, ticket.id) / (snap_id + suffix)

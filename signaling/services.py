@@ -1,7 +1,8 @@
 """The broker services of one node, built once and shared by REST routes and the WebSocket hub.
 
 `Services` owns the domain objects (tokens, directory, classes, consults, audit), the session
-credential exchange, and the node's background chores (consult escalation sweep, store probe).
+credential exchange, and the node's background chores (consult escalation sweep, retention
+sweep of ended consults' notes and snapshots).
 What happens on the WebSocket lives in signaling/ws_session.py and signaling/ws_media.py.
 """
 
@@ -28,6 +29,7 @@ from signaling import messages as m
 from signaling.cancellation import cancel_and_wait
 from signaling.config import ServeConfig
 from signaling.connection import Identity
+from signaling.retention import RetentionSweeper
 from signaling.turn import ice_servers
 
 log = logging.getLogger("tongxin.services")
@@ -75,7 +77,10 @@ class Services:
         self.tokens = TokenService(store, keyring, clock, audit=self.audit)
         self.directory = Directory(store, audit=self.audit)
         self.classes = ClassService(store, self.directory, self.tokens, self.audit, clock)
-        self.consults = ConsultService(store, self.directory, self.tokens, self.audit, clock)
+        self.consults = ConsultService(store, self.directory, self.tokens, self.audit, clock,
+                                       retention_s=config.consult_retention_days * 86400.0)
+        self.retention = RetentionSweeper(self.consults.records, self.audit, config.data_dir,
+                                          clock)
         self._sweeper: asyncio.Task[None] | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -83,6 +88,7 @@ class Services:
         if self.config.token_secret is None and self.store.name == "redis":
             await self.adopt_shared_keyring()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+        self.retention.start()
 
     async def adopt_shared_keyring(self) -> None:
         """Sign with the key every node on this store agrees on: the first node to start claims
@@ -95,6 +101,7 @@ class Services:
         self.tokens.keyring = Keyring.from_spec(f"k1:{shared.decode()}")
 
     async def stop(self) -> None:
+        await self.retention.stop()
         if self._sweeper is not None:
             await cancel_and_wait(self._sweeper)
 

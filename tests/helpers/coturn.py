@@ -7,22 +7,19 @@ answers a STUN Binding request on its UDP port.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 import shutil
 import socket
 import struct
 import subprocess
-import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 
 import pytest
 
 from tests.helpers.net import free_port
+from tests.helpers.server_process import ServerProcess
 
 READY_TIMEOUT = 15.0
 """Seconds a starting coturn has to answer STUN Binding before the start counts as failed."""
@@ -69,8 +66,10 @@ def relay_port_window() -> tuple[int, int]:
     return low, low + 99
 
 
-class CoturnProcess:
+class CoturnProcess(ServerProcess):
     """One `turnserver` process; see the module docstring."""
+
+    stop_timeout = STOP_TIMEOUT
 
     def __init__(
         self,
@@ -95,8 +94,7 @@ class CoturnProcess:
         self.extra_config = tuple(extra_config)
         self.config_file = config_file
         self.port = free_port()
-        self.dir = Path(tempfile.mkdtemp(prefix="tongxin-coturn-"))
-        self._proc: subprocess.Popen[bytes] | None = None
+        super().__init__("tongxin-coturn-")
 
     @property
     def turn_url(self) -> str:
@@ -156,9 +154,6 @@ class CoturnProcess:
             *self.extra_config,
         ]  # fmt: skip
 
-    def is_running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
     def start(self, timeout: float = READY_TIMEOUT) -> None:
         """Start coturn and return once it answers STUN (a taken port is replaced twice)."""
         if self.is_running():
@@ -173,58 +168,9 @@ class CoturnProcess:
         self.log_path.unlink(missing_ok=True)
         # coturn logs to stdout (as in containers); keep it in log_path
         with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(
-                self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
-            )
-        deadline = time.monotonic() + timeout
-        while not answers_stun_binding(self.listen_ip, self.port):
-            if self._proc.poll() is not None:
-                return False
-            if time.monotonic() > deadline:
-                self.stop()
-                return False
-            time.sleep(0.05)
-        return True
-
-    def stop(self) -> None:
-        """SIGTERM, wait, SIGKILL if it lingers."""
-        proc = self._proc
-        if proc is None or proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            proc.terminate()
-        try:
-            proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(STOP_TIMEOUT)
-
-    def close(self) -> None:
-        """Stop coturn and remove its directory."""
+            self._spawn(self.command(), stdout=log, stderr=subprocess.STDOUT)
+        if self._wait_until_ready(lambda: answers_stun_binding(self.listen_ip, self.port),
+                                  timeout):
+            return True
         self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def log_tail(self, lines: int = 20) -> str:
-        return " | ".join(self.log_text().splitlines()[-lines:]) or "(no log)"
-
-    def __enter__(self) -> CoturnProcess:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+        return False

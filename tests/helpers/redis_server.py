@@ -7,20 +7,16 @@ With `appendonly=True` (and `fsync_always=True`) writes survive a restart.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
-import subprocess
-import tempfile
-import time
 from pathlib import Path
-from types import TracebackType
 
 import pytest
 import redis
 
 from tests.helpers.net import free_port
+from tests.helpers.server_process import ServerProcess
 
 READY_TIMEOUT = 15.0
 """Seconds a starting server has to answer PING before the start counts as failed."""
@@ -63,8 +59,10 @@ def answers_ping(port: int, pid: int | None = None, timeout: float = 0.5) -> boo
         client.close()
 
 
-class RedisServerProcess:
+class RedisServerProcess(ServerProcess):
     """One `redis-server` process; see the module docstring."""
+
+    stop_timeout = STOP_TIMEOUT
 
     def __init__(
         self,
@@ -82,8 +80,7 @@ class RedisServerProcess:
         if found is None:
             raise FileNotFoundError("redis-server is not installed")
         self.binary = found
-        self.dir = Path(tempfile.mkdtemp(prefix="tongxin-redis-"))
-        self._proc: subprocess.Popen[bytes] | None = None
+        super().__init__("tongxin-redis-")
 
     @property
     def url(self) -> str:
@@ -109,9 +106,6 @@ class RedisServerProcess:
             cmd += ["--appendfsync", "always"]
         return cmd
 
-    def is_running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
     def start(self, timeout: float = READY_TIMEOUT) -> None:
         """Start the server and return once it answers PING (bounded by `timeout`).
 
@@ -134,45 +128,16 @@ class RedisServerProcess:
         self._may_change_port = False
 
     def _start_once(self, timeout: float) -> None:
-        self._proc = subprocess.Popen(
-            self.command(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + timeout
-        while not answers_ping(self.port, self._proc.pid):
-            if self._proc.poll() is not None:
-                tail = self.log_tail()
-                if "Address already in use" in tail:
-                    raise PortTaken(f"port {self.port} is taken: {tail}")
-                raise RuntimeError(f"redis-server exited with {self._proc.returncode}: {tail}")
-            if time.monotonic() > deadline:
-                self.kill()
-                raise TimeoutError(
-                    f"redis-server did not answer within {timeout:g} s: {self.log_tail()}"
-                )
-            time.sleep(0.05)
-
-    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
-        """SIGTERM (Redis flushes its AOF on the way out), wait, SIGKILL if it lingers."""
-        proc = self._proc
-        if proc is None or proc.poll() is not None:
+        proc = self._spawn(self.command())
+        if self._wait_until_ready(lambda: answers_ping(self.port, proc.pid), timeout):
             return
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGCONT)  # a paused server cannot act on SIGTERM
-            proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-
-    def kill(self) -> None:
-        """SIGKILL: a crash, nothing flushed beyond what was already fsynced."""
-        proc = self._proc
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait(STOP_TIMEOUT)
+        if proc.poll() is not None:
+            tail = self.log_tail()
+            if "Address already in use" in tail:
+                raise PortTaken(f"port {self.port} is taken: {tail}")
+            raise RuntimeError(f"redis-server exited with {proc.returncode}: {tail}")
+        self.kill()
+        raise TimeoutError(f"redis-server did not answer within {timeout:g} s: {self.log_tail()}")
 
     def pause(self) -> None:
         """SIGSTOP: the port stays open but nothing answers (a hung server)."""
@@ -188,30 +153,3 @@ class RedisServerProcess:
         """Stop, then start again on the same port with the same directory."""
         self.stop()
         self.start(timeout)
-
-    def close(self) -> None:
-        """Stop the server and remove its directory."""
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            return " | ".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    def __enter__(self) -> RedisServerProcess:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
