@@ -2,7 +2,9 @@
 
 Entry pages: `/` (the app shell: operator dashboard or, after a join, the role's page) and
 `/join/<token>` (the join page; its script exchanges the token for a session credential and
-removes it from the address bar). Static files live under `/static/`.
+removes it from the address bar), `/recordings` (the library) and `/watch/<share token>` (the
+player of a shared recording; the page asks /api/v1/watch/<token>). Static files live under
+`/static/`.
 """
 
 from __future__ import annotations
@@ -32,4 +34,5 @@ def install_web_routes(app: web.Application) -> None:
     app.router.add_get("/", _page("index.html"))
     app.router.add_get("/join/{token}", _page("join.html"))
     app.router.add_get("/recordings", _page("index.html"))
+    app.router.add_get("/watch/{token}", _page("index.html"))
     app.router.add_static("/static/", WEB_DIR, show_index=False, follow_symlinks=False)

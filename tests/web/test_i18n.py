@@ -26,6 +26,9 @@ DYNAMIC_VALUES = {
               "provincial_hospital", "school", "classroom"],
     "join.verdict_": ["full", "low", "audio_only"],
     "join.checking_": ["rtt", "download"],
+    "rec.status_": ["recording", "processing", "ready", "failed"],
+    "rec.kind_": ["class", "consult"],
+    "rec.play_error_": ["unsupported", "network", "media"],
 }
 OPTIONAL_DYNAMIC = {"error.", "notice."}
 """Prefixes whose keys are looked up with a fallback to the server's text."""
@@ -37,9 +40,14 @@ def strings(lang: str) -> dict[str, str]:
     return data
 
 
+def own_files(pattern: str) -> list[Path]:
+    """The client's own files (not the vendored ones in web/vendor/)."""
+    return [p for p in WEB.rglob(pattern) if WEB / "vendor" not in p.parents]
+
+
 def used_keys() -> set[str]:
     keys: set[str] = set()
-    for path in list(WEB.rglob("*.js")) + list(WEB.rglob("*.html")):
+    for path in own_files("*.js") + own_files("*.html"):
         text = path.read_text(encoding="utf-8")
         for key in KEY_LITERAL.findall(text) + DATA_I18N.findall(text):
             if key.split(".")[0] not in NOT_KEYS and not key.endswith(".js"):
@@ -49,7 +57,7 @@ def used_keys() -> set[str]:
 
 def dynamic_prefixes() -> set[str]:
     found: set[str] = set()
-    for path in WEB.rglob("*.js"):
+    for path in own_files("*.js"):
         found.update(DYNAMIC_PREFIX.findall(path.read_text(encoding="utf-8")))
     return found
 

@@ -1,6 +1,8 @@
 /**
  * The app shell at / : the role's page when this tab holds a session credential (after a join,
- * or a reload), otherwise a landing page that asks for a join link.
+ * or a reload), otherwise a landing page that asks for a join link. The same shell serves the
+ * recordings library at /recordings (with this tab's session) and the player of a shared link
+ * at /watch/<token> (no session needed).
  */
 
 import { clearSession, loadDeviceChoice, loadSession } from './credential.js';
@@ -40,9 +42,34 @@ function showLanding() {
   replaceChildren(main(), form);
 }
 
+/** The engine a test may force with ?engine=hlsjs|native, else null. */
+function forcedEngine() {
+  const value = new URLSearchParams(window.location.search).get('engine');
+  return value === 'hlsjs' || value === 'native' ? value : null;
+}
+
 async function start() {
   await initShell();
+  const path = window.location.pathname;
+  if (path.startsWith('/watch/')) {
+    const page = await import('./pages/watch.js');
+    await page.mount(main(), { token: page.watchToken(path), force: forcedEngine() });
+    return;
+  }
   const saved = loadSession();
+  if (/^\/recordings\/?$/.test(path)) {
+    if (!saved) {
+      showMessage('rec.need_session_title', 'rec.need_session_body', {
+        action: h('a', { href: '/', class: 'btn btn-primary', i18n: 'rec.open_link' }),
+      });
+      return;
+    }
+    setStatus('status.online', 'ok');
+    window.tongxin = { home: 'recordings', channel: null, room: null };
+    const page = await import('./pages/recordings.js');
+    await page.mount(main(), { profile: saved });
+    return;
+  }
   if (!saved) {
     showLanding();
     return;

@@ -82,6 +82,35 @@ export function showMessage(titleKey, bodyKey, { detail = '', action = null } = 
     action));
 }
 
+/**
+ * The "recording on" indicator in the header, seen by every participant: follows the
+ * session's `recording` flag and the `recording` frames; says so when it turns on or off.
+ */
+export function recordingIndicator(channel) {
+  const el = h('span', { class: 'rec-indicator', id: 'rec-indicator', hidden: true,
+    attrs: { role: 'status' } },
+  h('span', { class: 'rec-dot', attrs: { 'aria-hidden': 'true' } }),
+  h('span', { i18n: 'rec.on_indicator' }));
+  document.getElementById('status').before(el);
+  let on = false;
+  let sessionId = null;
+  const set = (value, { announce = true } = {}) => {
+    if (value === on) return;
+    on = value;
+    el.hidden = !on;
+    if (announce) toast(on ? 'rec.started_notice' : 'rec.stopped_notice', on ? 'info' : 'ok');
+  };
+  channel.on('session', (frame) => {
+    // Entering a session where recording is already on is not news; a change within it is.
+    const same = frame.id === sessionId;
+    sessionId = frame.id;
+    set(Boolean(frame.recording) && frame.status !== 'ended', { announce: same });
+  });
+  channel.on('recording', (frame) => set(Boolean(frame.on)));
+  channel.on('ended', () => set(false, { announce: false }));
+  return { el, get on() { return on; } };
+}
+
 function showLeave(channel) {
   const slot = document.getElementById('leave-slot');
   replaceChildren(slot, h('button', {
@@ -130,6 +159,7 @@ export async function openRolePage(granted, { local = null, choice = { mode: 'fu
   channel.on('error', (frame) => {
     if (frame.ref !== 'publish') toast({ text: describeError(frame.code, frame.message) }, 'error');
   });
+  recordingIndicator(channel);
   setStatus('status.connecting', 'warn');
   try {
     await channel.connect();

@@ -12,6 +12,11 @@ import { normalizeTicket, sortQueue, ticketSession, waitingSeconds } from '/stat
 import { rungBanner, stageLayout } from '/static/js/pages/classroom.js';
 import { classrooms } from '/static/js/pages/teacher.js';
 import { handOverChoices } from '/static/js/pages/doctor.js';
+import { parseMaster, playbackEngine } from '/static/js/player.js';
+import { anyBusy, libraryQuery, renditionFigures, statusView } from '/static/js/recordings.js';
+import { renditionOptions } from '/static/js/playback.js';
+import { refusalKeys, watchToken } from '/static/js/pages/watch.js';
+import { canDelete } from '/static/js/pages/recordings.js';
 import { waitMinutes } from '/static/js/pages/clinic.js';
 import { auditTarget, itemsOf, splitList } from '/static/js/pages/operator.js';
 import { devicesPass, levelFromSamples } from '/static/js/devices.js';
@@ -199,6 +204,63 @@ table('handOverChoices: on duty, not me, my specialty first', (list, me) =>
   [[[doc('me', '张', ['内科'])], 'me'], []],
   [[null, 'me'], []],
 ]);
+table('playbackEngine: native HLS when the browser has it, else hls.js over MSE', playbackEngine, [
+  [[{ nativeHls: true, mse: true }], 'native'],
+  [[{ nativeHls: false, mse: true }], 'hlsjs'],
+  [[{ nativeHls: false, mse: false }], 'none'],
+  [[{ nativeHls: true, mse: true, force: 'hlsjs' }], 'hlsjs'],
+  [[{ nativeHls: false, mse: true, force: 'native' }], 'hlsjs'],
+]);
+table('parseMaster: variants lowest first, URIs absolute', (text, base) =>
+  parseMaster(text, base).map((v) => [v.bandwidth, v.width, v.height, v.uri]), [
+  [['#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1200000,RESOLUTION=1280x720,CODECS="avc1.4d401f"\n'
+    + 'normal/index.m3u8\n#EXT-X-STREAM-INF:RESOLUTION=320x180,BANDWIDTH=200000\n\nlow/index.m3u8\n',
+  'http://h/media/recordings/t/master.m3u8'],
+  [[200000, 320, 180, 'http://h/media/recordings/t/low/index.m3u8'],
+    [1200000, 1280, 720, 'http://h/media/recordings/t/normal/index.m3u8']]],
+  [['#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1', 'http://h/'], []],
+  [['', 'http://h/'], []],
+]);
+table('libraryQuery: only the fields set, kind checked', libraryQuery, [
+  [[{}], ''],
+  [[{ kind: 'class', teacher: ' 王 ', subject: '', from: '2026-11-01' }],
+    '?kind=class&teacher=%E7%8E%8B&from=2026-11-01'],
+  [[{ kind: 'party', q: 'a b' }], '?q=a+b'],
+  [[null], ''],
+]);
+table('statusView', statusView, [
+  [[{ status: 'processing', progress: 0.424 }], { key: 'rec.status_processing', level: 'warn', percent: 42 }],
+  [[{ status: 'processing', progress: 7 }], { key: 'rec.status_processing', level: 'warn', percent: 100 }],
+  [[{ status: 'ready' }], { key: 'rec.status_ready', level: 'ok', percent: null }],
+  [[{ status: 'recording' }], { key: 'rec.status_recording', level: 'bad', percent: null }],
+  [[{ status: 'weird' }], { key: 'rec.status_failed', level: 'bad', percent: null }],
+]);
+table('anyBusy', anyBusy, [
+  [[[{ status: 'ready' }, { status: 'processing' }]], true],
+  [[[{ status: 'ready' }, { status: 'failed' }]], false],
+  [[null], false],
+]);
+table('renditionFigures', renditionFigures, [
+  [[{ width: 1280, height: 720, bandwidth: 1_200_000 }], '1280×720 · 1.2 Mbit/s'],
+  [[{ width: 320, height: 180, bandwidth: 200_000 }], '320×180 · 200 kbit/s'],
+  [[{ bandwidth: 0 }], ''],
+]);
+table('renditionOptions: automatic, then low and normal', (r) =>
+  renditionOptions(r).map((o) => [o.value, o.key]), [
+  [[[{ bandwidth: 2e5 }, { bandwidth: 1e6 }]],
+    [['-1', 'rec.quality_auto'], ['0', 'rec.quality_low'], ['1', 'rec.quality_normal']]],
+  [[[{ bandwidth: 1e6 }]], [['-1', 'rec.quality_auto'], ['0', 'rec.quality_normal']]],
+]);
+table('watchToken', watchToken, [
+  [['/watch/abc.DEF-1'], 'abc.DEF-1'], [['/watch/'], null], [['/watch/a/b'], null],
+  [['/recordings'], null],
+]);
+table('refusalKeys', refusalKeys, [
+  [[{ status: 404 }], ['watch.gone_title', 'watch.gone_body']],
+  [[{ status: 0, code: 'network' }], ['watch.offline_title', 'watch.offline_body']],
+  [[{ status: 500 }], ['watch.failed_title', 'watch.failed_body']],
+]);
+table('canDelete', canDelete, [[['operator'], true], [['teacher'], false], [[''], false]]);
 table('redirectSocketUrl', redirectSocketUrl, [
   [['http://10.0.0.2:8080'], 'ws://10.0.0.2:8080/ws'],
   [['https://node-b.example:8443/'], 'wss://node-b.example:8443/ws'],

@@ -23,6 +23,33 @@ export function waitMinutes(seconds) {
   return Math.max(1, Math.round(seconds / 60));
 }
 
+/**
+ * Asks the clinic whether the doctor may record (a `consent_request` frame); resolves true or
+ * false. "Do not record" has the focus first; Escape also answers no (no answer, no consent).
+ */
+export function askConsent(frame) {
+  return new Promise((resolve) => {
+    let answer = false;
+    const refuse = h('button', { type: 'button', class: 'btn btn-big', id: 'consent-refuse',
+      i18n: 'clinic.consent_refuse', autofocus: true,
+      on: { click: () => { answer = false; dialog.close(); } } });
+    const grant = h('button', { type: 'button', class: 'btn btn-primary btn-big', id: 'consent-grant',
+      i18n: 'clinic.consent_grant', on: { click: () => { answer = true; dialog.close(); } } });
+    const dialog = h('dialog', { class: 'dialog consent-dialog', id: 'consent-dialog',
+      attrs: { 'aria-labelledby': 'consent-h', 'aria-describedby': 'consent-body' } },
+    h('div', { class: 'dialog-body' },
+      h('h2', { id: 'consent-h', i18n: 'clinic.consent_title' }),
+      h('p', { id: 'consent-body', i18n: 'clinic.consent_body',
+        i18nArgs: { name: frame?.by || '' } }),
+      h('p', { class: 'hint', i18n: 'clinic.consent_hint' }),
+      h('div', { class: 'dialog-actions' }, refuse, grant)));
+    dialog.addEventListener('close', () => { dialog.remove(); resolve(answer); });
+    document.body.append(dialog);
+    dialog.showModal();
+    refuse.focus();
+  });
+}
+
 export async function mount(root, ctx) {
   const { channel, local, choice, profile } = ctx;
   const room = new Room({ channel, local, mode: choice.mode });
@@ -130,6 +157,17 @@ export async function mount(root, ctx) {
     if (state === 'cancelled') { showForm(); return; }
     if (isWaiting(ticket) || isTaken(ticket)) renderWaiting();
   };
+  let asking = false;
+  channel.on('consent_request', async (frame) => {
+    if (asking) return;
+    asking = true;
+    try {
+      const granted = await askConsent(frame);
+      channel.send({ type: 'consent', granted });
+    } finally {
+      asking = false;
+    }
+  });
   channel.on('notice', (frame) => {
     const consult = frame.detail?.consult;
     if (frame.code === 'admitted' && consult && room.session?.id !== consult) {

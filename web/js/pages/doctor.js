@@ -91,6 +91,41 @@ export async function mount(root, ctx) {
   const endButton = h('button', { type: 'button', class: 'btn btn-danger', i18n: 'doctor.end',
     id: 'end-consult', on: { click: () => endConsult() } });
   const consultTitle = h('h2', { id: 'consult-h' });
+  // Recording a consult needs the clinic's consent: the server asks the clinic and tells us.
+  const recordStatus = h('p', { class: 'record-status', id: 'record-status',
+    attrs: { role: 'status', 'aria-live': 'polite' }, hidden: true });
+  const showRecordStatus = (key, level) => {
+    recordStatus.hidden = !key;
+    recordStatus.dataset.level = level || '';
+    recordStatus.dataset.state = key ? key.split('.').pop() : '';
+    if (key) setText(recordStatus, key);
+    else recordStatus.textContent = '';
+  };
+  const record = toggleButton({
+    onKey: 'doctor.stop_recording', offKey: 'doctor.record', extraClass: 'btn-record',
+    onToggle: (on) => {
+      if (!channel.send({ type: 'record', on })) throw new Error('offline');
+      if (on) showRecordStatus('doctor.consent_asking', 'warn');
+      // The button follows the server's `recording` frames, not the click.
+      throw new Error('wait for the server');
+    },
+  });
+  record.el.id = 'record-button';
+  const canRecord = (profile.permissions || []).includes('record');
+  record.el.hidden = !canRecord;
+  channel.on('recording', (frame) => {
+    record.set(Boolean(frame.on));
+    showRecordStatus(frame.on ? 'doctor.recording_on' : null, 'bad');
+  });
+  channel.on('notice', (frame) => {
+    if (frame.code === 'consent_pending') showRecordStatus('doctor.consent_pending', 'warn');
+    else if (frame.code === 'consent_refused') showRecordStatus('doctor.consent_refused', 'bad');
+  });
+  channel.on('error', (frame) => {
+    if (frame.ref !== 'record') return;
+    if (frame.code === 'consent_refused') showRecordStatus('doctor.consent_refused', 'bad');
+    else showRecordStatus(null);
+  });
 
   const showIdle = () => replaceChildren(consultBox,
     h('div', { class: 'card idle-card' }, h('h2', { id: 'consult-h', i18n: 'doctor.no_consult' }),
@@ -98,11 +133,14 @@ export async function mount(root, ctx) {
   const showConsult = () => {
     if (consultBox.contains(patientTile.el)) return;
     gallery.replaceChildren();
+    record.set(Boolean(room.session?.recording));
+    showRecordStatus(room.session?.recording ? 'doctor.recording_on' : null, 'bad');
     note.value = '';
     replaceChildren(consultBox, consultTitle,
       h('div', { class: 'consult-stage' }, patientTile.el, selfTile.el),
       h('div', { class: 'toolbar', attrs: { role: 'toolbar', 'aria-labelledby': 'consult-h' } },
-        mic.el, snapButton, handOverButton, endButton),
+        mic.el, snapButton, record.el, handOverButton, endButton),
+      recordStatus,
       h('div', { class: 'consult-notes' },
         field('doctor.note', note, 'doctor.note_hint'),
         h('h3', { i18n: 'doctor.snapshots' }), gallery));
@@ -229,6 +267,7 @@ export async function mount(root, ctx) {
     if (!room.session || room.session.kind !== 'consult') { showIdle(); return; }
     consultId = room.session.id;
     showConsult();
+    record.set(Boolean(room.session.recording));
     const person = patient();
     consultTitle.textContent = [person?.name, specialtyName(room.session.title, specialties,
       language())].filter(Boolean).join(' · ');

@@ -1,6 +1,7 @@
 /**
  * Operator dashboard (county/city): live sessions with their participants and link quality,
- * the directory (add and edit experts and sites: 卫生院, 村卫生室, 教学点, …) and the audit log.
+ * the directory (add and edit experts and sites: 卫生院, 村卫生室, 教学点, …), the audit log and
+ * the recordings library.
  */
 
 import { get, post, put } from '../api.js';
@@ -42,6 +43,7 @@ const TABS = [
   { id: 'experts', key: 'operator.tab_experts' },
   { id: 'sites', key: 'operator.tab_sites' },
   { id: 'audit', key: 'operator.tab_audit' },
+  { id: 'recordings', key: 'operator.tab_recordings' },
 ];
 
 function table(headKeys, rows, emptyKey) {
@@ -268,15 +270,18 @@ async function showAudit(panel) {
   await load();
 }
 
-export async function mount(root) {
+export async function mount(root, ctx = {}) {
   const panel = h('section', { class: 'panel', id: 'operator-panel', attrs: { role: 'tabpanel' } });
   const buttons = TABS.map((tab) => h('button', {
     type: 'button', class: 'tab', id: `tab-${tab.id}`, i18n: tab.key,
     attrs: { role: 'tab', 'aria-selected': 'false', 'aria-controls': 'operator-panel' },
   }));
   let liveTimer = null;
+  let library = null;
   const open = async (id) => {
     clearInterval(liveTimer);
+    library?.stop();
+    library = null;
     buttons.forEach((b, i) => {
       const selected = TABS[i].id === id;
       b.setAttribute('aria-selected', String(selected));
@@ -292,7 +297,10 @@ export async function mount(root) {
       } else if (id === 'classes') await showClasses(panel);
       else if (id === 'experts') await showExperts(panel);
       else if (id === 'sites') await showSites(panel);
-      else await showAudit(panel);
+      else if (id === 'recordings') {
+        const page = await import('./recordings.js');
+        library = await page.mount(panel, { profile: ctx.profile, embedded: true });
+      } else await showAudit(panel);
     } catch (err) {
       replaceChildren(panel, h('p', { class: 'form-error' }));
       setText(panel.firstChild, 'error.load_failed');

@@ -76,6 +76,9 @@ export async function mount(root, ctx) {
     },
   });
   record.el.hidden = true;
+  record.el.id = 'record-button';
+  // The header shows "recording" to everyone; the button follows the server, not the click.
+  channel.on('recording', (frame) => record.set(Boolean(frame.on)));
   const endButton = h('button', {
     type: 'button', class: 'btn btn-danger', i18n: 'teacher.end_class',
     on: {
@@ -94,12 +97,11 @@ export async function mount(root, ctx) {
   const hands = h('ol', { class: 'hand-list', id: 'hand-list' });
   const handsEmpty = h('p', { class: 'empty', i18n: 'teacher.no_hands' });
   const spotlightBox = h('div', { class: 'spotlight-box', attrs: { 'aria-live': 'polite' } });
-  const recordingChip = h('span', { class: 'chip chip-bad rec-chip', i18n: 'teacher.recording', hidden: true });
 
   replaceChildren(root, h('div', { class: 'console teacher-console' },
     h('section', { class: 'console-main', attrs: { 'aria-labelledby': 'teacher-h' } },
       h('div', { class: 'console-head' },
-        h('h1', { id: 'teacher-h', text: profile.session?.title || '' }), recordingChip),
+        h('h1', { id: 'teacher-h', text: profile.session?.title || '' })),
       banners.el,
       h('div', { class: 'self-row' }, selfTile.el, screenTile.el),
       h('div', { class: 'toolbar', attrs: { role: 'toolbar', 'aria-labelledby': 'teacher-h' } },
@@ -183,7 +185,6 @@ export async function mount(root, ctx) {
     } else {
       spotlightBox.replaceChildren();
     }
-    recordingChip.hidden = !session?.recording;
     record.el.hidden = !(canRecord && session?.detail?.recording_allowed);
     record.set(Boolean(session?.recording));
   };
