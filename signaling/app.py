@@ -78,6 +78,9 @@ def create_app(
             placement.load = hub.media_load
         app[HUB] = hub
         specs, extra_types = install_routes(app)
+        from signaling.recording_routes import install_recording_routes
+
+        specs = [*specs, *install_recording_routes(app)]
 
         async def start_hub(app: web.Application) -> None:
             await hub.start()

@@ -69,6 +69,9 @@ class ServeConfig:
     """Days an ended consult's note and snapshots are kept before the retention sweep erases
     them."""
 
+    recording_retention_days: int = 90
+    """Days a recording is kept before the retention sweep deletes it."""
+
     @property
     def display_url(self) -> str:
         if self.public_url:
@@ -127,6 +130,8 @@ def serve_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                    "X-Forwarded-For is believed (TONGXIN_TRUSTED_PROXIES, default none)")
     p.add_argument("--consult-retention-days", help="days an ended consult's note and "
                    "snapshots are kept (TONGXIN_CONSULT_RETENTION_DAYS, default 365)")
+    p.add_argument("--recording-retention-days", help="days recordings are kept "
+                   "(TONGXIN_RECORDING_RETENTION_DAYS, default 90)")
     return p
 
 
@@ -230,6 +235,8 @@ def parse_serve_config(argv: Sequence[str], environ: Mapping[str, str]) -> Serve
         kwargs["trusted_proxies"] = _networks("trusted-proxies", raw)
     if (raw := get("consult_retention_days")) is not None:
         kwargs["consult_retention_days"] = _int("consult-retention-days", raw, 1, 36_500)
+    if (raw := get("recording_retention_days")) is not None:
+        kwargs["recording_retention_days"] = _int("recording-retention-days", raw, 1, 36_500)
     if (raw := environ.get(ENV_PREFIX + "TOKEN_SECRET")) is not None:
         if len(raw.encode()) < 32:
             raise ConfigError("token-secret: TONGXIN_TOKEN_SECRET must be at least 32 bytes")

@@ -213,6 +213,24 @@ class Notice(ServerFrame, tag="notice"):
     detail: dict[str, Any] = {}
 
 
+class RecordingState(ServerFrame, tag="recording"):
+    """Recording of this session turned on or off (everyone in the session gets it)."""
+
+    on: bool
+    since: str | None = None
+    """When it started (ISO 8601, UTC) while on."""
+    recording: str | None = None
+    """The recording's id while on."""
+
+
+class ConsentRequest(ServerFrame, tag="consent_request"):
+    """To the clinic: the doctor asks to record this consult; answer with `consent`."""
+
+    consult: str
+    by: str
+    """The doctor's name."""
+
+
 class Link(ServerFrame, tag="link"):
     """An adaptation decision for a subscriber (me, or a classroom in the teacher's grid)."""
 
@@ -257,7 +275,7 @@ class ErrorFrame(ServerFrame, tag="error"):
 
 ServerMessage = (
     Welcome | SessionState | Offer | ServerAnswer | Queue | Notice | Link | Reconnect | Redirect
-    | Ended | Pong | ErrorFrame
+    | Ended | Pong | ErrorFrame | RecordingState | ConsentRequest
 )
 
 client_decoder = msgspec.json.Decoder(ClientMessage)

@@ -23,6 +23,9 @@ from broker.demo import load_demo
 from broker.directory import Directory
 from broker.errors import StoreUnavailable, Unauthorized
 from broker.models import Role
+from broker.recording_storage import LocalDiskStorage
+from broker.recording_tokens import RecordingTokens
+from broker.recordings import RecordingService
 from broker.store import Store
 from broker.tokens import JoinClaims, Keyring, TokenService
 from signaling import messages as m
@@ -81,6 +84,9 @@ class Services:
                                        retention_s=config.consult_retention_days * 86400.0)
         self.retention = RetentionSweeper(self.consults.records, self.audit, config.data_dir,
                                           clock)
+        self.recordings = RecordingService(
+            store, self.audit, clock, LocalDiskStorage(config.data_dir / "recordings"))
+        self.recording_tokens = RecordingTokens(lambda: self.tokens.keyring, clock)
         self._sweeper: asyncio.Task[None] | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from broker.errors import BrokerError, Conflict, Forbidden, NotFound, StoreUnava
 from broker.events import ClassStateChanged, ConsultStateChanged, decode_event
 from broker.models import Actor, Role
 from signaling import messages as m
-from signaling import ws_media
+from signaling import recording_control, ws_media
 from signaling.connection import Connection, Identity
 
 if TYPE_CHECKING:
@@ -77,6 +77,7 @@ async def session_state(services: Services, hub: SessionHub, session_id: str) ->
             id=klass.id, kind="class", title=klass.title, status=klass.state.value,
             participants=people, spotlight=klass.spotlight,
             hands=[h.participant_id for h in hands],
+            recording=await services.recordings.active(session_id) is not None,
             detail={"subject": klass.subject, "teacher_id": klass.teacher_id,
                     "recording_allowed": klass.recording_allowed},
         )
@@ -99,6 +100,7 @@ async def session_state(services: Services, hub: SessionHub, session_id: str) ->
     return m.SessionState(
         id=ticket.id, kind="consult", title=ticket.specialty, status=ticket.state.value,
         participants=people,
+        recording=await services.recordings.active(session_id) is not None,
         detail={"urgency": ticket.urgency.value, "reason": ticket.reason,
                 "language": ticket.language, "requested_at": ticket.requested_at,
                 "clinic_site_id": ticket.clinic_site_id, "expert_id": ticket.expert_id},
@@ -201,6 +203,7 @@ async def on_session_event(services: Services, hub: SessionHub, session_id: str,
         outcome = getattr(event, "outcome", None)
         hub.broadcast(session_id, await session_state(services, hub, session_id))
         hub.broadcast(session_id, m.Ended(session=session_id, outcome=outcome))
+        await recording_control.on_session_ended(services, hub, session_id)
         for conn in hub.local_members(session_id):
             conn.media_session = None
         if hub.media is not None:
@@ -418,11 +421,18 @@ def frame_handlers(services: Services, hub: SessionHub) -> dict[type, Handler]:
             await services.consults.end(session, actor_of(conn), outcome=outcome, note=frame.note)
 
     async def record(conn: Connection, frame: m.Record) -> None:
-        raise Conflict("recording is not available on this server yet",
-                       code="recording_unavailable")
+        session = ws_media.in_media_session(conn)
+        identity = require_role(conn, HOSTS, "record")
+        await recording_control.set_recording(services, hub, session, identity.participant_id,
+                                              identity.role, frame.on)
 
     async def consent(conn: Connection, frame: m.Consent) -> None:
-        raise Conflict("no recording consent was requested", code="no_consent_request")
+        identity = require_role(conn, {"clinic"}, "answer a consent request")
+        consult = conn.media_session or identity.session_id
+        if consult is None or await services.recordings.pending_consent(consult) is None:
+            raise Conflict("no recording consent was requested", code="no_consent_request")
+        await recording_control.answer_consent(services, hub, consult, identity.participant_id,
+                                               frame.granted)
 
     async def link(conn: Connection, frame: m.LinkReport) -> None:
         session = ws_media.in_media_session(conn)
