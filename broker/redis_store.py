@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
 from broker.errors import StoreUnavailable
@@ -155,7 +156,17 @@ class RedisStore:
                 f"redis {what} did not finish within {self.op_timeout:g} s"
             ) from exc
         except (RedisError, OSError) as exc:
+            if isinstance(exc, RedisConnectionError):
+                await self._drop_idle_connections()
             raise unavailable(what, exc) from exc
+
+    async def _drop_idle_connections(self) -> None:
+        """After a lost connection the idle ones are most likely dead too (Redis restarted):
+        close them, so the next operations connect afresh instead of each failing once."""
+        try:
+            await self._client.connection_pool.disconnect(inuse_connections=False)
+        except (RedisError, OSError):
+            pass  # they are being dropped either way
 
     # --- lifecycle --------------------------------------------------------------------------
     async def ping(self) -> None:

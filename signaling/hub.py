@@ -52,6 +52,9 @@ whose event was lost in a store outage still ends the connection within this tim
 MAX_CONNECTIONS_PER_ADDRESS = 64
 
 FrameHandler = Callable[[Connection, Any], Awaitable[None]]
+MISSED_EVENTS = b'{"type":"refresh"}'
+"""Handed to a watcher's handler after its subscription came back: not an event it knows,
+so it re-reads and pushes the state (a spotlight set during a store outage, for instance)."""
 
 
 class SessionHub:
@@ -370,9 +373,18 @@ class SessionHub:
             task.cancel()
 
     async def _watch(self, channel: str, on_event: Callable[[bytes], Awaitable[None]]) -> None:
+        missed = False
         while True:
             try:
                 async with self.services.store.subscribe(channel) as sub:
+                    if missed:  # events published while the subscription was lost are gone
+                        try:
+                            await on_event(MISSED_EVENTS)
+                        except StoreUnavailable:
+                            raise  # the store is still coming back: subscribe and catch up again
+                        except Exception:
+                            log.exception("catch-up failed", extra={"channel": channel})
+                        missed = False
                     async for event in sub:
                         try:
                             await on_event(event.data)
@@ -381,6 +393,7 @@ class SessionHub:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # store outage: retry, the sessions carry on
+                missed = True
                 log.warning("subscription lost, retrying", extra={"channel": channel,
                                                                   "error": str(exc)})
                 await asyncio.sleep(1.0)
