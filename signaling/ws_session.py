@@ -22,6 +22,7 @@ from broker.consult_state import ConsultState, Outcome
 from broker.errors import BrokerError, Conflict, Forbidden, NotFound, StoreUnavailable
 from broker.events import ClassStateChanged, ConsultStateChanged, decode_event
 from broker.models import Actor, Role
+from media.errors import MediaError
 from signaling import messages as m
 from signaling import recording_control, ws_media
 from signaling.connection import Connection, Identity
@@ -120,7 +121,9 @@ async def push_state(services: Services, hub: SessionHub, session_id: str) -> No
 
 # --- entering and leaving media sessions -------------------------------------------------
 async def enter_media(services: Services, hub: SessionHub, conn: Connection, session_id: str,
-                      kind: str) -> None:
+                      kind: str, *, fresh: bool = False) -> None:
+    """Put `conn` in the media session; `fresh`: a client with new peer connections (not a
+    resumed one), so whatever the relay kept for its seat is dropped first."""
     identity = conn.identity
     assert identity is not None
     conn.redirected = False
@@ -136,9 +139,16 @@ async def enter_media(services: Services, hub: SessionHub, conn: Connection, ses
               lambda data: on_session_event(services, hub, session_id, data))
     if hub.media is not None:
         await hub.media.open_room(session_id, kind)
+        if fresh:  # back within the seat's grace with new peer connections: the old ones
+            with contextlib.suppress(MediaError):  # lead nowhere (and a pending offer with them)
+                await hub.media.leave(session_id, identity.participant_id)
         await hub.media.join(session_id, identity.participant_id, identity.role)
         if identity.participant_id in await services.store.map_all(muted_map(session_id)):
             await hub.media.set_muted(session_id, identity.participant_id, True)
+        if fresh and kind == "class":
+            klass = await services.classes.find(session_id)
+            if klass is not None and klass.spotlight == identity.participant_id:
+                await hub.media.set_spotlight(session_id, identity.participant_id)
     await push_state(services, hub, session_id)
 
 
@@ -159,11 +169,11 @@ async def on_connected(services: Services, hub: SessionHub, conn: Connection, *,
     if identity.role in CLASS_ROLES and session is not None:
         if await services.classes.find(session) is not None:
             await services.classes.join(session, actor_of(conn))
-            await enter_media(services, hub, conn, session, "class")
+            await enter_media(services, hub, conn, session, "class", fresh=not resumed)
             return
     if session is not None and identity.role in ("clinic", "doctor", "observer"):
         with contextlib.suppress(BrokerError):
-            await _enter_consult(services, hub, conn, session)
+            await _enter_consult(services, hub, conn, session, fresh=not resumed)
             return
     if identity.role in ("clinic", "doctor"):
         await push_console(services, hub, conn)
@@ -313,7 +323,7 @@ async def refresh_consoles(services: Services, hub: SessionHub) -> None:
 
 # --- frame handlers ----------------------------------------------------------------------------
 async def _enter_consult(services: Services, hub: SessionHub, conn: Connection,
-                         consult_id: str) -> None:
+                         consult_id: str, *, fresh: bool = True) -> None:
     identity = conn.identity
     assert identity is not None
     ticket = await services.consults.get(consult_id)
@@ -330,7 +340,7 @@ async def _enter_consult(services: Services, hub: SessionHub, conn: Connection,
             raise Forbidden("claim this consult before entering it")
     elif identity.role not in ("operator", "observer"):
         raise Forbidden("this role cannot enter a consult")
-    await enter_media(services, hub, conn, consult_id, "consult")
+    await enter_media(services, hub, conn, consult_id, "consult", fresh=fresh)
 
 
 def frame_handlers(services: Services, hub: SessionHub) -> dict[type, Handler]:
