@@ -165,6 +165,11 @@ class Summary:
             "join_to_first_frame_p50_ms": _round(percentile(first, 50)),
             "join_to_first_frame_p95_ms": _round(percentile(first, 95)),
             "join_to_first_frame_max_ms": _round(max(first) if first else None),
+            "join_steps_p50_ms": {
+                step: _round(percentile(times, 50)) for step, times in steps_ms(self.results)},
+            "join_to_first_frame_p50_ms_by_role": {
+                role: _round(percentile(times, 50)) for role, times in sorted(
+                    first_frames_by_role(self.results).items())},
             "video_fps_received_per_participant": _round(
                 statistics.fmean(r["window_video_frames"] / self.window_s for r in active
                                  if r["window_video_frames"] is not None)
@@ -177,6 +182,27 @@ class Summary:
                      "video_kbps": round(load_clip("vp8", **VIDEO).bitrate / 1000),
                      "audio": "Opus"},
         }
+
+
+def role_of(label: str) -> str:
+    """`class-0/classroom-2` -> `classroom`."""
+    return label.rsplit("/", 1)[-1].split("-", 1)[0]
+
+
+def first_frames_by_role(results: Sequence[dict[str, Any]]) -> dict[str, list[float]]:
+    """Join-to-first-frame milliseconds of the participants who got one, by role."""
+    by_role: dict[str, list[float]] = {}
+    for r in results:
+        if r["first_frame_s"] is not None:
+            by_role.setdefault(role_of(r["label"]), []).append(r["first_frame_s"] * 1000)
+    return by_role
+
+
+def steps_ms(results: Sequence[dict[str, Any]]) -> list[tuple[str, list[float]]]:
+    """Milliseconds from join start to each step, per step, in the order of a join."""
+    order = ("welcome", "session", "published", "first_frame")
+    return [(step, [r["stages_s"][step] * 1000 for r in results if step in r["stages_s"]])
+            for step in order]
 
 
 def _round(value: float | None) -> float | None:
@@ -370,7 +396,7 @@ class Crowd:
 async def measure(cluster: LocalCluster, jobs: list[CrowdJob], args: argparse.Namespace,
                   summary: Summary, progress: Progress) -> None:
     """Run the crowds: everyone joins, warm-up, the measured window, results."""
-    joining_s = len(jobs) * args.ramp + args.first_frame_timeout + 30
+    joining_s = len(jobs) * args.ramp + args.first_frame_timeout + 30  # the crowds bound it
     settings = CrowdSettings(
         first_frame_timeout_s=args.first_frame_timeout, video=VIDEO,
         deadline_s=joining_s + args.warmup + args.duration + 60)

@@ -35,6 +35,7 @@ from signaling.participant import RemoteParticipant
 from signaling.ws_client import SignalingError
 
 POLL_S = 0.05
+DEFAULT_HEARTBEAT_S = 15.0
 CLOSE_TIMEOUT_S = 10.0
 
 
@@ -87,7 +88,19 @@ def total_video_frames(participant: LoadParticipant) -> int:
 
 class LoadParticipant(RemoteParticipant):
     """A `RemoteParticipant` that stays cheap: no frame digests, no receive-side bandwidth
-    estimator (aiortc's costliest receive step; the relay adapts from receiver reports)."""
+    estimator (aiortc's costliest receive step; the relay adapts from receiver reports). It
+    sends the heartbeat a browser sends (`ping` every `heartbeat_s` of the welcome), without
+    which a node closes a socket silent for 45 s."""
+
+    async def heartbeat(self, stop: asyncio.Event) -> None:
+        """`ping` every `heartbeat_s` until `stop` (a moving client just misses one)."""
+        while not stop.is_set():
+            period = float(self.signaling.welcome.get("heartbeat_s") or DEFAULT_HEARTBEAT_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), period)
+                return
+            with contextlib.suppress(SignalingError, ConnectionError, RuntimeError):
+                await self.signaling.send({"type": "ping", "t": time.time()})
 
     retired_video_frames = 0
     """Video frames received by peer connections this participant left behind (moves)."""
@@ -134,37 +147,61 @@ class Simulated:
         self.first_frame_s: float | None = None
         self.window_frames: tuple[int, int] | None = None
         self.moves_at_first_frame = 0
+        self.stage = "start"
+        """The join's current step, naming a timeout."""
+        self.stages_s: dict[str, float] = {}
+        """Seconds from the join's start to each step: welcome, session, published,
+        first_frame (where the time goes when joins are slow)."""
+        self._stop_heartbeat = asyncio.Event()
+        self._heartbeat: asyncio.Task[None] | None = None
 
     def tracks(self) -> dict[str, ClipTrack]:
         video, audio = self.clips
         return {"mic": ClipTrack(audio), "camera": ClipTrack(video)}
 
     async def run(self) -> None:
-        """Join and wait for the first frame; errors are recorded, not raised."""
+        """Join and wait for the first frame, within `first_frame_timeout_s` of starting;
+        errors are recorded, not raised."""
         await asyncio.sleep(self.job.start_delay_s)
         self.started_at = time.time()
+        try:
+            async with asyncio.timeout(self.settings.first_frame_timeout_s):
+                await self._join()
+        except TimeoutError:
+            self.errors.append(f"{self.stage}:timeout")
+
+    async def _join(self) -> None:
         p = self.participant
-        stage = "exchange"
+        self.stage = "exchange"
         try:
             await p.join_token(self.job.token)
-            stage = "enter"
+            self._heartbeat = asyncio.get_running_loop().create_task(
+                p.heartbeat(self._stop_heartbeat))
+            self.mark("welcome")
+            self.stage = "enter"
             if self.job.enter:
                 await p.send({"type": "enter", "session": self.job.session})
             await p.signaling.expect("session", timeout=self.settings.first_frame_timeout_s,
                                      where=lambda f: f.get("id") == self.job.session)
-            stage = "publish"
+            self.mark("session")
+            self.stage = "publish"
             await p.publish(self.tracks())
+            self.mark("published")
         except Exception as exc:
-            self.errors.append(error_kind(stage, exc))
+            self.errors.append(error_kind(self.stage, exc))
             return
-        deadline = time.monotonic() + self.settings.first_frame_timeout_s
-        while (first := first_video_from_others(p)) is None:
-            if time.monotonic() > deadline:
-                self.errors.append("media:no_first_frame")
-                return
+        self.stage = "media"
+        first = first_video_from_others(p)
+        while first is None:  # polled: frames arrive on aiortc's tasks, no event to await
             await asyncio.sleep(POLL_S)
+            first = first_video_from_others(p)
         self.first_frame_s = first - self.started_at
+        self.stages_s["first_frame"] = round(self.first_frame_s, 3)
         self.moves_at_first_frame = p.moves
+
+    def mark(self, step: str) -> None:
+        if self.started_at is not None:
+            self.stages_s[step] = round(time.time() - self.started_at, 3)
 
     def mark_window(self) -> None:
         self.window_frames = (total_video_frames(self.participant), 0)
@@ -193,10 +230,14 @@ class Simulated:
             "moves_at_first_frame": self.moves_at_first_frame,
             "first_frame_s": self.first_frame_s,
             "window_video_frames": window_video,
+            "stages_s": self.stages_s,
             "errors": errors,
         }
 
     async def close(self) -> None:
+        self._stop_heartbeat.set()
+        if self._heartbeat is not None:
+            await self._heartbeat
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.participant.close(), CLOSE_TIMEOUT_S)
 
@@ -252,10 +293,11 @@ async def crowd_main() -> None:
                     s.mark_window()
         for s in crowd:
             s.end_window()
-        results = [s.result() for s in crowd]
-        await asyncio.gather(*(s.close() for s in crowd))
-        times = os.times()
-        emit({"results": results, "cpu_s": times.user + times.system})
+        times = os.times()  # before leaving: the load generator's cost while in session
+        emit({"results": [s.result() for s in crowd], "cpu_s": times.user + times.system})
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CLOSE_TIMEOUT_S + 5):
+                await asyncio.gather(*(s.close() for s in crowd))
     finally:
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -18,6 +18,7 @@ from signaling.bench_load import (
     cpu_per_participant,
     deal,
     percentile,
+    role_of,
     wall_limit_s,
 )
 from signaling.bench_load_cluster import parse_stat, tree_cpu
@@ -82,6 +83,15 @@ def test_tree_cpu_splits_a_process_from_its_descendants(
     assert tree_cpu(stats, root) == expected
 
 
+@pytest.mark.parametrize(("label", "role"), [
+    ("class-0/teacher", "teacher"),
+    ("class-3/classroom-2", "classroom"),
+    ("consult-1/doctor", "doctor"),
+])
+def test_role_of_a_label(label: str, role: str) -> None:
+    assert role_of(label) == role
+
+
 @pytest.mark.parametrize(("exc", "expected"), [
     (SignalingError("forbidden", "no"), "join:forbidden"),
     (TimeoutError(), "join:TimeoutError"),
@@ -103,6 +113,7 @@ def result(label: str, session: str, node: str, first: float | None,
     return {"label": label, "session": session, "joined_via": node, "node": node, "moves": 1,
             "moves_at_first_frame": 1, "first_frame_s": first,
             "window_video_frames": 150 if first is not None else None,
+            "stages_s": {"welcome": 0.1, "first_frame": first} if first is not None else {},
             "errors": errors or []}
 
 
@@ -114,7 +125,7 @@ def test_the_summary_counts_participants_per_node_and_errors_by_kind() -> None:
         result("class-0/teacher", "c0", "http://a", 1.0),
         result("class-0/classroom-1", "c0", "http://a", 2.0),
         result("consult-0/clinic", "k0", "http://a", 3.0),
-        result("consult-0/doctor", "k0", "http://b", None, ["media:no_first_frame"]),
+        result("consult-0/doctor", "k0", "http://b", None, ["media:timeout"]),
     ]
     summary.errors["setup:conflict"] += 1
     figures = summary.figures()
@@ -124,8 +135,12 @@ def test_the_summary_counts_participants_per_node_and_errors_by_kind() -> None:
     assert figures["nodes"]["node-a"]["cpu_ms_per_participant_second"] == pytest.approx(66.67)
     assert figures["nodes"]["node-b"]["cpu_ms_per_participant_second"] is None
     assert figures["join_to_first_frame_p50_ms"] == 2000.0
-    assert figures["errors"] == {"media:no_first_frame": 1, "setup:conflict": 1}
+    assert figures["join_to_first_frame_p50_ms_by_role"] == {
+        "classroom": 2000.0, "clinic": 3000.0, "teacher": 1000.0}
+    assert figures["errors"] == {"media:timeout": 1, "setup:conflict": 1}
     assert figures["error_count"] == 2
+    assert figures["join_steps_p50_ms"] == {"welcome": 100.0, "session": None,
+                                            "published": None, "first_frame": 2000.0}
 
 
 @pytest.mark.redis
