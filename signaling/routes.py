@@ -421,7 +421,8 @@ async def admit_consult(call: Call[None]) -> ConsultTicket:
 @api.route("POST", "/api/v1/consults/{consult_id}/cancel", summary="Cancel a request",
            tag="consults", roles={"clinic", "operator"}, response=ConsultTicket)
 async def cancel_consult(call: Call[None]) -> ConsultTicket:
-    return await services_of(call).consults.cancel(call.param("consult_id"), actor_of(call))
+    ticket = await party_ticket(call)  # another clinic learns nothing: 404, not 403
+    return await services_of(call).consults.cancel(ticket.id, actor_of(call))
 
 
 @api.route("POST", "/api/v1/consults/{consult_id}/hand-over", summary="Hand over to another "
