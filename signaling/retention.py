@@ -1,7 +1,9 @@
 """Retention of consult records: erasing a consult's note and snapshots once it has been closed
 longer than `--consult-retention-days`, each erasure audited.
 
-`sweep_retention` is one pass with the clock passed in (tests run it directly, on both stores);
+`sweep_retention` is one pass with the clock passed in (tests run it directly, on both stores):
+the consults the store's index names, then snapshot folders whose consult is gone from the store
+(consults closed before the index existed) once their files are older than the period;
 `RetentionSweeper` runs it on the node every `RETENTION_SWEEP_S` as a cancellable task. Several
 nodes may sweep at once: erasing twice is harmless (the second finds nothing).
 """
@@ -15,7 +17,7 @@ from pathlib import Path
 
 from broker.audit import AuditAction, AuditLog
 from broker.clock import Clock
-from broker.consult_records import ConsultRecords
+from broker.consult_records import ConsultRecords, retention_cutoff
 from broker.errors import StoreUnavailable
 from signaling.cancellation import cancel_and_wait
 
@@ -43,6 +45,43 @@ def remove_snapshot_files(data_dir: Path, consult_id: str) -> int:
     return count
 
 
+def stale_folders(data_dir: Path, cutoff: float, limit: int) -> list[str]:
+    """Consult ids of snapshot folders not modified since `cutoff` (epoch seconds; blocking)."""
+    root = Path(data_dir) / "snapshots"
+    if not root.is_dir():
+        return []
+    found = []
+    for folder in root.iterdir():
+        if folder.is_dir() and folder.stat().st_mtime < cutoff:
+            found.append(folder.name)
+            if len(found) >= limit:
+                break
+    return found
+
+
+async def sweep_orphans(records: ConsultRecords, audit: AuditLog, data_dir: Path,
+                        now: float, *, limit: int = SWEEP_BATCH) -> list[str]:
+    """Erase snapshot folders older than the retention period whose consult the store no longer
+    has (its ticket expired before the retention index existed), with their snapshot records;
+    audited `retention_erase` with `orphan: true`. Returns the consult ids erased."""
+    cutoff = retention_cutoff(now, records.retention_s)
+    erased: list[str] = []
+    for consult_id in await asyncio.to_thread(stale_folders, data_dir, cutoff, limit):
+        if await records.find(consult_id) is not None:
+            continue  # still indexed: `sweep_retention` erases it in its time
+        try:
+            files = await asyncio.to_thread(remove_snapshot_files, data_dir, consult_id)
+        except OSError as exc:
+            log.warning("cannot remove snapshot files", extra={"consult": consult_id,
+                                                               "error": str(exc)})
+            continue
+        snapshots = await records.erase(consult_id)
+        await audit.append("system", AuditAction.RETENTION_ERASE, session=consult_id,
+                           detail={"orphan": True, "snapshots": snapshots, "files": files})
+        erased.append(consult_id)
+    return erased
+
+
 async def sweep_retention(records: ConsultRecords, audit: AuditLog, data_dir: Path,
                           now: float, *, limit: int = SWEEP_BATCH) -> list[str]:
     """Erase every consult closed more than the retention period before `now` (at most
@@ -62,7 +101,7 @@ async def sweep_retention(records: ConsultRecords, audit: AuditLog, data_dir: Pa
                            detail={"closed_at": closed_at, "snapshots": snapshots,
                                    "files": files})
         erased.append(consult_id)
-    return erased
+    return erased + await sweep_orphans(records, audit, data_dir, now, limit=limit)
 
 
 class RetentionSweeper:

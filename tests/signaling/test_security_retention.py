@@ -6,11 +6,13 @@ passed in). Memory and Redis stores."""
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
+from broker.consult_records import snapshots_map
 from broker.consult_state import Outcome
 from broker.consults import ConsultRequest
 from broker.models import Actor, Role, Urgency
@@ -148,3 +150,27 @@ async def test_the_node_sweeper_runs_on_its_clock_and_stops_when_asked(node) -> 
         assert await services.consults.find(consult) is None
     finally:
         await asyncio.wait_for(sweeper.stop(), 10.0)
+
+
+async def test_old_snapshot_folders_of_consults_gone_from_the_store_are_erased(node) -> None:
+    """Consults closed before the retention index existed: their tickets expired, their
+    snapshot folders stayed. Erased once older than the period; a young one is kept."""
+    services = node.services
+    data_dir = Path(services.config.data_dir)
+    retention_s = services.config.consult_retention_days * 86400.0
+    now = services.clock()
+    old, young = snapshot_folder(data_dir, "gone-old"), snapshot_folder(data_dir, "gone-young")
+    for folder in (old, young):
+        folder.mkdir(parents=True)
+        (folder / "a.png").write_bytes(PNG)
+    stamp = now - retention_s - 3600
+    os.utime(old, (stamp, stamp))
+    await services.store.map_set(snapshots_map("gone-old"), "a", b"{}")
+
+    assert await sweep_retention(services.consults.records, services.audit, data_dir,
+                                 now) == ["gone-old"]
+    assert not old.exists() and young.is_dir()
+    assert await services.store.map_all(snapshots_map("gone-old")) == {}
+    audit = await services.audit.read(session="gone-old", limit=10)
+    assert [(e.action, e.detail.get("orphan"), e.detail.get("files"))
+            for e in audit.entries] == [("retention_erase", True, 1)]
