@@ -32,6 +32,8 @@ class RemoteParticipant:
         """Fresh tracks to publish again after moving to another node (else the same ones)."""
         self.moves = 0
         """How many times this participant moved to another node (redirect or node loss)."""
+        self.reconnects = 0
+        """How many `reconnect` frames (media lost on the same node) it rebuilt media for."""
         self._published: dict[str, MediaStreamTrack] = {}
         self._entered: str | None = None
         self._republish = False
@@ -67,19 +69,29 @@ class RemoteParticipant:
             self._answer_waiters.put_nowait(frame["sdp"])
         elif frame["type"] == "_moved":
             # New node, new relay: fresh peer connections before its first offer arrives.
-            old, self.peer = self.peer, self._new_peer()
+            self._renew_peer()
             self.moves += 1
-            self._answer_waiters = asyncio.Queue()
             self._republish = bool(self._published)
-            if old is not None:
-                self._spawn(old.close())
             if self._entered is not None:
                 self._spawn(self.signaling.send({"type": "enter", "session": self._entered}))
+        elif frame["type"] == "reconnect":
+            # Same node, but the relay lost this session's media (e.g. its worker died and
+            # the room was placed again): new peer connections, publish again.
+            self._renew_peer()
+            self.reconnects += 1
+            if self._published:
+                self._spawn(self._publish_again())
         elif frame["type"] == "session" and self._republish:
             self._republish = False  # in the session on the node that holds it: publish there
             self._spawn(self._publish_again())
         elif frame["type"] == "ended" and frame.get("session") == self._entered:
             self._entered = None
+
+    def _renew_peer(self) -> None:
+        old, self.peer = self.peer, self._new_peer()
+        self._answer_waiters = asyncio.Queue()
+        if old is not None:
+            self._spawn(old.close())
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -486,7 +486,10 @@ def on_media_event(services: Services, hub: SessionHub, room_id: str, participan
                    event: dict[str, Any]) -> None:
     frame = ws_media.media_event_frame(event)
     if event.get("type") == "room_lost":
-        hub.spawn(_replace_room(services, hub, room_id, participant_id))
+        # `reconnect` goes out once the participant is in the room placed again: a client
+        # publishing at once must find its place there
+        hub.spawn(_replace_room(services, hub, room_id, participant_id, frame))
+        return
     if event.get("type") == "link":
         rung = str(event.get("rung", "full"))
         hub.links.setdefault(room_id, {}).setdefault(participant_id, {})["rung"] = rung
@@ -500,11 +503,16 @@ def on_media_event(services: Services, hub: SessionHub, room_id: str, participan
 
 
 async def _replace_room(services: Services, hub: SessionHub, room_id: str,
-                        participant_id: str) -> None:
-    """The worker holding `room_id` died: open it again and rejoin this participant."""
-    conn = hub.by_participant.get(participant_id)
-    if conn is None or conn.identity is None or conn.media_session != room_id:
-        return
-    kind = "class" if await services.classes.find(room_id) is not None else "consult"
-    await hub.media.open_room(room_id, kind)
-    await hub.media.join(room_id, participant_id, conn.identity.role)
+                        participant_id: str, reconnect: m.ServerFrame | None = None) -> None:
+    """The worker holding `room_id` died: open it again, rejoin this participant, then tell
+    it to rebuild its media (`reconnect`)."""
+    try:
+        conn = hub.by_participant.get(participant_id)
+        if conn is None or conn.identity is None or conn.media_session != room_id:
+            return
+        kind = "class" if await services.classes.find(room_id) is not None else "consult"
+        await hub.media.open_room(room_id, kind)
+        await hub.media.join(room_id, participant_id, conn.identity.role)
+    finally:
+        if reconnect is not None:
+            hub.send_to(participant_id, reconnect)
