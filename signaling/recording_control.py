@@ -191,8 +191,9 @@ async def build_programme(services: Services, hub: SessionHub, recording: Record
                 lambda p: services.recordings.set_progress(recording.id, p))
             await storage.publish(recording.id, work / BUILD_DIR)
             renditions = [Rendition(**r) for r in result["renditions"]]
-            await services.recordings.finish(recording.id, renditions,
-                                             result.get("duration_s"))
+            await services.recordings.finish(recording.id, renditions)
+            log.info("programme of recording %s: %.1f s at %sx real time", recording.id,
+                     result.get("duration_s", 0.0), result.get("speed"))
         except asyncio.CancelledError:
             await services.recordings.fail(recording.id, "the server stopped while processing")
             raise
