@@ -271,6 +271,7 @@ def summarize(
             lift = start + line.lift_at
             base_fps = qoe.rate_per_s(got.camera_frames, drop - BASELINE_S, drop)
             base_height = _height(got.camera_heights, drop - BASELINE_S, drop) or 0
+            result["before_drop"] = {"fps": round(base_fps, 1), "height": base_height or None}
             result["recover_s"] = _round(
                 qoe.recovered_after(
                     got.camera_frames, got.camera_heights, lift, end, base_fps, base_height
@@ -328,6 +329,19 @@ def goals(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return checks
 
 
+def teacher_camera(sends: dict[str, Any]) -> str | None:
+    """The teacher browser's camera as sent at the end, e.g. `320x180@3 L1T3` (the camera is
+    the first video m-line)."""
+    videos = sorted(
+        (k for k in sends if k.startswith("video-")), key=lambda k: int(k[6:] or 0)
+    )
+    if not videos:
+        return None
+    cam = sends[videos[0]]
+    text = f"{cam.get('width', 0)}x{cam.get('height', 0)}@{cam.get('fps', 0)}"
+    return f"{text} {cam['scalability']}" if cam.get("scalability") else text
+
+
 COLUMNS = (
     ("profile", "profile", 10),
     ("adaptation", "adapt", 5),
@@ -342,6 +356,7 @@ COLUMNS = (
     ("recover_s", "recov s", 7),
     ("resume_s", "resume s", 8),
     ("survived", "survived", 8),
+    ("teacher_camera", "teacher sends", 16),
 )
 
 
@@ -510,6 +525,7 @@ async def run_once(spec: RunSpec, log_dir: Path) -> dict[str, Any]:
         try:
             await node.start()
             teacher_link, room_link = node.link(TEACHER_LINK), node.link(CLASSROOM_LINK)
+            teacher_page: Any = None
             if spec.publisher == "chromium":
                 camera = await asyncio.to_thread(browser.camera_clip)
                 teacher_browser = await browser.launch_in(
@@ -554,6 +570,9 @@ async def run_once(spec: RunSpec, log_dir: Path) -> dict[str, Any]:
                     raise RuntimeError("the aiortc classroom printed no result")
                 got = received_from_peer(result)
                 links, notices = result["links"], [n["code"] for n in result["notices"]]
+            if teacher_page is not None:
+                head["teacher_sends"] = await browser.sender_stats(teacher_page)
+                head["teacher_camera"] = teacher_camera(head["teacher_sends"])
             events = rung_events(links, room_id, start)
             summary = summarize(got, start, end, timeline(spec.profile), events, notices)
             return {**head, **summary}

@@ -185,6 +185,36 @@ async def collect(page: Page) -> dict[str, Any]:
     )
 
 
+SENDER_JS = """async () => {
+  const pc = window.tongxin?.room?.publisher?.pc;
+  if (!pc) return {};
+  const stats = await pc.getStats();
+  const codecs = {};
+  for (const s of stats.values()) if (s.type === 'codec') codecs[s.id] = s.mimeType;
+  const out = {};
+  for (const s of stats.values()) {
+    if (s.type === 'candidate-pair' && s.nominated && s.availableOutgoingBitrate) {
+      out.estimate_kbps = Math.round(s.availableOutgoingBitrate / 1000);
+    }
+    if (s.type !== 'outbound-rtp') continue;
+    const key = s.kind === 'audio' ? 'audio' : `video-${s.mid}`;
+    out[key] = { codec: codecs[s.codecId] || '', scalability: s.scalabilityMode || '',
+                 width: s.frameWidth || 0, height: s.frameHeight || 0,
+                 fps: s.framesPerSecond || 0, kbytes: Math.round((s.bytesSent || 0) / 1000),
+                 limited: s.qualityLimitationReason || '' };
+  }
+  return out;
+}"""
+
+
+async def sender_stats(page: Page) -> dict[str, Any]:
+    """What the teacher's browser sends, per outbound stream (`video-<mid>`, `audio`): codec,
+    scalability mode, size, frame rate, what limits its quality; and its send estimate."""
+    with contextlib.suppress(Exception):
+        return dict(await page.evaluate(SENDER_JS))
+    return {}
+
+
 async def participant_id(page: Page) -> str:
     """The page's own participant id, once welcomed."""
     handle = await page.wait_for_function(

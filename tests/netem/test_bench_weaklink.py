@@ -206,9 +206,25 @@ def test_the_table_has_a_row_per_run_and_the_goals() -> None:
     lines = table.splitlines()
     assert "kbit/s" in lines[0] and "survived" in lines[0]
     assert lines[2].split()[:3] == ["weak", "on", "300"]
-    assert lines[3].split()[1] == "off" and lines[3].split()[-1] == "NO"
+    assert lines[3].split()[1] == "off" and lines[3].split()[12] == "NO"
     assert "error: boom" in lines[4]
     assert any(line.startswith("goal weak: video >= 10 fps: met") for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("sends", "shown"),
+    [
+        ({}, None),
+        ({"audio": {}, "video-2": {"width": 1280, "height": 720, "fps": 5},
+          "video-1": {"width": 320, "height": 180, "fps": 3, "scalability": "L1T3"}},
+         "320x180@3 L1T3"),
+        ({"video-0": {"width": 640, "height": 360, "fps": 30}}, "640x360@30"),
+    ],
+)
+def test_the_teacher_camera_is_the_first_video_line(
+    sends: dict[str, Any], shown: str | None
+) -> None:
+    assert bench.teacher_camera(sends) == shown
 
 
 # --- real runs in the lab (root) --------------------------------------------------------------
