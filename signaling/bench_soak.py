@@ -54,6 +54,9 @@ START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 20.0
 FRAMES_SEEN = 5
 """Frames a receiver must count before media counts as flowing."""
+MEDIA_WAIT_S = 45.0
+"""How long media may take to flow in a new session (aiortc on a busy 2-core machine)."""
+SCRAPE_ATTEMPTS = 3
 SEAT_GRACE_S = 30.0
 """The node keeps a dropped participant's seat this long (signaling.hub.RESUME_GRACE_S)."""
 
@@ -180,14 +183,19 @@ def server_error_counts(metrics_text: str) -> dict[str, int]:
     return counts
 
 
-def log_error_count(log_path: Path) -> int:
-    """Lines at level error or worse in a node's JSON log (tracebacks included)."""
-    count = 0
+def log_errors(log_path: Path, keep: int = 5) -> tuple[int, list[str]]:
+    """Lines at level error or worse in a node's JSON log (tracebacks included), and the
+    first `keep` distinct messages (the node's log is redacted: no token in it)."""
+    count, messages = 0, []
     with contextlib.suppress(OSError), open(log_path, errors="replace") as f:
         for line in f:
             if '"level": "error"' in line or '"level": "critical"' in line:
                 count += 1
-    return count
+                with contextlib.suppress(ValueError, AttributeError):
+                    message = str(json.loads(line).get("msg", ""))[:200]
+                    if message not in messages and len(messages) < keep:
+                        messages.append(message)
+    return count, messages
 
 
 # --- child processes -------------------------------------------------------------------------
@@ -571,7 +579,7 @@ async def one_class(base: str, http: aiohttp.ClientSession, directory: Directory
         await media_flows(lambda: all(_frames(c, teacher.id, "camera") > FRAMES_SEEN
                                       for c in classrooms)
                           and _frames(teacher, rooms[0], "camera") > FRAMES_SEEN,
-                          30, "class media")
+                          MEDIA_WAIT_S, "class media")
         stage.at = "hand and spotlight"
         await classrooms[1].send({"type": "hand", "raised": True})
         await teacher.signaling.expect("session", where=lambda f: rooms[1] in f["hands"])
@@ -589,8 +597,8 @@ async def one_class(base: str, http: aiohttp.ClientSession, directory: Directory
         await again.publish(small_tracks())
         await again.ensure_down_offer()
         counts.joins += 1
-        await media_flows(lambda: _frames(again, teacher.id, "camera") > FRAMES_SEEN, 30,
-                          "media after a classroom came back")
+        await media_flows(lambda: _frames(again, teacher.id, "camera") > FRAMES_SEEN,
+                          MEDIA_WAIT_S, "media after a classroom came back")
         stage.at = "end"
         await teacher.send({"type": "end"})
         await again.signaling.expect("ended")
@@ -649,7 +657,7 @@ async def one_consult(base: str, http: aiohttp.ClientSession, directory: Directo
         await doctor.publish(small_tracks())
         await media_flows(lambda: _frames(doctor, clinic.id, "camera") > FRAMES_SEEN
                           and _frames(clinic, doctor.id, "camera") > FRAMES_SEEN,
-                          30, "consult media")
+                          MEDIA_WAIT_S, "consult media")
         await asyncio.sleep(hold_s)
         stage.at = "end"
         await doctor.send({"type": "end", "outcome": "resolved"})
@@ -724,11 +732,20 @@ class Sampler:
         self.started = started
         self.server_errors: dict[str, int] = {}
         self.log_errors = 0
+        self.log_messages: list[str] = []
 
     async def scrape(self) -> str:
-        async with self.http.get(self.node.base_url + "/metrics",
-                                 timeout=aiohttp.ClientTimeout(total=10)) as resp:
-            return await resp.text()
+        """The node's /metrics; a slow answer (a starved machine) is retried, then raised."""
+        for attempt in range(SCRAPE_ATTEMPTS):
+            try:
+                async with self.http.get(self.node.base_url + "/metrics",
+                                         timeout=aiohttp.ClientTimeout(total=20)) as resp:
+                    return await resp.text()
+            except (aiohttp.ClientError, TimeoutError):
+                if attempt == SCRAPE_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(2)
+        raise AssertionError("unreachable")
 
     async def worker_pids(self) -> list[int]:
         if not self.node.media_workers:
@@ -746,7 +763,7 @@ class Sampler:
         tasks = metric_values(text, "tongxin_asyncio_tasks")
         websockets = metric_values(text, "tongxin_websockets_open")
         self.server_errors = server_error_counts(text)
-        self.log_errors = log_error_count(self.node.log_path)
+        self.log_errors, self.log_messages = log_errors(self.node.log_path)
         workers = 0.0
         for worker in await self.worker_pids():
             with contextlib.suppress(OSError):
@@ -825,7 +842,9 @@ async def _soak(args: argparse.Namespace, node: NodeProcess, secret: str) -> dic
     counts = ChurnCounts()
     gate = ChurnGate()
     samples: list[Sample] = []
-    async with aiohttp.ClientSession() as http:
+    # force_close: a kept-alive connection the node closes as it is reused is a client race,
+    # not a node error
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
         directory = await fill_directory(http, base, secret, args.classes, args.consults,
                                          args.droppers)
         await asyncio.to_thread(small_tracks)  # clips encoded (and cached) before the clock
@@ -869,8 +888,13 @@ async def _soak(args: argparse.Namespace, node: NodeProcess, secret: str) -> dic
                     gate.deadline += time.monotonic() - now  # the pause is not churn time
                     next_sample = time.monotonic() + args.sample_s
                 elif now >= next_sample and now < gate.deadline:
-                    samples.append(await sampler.sample())
                     next_sample += args.sample_s
+                    try:
+                        samples.append(await sampler.sample())
+                    except (aiohttp.ClientError, TimeoutError) as exc:
+                        counts.errors[f"sample:{type(exc).__name__}"] += 1
+                        _log(f"soak: the node did not answer a sample: {exc!r}")
+                        continue
                 else:
                     continue
                 _print_sample(samples[-1])
@@ -891,7 +915,7 @@ async def _soak(args: argparse.Namespace, node: NodeProcess, secret: str) -> dic
         "churn": {"classes": counts.classes, "consults": counts.consults,
                   "joins": counts.joins, "websocket_drops": counts.drops},
         "errors": {"churn": dict(counts.errors), "server": sampler.server_errors,
-                   "log_lines": sampler.log_errors},
+                   "log_lines": sampler.log_errors, "log_messages": sampler.log_messages},
         "samples": [asdict(s) for s in samples],
         "verdict": asdict(verdict),
     }
