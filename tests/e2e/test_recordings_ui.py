@@ -179,17 +179,18 @@ async def test_shared_link_plays_each_rendition(
     assert watched.errors == []
 
 
-async def test_shared_link_in_preparation_or_expired_says_so(
+async def test_shared_link_in_preparation_or_expired_says_so_on_a_phone(
     browser: Browser, stub: ContractStub
 ) -> None:
-    watched = await open_page(browser, locale="zh-CN")
+    watched = await open_page(browser, locale="zh-CN", viewport=PHONE)
     page = watched.page
     await page.goto(f"{stub.base_url}/watch/{SHARE_BUSY}")
     await page.locator("#watch-progress").wait_for()
     await page.get_by_text("42%").wait_for()
-    await screenshot(page, "watch-preparing-zh-CN")
+    assert await page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    await screenshot(page, "watch-preparing-zh-CN-phone")
     await page.goto(f"{stub.base_url}/watch/no-such-token")
     await page.get_by_role("heading", name="链接已失效").wait_for()
-    await screenshot(page, "watch-expired-zh-CN")
+    await screenshot(page, "watch-expired-zh-CN-phone")
     # Chromium logs the refused look-up itself (a 404 resource); nothing else may be logged
     assert [e for e in watched.errors if "/api/v1/watch/no-such-token" not in e] == []

@@ -64,7 +64,7 @@ async function start() {
       });
       return;
     }
-    setStatus('status.online', 'ok');
+    document.getElementById('status').hidden = true; // no live connection on this page
     window.tongxin = { home: 'recordings', channel: null, room: null };
     const page = await import('./pages/recordings.js');
     await page.mount(main(), { profile: saved });

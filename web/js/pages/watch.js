@@ -29,7 +29,9 @@ export function refusalKeys(error) {
 }
 
 export async function mount(root, { token, force = null } = {}) {
+  // A viewer of a shared link is in no session: no connection status to show.
   setStatus('status.not_joined', 'idle');
+  document.getElementById('status').hidden = true;
   let timer = null;
 
   const show = async () => {
