@@ -28,6 +28,7 @@ from typing import Any
 from media.budget import Allocation, BudgetPolicy, IncomingTrack, Priority, allocate
 from media.estimator import DownlinkEstimator, LinkEstimate
 from media.forwarder import PACKET_OVERHEAD, InboundTrack, OutboundStream
+from media.red import red_wanted
 from media.rtcp_feedback import ReportBlock
 from media.rung import LOW_RUNG_NOMINAL_BPS, Rung, RungCosts, RungDecision
 from media.transcode import low_rendition, offers_low
@@ -124,12 +125,19 @@ def is_steady(
     incoming: list[IncomingTrack],
     previous: Allocation,
     policy: BudgetPolicy,
+    *,
+    red_negotiated: bool = False,
 ) -> bool:
     """True when deciding again cannot change anything: every video track is on `full` with
     no timer running, the tracks and their layers are those decided on, loss is low and the
     estimate covers every track's full cost. The tick then skips `allocate`
     (the usual case on a good link, and most of the tick's cost)."""
     if link.loss >= policy.rung.up_loss_max or len(incoming) != len(previous.tracks):
+        return False
+    red = red_negotiated and red_wanted(
+        link.loss, previous.red, policy.red_on_above, policy.red_off_below
+    )
+    if red != previous.red:
         return False
     audio = 0.0
     video = 0
@@ -243,15 +251,19 @@ class DownlinkAdaptation:
                         track_id, self._priority_of(track), costs=rung_costs(rates, low)
                     )
                 )
+        red_negotiated = any(s.red_pt is not None for s in streams if s.kind == "audio")
         if self.allocation is not None and is_steady(
-            link, incoming, self.allocation, self._policy
+            link, incoming, self.allocation, self._policy, red_negotiated=red_negotiated
         ):
             self.steady_ticks += 1
             return self.allocation
         allocation = allocate(
-            link, incoming, self.allocation, now, self._policy, red_negotiated=False
+            link, incoming, self.allocation, now, self._policy, red_negotiated=red_negotiated
         )
         self.allocation = allocation
+        for stream in streams:
+            if stream.kind == "audio":
+                stream.set_red(allocation.red)
         switched: RungDecision | None = None
         for item in allocation.tracks:
             decision = item.decision

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from media.estimator import LinkEstimate
+from media.red import red_wanted
 from media.rung import Rung, RungCosts, RungDecision, RungPolicy, decide
 
 
@@ -170,9 +171,8 @@ def allocate(
 
 
 def _red_wanted(loss: float, previous: Allocation | None, policy: BudgetPolicy) -> bool:
-    if previous is not None and previous.red:
-        return loss >= policy.red_off_below
-    return loss > policy.red_on_above
+    was_on = previous is not None and previous.red
+    return red_wanted(loss, was_on, policy.red_on_above, policy.red_off_below)
 
 
 def _reason(

@@ -31,6 +31,7 @@ from media.codec_match import preferences_for
 from media.errors import NegotiationError
 from media.forwarder import DatagramSink, InboundTrack, OutboundStream, deliver_feedback
 from media.peer_config import PeerConfig
+from media.red import offer_with_red, red_payload_type
 from media.rtpheader import ExtensionLayout
 from media.uplink import SDP_ERRORS, connection_state_event
 
@@ -77,6 +78,7 @@ class Downlink:
         self._lock = asyncio.Lock()
         self._state: str | None = None
         self._closed = False
+        self._answer_sdp = ""
         self.adaptation = DownlinkAdaptation(
             participant_id, lambda: self.streams, emit, priority_of=priority_of
         )
@@ -113,6 +115,7 @@ class Downlink:
             else:
                 error = None
                 self._offer = None
+                self._answer_sdp = answer_sdp
                 for slot in self._slots:
                     slot.answered = True
                 self._configure_slots()
@@ -208,7 +211,9 @@ class Downlink:
         }
         self._offer = {
             "type": "offer",
-            "sdp": pc.localDescription.sdp,
+            # RED is offered on audio m-lines though aiortc knows nothing of it: the relay
+            # builds RED packets itself for a subscriber that accepts it (media/red.py)
+            "sdp": offer_with_red(pc.localDescription.sdp),
             "tracks": tracks,
             "connection": self.generation,
         }
@@ -241,6 +246,9 @@ class Downlink:
                 continue
             ids = {ext.uri: ext.id for ext in t._headerExtensions}
             slot.stream.configure(ExtensionLayout.negotiated(t.mid, ids, t.kind), list(t._codecs))
+            if t.kind == "audio":
+                slot.stream.red_pt = red_payload_type(self._answer_sdp, t.mid)
+                slot.stream.set_red(slot.stream.red_on)
             if self._sink.connected and track in wanted and not track.closed:
                 slot.stream.attach(track)
 

@@ -32,7 +32,7 @@ from aiortc.rtp import (
     unpack_remb_fci,
 )
 
-from media import h264, vp8
+from media import h264, red, vp8
 from media.codec_match import has_rtx, media_codec, payload_types
 from media.keyframe_requests import KeyframeRequests
 from media.rtcp_feedback import KeyframeRequest, Nack, Remb, ReportBlock, parse_feedback
@@ -157,6 +157,8 @@ class InboundTrack:
         self._retry: asyncio.TimerHandle | None = None
         self.last_layer: vp8.TemporalLayer | None = None
         """Layer fields of the latest packet (what a stream forwarding all of them sent last)."""
+        self.recent: list[tuple[int, bytes]] = []
+        """Audio: (timestamp, payload) of the last packets, repeated in RED packets."""
         self.taps: tuple[PacketTap, ...] = ()
         """Callbacks given every packet (the low rendition's transcoder while it runs)."""
         self.low_rendition: SharedRendition | None = None
@@ -203,6 +205,9 @@ class InboundTrack:
         layer = vp8.temporal_layer(payload) if self._is_vp8 else None
         self.layer_octets[3 if layer is None else layer[0] & 3] += size + PACKET_OVERHEAD
         self.last_layer = layer
+        recent = self.recent
+        if detect is None:  # audio: remember what RED repeats
+            self.recent = [*recent[-(red.REDUNDANCY - 1):], (timestamp, payload)]
         streams = self.streams
         if not streams:
             return
@@ -213,6 +218,12 @@ class InboundTrack:
         bodies: dict[tuple[int, ...], bytes] = {}
         for stream in streams:
             variant = stream.variant
+            if stream.red_on:
+                stream.forward_red(
+                    seq, timestamp, marker, payload, recent,
+                    extension_tail(variant, abs_time, level), now,
+                )
+                continue
             if layer is not None and stream.layered:
                 stream.forward_layer(
                     seq, timestamp, marker, payload, layer, keyframe, now,
@@ -333,6 +344,11 @@ class OutboundStream:
         self.variant: tuple[int, int] = (0, 0)
         self.negotiated: list[RTCRtpCodecParameters] = []
         self.rtx_seq = random.randrange(0, 0x8000)
+        self.red_pt: int | None = None
+        """Audio: the subscriber accepted RED (RFC 2198) with this payload type."""
+        self.red_on = False
+        """Audio goes as RED packets carrying the previous packets too (lossy link)."""
+        self.red_packets = 0
         # counters (sender reports) and what the subscriber reports (for adaptation)
         self.packets = 0
         self.octets = 0
@@ -457,6 +473,47 @@ class OutboundStream:
         self.octets += size
         self.last_ts = ts
         self.last_at = now
+
+    def forward_red(
+        self,
+        seq: int,
+        ts: int,
+        marker: int,
+        payload: bytes,
+        previous: list[tuple[int, bytes]],
+        tail: bytes,
+        now: float,
+    ) -> None:
+        """Forward one audio packet as RED: the previous packets' payloads, then this one."""
+        pt, red_pt = self.pt, self.red_pt
+        if pt is None or red_pt is None:
+            return
+        if self.waiting:
+            self.waiting = False
+            self.ts_offset = continuation_offset(
+                self.last_ts, self.last_at, now, self.clock_rate, ts
+            )
+        out = self.seqmap.map(seq)
+        if out is None:
+            return
+        offset = self.ts_offset
+        ts = (ts + offset) & MASK32
+        body = red.red_payload(pt, ts, payload, [((t + offset) & MASK32, d) for t, d in previous])
+        self.sink.send(
+            FIXED_HEADER.pack(self.first_byte, marker | red_pt, out, ts, self.ssrc)
+            + self.head
+            + tail
+            + body
+        )
+        self.packets += 1
+        self.red_packets += 1
+        self.octets += len(body)
+        self.last_ts = ts
+        self.last_at = now
+
+    def set_red(self, on: bool) -> None:
+        """Send audio as RED (when the subscriber accepted it) or plain."""
+        self.red_on = on and self.red_pt is not None and self.kind == "audio"
 
     def forward_layer(
         self,

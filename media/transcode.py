@@ -59,9 +59,9 @@ VIDEO_CLOCK = 90000
 _renditions: weakref.WeakSet[LowRendition] = weakref.WeakSet()
 
 
-def running_renditions() -> int:
-    """How many low renditions are transcoding in this process (tests, health)."""
-    return sum(1 for r in list(_renditions) if r.running)
+def running_renditions() -> list[LowRendition]:
+    """The low renditions transcoding in this process now (tests, health)."""
+    return [r for r in list(_renditions) if r.running]
 
 
 def offers_low(track: InboundTrack) -> bool:

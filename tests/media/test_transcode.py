@@ -224,24 +224,27 @@ async def test_a_rendition_transcodes_a_real_clip_to_320x180_at_15_fps_and_stops
 
     rendition.track.add_tap(on_low)
     stream = object()
-    rendition.acquire(stream)  # type: ignore[arg-type]
-    rendition.acquire(stream)  # type: ignore[arg-type]
-    assert rendition.running and rendition.starts == 1
-    for n, packet in enumerate(clip_packets(60)):
-        source.on_packet(packet)
-        if packet.marker and n % 3 == 0:
-            await asyncio.sleep(0.01)
-    await wait_until(lambda: rendition.frames_encoded >= 25, what="30 frames encoded")
-    assert sizes and set(sizes) == {(320, 180)}
-    assert rendition.frames_encoded <= 30, "15 fps of a 30 fps source"
-    rendition.release(stream)  # type: ignore[arg-type]
-    await wait_until(lambda: not rendition.running, what="the rendition to stop")
-    assert source.taps == ()
-    rendition.close()
+    try:
+        rendition.acquire(stream)  # type: ignore[arg-type]
+        rendition.acquire(stream)  # type: ignore[arg-type]
+        assert rendition.running and rendition.starts == 1
+        for packet in clip_packets(60):  # 2 s at 30 fps
+            source.on_packet(packet)
+            if packet.marker:
+                await asyncio.sleep(1 / 30)
+        await wait_until(lambda: rendition.frames_encoded >= 5, what="frames encoded")
+        assert sizes and set(sizes) == {(320, 180)}
+        # a loaded machine may skip some (the thread is late), never more than 15 a second
+        assert rendition.frames_encoded + rendition.frames_skipped <= 30
+        rendition.release(stream)  # type: ignore[arg-type]
+        await wait_until(lambda: not rendition.running, what="the rendition to stop")
+        assert source.taps == ()
+    finally:
+        rendition.close()
 
 
-def _link(bps: float) -> LinkEstimate:
-    return LinkEstimate(bps, 0.0, 0.02, 0.0, EstimateBound.REMB, bps / 2, bps / 2)
+def _link(bps: float, loss: float) -> LinkEstimate:
+    return LinkEstimate(bps, loss, 0.02, 0.0, EstimateBound.REMB, bps / 2, bps / 2)
 
 
 async def test_a_weak_subscriber_receives_the_shared_low_rendition_while_others_get_full() -> None:
@@ -268,8 +271,10 @@ async def test_a_weak_subscriber_receives_the_shared_low_rendition_while_others_
             )
 
         def force(pid: str, bps: float) -> None:
+            # a weak link loses a little (3%: no probing up), a strong one nothing
+            loss = 0.03 if bps < 1e6 else 0.0
             for stream in room.outbound_streams(pid):
-                stream.link.estimator.estimate = lambda now, bps=bps: _link(bps)
+                stream.link.estimator.estimate = lambda now, bps=bps: _link(bps, loss)
 
         force("a", 5_000_000)
         force("b", 280_000)
@@ -289,7 +294,10 @@ async def test_a_weak_subscriber_receives_the_shared_low_rendition_while_others_
                 lambda c=client, f=frames: c.track("t", "camera").frames >= f + 15,
                 what=f"low frames flowing at {client.participant_id}",
             )
-        assert running_renditions() == 1, "one transcoder for both weak subscribers"
+        weak_streams = {*room.outbound_streams("b"), *room.outbound_streams("c")}
+        assert camera.low_rendition.subscribers <= weak_streams
+        assert len(camera.low_rendition.subscribers) == 2, "one transcoder for both"
+        assert [r.source for r in running_renditions()].count(camera) == 1
         assert set(strong.track("t", "camera").keyframe_sizes) == {(640, 360)}
         assert strong.track("t", "mic").frames > 0 and weak.track("t", "mic").frames > 0
 
@@ -300,7 +308,8 @@ async def test_a_weak_subscriber_receives_the_shared_low_rendition_while_others_
         )
         assert camera.low_rendition.running, "c still needs it"
         await service.leave("class-1", "c")
-        await wait_until(lambda: running_renditions() == 0, what="the transcoder to stop")
+        await wait_until(lambda: not camera.low_rendition.running, what="the transcoder to stop")
+        assert camera not in [r.source for r in running_renditions()]
         assert relay.errors == []
         events = [e for _, pid, e in relay.events if e["type"] == "link" and pid == "b"]
         assert [e["rung"] for e in events][-2:] == ["low", "full"]
