@@ -11,7 +11,8 @@ for village links, with `master.m3u8` naming both (BANDWIDTH, RESOLUTION, CODECS
 
 Run as a separate process, never on the event loop:
 `python -m media.programme <tracks dir> <out dir>` prints `progress <0..1>` lines and a final
-`done <json>` line ({"duration_s", "renditions", "seconds", "speed"}).
+`done <json>` line ({"duration_s", "renditions", "seconds", "speed", "cpu_s", "cpu_speed"}:
+speed is programme seconds per wall-clock second, cpu_speed per CPU second).
 """
 
 from __future__ import annotations
@@ -349,6 +350,7 @@ def build(tracks_dir: Path, out: Path, progress: Callable[[float], None] = lambd
           ) -> dict[str, Any]:
     """Compose and package; see the module docstring. Returns what `done` prints."""
     began = time.monotonic()
+    cpu_began = time.process_time()
     manifest = json.loads((tracks_dir / "manifest.json").read_text())
     durations = {t["file"]: file_duration(tracks_dir / t["file"])
                  for t in manifest.get("tracks", []) if (tracks_dir / t["file"]).is_file()}
@@ -398,12 +400,15 @@ def build(tracks_dir: Path, out: Path, progress: Callable[[float], None] = lambd
         writer.close()
     write_master(out)
     seconds = time.monotonic() - began
+    cpu = time.process_time() - cpu_began
     return {
         "duration_s": round(total, 3),
         "renditions": [{"name": s.name, "bandwidth": s.bandwidth, "width": s.width,
                         "height": s.height} for s in RENDITIONS],
         "seconds": round(seconds, 2),
         "speed": round(total / seconds, 2) if seconds > 0 else None,
+        "cpu_s": round(cpu, 2),
+        "cpu_speed": round(total / cpu, 2) if cpu > 0 else None,
     }
 
 

@@ -192,8 +192,9 @@ async def build_programme(services: Services, hub: SessionHub, recording: Record
             await storage.publish(recording.id, work / BUILD_DIR)
             renditions = [Rendition(**r) for r in result["renditions"]]
             await services.recordings.finish(recording.id, renditions)
-            log.info("programme of recording %s: %.1f s at %sx real time", recording.id,
-                     result.get("duration_s", 0.0), result.get("speed"))
+            log.info("programme of recording %s: %.1f s at %sx real time (%sx per CPU second)",
+                     recording.id, result.get("duration_s", 0.0), result.get("speed"),
+                     result.get("cpu_speed"))
         except asyncio.CancelledError:
             await services.recordings.fail(recording.id, "the server stopped while processing")
             raise
