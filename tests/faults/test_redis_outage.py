@@ -8,8 +8,9 @@ each is claimed exactly once by doctors racing for it.
 
 Redis runs with deploy/'s persistence (appendonly yes, appendfsync always). Both a clean stop
 (SIGTERM: Redis flushes its AOF) and a crash (SIGKILL, more than a second after the last
-acknowledged write) are tried: with `always` neither loses an acknowledged write. (With
-`everysec` a crash could lose the last second; deploy/ does not use it.)
+acknowledged write) are tried: with `always` neither loses an acknowledged write, and
+neither does a crash right after the last acknowledgement (the consult queue is tried that way
+too). With `everysec` that last crash could lose up to a second; deploy/ does not use it.
 """
 
 from __future__ import annotations
@@ -49,11 +50,14 @@ async def readyz(base: str) -> int:
 
 
 async def outage(server: RedisServerProcess, how: str) -> None:
-    """Take Redis down: a clean stop, or a crash more than a second after the last write."""
+    """Take Redis down: a clean stop, a crash more than a second after the last write (what
+    `everysec` would survive), or a crash right after it (what only `always` survives)."""
     if how == "sigterm":
         await asyncio.to_thread(server.stop)
-    else:
+    elif how == "sigkill":
         await asyncio.sleep(1.5)
+        await asyncio.to_thread(server.kill)
+    else:
         await asyncio.to_thread(server.kill)
 
 
@@ -139,7 +143,7 @@ CLINICS = [("wy-vc-01-01", "emergency"), ("wy-vc-01-02", "routine"), ("wy-vc-03-
            ("wy-vc-05-06", "routine")]
 
 
-@pytest.mark.parametrize("how", ["sigterm", "sigkill"])
+@pytest.mark.parametrize("how", ["sigterm", "sigkill", "sigkill_at_once"])
 async def test_acknowledged_consult_requests_survive_a_redis_restart_and_are_claimed_once(
         persisted_redis, start_node, how):
     node = await start_node(redis_url=persisted_redis.url, demo=True)
