@@ -43,6 +43,9 @@ from signaling.ws_client import split_join_link
 
 VIDEO = {"width": 160, "height": 120, "fps": 15, "bitrate": 100_000, "keyframe_interval": 30}
 """The published camera: `load_clip("vp8", **VIDEO)`."""
+MIN_DELIVERED_PCT = 90.0
+"""Below this share of video frames delivered in the window, the run measured a starved
+machine, not Tongxin's capacity."""
 SETUP_TIMEOUT_S = 120.0
 """Cluster start and directory, classes and consults through the REST API."""
 TEARDOWN_S = 60.0
@@ -64,11 +67,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=float, default=3.0, help="s before measuring (3)")
     parser.add_argument("--ramp", type=float, default=0.15,
                         help="s between two participants starting to join (0.15)")
-    parser.add_argument("--loadgens", type=int, default=2, help="load-generator processes (2)")
+    parser.add_argument("--loadgens", type=int, default=4, help="load-generator processes (4)")
     parser.add_argument("--media-workers", type=int, default=1,
                         help="media worker processes per node (1)")
     parser.add_argument("--first-frame-timeout", type=float, default=30.0,
                         help="s a participant waits for its first frame (30)")
+    parser.add_argument("--adaptation", choices=("on", "off"), default="on",
+                        help="the nodes' per-subscriber adaptation (on)")
+    parser.add_argument("--participants-json", metavar="FILE",
+                        help="write every participant's result (steps, frames, errors) to FILE")
     parser.add_argument("--keep-logs", metavar="DIR",
                         help="copy the nodes', Redis's and load generators' logs into DIR")
 
@@ -170,6 +177,7 @@ class Summary:
             "join_to_first_frame_p50_ms_by_role": {
                 role: _round(percentile(times, 50)) for role, times in sorted(
                     first_frames_by_role(self.results).items())},
+            "video_delivered_pct": delivered_pct(active),
             "video_fps_received_per_participant": _round(
                 statistics.fmean(r["window_video_frames"] / self.window_s for r in active
                                  if r["window_video_frames"] is not None)
@@ -182,6 +190,13 @@ class Summary:
                      "video_kbps": round(load_clip("vp8", **VIDEO).bitrate / 1000),
                      "audio": "Opus"},
         }
+
+
+def delivered_pct(results: Sequence[dict[str, Any]]) -> float | None:
+    """Video frames received in the window over those the offered cameras sent, in %."""
+    got = sum(r["window_video_frames"] or 0 for r in results)
+    expected = sum(r.get("window_video_expected") or 0 for r in results)
+    return round(min(100.0, 100.0 * got / expected), 1) if expected else None
 
 
 def role_of(label: str) -> str:
@@ -441,11 +456,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run the benchmark; the figures (errors included, never raised) as one dict."""
     progress: Progress = getattr(args, "progress", None) or _progress
     started = time.monotonic()
+    load_before = round(os.getloadavg()[0], 1)
     progress("preparing the clips (encoded once, then cached)")
     load_clip("vp8", **VIDEO)
     load_clip("opus")
     summary = Summary()
-    cluster = LocalCluster(args.media_workers)
+    cluster = LocalCluster(args.media_workers, adaptation=args.adaptation == "on")
     try:
         async with asyncio.timeout(wall_limit_s(args)):
             try:
@@ -467,9 +483,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         summary.errors[f"bench:{type(exc).__name__}"] += 1
         progress(f"failed: {exc}")
     figures = summary.figures()
+    figures["valid"] = (figures["video_delivered_pct"] or 0) >= MIN_DELIVERED_PCT
+    figures["load_average_1m"] = [load_before, round(os.getloadavg()[0], 1)]
+    if not figures["valid"]:
+        progress(f"video delivered {figures['video_delivered_pct']}% < {MIN_DELIVERED_PCT}%: "
+                 "the machine (load average above) or the load generators could not keep up;"
+                 " CPU per participant is not a capacity figure; try fewer participants")
+    if args.participants_json:
+        await asyncio.to_thread(Path(args.participants_json).write_text,
+                                json.dumps(summary.results, indent=1))
     figures["settings"] = {"classes": args.classes, "classrooms": args.classrooms,
                            "consults": args.consults, "duration_s": args.duration,
-                           "loadgens": args.loadgens, "media_workers": args.media_workers}
+                           "loadgens": args.loadgens, "media_workers": args.media_workers,
+                           "adaptation": args.adaptation}
     figures["wall_s"] = round(time.monotonic() - started, 1)
     return figures
 

@@ -24,7 +24,8 @@ from pathlib import Path
 import aiohttp
 import redis.asyncio as aioredis
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+from signaling.proc_cpu import read_all_stats, tree_cpu
+
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 DEBIAN_REDIS_SERVER = "/usr/bin/redis-server"
@@ -43,39 +44,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def parse_stat(text: str) -> tuple[int, float]:
-    """(parent pid, user + system CPU seconds) from the text of /proc/<pid>/stat."""
-    fields = text.rsplit(")", 1)[1].split()
-    return int(fields[1]), (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def tree_cpu(stats: dict[int, tuple[int, float]], root: int) -> tuple[float, float]:
-    """(root's own CPU seconds, its descendants' CPU seconds) from {pid: (ppid, cpu)}."""
-    children: dict[int, list[int]] = {}
-    for pid, (ppid, _cpu) in stats.items():
-        children.setdefault(ppid, []).append(pid)
-    own = stats.get(root, (0, 0.0))[1]
-    below = 0.0
-    todo = list(children.get(root, ()))
-    while todo:
-        pid = todo.pop()
-        below += stats[pid][1]
-        todo.extend(children.get(pid, ()))
-    return own, below
-
-
-def read_all_stats() -> dict[int, tuple[int, float]]:
-    """{pid: (ppid, cpu seconds)} of every process readable in /proc."""
-    stats: dict[int, tuple[int, float]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            with open(f"/proc/{entry}/stat") as f:
-                stats[int(entry)] = parse_stat(f.read())
-    return stats
 
 
 @dataclass
@@ -97,8 +65,9 @@ class NodeProcess:
 class LocalCluster:
     """redis-server + two nodes; `start()`, then `close()` (always, even after a failure)."""
 
-    def __init__(self, media_workers: int, nodes: int = 2) -> None:
+    def __init__(self, media_workers: int, nodes: int = 2, adaptation: bool = True) -> None:
         self.media_workers = media_workers
+        self.adaptation = adaptation
         self.node_count = nodes
         self.dir = Path(tempfile.mkdtemp(prefix="tongxin-bench-load-"))
         self.token_secret = secrets.token_urlsafe(32)
@@ -157,6 +126,7 @@ class LocalCluster:
                 sys.executable, "-m", "signaling.cli", "serve", "--redis", self.redis_url,
                 "--no-demo", "--host", "127.0.0.1", "--port", str(port),
                 "--media-workers", str(self.media_workers),
+                "--adaptation", "on" if self.adaptation else "off",
                 "--data-dir", str(self.dir / name),
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
                 stderr=log, env=env)

@@ -148,6 +148,9 @@ class Simulated:
         self.window_frames: tuple[int, int] | None = None
         self.moves_at_first_frame = 0
         self.stage = "start"
+        self.fps = float(settings.video.get("fps", 15))
+        self.window_expected: int | None = None
+        """Video frames the window should have brought: cameras offered x fps x seconds."""
         """The join's current step, naming a timeout."""
         self.stages_s: dict[str, float] = {}
         """Seconds from the join's start to each step: welcome, session, published,
@@ -206,9 +209,13 @@ class Simulated:
     def mark_window(self) -> None:
         self.window_frames = (total_video_frames(self.participant), 0)
 
-    def end_window(self) -> None:
+    def end_window(self, window_s: float) -> None:
         if self.window_frames is not None:
             self.window_frames = (self.window_frames[0], total_video_frames(self.participant))
+        peer = self.participant.peer
+        cameras = 0 if peer is None else sum(1 for _, source in peer.receiving()
+                                             if source != "mic")
+        self.window_expected = round(cameras * self.fps * window_s)
 
     def result(self) -> dict[str, Any]:
         p = self.participant
@@ -230,7 +237,10 @@ class Simulated:
             "moves_at_first_frame": self.moves_at_first_frame,
             "first_frame_s": self.first_frame_s,
             "window_video_frames": window_video,
+            "window_video_expected": self.window_expected,
             "stages_s": self.stages_s,
+            "down_offers": p.peer.offers if p.peer is not None else 0,
+            "down_generation": getattr(p.peer, "_down_generation", None),
             "errors": errors,
         }
 
@@ -286,13 +296,16 @@ async def crowd_main() -> None:
             pass
         emit({"ready": sum(1 for s in crowd if s.first_frame_s is not None)})
         word = ""
+        window_start: float | None = None
         while word != "stop":
             word = await next_word(lines, deadline)
             if word == "window":
+                window_start = time.monotonic()
                 for s in crowd:
                     s.mark_window()
+        window_s = time.monotonic() - window_start if window_start is not None else 0.0
         for s in crowd:
-            s.end_window()
+            s.end_window(window_s)
         times = os.times()  # before leaving: the load generator's cost while in session
         emit({"results": [s.result() for s in crowd], "cpu_s": times.user + times.system})
         with contextlib.suppress(TimeoutError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 COUNTERS = ("tongxin_http_requests_total", "tongxin_relay_packets_forwarded_total",
-            "tongxin_process_cpu_seconds_total")  # fmt: skip
+            "tongxin_process_cpu_seconds_total", "tongxin_media_cpu_seconds_total")  # fmt: skip
 GAUGES = (
     "tongxin_websockets_open",
     "tongxin_sessions_live",

@@ -30,3 +30,23 @@ def test_histograms_expose_bucket_count_and_sum_series() -> None:
     assert {"tongxin_consult_wait_seconds_bucket", "tongxin_consult_wait_seconds_count",
             "tongxin_consult_wait_seconds_sum"} <= KNOWN_SERIES  # fmt: skip
     assert "tongxin_consult_wait_seconds" not in KNOWN_SERIES
+
+
+async def test_a_node_exports_every_series_deploy_may_read(aiohttp_client) -> None:
+    """Scrape a real app: every `tongxin_*` name of KNOWN_SERIES is on /metrics (labelled
+    series appear once a label is set, so only the HELP line is required)."""
+    from broker.memory_store import MemoryStore
+    from signaling.app import create_app
+    from signaling.config import ServeConfig
+
+    client = await aiohttp_client(create_app(ServeConfig(media_workers=0, demo=False),
+                                             MemoryStore()))
+    await client.get("/healthz")
+    text = await (await client.get("/metrics")).text()
+    helped = {line.split()[2] for line in text.splitlines() if line.startswith("# HELP ")}
+    exported = {n for n in KNOWN_SERIES if n.startswith("tongxin_")}
+    for name in exported:
+        family = name.removesuffix("_total")
+        for suffix in ("_bucket", "_count", "_sum"):
+            family = family.removesuffix(suffix) if name.endswith(suffix) else family
+        assert family in helped or name in helped, f"{name} is not exported"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from typing import Any
 
 import pytest
@@ -17,11 +16,11 @@ from signaling.bench_load import (
     configure_parser,
     cpu_per_participant,
     deal,
+    delivered_pct,
     percentile,
     role_of,
     wall_limit_s,
 )
-from signaling.bench_load_cluster import parse_stat, tree_cpu
 from signaling.bench_load_crowd import CrowdJob, error_kind
 from signaling.ws_client import SignalingError
 from tests.helpers.redis_server import require_redis_server
@@ -66,23 +65,6 @@ def test_cpu_per_participant_second(cpu_s: float, participants: int, window_s: f
     assert cpu_per_participant(cpu_s, participants, window_s) == expected
 
 
-def test_parse_stat_reads_parent_and_cpu_even_with_spaces_in_the_name() -> None:
-    fields = ["S", "41"] + ["0"] * 9 + ["250", "50"] + ["0"] * 30
-    ppid, cpu = parse_stat("123 (python -m x) " + " ".join(fields))
-    assert ppid == 41
-    assert cpu == pytest.approx(300 / os.sysconf("SC_CLK_TCK"))
-
-
-@pytest.mark.parametrize(("stats", "root", "expected"), [
-    ({1: (0, 1.0), 2: (1, 2.0), 3: (2, 4.0), 4: (9, 8.0)}, 1, (1.0, 6.0)),
-    ({1: (0, 1.0)}, 1, (1.0, 0.0)),
-    ({}, 5, (0.0, 0.0)),
-])
-def test_tree_cpu_splits_a_process_from_its_descendants(
-        stats: dict[int, tuple[int, float]], root: int, expected: tuple[float, float]) -> None:
-    assert tree_cpu(stats, root) == expected
-
-
 @pytest.mark.parametrize(("label", "role"), [
     ("class-0/teacher", "teacher"),
     ("class-3/classroom-2", "classroom"),
@@ -90,6 +72,19 @@ def test_tree_cpu_splits_a_process_from_its_descendants(
 ])
 def test_role_of_a_label(label: str, role: str) -> None:
     assert role_of(label) == role
+
+
+@pytest.mark.parametrize(("got", "expected", "pct"), [
+    ([150, 75], [150, 150], 75.0),
+    ([160], [150], 100.0),
+    ([None], [None], None),
+    ([0], [0], None),
+])
+def test_delivered_pct(got: list[int | None], expected: list[int | None],
+                       pct: float | None) -> None:
+    results = [{"window_video_frames": g, "window_video_expected": e}
+               for g, e in zip(got, expected, strict=True)]
+    assert delivered_pct(results) == pct
 
 
 @pytest.mark.parametrize(("exc", "expected"), [
@@ -113,6 +108,7 @@ def result(label: str, session: str, node: str, first: float | None,
     return {"label": label, "session": session, "joined_via": node, "node": node, "moves": 1,
             "moves_at_first_frame": 1, "first_frame_s": first,
             "window_video_frames": 150 if first is not None else None,
+            "window_video_expected": 150 if first is not None else None,
             "stages_s": {"welcome": 0.1, "first_frame": first} if first is not None else {},
             "errors": errors or []}
 
@@ -139,6 +135,7 @@ def test_the_summary_counts_participants_per_node_and_errors_by_kind() -> None:
         "classroom": 2000.0, "clinic": 3000.0, "teacher": 1000.0}
     assert figures["errors"] == {"media:timeout": 1, "setup:conflict": 1}
     assert figures["error_count"] == 2
+    assert figures["video_delivered_pct"] == 100.0
     assert figures["join_steps_p50_ms"] == {"welcome": 100.0, "session": None,
                                             "published": None, "first_frame": 2000.0}
 
@@ -154,6 +151,8 @@ def test_a_tiny_load_run_on_two_nodes_reports_its_figures_without_errors(capsys)
     figures = json.loads(capsys.readouterr().out)
     print(json.dumps(figures, ensure_ascii=False))
     assert figures["errors"] == {}, figures["errors"]
+    assert isinstance(figures["valid"], bool)  # delivery is a figure here, not a verdict
+    assert figures["video_delivered_pct"] is not None
     assert figures["sessions"] == 2 and figures["sessions_with_media"] == 2
     assert figures["participants"] == 4 and figures["participants_receiving"] == 4
     assert figures["redirected_at_join"] >= 1  # someone joined through the node not holding
