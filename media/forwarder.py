@@ -13,6 +13,7 @@ import asyncio
 import logging
 import random
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
@@ -134,6 +135,8 @@ class InboundTrack:
         self.kind = codec.mimeType.split("/")[0].lower()
         self.rtx = has_rtx(codecs)
         self.streams: tuple[OutboundStream, ...] = ()
+        self.subscribers: weakref.WeakSet[OutboundStream] = weakref.WeakSet()
+        """Every outbound stream standing for this track (paused or on the low rung too)."""
         self.ssrc: int | None = None
         self.closed = False
         self.packets = 0
@@ -401,6 +404,7 @@ class OutboundStream:
         self.detach()
         self.track = track
         self.source = track
+        track.subscribers.add(self)
         self.waiting = True
         self.seqmap.restart()
         self.clock_rate = track.codec.clockRate
@@ -416,6 +420,8 @@ class OutboundStream:
         track = self.track
         if track is not None and self.source is not track and track.low_rendition is not None:
             track.low_rendition.release(self)
+        if track is not None:
+            track.subscribers.discard(self)
         self.track = None
         self.source = None
 

@@ -34,6 +34,7 @@ from media.codec_match import forwarded_codecs
 from media.errors import NegotiationError
 from media.forwarder import InboundTrack
 from media.peer_config import PeerConfig
+from media.publisher_cap import PublisherRemb, remb_sender
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +85,8 @@ class Uplink:
         self._ufrag: str | None = None
         self._lock = asyncio.Lock()
         self._state: str | None = None
+        self.remb = PublisherRemb(lambda: list(self.tracks.values()), remb_sender(lambda: self._pc))
+        """REMB capping the publisher when every subscriber of it is weak (media/publisher_cap)."""
 
     @property
     def connection_state(self) -> str:
@@ -161,6 +164,8 @@ class Uplink:
                 dtls = transport_of(pc)
                 if dtls is not None:
                     receive_directly(dtls)
+                if self._config.adaptation:
+                    self.remb.start()
             state = connection_state_event(pc.connectionState)
             if state is not None and state != self._state:
                 self._state = state
@@ -181,6 +186,7 @@ class Uplink:
 
     async def close(self) -> None:
         """Close the connection; its tracks stop being forwarded."""
+        await self.remb.stop()
         async with self._lock:
             await self._close_connection()
 
