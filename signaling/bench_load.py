@@ -48,6 +48,8 @@ MIN_DELIVERED_PCT = 90.0
 machine, not Tongxin's capacity."""
 SETUP_TIMEOUT_S = 120.0
 """Cluster start and directory, classes and consults through the REST API."""
+CROWD_START_S = 120.0
+"""Load generators importing aiortc and reading the clips (slow on a busy machine)."""
 TEARDOWN_S = 60.0
 """Participants leaving, load generators and nodes stopping."""
 HOSPITAL = "bench-hospital"
@@ -93,8 +95,8 @@ def percentile(values: Sequence[float], q: int) -> float | None:
 def wall_limit_s(args: argparse.Namespace) -> float:
     """The hard bound of a whole run."""
     participants = args.classes * (1 + args.classrooms) + 2 * args.consults
-    joining = participants * args.ramp + args.first_frame_timeout
-    return SETUP_TIMEOUT_S + joining + args.warmup + args.duration + TEARDOWN_S
+    joining = participants * args.ramp + args.first_frame_timeout + 30
+    return SETUP_TIMEOUT_S + CROWD_START_S + joining + args.warmup + args.duration + TEARDOWN_S
 
 
 @dataclass(frozen=True)
@@ -414,12 +416,14 @@ async def measure(cluster: LocalCluster, jobs: list[CrowdJob], args: argparse.Na
     joining_s = len(jobs) * args.ramp + args.first_frame_timeout + 30  # the crowds bound it
     settings = CrowdSettings(
         first_frame_timeout_s=args.first_frame_timeout, video=VIDEO,
-        deadline_s=joining_s + args.warmup + args.duration + 60)
+        deadline_s=CROWD_START_S + joining_s + args.warmup + args.duration + 60)
     summary.node_urls = {n.name: n.url for n in cluster.nodes}
     crowds: list[Crowd] = []
     try:
         for i, hand in enumerate(deal(jobs, args.loadgens)):
             crowds.append(await Crowd.start(hand, settings, cluster.dir / f"crowd-{i}.log"))
+        await asyncio.gather(*(c.hear("loaded", CROWD_START_S) for c in crowds))
+        await asyncio.gather(*(c.say("go") for c in crowds))
         ready = await asyncio.gather(*(c.hear("ready", joining_s) for c in crowds))
         progress(f"{sum(r['ready'] for r in ready)} of {len(jobs)} participants receive video;"
                  f" warming up {args.warmup:g} s, then measuring {args.duration:g} s")

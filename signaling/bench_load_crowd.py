@@ -8,8 +8,9 @@ else. Errors are collected by kind (`stage:cause`), never raised.
 
 The process is driven over its standard streams, one JSON object a line:
 
-    stdin   {"jobs": [...], "settings": {...}}   then the words `window` and `stop`
-    stdout  {"ready": n}                         once every participant joined or failed
+    stdin   {"jobs": [...], "settings": {...}}   then the words `go`, `window` and `stop`
+    stdout  {"loaded": n}                        once started; then stdin says `go`
+            {"ready": n}                         once every participant joined or failed
             {"results": [...], "cpu_s": float}   after `stop` (or its own deadline)
 
 It stops by itself at `settings.deadline_s` even if `stop` never comes, so it cannot outlive
@@ -288,6 +289,11 @@ async def crowd_main() -> None:
         deadline = time.monotonic() + settings.deadline_s
         clips = (load_clip("vp8", **settings.video), load_clip("opus"))
         crowd = [Simulated(job, settings, clips) for job in command.jobs]
+        emit({"loaded": len(crowd)})  # imports and clips can take long on a busy machine
+        if await next_word(lines, deadline) != "go":
+            emit({"ready": 0})
+            emit({"results": [], "cpu_s": 0.0})
+            return
         joining = asyncio.gather(*(s.run() for s in crowd))
         try:
             async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
