@@ -4,11 +4,12 @@
 timestamps and payloads in, frames out); `TrackFile` muxes one track's frames with PyAV into a
 file that survives a crash (VP8 and Opus in Matroska whose clusters close every second, H.264
 in MPEG-TS); `RoomRecorder` taps a room's `InboundTrack`s while recording is on. The event loop
-only assembles frames and puts them on a bounded queue; one writer thread per recording does
-every file write (when the disk stalls the queue fills and frames are dropped, counted, rather
-than the relay slowing down). `manifest.json` next to the files says which participant and
-source each file holds and when (wall-clock offsets from the recording's start), and when the
-spotlight moved, so the programme composer (media/programme.py) can align them.
+only assembles frames and queues them (at most `QUEUE_FRAMES` waiting); one writer thread per
+recording does every file write (when the disk stalls, frames beyond that are dropped and
+counted rather than the relay slowing down; video then resumes at a keyframe).
+`manifest.json` next to the files says which participant and source each file holds and when
+(wall-clock offsets from the recording's start), and when the spotlight moved, so the
+programme composer (media/programme.py) can align them.
 """
 
 from __future__ import annotations
@@ -303,6 +304,8 @@ class _Tapped:
     track: Any
     tap: Callable[[RtpPacket], None] | None = None
     dropped: int = 0
+    resync: bool = False
+    """Frames were dropped: skip to the next keyframe (the file must stay decodable)."""
 
 
 _CLOSE = object()
@@ -313,7 +316,8 @@ class RoomRecorder:
 
     def __init__(self, recording_id: str, room_id: str, kind: str, directory: Path, *,
                  previous: dict[str, Any] | None = None,
-                 wall_clock: Callable[[], float] = time.time) -> None:
+                 wall_clock: Callable[[], float] = time.time,
+                 queue_frames: int = QUEUE_FRAMES) -> None:
         self.recording_id = recording_id
         self.room_id = room_id
         self.kind = kind
@@ -323,7 +327,10 @@ class RoomRecorder:
         self.events: list[dict[str, Any]] = []
         self.tracks: list[TrackInfo] = []
         self._tapped: dict[int, _Tapped] = {}
-        self._queue: queue.Queue[Any] = queue.Queue(QUEUE_FRAMES)
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._frame_slots = threading.BoundedSemaphore(queue_frames)
+        """Frames may wait for the writer only while a slot is free; control messages (files
+        opening and closing, the manifest) always go in, so nothing here ever blocks."""
         self._thread = threading.Thread(target=self._write_forever, name=f"rec-{room_id}",
                                         daemon=True)
         self.stopped = False
@@ -401,12 +408,19 @@ class RoomRecorder:
                     continue
                 tapped.info.start_s = self.offset()
                 self._put(("manifest", self._manifest()))
-            tapped.info.frames += 1
-            try:
-                self._queue.put_nowait(("frame", tapped.info.file, frame))
-            except queue.Full:
+            if tapped.resync and not frame.keyframe:
                 tapped.dropped += 1
                 self.dropped += 1
+            elif self._frame_slots.acquire(blocking=False):
+                tapped.resync = False
+                tapped.info.frames += 1
+                self._queue.put(("frame", tapped.info.file, frame))
+            else:  # the disk stalls: drop rather than slow the relay down
+                tapped.dropped += 1
+                self.dropped += 1
+                if not tapped.resync and tapped.track.kind == "video":
+                    tapped.resync = True
+                    tapped.track.request_keyframe()
 
     def stop(self) -> dict[str, Any]:
         """Untap every track and let the writer finish in the background; the manifest."""
@@ -429,12 +443,8 @@ class RoomRecorder:
     # -- the writer thread ---------------------------------------------------------------------
 
     def _put(self, item: Any) -> None:
-        """Control messages are never dropped: they wait for room (rare, small)."""
-        try:
-            self._queue.put(item, timeout=5.0)
-        except queue.Full:
-            logger.error("recording %s: writer stalled, control message lost",
-                         self.recording_id)
+        """Control messages are never dropped (rare and small)."""
+        self._queue.put(item)
 
     def _manifest(self) -> dict[str, Any]:
         return {"recording": self.recording_id, "room": self.room_id, "kind": self.kind,
@@ -451,6 +461,7 @@ class RoomRecorder:
                 break
             try:
                 if item[0] == "frame":
+                    self._frame_slots.release()
                     track_file = files.get(item[1])
                     if track_file is not None:
                         track_file.write(item[2])

@@ -7,6 +7,8 @@ import fractions
 import itertools
 import os
 import signal
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,13 @@ from relay_harness import RelayHarness, wait_until
 
 from media.clip import ClipTrack, EncodedClip, load_clip
 from media.peer_client import FrameLog
-from media.recorder import FrameAssembler, RoomRecorder, read_manifest, vp8_dimensions
+from media.recorder import (
+    FrameAssembler,
+    RoomRecorder,
+    TrackFile,
+    read_manifest,
+    vp8_dimensions,
+)
 from media.service import MediaService
 
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
@@ -189,6 +197,49 @@ def test_the_manifest_records_tracks_and_spotlight_changes(tmp_path: Path) -> No
         (10.0, "stop", None, None),
     ]
     assert camera.keyframe_requests == 1, "a keyframe is asked for when a file starts"
+
+
+def test_a_stalled_disk_drops_frames_up_to_a_keyframe_instead_of_blocking(
+    tmp_path: Path, vp8_clip: EncodedClip, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    disk = threading.Event()
+    real_write = TrackFile.write
+
+    def stalled_write(self: TrackFile, frame: Any) -> bool:
+        disk.wait(30.0)
+        return real_write(self, frame)
+
+    monkeypatch.setattr(TrackFile, "write", stalled_write)
+    track = FakeTrack(VP8)
+    recorder = RoomRecorder("rec1", "room1", "class", tmp_path, queue_frames=5)
+    recorder.sync({("t", "camera"): track}, {"t": "teacher"}, None)
+    packets = rtp_packets(vp8_clip, VP8, 50)
+    ends = [i for i, p in enumerate(packets) if p.marker]
+    first_of_frame_20 = ends[19] + 1
+    started = time.monotonic()
+    for packet in packets[:first_of_frame_20]:
+        track.taps[0](packet)
+    assert time.monotonic() - started < 5.0, "feeding never waits for the disk"
+    accepted = 20 - recorder.dropped
+    assert accepted in (5, 6), "five wait in the queue (and the writer may hold one)"
+    assert track.keyframe_requests == 2, "one on start, one after dropping"
+    disk.set()
+
+    def writer_caught_up() -> None:
+        deadline = time.monotonic() + 20.0
+        while not recorder._queue.empty() and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    for packet in packets[first_of_frame_20:]:
+        if packet.marker:  # the disk keeps up again (whatever the machine's load)
+            writer_caught_up()
+        track.taps[0](packet)
+    manifest = recorder.stop()
+    assert recorder.join(20.0)
+    (info,) = manifest["tracks"]
+    assert (info["frames"], info["dropped"]) == (accepted + 20, 20 - accepted + 10)
+    frames, _ = decoded(tmp_path / info["file"])
+    assert frames == info["frames"], "what was written decodes (it resumed at keyframe 30)"
 
 
 @pytest.mark.timeout(150)
