@@ -9,7 +9,7 @@ from typing import Any
 
 import av
 import pytest
-from test_recorder import OPUS, VP8, FakeTrack, rtp_packets
+from test_recorder import H264, OPUS, VP8, FakeTrack, rtp_packets
 
 from media.clip import load_clip
 from media.programme import RENDITIONS, Layout, TrackSpan, build, fit, layout_at
@@ -73,21 +73,22 @@ def playlist_seconds(text: str) -> float:
 
 
 def record_files(folder: Path, seconds: int) -> dict[str, Any]:
-    """Track files of a teacher (camera, mic, screen) and a classroom camera, and a manifest
+    """Track files of a teacher (camera, mic, screen) and a classroom camera (H.264, as Safari
+    sends), and a manifest
     that lays them out over `seconds` with a screen share and a spotlight."""
     small = load_clip("vp8", width=320, height=180, bitrate=300_000, keyframe_interval=30)
     wide = load_clip("vp8", width=320, height=240, bitrate=300_000, keyframe_interval=30)
     audio = load_clip("opus")
+    h264 = load_clip("h264", width=320, height=180, bitrate=300_000, keyframe_interval=30)
     recorder = RoomRecorder("rec", "room", "class", folder)
     tracks = {("t", "camera"): FakeTrack(VP8), ("t", "mic"): FakeTrack(OPUS),
-              ("t", "screen"): FakeTrack(VP8), ("c1", "camera"): FakeTrack(VP8)}
+              ("t", "screen"): FakeTrack(VP8), ("c1", "camera"): FakeTrack(H264)}
     recorder.sync(tracks, {"t": "teacher", "c1": "assistant"}, None)
     clips = {("t", "camera"): small, ("t", "mic"): audio, ("t", "screen"): wide,
-             ("c1", "camera"): small}
+             ("c1", "camera"): h264}
     for key, track in tracks.items():
         clip = clips[key]
-        for packet in rtp_packets(clip, OPUS if key[1] == "mic" else VP8,
-                                  int(seconds / clip.frame_seconds)):
+        for packet in rtp_packets(clip, track.codec, int(seconds / clip.frame_seconds)):
             track.taps[0](packet)
     manifest = recorder.stop()
     assert recorder.join(20.0)
