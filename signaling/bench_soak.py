@@ -57,6 +57,7 @@ FRAMES_SEEN = 5
 MEDIA_WAIT_S = 45.0
 """How long media may take to flow in a new session (aiortc on a busy 2-core machine)."""
 SCRAPE_ATTEMPTS = 3
+HEARTBEAT_S = 10.0
 SEAT_GRACE_S = 30.0
 """The node keeps a dropped participant's seat this long (signaling.hub.RESUME_GRACE_S)."""
 
@@ -529,12 +530,46 @@ async def first_frame(signaling: Any, where: Callable[[dict[str, Any]], bool],
                 return frame
 
 
-async def media_flows(condition: Callable[[], bool], within: float, what: str) -> None:
+async def media_flows(condition: Callable[[], bool], within: float, what: str,
+                      *people: Any) -> None:
+    """Wait for `condition`; on timeout, say what each of `people` received (offers taken,
+    frames per track) so a failure can be told apart from a slow machine."""
     deadline = time.monotonic() + within
     while not condition():
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not within {within:g} s")
+            raise TimeoutError(f"{what} not within {within:g} s: "
+                               + "; ".join(media_summary(p) for p in people))
         await asyncio.sleep(0.1)
+
+
+@contextlib.asynccontextmanager
+async def heartbeats(people: list[Any]) -> AsyncIterator[None]:
+    """Ping every participant's node every `HEARTBEAT_S`, as a browser does: a node closes a
+    connection silent for 45 s (a session on a starved machine can take that long)."""
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            for p in list(people):
+                if p.signaling.ws is not None:
+                    with contextlib.suppress(Exception):
+                        await p.signaling.send({"type": "ping", "t": time.time()})
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def media_summary(p: Any) -> str:
+    peer = p.peer
+    if peer is None:
+        return f"{p.id}: no peer"
+    tracks = ",".join(f"{k[0]}/{k[1]}={t.frames}" for k, t in peer.received.items())
+    return f"{p.id}: offers={peer.offers} errors={len(p.offer_errors)} [{tracks}]"
 
 
 def _frames(p: Any, participant: str, source: str) -> int:
@@ -559,52 +594,52 @@ async def one_class(base: str, http: aiohttp.ClientSession, directory: Directory
     people: list[Any] = []
     stage = Stage()
     try:
-        stage.at = "teacher joins"
-        teacher = RemoteParticipant(base)
-        people.append(teacher)
-        await teacher.join_token(split_join_link(scheduled["host_link"])[1])
-        await teacher.signaling.expect("session")
-        classrooms = []
-        for room in rooms:
-            classroom = RemoteParticipant(base)
-            people.append(classroom)
-            await classroom.join_token(split_join_link(scheduled["classroom_links"][room])[1])
-            await classroom.signaling.expect("session")
-            classrooms.append(classroom)
-        counts.joins += 3
-        stage.at = "publish"
-        for p in (teacher, *classrooms):
-            await p.publish(small_tracks())
-        stage.at = "class media"
-        await media_flows(lambda: all(_frames(c, teacher.id, "camera") > FRAMES_SEEN
-                                      for c in classrooms)
-                          and _frames(teacher, rooms[0], "camera") > FRAMES_SEEN,
-                          MEDIA_WAIT_S, "class media")
-        stage.at = "hand and spotlight"
-        await classrooms[1].send({"type": "hand", "raised": True})
-        await teacher.signaling.expect("session", where=lambda f: rooms[1] in f["hands"])
-        await teacher.send({"type": "spotlight", "participant": rooms[1]})
-        await classrooms[0].signaling.expect("session",
-                                             where=lambda f: f["spotlight"] == rooms[1])
-        await asyncio.sleep(hold_s)
-        # classroom 0 leaves and comes back through its kiosk link (its seat is kept)
-        stage.at = "classroom comes back"
-        await classrooms[0].close()
-        again = RemoteParticipant(base)
-        people.append(again)
-        await again.join_token(split_join_link(scheduled["classroom_links"][rooms[0]])[1])
-        await again.signaling.expect("session")
-        await again.publish(small_tracks())
-        await again.ensure_down_offer()
-        counts.joins += 1
-        await media_flows(lambda: _frames(again, teacher.id, "camera") > FRAMES_SEEN,
-                          MEDIA_WAIT_S, "media after a classroom came back")
-        stage.at = "end"
-        await teacher.send({"type": "end"})
-        await again.signaling.expect("ended")
-        await classrooms[1].signaling.expect("ended")
-        counts.classes += 1
-        stage.at = ""
+        async with heartbeats(people):
+            stage.at = "teacher joins"
+            teacher = RemoteParticipant(base)
+            people.append(teacher)
+            await teacher.join_token(split_join_link(scheduled["host_link"])[1])
+            await teacher.signaling.expect("session")
+            classrooms = []
+            for room in rooms:
+                classroom = RemoteParticipant(base)
+                people.append(classroom)
+                await classroom.join_token(split_join_link(scheduled["classroom_links"][room])[1])
+                await classroom.signaling.expect("session")
+                classrooms.append(classroom)
+            counts.joins += 3
+            stage.at = "publish"
+            for p in (teacher, *classrooms):
+                await p.publish(small_tracks())
+            stage.at = "class media"
+            await media_flows(lambda: all(_frames(c, teacher.id, "camera") > FRAMES_SEEN
+                                          for c in classrooms)
+                              and _frames(teacher, rooms[0], "camera") > FRAMES_SEEN,
+                              MEDIA_WAIT_S, "class media", teacher, *classrooms)
+            stage.at = "hand and spotlight"
+            await classrooms[1].send({"type": "hand", "raised": True})
+            await teacher.signaling.expect("session", where=lambda f: rooms[1] in f["hands"])
+            await teacher.send({"type": "spotlight", "participant": rooms[1]})
+            await classrooms[0].signaling.expect("session",
+                                                 where=lambda f: f["spotlight"] == rooms[1])
+            await asyncio.sleep(hold_s)
+            # classroom 0 leaves and comes back through its kiosk link (its seat is kept)
+            stage.at = "classroom comes back"
+            await classrooms[0].close()
+            again = RemoteParticipant(base)
+            people.append(again)
+            await again.join_token(split_join_link(scheduled["classroom_links"][rooms[0]])[1])
+            await again.signaling.expect("session")
+            await again.publish(small_tracks())
+            counts.joins += 1
+            await media_flows(lambda: _frames(again, teacher.id, "camera") > FRAMES_SEEN,
+                              MEDIA_WAIT_S, "media after a classroom came back", again, teacher)
+            stage.at = "end"
+            await teacher.send({"type": "end"})
+            await again.signaling.expect("ended")
+            await classrooms[1].signaling.expect("ended")
+            counts.classes += 1
+            stage.at = ""
     except TimeoutError as exc:
         raise TimeoutError(f"class stuck at {stage.at}: {exc}") from exc
     finally:
@@ -623,47 +658,49 @@ async def one_consult(base: str, http: aiohttp.ClientSession, directory: Directo
     from signaling.participant import RemoteParticipant
 
     doctor, clinic = RemoteParticipant(base), RemoteParticipant(base)
+    people = [doctor, clinic]
     stage = Stage("join")
     consult = None
     try:
-        await doctor.join_token(directory.doctor_tokens[k])
-        await clinic.join_token(directory.clinic_tokens[k])
-        counts.joins += 2
-        ticket = await clinic.signaling.request("POST", "/api/v1/consults", {
-            "specialty": directory.specialties[k], "urgency": "urgent", "reason": "压测"})
-        consult = ticket["ticket"]["id"]
-        stage.at = "doctor sees the request"
-        await doctor.signaling.expect("queue", where=lambda f: any(
-            i["consult"] == consult for i in f["items"]))
-        stage.at = "claim"
-        await doctor.send({"type": "claim", "consult": consult})
-        await doctor.signaling.expect("queue", where=lambda f: any(
-            i["consult"] == consult and i["mine"] for i in f["items"]))
-        stage.at = "admit"
-        await doctor.send({"type": "admit", "consult": consult})
-        # The `admitted` notice reaches a clinic whose node already follows the consult; the
-        # lobby (refreshed every 3 s) says it too: either will do.
-        await first_frame(clinic.signaling, lambda f: (
-            f["type"] == "notice" and f.get("code") == "admitted") or (
-            f["type"] == "queue" and any(i["consult"] == consult and i["state"] == "admitted"
-                                         for i in f["items"])), 15)
-        stage.at = "enter"
-        await clinic.send({"type": "enter", "session": consult})
-        await clinic.signaling.expect("session", where=lambda f: f["id"] == consult)
-        await doctor.send({"type": "enter", "session": consult})
-        await doctor.signaling.expect("session", where=lambda f: f["id"] == consult)
-        stage.at = "consult media"
-        await clinic.publish(small_tracks())
-        await doctor.publish(small_tracks())
-        await media_flows(lambda: _frames(doctor, clinic.id, "camera") > FRAMES_SEEN
-                          and _frames(clinic, doctor.id, "camera") > FRAMES_SEEN,
-                          MEDIA_WAIT_S, "consult media")
-        await asyncio.sleep(hold_s)
-        stage.at = "end"
-        await doctor.send({"type": "end", "outcome": "resolved"})
-        await clinic.signaling.expect("ended")
-        counts.consults += 1
-        stage.at = ""
+        async with heartbeats(people):
+            await doctor.join_token(directory.doctor_tokens[k])
+            await clinic.join_token(directory.clinic_tokens[k])
+            counts.joins += 2
+            ticket = await clinic.signaling.request("POST", "/api/v1/consults", {
+                "specialty": directory.specialties[k], "urgency": "urgent", "reason": "压测"})
+            consult = ticket["ticket"]["id"]
+            stage.at = "doctor sees the request"
+            await doctor.signaling.expect("queue", where=lambda f: any(
+                i["consult"] == consult for i in f["items"]))
+            stage.at = "claim"
+            await doctor.send({"type": "claim", "consult": consult})
+            await doctor.signaling.expect("queue", where=lambda f: any(
+                i["consult"] == consult and i["mine"] for i in f["items"]))
+            stage.at = "admit"
+            await doctor.send({"type": "admit", "consult": consult})
+            # The `admitted` notice reaches a clinic whose node already follows the consult; the
+            # lobby (refreshed every 3 s) says it too: either will do.
+            await first_frame(clinic.signaling, lambda f: (
+                f["type"] == "notice" and f.get("code") == "admitted") or (
+                f["type"] == "queue" and any(i["consult"] == consult and i["state"] == "admitted"
+                                             for i in f["items"])), 15)
+            stage.at = "enter"
+            await clinic.send({"type": "enter", "session": consult})
+            await clinic.signaling.expect("session", where=lambda f: f["id"] == consult)
+            await doctor.send({"type": "enter", "session": consult})
+            await doctor.signaling.expect("session", where=lambda f: f["id"] == consult)
+            stage.at = "consult media"
+            await clinic.publish(small_tracks())
+            await doctor.publish(small_tracks())
+            await media_flows(lambda: _frames(doctor, clinic.id, "camera") > FRAMES_SEEN
+                              and _frames(clinic, doctor.id, "camera") > FRAMES_SEEN,
+                              MEDIA_WAIT_S, "consult media", doctor, clinic)
+            await asyncio.sleep(hold_s)
+            stage.at = "end"
+            await doctor.send({"type": "end", "outcome": "resolved"})
+            await clinic.signaling.expect("ended")
+            counts.consults += 1
+            stage.at = ""
     except TimeoutError as exc:
         raise TimeoutError(f"consult stuck at {stage.at}: {exc}") from exc
     finally:

@@ -18,9 +18,6 @@ from aiortc import MediaStreamTrack
 from media.peer_client import PeerClient
 from signaling.ws_client import SignalingClient, split_join_link
 
-OFFER_WAIT_S = 2.0
-"""How long a participant waits for the relay's down offer before asking for one."""
-
 
 class RemoteParticipant:
     """One participant of a Tongxin node, with signaling and media."""
@@ -106,18 +103,6 @@ class RemoteParticipant:
             await self.peer.publish(tracks)
         except Exception as exc:  # surfaced to tests through offer_errors
             self.offer_errors.append(exc)
-
-    async def ensure_down_offer(self, wait_s: float = OFFER_WAIT_S) -> None:
-        """Ask for the down connection's offer when none came within `wait_s`: a node that
-        still holds this participant's seat (back within the resume grace) keeps its old down
-        connection and sends no offer by itself (PROTOCOL.md section 4: `request_offer`)."""
-        peer = self.peer
-        deadline = asyncio.get_running_loop().time() + wait_s
-        while peer is not None and peer.offers == 0:
-            if asyncio.get_running_loop().time() > deadline:
-                await self.signaling.send({"type": "request_offer"})
-                return
-            await asyncio.sleep(0.1)
 
     async def _answer_offer(self, frame: dict[str, Any]) -> None:
         assert self.peer is not None
