@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 TICK_S = 0.5
 """Time between two adaptation decisions of one downlink."""
+STATS_EVERY_S = 5.0
+"""A `link_stats` event (estimate, loss, RTT, rung: signaling's histograms) this often."""
 
 RUNG_ORDER = (Rung.FULL, Rung.REDUCED_FPS, Rung.LOW, Rung.AUDIO_ONLY)
 """Best first."""
@@ -91,6 +93,18 @@ def link_event(
         "rtt_ms": round(link.rtt_s * 1000, 1),
         "reason": reason,
         "detail": detail,
+    }
+
+
+def link_stats_event(participant_id: str, rung: Rung | None, link: LinkEstimate) -> Event:
+    """The periodic sample signaling turns into metrics (not sent to any client)."""
+    return {
+        "type": "link_stats",
+        "participant": participant_id,
+        "rung": str(rung) if rung is not None else None,
+        "estimate_bps": round(link.bps),
+        "loss": round(link.loss, 4),
+        "rtt_s": round(link.rtt_s, 4),
     }
 
 
@@ -198,6 +212,7 @@ class DownlinkAdaptation:
         )
         self._task: asyncio.Task[None] | None = None
         self.steady_ticks = 0
+        self._stats_at: float | None = None
         """Ticks that found every video track on `full` with room to spare (no decision)."""
 
     # -- what the subscriber reports (called by its outbound streams) -------------------------
@@ -228,6 +243,10 @@ class DownlinkAdaptation:
         if sent > 0:
             self.estimator.on_sent(sent, now)
         link = self.estimator.estimate(now)
+        if self._stats_at is None or now - self._stats_at >= STATS_EVERY_S:
+            if self._stats_at is not None:  # the first sample would only show the default
+                self._emit(link_stats_event(self.participant_id, self.rung, link))
+            self._stats_at = now
         incoming: list[IncomingTrack] = []
         by_id: dict[str, OutboundStream] = {}
         for stream in streams:

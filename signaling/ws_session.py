@@ -484,6 +484,13 @@ def frame_handlers(services: Services, hub: SessionHub) -> dict[type, Handler]:
 
 def on_media_event(services: Services, hub: SessionHub, room_id: str, participant_id: str,
                    event: dict[str, Any]) -> None:
+    if event.get("type") == "link_stats":  # the relay's periodic link sample: metrics only
+        metrics = hub.metrics
+        metrics.subscriber_estimate.observe(float(event.get("estimate_bps") or 0))
+        metrics.subscriber_loss.observe(float(event.get("loss") or 0))
+        if event.get("rtt_s"):
+            metrics.subscriber_rtt.observe(float(event["rtt_s"]))
+        return
     frame = ws_media.media_event_frame(event)
     if event.get("type") == "room_lost":
         # `reconnect` goes out once the participant is in the room placed again: a client

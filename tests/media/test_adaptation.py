@@ -28,6 +28,8 @@ from media.rtcp_feedback import ReportBlock
 from media.rtpheader import URI_ABS_SEND_TIME, URI_MID, ExtensionLayout
 from media.rung import Rung, RungCosts
 from media.worker_pool import summed_rungs
+from signaling.metrics import create_metrics
+from signaling.ws_session import on_media_event
 
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
 SUB_VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=100)
@@ -89,6 +91,7 @@ class Subscriber:
         self.now = 100.0
         self.sent: list[bytes] = []
         self.events: list[dict[str, Any]] = []
+        self.stats: list[dict[str, Any]] = []
         sink = DatagramSink()
         sink.connect(self.sent.append)
         self.track = InboundTrack(
@@ -99,7 +102,7 @@ class Subscriber:
         self.stream.configure(layout, [SUB_VP8])
         self.stream.attach(self.track)
         self.adaptation = DownlinkAdaptation(
-            "classroom-1", lambda: [self.stream], self.events.append, clock=lambda: self.now
+            "classroom-1", lambda: [self.stream], self._on_event, clock=lambda: self.now
         )
         self.stream.link = self.adaptation
         self.frame = 0
@@ -138,6 +141,12 @@ class Subscriber:
             )
             self.seq += 1
         self.frame += 1
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        if event["type"] == "link":
+            self.events.append(event)
+        else:
+            self.stats.append(event)
 
     def rungs(self) -> list[str]:
         return [e["rung"] for e in self.events]
@@ -240,3 +249,37 @@ def test_a_tick_skips_deciding_only_when_nothing_could_change(
     previous = allocate(_link(2e6), [CAMERA, MIC], None, 10.0, red_negotiated=False)
     assert previous.of("t:camera").rung is Rung.FULL  # type: ignore[union-attr]
     assert is_steady(link, tracks, previous, BudgetPolicy()) is steady
+
+
+async def test_every_few_seconds_the_link_figures_go_out_for_the_metrics() -> None:
+    sub = Subscriber()
+    for _ in range(12):
+        sub.one_second(remb_bps=800_000, fraction_lost=13)  # 5 % lost
+    assert len(sub.stats) >= 2
+    sample = sub.stats[-1]
+    assert sample["type"] == "link_stats" and sample["participant"] == "classroom-1"
+    assert sample["rung"] in ("full", "reduced_fps", "low", "audio_only")
+    assert 0 < sample["estimate_bps"] <= 800_000
+    assert 0.03 < sample["loss"] < 0.07
+
+
+def test_signaling_turns_link_samples_into_histograms_and_tells_no_client() -> None:
+    class Hub:
+        metrics = create_metrics()
+
+        def send_to(self, participant_id: str, frame: object) -> None:
+            raise AssertionError("a link sample is not sent to anyone")
+
+    hub = Hub()
+    event = {"type": "link_stats", "participant": "a", "rung": "low",
+             "estimate_bps": 250_000, "loss": 0.04, "rtt_s": 0.12}
+    on_media_event(None, hub, "class-1", "a", event)  # type: ignore[arg-type]
+
+    def count(name: str) -> float:
+        value = hub.metrics.registry.get_sample_value(name)
+        return value or 0.0
+
+    assert count("tongxin_subscriber_estimate_bps_count") == 1
+    assert count("tongxin_subscriber_estimate_bps_sum") == 250_000
+    assert count("tongxin_subscriber_loss_ratio_sum") == pytest.approx(0.04)
+    assert count("tongxin_subscriber_rtt_seconds_sum") == pytest.approx(0.12)
