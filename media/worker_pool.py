@@ -231,6 +231,9 @@ class WorkerPool:
             logger.exception("could not replace media worker %d", dead.index)
             return
         for room_id, record in lost:
+            current = self._rooms.get(room_id)
+            if current is not None and current.worker is dead:
+                del self._rooms[room_id]  # no other worker was alive: it comes back here
             if room_id not in self._rooms:
                 with contextlib.suppress(MediaError):
                     await self.open_room(room_id, record.kind)

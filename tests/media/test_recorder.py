@@ -273,13 +273,38 @@ async def test_a_worker_killed_mid_recording_leaves_a_playable_file(tmp_path: Pa
         os.kill(pid, signal.SIGKILL)
         await wait_until(lambda: any(e["type"] == "room_lost" for _, _, e in relay.events),
                          timeout=30, what="room_lost")
+        assert manifest is not None
+        files = {t["source"]: tmp_path / t["file"] for t in manifest["tracks"]}
+        assert set(files) == {"camera", "mic"}
+        frames, last = await asyncio.to_thread(decoded, files["camera"])
+        assert frames >= 30 and last >= 2.0, (frames, last)
+        samples, last_audio = await asyncio.to_thread(decoded, files["mic"])
+        assert samples >= 50 and last_audio >= 2.0
+
+        # the room reopens on the replacement worker and records on into the same manifest
+        await wait_until(lambda: service._pool is not None and all(
+            w.alive for w in service._pool.workers), timeout=90, what="a replacement worker")
+        await relay.close()
+        relay = RelayHarness(service)
+        for _ in range(200):
+            try:
+                await service.describe_room("class1")
+                break
+            except Exception:
+                await asyncio.sleep(0.1)
+        teacher = await relay.join("class1", "teacher", "teacher", log)
+        await teacher.publish({"camera": ClipTrack(video)})
+
+        def resumed() -> bool:
+            found = read_manifest(tmp_path) or {}
+            return sum(1 for t in found.get("tracks", [])
+                       if t["source"] == "camera" and t["start_s"] is not None) == 2
+
+        await wait_until(resumed, timeout=60, what="the camera recorded again")
+        stopped = await service.stop_recording("class1")
+        assert stopped is not None and stopped["recording"] == "rec1"
+        assert [t["file"] for t in stopped["tracks"][:2]] == [
+            t["file"] for t in manifest["tracks"]], "the first files are still listed"
     finally:
         await relay.close()
         await service.stop()
-    assert manifest is not None
-    files = {t["source"]: tmp_path / t["file"] for t in manifest["tracks"]}
-    assert set(files) == {"camera", "mic"}
-    frames, last = decoded(files["camera"])
-    assert frames >= 30 and last >= 2.0, (frames, last)
-    samples, last_audio = decoded(files["mic"])
-    assert samples >= 50 and last_audio >= 2.0
