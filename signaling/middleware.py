@@ -52,6 +52,10 @@ SECURITY_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
 }
 
+STRICT_TRANSPORT_SECURITY = "max-age=31536000"
+"""Sent on responses served over TLS (`--tls-cert`): browsers keep to HTTPS for a year. Behind
+a TLS proxy, the proxy sends it."""
+
 UNLIMITED_PATHS = ("/healthz", "/readyz", "/metrics")
 UNLIMITED_PREFIXES = ("/static/",)
 """Static modules, styles and images: one page load fetches dozens, and a school behind one NAT
@@ -108,6 +112,8 @@ async def security_headers_middleware(request: web.Request, handler: Handler) ->
     if not response.prepared:
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
+        if request.secure:
+            response.headers.setdefault("Strict-Transport-Security", STRICT_TRANSPORT_SECURITY)
     return response
 
 
