@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import ipaddress
 
+import aiohttp
 import pytest
 
 from broker.memory_store import MemoryStore
 from signaling.app import create_app
 from signaling.config import ConfigError, ServeConfig, parse_serve_config
+from signaling.hub import MAX_CONNECTIONS_PER_ADDRESS
 from signaling.middleware import forwarded_client, forwarded_hops, parse_hop
+from signaling.services import Services
 
 PROXIES = (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("fd00::/8"))
 
@@ -116,3 +119,34 @@ async def test_per_address_limits_count_the_forwarded_client_only_behind_a_trust
     statuses = [s for i in range(burst + 1)
                 for s in await _statuses(spoofer, f"198.51.100.{i + 10}", 1)]
     assert statuses == [200] * burst + [429]
+
+
+@pytest.mark.timeout(120)
+async def test_the_websocket_cap_counts_the_forwarded_client_behind_a_trusted_proxy(
+    aiohttp_server, tmp_path
+) -> None:
+    config = ServeConfig(media_workers=0, demo=False, data_dir=tmp_path,
+                         rate_limit_per_minute=100_000,
+                         trusted_proxies=(ipaddress.ip_network("127.0.0.0/8"),))
+    store = MemoryStore()
+    server = await aiohttp_server(create_app(config, store, services=Services(config, store,
+                                                                             None)))
+    ws_url = str(server.make_url("/ws"))
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+        crowd = [await http.ws_connect(ws_url, heartbeat=None,
+                                       headers={"X-Forwarded-For": "198.51.100.1"})
+                 for _ in range(MAX_CONNECTIONS_PER_ADDRESS + 1)]
+        try:
+            refused = await crowd[-1].receive(timeout=10)
+            assert refused.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+            assert crowd[-1].close_code == aiohttp.WSCloseCode.TRY_AGAIN_LATER
+            # another client behind the same proxy is not counted with them
+            other = await http.ws_connect(ws_url, heartbeat=None,
+                                          headers={"X-Forwarded-For": "198.51.100.2"})
+            await other.send_str('{"type": "ping"}')  # not a join: refused as such, not capped
+            answer = await other.receive(timeout=10)
+            assert answer.type is aiohttp.WSMsgType.TEXT and "join" in answer.data
+            await other.close()
+        finally:
+            for ws in crowd:
+                await ws.close()
