@@ -384,15 +384,19 @@ class Crowd:
     async def hear(self, key: str, timeout: float) -> dict[str, Any]:
         """The next stdout object holding `key`."""
         assert self.process.stdout is not None
-        async with asyncio.timeout(timeout):
-            while True:
-                line = await self.process.stdout.readline()
-                if not line:
-                    raise RuntimeError(f"load generator exited: {self.log_tail()}")
-                with contextlib.suppress(ValueError):
-                    payload = json.loads(line)
-                    if isinstance(payload, dict) and key in payload:
-                        return payload
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    line = await self.process.stdout.readline()
+                    if not line:
+                        raise RuntimeError(f"load generator exited: {self.log_tail()}")
+                    with contextlib.suppress(ValueError):
+                        payload = json.loads(line)
+                        if isinstance(payload, dict) and key in payload:
+                            return payload
+        except TimeoutError:
+            raise RuntimeError(f"no {key!r} from a load generator within {timeout:.0f} s: "
+                               f"{self.log_tail()}") from None
 
     def log_tail(self) -> str:
         try:
@@ -423,6 +427,7 @@ async def measure(cluster: LocalCluster, jobs: list[CrowdJob], args: argparse.Na
         for i, hand in enumerate(deal(jobs, args.loadgens)):
             crowds.append(await Crowd.start(hand, settings, cluster.dir / f"crowd-{i}.log"))
         await asyncio.gather(*(c.hear("loaded", CROWD_START_S) for c in crowds))
+        progress(f"{len(crowds)} load generators ready; joining (bounded by {joining_s:.0f} s)")
         await asyncio.gather(*(c.say("go") for c in crowds))
         ready = await asyncio.gather(*(c.hear("ready", joining_s) for c in crowds))
         progress(f"{sum(r['ready'] for r in ready)} of {len(jobs)} participants receive video;"
