@@ -80,6 +80,7 @@ def test_the_alerts_operators_rely_on_exist() -> None:
         "TongxinHighSubscriberLoss",
         "TongxinConsultWaitingTooLong",
         "TongxinConsultQueueGrowing",
+        "TongxinNodeCpuSaturated",
     } <= names
 
 
