@@ -16,6 +16,7 @@ from media.errors import MediaUserError, UnknownRoom
 from media.peer_config import PeerConfig
 from media.recorder import RoomRecorder, read_manifest
 from media.room import Room
+from media.transcode import running_renditions
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class RoomHost:
             "rooms": len(self.rooms),
             "participants": sum(len(r.participant_ids) for r in self.rooms.values()),
             "rungs": rungs,
+            "transcoders": len(running_renditions()),
         }
 
     def room(self, room_id: str) -> Room:

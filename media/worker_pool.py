@@ -257,6 +257,7 @@ class WorkerPool:
             "rooms": sum(load["rooms"] for load in answered),
             "participants": sum(load["participants"] for load in answered),
             "rungs": summed_rungs(load.get("rungs") or {} for load in answered),
+            "transcoders": sum(int(load.get("transcoders", 0)) for load in answered),
             "pids": [w.pid for w in self.workers],
         }
 

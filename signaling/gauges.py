@@ -66,6 +66,7 @@ async def refresh_gauges(app: web.Application) -> None:
         metrics.media_workers.set(int(health.get("workers", 0)))
         metrics.media_workers_alive.set(int(health.get("alive", health.get("workers", 0))))
         metrics.media_rooms.set(int(health.get("rooms", 0)))
+        metrics.media_transcoders.set(int(health.get("transcoders", 0)))
         rungs = health.get("rungs") or {}
         for rung in RUNGS:
             metrics.subscribers_by_rung.labels(rung).set(int(rungs.get(rung, 0)))

@@ -30,6 +30,7 @@ class NodeMetrics:
     media_workers: Gauge
     media_workers_alive: Gauge
     media_rooms: Gauge
+    media_transcoders: Gauge
     subscribers_by_rung: Gauge
     subscriber_loss: Histogram
     subscriber_rtt: Histogram
@@ -75,6 +76,10 @@ def create_metrics() -> NodeMetrics:
             "media_workers_alive", "Media worker processes alive", namespace=ns, registry=r
         ),
         media_rooms=Gauge("media_rooms", "Rooms open on the relay", namespace=ns, registry=r),
+        media_transcoders=Gauge(
+            "media_transcoders", "Low renditions being transcoded (one per weak-watched camera)",
+            namespace=ns, registry=r,
+        ),
         subscribers_by_rung=Gauge(
             "subscribers_by_rung", "Subscribers on each adaptation rung", ["rung"],
             namespace=ns, registry=r,

@@ -298,6 +298,7 @@ async def test_a_weak_subscriber_receives_the_shared_low_rendition_while_others_
         assert camera.low_rendition.subscribers <= weak_streams
         assert len(camera.low_rendition.subscribers) == 2, "one transcoder for both"
         assert [r.source for r in running_renditions()].count(camera) == 1
+        assert (await service.health())["transcoders"] >= 1
         assert set(strong.track("t", "camera").keyframe_sizes) == {(640, 360)}
         assert strong.track("t", "mic").frames > 0 and weak.track("t", "mic").frames > 0
 
