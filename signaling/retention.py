@@ -15,7 +15,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from broker.audit import AuditAction, AuditLog
+from broker.audit import AuditAction, AuditLog, DetailValue
 from broker.clock import Clock
 from broker.consult_records import ConsultRecords, retention_cutoff
 from broker.errors import StoreUnavailable
@@ -69,17 +69,26 @@ async def sweep_orphans(records: ConsultRecords, audit: AuditLog, data_dir: Path
     for consult_id in await asyncio.to_thread(stale_folders, data_dir, cutoff, limit):
         if await records.find(consult_id) is not None:
             continue  # still indexed: `sweep_retention` erases it in its time
-        try:
-            files = await asyncio.to_thread(remove_snapshot_files, data_dir, consult_id)
-        except OSError as exc:
-            log.warning("cannot remove snapshot files", extra={"consult": consult_id,
-                                                               "error": str(exc)})
-            continue
-        snapshots = await records.erase(consult_id)
-        await audit.append("system", AuditAction.RETENTION_ERASE, session=consult_id,
-                           detail={"orphan": True, "snapshots": snapshots, "files": files})
-        erased.append(consult_id)
+        if await erase_consult(records, audit, data_dir, consult_id, {"orphan": True}):
+            erased.append(consult_id)
     return erased
+
+
+async def erase_consult(records: ConsultRecords, audit: AuditLog, data_dir: Path,
+                        consult_id: str, detail: dict[str, DetailValue]) -> bool:
+    """Snapshot files, then the ticket (with the note) and snapshot records, then an audit
+    entry `retention_erase` (`detail` plus counts). False, erasing nothing, when the files
+    cannot be removed (the next pass tries again)."""
+    try:
+        files = await asyncio.to_thread(remove_snapshot_files, data_dir, consult_id)
+    except OSError as exc:
+        log.warning("cannot remove snapshot files", extra={"consult": consult_id,
+                                                           "error": str(exc)})
+        return False
+    snapshots = await records.erase(consult_id)
+    await audit.append("system", AuditAction.RETENTION_ERASE, session=consult_id,
+                       detail={**detail, "snapshots": snapshots, "files": files})
+    return True
 
 
 async def sweep_retention(records: ConsultRecords, audit: AuditLog, data_dir: Path,
@@ -90,17 +99,8 @@ async def sweep_retention(records: ConsultRecords, audit: AuditLog, data_dir: Pa
     be removed is left for the next pass."""
     erased: list[str] = []
     for consult_id, closed_at in await records.past_retention(now, limit):
-        try:
-            files = await asyncio.to_thread(remove_snapshot_files, data_dir, consult_id)
-        except OSError as exc:
-            log.warning("cannot remove snapshot files", extra={"consult": consult_id,
-                                                               "error": str(exc)})
-            continue
-        snapshots = await records.erase(consult_id)
-        await audit.append("system", AuditAction.RETENTION_ERASE, session=consult_id,
-                           detail={"closed_at": closed_at, "snapshots": snapshots,
-                                   "files": files})
-        erased.append(consult_id)
+        if await erase_consult(records, audit, data_dir, consult_id, {"closed_at": closed_at}):
+            erased.append(consult_id)
     return erased + await sweep_orphans(records, audit, data_dir, now, limit=limit)
 
 

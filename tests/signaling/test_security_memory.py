@@ -8,13 +8,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import time
+from collections.abc import Callable
 
 import aiohttp
 import pytest
 
 from signaling.appkeys import HUB
 from signaling.ws_client import SignalingClient
+from tests.helpers.waiting import wait_until
 from tests.signaling.test_abuse import masked_text_frame, raw_websocket
 
 pytestmark = [pytest.mark.timeout(300),
@@ -35,12 +36,8 @@ def rss_bytes() -> int:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-async def settled(condition, what: str, within: float = 30.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {within} s: {what}")
-        await asyncio.sleep(0.05)
+async def settled(condition: Callable[[], bool], what: str) -> None:
+    await wait_until(condition, within=30.0, interval=0.05, what=what)
 
 
 async def abuse_round(node, host: str, port: int) -> None:

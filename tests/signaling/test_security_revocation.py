@@ -35,6 +35,20 @@ async def listening(app: web.Application) -> None:
     await asyncio.wait_for(app[HUB].revocations_heard.wait(), 15.0)
 
 
+async def joined(client: SignalingClient, token: str) -> SignalingClient:
+    """`client` with `token` exchanged and its WebSocket joined."""
+    await client.exchange(token)
+    await client.connect()
+    return client
+
+
+async def revoke(base_url: str, operator_token: str, jti: str) -> None:
+    """POST /api/v1/tokens/revoke as an operator, through the node at `base_url`."""
+    async with SignalingClient(base_url) as operator:
+        await operator.exchange(operator_token)
+        await operator.request("POST", "/api/v1/tokens/revoke", {"jti": jti})
+
+
 async def cut_off_with(client: SignalingClient, code: str, close_code: int) -> None:
     error = await client.expect("error", timeout=15.0)
     assert error["code"] == code
@@ -68,15 +82,10 @@ async def test_revoking_a_credential_closes_its_open_websocket_and_no_other(node
     demo = node.demo
     await listening(node.app)
     async with SignalingClient(node.base_url) as clinic, \
-            SignalingClient(node.base_url) as doctor, \
-            SignalingClient(node.base_url) as operator:
-        await clinic.exchange(demo.clinic_token)
-        await clinic.connect()
-        await doctor.exchange(demo.doctor_token)
-        await doctor.connect()
-        await operator.exchange(demo.operator_token)
-        await operator.request("POST", "/api/v1/tokens/revoke",
-                               {"jti": jti_of(clinic.credential)})
+            SignalingClient(node.base_url) as doctor:
+        await joined(clinic, demo.clinic_token)
+        await joined(doctor, demo.doctor_token)
+        await revoke(node.base_url, demo.operator_token, jti_of(clinic.credential))
         await cut_off_with(clinic, "revoked", CLOSE_REVOKED)
         await doctor.send({"type": "ping", "t": 7})
         assert (await doctor.expect("pong"))["t"] == 7
@@ -90,13 +99,9 @@ async def test_revoking_a_credential_closes_its_open_websocket_and_no_other(node
 async def test_revoking_a_join_link_closes_the_credentials_exchanged_from_it(node) -> None:
     demo = node.demo
     await listening(node.app)
-    async with SignalingClient(node.base_url) as clinic, \
-            SignalingClient(node.base_url) as operator:
-        await clinic.exchange(demo.clinic_token)
-        await clinic.connect()
-        await operator.exchange(demo.operator_token)
-        await operator.request("POST", "/api/v1/tokens/revoke",
-                               {"jti": jti_of(demo.clinic_token)})
+    async with SignalingClient(node.base_url) as clinic:
+        await joined(clinic, demo.clinic_token)
+        await revoke(node.base_url, demo.operator_token, jti_of(demo.clinic_token))
         await cut_off_with(clinic, "revoked", CLOSE_REVOKED)
         with pytest.raises(SignalingError):
             await clinic.request("GET", "/api/v1/me")
@@ -124,19 +129,15 @@ async def test_a_revocation_through_one_node_closes_the_websocket_on_another(
     app_b, url_b = second_node
     await listening(node.app)
     await listening(app_b)
-    async with SignalingClient(url_b) as clinic, SignalingClient(node.base_url) as operator:
-        await clinic.exchange(node.demo.clinic_token)
-        await clinic.connect()
-        await operator.exchange(node.demo.operator_token)
-        await operator.request("POST", "/api/v1/tokens/revoke",
-                               {"jti": jti_of(clinic.credential)})
+    async with SignalingClient(url_b) as clinic:
+        await joined(clinic, node.demo.clinic_token)
+        await revoke(node.base_url, node.demo.operator_token, jti_of(clinic.credential))
         await cut_off_with(clinic, "revoked", CLOSE_REVOKED)
 
 
 async def test_a_revocation_whose_event_was_missed_is_found_by_the_recheck(node) -> None:
     async with SignalingClient(node.base_url) as clinic:
-        await clinic.exchange(node.demo.clinic_token)
-        await clinic.connect()
+        await joined(clinic, node.demo.clinic_token)
         # as if published while this node's subscription was down: the record, no event
         await node.services.store.set(REVOKED_PREFIX + jti_of(clinic.credential), b"1", ttl=60)
         await node.app[HUB].recheck_credentials()
