@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from signaling.middleware import SECURITY_HEADERS
-from tests.e2e.hls_fixture import RENDITIONS, make_hls
+from tests.e2e.hls_fixture import RENDITIONS
 from tests.helpers.net import free_port
 
 WEB = Path(__file__).resolve().parents[2] / "web"
@@ -67,7 +67,7 @@ def _error(status: int, code: str, message: str) -> web.Response:
 
 @asynccontextmanager
 async def contract_stub(media_dir: Path) -> AsyncIterator[ContractStub]:
-    make_hls(media_dir)
+    """Serves the stand-in; `media_dir` holds what make_hls() wrote."""
     items = recordings()
     stub = ContractStub("")
 

@@ -11,7 +11,7 @@ import asyncio
 import pytest
 from playwright.async_api import Browser, Page
 
-from tests.e2e.browser import screenshot, wait_for, wait_video_playing
+from tests.e2e.browser import WatchedPage, screenshot, wait_for, wait_video_playing
 from tests.e2e.flows import join, participant_id
 from tests.e2e.node import TongxinNode
 from tests.e2e.test_recordings_ui import PLAYER_STATE, wait_playing
@@ -110,25 +110,39 @@ async def test_a_recorded_class_is_processed_and_plays_in_both_renditions(
     assert teacher.errors == [] and room.errors == []
 
 
-async def test_a_clinic_refusing_consent_is_shown_to_the_doctor_and_nothing_records(
-    browser: Browser, tongxin_node: TongxinNode
-) -> None:
-    doctor = await join(browser, tongxin_node.link("医生"), locale="en-US")
-    clinic = await join(browser, tongxin_node.link("村卫生室"), locale="en-US")
+async def consult_in_progress(browser: Browser, node: TongxinNode, reason: str
+                              ) -> tuple[WatchedPage, WatchedPage]:
+    """A clinic's request taken and admitted by the doctor, media flowing: (doctor, clinic)."""
+    doctor = await join(browser, node.link("医生"), locale="en-US")
+    clinic = await join(browser, node.link("村卫生室"), locale="en-US")
     dpage, cpage = doctor.page, clinic.page
     duty = dpage.get_by_role("button", name="Off duty")
     if await duty.count():
         await duty.click()
     await dpage.get_by_role("button", name="On duty").wait_for()
-
     await cpage.get_by_label("Specialty").select_option("内科")
-    await cpage.get_by_label("Reason").fill("Cough for three weeks, asks about recording")
+    await cpage.get_by_label("Reason").fill(reason)
     await cpage.get_by_role("button", name="Request consultation").click()
-    item = dpage.locator(".queue-item").filter(has_text="Cough for three weeks")
+    item = dpage.locator(".queue-item").filter(has_text=reason)
     await item.get_by_role("button", name="Take").click()
     await item.get_by_role("button", name="Admit").click()
     clinic_id = await participant_id(cpage)
     await wait_video_playing(dpage, f'.tile-main video[data-participant="{clinic_id}"]')
+    return doctor, clinic
+
+
+async def end_consult(doctor: WatchedPage, clinic: WatchedPage) -> None:
+    await doctor.page.get_by_role("button", name="End consultation").click()
+    await doctor.page.locator("dialog").get_by_role("button", name="End consultation").click()
+    await clinic.page.get_by_role("heading", name="The consultation has ended").wait_for()
+
+
+async def test_a_clinic_refusing_consent_is_shown_to_the_doctor_and_nothing_records(
+    browser: Browser, tongxin_node: TongxinNode
+) -> None:
+    doctor, clinic = await consult_in_progress(browser, tongxin_node,
+                                               "Cough for three weeks, asks about recording")
+    dpage, cpage = doctor.page, clinic.page
 
     await dpage.get_by_role("button", name="Record (asks the clinic)").click()
     consent = cpage.locator("#consent-dialog")
@@ -150,7 +164,30 @@ async def test_a_clinic_refusing_consent_is_shown_to_the_doctor_and_nothing_reco
     assert await cpage.locator("#rec-indicator").is_hidden()
     assert await dpage.get_by_role("button", name="Record (asks the clinic)").count() == 1
 
-    await dpage.get_by_role("button", name="End consultation").click()
-    await dpage.locator("dialog").get_by_role("button", name="End consultation").click()
-    await cpage.get_by_role("heading", name="The consultation has ended").wait_for()
+    await end_consult(doctor, clinic)
+    assert doctor.errors == [] and clinic.errors == []
+
+
+async def test_a_clinic_granting_consent_by_keyboard_starts_recording_seen_by_both(
+    browser: Browser, tongxin_node: TongxinNode
+) -> None:
+    doctor, clinic = await consult_in_progress(browser, tongxin_node,
+                                               "Rash on both arms, agrees to recording")
+    dpage, cpage = doctor.page, clinic.page
+    await dpage.get_by_role("button", name="Record (asks the clinic)").click()
+    consent = cpage.locator("#consent-dialog")
+    await consent.wait_for()
+    await cpage.keyboard.press("Tab")  # from "Do not record" to "Allow recording"
+    assert await cpage.evaluate("document.activeElement.id") == "consent-grant"
+    await cpage.keyboard.press("Enter")
+    await consent.wait_for(state="detached")
+    for page in (dpage, cpage):
+        await page.locator("#rec-indicator").get_by_text("Recording").wait_for()
+    await dpage.locator('#record-status[data-state="recording_on"]').wait_for()
+    await screenshot(cpage, "clinic-consult-recording-en")
+    await dpage.get_by_role("button", name="Stop recording").click()
+    for page in (dpage, cpage):
+        await page.locator("#rec-indicator").wait_for(state="hidden")
+    await dpage.get_by_role("button", name="Record (asks the clinic)").wait_for()
+    await end_consult(doctor, clinic)
     assert doctor.errors == [] and clinic.errors == []

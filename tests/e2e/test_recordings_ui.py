@@ -14,6 +14,7 @@ import pytest
 from playwright.async_api import Browser, Page
 
 from tests.e2e.browser import PHONE, open_page, require_chromium, screenshot, wait_for
+from tests.e2e.hls_fixture import make_hls
 from tests.e2e.recording_stub import (
     CREDENTIAL,
     SHARE_BUSY,
@@ -29,10 +30,18 @@ PLAYER_STATE = """() => { const v = document.querySelector('#recording-video');
     engine: document.querySelector('#player').dataset.engine } : null; }"""
 
 
-@pytest.fixture
-async def stub(tmp_path: Path) -> AsyncIterator[ContractStub]:
+@pytest.fixture(scope="module")
+def hls_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The two-rendition HLS, made once for the module."""
     require_chromium()
-    async with contract_stub(tmp_path / "media") as running:
+    root = tmp_path_factory.mktemp("hls")
+    make_hls(root)
+    return root
+
+
+@pytest.fixture
+async def stub(hls_dir: Path) -> AsyncIterator[ContractStub]:
+    async with contract_stub(hls_dir) as running:
         yield running
 
 

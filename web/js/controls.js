@@ -95,6 +95,11 @@ export function confirmDialog({ titleKey, bodyKey, confirmKey, fields = [], dang
   });
 }
 
+/** A link to the recordings library (for the notice at the end of a session). */
+export function libraryLink() {
+  return h('a', { href: '/recordings', class: 'btn', i18n: 'rec.open_library' });
+}
+
 /** Replaces `root` with the notice that the session ended (with its outcome when known). */
 export function showEnded(root, frame, { kind = 'class', action = null } = {}) {
   replaceChildren(root, h('section', { class: 'card message-card ended', attrs: { role: 'status' } },
@@ -103,7 +108,7 @@ export function showEnded(root, frame, { kind = 'class', action = null } = {}) {
       ? h('p', { class: 'lead' }, h('span', { i18n: 'ended.outcome' }), ' ',
         h('strong', { i18n: `outcome.${frame.outcome}` }))
       : h('p', { class: 'lead', i18n: 'ended.thanks' }),
-    action));
+    action ? h('div', { class: 'toolbar' }, action) : null));
 }
 
 /** m:ss for a duration in seconds, h:mm:ss from an hour on. */

@@ -4,7 +4,7 @@
  * banner when the network is weak (video paused, audio continues) and when it recovers.
  */
 
-import { bannerArea, micButton, roomAudio, showEnded, toggleButton } from '../controls.js';
+import { bannerArea, libraryLink, micButton, roomAudio, showEnded, toggleButton } from '../controls.js';
 import { h, replaceChildren } from '../dom.js';
 import { Room } from '../room.js';
 import { VideoTile } from '../tiles.js';
@@ -104,7 +104,7 @@ export async function mount(root, ctx) {
   room.addEventListener('change', (event) => {
     const { what, frame } = event.detail;
     if (what === 'ended') {
-      showEnded(root, frame, { kind: 'class' });
+      showEnded(root, frame, { kind: 'class', action: libraryLink() });
       return;
     }
     if (what === 'link' && frame.participant === room.me) {

@@ -8,7 +8,8 @@
 import { api, get, post } from '../api.js';
 import { isTaken, normalizeTicket, OUTCOMES, sortQueue, specialtyName, ticketExpert, ticketSession,
   ticketSiteName, ticketState, waitingSeconds } from '../consults.js';
-import { bannerArea, confirmDialog, formatDuration, micButton, roomAudio, showEnded, toggleButton }
+import { bannerArea, confirmDialog, formatDuration, libraryLink, micButton, roomAudio, showEnded,
+  toggleButton }
   from '../controls.js';
 import { field, h, replaceChildren, select } from '../dom.js';
 import { language, setText } from '../i18n.js';
@@ -278,9 +279,9 @@ export async function mount(root, ctx) {
   room.addEventListener('change', (event) => {
     const { what, frame } = event.detail;
     if (what === 'ended') {
-      showEnded(consultBox, frame, { kind: 'consult', action: h('button', {
+      showEnded(consultBox, frame, { kind: 'consult', action: [h('button', {
         type: 'button', class: 'btn btn-primary', i18n: 'doctor.back_to_queue',
-        on: { click: () => showIdle() } }) });
+        on: { click: () => showIdle() } }), libraryLink()] });
       setText(consultTitle, 'doctor.no_consult');
       consultId = null;
       return;

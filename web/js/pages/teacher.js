@@ -4,7 +4,8 @@
  * (spotlight), muting one or all, recording when allowed, and ending the class.
  */
 
-import { bannerArea, confirmDialog, micButton, roomAudio, showEnded, toggleButton } from '../controls.js';
+import { bannerArea, confirmDialog, libraryLink, micButton, roomAudio, showEnded, toggleButton }
+  from '../controls.js';
 import { openScreenShare } from '../devices.js';
 import { h, replaceChildren } from '../dom.js';
 import { setText } from '../i18n.js';
@@ -192,7 +193,7 @@ export async function mount(root, ctx) {
   room.addEventListener('change', (event) => {
     const { what } = event.detail;
     if (what === 'ended') {
-      showEnded(root, event.detail.frame, { kind: 'class' });
+      showEnded(root, event.detail.frame, { kind: 'class', action: libraryLink() });
       return;
     }
     if (what === 'media') {
