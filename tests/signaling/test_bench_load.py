@@ -1,4 +1,5 @@
-"""`tongxin bench load`: its pure parts by table, and one tiny run end to end (a real
+"""`tongxin bench load` (bench_load.py, bench_load_figures.py, bench_load_crowd.py): its pure
+parts by table, and one tiny run end to end (a real
 redis-server, two `tongxin serve` processes, aiortc participants) whose JSON has the promised
 figures and no errors. No timing thresholds: the figures are printed, not judged."""
 
@@ -11,17 +12,15 @@ from typing import Any
 import pytest
 
 from signaling import cli
-from signaling.bench_load import (
+from signaling.bench_load import configure_parser, deal, wall_limit_s
+from signaling.bench_load_crowd import CrowdJob, error_kind
+from signaling.bench_load_figures import (
     Summary,
-    configure_parser,
     cpu_per_participant,
-    deal,
     delivered_pct,
     percentile,
     role_of,
-    wall_limit_s,
 )
-from signaling.bench_load_crowd import CrowdJob, error_kind
 from signaling.ws_client import SignalingError
 from tests.helpers.redis_server import require_redis_server
 
