@@ -125,8 +125,11 @@ async def test_library_lists_filters_shares_deletes_and_plays(
     await wait_for(lambda: _count_is(page, 2), within=15, what="the deleted one gone")
     assert stub.deleted == ["r-english"]
 
-    # play here
-    await page.get_by_role("button", name="Play 数学：分数的加法").click()
+    # play here, by keyboard
+    await page.get_by_role("button", name="Play 数学：分数的加法").focus()
+    await page.keyboard.press("Enter")
+    await page.locator("#recording-video").wait_for()
+    assert await page.evaluate("document.activeElement.id") == "recording-video"
     await page.evaluate("() => { document.querySelector('#recording-video').loop = true; }")
     await wait_playing(page)
     await screenshot(page, "recordings-player-en")
