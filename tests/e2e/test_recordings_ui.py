@@ -149,9 +149,13 @@ async def test_library_for_a_teacher_offers_no_delete_and_fits_a_phone(
     await page.goto(f"{stub.base_url}/recordings")
     await page.locator("#recording-list .rec-item").nth(2).wait_for()
     assert await page.locator(".btn-delete-rec").count() == 0
+    assert not await page.get_by_label("类型").is_visible()  # the filter starts folded here
     await page.get_by_role("link", name="返回我的课堂/会诊").wait_for()
     assert await page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     await screenshot(page, "recordings-zh-CN-phone")
+    await page.get_by_text("筛选录像").click()
+    await page.get_by_label("类型").wait_for()
+    assert await page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     assert watched.errors == []
 
 

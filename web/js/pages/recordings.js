@@ -14,6 +14,8 @@ import { anyBusy, BUSY_POLL_MS, deleteRecording, formatWhen, hostName, listRecor
 import { toast, toastError } from '../shell.js';
 import { badge } from '../tiles.js';
 
+const NARROW = '(max-width: 760px)';
+
 /** Whether a role may delete recordings. */
 export function canDelete(role) {
   return role === 'operator';
@@ -198,12 +200,15 @@ export async function mount(root, ctx = {}) {
   }
 
   const form = filterForm((values) => { filter = values; refresh(); });
+  // On a phone the filter starts folded so the recordings come first.
+  const filterBox = h('details', { class: 'filter-box', open: !window.matchMedia(NARROW).matches },
+    h('summary', { i18n: 'rec.filter' }), form);
   replaceChildren(root, h('div', { class: 'library', id: 'recordings-library' },
     ctx.embedded ? null : h('div', { class: 'library-head' },
       h('h1', { id: 'library-h', i18n: 'rec.library' }),
       ctx.profile && ctx.profile.home !== 'operator'
         ? h('a', { href: '/', class: 'btn btn-small', i18n: 'rec.back_to_session' }) : null),
-    playerSlot, form, summary, list));
+    playerSlot, filterBox, summary, list));
   await refresh();
   return { stop: () => { clearTimeout(pollTimer); closePlayer(); } };
 }
