@@ -208,6 +208,8 @@ class SessionHub:
                 return
             if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                 continue
+            if conn.closed:
+                return  # being cut off or too slow: its frames are not acted on
             if conn.identity is not None and conn.identity.lapsed(self.services.clock()):
                 await self.cut_off(conn, "expired")
                 return
@@ -255,6 +257,7 @@ class SessionHub:
         else:
             code, message = CLOSE_EXPIRED, "this credential has expired; open your link again"
         self.error(conn, why, message, None)
+        conn.closed = True  # nothing more is sent or done for it (the error frame still goes)
         await conn.drain_and_stop()
         await conn.close(code, f"credential {why}".encode())
 
