@@ -277,8 +277,7 @@ class RecordingService:
             recording = await self.find(recording_id)
             if recording is None:
                 await self._store.map_delete(INDEX, recording_id)
-            elif recording.status is not RecordingStatus.RECORDING and \
-                    expired(recording, now, retention_days):
+            elif expired(recording, now, retention_days):
                 await self.delete(recording.id, Role.OPERATOR, "system")
                 gone.append(recording.id)
         return gone

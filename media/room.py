@@ -129,7 +129,7 @@ class Room:
         if self.recorder is not None:
             self.recorder.stop()
         self.recorder = recorder
-        self._reroute()
+        self._sync_recorder()
 
     def stop_recording(self) -> RoomRecorder | None:
         """Untap the tracks; the recorder's writer finishes in the background."""
@@ -218,8 +218,16 @@ class Room:
         for pid, participant in self._participants.items():
             wanted = sorted(routes.get(pid, ()), key=lambda r: (r[0], SOURCES.index(r[1])))
             participant.downlink.set_tracks([tracks[r] for r in wanted])
-        if self.recorder is not None:
-            self.recorder.sync(tracks, roles, self.spotlight)
+        self._sync_recorder()
+
+    def _sync_recorder(self) -> None:
+        """Tell the recording (if any) the published tracks, roles and spotlight now."""
+        if self.recorder is None:
+            return
+        tracks = {(pid, track.source): track for pid, participant in self._participants.items()
+                  for track in self._tracks_of(participant)}
+        roles = {pid: p.role for pid, p in self._participants.items()}
+        self.recorder.sync(tracks, roles, self.spotlight)
 
     async def _close_participant(self, participant: _Participant) -> None:
         if participant.uplink is not None:

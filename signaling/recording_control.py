@@ -20,9 +20,12 @@ import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from broker.class_state import ClassState
+from broker.consult_state import ConsultState
 from broker.errors import BrokerError, Conflict, Forbidden, NotFound
+from broker.models import Role
 from broker.recording_storage import TRACKS
-from broker.recordings import Recording, Rendition
+from broker.recordings import Recording, RecordingStatus, Rendition, Viewer
 from media.errors import MediaError
 from signaling import messages as m
 
@@ -241,8 +244,48 @@ async def on_session_ended(services: Services, hub: SessionHub, session: str) ->
         await stop_recording(services, hub, session, "system")
 
 
-async def sweep_forever(services: Services, retention_days: float, interval_s: float) -> None:
-    """Delete recordings older than the retention period, every `interval_s`."""
+async def session_over(services: Services, session: str) -> bool:
+    klass = await services.classes.find(session)
+    if klass is not None:
+        return klass.state is ClassState.ENDED
+    ticket = await services.consults.find(session)
+    return ticket is None or ticket.state in (ConsultState.ENDED, ConsultState.CANCELLED)
+
+
+async def recover_orphans(services: Services, hub: SessionHub) -> list[str]:
+    """Recordings a stopped node left `recording` although their session is over: stopped,
+    and their programme built from the tracks on this node's disk. Those whose tracks are not
+    here are left to the node that has them (on the embedded store there is no other node:
+    they fail)."""
+    recovered = []
+    everyone = Viewer("system", Role.OPERATOR)
+    for recording in await services.recordings.list(everyone):
+        if recording.status is not RecordingStatus.RECORDING or \
+                not await session_over(services, recording.session):
+            continue
+        manifest = services.recordings.storage.work_dir(recording.id) / TRACKS / "manifest.json"
+        here = await asyncio.to_thread(manifest.is_file)
+        if not here and services.store.name != "memory":
+            continue
+        stopped = await services.recordings.stop(recording.session, "system")
+        if stopped is None or stopped.id != recording.id:
+            continue
+        if here:
+            hub.spawn(build_programme(services, hub, stopped))
+        else:
+            await services.recordings.fail(recording.id, "its node stopped while recording")
+        recovered.append(recording.id)
+    return recovered
+
+
+async def sweep_forever(services: Services, hub: SessionHub, retention_days: float,
+                        interval_s: float) -> None:
+    """Recover orphaned recordings once, then delete recordings older than the retention
+    period every `interval_s`."""
+    with contextlib.suppress(BrokerError):
+        orphans = await recover_orphans(services, hub)
+        if orphans:
+            log.info("recovered %d recordings left by a stopped node", len(orphans))
     while True:
         try:
             gone = await services.recordings.sweep(retention_days)

@@ -5,8 +5,9 @@ turning recording on or off for a session, the clinic's consent, the library (li
 share, delete) and `GET /api/v1/watch/<share token>` for the public player page. Playback files
 are served from `/media/recordings/<playback token>/<name>` with relative URLs inside the
 playlists, so a plain <video> or hls.js needs no headers; the playback token is short-lived and
-names one recording, and names are one safe path segment (no traversal). The retention sweep
-runs in the background while the app runs.
+names one recording, and names are one safe path segment (no traversal). In the background
+while the app runs: recordings a stopped node left behind are recovered once, then the
+retention sweep runs every hour.
 """
 
 from __future__ import annotations
@@ -248,7 +249,7 @@ def install_recording_routes(app: web.Application) -> list[RouteSpec]:
     async def start_sweeper(app: web.Application) -> None:
         services = app[SERVICES]
         app[SWEEPER] = asyncio.get_running_loop().create_task(recording_control.sweep_forever(
-            services, services.config.recording_retention_days, SWEEP_INTERVAL_S))
+            services, app[HUB], services.config.recording_retention_days, SWEEP_INTERVAL_S))
 
     async def stop_sweeper(app: web.Application) -> None:
         task = app.get(SWEEPER)

@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 import av
 import pytest
+from test_recording_api import expect_frame
 
 from media.clip import ClipTrack, load_clip
 from signaling.participant import RemoteParticipant
@@ -89,11 +90,11 @@ async def test_a_two_minute_class_plays_back_in_both_renditions(node) -> None:
                                  ) as resp:
                 assert resp.status == 200
                 rec_id = (await resp.json())["recording"]["id"]
-            on = await classroom.signaling.expect("recording", where=lambda f: f["on"])
+            on = await expect_frame(classroom.signaling, "recording", where=lambda f: f["on"])
             assert on["recording"] == rec_id
             await asyncio.sleep(RECORD_S)
             await teacher.send({"type": "record", "on": False})
-            await classroom.signaling.expect("recording", where=lambda f: not f["on"],
+            await expect_frame(classroom.signaling, "recording", where=lambda f: not f["on"],
                                              timeout=30)
             stopped_at = time.monotonic()
 
