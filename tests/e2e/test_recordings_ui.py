@@ -182,6 +182,8 @@ async def test_shared_link_plays_each_rendition(
                         " v.loop = true; return v.play(); }")
     await wait_playing(page)
     assert (await page.evaluate(PLAYER_STATE))["engine"] == engine
+    if engine == "hlsjs":  # hls.js starts on the low rendition, then follows the bandwidth
+        assert (await page.evaluate("() => window.tongxin.player.switches"))[0] == 0
     await screenshot(page, f"watch-{engine}-en")
     quality = page.get_by_label("Quality")
     labels = await quality.locator("option").all_inner_texts()

@@ -87,6 +87,8 @@ export class HlsPlayer {
     this.renditions = [];
     this.pinned = -1;
     this.playing = -1;
+    /** The renditions hls.js switched to, in order (the first is where it started). */
+    this.switches = [];
   }
 
   async load(masterUrl) {
@@ -137,6 +139,7 @@ export class HlsPlayer {
     });
     hls.on(Hls.Events.LEVEL_SWITCHED, (_event, data) => {
       this.playing = data.level;
+      this.switches.push(data.level);
       this.onChange();
     });
     hls.on(Hls.Events.ERROR, (_event, data) => {
