@@ -58,6 +58,9 @@ starved machine the relay's adaptation may pause video, as it does on a weak lin
 MEDIA_WAIT_S = 45.0
 """How long media may take to flow in a new session (aiortc on a busy 2-core machine)."""
 SCRAPE_ATTEMPTS = 3
+CLOSE_TIMEOUT_S = 15.0
+QUIET_WAIT_S = 120.0
+"""How long a quiet sample waits for the node to have no WebSocket open."""
 HEARTBEAT_S = 10.0
 SEAT_GRACE_S = 30.0
 """The node keeps a dropped participant's seat this long (signaling.hub.RESUME_GRACE_S)."""
@@ -383,6 +386,8 @@ class ChurnCounts:
     joins: int = 0
     drops: int = 0
     errors: Counter[str] = field(default_factory=Counter)
+    refused: Counter[str] = field(default_factory=Counter)
+    """Error frames the participants were sent, by code and the frame they answered."""
 
 
 class ChurnGate:
@@ -543,6 +548,19 @@ async def media_flows(condition: Callable[[], bool], within: float, what: str,
         await asyncio.sleep(0.1)
 
 
+async def close_all(people: list[Any], counts: ChurnCounts) -> None:
+    """Close each participant (bounded), after counting the error frames it was sent."""
+    for p in people:
+        for frame in p.signaling.history:
+            if frame.get("type") == "error":
+                counts.refused[f"{frame.get('code')}:{frame.get('ref')}"] += 1
+        try:
+            await asyncio.wait_for(p.close(), CLOSE_TIMEOUT_S)
+        except Exception:  # a close that hangs or fails must not leave its HTTP session open
+            with contextlib.suppress(Exception):
+                await p.signaling.http.close()
+
+
 @contextlib.asynccontextmanager
 async def heartbeats(people: list[Any]) -> AsyncIterator[None]:
     """Ping every participant's node every `HEARTBEAT_S`, as a browser does: a node closes a
@@ -644,9 +662,7 @@ async def one_class(base: str, http: aiohttp.ClientSession, directory: Directory
     except TimeoutError as exc:
         raise TimeoutError(f"class stuck at {stage.at}: {exc}") from exc
     finally:
-        for p in people:
-            with contextlib.suppress(Exception):
-                await p.close()
+        await close_all(people, counts)
         if stage.at:  # failed half-way: end it so the next class starts clean
             with contextlib.suppress(Exception):
                 await api(http, base, "POST", f"/api/v1/classes/{class_id}/end",
@@ -705,9 +721,7 @@ async def one_consult(base: str, http: aiohttp.ClientSession, directory: Directo
     except TimeoutError as exc:
         raise TimeoutError(f"consult stuck at {stage.at}: {exc}") from exc
     finally:
-        for p in (doctor, clinic):
-            with contextlib.suppress(Exception):
-                await p.close()
+        await close_all(people, counts)
         if stage.at and consult is not None:  # failed half-way: free the doctor
             for action, body in (("end", {"outcome": "resolved"}), ("cancel", None)):
                 with contextlib.suppress(Exception):
@@ -816,7 +830,7 @@ class Sampler:
 
     async def quiet_sample(self, settle_s: float) -> Sample:
         """Wait until no WebSocket is open, then `settle_s` more (seats expire), and sample."""
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + QUIET_WAIT_S
         while time.monotonic() < deadline:
             found = metric_values(await self.scrape(), "tongxin_websockets_open")
             if found and found[0][1] == 0:
@@ -840,6 +854,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="loops opening and dropping WebSockets (1)")
     parser.add_argument("--hold-s", type=float, default=5.0,
                         help="seconds a session holds media before it goes on (5)")
+    parser.add_argument("--log-file", type=Path,
+                        help="keep the node's log (JSON lines) at this path")
     parser.add_argument("--settle-s", type=float, default=SEAT_GRACE_S + 5,
                         help="idle seconds before a quiet sample (seats expire first; 35)")
 
@@ -869,6 +885,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             return await _soak(args, node, secret)
         finally:
             await node.stop()
+            if getattr(args, "log_file", None):
+                await asyncio.to_thread(shutil.copyfile, node.log_path, args.log_file)
     finally:
         if redis is not None:
             await redis.stop()
@@ -954,6 +972,7 @@ async def _soak(args: argparse.Namespace, node: NodeProcess, secret: str) -> dic
                   "joins": counts.joins, "websocket_drops": counts.drops},
         "errors": {"churn": dict(counts.errors), "server": sampler.server_errors,
                    "log_lines": sampler.log_errors, "log_messages": sampler.log_messages},
+        "refused_frames": dict(counts.refused),
         "samples": [asdict(s) for s in samples],
         "verdict": asdict(verdict),
     }

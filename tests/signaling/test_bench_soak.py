@@ -98,6 +98,7 @@ def test_a_short_soak_prints_the_series_and_a_verdict_without_errors(tmp_path) -
     assert result["churn"]["joins"] > 0 and result["churn"]["websocket_drops"] > 0
     assert result["errors"] == {"churn": {}, "server": {}, "log_lines": 0, "log_messages": []}, (
         proc.stderr[-2000:])
+    assert result["refused_frames"] == {}
     verdict = result["verdict"]
     assert verdict["errors"] == 0
     assert {"ok", "rss_reference_mb", "rss_max_change_pct", "fds_warm", "fds_end",
