@@ -177,6 +177,18 @@ def received_from_peer(result: dict[str, Any]) -> Received:
     )
 
 
+def heard_audio(got: Received) -> list[qoe.Point]:
+    """Audio that really arrived: a browser's samples received minus those concealed (its
+    total grows while it conceals), or the aiortc receiver's frame count."""
+    if got.audio_concealed is None:
+        return got.audio_received
+    times = sorted({t for t, _ in got.audio_received} | {t for t, _ in got.audio_concealed})
+    return [
+        (t, qoe.value_at(got.audio_received, t) - qoe.value_at(got.audio_concealed, t))
+        for t in times
+    ]
+
+
 def _round(value: float | None, digits: int = 1) -> float | None:
     return None if value is None else round(value, digits)
 
@@ -255,9 +267,9 @@ def summarize(
         drop = start + line.drop_at
         until = start + line.lift_at if line.lift_at is not None else end
         if line.cut:
-            result["resume_s"] = _round(
-                qoe.resumed_after(got.camera_frames, start + (line.lift_at or 0.0), end), 2
-            )
+            back = start + (line.lift_at or 0.0)
+            result["resume_s"] = _round(qoe.resumed_after(heard_audio(got), back, end), 2)
+            result["video_resume_s"] = _round(qoe.resumed_after(got.camera_frames, back, end), 2)
         else:
             adapt = qoe.adapted_after(got.camera_frames, drop, until)
             result["adapt_s"] = _round(adapt, 2)
@@ -280,7 +292,7 @@ def summarize(
             )
             result["rung_full_again_s"] = first_event(events, line.lift_at, lambda r: r == "full")
     video_on = qoe.flowing_at_end(got.camera_frames, end)
-    audio_on = qoe.flowing_at_end(got.audio_received, end)
+    audio_on = qoe.flowing_at_end(heard_audio(got), end)
     result["video_at_end"] = video_on
     result["audio_at_end"] = audio_on
     # Survived: still connected and hearing the teacher at the end (video is QoE, above).
@@ -355,6 +367,7 @@ COLUMNS = (
     ("adapt_s", "adapt s", 7),
     ("recover_s", "recov s", 7),
     ("resume_s", "resume s", 8),
+    ("video_resume_s", "v.resume", 8),
     ("survived", "survived", 8),
     ("teacher_camera", "teacher sends", 16),
 )
@@ -397,9 +410,12 @@ def _progress(message: str) -> None:
 class Node:
     """`tongxin serve --demo` in the lab's server namespace; its demo join links."""
 
-    def __init__(self, lab: WeakLink, adaptation: str, log_dir: Path) -> None:
+    def __init__(
+        self, lab: WeakLink, adaptation: str, log_dir: Path, uplink_remb: bool = True
+    ) -> None:
         self.lab = lab
         self.adaptation = adaptation
+        self.uplink_remb = uplink_remb
         self.log_path = log_dir / f"node-{adaptation}.log"
         self.links: dict[str, str] = {}
         self.process: subprocess.Popen[str] | None = None
@@ -407,9 +423,13 @@ class Node:
     async def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TONGXIN_")}
         env["PYTHONUNBUFFERED"] = "1"
+        # --uplink-remb off: media in-process, so the diagnostic switch reaches the relay
+        module, workers = (
+            ("signaling.cli", "1") if self.uplink_remb else ("media.weaklink_node", "0")
+        )
         argv = [
-            sys.executable, "-m", "signaling.cli", "serve", "--host", SERVER_IP,
-            "--port", str(PORT), "--demo", "--media-workers", "1",
+            sys.executable, "-m", module, "serve", "--host", SERVER_IP,
+            "--port", str(PORT), "--demo", "--media-workers", workers,
             "--adaptation", self.adaptation,
         ]  # fmt: skip
         with self.log_path.open("w", encoding="utf-8") as log:
@@ -489,6 +509,10 @@ class RunSpec:
     publisher: str
     subscriber: str
     duration_s: float
+    save_dir: Path | None = None
+    """Where to write the run's raw samples and events (`--save`)."""
+    uplink_remb: bool = True
+    """False: the diagnostic node without aiortc's receive-side REMB (media.weaklink_node)."""
 
 
 async def _wait_receiving_page(page: Any, within: float) -> None:
@@ -516,9 +540,10 @@ async def run_once(spec: RunSpec, log_dir: Path) -> dict[str, Any]:
         "adaptation": spec.adaptation,
         "publisher": spec.publisher,
         "subscriber": spec.subscriber,
+        "uplink_remb": spec.uplink_remb,
     }
     async with WeakLink() as lab, async_playwright() as playwright:
-        node = Node(lab, spec.adaptation, log_dir)
+        node = Node(lab, spec.adaptation, log_dir, spec.uplink_remb)
         browsers: list[Any] = []
         peers: list[PeerProcess] = []
         player: asyncio.Task[None] | None = None
@@ -562,14 +587,18 @@ async def run_once(spec: RunSpec, log_dir: Path) -> dict[str, Any]:
             if room_page is not None:
                 data = await browser.collect(room_page)
                 got = received_from_browser(data["samples"])
-                links, notices = data["links"], [n["code"] for n in data["notices"]]
             else:
                 assert room_peer is not None
-                result = await room_peer.stop()
-                if result is None:
+                peer_result = await room_peer.stop()
+                if peer_result is None:
                     raise RuntimeError("the aiortc classroom printed no result")
-                got = received_from_peer(result)
-                links, notices = result["links"], [n["code"] for n in result["notices"]]
+                data = peer_result
+                got = received_from_peer(data)
+            links, notices = data["links"], [n["code"] for n in data["notices"]]
+            if spec.save_dir is not None:
+                raw = {**head, "start": start, "end": end, "room": room_id, "raw": data}
+                name = f"{spec.profile.name}-{spec.adaptation}.json"
+                (spec.save_dir / name).write_text(json.dumps(raw), encoding="utf-8")
             if teacher_page is not None:
                 head["teacher_sends"] = await browser.sender_stats(teacher_page)
                 head["teacher_camera"] = teacher_camera(head["teacher_sends"])
@@ -612,6 +641,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--publisher", choices=("chromium", "aiortc"), default="chromium")
     parser.add_argument("--subscriber", choices=("chromium", "aiortc"), default="chromium")
     parser.add_argument("--adaptation", choices=tuple(MODES), default="both")
+    parser.add_argument("--save", metavar="DIR", help="write each run's raw samples into DIR")
+    parser.add_argument(
+        "--uplink-remb", choices=("on", "off"), default="on",
+        help="off: diagnostic node without aiortc's own REMB on the relay's uplinks, media"
+        " in-process (media.weaklink_node); shows adaptation with a teacher sending in full",
+    )  # fmt: skip
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -627,12 +662,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if not present:
             raise SystemExit(f"tongxin bench weaklink: {detail}")
     log_dir = Path(tempfile.mkdtemp(prefix="tongxin-weaklink-"))
+    save_dir = Path(args.save) if getattr(args, "save", None) else None
+    if save_dir is not None:
+        save_dir.mkdir(parents=True, exist_ok=True)
     runs: list[dict[str, Any]] = []
     started = time.monotonic()
     for profile in chosen_profiles(args):
         duration = args.duration or default_duration(profile)
         for mode in MODES[args.adaptation]:
-            spec = RunSpec(profile, mode, args.publisher, args.subscriber, duration)
+            spec = RunSpec(
+                profile, mode, args.publisher, args.subscriber, duration, save_dir,
+                uplink_remb=getattr(args, "uplink_remb", "on") == "on",
+            )  # fmt: skip
             _progress(f"{profile.name}: adaptation {mode}")
             try:
                 runs.append(await run_once(spec, log_dir))

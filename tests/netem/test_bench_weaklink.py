@@ -150,7 +150,8 @@ def test_a_drop_run_gives_the_time_to_resume() -> None:
     )
     line = bench.timeline(bench.bench_profiles()["drop"])
     result = bench.summarize(got, 1000.0, 1040.0, line)
-    assert result["resume_s"] == pytest.approx(1.5, abs=0.3)
+    assert result["video_resume_s"] == pytest.approx(1.5, abs=0.3)
+    assert result["resume_s"] == pytest.approx(0.0, abs=0.3)  # audio never stopped here
     assert result["adapt_s"] is None
 
 
@@ -206,7 +207,7 @@ def test_the_table_has_a_row_per_run_and_the_goals() -> None:
     lines = table.splitlines()
     assert "kbit/s" in lines[0] and "survived" in lines[0]
     assert lines[2].split()[:3] == ["weak", "on", "300"]
-    assert lines[3].split()[1] == "off" and lines[3].split()[12] == "NO"
+    assert lines[3].split()[1] == "off" and lines[3].split()[13] == "NO"
     assert "error: boom" in lines[4]
     assert any(line.startswith("goal weak: video >= 10 fps: met") for line in lines)
 
