@@ -220,6 +220,10 @@ class InboundTrack:
         marker = 0x80 if packet.marker else 0
         bodies: dict[tuple[int, ...], bytes] = {}
         for stream in streams:
+            if stream.source is not self:  # a switch waiting for this source's keyframe
+                if not keyframe:
+                    continue
+                stream.take_over(self)
             variant = stream.variant
             if stream.red_on:
                 stream.forward_red(
@@ -335,6 +339,9 @@ class OutboundStream:
         """The published track this stream stands for."""
         self.source: InboundTrack | None = None
         """What feeds it now: `track`, or its low rendition's track (`switch_source`)."""
+        self.pending: InboundTrack | None = None
+        """The source it switches to at that source's next keyframe (meanwhile `source` goes
+        on)."""
         self.seqmap = SeqMap(random.randrange(0, 0x8000))
         self.waiting = True
         self.pt: int | None = None
@@ -417,8 +424,9 @@ class OutboundStream:
     def detach(self) -> None:
         if self.source is not None:
             self.source.remove_stream(self)
+        self._drop_pending()
         track = self.track
-        if track is not None and self.source is not track and track.low_rendition is not None:
+        if track is not None and track.low_rendition is not None:
             track.low_rendition.release(self)
         if track is not None:
             track.subscribers.discard(self)
@@ -427,25 +435,49 @@ class OutboundStream:
 
     def switch_source(self, source: InboundTrack) -> None:
         """Forward `source` (the track itself or its low rendition, same codec) from its next
-        keyframe on, continuing our sequence numbers, timestamps and picture ids."""
-        if source is self.source or self.track is None:
+        keyframe on, continuing our sequence numbers, timestamps and picture ids. Until that
+        keyframe the current source goes on (make before break: no freeze at a switch)."""
+        if self.track is None:
+            return
+        if source is self.source:
+            self._drop_pending()
             return
         old = self.source
-        if old is not None:
-            old.remove_stream(self)
+        if old is not None and not self.layered:
             last = old.last_layer
-            if not self.layered and not self.waiting and last is not None:
+            if not self.waiting and last is not None:
                 # it forwarded every packet unchanged: its last ids are the source's
                 self._last_out_pid, self._last_out_tl0 = last[2], last[4]
-        self.source = source
-        if source is not self.track:
-            self.layered = True  # renumber picture ids from here on
-        if self.paused:
-            return
-        self.waiting = True
-        self.seqmap.restart()
+        self.layered = True  # renumber picture ids from here on
+        self._drop_pending()
+        if self.paused or self.waiting or old is None:
+            # nothing on the subscriber's screen to keep: switch now
+            if old is not None:
+                old.remove_stream(self)
+            self.source = source
+            if self.paused:
+                return
+            self.waiting = True
+            self.seqmap.restart()
+        else:
+            self.pending = source
         source.add_stream(self)
         source.request_keyframe()
+
+    def take_over(self, source: InboundTrack) -> None:
+        """The pending `source` has a keyframe: it replaces the current source now."""
+        old = self.source
+        if old is not None and old is not source:
+            old.remove_stream(self)
+        self.pending = None
+        self.source = source
+        self.waiting = True
+        self.seqmap.restart()
+
+    def _drop_pending(self) -> None:
+        pending, self.pending = self.pending, None
+        if pending is not None and pending is not self.source:
+            pending.remove_stream(self)
 
     def _map_payload_types(self) -> None:
         mapped = payload_types(self.track.codec, self.negotiated) if self.track else None
@@ -602,6 +634,11 @@ class OutboundStream:
         self.paused = True
         if self.source is not None:
             self.source.remove_stream(self)
+        pending = self.pending
+        if pending is not None:  # the switch it waited for happens now (nothing is sent)
+            pending.remove_stream(self)
+            self.pending = None
+            self.source = pending
 
     def resume(self) -> None:
         """Forward again from the source's next keyframe, continuing our sequence."""

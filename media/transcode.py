@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import fractions
 import logging
+import os
 import queue
 import random
 import threading
@@ -54,6 +55,9 @@ LATE_PACKETS = 40
 """With more than this waiting after a decode, the frame is not encoded (the thread is late)."""
 PACKET_MAX = 1200
 """Largest RTP payload the packetizer makes."""
+THREAD_NICENESS = 5
+"""The transcoding thread runs this much nicer than the event loop: forwarding comes first,
+and a late transcoder only drops frames."""
 VIDEO_CLOCK = 90000
 
 _renditions: weakref.WeakSet[LowRendition] = weakref.WeakSet()
@@ -379,6 +383,8 @@ class LowRendition:
 
     def _run(self, packets: queue.Queue[RtpPacket | None], loop: asyncio.AbstractEventLoop) -> None:
         started = time.thread_time()
+        with contextlib.suppress(OSError, AttributeError):  # Linux: per-thread niceness
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), THREAD_NICENESS)
         try:
             self._transcode(packets, loop)
         except Exception:

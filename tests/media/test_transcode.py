@@ -174,23 +174,29 @@ async def test_switching_to_the_low_rendition_and_back_keeps_every_id_running() 
     stream.switch_source(low)
     packetizer = Vp8Packetizer(ssrc=9, payload_type=96)
     for n in range(4):
-        l1t3_frame(track, 8 + n, 108 + n)  # no longer forwarded to this stream
+        # frame 8 still goes out (the low rendition's keyframe is not there yet), 9-11 not
+        l1t3_frame(track, 8 + n, 108 + n)
         for packet in packetizer.packetize(KEYFRAME if n == 0 else DELTA, 500 + 6000 * n):
             low.on_packet(packet)
     stream.switch_source(track)
-    l1t3_frame(track, 12, 112)  # waits for the publisher's keyframe
+    for packet in packetizer.packetize(DELTA, 500 + 6000 * 4):
+        low.on_packet(packet)  # still forwarded: the publisher's keyframe is not there yet
+    l1t3_frame(track, 12, 112)  # not forwarded: waits for the publisher's keyframe
     for frame in range(13, 17):
         l1t3_frame(track, frame, 100 + frame, keyframe=frame == 13)
+    for packet in packetizer.packetize(DELTA, 500 + 6000 * 5):
+        low.on_packet(packet)  # no longer forwarded
     got = capture.packets()
     assert all((b.sequence_number - a.sequence_number) & 0xFFFF == 1 for a, b in pairwise(got))
     descriptors = [vp8.parse_descriptor(p.payload) for p in got]
     starts = [d for d in descriptors if d.start_of_partition]
-    assert len(starts) == 8 + 4 + 4
+    assert len(starts) == 9 + 5 + 4
+    assert [d.tid for d in starts][7:11] == [2, 0, 0, 0], "frame 8 (TID 0), then low frames"
     assert all((b.picture_id - a.picture_id) & 0x7FFF == 1  # type: ignore[operator]
                for a, b in pairwise(starts))
     stamps = [p.timestamp for p in got]
     assert all(0 <= (b - a) & 0xFFFFFFFF < 90000 for a, b in pairwise(stamps))
-    assert stream.source is track and stream not in low.streams
+    assert stream.source is track and stream not in low.streams and stream.pending is None
 
 
 def clip_packets(frames: int, width: int = 640, height: int = 360) -> list[RtpPacket]:
