@@ -13,7 +13,13 @@ import pytest
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
-from media.adaptation import DownlinkAdaptation, is_steady, rung_costs, summary_rung
+from media.adaptation import (
+    DownlinkAdaptation,
+    is_steady,
+    low_cost,
+    rung_costs,
+    summary_rung,
+)
 from media.budget import (
     Allocation,
     BudgetPolicy,
@@ -26,7 +32,7 @@ from media.estimator import EstimateBound, LinkEstimate
 from media.forwarder import DatagramSink, InboundTrack, OutboundStream
 from media.rtcp_feedback import ReportBlock
 from media.rtpheader import URI_ABS_SEND_TIME, URI_MID, ExtensionLayout
-from media.rung import Rung, RungCosts
+from media.rung import LOW_RUNG_NOMINAL_BPS, Rung, RungCosts
 from media.worker_pool import summed_rungs
 from signaling.metrics import create_metrics
 from signaling.ws_session import on_media_event
@@ -51,6 +57,23 @@ def test_layer_bitrates_become_rung_costs_without_a_low_rung(
 ) -> None:
     assert rung_costs(rates) == costs
     assert rung_costs(rates).low_bps is None
+
+
+@pytest.mark.parametrize(
+    ("rates", "measured_low", "costs"),
+    [
+        ((0.0, 0.0, 0.0, 900e3), None, RungCosts((900e3,), LOW_RUNG_NOMINAL_BPS)),
+        ((0.0, 0.0, 0.0, 900e3), 0.0, RungCosts((900e3,), LOW_RUNG_NOMINAL_BPS)),  # starting
+        ((0.0, 0.0, 0.0, 900e3), 128e3, RungCosts((900e3,), 128e3)),
+        ((200e3, 150e3, 300e3, 0.0), 140e3, RungCosts((200e3, 150e3, 300e3), 140e3)),
+    ],
+)
+def test_a_camera_offers_the_low_rung_at_its_measured_cost_or_the_nominal_one(
+    rates: tuple[float, float, float, float], measured_low: float | None, costs: RungCosts
+) -> None:
+    got = rung_costs(rates, low_cost(measured_low))
+    assert got == costs
+    assert [c.rung for c in got.ladder()][-2:] == [Rung.LOW, Rung.AUDIO_ONLY]
 
 
 def _allocation(*rungs: Rung | None) -> Allocation:
