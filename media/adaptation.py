@@ -118,7 +118,7 @@ def apply_decision(stream: OutboundStream, decision: RungDecision) -> None:
     if rendition is not None:
         rendition.acquire(stream)
         stream.switch_source(rendition.track)
-    elif stream.source is not track:
+    elif stream.source is not track or stream.pending is not None:
         stream.switch_source(track)
         if track.low_rendition is not None:
             track.low_rendition.release(stream)

@@ -437,7 +437,7 @@ class OutboundStream:
         """Forward `source` (the track itself or its low rendition, same codec) from its next
         keyframe on, continuing our sequence numbers, timestamps and picture ids. Until that
         keyframe the current source goes on (make before break: no freeze at a switch)."""
-        if self.track is None:
+        if self.track is None or source is self.pending:
             return
         if source is self.source:
             self._drop_pending()

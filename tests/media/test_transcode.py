@@ -323,3 +323,32 @@ async def test_a_weak_subscriber_receives_the_shared_low_rendition_while_others_
     finally:
         await relay.close()
         await service.stop()
+
+
+async def test_a_switch_waiting_for_a_keyframe_can_be_called_off_or_paused() -> None:
+    track = InboundTrack("teacher", "camera", [VP8], send_pli=lambda ssrc: None)
+    low = InboundTrack("teacher", "camera", [VP8], send_pli=lambda ssrc: None)
+    capture = Capture()
+    stream = OutboundStream("video", ssrc=1111, rtx_ssrc=2222, sink=capture.sink)
+    stream.configure(
+        ExtensionLayout.negotiated("3", {URI_MID: 1, URI_ABS_SEND_TIME: 3}, "video"), [SUB_VP8]
+    )
+    stream.attach(track)
+    l1t3_frame(track, 0, 100, keyframe=True)
+    stream.switch_source(low)
+    stream.switch_source(low)  # deciding the same again changes nothing
+    assert stream.pending is low and low.streams == (stream,)
+    stream.switch_source(track)  # called off before the low keyframe came
+    assert stream.pending is None and low.streams == () and stream.source is track
+    packetizer = Vp8Packetizer(ssrc=9, payload_type=96)
+    for packet in packetizer.packetize(KEYFRAME, 3000):
+        low.on_packet(packet)
+    l1t3_frame(track, 1, 101)
+    assert len(capture.sent) == 2, "the publisher's frames go on; none of the low rendition's"
+
+    stream.switch_source(low)
+    stream.pause()  # audio only: the switch is done at once, nothing is sent
+    assert stream.source is low and stream.pending is None
+    assert track.streams == () and low.streams == ()
+    stream.resume()
+    assert low.streams == (stream,) and stream.waiting
