@@ -33,8 +33,9 @@ import msgspec
 from media.clip import load_clip
 from signaling.bench_load_cluster import LocalCluster, NodeProcess, stop_process
 from signaling.bench_load_crowd import CrowdCommand, CrowdJob, CrowdSettings
-from signaling.bench_load_figures import Summary
+from signaling.bench_load_figures import Summary, wait_share
 from signaling.bench_load_setup import ApiFailed, prepare
+from signaling.proc_cpu import schedstat
 
 VIDEO = {"width": 160, "height": 120, "fps": 15, "bitrate": 100_000, "keyframe_interval": 30}
 """The published camera: `load_clip("vp8", **VIDEO)`."""
@@ -170,10 +171,14 @@ async def measure(cluster: LocalCluster, jobs: list[CrowdJob], args: argparse.Na
         progress(f"{sum(r['ready'] for r in ready)} of {len(jobs)} participants receive video;"
                  f" warming up {args.warmup:g} s, then measuring {args.duration:g} s")
         await asyncio.sleep(args.warmup)
+        groups = {"nodes": cluster.pids(), "loadgens": [c.process.pid for c in crowds]}
+        sched0 = {name: schedstat(pids) for name, pids in groups.items()}
         t0, cpu0 = time.monotonic(), cluster.cpu()
         await asyncio.gather(*(c.say("window") for c in crowds))
         await asyncio.sleep(args.duration)
         t1, cpu1 = time.monotonic(), cluster.cpu()
+        sched1 = {name: schedstat(pids) for name, pids in groups.items()}
+        summary.cpu_wait_share = {name: wait_share(sched0[name], sched1[name]) for name in groups}
         await asyncio.gather(*(c.say("stop") for c in crowds))
         summary.window_s = t1 - t0
         summary.node_cpu = {

@@ -24,7 +24,7 @@ from pathlib import Path
 import aiohttp
 import redis.asyncio as aioredis
 
-from signaling.proc_cpu import read_all_stats, tree_cpu
+from signaling.proc_cpu import read_all_stats, tree_cpu, tree_pids
 
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
@@ -155,6 +155,11 @@ class LocalCluster:
         """Node name -> (signaling process CPU s, media worker CPU s) so far."""
         stats = read_all_stats()
         return {n.name: tree_cpu(stats, n.process.pid) for n in self.nodes}
+
+    def pids(self) -> list[int]:
+        """Every process of the nodes (signaling and media workers)."""
+        stats = read_all_stats()
+        return [pid for n in self.nodes for pid in tree_pids(stats, n.process.pid)]
 
     def crashed(self) -> list[str]:
         """Names of nodes whose process has exited."""

@@ -40,6 +40,9 @@ class Summary:
     """Node name -> (signaling CPU s, media worker CPU s) over the window."""
     node_urls: dict[str, str] = field(default_factory=dict)
     loadgen_cpu_s: float = 0.0
+    cpu_wait_share: dict[str, float | None] = field(default_factory=dict)
+    """Of the time the nodes' (and load generators') processes wanted a CPU in the window,
+    the share they waited for one: high means the machine set the pace."""
 
     def figures(self) -> dict[str, Any]:
         first = [r["first_frame_s"] * 1000 for r in self.results
@@ -90,9 +93,16 @@ class Summary:
                 if self.window_s > 0 and any(r["window_video_frames"] is not None
                                              for r in active) else None),
             "loadgen_cpu_s": round(self.loadgen_cpu_s, 2),
+            "cpu_wait_share": self.cpu_wait_share,
             "errors": dict(sorted(errors.items())),
             "error_count": sum(errors.values()),
         }
+
+
+def wait_share(before: tuple[float, float], after: tuple[float, float]) -> float | None:
+    """Runqueue wait over (run + wait) between two `schedstat` readings (None: no change)."""
+    run, wait = after[0] - before[0], after[1] - before[1]
+    return round(wait / (run + wait), 2) if run + wait > 0 else None
 
 
 def delivered_pct(results: Sequence[dict[str, Any]]) -> float | None:

@@ -2,15 +2,17 @@
 
 A node's media workers are its child processes, and a node's cost is the sum: the benchmark
 reads it for its `tongxin serve` processes and the node exports its children's share as
-`tongxin_media_cpu_seconds_total` (its own is `tongxin_process_cpu_seconds_total`). Parsing is
-pure (`parse_stat`, `tree_cpu`); `read_all_stats` is the I/O. Elsewhere than Linux, nothing
-is found and the figures are zero.
+`tongxin_media_cpu_seconds_total` (its own is `tongxin_process_cpu_seconds_total`). The
+scheduler's run and wait times (`schedstat`) tell a starved process from a busy one. Parsing
+is pure (`parse_stat`, `tree_cpu`, `parse_schedstat`); the rest reads /proc. Elsewhere than
+Linux, nothing is found and the figures are zero.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterable
 
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -55,3 +57,34 @@ def read_all_stats(proc: str = "/proc") -> dict[int, tuple[int, float]]:
 def descendants_cpu_seconds(root: int | None = None) -> float:
     """CPU seconds of the processes below `root` (default: this process), alive now."""
     return tree_cpu(read_all_stats(), os.getpid() if root is None else root)[1]
+
+
+def parse_schedstat(text: str) -> tuple[float, float]:
+    """(seconds on a CPU, seconds runnable but waiting for one) from /proc/<pid>/schedstat."""
+    fields = text.split()
+    return int(fields[0]) / 1e9, int(fields[1]) / 1e9
+
+
+def schedstat(pids: Iterable[int], proc: str = "/proc") -> tuple[float, float]:
+    """Summed (run, wait) seconds of the main threads of `pids` (gone ones count zero). Waiting
+    more than running means the machine, not the program, set the pace."""
+    run = wait = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            with open(f"{proc}/{pid}/schedstat") as f:
+                r, w = parse_schedstat(f.read())
+            run, wait = run + r, wait + w
+    return run, wait
+
+
+def tree_pids(stats: dict[int, tuple[int, float]], root: int) -> list[int]:
+    """`root` and its descendants in {pid: (ppid, cpu)}."""
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _cpu) in stats.items():
+        children.setdefault(ppid, []).append(pid)
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, ()))
+    return found

@@ -20,6 +20,7 @@ from signaling.bench_load_figures import (
     delivered_pct,
     percentile,
     role_of,
+    wait_share,
 )
 from signaling.ws_client import SignalingError
 from tests.helpers.redis_server import require_redis_server
@@ -71,6 +72,16 @@ def test_cpu_per_participant_second(cpu_s: float, participants: int, window_s: f
 ])
 def test_role_of_a_label(label: str, role: str) -> None:
     assert role_of(label) == role
+
+
+@pytest.mark.parametrize(("before", "after", "share"), [
+    ((1.0, 1.0), (2.0, 4.0), 0.75),
+    ((0.0, 0.0), (1.0, 0.0), 0.0),
+    ((1.0, 1.0), (1.0, 1.0), None),
+])
+def test_wait_share_is_runqueue_wait_over_wanted_cpu_time(
+        before: tuple[float, float], after: tuple[float, float], share: float | None) -> None:
+    assert wait_share(before, after) == share
 
 
 @pytest.mark.parametrize(("got", "expected", "pct"), [

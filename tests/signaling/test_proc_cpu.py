@@ -9,7 +9,15 @@ import sys
 
 import pytest
 
-from signaling.proc_cpu import descendants_cpu_seconds, parse_stat, read_all_stats, tree_cpu
+from signaling.proc_cpu import (
+    descendants_cpu_seconds,
+    parse_schedstat,
+    parse_stat,
+    read_all_stats,
+    schedstat,
+    tree_cpu,
+    tree_pids,
+)
 
 BURN = """
 import os, sys
@@ -35,6 +43,22 @@ def test_parse_stat_reads_parent_and_cpu_even_with_spaces_in_the_name() -> None:
 def test_tree_cpu_splits_a_process_from_its_descendants(
         stats: dict[int, tuple[int, float]], root: int, expected: tuple[float, float]) -> None:
     assert tree_cpu(stats, root) == expected
+
+
+def test_parse_schedstat_reads_run_and_wait_seconds() -> None:
+    assert parse_schedstat("1500000000 250000000 42\n") == (1.5, 0.25)
+
+
+def test_schedstat_sums_processes_and_skips_gone_ones(tmp_path) -> None:
+    for pid, text in ((10, "1000000000 3000000000 5"), (11, "500000000 0 1")):
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "schedstat").write_text(text)
+    assert schedstat([10, 11, 12], str(tmp_path)) == (1.5, 3.0)
+
+
+def test_tree_pids_lists_a_process_and_its_descendants() -> None:
+    stats = {1: (0, 0.0), 2: (1, 0.0), 3: (2, 0.0), 4: (9, 0.0)}
+    assert sorted(tree_pids(stats, 1)) == [1, 2, 3]
 
 
 def test_a_missing_proc_reads_as_no_processes(tmp_path) -> None:
