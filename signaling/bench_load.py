@@ -155,8 +155,8 @@ class Crowd:
 async def measure(cluster: LocalCluster, jobs: list[CrowdJob], args: argparse.Namespace,
                   summary: Summary, progress: Progress) -> None:
     """Run the crowds: everyone joins, warm-up, the measured window, results."""
-    joining_s = len(jobs) * args.ramp + args.first_frame_timeout + 30  # the crowds bound it
-    settings = CrowdSettings(
+    joining_s = len(jobs) * args.ramp + args.first_frame_timeout + 10
+    settings = CrowdSettings(joining_s=joining_s,
         first_frame_timeout_s=args.first_frame_timeout, video=VIDEO,
         deadline_s=CROWD_START_S + joining_s + args.warmup + args.duration + 60)
     summary.node_urls = {n.name: n.url for n in cluster.nodes}
@@ -167,7 +167,7 @@ async def measure(cluster: LocalCluster, jobs: list[CrowdJob], args: argparse.Na
         await asyncio.gather(*(c.hear("loaded", CROWD_START_S) for c in crowds))
         progress(f"{len(crowds)} load generators ready; joining (bounded by {joining_s:.0f} s)")
         await asyncio.gather(*(c.say("go") for c in crowds))
-        ready = await asyncio.gather(*(c.hear("ready", joining_s) for c in crowds))
+        ready = await asyncio.gather(*(c.hear("ready", joining_s + 30) for c in crowds))
         progress(f"{sum(r['ready'] for r in ready)} of {len(jobs)} participants receive video;"
                  f" warming up {args.warmup:g} s, then measuring {args.duration:g} s")
         await asyncio.sleep(args.warmup)
