@@ -9,7 +9,14 @@ import sys
 
 import pytest
 
-from signaling.bench_soak import Sample, masked_text_frame, soak_verdict, warm_reference
+from signaling.bench_soak import (
+    Sample,
+    log_errors,
+    masked_text_frame,
+    server_error_counts,
+    soak_verdict,
+    warm_reference,
+)
 
 
 def series(*rows: tuple[float, float, int, int, int, bool]) -> list[Sample]:
@@ -77,6 +84,33 @@ def test_a_hand_made_websocket_frame_encodes_its_length_in_7_16_or_64_bits(
         length: int, header: bytes) -> None:
     frame = masked_text_frame("x" * length, b"\0\0\0\0")
     assert frame.startswith(header + b"\0\0\0\0") and frame.endswith(b"x" * length)
+
+
+METRICS = """\
+# TYPE tongxin_websocket_errors_total counter
+tongxin_websocket_errors_total{code="not_in_session"} 3.0
+tongxin_websocket_errors_total{code="conflict"} 0.0
+# TYPE tongxin_http_requests_total counter
+tongxin_http_requests_total{method="POST",route="/api/v1/session",status="200"} 40.0
+tongxin_http_requests_total{method="POST",route="/api/v1/session",status="500"} 2.0
+tongxin_http_requests_total{method="GET",route="/readyz",status="503"} 1.0
+"""
+
+
+def test_server_errors_are_error_frames_by_code_and_http_5xx_answers() -> None:
+    assert server_error_counts(METRICS) == {"frame:not_in_session": 3, "http:500": 2,
+                                            "http:503": 1}
+
+
+def test_log_errors_counts_error_lines_and_keeps_distinct_messages(tmp_path) -> None:
+    log = tmp_path / "node.log"
+    lines = [{"level": "warning", "msg": "subscription lost"},
+             {"level": "error", "msg": "unhandled error"},
+             {"level": "error", "msg": "unhandled error"},
+             {"level": "critical", "msg": "worker died"}]
+    log.write_text("\n".join(json.dumps(line) for line in lines) + "\nnot json\n")
+    assert log_errors(log) == (3, ["unhandled error", "worker died"])
+    assert log_errors(tmp_path / "missing.log") == (0, [])
 
 
 @pytest.mark.timeout(300)
