@@ -10,7 +10,12 @@ relay must do neither, and its hot path must stay a few operations per packet. W
 2. Decrypted RTP on a relay's uplink (`RTCDtlsTransport._handle_rtp_data`): `UplinkRtpTap`
    parses each packet once, unwraps RTX itself (aiortc drops RTX when two video tracks share
    the RTX payload type), hands the packet to the forwarder, then lets aiortc's receiver keep
-   its statistics, receiver reports, REMB and NACKs with a jitter buffer that keeps nothing.
+   its statistics, receiver reports and NACKs with a jitter buffer that keeps nothing. It sends
+   no REMB of its own: aiortc's delay-based estimate is computed from when the relay's event
+   loop handled each packet, so on a busy relay it read queueing as congestion and held a
+   Chromium teacher at ~60 kbit/s and 1-3 fps on a clean link (measured by
+   `tongxin bench weaklink`). A publisher is capped only by `media.publisher_cap`'s REMB, and
+   otherwise by its own loss-based control.
 3. Relay senders: they get a `HeldTrack` whose `recv()` never returns, so aiortc's encoder
    loop never encodes; their sender reports are filled from the forwarder's counters (aiortc
    would report zeros) and the RTCP a subscriber sends about them goes to the forwarder.
@@ -117,10 +122,11 @@ class _KeepNothingJitterBuffer:
 
 
 def tap_relay_receiver(receiver: RTCRtpReceiver) -> EncodedFrameSink:
-    """Before `receive()`: no decoder thread and no frame reassembly on this receiver."""
+    """Before `receive()`: no decoder thread, no frame reassembly and no REMB of its own."""
     sink = EncodedFrameSink()
     receiver._RTCRtpReceiver__decoder_queue = sink  # type: ignore[attr-defined]
     receiver._RTCRtpReceiver__jitter_buffer = _KeepNothingJitterBuffer()  # type: ignore[attr-defined]
+    receiver._RTCRtpReceiver__remote_bitrate_estimator = None  # type: ignore[attr-defined]
     return sink
 
 

@@ -43,7 +43,8 @@ def test_the_aiortc_internals_the_taps_rely_on_still_exist() -> None:
         assert hasattr(RTCRtpSender, name), name
     receiver_init = RTCRtpReceiver.__init__.__code__.co_names
     for name in ("_RTCRtpReceiver__decoder_queue", "_RTCRtpReceiver__decoder_thread",
-                 "_RTCRtpReceiver__jitter_buffer", "_RTCRtpReceiver__timestamp_mapper"):
+                 "_RTCRtpReceiver__jitter_buffer", "_RTCRtpReceiver__timestamp_mapper",
+                 "_RTCRtpReceiver__remote_bitrate_estimator"):
         assert name in receiver_init, name
     for name in ("_nominated", "_local_candidates_start", "_local_candidates",
                  "_local_candidates_end", "_components"):
