@@ -210,7 +210,7 @@ class InboundTrack:
         self.last_layer = layer
         recent = self.recent
         if detect is None:  # audio: remember what RED repeats
-            self.recent = [*recent[-(red.REDUNDANCY - 1):], (timestamp, payload)]
+            self.recent = [*recent[1 - red.KEPT:], (timestamp, payload)]
         streams = self.streams
         if not streams:
             return
