@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
+from relay_harness import RelayHarness, wait_until
 
 from media.adaptation import (
     DownlinkAdaptation,
@@ -28,11 +29,13 @@ from media.budget import (
     TrackAllocation,
     allocate,
 )
+from media.clip import ClipTrack, load_clip
 from media.estimator import EstimateBound, LinkEstimate
 from media.forwarder import DatagramSink, InboundTrack, OutboundStream
 from media.rtcp_feedback import ReportBlock
 from media.rtpheader import URI_ABS_SEND_TIME, URI_MID, ExtensionLayout
 from media.rung import LOW_RUNG_NOMINAL_BPS, Rung, RungCosts
+from media.service import MediaService
 from media.worker_pool import summed_rungs
 from signaling.metrics import create_metrics
 from signaling.ws_session import on_media_event
@@ -306,3 +309,26 @@ def test_signaling_turns_link_samples_into_histograms_and_tells_no_client() -> N
     assert count("tongxin_subscriber_estimate_bps_sum") == 250_000
     assert count("tongxin_subscriber_loss_ratio_sum") == pytest.approx(0.04)
     assert count("tongxin_subscriber_rtt_seconds_sum") == pytest.approx(0.12)
+
+
+@pytest.mark.timeout(120)
+async def test_with_adaptation_off_nothing_is_decided_and_everything_goes_in_full() -> None:
+    service = MediaService(0, adaptation=False)
+    await service.start()
+    relay = RelayHarness(service)
+    try:
+        await service.open_room("class-1", "class")
+        teacher = await relay.join("class-1", "t", "teacher")
+        classroom = await relay.join("class-1", "a", "assistant")
+        video = load_clip("vp8", width=320, height=180, bitrate=300_000)
+        await teacher.publish({"camera": ClipTrack(video)})
+        await wait_until(lambda: classroom.track("t", "camera").frames >= 30, what="video")
+        room = service._local.rooms["class-1"]  # type: ignore[union-attr]
+        (stream,) = room.outbound_streams("a")
+        assert stream.link is not None and stream.link.allocation is None  # type: ignore[attr-defined]
+        assert stream.source is stream.track and not stream.paused and stream.target_tid == 2
+        assert not [e for _, _, e in relay.events if e["type"] in ("link", "link_stats")]
+        assert (await service.health())["rungs"] == {}
+    finally:
+        await relay.close()
+        await service.stop()
