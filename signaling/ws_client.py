@@ -22,6 +22,8 @@ import aiohttp
 RECOVER_S = 30.0
 """How long a client keeps trying to rejoin after its node went away."""
 RECOVER_PAUSE_S = 0.3
+HEARTBEAT_S = 15.0
+"""Ping period when the welcome names none (the node closes a connection silent for 3x it)."""
 
 
 class SignalingError(Exception):
@@ -66,6 +68,7 @@ class SignalingClient:
         self.history: list[dict[str, Any]] = []
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
         self._reader: asyncio.Task[None] | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
 
     @property
     def credential(self) -> str:
@@ -131,7 +134,19 @@ class SignalingClient:
             self._deliver({"type": "_moved", "url": base_url})
         self._deliver(frame)
         self._reader = asyncio.get_running_loop().create_task(self._read(ws))
+        if self._heartbeat is None or self._heartbeat.done():
+            self._heartbeat = asyncio.get_running_loop().create_task(self._beat())
         return frame
+
+    async def _beat(self) -> None:
+        """`ping` (without `t`: its `pong` is not delivered) every `heartbeat_s` of the welcome,
+        as a browser does: a node closes a connection that stays silent for three periods."""
+        while not self._closing:
+            await asyncio.sleep(float(self.welcome.get("heartbeat_s") or HEARTBEAT_S))
+            ws = self.ws
+            if ws is not None and not ws.closed:
+                with contextlib.suppress(ConnectionError, RuntimeError):
+                    await ws.send_str('{"type": "ping"}')
 
     async def send(self, frame: dict[str, Any]) -> None:
         if self.ws is None:
@@ -149,6 +164,8 @@ class SignalingClient:
             if msg.type != aiohttp.WSMsgType.TEXT:
                 continue
             frame = json.loads(msg.data)
+            if frame.get("type") == "pong" and frame.get("t") is None:
+                continue  # the answer to our own heartbeat
             self._deliver(frame)
             if frame["type"] == "redirect" and self.follow:
                 self._spawn(self._move(str(frame["url"])))
@@ -213,6 +230,8 @@ class SignalingClient:
         self._closing = True
         for task in list(self._moves):
             task.cancel()
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
         if self.ws is not None:
             await self.ws.close()
         if self._reader is not None:
