@@ -17,8 +17,6 @@ One clock (monotonic, passed in) serves every input and the tick.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 import weakref
@@ -31,6 +29,7 @@ from media.forwarder import PACKET_OVERHEAD, InboundTrack, OutboundStream
 from media.red import red_wanted
 from media.rtcp_feedback import ReportBlock
 from media.rung import LOW_RUNG_NOMINAL_BPS, Rung, RungCosts, RungDecision
+from media.ticker import Ticker
 from media.transcode import low_rendition, offers_low
 
 logger = logging.getLogger(__name__)
@@ -206,14 +205,13 @@ class DownlinkAdaptation:
         self._priority_of = priority_of
         self._clock = clock
         self._policy = policy
-        self._interval_s = interval_s
         self._counted: weakref.WeakKeyDictionary[OutboundStream, int] = (
             weakref.WeakKeyDictionary()
         )
-        self._task: asyncio.Task[None] | None = None
+        self.ticker = Ticker(self.tick, interval_s, f"adaptation tick participant={participant_id}")
         self.steady_ticks = 0
-        self._stats_at: float | None = None
         """Ticks that found every video track on `full` with room to spare (no decision)."""
+        self._stats_at: float | None = None
 
     # -- what the subscriber reports (called by its outbound streams) -------------------------
 
@@ -300,20 +298,7 @@ class DownlinkAdaptation:
 
     def start(self) -> None:
         """Tick every `interval_s` until `stop` (idempotent)."""
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run())
+        self.ticker.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval_s)
-            try:
-                self.tick()
-            except Exception:
-                logger.exception("adaptation tick failed participant=%s", self.participant_id)
+        await self.ticker.stop()

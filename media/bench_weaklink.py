@@ -694,18 +694,3 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         print(format_table(runs, checks))
         return {"wall_s": result["wall_s"], "logs": result["logs"], "note": result["note"]}
     return result
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m media.bench_weaklink", description=__doc__)
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    configure_parser(parser)
-    args = parser.parse_args(argv)
-    result = asyncio.run(run(args))
-    if args.json:
-        print(json.dumps(result, ensure_ascii=False))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

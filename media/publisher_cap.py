@@ -16,7 +16,6 @@ the last REMB it got.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -27,6 +26,7 @@ from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci
 
 from media.forwarder import InboundTrack
 from media.rung import Rung
+from media.ticker import Ticker
 
 logger = logging.getLogger(__name__)
 
@@ -151,9 +151,8 @@ class PublisherRemb:
         self._send = send
         self._policy = policy
         self._clock = clock
-        self._interval_s = interval_s
         self._lift_left = 0
-        self._task: asyncio.Task[None] | None = None
+        self.ticker = Ticker(self.tick, interval_s, "publisher REMB tick")
         self.cap_bps: float | None = None
         """The cap sent last (None: not capped)."""
         self.sent = 0
@@ -186,20 +185,7 @@ class PublisherRemb:
 
     def start(self) -> None:
         """Tick every `interval_s` until `stop` (idempotent)."""
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run())
+        self.ticker.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval_s)
-            try:
-                self.tick()
-            except Exception:
-                logger.exception("publisher REMB tick failed")
+        await self.ticker.stop()

@@ -253,21 +253,3 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                            "adaptation": args.adaptation}
     figures["wall_s"] = round(time.monotonic() - started, 1)
     return figures
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m signaling.bench_load", description=__doc__)
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    configure_parser(parser)
-    args = parser.parse_args(argv)
-    result = asyncio.run(run(args))
-    if args.json:
-        print(json.dumps(result, ensure_ascii=False))
-    else:
-        for key, value in result.items():
-            print(f"{key:>40}: {value}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -236,7 +236,7 @@ async def test_heavy_loss_in_receiver_reports_steps_down_without_any_remb() -> N
 
 async def test_the_tick_runs_as_a_task_until_stopped() -> None:
     sub = Subscriber()
-    sub.adaptation._interval_s = 0.01
+    sub.adaptation.ticker.interval_s = 0.01
     sub.adaptation.start()
     sub.adaptation.start()
     for _ in range(500):
