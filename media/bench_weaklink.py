@@ -410,12 +410,9 @@ def _progress(message: str) -> None:
 class Node:
     """`tongxin serve --demo` in the lab's server namespace; its demo join links."""
 
-    def __init__(
-        self, lab: WeakLink, adaptation: str, log_dir: Path, uplink_remb: bool = True
-    ) -> None:
+    def __init__(self, lab: WeakLink, adaptation: str, log_dir: Path) -> None:
         self.lab = lab
         self.adaptation = adaptation
-        self.uplink_remb = uplink_remb
         self.log_path = log_dir / f"node-{adaptation}.log"
         self.links: dict[str, str] = {}
         self.process: subprocess.Popen[str] | None = None
@@ -423,13 +420,9 @@ class Node:
     async def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TONGXIN_")}
         env["PYTHONUNBUFFERED"] = "1"
-        # --uplink-remb off: media in-process, so the diagnostic switch reaches the relay
-        module, workers = (
-            ("signaling.cli", "1") if self.uplink_remb else ("media.weaklink_node", "0")
-        )
         argv = [
-            sys.executable, "-m", module, "serve", "--host", SERVER_IP,
-            "--port", str(PORT), "--demo", "--media-workers", workers,
+            sys.executable, "-m", "signaling.cli", "serve", "--host", SERVER_IP,
+            "--port", str(PORT), "--demo", "--media-workers", "1",
             "--adaptation", self.adaptation,
         ]  # fmt: skip
         with self.log_path.open("w", encoding="utf-8") as log:
@@ -511,8 +504,6 @@ class RunSpec:
     duration_s: float
     save_dir: Path | None = None
     """Where to write the run's raw samples and events (`--save`)."""
-    uplink_remb: bool = True
-    """False: the diagnostic node without aiortc's receive-side REMB (media.weaklink_node)."""
 
 
 async def _wait_receiving_page(page: Any, within: float) -> None:
@@ -540,10 +531,9 @@ async def run_once(spec: RunSpec, log_dir: Path) -> dict[str, Any]:
         "adaptation": spec.adaptation,
         "publisher": spec.publisher,
         "subscriber": spec.subscriber,
-        "uplink_remb": spec.uplink_remb,
     }
     async with WeakLink() as lab, async_playwright() as playwright:
-        node = Node(lab, spec.adaptation, log_dir, spec.uplink_remb)
+        node = Node(lab, spec.adaptation, log_dir)
         browsers: list[Any] = []
         peers: list[PeerProcess] = []
         player: asyncio.Task[None] | None = None
@@ -642,11 +632,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--subscriber", choices=("chromium", "aiortc"), default="chromium")
     parser.add_argument("--adaptation", choices=tuple(MODES), default="both")
     parser.add_argument("--save", metavar="DIR", help="write each run's raw samples into DIR")
-    parser.add_argument(
-        "--uplink-remb", choices=("on", "off"), default="on",
-        help="off: diagnostic node without aiortc's own REMB on the relay's uplinks, media"
-        " in-process (media.weaklink_node); shows adaptation with a teacher sending in full",
-    )  # fmt: skip
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -670,10 +655,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     for profile in chosen_profiles(args):
         duration = args.duration or default_duration(profile)
         for mode in MODES[args.adaptation]:
-            spec = RunSpec(
-                profile, mode, args.publisher, args.subscriber, duration, save_dir,
-                uplink_remb=getattr(args, "uplink_remb", "on") == "on",
-            )  # fmt: skip
+            spec = RunSpec(profile, mode, args.publisher, args.subscriber, duration, save_dir)
             _progress(f"{profile.name}: adaptation {mode}")
             try:
                 runs.append(await run_once(spec, log_dir))
