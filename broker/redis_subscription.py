@@ -107,15 +107,19 @@ class RedisSubscription(BufferedSubscription):
             self._ready.set()
         self._registry.discard(self)
         reader, self._reader = self._reader, None
-        if reader is not None:
-            reader.cancel()
-            try:
-                await reader
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise
-        await self._close_pubsub()
+        try:
+            if reader is not None:
+                reader.cancel()
+                try:
+                    await reader
+                except asyncio.CancelledError:
+                    task = asyncio.current_task()
+                    if task is not None and task.cancelling():
+                        raise
+        finally:
+            # Also when the consumer itself is being cancelled (a hub watcher ending with its
+            # session): skipped, the connection stayed subscribed, one per ended session.
+            await self._close_pubsub()
 
     async def _close_pubsub(self) -> None:
         pubsub, self._pubsub = self._pubsub, None
