@@ -232,6 +232,8 @@ class SignalingClient:
             task.cancel()
         if self._heartbeat is not None:
             self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
         if self.ws is not None:
             await self.ws.close()
         if self._reader is not None:
