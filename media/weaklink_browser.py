@@ -22,28 +22,19 @@ from typing import Any
 import av
 from playwright.async_api import Browser, BrowserContext, Page, Playwright
 
+from media.chromium import CHROMIUM, CHROMIUM_ARGS
 from media.clip import VIDEO_SOURCE, cache_dir
 
-CHROMIUM = "/usr/bin/chromium"
 CLIP_SECONDS = 10
 CLIP_SIZE = (640, 360)
 CLIP_FPS = 30
 JOIN_TIMEOUT_MS = 60_000
-CHROMIUM_ARGS = [
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
+LAB_CHROMIUM_ARGS = [
+    *CHROMIUM_ARGS,
     "--disable-background-timer-throttling",
     "--disable-renderer-backgrounding",
-    "--auto-select-desktop-capture-source=Entire screen",
-    "--autoplay-policy=no-user-gesture-required",
 ]
+"""Measured pages must not be throttled as background tabs."""
 SCREEN_BUTTON = "共享屏幕（课件）"
 """The teacher page's screen-share button (zh-CN)."""
 CAMERA_CLIP_SOURCE = VIDEO_SOURCE + ",hue=H=2*PI*t/5"
@@ -96,7 +87,7 @@ async def launch_in(
     playwright: Playwright, namespace: str, origin: str, *, camera: Path | None = None
 ) -> Browser:
     """Chromium inside `namespace`, treating `origin` (plain http) as secure for the camera."""
-    args = [*CHROMIUM_ARGS, f"--unsafely-treat-insecure-origin-as-secure={origin}"]
+    args = [*LAB_CHROMIUM_ARGS, f"--unsafely-treat-insecure-origin-as-secure={origin}"]
     if camera is not None:
         args.append(f"--use-file-for-fake-video-capture={camera}")
     wrapper_dir = Path(tempfile.mkdtemp(prefix="tongxin-weaklink-"))
