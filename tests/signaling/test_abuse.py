@@ -22,17 +22,15 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from broker.demo import DemoLinks, load_demo
+from broker.demo import DemoLinks
 from broker.memory_store import MemoryStore
-from media.service import MediaService
 from signaling import messages as m
-from signaling.app import create_app
 from signaling.appkeys import HUB
-from signaling.config import ServeConfig
 from signaling.connection import CLOSE_TOO_SLOW, SEND_QUEUE_FRAMES
 from signaling.hub import MAX_CONNECTIONS_PER_ADDRESS
 from signaling.services import Services
 from signaling.ws_client import SignalingClient, SignalingError
+from tests.helpers.running_node import running_node
 
 pytestmark = pytest.mark.timeout(120)
 KEEPALIVE_S = 3.0
@@ -51,24 +49,13 @@ class AbusedNode:
 
 @pytest.fixture
 async def abused(aiohttp_server, tmp_path) -> AsyncIterator[AbusedNode]:
-    config = ServeConfig(media_workers=0, demo=False, data_dir=tmp_path,
-                         rate_limit_per_minute=100_000)
     store = MemoryStore()
-    media = MediaService(workers=0)
-    await media.start()
-    services = Services(config, store, media)
-    await services.start()
-    demo = await load_demo(services.directory, services.classes, services.consults,
-                           services.tokens, services.clock())
-    app = create_app(config, store, media=media, services=services)
-    server = await aiohttp_server(app, keepalive_timeout=KEEPALIVE_S)
     try:
-        yield AbusedNode(str(server.make_url("")).rstrip("/"), server.host, server.port, app,
-                         demo, services)
+        async with running_node(store, aiohttp_server, tmp_path,
+                                keepalive_timeout=KEEPALIVE_S) as (node, server):
+            yield AbusedNode(node.base_url, server.host, server.port, node.app, node.demo,
+                             node.services)
     finally:
-        await server.close()
-        await services.stop()
-        await media.stop()
         await store.close()
 
 
