@@ -13,8 +13,7 @@ import json
 import os
 import socket
 import struct
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +30,7 @@ from signaling.hub import MAX_CONNECTIONS_PER_ADDRESS
 from signaling.services import Services
 from signaling.ws_client import SignalingClient, SignalingError
 from tests.helpers.running_node import running_node
+from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 KEEPALIVE_S = 3.0
@@ -57,15 +57,6 @@ async def abused(aiohttp_server, tmp_path) -> AsyncIterator[AbusedNode]:
                              node.services)
     finally:
         await store.close()
-
-
-async def eventually(condition: Callable[[], bool], what: str, within: float = 30.0) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"not within {within} s: {what}")
 
 
 async def pong(client: SignalingClient, t: float) -> None:
@@ -120,7 +111,8 @@ async def test_a_client_that_never_reads_is_closed_and_others_carry_on(abused):
     try:
         await loop.sock_sendall(sock, masked_text_frame(json.dumps(
             {"type": "join", "credential": grant["credential"]}).encode()))
-        await eventually(lambda: room in hub.by_participant, "the silent client joined", 20)
+        await wait_until(lambda: room in hub.by_participant,
+                         within=20, interval=0.05, what="the silent client joined")
         conn = hub.by_participant[room]
         # Every frame below earns a ~560-byte error frame the client never reads.
         junk = masked_text_frame(json.dumps({"type": "ping", "x" * 450: 1}).encode())
@@ -141,8 +133,8 @@ async def test_a_client_that_never_reads_is_closed_and_others_carry_on(abused):
     finally:
         sock.close()
         await teacher.close()
-    await eventually(lambda: room not in hub.by_participant or hub.by_participant[room] is not conn,
-                     "the slow connection left the hub")
+    await wait_until(lambda: room not in hub.by_participant or hub.by_participant[room] is not conn,
+                     within=30.0, interval=0.05, what="the slow connection left the hub")
     assert CLOSE_TOO_SLOW == 1008
 
 
@@ -175,8 +167,8 @@ async def test_hundreds_of_connections_from_one_address_are_capped_and_others_se
         clinic = SignalingClient(abused.base_url)  # the cap frees up once they have gone
         try:
             await clinic.exchange(demo.clinic_token)
-            await eventually(lambda: abused.app[HUB]._per_address.get("127.0.0.1", 0) == 0,
-                             "flood connections released")
+            await wait_until(lambda: abused.app[HUB]._per_address.get("127.0.0.1", 0) == 0,
+                             within=30.0, interval=0.05, what="flood connections released")
             await clinic.connect()
             await pong(clinic, 3.0)
         finally:

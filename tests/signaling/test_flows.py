@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Callable
-
 import pytest
 
 from media.clip import ClipTrack, load_clip
 from signaling.participant import RemoteParticipant
 from signaling.ws_client import SignalingClient, SignalingError
+from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(180)
-
-
-async def eventually(condition: Callable[[], bool], what: str, within: float = 30.0) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"not within {within} s: {what}")
 
 
 def clip_tracks() -> dict[str, ClipTrack]:
@@ -45,12 +33,14 @@ async def test_class_teacher_and_two_classrooms_hand_spotlight_media_and_end(nod
         await teacher.publish(clip_tracks())
         for client in classrooms:
             await client.publish(clip_tracks())
-        await eventually(lambda: all(c.frames_from(teacher.id, "camera") > 10
-                                     for c in classrooms), "classrooms see the teacher")
-        await eventually(lambda: all(c.frames_from(teacher.id, "mic") > 10
-                                     for c in classrooms), "classrooms hear the teacher")
-        await eventually(lambda: all(teacher.frames_from(r, "camera") > 10 for r in rooms),
-                         "the teacher sees every classroom")
+        await wait_until(lambda: all(c.frames_from(teacher.id, "camera") > 10
+                                     for c in classrooms),
+                         within=30.0, interval=0.1, what="classrooms see the teacher")
+        await wait_until(lambda: all(c.frames_from(teacher.id, "mic") > 10
+                                     for c in classrooms),
+                         within=30.0, interval=0.1, what="classrooms hear the teacher")
+        await wait_until(lambda: all(teacher.frames_from(r, "camera") > 10 for r in rooms),
+                         within=30.0, interval=0.1, what="the teacher sees every classroom")
 
         # classroom 2 raises its hand; the teacher sees it in order and calls on it
         await classrooms[1].send({"type": "hand", "raised": True})
@@ -58,10 +48,11 @@ async def test_class_teacher_and_two_classrooms_hand_spotlight_media_and_end(nod
         await teacher.send({"type": "spotlight", "participant": rooms[1]})
         await classrooms[0].signaling.expect("session",
                                              where=lambda f: f["spotlight"] == rooms[1])
-        await eventually(lambda: classrooms[0].frames_from(rooms[1], "camera") > 10,
-                         "classroom 1 sees the spotlighted classroom 2")
-        await eventually(lambda: classrooms[0].frames_from(rooms[1], "mic") > 10,
-                         "classroom 1 hears classroom 2")
+        await wait_until(lambda: classrooms[0].frames_from(rooms[1], "camera") > 10,
+                         within=30.0, interval=0.1,
+                         what="classroom 1 sees the spotlighted classroom 2")
+        await wait_until(lambda: classrooms[0].frames_from(rooms[1], "mic") > 10,
+                         within=30.0, interval=0.1, what="classroom 1 hears classroom 2")
 
         # a classroom may not call on anyone; the error touches only it
         await classrooms[0].send({"type": "spotlight", "participant": rooms[0]})
@@ -108,10 +99,12 @@ async def test_consult_request_claim_admit_media_snapshot_and_end(node):
         await clinic.signaling.expect("session", where=lambda f: f["status"] == "admitted")
         await clinic.publish(clip_tracks())
         await doctor.publish(clip_tracks())
-        await eventually(lambda: doctor.frames_from(clinic.id, "camera") > 10
-                         and doctor.frames_from(clinic.id, "mic") > 10, "doctor sees/hears")
-        await eventually(lambda: clinic.frames_from(doctor.id, "camera") > 10
-                         and clinic.frames_from(doctor.id, "mic") > 10, "clinic sees/hears")
+        await wait_until(lambda: doctor.frames_from(clinic.id, "camera") > 10
+                         and doctor.frames_from(clinic.id, "mic") > 10,
+                         within=30.0, interval=0.1, what="doctor sees/hears")
+        await wait_until(lambda: clinic.frames_from(doctor.id, "camera") > 10
+                         and clinic.frames_from(doctor.id, "mic") > 10,
+                         within=30.0, interval=0.1, what="clinic sees/hears")
 
         jpeg = b"\xff\xd8\xff\xe0" + b"\x00" * 2000
         ref = await doctor.signaling.request("POST", f"/api/v1/consults/{consult}/snapshots",
