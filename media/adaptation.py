@@ -23,10 +23,9 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from media.budget import Allocation, BudgetPolicy, IncomingTrack, Priority, allocate
+from media.budget import Allocation, BudgetPolicy, IncomingTrack, Priority, allocate, red_state
 from media.estimator import DownlinkEstimator, LinkEstimate
 from media.forwarder import PACKET_OVERHEAD, InboundTrack, OutboundStream
-from media.red import red_wanted
 from media.rtcp_feedback import ReportBlock
 from media.rung import LOW_RUNG_NOMINAL_BPS, Rung, RungCosts, RungDecision
 from media.ticker import Ticker
@@ -38,6 +37,11 @@ TICK_S = 0.5
 """Time between two adaptation decisions of one downlink."""
 STATS_EVERY_S = 5.0
 """A `link_stats` event (estimate, loss, RTT, rung: signaling's histograms) this often."""
+
+PACE_BELOW_BPS = 4_000_000.0
+"""Downlinks estimated at this or more are not paced (no queue in the relay on a good link)."""
+PACE_FACTOR = 1.25
+"""Pacing rate over the estimate: room for audio, RTCP and retransmissions."""
 
 RUNG_ORDER = (Rung.FULL, Rung.REDUCED_FPS, Rung.LOW, Rung.AUDIO_ONLY)
 """Best first."""
@@ -79,10 +83,23 @@ def summary_rung(allocation: Allocation) -> Rung | None:
     return min(rungs, key=RUNG_ORDER.index)
 
 
+def paused_tracks(allocation: Allocation) -> tuple[str, ...]:
+    """The video tracks (`participant:source`) this subscriber does not receive now."""
+    return tuple(
+        sorted(t.track_id for t in allocation.tracks if t.decision and t.decision.video_paused)
+    )
+
+
 def link_event(
-    participant_id: str, rung: Rung, link: LinkEstimate, reason: str, detail: str
+    participant_id: str,
+    rung: Rung,
+    link: LinkEstimate,
+    reason: str,
+    detail: str,
+    paused: tuple[str, ...] = (),
 ) -> Event:
-    """The media event signaling turns into a WebSocket `link` frame."""
+    """The media event signaling turns into a WebSocket `link` frame; `paused` lets the page
+    say which video the weak link stopped (the teacher's camera while the slides go on)."""
     return {
         "type": "link",
         "participant": participant_id,
@@ -92,6 +109,7 @@ def link_event(
         "rtt_ms": round(link.rtt_s * 1000, 1),
         "reason": reason,
         "detail": detail,
+        "paused": list(paused),
     }
 
 
@@ -105,6 +123,31 @@ def link_stats_event(participant_id: str, rung: Rung | None, link: LinkEstimate)
         "loss": round(link.loss, 4),
         "rtt_s": round(link.rtt_s, 4),
     }
+
+
+def decision_trace(participant_id: str, link: LinkEstimate, allocation: Allocation) -> str:
+    """One debug line per decision: the estimate and what limits it, the allocation, and per
+    track its share, its cost and why its rung was chosen."""
+    tracks = " ".join(
+        f"{t.track_id.rsplit(':', 1)[-1]}={t.share_bps / 1000:.0f}k/{t.cost_bps / 1000:.0f}k"
+        + (f"/{t.decision.reason}" if t.decision is not None else "")
+        for t in allocation.tracks
+    )
+    return (
+        f"adaptation {participant_id} bound={link.bound} rtt={link.rtt_s * 1000:.0f}ms "
+        f"sent={link.sent_bps / 1000:.0f}k delivered={link.delivered_bps / 1000:.0f}k | "
+        f"{allocation.reason} | {tracks}"
+    )
+
+
+def pacing_rate(estimate_bps: float, spent_bps: float) -> float | None:
+    """The rate a downlink's video is paced at (`media.pacer`), or None for unpaced: a
+    constrained link is paced a little above both its estimate and what was allocated, so
+    bursts (keyframes, retransmissions) are spread out rather than dropped by the bottleneck's
+    short queue, while the allocation, which fits the estimate, keeps the average below it."""
+    if estimate_bps >= PACE_BELOW_BPS:
+        return None
+    return max(estimate_bps, spent_bps) * PACE_FACTOR
 
 
 def apply_decision(stream: OutboundStream, decision: RungDecision) -> None:
@@ -140,6 +183,7 @@ def is_steady(
     policy: BudgetPolicy,
     *,
     red_negotiated: bool = False,
+    now: float = 0.0,
 ) -> bool:
     """True when deciding again cannot change anything: every video track is on `full` with
     no timer running, the tracks and their layers are those decided on, loss is low and the
@@ -147,9 +191,7 @@ def is_steady(
     (the usual case on a good link, and most of the tick's cost)."""
     if link.loss >= policy.rung.up_loss_max or len(incoming) != len(previous.tracks):
         return False
-    red = red_negotiated and red_wanted(
-        link.loss, previous.red, policy.red_on_above, policy.red_off_below
-    )
+    red, _ = red_state(link.loss, previous, now, policy, red_negotiated)
     if red != previous.red:
         return False
     audio = 0.0
@@ -194,17 +236,21 @@ class DownlinkAdaptation:
         clock: Callable[[], float] = time.monotonic,
         policy: BudgetPolicy = BudgetPolicy(),
         interval_s: float = TICK_S,
+        pace: Callable[[float | None], None] | None = None,
     ) -> None:
         self.participant_id = participant_id
         self.estimator = DownlinkEstimator()
         self.allocation: Allocation | None = None
         self.rung: Rung | None = None
         """The subscriber's summary rung (None before the first decision or without video)."""
+        self.paused: tuple[str, ...] = ()
+        """The video tracks it does not receive now (`paused_tracks`)."""
         self._streams = streams
         self._emit = emit
         self._priority_of = priority_of
         self._clock = clock
         self._policy = policy
+        self._pace = pace
         self._counted: weakref.WeakKeyDictionary[OutboundStream, int] = (
             weakref.WeakKeyDictionary()
         )
@@ -219,6 +265,7 @@ class DownlinkAdaptation:
         self.estimator.on_receiver_report(
             report.fraction_lost, report.jitter, report.lsr, report.dlsr, self._clock(),
             clock_rate=clock_rate,
+            counters=(report.ssrc, report.highest_seq, report.packets_lost),
         )
 
     def on_remb(self, bps: float) -> None:
@@ -269,8 +316,11 @@ class DownlinkAdaptation:
                     )
                 )
         red_negotiated = any(s.red_pt is not None for s in streams if s.kind == "audio")
+        if self._pace is not None:
+            spent = self.allocation.spent_bps if self.allocation is not None else 0.0
+            self._pace(pacing_rate(link.bps, spent))
         if self.allocation is not None and is_steady(
-            link, incoming, self.allocation, self._policy, red_negotiated=red_negotiated
+            link, incoming, self.allocation, self._policy, red_negotiated=red_negotiated, now=now
         ):
             self.steady_ticks += 1
             return self.allocation
@@ -278,6 +328,8 @@ class DownlinkAdaptation:
             link, incoming, self.allocation, now, self._policy, red_negotiated=red_negotiated
         )
         self.allocation = allocation
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s", decision_trace(self.participant_id, link, allocation))
         for stream in streams:
             if stream.kind == "audio":
                 stream.set_red(allocation.red)
@@ -290,10 +342,14 @@ class DownlinkAdaptation:
             if decision.switched and switched is None:
                 switched = decision
         rung = summary_rung(allocation)
-        if rung is not None and rung != self.rung:
+        paused = paused_tracks(allocation)
+        if rung is not None and (rung != self.rung or paused != self.paused):
             reason = str(switched.reason) if switched is not None else "unavailable"
-            self._emit(link_event(self.participant_id, rung, link, reason, allocation.reason))
+            self._emit(
+                link_event(self.participant_id, rung, link, reason, allocation.reason, paused)
+            )
         self.rung = rung
+        self.paused = paused
         return allocation
 
     def start(self) -> None:

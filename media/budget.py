@@ -12,6 +12,7 @@ track keeps its own hysteresis across calls.
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -65,8 +66,18 @@ class BudgetPolicy:
     """Turn RED on when loss exceeds this."""
     red_off_below: float = 0.01
     """Turn RED off again only when loss falls below this (hysteresis)."""
-    red_extra: float = 1.0
-    """Extra cost of RED as a share of the audio bitrate (one redundant copy doubles it)."""
+    red_extra: float = 0.5
+    """Extra cost of RED as a share of the measured audio bitrate: one redundant copy doubles
+    the Opus payload, not the packet overhead counted in the rate (about half of it at 50
+    packets a second)."""
+    red_hold_s: float = 15.0
+    """RED stays on this long after the loss last exceeded `red_on_above`: random loss on a
+    village link dips below `red_off_below` for a few seconds at a time, and each switch costs
+    the packets lost before it comes back."""
+    screen_share_max: float = 0.6
+    """While a camera is also received, a screen share's budget is at most this share of the
+    video budget (or its cheapest rung, if that costs more): slides stay legible at a few
+    frames a second, and the teacher's face keeps some video."""
     rung: RungPolicy = field(default_factory=RungPolicy)
     """Policy of each video track's rung decision."""
 
@@ -106,6 +117,8 @@ class Allocation:
     """Total cost of what was allocated."""
     reason: str
     """One human-readable line: what each class got and why (logs, operator dashboard)."""
+    lossy_at: float | None = None
+    """When the loss last exceeded `red_on_above` while RED was on (its hold)."""
 
     def of(self, track_id: str) -> TrackAllocation | None:
         """The allocation of `track_id`, or None when it is not a track of this subscriber."""
@@ -126,7 +139,7 @@ def allocate(
 ) -> Allocation:
     """Divide `link.bps` among `tracks` by priority; `previous` carries each track's hysteresis
     (tracks it does not know start fresh; tracks gone are forgotten)."""
-    red = red_negotiated and _red_wanted(link.loss, previous, policy)
+    red, lossy_at = red_state(link.loss, previous, now, policy, red_negotiated)
     remaining = link.bps
     allocated: list[TrackAllocation] = []
     ordered = sorted(tracks, key=lambda t: t.priority)
@@ -139,9 +152,15 @@ def allocate(
     audio_over = remaining < 0
     remaining = max(remaining, 0.0)
 
-    for priority in sorted({t.priority for t in ordered if not t.is_audio}):
+    video_priorities = sorted({t.priority for t in ordered if not t.is_audio})
+    for priority in video_priorities:
         in_class = [t for t in ordered if t.priority == priority]
         share = remaining / len(in_class)
+        limit = math.inf
+        if priority is Priority.SCREEN and priority != video_priorities[-1]:
+            capped = _screen_share(share, remaining, in_class, policy)
+            if capped < share:
+                share = limit = capped
         for track in in_class:
             costs = track.costs if track.costs is not None else RungCosts(())
             before = previous.of(track.track_id) if previous is not None else None
@@ -153,6 +172,7 @@ def allocate(
                 before.decision if before is not None else None,
                 now,
                 policy.rung,
+                limit,
             )
             allocated.append(
                 TrackAllocation(track.track_id, priority, share, decision.cost_bps, decision)
@@ -167,12 +187,48 @@ def allocate(
         estimate_bps=link.bps,
         spent_bps=spent,
         reason=_reason(link, allocated, red, audio_over),
+        lossy_at=lossy_at,
     )
 
 
-def _red_wanted(loss: float, previous: Allocation | None, policy: BudgetPolicy) -> bool:
+def _screen_share(
+    share: float, remaining: float, screens: list[IncomingTrack], policy: BudgetPolicy
+) -> float:
+    """A screen share's budget while cameras wait for what it leaves: at most
+    `screen_share_max` of the video budget, but never less than its cheapest rung that still
+    shows the slides (a paused screen helps nobody), nor more than an equal split."""
+    capped = remaining * policy.screen_share_max / len(screens)
+    cheapest = max(
+        (_cheapest_video(t.costs) for t in screens if t.costs is not None), default=0.0
+    )
+    return min(share, max(capped, cheapest * (1.0 / policy.rung.headroom)))
+
+
+def _cheapest_video(costs: RungCosts) -> float:
+    """What the cheapest rung that still sends video costs (0 when there is none)."""
+    ladder = costs.ladder()
+    return costs.cost(ladder[-2]) if len(ladder) > 1 else 0.0
+
+
+def red_state(
+    loss: float,
+    previous: Allocation | None,
+    now: float,
+    policy: BudgetPolicy,
+    negotiated: bool = True,
+) -> tuple[bool, float | None]:
+    """Whether audio goes with RED, and since when the link was last lossy enough for it:
+    the loss thresholds of `red.red_wanted`, plus `red_hold_s` after the last lossy moment."""
+    if not negotiated:
+        return False, None
     was_on = previous is not None and previous.red
-    return red_wanted(loss, was_on, policy.red_on_above, policy.red_off_below)
+    lossy_at = previous.lossy_at if previous is not None else None
+    if loss > policy.red_on_above:
+        lossy_at = now
+    on = red_wanted(loss, was_on, policy.red_on_above, policy.red_off_below)
+    if not on and was_on and lossy_at is not None and now - lossy_at < policy.red_hold_s:
+        on = True
+    return on, lossy_at if on else None
 
 
 def _reason(

@@ -29,10 +29,11 @@ from media.aiortc_taps import (
 )
 from media.codec_match import preferences_for
 from media.errors import NegotiationError
-from media.forwarder import DatagramSink, InboundTrack, OutboundStream, deliver_feedback
+from media.forwarder import InboundTrack, OutboundStream, deliver_feedback
+from media.pacer import Pacer
 from media.peer_config import PeerConfig
 from media.red import offer_with_red, red_payload_type
-from media.rtpheader import ExtensionLayout
+from media.rtpheader import URI_ABS_SEND_TIME, ExtensionLayout
 from media.uplink import SDP_ERRORS, connection_state_event
 
 logger = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class Downlink:
         self._config = config
         self._emit = emit
         self._pc: RTCPeerConnection | None = None
-        self._sink = DatagramSink()
+        self._pacer = Pacer()
         self._slots: list[_Slot] = []
         self._by_ssrc: dict[int, OutboundStream] = {}
         self._desired: list[InboundTrack] = []
@@ -80,7 +81,11 @@ class Downlink:
         self._closed = False
         self._answer_sdp = ""
         self.adaptation = DownlinkAdaptation(
-            participant_id, lambda: self.streams, emit, priority_of=priority_of
+            participant_id,
+            lambda: self.streams,
+            emit,
+            priority_of=priority_of,
+            pace=self._set_pacing_rate,
         )
         """Estimate, allocation and rungs; ticks while the connection is up."""
 
@@ -226,7 +231,8 @@ class Downlink:
         assert self._pc is not None
         transceiver = self._pc.addTransceiver(HeldTrack(kind), direction="sendonly")
         sender = transceiver.sender
-        stream = OutboundStream(kind, sender._ssrc, sender._rtx_ssrc, self._sink)
+        sink = self._pacer.audio if kind == "audio" else self._pacer.video
+        stream = OutboundStream(kind, sender._ssrc, sender._rtx_ssrc, sink)
         stream.link = self.adaptation
         tap_relay_sender(sender, stream.fill_sender_report, stream.on_rtcp)
         slot = _Slot(transceiver, stream)
@@ -245,11 +251,13 @@ class Downlink:
             if t.mid is None:
                 continue
             ids = {ext.uri: ext.id for ext in t._headerExtensions}
+            if t.kind == "video":
+                self._pacer.abs_send_time_id = ids.get(URI_ABS_SEND_TIME, 0)
             slot.stream.configure(ExtensionLayout.negotiated(t.mid, ids, t.kind), list(t._codecs))
             if t.kind == "audio":
                 slot.stream.red_pt = red_payload_type(self._answer_sdp, t.mid)
                 slot.stream.set_red(slot.stream.red_on)
-            if self._sink.connected and track in wanted and not track.closed:
+            if self._pacer.connected and track in wanted and not track.closed:
                 slot.stream.attach(track)
 
     # -- the connection ----------------------------------------------------------------------
@@ -257,7 +265,7 @@ class Downlink:
     def _open_connection(self) -> None:
         pc = self._config.new_peer_connection()
         self._pc = pc
-        self._sink = DatagramSink()
+        self._pacer = Pacer()
         self._state = None
 
         @pc.on("connectionstatechange")
@@ -268,18 +276,25 @@ class Downlink:
                 dtls = transport_of(pc)
                 send = datagram_sender(dtls) if dtls is not None else None
                 if send is not None:
-                    self._sink.connect(send)
+                    self._pacer.connect(send)
                     assert dtls is not None
                     receive_directly(dtls, self._on_rtcp)
                     self._configure_slots()
                     if not self._closed and self._config.adaptation:
                         self.adaptation.start()
             elif pc.connectionState in ("failed", "closed"):
-                self._sink.disconnect()
+                self._pacer.disconnect()
             state = connection_state_event(pc.connectionState)
             if state is not None and state != self._state:
                 self._state = state
                 self._emit({"type": "media_state", "state": state, "direction": "down"})
+
+    def _set_pacing_rate(self, bps: float | None) -> None:
+        self._pacer.set_rate(bps)
+        logger.debug(
+            "pacer %s rate=%s queued=%d late=%d dropped=%d", self.participant_id, bps,
+            self._pacer.queued_bytes, self._pacer.sent_late, self._pacer.dropped,
+        )  # fmt: skip
 
     def _on_rtcp(self, data: bytes) -> None:
         deliver_feedback(data, self._by_ssrc)
@@ -289,7 +304,7 @@ class Downlink:
             slot.stream.detach()
         self._slots = []
         self._by_ssrc = {}
-        self._sink.disconnect()
+        self._pacer.disconnect()
         self._offer = None
         pc, self._pc = self._pc, None
         if pc is not None:

@@ -10,13 +10,14 @@ The estimate is the smaller of two bounds:
 - a loss-based bound in the manner of GCC's loss controller: above `decrease_above` loss it
   falls to itself (or what was sent, if less) times (1 - loss/2), and to what got through
   (sent times (1 - loss)) when loss says the link overflowed (`overflow_above`); below
-  `increase_below` it rises to at least what got through and, while we send near it (not
-  application-limited), by `increase_per_s` a second; in between it holds.
+  `increase_below` it rises to at least what got through and by `increase_per_s` a second
+  (while we send well below it, application-limited, only up to `app_limited_reach` times
+  what we send); in between it holds.
   So a receiver that sends no REMB still gets an estimate, and one whose REMB lags is still
   cut on loss.
-A receiver report arriving after `outage_s` without any describes the outage (the link was cut),
-not congestion: it neither moves the loss average nor the bound, so a link that comes back
-resumes at the rate it had.
+A receiver report arriving after `outage_s` without any, that lost most of its interval,
+describes the outage (the link was cut), not congestion: it neither moves the loss average
+nor the bound, so a link that comes back resumes at the rate it had.
 """
 
 from __future__ import annotations
@@ -78,7 +79,11 @@ class EstimatorPolicy:
     increase_per_s: float = 1.08
     """Multiplicative rise of the bound per second, while not application-limited."""
     app_limited_share: float = 0.875
-    """Below this share of the bound, the relay is not testing it: no rise (as Galène)."""
+    """Below this share of the bound, the relay is not testing it (as Galène)..."""
+    app_limited_reach: float = 2.0
+    """... and the bound rises only up to this multiple of what is sent: a loss-free link
+    that carries everything offered must not keep the bound at its starting guess (which,
+    through the publisher's REMB cap, would hold the publisher's rate down with it)."""
     decrease_interval_s: float = 0.3
     """At most one decrease per this interval plus one RTT (GCC)."""
     loss_weight: float = 0.5
@@ -90,9 +95,24 @@ class EstimatorPolicy:
     remb_timeout_s: float = 5.0
     """A REMB older than this no longer bounds the estimate."""
     outage_s: float = 3.0
-    """A receiver report after this long a silence describes an outage, not congestion."""
+    """A receiver report after this long a silence, that lost at least `outage_loss` of its
+    interval, describes an outage, not congestion."""
+    outage_loss: float = 0.5
+    """See `outage_s`: a silence with little loss is only a slow reporter (a receiver that
+    gets audio alone reports every 5 s)."""
     rate_window_s: float = 1.0
     """Window of the sent-rate meter."""
+    loss_window_s: float = 2.0
+    """Reports whose packet counters say what was lost are summed over this window, every
+    stream of the subscriber together: the loss is lost packets over expected packets, so a
+    slide share sending 5 packets a second that loses one does not read as 20% loss."""
+    loss_min_packets: int = 20
+    """A window expecting fewer packets than this leaves the loss as it was."""
+    max_decrease: float = 0.5
+    """While we send well below the bound (application-limited), one decrease keeps at least
+    this share of it (GCC's (1 - loss/2) at 100% loss): a burst lost just after a quiet
+    second must not drop the bound to the audio rate. Sending near the bound, an overflow
+    goes to what got through at once."""
     sender_reports_kept: int = 32
     """Send times of our last sender reports kept for RTT."""
 
@@ -143,10 +163,12 @@ class DownlinkEstimator:
         self._rtt_s: float | None = None
         self._jitter_s: float | None = None
         self._delivered_bps = 0.0
-        self._last_report_at: float | None = None
+        self._last_report_at: dict[int | None, float] = {}  # per SSRC (None: without counters)
         self._last_decrease_at: float | None = None
         self._last_increase_at: float | None = None
         self._sender_reports: dict[int, float] = {}
+        self._counters: dict[int, tuple[int, int]] = {}  # ssrc -> (highest seq, lost)
+        self._losses: deque[tuple[float, int, int]] = deque()  # (at, expected, lost)
         self.outages = 0
         """Receiver reports that came after a silence of `outage_s` or more."""
 
@@ -190,10 +212,14 @@ class DownlinkEstimator:
         now: float,
         *,
         clock_rate: int = 90_000,
+        counters: tuple[int, int, int] | None = None,
     ) -> None:
         """One report block about a stream we send: `fraction_lost` as in RTCP (0..255, the share
         of 256 lost since the previous report), `jitter` in units of `clock_rate`, `lsr` and
-        `dlsr` as in RTCP (middle 32 bits of our SR's NTP time; delay in 1/65536 s)."""
+        `dlsr` as in RTCP (middle 32 bits of our SR's NTP time; delay in 1/65536 s).
+        `counters` (SSRC, extended highest sequence number, cumulative packets lost) make the
+        loss packet-weighted over every stream (`loss_window_s`); without them each report's
+        `fraction_lost` is averaged in."""
         policy = self.policy
         if lsr and lsr in self._sender_reports:
             self.on_rtt(now - self._sender_reports[lsr] - dlsr / 65536, now)
@@ -203,16 +229,30 @@ class DownlinkEstimator:
             if self._jitter_s is None
             else policy.jitter_weight * jitter_s + (1 - policy.jitter_weight) * self._jitter_s
         )
-        last, self._last_report_at = self._last_report_at, now
-        if last is not None and now - last >= policy.outage_s:
+        key = counters[0] if counters is not None else None
+        last = self._last_report_at.get(key)
+        self._last_report_at[key] = now
+        outage = (
+            last is not None
+            and now - last >= policy.outage_s
+            and fraction_lost / 256 >= policy.outage_loss
+        )
+        counted = self._count(counters, now, outage) if counters is not None else None
+        if outage:
             self.outages += 1
             return
-        loss = min(max(fraction_lost, 0), 255) / 256
-        self._loss = (
-            loss
-            if self._loss is None
-            else policy.loss_weight * loss + (1 - policy.loss_weight) * self._loss
-        )
+        if counters is not None:
+            if counted is None:  # too few packets in the window to say
+                return
+            loss = counted
+            self._loss = loss
+        else:
+            loss = min(max(fraction_lost, 0), 255) / 256
+            self._loss = (
+                loss
+                if self._loss is None
+                else policy.loss_weight * loss + (1 - policy.loss_weight) * self._loss
+            )
         sent = self._sent.bps(now)
         self._delivered_bps = sent * (1 - loss)
         bound = self._loss_bound
@@ -223,20 +263,45 @@ class DownlinkEstimator:
             due = self._last_decrease_at is None or now - self._last_decrease_at >= wait
             if sent > 0 and due:
                 if loss > policy.overflow_above:
-                    bound = min(bound, self._delivered_bps)
+                    cut = min(bound, self._delivered_bps)
                 else:
-                    bound = min(bound, sent) * (1 - loss / 2)
+                    cut = min(bound, sent) * (1 - loss / 2)
+                if sent < policy.app_limited_share * bound:  # not testing the bound
+                    cut = max(cut, bound * policy.max_decrease)
+                bound = cut
                 self._last_decrease_at = now
             self._last_increase_at = None
         elif loss < policy.increase_below:
             bound = max(bound, self._delivered_bps)
-            if sent >= policy.app_limited_share * bound and self._last_increase_at is not None:
+            if self._last_increase_at is not None:
                 elapsed = min(now - self._last_increase_at, 1.0)
-                bound *= policy.increase_per_s**elapsed
+                grown = bound * policy.increase_per_s**elapsed
+                if sent >= policy.app_limited_share * bound:
+                    bound = grown
+                else:  # application-limited: rise only to a multiple of what we send
+                    bound = max(bound, min(grown, sent * policy.app_limited_reach))
             self._last_increase_at = now
         else:
             self._last_increase_at = None
         self._loss_bound = min(max(bound, policy.min_bps), policy.max_bps)
+
+    def _count(self, counters: tuple[int, int, int], now: float, outage: bool) -> float | None:
+        """Add one stream's report to the loss window; the window's loss, or None when it
+        holds too few packets. Reports after an outage only move the counters on."""
+        ssrc, highest, lost = counters
+        before = self._counters.get(ssrc)
+        self._counters[ssrc] = (highest, lost)
+        window = self._losses
+        if before is not None and not outage:
+            expected = highest - before[0]
+            if 0 < expected < 0x8000:
+                window.append((now, expected, min(max(lost - before[1], 0), expected)))
+        while window and window[0][0] < now - self.policy.loss_window_s:
+            window.popleft()
+        total = sum(e for _, e, _ in window)
+        if total < self.policy.loss_min_packets:
+            return None
+        return sum(n for _, _, n in window) / total
 
     def estimate(self, now: float) -> LinkEstimate:
         """The estimate at `now`."""

@@ -50,6 +50,8 @@ PACKET_OVERHEAD = 60
 """Bytes a forwarded packet costs beyond its payload: RTP header and extensions, SRTP tag,
 UDP and IPv4 (bitrates for adaptation count them)."""
 RATE_WINDOW_S = 1.0
+RATE_SMOOTHING = 0.35
+"""Weight of the newest window in a track's measured layer rates."""
 
 KeyframeDetector = Callable[[bytes], bool]
 PacketTap = Callable[[RtpPacket], None]
@@ -78,6 +80,12 @@ def keyframe_detector(codec: RTCRtpCodecParameters) -> KeyframeDetector | None:
     if name == "h264":
         return h264.is_keyframe_start
     return None
+
+
+def _smoothed(old: float, new: float) -> float:
+    if new <= 0.0 or old <= 0.0:
+        return new
+    return RATE_SMOOTHING * new + (1.0 - RATE_SMOOTHING) * old
 
 
 def _drop(data: bytes) -> None:
@@ -245,19 +253,19 @@ class InboundTrack:
     # -- the rest ------------------------------------------------------------------------------
 
     def layer_rates(self, now: float) -> tuple[float, float, float, float]:
-        """Bits per second per temporal layer (TID 0, 1, 2, no layer information) over the
-        last window of at least `RATE_WINDOW_S` that ended by `now`; zeros at first."""
+        """Bits per second per temporal layer (TID 0, 1, 2, no layer information): windows of
+        at least `RATE_WINDOW_S`, smoothed (`RATE_SMOOTHING`) so that one keyframe, or the two
+        frames a second of a slide share's base layer, do not make the costs jump; a layer
+        that stopped reads zero at once. Zeros at first."""
         start = self._rates_from
         if start is None:
             self._rates_from = (now, list(self.layer_octets))
         elif now - start[0] >= RATE_WINDOW_S:
             elapsed = now - start[0]
             octets = self.layer_octets
-            self._rates = (
-                (octets[0] - start[1][0]) * 8 / elapsed,
-                (octets[1] - start[1][1]) * 8 / elapsed,
-                (octets[2] - start[1][2]) * 8 / elapsed,
-                (octets[3] - start[1][3]) * 8 / elapsed,
+            self._rates = tuple(  # type: ignore[assignment]
+                _smoothed(old, (octets[i] - start[1][i]) * 8 / elapsed)
+                for i, old in enumerate(self._rates)
             )
             self._rates_from = (now, list(octets))
         return self._rates

@@ -23,7 +23,7 @@ MAX_OFFSET = 0x3FFF
 REDUNDANCY = 1
 """Previous packets carried in each RED packet (Chromium sends 1 to 2): with Opus's own FEC
 besides, one copy leaves 0.25% of packets lost on a 5%-loss link, at the cost budget.py counts
-(`red_extra`: the audio bitrate once more)."""
+(`red_extra`: the Opus payload once more, about half the measured rate with its overhead)."""
 KEPT = 2
 """Previous packets a track keeps for RED (the most `red_payload` may be asked for)."""
 

@@ -87,3 +87,29 @@ def extension_tail(
             vad, level = audio_level
             tail += bytes([level_id << 4, (0x80 if vad else 0) | (level & 0x7F), 0, 0])
     return tail
+
+
+def with_abs_send_time(packet: bytes, ext_id: int, value: int) -> bytes:
+    """`packet` (plain RTP) with its abs-send-time element (one-byte header form, id `ext_id`)
+    set to `value`; unchanged when it has none. A paced packet is stamped when it leaves, as a
+    sender's pacer does: the receiver's delay-based estimate must not read our queue as the
+    network's."""
+    if not ext_id or len(packet) < 16 or not packet[0] & 0x10:
+        return packet
+    pos = 12 + 4 * (packet[0] & 0x0F)
+    if packet[pos : pos + 2] != b"\xbe\xde":
+        return packet
+    end = min(pos + 4 + 4 * int.from_bytes(packet[pos + 2 : pos + 4], "big"), len(packet))
+    i = pos + 4
+    while i < end:
+        element = packet[i]
+        if element == 0:  # padding
+            i += 1
+            continue
+        element_id, length = element >> 4, (element & 0x0F) + 1
+        if element_id == 15:
+            break
+        if element_id == ext_id and length == 3 and i + 4 <= end:
+            return packet[: i + 1] + value.to_bytes(3, "big") + packet[i + 4 :]
+        i += 1 + length
+    return packet

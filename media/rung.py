@@ -16,13 +16,16 @@ the hysteresis needs; the clock is passed in.
   twice as rarely), doubling on each failure, until one of them lasts. A failed probe only
   makes probes rarer.
 - An estimate limited by what we send (audio only, or a low rung far below the next) cannot
-  show that the link recovered, so the next rung up is probed: kept if loss stays low for
-  `probe_s`, abandoned on a loss spike.
+  show that the link recovered, so the next rung up is probed: kept if loss has not risen
+  (`probe_loss_rise`) after `probe_s`, abandoned on a loss spike. The link's own random loss
+  (3-5% on a village link, which RED, FEC and NACK cover) neither prevents probes nor fails
+  them.
 """
 
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, replace
 
 
@@ -70,7 +73,7 @@ class RungChoice:
 AUDIO_ONLY = RungChoice(Rung.AUDIO_ONLY, 0)
 LOW = RungChoice(Rung.LOW, 0)
 
-LOW_RUNG_NOMINAL_BPS = 150_000.0
+LOW_RUNG_NOMINAL_BPS = 130_000.0
 """Cost to assume for the low rendition before it runs and can be measured."""
 
 
@@ -133,8 +136,9 @@ class RungPolicy:
     receiver report (about one a second) still describes what was sent before the step."""
     up_margin: float = 0.25
     """A better rung is in reach when the estimate is at least its cost times (1 + this)."""
-    up_loss_max: float = 0.05
-    """No up-switch at or above this loss."""
+    up_loss_max: float = 0.08
+    """No up-switch at or above this loss (a village link loses 3-5% at random: RED, FEC and
+    NACK cover that, and video must not wait for a loss-free link that never comes)."""
     up_hold_s: float = 2.0
     """How long a better rung must stay in reach before switching up."""
     up_hold_max_s: float = 30.0
@@ -144,15 +148,29 @@ class RungPolicy:
     that lasts this long resets the hold and the probe interval."""
     probe_interval_s: float = 4.0
     """Time on a rung (without better rungs in reach) before probing the next one up."""
-    probe_interval_max_s: float = 60.0
-    """The probe interval doubles after each failed probe, up to this."""
-    probe_loss_max: float = 0.02
-    """Only probe while loss is below this; a probe ending at or above it failed."""
+    probe_interval_max_s: float = 20.0
+    """The probe interval doubles after each failed probe, up to this (a link that comes
+    back must not wait a minute to be noticed)."""
+    probe_again_s: float = 1.0
+    """After a successful probe, the next rung up may be probed this soon: a link that came
+    back climbs the ladder a rung every `probe_s` + this, not every `probe_interval_s`."""
+    probe_loss_max: float = 0.07
+    """Only probe while loss is below this."""
+    probe_loss_rise: float = 0.03
+    """A probe ending with loss above what it started with by this much (and at least
+    `probe_loss_floor`) failed: the link's random loss says nothing against the probe."""
+    probe_loss_floor: float = 0.02
+    """See `probe_loss_rise`."""
     probe_s: float = 2.0
     """A probe lasts this long (at least one receiver-report interval plus an RTT)."""
     proven_grace_s: float = 6.0
     """After a successful probe, a shortfall in the estimate is ignored this long unless loss
     rises: receiver estimates (REMB) lag the rate a probe proved."""
+    proven_rtt_rise_s: float = 0.15
+    """After the grace, the proven rung is kept against a short estimate while the loss stays
+    below what would have failed the probe and the RTT has not risen by this much since the
+    probe started: a receiver's delay-based REMB under-reads a link with random loss, and an
+    overflowing link shows as loss (short queue) or a growing RTT (long queue)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,8 +212,16 @@ class RungDecision:
     """End of the probe in progress, or None when not probing."""
     probe_from: RungChoice | None = None
     """The rung to go back to if the probe in progress fails."""
+    probe_loss_before: float = 0.0
+    """The loss when the probe in progress started."""
     proven_until: float | None = None
     """End of the grace after a successful probe."""
+    proven_loss_limit: float = 0.0
+    """After the grace, the proven rung is kept against a short estimate below this loss..."""
+    proven_rtt_limit: float = 0.0
+    """... and below this RTT."""
+    probe_rtt_before: float = 0.0
+    """The RTT when the probe in progress started."""
 
     @property
     def rung(self) -> Rung:
@@ -229,10 +255,13 @@ def decide(
     previous: RungDecision | None,
     now: float,
     policy: RungPolicy = RungPolicy(),
+    limit_bps: float = math.inf,
 ) -> RungDecision:
     """The rung for the next interval, given the link estimate for this track (its share of the
     subscriber's budget), the loss fraction (0..1), the RTT, the publisher's measured costs, the
-    previous decision (None at start) and the clock."""
+    previous decision (None at start) and the clock. `limit_bps` is a cap set by policy, not
+    by the link (a screen share's share while cameras wait): no step up, probe or proven hold
+    goes above it."""
     ladder = available.ladder()
     if previous is None:
         index = best_fitting(ladder, available, estimate_bps * policy.headroom)
@@ -269,9 +298,9 @@ def decide(
             down = _down(state, ladder[index], RungReason.LOSS, available, now, policy)
             return replace(down, last_loss_step_at=now)
 
-    in_grace = state.proven_until is not None and now < state.proven_until
     short = cost * (1.0 - policy.shortfall_tolerance) > estimate_bps
-    if short and not (in_grace and loss < policy.up_loss_max):
+    proven = cost <= limit_bps and _proven(state, loss, rtt_s, now, policy)
+    if short and not proven:
         since = state.shortfall_since if state.shortfall_since is not None else now
         if now - since >= policy.down_after_s:
             index = best_fitting(ladder, available, estimate_bps * policy.headroom)
@@ -283,6 +312,7 @@ def decide(
         index
         for index in range(current)
         if available.cost(ladder[index]) * (1.0 + policy.up_margin) <= estimate_bps
+        and available.cost(ladder[index]) <= limit_bps
     ]
     if in_reach and loss < policy.up_loss_max:
         since = state.surplus_since if state.surplus_since is not None else now
@@ -293,7 +323,12 @@ def decide(
                 return replace(up, last_up_at=now, last_up_to=ladder[index], last_up_probed=False)
         return _hold(state, cost, surplus_since=since)
 
-    if current > 0 and cost <= estimate_bps and loss < policy.probe_loss_max:
+    if (
+        current > 0
+        and cost <= estimate_bps
+        and loss < policy.probe_loss_max
+        and available.cost(ladder[current - 1]) <= limit_bps
+    ):
         if now - state.probe_clock >= _interval_for(state, ladder, current - 1, policy):
             target = ladder[current - 1]
             probe = _move(state, target, RungReason.PROBE, available, now)
@@ -301,11 +336,24 @@ def decide(
                 probe,
                 probe_until=now + policy.probe_s,
                 probe_from=state.choice,
+                probe_loss_before=loss,
+                probe_rtt_before=rtt_s,
                 last_up_at=now,
                 last_up_to=target,
                 last_up_probed=True,
             )
     return _hold(state, cost)
+
+
+def _proven(
+    state: RungDecision, loss: float, rtt_s: float, now: float, policy: RungPolicy
+) -> bool:
+    """Whether a probe proved the current rung and nothing since says otherwise."""
+    if state.proven_until is None:
+        return False
+    if now < state.proven_until:
+        return loss < policy.up_loss_max
+    return loss < state.proven_loss_limit and rtt_s < state.proven_rtt_limit
 
 
 def _at_or_above_ceiling(state: RungDecision, ladder: tuple[RungChoice, ...], index: int) -> bool:
@@ -362,7 +410,8 @@ def _judge_probe(
     """Keep probing, keep the probed rung, or go back to where the probe started."""
     assert state.probe_until is not None
     ended = now >= state.probe_until
-    if loss >= policy.loss_spike or (ended and loss >= policy.probe_loss_max):
+    failed_at = max(policy.probe_loss_floor, state.probe_loss_before + policy.probe_loss_rise)
+    if loss >= policy.loss_spike or (ended and loss >= failed_at):
         back = state.probe_from
         if back is None or back not in ladder:
             back = ladder[min(ladder.index(state.choice) + 1, len(ladder) - 1)]
@@ -377,7 +426,9 @@ def _judge_probe(
             probe_until=None,
             probe_from=None,
             proven_until=now + policy.proven_grace_s,
-            probe_clock=now,
+            proven_loss_limit=failed_at,
+            proven_rtt_limit=state.probe_rtt_before + policy.proven_rtt_rise_s,
+            probe_clock=now - policy.probe_interval_s + policy.probe_again_s,
         )
     return _hold(state, costs.cost(state.choice))
 

@@ -66,6 +66,8 @@ class MediaService:
             udp_host=self._config.udp_host,
             emit=self._dispatch,
             adaptation=self._config.adaptation,
+            # a node run at DEBUG wants its workers' decisions too (`bench weaklink --trace`)
+            log_level=min(logging.WARNING, logging.getLogger().getEffectiveLevel()),
         )
         await self._pool.start()
 

@@ -45,7 +45,7 @@ LOW_WIDTH = 320
 """Width of the low rendition (height follows the source's aspect ratio, 180 for 16:9)."""
 LOW_FPS = 15
 """Frame rate of the low rendition."""
-LOW_BITRATE = 130_000
+LOW_BITRATE = 110_000
 """Target bitrate of the low rendition's encoder, bits per second."""
 LINGER_S = 3.0
 """A rendition keeps running this long after its last subscriber left (a flapping link)."""

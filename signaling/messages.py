@@ -240,6 +240,8 @@ class Link(ServerFrame, tag="link"):
     loss_pct: float | None = None
     rtt_ms: float | None = None
     reason: str = ""
+    paused: list[str] = msgspec.field(default_factory=list)
+    """Video tracks (`participant:source`) the subscriber does not receive now."""
 
 
 class Reconnect(ServerFrame, tag="reconnect"):

@@ -84,6 +84,7 @@ def media_event_frame(event: dict[str, Any]) -> m.ServerFrame | None:
             loss_pct=event.get("loss_pct"),
             rtt_ms=event.get("rtt_ms"),
             reason=str(event.get("reason", "")),
+            paused=[str(track) for track in event.get("paused") or ()],
         )
     if kind == "media_state" and event.get("state") == "failed":
         return m.Notice(level="warning", code="media_failed",

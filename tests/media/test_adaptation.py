@@ -7,6 +7,7 @@ written into the descriptor) gives the track measured per-layer costs.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,9 +16,13 @@ from aiortc.rtp import RtpPacket
 from relay_harness import RelayHarness, wait_until
 
 from media.adaptation import (
+    PACE_BELOW_BPS,
+    PACE_FACTOR,
     DownlinkAdaptation,
+    decision_trace,
     is_steady,
     low_cost,
+    pacing_rate,
     rung_costs,
     summary_rung,
 )
@@ -113,7 +118,7 @@ def test_rung_counts_add_up_over_workers() -> None:
 class Subscriber:
     """One subscriber of one L1T3 camera, with a fake clock and the events it was sent."""
 
-    def __init__(self) -> None:
+    def __init__(self, pace: Callable[[float | None], None] | None = None) -> None:
         self.now = 100.0
         self.sent: list[bytes] = []
         self.events: list[dict[str, Any]] = []
@@ -128,11 +133,13 @@ class Subscriber:
         self.stream.configure(layout, [SUB_VP8])
         self.stream.attach(self.track)
         self.adaptation = DownlinkAdaptation(
-            "classroom-1", lambda: [self.stream], self._on_event, clock=lambda: self.now
+            "classroom-1", lambda: [self.stream], self._on_event, clock=lambda: self.now, pace=pace
         )
         self.stream.link = self.adaptation
         self.frame = 0
         self.seq = 1000
+        self.reported_seq = self.seq
+        self.lost = 0
 
     def one_second(self, remb_bps: float | None = None, fraction_lost: int = 0) -> None:
         """30 frames of two ~1000-byte packets (about 510 kbit/s in all: TID 0 and 1 a quarter
@@ -144,7 +151,10 @@ class Subscriber:
             if remb_bps is not None:
                 self.stream.on_remb(int(remb_bps))
             self.adaptation.tick()
-        self.stream.on_report(ReportBlock(1111, fraction_lost, 0, self.seq, 0, 0, 0))
+        # what a receiver reports: the interval's loss, and the same loss in its counters
+        self.lost += (self.seq - self.reported_seq) * fraction_lost // 256
+        self.reported_seq = self.seq
+        self.stream.on_report(ReportBlock(1111, fraction_lost, self.lost, self.seq, 0, 0, 0))
 
     def _send_frame(self) -> None:
         frame = self.frame
@@ -187,7 +197,7 @@ async def test_low_remb_drops_temporal_layers_then_pauses_video_and_recovery_res
     assert sub.events[0] == {
         "type": "link", "participant": "classroom-1", "rung": "full",
         "estimate_kbps": 2000.0, "loss_pct": 0.0, "rtt_ms": 0.0, "reason": "start",
-        "detail": sub.events[0]["detail"],
+        "detail": sub.events[0]["detail"], "paused": [],
     }
 
     for _ in range(3):  # 350 kbit/s: 15 fps (about 255 kbit/s) fits, 30 fps does not
@@ -205,6 +215,7 @@ async def test_low_remb_drops_temporal_layers_then_pauses_video_and_recovery_res
         sub.one_second(remb_bps=60_000)
     assert sub.adaptation.rung is Rung.AUDIO_ONLY
     assert sub.stream.paused and sub.stream not in sub.track.streams
+    assert sub.events[-1]["paused"] == [f"{sub.track.participant_id}:{sub.track.source}"]
     packets = len(sub.sent)
     sub.one_second(remb_bps=60_000)
     assert len(sub.sent) == packets, "a paused stream sends nothing"
@@ -260,7 +271,8 @@ MIC = IncomingTrack("t:mic", Priority.LEAD_AUDIO, audio_bps=40e3)
     ("link", "tracks", "steady"),
     [
         (_link(2e6), [CAMERA, MIC], True),
-        (_link(2e6, loss=0.06), [CAMERA, MIC], False),
+        (_link(2e6, loss=0.06), [CAMERA, MIC], True),  # a village link's loss: nothing to do
+        (_link(2e6, loss=0.08), [CAMERA, MIC], False),  # up_loss_max: timers may change
         (_link(560e3), [CAMERA, MIC], True),
         (_link(540e3), [CAMERA, MIC], False),  # 552k does not fit
         (_link(2e6), [CAMERA], False),  # a track went away
@@ -275,6 +287,71 @@ def test_a_tick_skips_deciding_only_when_nothing_could_change(
     previous = allocate(_link(2e6), [CAMERA, MIC], None, 10.0, red_negotiated=False)
     assert previous.of("t:camera").rung is Rung.FULL  # type: ignore[union-attr]
     assert is_steady(link, tracks, previous, BudgetPolicy()) is steady
+
+
+@pytest.mark.parametrize(
+    ("loss", "now", "steady"),
+    [
+        (0.03, 12.0, True),  # still lossy: RED stays on
+        (0.0, 12.0, True),  # RED's hold (15 s after the lossy moment at 10)
+        (0.0, 24.9, True),
+        (0.0, 25.0, False),  # the hold is over: RED would go off, so decide
+    ],
+)
+def test_a_tick_with_red_on_is_steady_only_while_red_would_stay_on(
+    loss: float, now: float, steady: bool
+) -> None:
+    previous = allocate(_link(2e6, loss=0.03), [CAMERA, MIC], None, 10.0, red_negotiated=True)
+    assert previous.red and previous.lossy_at == 10.0
+    policy = BudgetPolicy()
+    got = is_steady(_link(2e6, loss), [CAMERA, MIC], previous, policy, red_negotiated=True, now=now)
+    assert got is steady
+
+
+@pytest.mark.parametrize(
+    ("estimate", "spent", "rate"),
+    [
+        (10e6, 3e6, None),  # a good link is not paced
+        (PACE_BELOW_BPS, 0.0, None),
+        (3.9e6, 1e6, 3.9e6 * PACE_FACTOR),
+        (400e3, 300e3, 500e3),  # a little above the estimate
+        (400e3, 520e3, 650e3),  # audio over the estimate (never cut): above what was allocated
+        (30e3, 0.0, 37.5e3),
+    ],
+)
+def test_a_constrained_downlink_is_paced_above_its_estimate_and_allocation(
+    estimate: float, spent: float, rate: float | None
+) -> None:
+    assert pacing_rate(estimate, spent) == (None if rate is None else pytest.approx(rate))
+
+
+def test_the_decision_trace_says_what_limits_the_estimate_and_why_each_rung() -> None:
+    link = LinkEstimate(400e3, 0.03, 0.12, 0.0, EstimateBound.REMB, 300e3, 290e3)
+    allocation = allocate(link, [CAMERA, MIC], None, 0.0)
+    assert decision_trace("classroom-1", link, allocation) == (
+        "adaptation classroom-1 bound=remb rtt=120ms sent=300k delivered=290k | "
+        "estimate 400k loss 3.0%: audio 60k+RED; speaker reduced_fps/2 | "
+        "mic=400k/60k camera=340k/256k/start"
+    )
+
+
+async def test_each_tick_sets_the_pacing_rate_from_the_estimate() -> None:
+    rates: list[tuple[float | None, float]] = []
+
+    def pace(rate: float | None) -> None:  # with what the last allocation spent
+        allocation = sub.adaptation.allocation
+        rates.append((rate, allocation.spent_bps if allocation is not None else 0.0))
+
+    sub = Subscriber(pace)
+    sub.one_second(remb_bps=2_000_000)
+    assert len(rates) == 4, "once a tick"
+    assert rates[0] == (pytest.approx(2_000_000 * PACE_FACTOR), 0.0)
+    sub.one_second(remb_bps=8_000_000)
+    assert rates[-1][0] is None, "a good link is not paced"
+    for _ in range(3):
+        sub.one_second(remb_bps=300_000)
+    assert all(rate == pacing_rate(300_000, spent) for rate, spent in rates[-8:])
+    assert all(rate is not None and rate >= 300_000 * PACE_FACTOR for rate, _ in rates[-8:])
 
 
 async def test_every_few_seconds_the_link_figures_go_out_for_the_metrics() -> None:

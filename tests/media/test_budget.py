@@ -1,11 +1,19 @@
-"""`allocate` serves audio first (with RED on lossy links), then screen, speaker and other
-video, each video track on the best rung its share allows, with hysteresis kept per track."""
+"""`allocate` serves audio first (with RED on lossy links, held a while after the loss), then
+screen (capped while a camera waits), speaker and other video, each video track on the best
+rung its share allows, with hysteresis kept per track."""
 
 from __future__ import annotations
 
 import pytest
 
-from media.budget import Allocation, BudgetPolicy, IncomingTrack, Priority, allocate
+from media.budget import (
+    Allocation,
+    BudgetPolicy,
+    IncomingTrack,
+    Priority,
+    allocate,
+    red_state,
+)
 from media.estimator import EstimateBound, LinkEstimate
 from media.rung import Rung, RungCosts
 
@@ -49,9 +57,10 @@ CLASS_VIEW = [TEACHER_CAM, TEACHER_SCREEN, CLASS_MIC, TEACHER_MIC]
         ),
         # 1M - 70k audio = 930k; screen 300k; camera 630k: 600k > 0.85 x 630k -> 7.5 fps
         (1_000_000, {"teacher-screen": "full", "teacher-cam": "reduced_fps/1"}),
-        # 500k - 70k = 430k; screen 300k fits (<= 0.85 x 430k); camera 130k -> paused
-        (500_000, {"teacher-screen": "full", "teacher-cam": "audio_only"}),
-        # 700k - 70k = 630k; screen 300k; camera 330k -> low
+        # 500k - 70k = 430k; the screen may take 60% (258k): 15 fps (200k <= 0.85 x 258k);
+        # camera 230k -> low (150k), where an uncapped screen would have left it 130k: paused
+        (500_000, {"teacher-screen": "reduced_fps/2", "teacher-cam": "low"}),
+        # 700k - 70k = 630k; screen at most 378k: full (300k); camera 330k -> low
         (700_000, {"teacher-screen": "full", "teacher-cam": "low"}),
         # 300k - 70k = 230k; screen 15 fps (200k) > 0.85 x 230k -> 7.5 fps; camera 80k: paused
         (300_000, {"teacher-screen": "reduced_fps/1", "teacher-cam": "audio_only"}),
@@ -84,30 +93,86 @@ def test_audio_is_never_cut_even_over_budget() -> None:
 @pytest.mark.parametrize(
     ("losses", "red"),
     [
-        ([0.0], False),
-        ([0.02], False),
-        ([0.03], True),
-        ([0.03, 0.015], True),  # stays on above red_off_below
-        ([0.03, 0.005], False),
-        ([0.015], False),  # never turned on
+        ([(0, 0.0)], False),
+        ([(0, 0.02)], False),
+        ([(0, 0.03)], True),
+        ([(0, 0.03), (1, 0.015)], True),  # stays on above red_off_below
+        ([(0, 0.03), (20, 0.015)], True),  # ... however long after
+        ([(0, 0.03), (16, 0.005)], False),  # off below red_off_below, once the hold is over
+        ([(0, 0.015)], False),  # never turned on
     ],
 )
 def test_red_turns_on_above_2_percent_loss_and_off_below_1_percent(
-    losses: list[float], red: bool
+    losses: list[tuple[float, float]], red: bool
 ) -> None:
     previous = None
-    for i, loss in enumerate(losses):
-        previous = allocate(link(5_000_000, loss), CLASS_VIEW, previous, float(i))
+    for now, loss in losses:
+        previous = allocate(link(5_000_000, loss), CLASS_VIEW, previous, now)
     assert previous is not None and previous.red is red
 
 
+@pytest.mark.parametrize(
+    ("losses", "red"),
+    [
+        ([(0, 0.03), (1, 0.005)], True),  # a dip below red_off_below: held
+        ([(0, 0.03), (14.9, 0.0)], True),
+        ([(0, 0.03), (15, 0.0)], False),  # red_hold_s after the last lossy moment
+        ([(0, 0.03), (10, 0.03), (20, 0.0)], True),  # the hold runs from the last lossy moment
+        ([(0, 0.03), (10, 0.03), (25, 0.0)], False),
+        ([(0, 0.03), (10, 0.015), (16, 0.005)], False),  # 1.5% is not lossy: no new hold
+        ([(0, 0.03), (1, 0.0), (2, 0.0), (14, 0.03), (28, 0.0)], True),
+        ([(0, 0.03), (16, 0.0), (17, 0.005)], False),  # once off, it takes > 2% again
+    ],
+)
+def test_red_stays_on_for_red_hold_s_after_the_loss_last_exceeded_red_on_above(
+    losses: list[tuple[float, float]], red: bool
+) -> None:
+    previous = None
+    for now, loss in losses:
+        previous = allocate(link(5_000_000, loss), CLASS_VIEW, previous, now)
+    assert previous is not None and previous.red is red
+    assert BudgetPolicy().red_hold_s == 15.0
+    if red:
+        lossy = [now for now, loss in losses if loss > BudgetPolicy().red_on_above]
+        assert previous.lossy_at == lossy[-1]
+    else:
+        assert previous.lossy_at is None
+
+
+@pytest.mark.parametrize(
+    ("loss", "was_on", "lossy_at", "now", "negotiated", "expected"),
+    [
+        (0.03, False, None, 5.0, True, (True, 5.0)),
+        (0.03, False, None, 5.0, False, (False, None)),  # not negotiated: never, no memory
+        (0.015, False, None, 5.0, True, (False, None)),
+        (0.015, True, 1.0, 5.0, True, (True, 1.0)),  # hysteresis keeps it, the hold unchanged
+        (0.0, True, 1.0, 15.9, True, (True, 1.0)),
+        (0.0, True, 1.0, 16.0, True, (False, None)),
+        (0.0, True, None, 5.0, True, (False, None)),  # no lossy moment known: no hold
+    ],
+)
+def test_red_state_is_the_thresholds_plus_the_hold(
+    loss: float,
+    was_on: bool,
+    lossy_at: float | None,
+    now: float,
+    negotiated: bool,
+    expected: tuple[bool, float | None],
+) -> None:
+    previous = Allocation((), was_on, 0.0, 0.0, "", lossy_at=lossy_at)
+    assert red_state(loss, previous, now, BudgetPolicy(), negotiated) == expected
+
+
 def test_red_counts_its_extra_cost_against_the_video_budget() -> None:
-    # 450k: without RED, 380k left -> screen full (300k <= 0.85 x 380k); with RED (140k of
-    # audio) 310k left -> 300k > 0.85 x 310k -> 15 fps.
-    clean = allocate(link(450_000, 0.0), CLASS_VIEW, None, 0.0)
-    lossy = allocate(link(450_000, 0.03), CLASS_VIEW, None, 0.0)
+    # 450k, the screen alone: without RED, 380k left -> full (300k <= 0.85 x 380k); with RED
+    # (half the audio rate again: 105k of audio) 345k left -> 300k > 0.85 x 345k -> 15 fps.
+    view = [TEACHER_SCREEN, CLASS_MIC, TEACHER_MIC]
+    clean = allocate(link(450_000, 0.0), view, None, 0.0)
+    lossy = allocate(link(450_000, 0.03), view, None, 0.0)
+    assert BudgetPolicy().red_extra == 0.5
     assert clean.of("teacher-mic") is not None and clean.of("teacher-mic").cost_bps == 40_000
-    assert lossy.of("teacher-mic") is not None and lossy.of("teacher-mic").cost_bps == 80_000
+    assert lossy.of("teacher-mic") is not None and lossy.of("teacher-mic").cost_bps == 60_000
+    assert lossy.of("class-mic") is not None and lossy.of("class-mic").cost_bps == 45_000
     assert rungs(clean)["teacher-screen"] == "full"
     assert rungs(lossy)["teacher-screen"] == "reduced_fps/2"
     assert "+RED" in lossy.reason and "+RED" not in clean.reason
@@ -165,3 +230,63 @@ def test_new_tracks_start_fresh_and_removed_tracks_are_forgotten() -> None:
 
 def test_default_policy_is_shared_with_the_rung_decision() -> None:
     assert BudgetPolicy().rung.down_after_s == 1.0
+
+
+@pytest.mark.parametrize(
+    ("estimate", "screen_max", "expected"),
+    [
+        # 500k - 70k = 430k: uncapped, the screen takes 300k and leaves the camera 130k
+        (500_000, 1.0, {"teacher-screen": "full", "teacher-cam": "audio_only"}),
+        # capped at 60% (258k): slides at 15 fps, and the camera keeps the low rendition
+        (500_000, 0.6, {"teacher-screen": "reduced_fps/2", "teacher-cam": "low"}),
+        # 2M: the cap (1.1M) is above what the screen costs: nothing changes
+        (2_000_000, 0.6, {"teacher-screen": "full", "teacher-cam": "full"}),
+    ],
+)
+def test_a_screen_share_leaves_part_of_the_video_budget_to_a_camera(
+    estimate: float, screen_max: float, expected: dict[str, str]
+) -> None:
+    policy = BudgetPolicy(screen_share_max=screen_max)
+    allocation = allocate(link(estimate), CLASS_VIEW, None, 0.0, policy)
+    got = rungs(allocation)
+    assert {k: got[k] for k in expected} == expected
+
+
+@pytest.mark.parametrize(
+    ("estimate", "share"),
+    [
+        (500_000, 430_000 * 0.6),
+        (700_000, 630_000 * 0.6),
+        # 230k x 0.6 = 138k would leave no slide rung: the cheapest (150k) within headroom
+        (300_000, 150_000 / 0.85),
+        (200_000, 130_000),  # never more than an equal split (all there is)
+    ],
+)
+def test_the_screen_cap_is_a_share_of_the_video_budget_but_at_least_its_cheapest_rung(
+    estimate: float, share: float
+) -> None:
+    allocation = allocate(link(estimate), CLASS_VIEW, None, 0.0)
+    screen = allocation.of("teacher-screen")
+    assert screen is not None and screen.share_bps == pytest.approx(share)
+
+
+def test_without_a_camera_the_screen_share_is_not_capped() -> None:
+    view = [TEACHER_SCREEN, CLASS_MIC, TEACHER_MIC]
+    allocation = allocate(link(500_000), view, None, 0.0)
+    screen = allocation.of("teacher-screen")
+    assert screen is not None and screen.share_bps == 430_000
+    assert rungs(allocation)["teacher-screen"] == "full"
+
+
+def test_a_capped_screen_share_is_not_probed_above_its_cap() -> None:
+    # 500k: the screen's share is capped at 258k; 15 fps (200k) fits, full (300k) does not.
+    # Uncapped, a link whose estimate covers 15 fps would probe full after probe_interval_s.
+    previous = None
+    for i in range(120):
+        previous = allocate(link(500_000), CLASS_VIEW, previous, i * 0.25)
+        got = rungs(previous)
+        assert got["teacher-screen"] == "reduced_fps/2", i
+        assert got["teacher-cam"] in ("low", "reduced_fps/1"), i
+    screen = previous.of("teacher-screen") if previous is not None else None
+    assert screen is not None and screen.decision is not None
+    assert screen.decision.probe_until is None

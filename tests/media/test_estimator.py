@@ -3,6 +3,8 @@ for each input, and sequences over time for overflow, recovery and outages."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 from aiortc.rtp import pack_remb_fci
 
@@ -156,19 +158,22 @@ def test_loss_is_an_average_weighted_to_the_newest_report() -> None:
 
 
 @pytest.mark.parametrize(
-    ("sent_bps", "loss", "expected_bps"),
+    ("bound_bps", "sent_bps", "loss", "expected_bps"),
     [
-        (1_000_000, 0.85, 150_000),  # overflow: down to what got through
-        (1_000_000, 0.30, 700_000),
-        (1_000_000, 0.12, 940_000),  # GCC: sent x (1 - loss / 2)
-        (1_000_000, 0.05, 1_000_000),  # 2..10%: hold
-        (200_000, 0.12, 188_000),
+        (250_000, 1_000_000, 0.85, 150_000),  # overflow: down to what got through
+        (1_000_000, 1_000_000, 0.85, 150_000),  # sending at the bound: at once
+        (1_000_000, 500_000, 0.85, 500_000),  # app-limited: one decrease keeps half the bound
+        (1_000_000, 1_000_000, 0.30, 700_000),
+        (1_000_000, 1_000_000, 0.12, 940_000),  # GCC: sent x (1 - loss / 2)
+        (1_000_000, 1_000_000, 0.05, 1_000_000),  # 2..10%: hold
+        (300_000, 200_000, 0.12, 188_000),
+        (1_000_000, 200_000, 0.12, 500_000),  # sent far below the bound: half the bound
     ],
 )
-def test_one_lossy_report_lowers_the_bound_as_gcc_does(
-    sent_bps: float, loss: float, expected_bps: float
+def test_one_lossy_report_lowers_the_bound_as_gcc_does_by_at_most_half(
+    bound_bps: float, sent_bps: float, loss: float, expected_bps: float
 ) -> None:
-    est = DownlinkEstimator()
+    est = DownlinkEstimator(EstimatorPolicy(initial_bps=bound_bps))
     send(est, sent_bps, 0.0, 2.0)
     est.on_receiver_report(lost(loss), 0, 0, 0, 2.0)
     e = est.estimate(2.0)
@@ -191,23 +196,48 @@ def test_low_loss_raises_the_bound_only_while_we_send_near_it() -> None:
     for t in range(1, 6):
         step(est, 200_000, t - 1, t, 0.0)
     assert est.estimate(5.0).bps == pytest.approx(500_000)
-    # Sending at the bound: +8% a second, until the bound is beyond 8/7 of what we send.
+    # Sending at the bound: +8% a second; once the bound is beyond 8/7 of what we send, it
+    # goes on rising only up to twice what we send.
     bounds = []
     for t in range(6, 11):
         step(est, 500_000, t - 1, t, 0.0)
         bounds.append(est.estimate(float(t)).bps)
-    assert bounds == pytest.approx([540_000, 583_200, 583_200, 583_200, 583_200], rel=0.01)
+    assert bounds == pytest.approx([540_000, 583_200, 629_856, 680_244, 734_664], rel=0.01)
+    for t in range(11, 21):
+        step(est, 500_000, t - 1, t, 0.0)
+    assert est.estimate(20.0).bps == pytest.approx(1_000_000, rel=0.01)
+
+
+@pytest.mark.parametrize(
+    ("sent_bps", "expected"),
+    [
+        # sending at the bound: an overflow goes to what got through at once
+        (1_000_000, [150_000, 150_000, 150_000, 150_000]),
+        # app-limited (a burst lost after a quiet second): half the bound per decrease, so one
+        # bad report cannot throw the bound to the audio rate; a real overflow gets there anyway
+        (300_000, [500_000, 250_000, 45_000, 45_000]),
+    ],
+)
+def test_overflow_goes_to_what_got_through_but_an_app_limited_one_halves_per_decrease(
+    sent_bps: float, expected: list[float]
+) -> None:
+    est = DownlinkEstimator()
+    bounds = []
+    for end in (2.0, 2.5, 3.0, 3.5):
+        step(est, sent_bps, end - 0.5 if end > 2.0 else 0.0, end, 0.85)
+        bounds.append(est.estimate(end).bps)
+    assert bounds == pytest.approx(expected, rel=0.03)
 
 
 def test_what_got_through_without_loss_lifts_the_bound_at_once() -> None:
     est = DownlinkEstimator()
-    send(est, 1_000_000, 0.0, 2.0)
-    est.on_receiver_report(lost(0.85), 0, 0, 0, 2.0)
-    assert est.estimate(2.0).bps == pytest.approx(150_000, rel=0.03)
+    for end in (2.0, 2.5, 3.0):
+        step(est, 1_000_000, end - 0.5 if end > 2.0 else 0.0, end, 0.85)
+    assert est.estimate(3.0).bps == pytest.approx(150_000, rel=0.03)
     # A probe: 450k sent for a second and all of it arrived.
-    send(est, 450_000, 2.0, 3.0)
-    est.on_receiver_report(0, 0, 0, 0, 3.0)
-    assert est.estimate(3.0).bps >= 440_000
+    send(est, 450_000, 3.0, 4.0)
+    est.on_receiver_report(0, 0, 0, 0, 4.0)
+    assert est.estimate(4.0).bps >= 440_000
 
 
 def test_remb_below_the_loss_bound_wins_and_loss_cuts_below_a_lagging_remb() -> None:
@@ -219,7 +249,10 @@ def test_remb_below_the_loss_bound_wins_and_loss_cuts_below_a_lagging_remb() -> 
     est.on_remb(2_000_000, 1.9)
     est.on_receiver_report(lost(0.8), 0, 0, 0, 2.0)
     e = est.estimate(2.0)
+    # sending at the 1M bound, 80% lost: down to what got through (200k), far below the REMB
     assert e.bound is EstimateBound.LOSS and e.bps == pytest.approx(200_000, rel=0.05)
+    step(est, 1_000_000, 2.0, 2.5, 0.8)
+    assert est.estimate(2.5).bps == pytest.approx(200_000, rel=0.05)
 
 
 def test_report_after_an_outage_does_not_count_as_congestion() -> None:
@@ -234,9 +267,39 @@ def test_report_after_an_outage_does_not_count_as_congestion() -> None:
     after = est.estimate(7.5)
     assert est.outages == 1
     assert (after.bps, after.loss) == (before.bps, before.loss)
-    # The next one counts again.
+    # The next one counts again: sending at the bound, down to what got through.
     step(est, 1_000_000, 7.5, 8.5, 0.95)
-    assert est.estimate(8.5).bps < before.bps / 2
+    assert est.estimate(8.5).bps == pytest.approx(1_000_000 * (1 - 243 / 256), rel=0.02)
+
+
+@pytest.mark.parametrize(
+    ("silence_s", "loss", "outage"),
+    [
+        (5.0, 0.95, True),
+        (5.0, 0.50, True),
+        (5.0, 0.45, False),  # a slow reporter (audio alone: one report in 5 s) on a lossy link
+        (5.0, 0.0, False),
+        (2.5, 0.95, False),  # reports a second apart would not be this late: congestion
+    ],
+)
+def test_an_outage_is_a_late_report_that_lost_most_of_its_interval(
+    silence_s: float, loss: float, outage: bool
+) -> None:
+    est = DownlinkEstimator()
+    send(est, 1_000_000, 0.0, 1.0)
+    est.on_receiver_report(0, 0, 0, 0, 1.0)
+    before = est.estimate(1.0)
+    send(est, 1_000_000, 1.0, 1.0 + silence_s)
+    est.on_receiver_report(lost(loss), 0, 0, 0, 1.0 + silence_s)
+    after = est.estimate(1.0 + silence_s)
+    assert est.outages == (1 if outage else 0)
+    if outage or loss <= POLICY.decrease_above:
+        assert after.bps >= before.bps
+    else:
+        assert after.bps < before.bps
+    # not an outage: the report is averaged into the loss like any other
+    counted = lost(loss) / 256 * POLICY.loss_weight
+    assert after.loss == (before.loss if outage else pytest.approx(counted))
 
 
 def test_estimate_follows_a_flap_down_at_once_and_back_up_through_probes() -> None:
@@ -257,7 +320,108 @@ def test_estimate_follows_a_flap_down_at_once_and_back_up_through_probes() -> No
         estimates[t] = est.estimate(float(t)).bps
         if t < 32:
             offered = min(1_000_000.0, estimates[t] * 0.9)
-    assert estimates[11] <= 200_000, "the first report after the drop cuts the estimate"
-    assert all(e <= 200_000 for t, e in estimates.items() if 11 <= t < 30)
+    # the clean link let the bound grow to twice what was offered (2M); the first report
+    # after the drop halves it (the relay sent well below it), the next one, sent near the
+    # bound, goes to what gets through
+    assert estimates[10] == pytest.approx(2 * 1_000_000, rel=0.01)
+    assert estimates[11] == pytest.approx(estimates[10] * POLICY.max_decrease)
+    assert estimates[12] <= 200_000, "down to the link within two reports"
+    assert all(e <= 200_000 for t, e in estimates.items() if 12 <= t < 30)
     assert all(e >= 100_000 for t, e in estimates.items() if 11 <= t < 30)
     assert estimates[33] >= 440_000 and estimates[36] >= 1_000_000
+
+
+@dataclass
+class Receiver:
+    """What a receiver reports about one stream it gets: `pps` packets a second, and in each
+    report block its extended highest sequence number and cumulative packets lost."""
+
+    ssrc: int
+    pps: int
+    highest: int = 1000
+    lost: int = 0
+
+    def report(self, est: DownlinkEstimator, now: float, seconds: float, lost_packets: int) -> None:
+        expected = round(self.pps * seconds)
+        self.highest += expected
+        self.lost += lost_packets
+        fraction = min(lost_packets * 256 // expected, 255) if expected else 0
+        est.on_receiver_report(
+            fraction, 0, 0, 0, now, counters=(self.ssrc, self.highest, self.lost)
+        )
+
+
+@pytest.mark.parametrize(
+    ("streams", "loss"),
+    [
+        # a slide share sending 5 packets a second that loses one does not read as 20%
+        ([(100, 0), (5, 1)], 1 / 105),
+        ([(100, 5)], 0.05),
+        ([(50, 10), (50, 0)], 0.10),
+        ([(100, 5), (50, 10)], 30 / 300),
+        # 15 packets in the window (loss_min_packets is 20): nothing to say, no loss yet
+        ([(5, 1)], 0.0),
+    ],
+)
+def test_with_counters_loss_is_lost_over_expected_packets_of_every_stream(
+    streams: list[tuple[int, int]], loss: float
+) -> None:
+    est = DownlinkEstimator()
+    receivers = [Receiver(ssrc, pps) for ssrc, (pps, _) in enumerate(streams, start=1)]
+    for t in range(1, 6):
+        send(est, 500_000, t - 1, t)
+        for receiver, (_, lost_per_s) in zip(receivers, streams, strict=True):
+            receiver.report(est, float(t), 1.0, lost_per_s if t > 1 else 0)
+    assert est.estimate(5.0).loss == pytest.approx(loss)
+
+
+def test_with_counters_too_few_packets_in_the_window_hold_the_loss() -> None:
+    est = DownlinkEstimator()
+    video, slides = Receiver(1, 100), Receiver(2, 5)
+    seen: dict[int, tuple[float, float]] = {}
+    for t in range(1, 11):
+        send(est, 500_000, t - 1, t)
+        if t <= 3:  # then the camera stops: only the slides are left
+            video.report(est, float(t), 1.0, 10 if t > 1 else 0)
+        slides.report(est, float(t), 1.0, 1 if t > 1 else 0)
+        e = est.estimate(float(t))
+        seen[t] = (e.loss, e.bps)
+    assert seen[3][0] == pytest.approx(0.10, abs=0.01)
+    # at 6 the window (2 s) holds the slides' 15 packets alone: the loss and the bound stay
+    # where the last full window left them, far from the slides' own 20%
+    assert seen[5][0] == pytest.approx(13 / 115)
+    assert all(seen[t] == seen[5] for t in range(6, 11))
+
+
+def test_with_counters_an_outage_moves_the_counters_on_without_counting_its_loss() -> None:
+    est = DownlinkEstimator()
+    video = Receiver(1, 100)
+    for t in (1.0, 2.0):
+        send(est, 1_000_000, t - 1, t)
+        video.report(est, t, 1.0, 0)
+    before = est.estimate(2.0)
+    # The link is cut from 2 to 7: the first report after it says 500 of 550 packets lost.
+    send(est, 1_000_000, 2.0, 7.5)
+    video.report(est, 7.5, 5.5, 500)
+    after = est.estimate(7.5)
+    assert est.outages == 1 and (after.bps, after.loss) == (before.bps, before.loss)
+    # The next report counts what was lost since the outage's report, not during it.
+    send(est, 1_000_000, 7.5, 8.5)
+    video.report(est, 8.5, 1.0, 3)
+    assert est.estimate(8.5).loss == pytest.approx(0.03)
+    assert est.estimate(8.5).bps >= before.bps
+
+
+def test_after_an_outage_every_stream_of_the_same_report_is_part_of_the_outage() -> None:
+    est = DownlinkEstimator()
+    video, audio = Receiver(1, 100), Receiver(2, 50)
+    for t in (1.0, 2.0):
+        send(est, 1_000_000, t - 1, t)
+        video.report(est, t, 1.0, 0)
+        audio.report(est, t, 1.0, 0)
+    before = est.estimate(2.0)
+    send(est, 1_000_000, 2.0, 7.5)
+    video.report(est, 7.5, 5.5, 500)
+    audio.report(est, 7.5, 5.5, 250)  # the next block of the same compound RR
+    after = est.estimate(7.5)
+    assert (after.bps, after.loss) == (before.bps, before.loss)

@@ -3,6 +3,7 @@ while their link is lossy, and Opus in-band FEC and DTX asked of publishers."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from itertools import pairwise
 from typing import Any
 
@@ -14,6 +15,7 @@ from aiortc.rtp import RtpPacket
 from relay_harness import RelayHarness, wait_until
 
 from media.adaptation import DownlinkAdaptation
+from media.budget import BudgetPolicy
 from media.clip import ClipTrack, load_clip
 from media.codec_match import OPUS_RECEIVE_PARAMETERS, forwarded_codecs
 from media.estimator import EstimateBound, LinkEstimate
@@ -188,9 +190,12 @@ async def test_a_subscriber_gets_red_only_while_its_link_is_lossy_and_only_if_ne
     n = sub.seq - 50 + 10
     assert [data for _, _, data in blocks] == [b"opus-%d" % (n - 1), b"opus-%d" % n]
     assert len(sub.track.recent) == 2, "a track keeps what RED may need, no more"
+    held = sub.second(0.0)
+    assert {p.payload_type for p in held} == {63}, "RED held after the loss is gone"
+    sub.now += BudgetPolicy().red_hold_s  # the tick at the end of the next second turns it off
     sub.second(0.0)
     back = sub.second(0.0)
-    assert {p.payload_type for p in back} == {96}, "RED off once the loss is gone"
+    assert {p.payload_type for p in back} == {96}, "RED off once the loss is gone for long"
 
 
 @pytest.mark.timeout(120)
@@ -213,6 +218,12 @@ async def test_through_the_relay_a_subscriber_that_accepts_red_gets_it_only_when
         room = service._local.rooms["class-1"]  # type: ignore[union-attr]
         (stream,) = room.outbound_streams("b")
         assert stream.red_pt == 63 and not stream.red_on
+
+        # RED's hold after the last lossy moment (15 s, proven with a fake clock above) is
+        # shortened: this test is about the path through the relay
+        adaptation = stream.link
+        assert isinstance(adaptation, DownlinkAdaptation)
+        adaptation._policy = replace(adaptation._policy, red_hold_s=0.5)
 
         def loss(fraction: float) -> None:
             stream.link.estimator.estimate = lambda now: LinkEstimate(  # type: ignore[union-attr]

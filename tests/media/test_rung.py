@@ -1,9 +1,12 @@
-"""`decide` picks a rung that fits, goes down fast, up slowly, probes back from audio only,
-and does not flap: tables of inputs over time, and a simulated link for the flap profile."""
+"""`decide` picks a rung that fits, goes down fast, up slowly, probes back from audio only
+(judging a probe by the rise of loss, holding a proven rung against a lagging estimate, within
+a policy limit), and does not flap: tables of inputs over time, and a simulated link for the
+flap profile."""
 
 from __future__ import annotations
 
 import itertools
+import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -48,11 +51,14 @@ def run(
     costs: RungCosts = L1T3,
     policy: RungPolicy = POLICY,
     start: RungDecision | None = None,
+    *,
+    rtt_s: float = 0.05,
+    limit_bps: float = math.inf,
 ) -> list[RungDecision]:
     decisions: list[RungDecision] = []
     previous = start
     for now, estimate, loss in steps:
-        previous = decide(estimate, loss, 0.05, costs, previous, now, policy)
+        previous = decide(estimate, loss, rtt_s, costs, previous, now, policy, limit_bps)
         decisions.append(previous)
     return decisions
 
@@ -172,10 +178,21 @@ def test_up_switch_needs_the_margin_over_the_better_rung() -> None:
     assert decisions[-1].choice == FPS15
 
 
-def test_loss_blocks_up_switch() -> None:
+@pytest.mark.parametrize(
+    ("loss", "rung_after"),
+    [
+        (0.06, FULL),  # a village link's random loss (RED, FEC and NACK cover it) does not block
+        (0.079, FULL),
+        (0.08, LOW),  # at up_loss_max: no up-switch, and no probe either (>= probe_loss_max)
+        (0.09, LOW),
+    ],
+)
+def test_loss_at_or_above_up_loss_max_blocks_up_switch(loss: float, rung_after: RungChoice) -> None:
     start = decide(200_000, 0.0, 0.05, L1T3, None, 0.0)
-    decisions = run(ticks(0.25, 10, 3e6, loss=0.06), start=start)
-    assert all(d.choice == LOW for d in decisions)
+    decisions = run(ticks(0.25, 10, 3e6, loss=loss), start=start)
+    assert decisions[-1].choice == rung_after
+    if rung_after == LOW:
+        assert all(d.choice == LOW for d in decisions)
 
 
 def test_interrupted_surplus_restarts_the_hold() -> None:
@@ -202,7 +219,7 @@ def test_failed_up_switch_sets_a_ceiling_with_a_doubled_hold_until_one_lasts() -
     assert at[21.25].ceiling is None and at[21.25].up_hold_s == POLICY.up_hold_s
 
 
-def test_audio_only_probes_the_cheapest_video_rung_and_keeps_it_when_loss_stays_low() -> None:
+def test_audio_only_probes_the_cheapest_video_rung_keeps_it_and_probes_again_soon() -> None:
     start = decide(100_000, 0.0, 0.05, L1T3, None, 0.0)
     assert start.choice == AUDIO_ONLY
     # An estimate limited by sending only audio: never in reach of low (150k x 1.25).
@@ -214,20 +231,131 @@ def test_audio_only_probes_the_cheapest_video_rung_and_keeps_it_when_loss_stays_
     assert ok_at == pytest.approx(POLICY.probe_interval_s + POLICY.probe_s)
     at = {now: d for (now, _, _), d in zip(steps, decisions, strict=True)}
     # The estimate (160k) does cover low (150k): kept, not dropped by the shortfall rule...
-    assert at[9.75].choice == LOW
-    # ...and the next rung up is probed after the probe interval.
-    assert at[10.0].choice == FPS7 and at[10.0].reason is RungReason.PROBE
+    assert at[6.75].choice == LOW
+    # ...and after a success the next rung up is probed probe_again_s later (a link that came
+    # back climbs a rung every probe_s + probe_again_s), not after the probe interval.
+    assert at[7.0].choice == FPS7 and at[7.0].reason is RungReason.PROBE
+    assert at[7.0].changed_at == pytest.approx(6.0 + POLICY.probe_again_s)
+    assert at[9.0].choice == FPS7 and at[9.0].reason is RungReason.PROBE_OK
+    assert at[11.75].choice == FPS7  # proven: the lagging 160k estimate does not undo it
+
+
+def proven_low(loss: float = 0.0) -> list[RungDecision]:
+    """From audio only at 100k, a probe of low (150k) at 4 s that succeeds at 6 s; then the
+    estimate lags at 120k (a short estimate: 150k x 0.9 > 120k) until 12 s, the grace's end."""
+    start = decide(100_000, loss, 0.05, L1T3, None, 0.0)
+    steps = ticks(0.25, 6.25, 100_000, loss) + ticks(6.25, 12, 120_000, loss)
+    decisions = run(steps, start=start)
+    at = {now: d for (now, _, _), d in zip(steps, decisions, strict=True)}
+    assert at[4.0].reason is RungReason.PROBE
+    assert at[6.0].reason is RungReason.PROBE_OK and at[6.0].choice == LOW
+    assert at[6.0].proven_until == pytest.approx(6.0 + POLICY.proven_grace_s)
+    return decisions
 
 
 def test_probe_success_is_not_undone_by_a_lagging_estimate_during_the_grace() -> None:
-    start = decide(100_000, 0.0, 0.05, L1T3, None, 0.0)
-    steps = ticks(0.25, 6.25, 100_000) + ticks(6.25, 12, 120_000)
-    decisions = run(steps, start=start)
+    decisions = proven_low()
+    assert all(d.choice == LOW for d in decisions[-20:])  # 120k < 150k, within the grace
+    # In the grace, loss up to up_loss_max does not undo it either (more than fails a probe).
+    grace = run(ticks(6.25, 12, 120_000, loss=0.07), start=proven_low()[23])
+    assert all(d.choice == LOW for d in grace)
+    # A spike does.
+    spike = run(ticks(8, 9, 120_000, loss=0.10), start=proven_low()[30])
+    assert spike[0].choice == AUDIO_ONLY and spike[0].reason is RungReason.LOSS
+
+
+@pytest.mark.parametrize(
+    ("rtt_s", "loss", "kept"),
+    [
+        (0.05, 0.0, True),  # nothing says the link cannot carry it: the REMB under-reads
+        (0.05, 0.029, True),
+        (0.19, 0.0, True),  # RTT up by 0.14 s: less than proven_rtt_rise_s
+        (0.05, 0.03, False),  # the loss that would have failed the probe (0 + 0.03)
+        (0.21, 0.0, False),  # RTT up by 0.16 s: a queue is growing
+    ],
+)
+def test_after_the_grace_a_proven_rung_holds_while_loss_and_rtt_hold(
+    rtt_s: float, loss: float, kept: bool
+) -> None:
+    decisions = proven_low()
+    later = run(ticks(12, 40, 120_000, loss), start=decisions[-1], rtt_s=rtt_s)
+    if kept:
+        assert all(d.choice == LOW for d in later)
+    else:
+        down = [d for d in later if d.switched]
+        assert [(d.changed_at, d.choice, d.reason) for d in down][:1] == [
+            (12.0 + POLICY.down_after_s, AUDIO_ONLY, RungReason.SHORTFALL)
+        ]
+
+
+@pytest.mark.parametrize(
+    ("loss_before", "loss_during", "reason", "policy"),
+    [
+        # the link's own random loss says nothing against the probe
+        (0.04, 0.04, RungReason.PROBE_OK, POLICY),
+        (0.04, 0.069, RungReason.PROBE_OK, POLICY),
+        (0.04, 0.07, RungReason.PROBE_FAILED, POLICY),  # up by probe_loss_rise
+        (0.04, 0.08, RungReason.PROBE_FAILED, POLICY),
+        (0.0, 0.029, RungReason.PROBE_OK, POLICY),
+        (0.0, 0.03, RungReason.PROBE_FAILED, POLICY),
+        (0.06, 0.06, RungReason.PROBE_OK, POLICY),  # still below probe_loss_max (0.07): probes
+        # probe_loss_floor binds only when probe_loss_rise is below it
+        (0.0, 0.019, RungReason.PROBE_OK, RungPolicy(probe_loss_rise=0.01)),
+        (0.0, 0.02, RungReason.PROBE_FAILED, RungPolicy(probe_loss_rise=0.01)),
+        (0.015, 0.024, RungReason.PROBE_OK, RungPolicy(probe_loss_rise=0.01)),
+        (0.015, 0.025, RungReason.PROBE_FAILED, RungPolicy(probe_loss_rise=0.01)),
+    ],
+)
+def test_a_probe_fails_only_when_loss_rises_over_what_it_started_with(
+    loss_before: float, loss_during: float, reason: RungReason, policy: RungPolicy
+) -> None:
+    start = decide(100_000, loss_before, 0.05, L1T3, None, 0.0, policy)
+    steps = ticks(0.25, 4.25, 100_000, loss_before) + ticks(4.25, 6.25, 100_000, loss_during)
+    decisions = run(steps, start=start, policy=policy)
     at = {now: d for (now, _, _), d in zip(steps, decisions, strict=True)}
-    assert at[6.0].reason is RungReason.PROBE_OK and at[6.0].choice == LOW
-    assert at[11.75].choice == LOW  # 120k < 150k, but within proven_grace_s (6 s)
-    later = run(ticks(12, 14, 120_000), start=decisions[-1])
-    assert later[-1].choice == AUDIO_ONLY and later[-1].reason is RungReason.SHORTFALL
+    assert at[4.0].reason is RungReason.PROBE and at[4.0].probe_loss_before == loss_before
+    assert at[5.75].choice == LOW  # judged only at the probe's end
+    assert at[6.0].reason is reason
+    assert at[6.0].choice == (LOW if reason is RungReason.PROBE_OK else AUDIO_ONLY)
+
+
+def test_a_4_percent_loss_link_probes_and_keeps_the_probed_rung_while_loss_stays_there() -> None:
+    start = decide(100_000, 0.04, 0.05, L1T3, None, 0.0)
+    decisions = run(ticks(0.25, 40, 100_000, loss=0.04), start=start)
+    assert [(d.changed_at, d.choice, d.reason) for d in decisions if d.switched] == [
+        (4.0, LOW, RungReason.PROBE)
+    ]
+    assert decisions[-1].choice == LOW and decisions[-1].proven_loss_limit == pytest.approx(0.07)
+
+
+@pytest.mark.parametrize("loss", [0.07, 0.08])
+def test_no_probe_at_or_above_probe_loss_max(loss: float) -> None:
+    start = decide(100_000, loss, 0.05, L1T3, None, 0.0)
+    assert all(d.choice == AUDIO_ONLY for d in run(ticks(0.25, 30, 100_000, loss), start=start))
+
+
+def test_a_policy_limit_blocks_recovery_above_it() -> None:
+    start = decide(500_000, 0.0, 0.05, L1T3, None, 0.0)
+    assert start.choice == FPS7
+    decisions = run(ticks(0.25, 30, 3e6), start=start, limit_bps=700_000)
+    assert {d.choice for d in decisions} == {FPS7, FPS15}  # 15 fps (600k) <= 700k; full is not
+    assert decisions[-1].choice == FPS15 and decisions[-1].probe_until is None
+
+
+@pytest.mark.parametrize(("limit_bps", "probed"), [(149_999.0, False), (150_000.0, True)])
+def test_a_policy_limit_blocks_a_probe_above_it(limit_bps: float, probed: bool) -> None:
+    start = decide(100_000, 0.0, 0.05, L1T3, None, 0.0)
+    decisions = run(ticks(0.25, 30, 100_000), start=start, limit_bps=limit_bps)
+    assert any(d.reason is RungReason.PROBE for d in decisions) is probed
+
+
+def test_a_policy_limit_ends_a_proven_hold_above_it() -> None:
+    decisions = proven_low()
+    # In the grace, but the rung now costs more than the policy allows (a screen share capped
+    # while a camera appeared): the short estimate steps it down as for any unproven rung.
+    later = run(ticks(8, 10, 120_000), start=decisions[30], limit_bps=100_000)
+    assert later[3].choice == LOW and later[4].choice == AUDIO_ONLY
+    assert later[4].reason is RungReason.SHORTFALL and later[4].changed_at == 9.0
 
 
 def test_failed_probe_goes_back_and_doubles_the_interval() -> None:
@@ -236,17 +364,19 @@ def test_failed_probe_goes_back_and_doubles_the_interval() -> None:
     decisions: list[RungDecision] = []
     previous = start
     now = 0.0
-    while now < 40:
+    while now < 60:
         now += 0.25
         loss = 0.3 if previous.choice != AUDIO_ONLY and now - previous.changed_at >= 1.0 else 0.0
         previous = decide(100_000, loss, 0.05, L1T3, previous, now)
         decisions.append(previous)
     probes = [d.changed_at for d in decisions if d.switched and d.reason is RungReason.PROBE]
     failures = [d for d in decisions if d.switched and d.reason is RungReason.PROBE_FAILED]
-    assert probes == [4.0, 13.0, 30.0]  # intervals 4, then 8, then 16 after each failure
-    assert [d.changed_at for d in failures] == [5.0, 14.0, 31.0]
+    # intervals 4, then 8, 16, then probe_interval_max_s (20 s) after each failure
+    assert probes == [4.0, 13.0, 30.0, 51.0]
+    assert [d.changed_at for d in failures] == [5.0, 14.0, 31.0, 52.0]
     assert all(d.choice == AUDIO_ONLY for d in failures)
-    assert [d.probe_interval_s for d in failures] == [8.0, 16.0, 32.0]
+    assert [d.probe_interval_s for d in failures] == [8.0, 16.0, 20.0, 20.0]
+    assert POLICY.probe_interval_max_s == 20.0
     # A failed guess says nothing against a later estimate: the up-switch hold is unchanged.
     assert all(d.up_hold_s == POLICY.up_hold_s for d in failures)
 
@@ -320,8 +450,11 @@ def test_flap_dip_probes_back_off_while_the_link_stays_weak() -> None:
     history = SimulatedLink(lambda t: 150_000.0 if t >= 10.0 else 10e6).run(L1T3, until=130.0)
     probes = [now for now, _, d in history if d.switched and d.reason is RungReason.PROBE]
     gaps = [b - a for a, b in itertools.pairwise(probes)]
-    assert len(probes) <= 6, probes
-    assert gaps == sorted(gaps) and gaps[-1] >= 30.0, probes
+    # Intervals double after each failure up to probe_interval_max_s (20 s): a link that comes
+    # back is noticed within ~20 s, a weak one costs a 1 s failed probe every ~21 s.
+    assert len(probes) <= 7, probes
+    assert gaps == sorted(gaps), probes
+    assert POLICY.probe_interval_max_s <= gaps[-1] <= POLICY.probe_interval_max_s + POLICY.probe_s
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -336,7 +469,14 @@ def test_noisy_estimate_around_a_rung_boundary_does_not_flap(seed: int, capacity
     assert len(settled) <= 2, switches(history)
     probes = [now for now, _, d in history if d.switched and d.reason is RungReason.PROBE]
     gaps = [b - a for a, b in itertools.pairwise(probes)]
-    assert len(probes) <= 5 and gaps == sorted(gaps), switches(history)
+    # Full (1M + 40k of audio) overflows a 1M link by 4%: each probe of it ends with loss
+    # risen by more than probe_loss_rise and fails; they back off to one every
+    # probe_interval_max_s + probe_s, about 10% of the time spent probing.
+    assert len(probes) <= 10 and gaps == sorted(gaps), switches(history)
+    assert all(g <= POLICY.probe_interval_max_s + POLICY.probe_s for g in gaps)
+    assert all(
+        d.reason is RungReason.PROBE_FAILED for _, _, d in history if d.reason in probing[1:]
+    )
 
 
 def test_square_wave_link_backs_off_up_switches() -> None:
@@ -348,9 +488,12 @@ def test_square_wave_link_backs_off_up_switches() -> None:
         for now, _, d in history
         if d.switched and d.reason in (RungReason.RECOVERED, RungReason.PROBE)
     ]
-    assert len(ups) <= 6, switches(history)
     gaps = [b - a for a, b in itertools.pairwise(ups)]
     assert gaps == sorted(gaps), switches(history)
+    # A few up-switches fail, then only probes, at most one per probe_interval_max_s (+ the
+    # wave's phase): nine in three minutes, each back down within a second.
+    assert len(ups) <= 9, switches(history)
+    assert all(g >= POLICY.probe_interval_max_s for g in gaps[3:]), switches(history)
 
 
 @settings(max_examples=200, deadline=None)
@@ -381,4 +524,31 @@ def test_any_input_sequence_gives_a_rung_of_the_ladder_and_no_up_switch_under_lo
             assert decision.switched == (decision.choice != previous.choice)
             if went_up:
                 assert loss < POLICY.up_loss_max
+        previous = decision
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(0.0, 5e6),
+            st.sampled_from([0.0, 0.04, 0.07, 0.12]),
+            st.floats(0.05, 3.0),
+        ),
+        min_size=1,
+        max_size=60,
+    ),
+    st.sampled_from([150_000.0, 400_000.0, 600_000.0]),
+)
+def test_no_step_up_ever_goes_above_a_policy_limit(
+    inputs: list[tuple[float, float, float]], limit_bps: float
+) -> None:
+    ladder = L1T3.ladder()
+    previous: RungDecision | None = None
+    now = 0.0
+    for estimate, loss, dt in inputs:
+        now += dt
+        decision = decide(estimate, loss, 0.05, L1T3, previous, now, POLICY, limit_bps)
+        if previous is not None and ladder.index(decision.choice) < ladder.index(previous.choice):
+            assert decision.cost_bps <= limit_bps
         previous = decision

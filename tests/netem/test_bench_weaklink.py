@@ -165,12 +165,27 @@ def test_rung_events_keep_changes_about_the_classroom_only() -> None:
     assert bench.rung_events(links, "room", 1000.0) == [(1.0, "full"), (4.0, "audio_only")]
 
 
+@pytest.mark.parametrize(
+    ("paused", "expected"),
+    [([], False), (["t:screen"], False), (["t:camera"], True), (None, False)],
+)
+def test_the_camera_counts_as_paused_when_the_last_frame_about_me_says_so(
+    paused: list[str] | None, expected: bool
+) -> None:
+    links = [
+        {"t": 1.0, "participant": "room", "rung": "full", "paused": ["t:camera"]},
+        {"t": 2.0, "participant": "other", "rung": "audio_only", "paused": ["t:camera"]},
+        {"t": 3.0, "participant": "room", "rung": "reduced_fps", "paused": paused},
+    ]
+    assert bench.camera_paused_at_end(links, "room") is expected
+
+
 def _run(profile: str, **figures: Any) -> dict[str, Any]:
     base = {
         "profile": profile, "adaptation": "on", "video_kbps": 300, "fps": 20.0, "height": 180,
         "freezes": 0, "freeze_s": 0.0, "audio_gaps": 0, "audio_concealed_pct": 0.5,
         "adapt_s": 1.0, "max_freeze_after_adapt_s": 0.0, "recover_s": 5.0, "resume_s": 2.0,
-        "rungs": [[0.0, "full"]], "notices": [], "survived": True,
+        "rungs": [[0.0, "full"]], "notices": [], "survived": True, "camera_paused": False,
     }  # fmt: skip
     return {**base, **figures}
 
@@ -186,6 +201,8 @@ def _run(profile: str, **figures: Any) -> dict[str, Any]:
         (_run("very-weak", fps=2.0, rungs=[[0, "full"], [3, "audio_only"]]),
          "video >= 5 fps or audio only with the notice", True),
         (_run("very-weak", fps=2.0), "video >= 5 fps or audio only with the notice", False),
+        (_run("very-weak", fps=0.5, rungs=[[0, "reduced_fps"]], camera_paused=True),
+         "video >= 5 fps or audio only with the notice", True),
         (_run("flap", adapt_s=2.5), "adapted within 3 s of the drop", True),
         (_run("flap", recover_s=12.0), "back to full within 10 s of the recovery", False),
         (_run("drop", resume_s=None), "resumes within 5 s of the link's return, no reload",

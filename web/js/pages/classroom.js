@@ -30,10 +30,22 @@ export function stageLayout(session, remote, me) {
   };
 }
 
-/** The banner for my own adaptation rung: [key, level] or null, given the previous rung. */
-export function rungBanner(rung, previousRung) {
+/** Whether a `link` frame's paused tracks (`participant:source`) include a camera. */
+export function cameraPaused(paused) {
+  return (paused || []).some((track) => String(track).endsWith(':camera'));
+}
+
+/**
+ * The banner for my own adaptation: [key, level] or null, given this `link` frame's rung and
+ * paused tracks and the previous ones. All video paused says so; the camera paused while the
+ * slides go on says that instead; either one ending says the video is back.
+ */
+export function rungBanner(rung, previousRung, paused = [], previousPaused = []) {
   if (rung === 'audio_only') return ['classroom.weak_network', 'warn'];
-  if (previousRung === 'audio_only') return ['classroom.network_recovered', 'ok'];
+  if (cameraPaused(paused)) return ['classroom.camera_paused', 'warn'];
+  if (previousRung === 'audio_only' || cameraPaused(previousPaused)) {
+    return ['classroom.network_recovered', 'ok'];
+  }
   return null;
 }
 
@@ -72,6 +84,7 @@ export async function mount(root, ctx) {
   roomAudio(room, banners);
 
   let myRung = null;
+  let myPaused = [];
   let recoveredTimer = null;
   const bind = (tile, slot, nameKeyFor) => {
     tile.el.hidden = !slot;
@@ -108,13 +121,15 @@ export async function mount(root, ctx) {
       return;
     }
     if (what === 'link' && frame.participant === room.me) {
-      const shown = rungBanner(frame.rung, myRung);
+      const paused = frame.paused || [];
+      const shown = rungBanner(frame.rung, myRung, paused, myPaused);
       myRung = frame.rung;
+      myPaused = paused;
       clearTimeout(recoveredTimer);
       if (shown) {
         banners.show(...shown);
         if (shown[1] === 'ok') recoveredTimer = setTimeout(() => banners.clear(), 8000);
-      } else if (banners.key === 'classroom.weak_network') {
+      } else if (['classroom.weak_network', 'classroom.camera_paused'].includes(banners.key)) {
         banners.clear();
       }
       return;
