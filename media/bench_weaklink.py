@@ -420,13 +420,19 @@ class Node:
     """`tongxin serve --demo` in the lab's server namespace; its demo join links."""
 
     def __init__(
-        self, lab: WeakLink, adaptation: str, log_dir: Path, *, trace: bool = False
+        self,
+        lab: WeakLink,
+        adaptation: str,
+        log_dir: Path,
+        *,
+        trace: bool = False,
+        profile: str = "",
     ) -> None:
         self.lab = lab
         self.adaptation = adaptation
         self.trace = trace
         """Run the node at DEBUG: every adaptation decision is in its log (`--trace`)."""
-        self.log_path = log_dir / f"node-{adaptation}.log"
+        self.log_path = log_dir / f"node-{profile}-{adaptation}.log"
         self.links: dict[str, str] = {}
         self.process: subprocess.Popen[str] | None = None
 
@@ -552,7 +558,7 @@ async def run_once(spec: RunSpec, log_dir: Path) -> dict[str, Any]:
         "subscriber": spec.subscriber,
     }
     async with WeakLink() as lab, async_playwright() as playwright:
-        node = Node(lab, spec.adaptation, log_dir, trace=spec.trace)
+        node = Node(lab, spec.adaptation, log_dir, trace=spec.trace, profile=spec.profile.name)
         browsers: list[Any] = []
         peers: list[PeerProcess] = []
         player: asyncio.Task[None] | None = None

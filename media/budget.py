@@ -14,11 +14,11 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from media.estimator import LinkEstimate
 from media.red import red_wanted
-from media.rung import Rung, RungCosts, RungDecision, RungPolicy, decide
+from media.rung import Rung, RungCosts, RungDecision, RungPolicy, RungReason, decide
 
 
 class Priority(enum.IntEnum):
@@ -74,10 +74,10 @@ class BudgetPolicy:
     """RED stays on this long after the loss last exceeded `red_on_above`: random loss on a
     village link dips below `red_off_below` for a few seconds at a time, and each switch costs
     the packets lost before it comes back."""
-    screen_share_max: float = 0.6
-    """While a camera is also received, a screen share's budget is at most this share of the
-    video budget (or its cheapest rung, if that costs more): slides stay legible at a few
-    frames a second, and the teacher's face keeps some video."""
+    camera_reserve: bool = True
+    """While a camera is also received, the screen share leaves it enough for its cheapest
+    picture (the low rendition, or the base layer) when the budget allows both: slides stay
+    legible at a few frames a second, and the teacher's face keeps some video."""
     rung: RungPolicy = field(default_factory=RungPolicy)
     """Policy of each video track's rung decision."""
 
@@ -153,26 +153,45 @@ def allocate(
     remaining = max(remaining, 0.0)
 
     video_priorities = sorted({t.priority for t in ordered if not t.is_audio})
+    # one probe at a time; a loss spike while one runs is the probe's: it alone steps back, and
+    # the other tracks count it as their loss step (they wait before reacting to it again)
+    probing = previous is not None and any(
+        t.decision is not None and t.decision.probe_until is not None for t in previous.tracks
+    )
+    probe_spike = probing and link.loss >= policy.rung.loss_spike
+    probe_started = False
     for priority in video_priorities:
         in_class = [t for t in ordered if t.priority == priority]
         share = remaining / len(in_class)
         limit = math.inf
-        if priority is Priority.SCREEN and priority != video_priorities[-1]:
-            capped = _screen_share(share, remaining, in_class, policy)
+        last = priority == video_priorities[-1]
+        if priority is Priority.SCREEN and not last and policy.camera_reserve:
+            after = video_priorities[video_priorities.index(priority) + 1]
+            cameras = [t for t in ordered if t.priority == after]
+            capped = _screen_share(share, remaining, in_class, cameras, policy)
             if capped < share:
                 share = limit = capped
         for track in in_class:
             costs = track.costs if track.costs is not None else RungCosts(())
             before = previous.of(track.track_id) if previous is not None else None
+            prior = before.decision if before is not None else None
+            bystander = probe_spike and (prior is None or prior.probe_until is None)
+            loss = min(link.loss, policy.rung.loss_spike * 0.99) if bystander else link.loss
             decision = decide(
                 share,
-                link.loss,
+                loss,
                 link.rtt_s,
                 costs,
-                before.decision if before is not None else None,
+                prior,
                 now,
                 policy.rung,
                 limit,
+                may_probe=not probing and not probe_started,
+            )
+            if bystander:
+                decision = replace(decision, last_loss_step_at=now)
+            probe_started = probe_started or (
+                decision.switched and decision.reason is RungReason.PROBE
             )
             allocated.append(
                 TrackAllocation(track.track_id, priority, share, decision.cost_bps, decision)
@@ -192,16 +211,20 @@ def allocate(
 
 
 def _screen_share(
-    share: float, remaining: float, screens: list[IncomingTrack], policy: BudgetPolicy
+    share: float,
+    remaining: float,
+    screens: list[IncomingTrack],
+    cameras: list[IncomingTrack],
+    policy: BudgetPolicy,
 ) -> float:
-    """A screen share's budget while cameras wait for what it leaves: at most
-    `screen_share_max` of the video budget, but never less than its cheapest rung that still
-    shows the slides (a paused screen helps nobody), nor more than an equal split."""
-    capped = remaining * policy.screen_share_max / len(screens)
-    cheapest = max(
-        (_cheapest_video(t.costs) for t in screens if t.costs is not None), default=0.0
-    )
-    return min(share, max(capped, cheapest * (1.0 / policy.rung.headroom)))
+    """A screen share's budget while cameras wait for what it leaves: what remains once the
+    dearest camera's cheapest picture is set aside, but never less than the screen's own
+    cheapest rung (a paused screen helps nobody), nor more than its split of the budget."""
+    headroom = policy.rung.headroom
+    reserve = max((_cheapest_video(t.costs) for t in cameras if t.costs), default=0.0)
+    cheapest = max((_cheapest_video(t.costs) for t in screens if t.costs), default=0.0)
+    capped = (remaining - reserve / headroom) / len(screens)
+    return min(share, max(capped, cheapest / headroom))
 
 
 def _cheapest_video(costs: RungCosts) -> float:

@@ -296,7 +296,12 @@ class DownlinkEstimator:
             expected = highest - before[0]
             if 0 < expected < 0x8000:
                 window.append((now, expected, min(max(lost - before[1], 0), expected)))
-        while window and window[0][0] < now - self.policy.loss_window_s:
+        # a decrease answered the loss before it: from then on the window holds only reports
+        # made since (those of the same compound report included), not the same loss again
+        cutoff = now - self.policy.loss_window_s
+        if self._last_decrease_at is not None:
+            cutoff = max(cutoff, self._last_decrease_at)
+        while window and window[0][0] < cutoff:
             window.popleft()
         total = sum(e for _, e, _ in window)
         if total < self.policy.loss_min_packets:

@@ -256,12 +256,14 @@ def decide(
     now: float,
     policy: RungPolicy = RungPolicy(),
     limit_bps: float = math.inf,
+    may_probe: bool = True,
 ) -> RungDecision:
     """The rung for the next interval, given the link estimate for this track (its share of the
     subscriber's budget), the loss fraction (0..1), the RTT, the publisher's measured costs, the
     previous decision (None at start) and the clock. `limit_bps` is a cap set by policy, not
     by the link (a screen share's share while cameras wait): no step up, probe or proven hold
-    goes above it."""
+    goes above it. `may_probe` False holds off a new probe (another track of the subscriber
+    is probing: one probe at a time, so a failure is known to be its own)."""
     ladder = available.ladder()
     if previous is None:
         index = best_fitting(ladder, available, estimate_bps * policy.headroom)
@@ -324,7 +326,8 @@ def decide(
         return _hold(state, cost, surplus_since=since)
 
     if (
-        current > 0
+        may_probe
+        and current > 0
         and cost <= estimate_bps
         and loss < policy.probe_loss_max
         and available.cost(ladder[current - 1]) <= limit_bps

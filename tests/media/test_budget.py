@@ -1,6 +1,6 @@
 """`allocate` serves audio first (with RED on lossy links, held a while after the loss), then
-screen (capped while a camera waits), speaker and other video, each video track on the best
-rung its share allows, with hysteresis kept per track."""
+screen (leaving a waiting camera its cheapest picture), speaker and other video, each video
+track on the best rung its share allows, with hysteresis kept per track."""
 
 from __future__ import annotations
 
@@ -57,10 +57,14 @@ CLASS_VIEW = [TEACHER_CAM, TEACHER_SCREEN, CLASS_MIC, TEACHER_MIC]
         ),
         # 1M - 70k audio = 930k; screen 300k; camera 630k: 600k > 0.85 x 630k -> 7.5 fps
         (1_000_000, {"teacher-screen": "full", "teacher-cam": "reduced_fps/1"}),
-        # 500k - 70k = 430k; the screen may take 60% (258k): 15 fps (200k <= 0.85 x 258k);
-        # camera 230k -> low (150k), where an uncapped screen would have left it 130k: paused
+        # 500k - 70k = 430k; the screen leaves the camera its cheapest picture (low, 150k /
+        # 0.85 = 176k) and takes 254k: 15 fps (200k <= 0.85 x 254k); camera 230k -> low
+        # (150k), where an uncapped screen would have left it 130k: paused
         (500_000, {"teacher-screen": "reduced_fps/2", "teacher-cam": "low"}),
-        # 700k - 70k = 630k; screen at most 378k: full (300k); camera 330k -> low
+        # 400k - 70k = 330k; screen 154k, raised to its cheapest rung (150k / 0.85 = 176k):
+        # 7.5 fps; camera 180k -> low
+        (400_000, {"teacher-screen": "reduced_fps/1", "teacher-cam": "low"}),
+        # 700k - 70k = 630k; screen at most 454k: full (300k); camera 330k -> low
         (700_000, {"teacher-screen": "full", "teacher-cam": "low"}),
         # 300k - 70k = 230k; screen 15 fps (200k) > 0.85 x 230k -> 7.5 fps; camera 80k: paused
         (300_000, {"teacher-screen": "reduced_fps/1", "teacher-cam": "audio_only"}),
@@ -233,20 +237,20 @@ def test_default_policy_is_shared_with_the_rung_decision() -> None:
 
 
 @pytest.mark.parametrize(
-    ("estimate", "screen_max", "expected"),
+    ("estimate", "reserve", "expected"),
     [
         # 500k - 70k = 430k: uncapped, the screen takes 300k and leaves the camera 130k
-        (500_000, 1.0, {"teacher-screen": "full", "teacher-cam": "audio_only"}),
-        # capped at 60% (258k): slides at 15 fps, and the camera keeps the low rendition
-        (500_000, 0.6, {"teacher-screen": "reduced_fps/2", "teacher-cam": "low"}),
-        # 2M: the cap (1.1M) is above what the screen costs: nothing changes
-        (2_000_000, 0.6, {"teacher-screen": "full", "teacher-cam": "full"}),
+        (500_000, False, {"teacher-screen": "full", "teacher-cam": "audio_only"}),
+        # the camera's low picture set aside (176k): slides at 15 fps, and the camera keeps it
+        (500_000, True, {"teacher-screen": "reduced_fps/2", "teacher-cam": "low"}),
+        # 2M: the cap (1.75M) is above what the screen costs: nothing changes
+        (2_000_000, True, {"teacher-screen": "full", "teacher-cam": "full"}),
     ],
 )
-def test_a_screen_share_leaves_part_of_the_video_budget_to_a_camera(
-    estimate: float, screen_max: float, expected: dict[str, str]
+def test_a_screen_share_leaves_a_camera_its_cheapest_picture(
+    estimate: float, reserve: bool, expected: dict[str, str]
 ) -> None:
-    policy = BudgetPolicy(screen_share_max=screen_max)
+    policy = BudgetPolicy(camera_reserve=reserve)
     allocation = allocate(link(estimate), CLASS_VIEW, None, 0.0, policy)
     got = rungs(allocation)
     assert {k: got[k] for k in expected} == expected
@@ -255,14 +259,14 @@ def test_a_screen_share_leaves_part_of_the_video_budget_to_a_camera(
 @pytest.mark.parametrize(
     ("estimate", "share"),
     [
-        (500_000, 430_000 * 0.6),
-        (700_000, 630_000 * 0.6),
-        # 230k x 0.6 = 138k would leave no slide rung: the cheapest (150k) within headroom
+        (500_000, 430_000 - 150_000 / 0.85),
+        (700_000, 630_000 - 150_000 / 0.85),
+        # 230k - 176k = 54k would leave no slide rung: the cheapest (150k) within headroom
         (300_000, 150_000 / 0.85),
         (200_000, 130_000),  # never more than an equal split (all there is)
     ],
 )
-def test_the_screen_cap_is_a_share_of_the_video_budget_but_at_least_its_cheapest_rung(
+def test_the_screen_leaves_the_camera_its_cheapest_picture_but_keeps_its_own(
     estimate: float, share: float
 ) -> None:
     allocation = allocate(link(estimate), CLASS_VIEW, None, 0.0)
@@ -279,7 +283,7 @@ def test_without_a_camera_the_screen_share_is_not_capped() -> None:
 
 
 def test_a_capped_screen_share_is_not_probed_above_its_cap() -> None:
-    # 500k: the screen's share is capped at 258k; 15 fps (200k) fits, full (300k) does not.
+    # 500k: the screen's share is capped at 254k; 15 fps (200k) fits, full (300k) does not.
     # Uncapped, a link whose estimate covers 15 fps would probe full after probe_interval_s.
     previous = None
     for i in range(120):

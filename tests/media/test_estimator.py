@@ -388,8 +388,9 @@ def test_with_counters_too_few_packets_in_the_window_hold_the_loss() -> None:
         seen[t] = (e.loss, e.bps)
     assert seen[3][0] == pytest.approx(0.10, abs=0.01)
     # at 6 the window (2 s) holds the slides' 15 packets alone: the loss and the bound stay
-    # where the last full window left them, far from the slides' own 20%
-    assert seen[5][0] == pytest.approx(13 / 115)
+    # where the last full window (the reports since the last decrease, at 3) left them, far
+    # from the slides' own 20%
+    assert seen[5][0] == pytest.approx(12 / 110)
     assert all(seen[t] == seen[5] for t in range(6, 11))
 
 
