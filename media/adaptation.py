@@ -27,7 +27,7 @@ from media.budget import Allocation, BudgetPolicy, IncomingTrack, Priority, allo
 from media.estimator import DownlinkEstimator, LinkEstimate
 from media.forwarder import PACKET_OVERHEAD, InboundTrack, OutboundStream
 from media.rtcp_feedback import ReportBlock
-from media.rung import LOW_RUNG_NOMINAL_BPS, Rung, RungCosts, RungDecision
+from media.rung import LOW_RUNG_NOMINAL_BPS, Rung, RungCosts, RungDecision, RungReason
 from media.ticker import Ticker
 from media.transcode import low_rendition, offers_low
 
@@ -341,6 +341,8 @@ class DownlinkAdaptation:
             apply_decision(by_id[item.track_id], decision)
             if decision.switched and switched is None:
                 switched = decision
+            if decision.switched and decision.reason is RungReason.PROBE:
+                self.estimator.restart_loss_window(now)
         rung = summary_rung(allocation)
         paused = paused_tracks(allocation)
         if rung is not None and (rung != self.rung or paused != self.paused):

@@ -169,6 +169,7 @@ class DownlinkEstimator:
         self._sender_reports: dict[int, float] = {}
         self._counters: dict[int, tuple[int, int]] = {}  # ssrc -> (highest seq, lost)
         self._losses: deque[tuple[float, int, int]] = deque()  # (at, expected, lost)
+        self._window_from: float | None = None  # reports before this are out of the window
         self.outages = 0
         """Receiver reports that came after a silence of `outage_s` or more."""
 
@@ -299,14 +300,20 @@ class DownlinkEstimator:
         # a decrease answered the loss before it: from then on the window holds only reports
         # made since (those of the same compound report included), not the same loss again
         cutoff = now - self.policy.loss_window_s
-        if self._last_decrease_at is not None:
-            cutoff = max(cutoff, self._last_decrease_at)
+        for start in (self._last_decrease_at, self._window_from):
+            if start is not None:
+                cutoff = max(cutoff, start)
         while window and window[0][0] < cutoff:
             window.popleft()
         total = sum(e for _, e, _ in window)
         if total < self.policy.loss_min_packets:
             return None
         return sum(n for _, _, n in window) / total
+
+    def restart_loss_window(self, now: float) -> None:
+        """Count only reports from `now` on in the loss (a probe starts: it is judged on what
+        the link did with it, not on the seconds before)."""
+        self._window_from = now
 
     def estimate(self, now: float) -> LinkEstimate:
         """The estimate at `now`."""

@@ -162,7 +162,8 @@ class RungPolicy:
     probe_loss_floor: float = 0.02
     """See `probe_loss_rise`."""
     probe_s: float = 2.0
-    """A probe lasts this long (at least one receiver-report interval plus an RTT)."""
+    """A probe lasts this long (at least one receiver-report interval plus an RTT); it is
+    judged on reports about it (the estimator's loss window restarts when it starts)."""
     proven_grace_s: float = 6.0
     """After a successful probe, a shortfall in the estimate is ignored this long unless loss
     rises: receiver estimates (REMB) lag the rate a probe proved."""
