@@ -38,6 +38,8 @@ TICK_S = 0.5
 STATS_EVERY_S = 5.0
 """A `link_stats` event (estimate, loss, RTT, rung: signaling's histograms) this often."""
 
+LOSS_SETTLE_S = 1.0
+"""After a failed probe, reports for this long (one report interval) still describe it."""
 PACE_BELOW_BPS = 4_000_000.0
 """Downlinks estimated at this or more are not paced (no queue in the relay on a good link)."""
 PACE_FACTOR = 1.25
@@ -343,6 +345,9 @@ class DownlinkAdaptation:
                 switched = decision
             if decision.switched and decision.reason is RungReason.PROBE:
                 self.estimator.restart_loss_window(now)
+            elif decision.switched and decision.reason is RungReason.PROBE_FAILED:
+                # the next reports still describe the probe: they must not cut the bound
+                self.estimator.restart_loss_window(now + LOSS_SETTLE_S)
         rung = summary_rung(allocation)
         paused = paused_tracks(allocation)
         if rung is not None and (rung != self.rung or paused != self.paused):

@@ -164,7 +164,7 @@ def allocate(
     probe_spike = probing and link.loss >= policy.rung.loss_spike
     # nor while what is sent is already well over the estimate (a proven rung above it)
     crowded = previous is not None and previous.spent_bps > link.bps * policy.probe_over_max
-    probe_started = False
+    probe_started = probe_failed = False
     for priority in video_priorities:
         in_class = [t for t in ordered if t.priority == priority]
         share = remaining / len(in_class)
@@ -198,12 +198,22 @@ def allocate(
             probe_started = probe_started or (
                 decision.switched and decision.reason is RungReason.PROBE
             )
+            probe_failed = probe_failed or (
+                decision.switched and decision.reason is RungReason.PROBE_FAILED
+            )
             allocated.append(
                 TrackAllocation(track.track_id, priority, share, decision.cost_bps, decision)
             )
             remaining -= decision.cost_bps
         remaining = max(remaining, 0.0)
 
+    if probe_failed:  # the loss that failed it is the probe's: the others wait before reacting
+        allocated = [
+            replace(t, decision=replace(t.decision, last_loss_step_at=now))
+            if t.decision is not None and t.decision.reason is not RungReason.PROBE_FAILED
+            else t
+            for t in allocated
+        ]
     spent = sum(t.cost_bps for t in allocated)
     return Allocation(
         tracks=tuple(allocated),

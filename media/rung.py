@@ -73,7 +73,7 @@ class RungChoice:
 AUDIO_ONLY = RungChoice(Rung.AUDIO_ONLY, 0)
 LOW = RungChoice(Rung.LOW, 0)
 
-LOW_RUNG_NOMINAL_BPS = 130_000.0
+LOW_RUNG_NOMINAL_BPS = 110_000.0
 """Cost to assume for the low rendition before it runs and can be measured."""
 
 
@@ -161,6 +161,10 @@ class RungPolicy:
     `probe_loss_floor`) failed: the link's random loss says nothing against the probe."""
     probe_loss_floor: float = 0.02
     """See `probe_loss_rise`."""
+    probe_reach: float = 1.5
+    """A probe's rung costs at most this times the track's share: the next rung up may cost
+    twice the current one (15 -> 30 fps), and a probe that overflows the link costs every
+    track a second of loss."""
     probe_s: float = 2.0
     """A probe lasts this long (at least one receiver-report interval plus an RTT); it is
     judged on reports about it (the estimator's loss window restarts when it starts)."""
@@ -331,7 +335,7 @@ def decide(
         and current > 0
         and cost <= estimate_bps
         and loss < policy.probe_loss_max
-        and available.cost(ladder[current - 1]) <= limit_bps
+        and available.cost(ladder[current - 1]) <= min(limit_bps, estimate_bps * policy.probe_reach)
     ):
         if now - state.probe_clock >= _interval_for(state, ladder, current - 1, policy):
             target = ladder[current - 1]

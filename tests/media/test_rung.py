@@ -9,7 +9,7 @@ import itertools
 import math
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 from hypothesis import given, settings
@@ -222,9 +222,11 @@ def test_failed_up_switch_sets_a_ceiling_with_a_doubled_hold_until_one_lasts() -
 def test_audio_only_probes_the_cheapest_video_rung_keeps_it_and_probes_again_soon() -> None:
     start = decide(100_000, 0.0, 0.05, L1T3, None, 0.0)
     assert start.choice == AUDIO_ONLY
-    # An estimate limited by sending only audio: never in reach of low (150k x 1.25).
+    # An estimate limited by sending only audio: never in reach of low (150k x 1.25). (Probes
+    # may reach 3x the share here, so that 7.5 fps (400k) is probed after low: by default a
+    # probe reaches 1.5x, and the estimate must rise with what low sends first.)
     steps = ticks(0.25, 12, 160_000)
-    decisions = run(steps, start=start)
+    decisions = run(steps, start=start, policy=replace(POLICY, probe_reach=3.0))
     probe_at = first_time(steps, decisions, lambda d: d.reason is RungReason.PROBE)
     assert probe_at == pytest.approx(POLICY.probe_interval_s)
     ok_at = first_time(steps, decisions, lambda d: d.reason is RungReason.PROBE_OK)
