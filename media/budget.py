@@ -74,9 +74,11 @@ class BudgetPolicy:
     """RED stays on this long after the loss last exceeded `red_on_above`: random loss on a
     village link dips below `red_off_below` for a few seconds at a time, and each switch costs
     the packets lost before it comes back."""
-    probe_over_max: float = 1.3
-    """No probe starts while the allocation already spends more than this times the estimate
-    (proven rungs held above a receiver's cautious estimate): probes do not stack."""
+    probe_spent_max: float = 0.85
+    """No probe starts while the allocation spends more than this share of the estimate: what
+    is sent then tests the estimate, which rises by itself if the link allows (a receiver's
+    REMB grows with what it receives). Probes are for an estimate held down by sending little
+    (audio only, a low rung); they do not stack on proven rungs either."""
     camera_reserve: bool = True
     """While a camera is also received, the screen share leaves it enough for its cheapest
     picture (the low rendition, or the base layer) when the budget allows both: slides stay
@@ -162,8 +164,8 @@ def allocate(
         t.decision is not None and t.decision.probe_until is not None for t in previous.tracks
     )
     probe_spike = probing and link.loss >= policy.rung.loss_spike
-    # nor while what is sent is already well over the estimate (a proven rung above it)
-    crowded = previous is not None and previous.spent_bps > link.bps * policy.probe_over_max
+    # nor while what is allocated already tests the estimate
+    crowded = previous is not None and previous.spent_bps > link.bps * policy.probe_spent_max
     probe_started = probe_failed = False
     for priority in video_priorities:
         in_class = [t for t in ordered if t.priority == priority]

@@ -162,9 +162,12 @@ class RungPolicy:
     probe_loss_floor: float = 0.02
     """See `probe_loss_rise`."""
     probe_reach: float = 1.5
-    """A probe's rung costs at most this times the track's share: the next rung up may cost
-    twice the current one (15 -> 30 fps), and a probe that overflows the link costs every
-    track a second of loss."""
+    """A probe's rung costs at most this times the track's share (or `probe_floor_bps`): the
+    next rung up may cost twice the current one (15 -> 30 fps), and a probe that overflows the
+    link costs every track a second of loss."""
+    probe_floor_bps: float = 150_000.0
+    """A rung this cheap may always be probed (the low rendition, from audio only: a share
+    next to nothing must not keep video off a link that came back)."""
     probe_s: float = 2.0
     """A probe lasts this long (at least one receiver-report interval plus an RTT); it is
     judged on reports about it (the estimator's loss window restarts when it starts)."""
@@ -335,7 +338,8 @@ def decide(
         and current > 0
         and cost <= estimate_bps
         and loss < policy.probe_loss_max
-        and available.cost(ladder[current - 1]) <= min(limit_bps, estimate_bps * policy.probe_reach)
+        and available.cost(ladder[current - 1])
+        <= min(limit_bps, max(estimate_bps * policy.probe_reach, policy.probe_floor_bps))
     ):
         if now - state.probe_clock >= _interval_for(state, ladder, current - 1, policy):
             target = ladder[current - 1]
