@@ -6,7 +6,8 @@ blocks (fraction lost, jitter, LSR/DLSR for the RTT against our sender reports' 
 the bytes the relay actually sent (the rate the receiver was offered).
 
 The estimate is the smaller of two bounds:
-- REMB, while fresh (`remb_timeout_s`);
+- REMB, while fresh (`remb_timeout_s`) and not contradicted by what gets through
+  (`remb_distrust_s`);
 - a loss-based bound in the manner of GCC's loss controller: above `decrease_above` loss it
   falls to itself (or what was sent, if less) times (1 - loss/2), and to what got through
   (sent times (1 - loss)) when loss says the link overflowed (`overflow_above`); below
@@ -94,6 +95,14 @@ class EstimatorPolicy:
     """Weight of the newest report in the jitter average."""
     remb_timeout_s: float = 5.0
     """A REMB older than this no longer bounds the estimate."""
+    remb_distrust_s: float = 3.0
+    """A REMB that the subscriber's own reports contradict this long (it gets more than the
+    REMB says, by `remb_distrust_margin`, with loss below `increase_below`) no longer bounds
+    the estimate, until it rises to what gets through or loss returns: a receiver's
+    delay-based estimate climbs back from a collapse at 8% a second, far slower than a link
+    that came back."""
+    remb_distrust_margin: float = 1.2
+    """See `remb_distrust_s`."""
     outage_s: float = 3.0
     """A receiver report after this long a silence, that lost at least `outage_loss` of its
     interval, describes an outage, not congestion."""
@@ -106,7 +115,7 @@ class EstimatorPolicy:
     """Reports whose packet counters say what was lost are summed over this window, every
     stream of the subscriber together: the loss is lost packets over expected packets, so a
     slide share sending 5 packets a second that loses one does not read as 20% loss."""
-    loss_min_packets: int = 20
+    loss_min_packets: int = 50
     """A window expecting fewer packets than this leaves the loss as it was."""
     max_decrease: float = 0.5
     """While we send well below the bound (application-limited), one decrease keeps at least
@@ -158,6 +167,7 @@ class DownlinkEstimator:
         self._sent = SentRate(policy.rate_window_s)
         self._remb_bps: float | None = None
         self._remb_at = 0.0
+        self._remb_contradicted_since: float | None = None
         self._loss_bound: float | None = None  # None until the first receiver report
         self._loss: float | None = None
         self._rtt_s: float | None = None
@@ -285,6 +295,16 @@ class DownlinkEstimator:
         else:
             self._last_increase_at = None
         self._loss_bound = min(max(bound, policy.min_bps), policy.max_bps)
+        remb = self._remb_bps
+        if (
+            loss < policy.increase_below
+            and remb is not None
+            and self._delivered_bps > remb * policy.remb_distrust_margin
+        ):
+            if self._remb_contradicted_since is None:
+                self._remb_contradicted_since = now
+        else:
+            self._remb_contradicted_since = None
 
     def _count(self, counters: tuple[int, int, int], now: float, outage: bool) -> float | None:
         """Add one stream's report to the loss window; the window's loss, or None when it
@@ -337,7 +357,11 @@ class DownlinkEstimator:
         )
 
     def _fresh_remb(self, now: float) -> float | None:
+        """The REMB while it bounds the estimate: fresh and not contradicted."""
         if self._remb_bps is None or now - self._remb_at > self.policy.remb_timeout_s:
+            return None
+        since = self._remb_contradicted_since
+        if since is not None and now - since >= self.policy.remb_distrust_s:
             return None
         return self._remb_bps
 

@@ -227,7 +227,9 @@ class RungDecision:
     proven_loss_limit: float = 0.0
     """After the grace, the proven rung is kept against a short estimate below this loss..."""
     proven_rtt_limit: float = 0.0
-    """... and below this RTT."""
+    """... and below this RTT, and while the estimate stays at or above `proven_floor_bps`
+    (the cost of the rung below, less the shortfall tolerance)."""
+    proven_floor_bps: float = 0.0
     probe_rtt_before: float = 0.0
     """The RTT when the probe in progress started."""
 
@@ -295,7 +297,7 @@ def decide(
             probe_interval_s=previous.probe_interval_s if ceiling else policy.probe_interval_s,
         )
     if previous.probe_until is not None:
-        return _judge_probe(previous, ladder, loss, available, now, policy)
+        return _judge_probe(previous, ladder, estimate_bps, loss, available, now, policy)
     state = _judge_last_up(previous, ladder, now, policy)
     current = ladder.index(state.choice)
     cost = available.cost(state.choice)
@@ -309,7 +311,7 @@ def decide(
             return replace(down, last_loss_step_at=now)
 
     short = cost * (1.0 - policy.shortfall_tolerance) > estimate_bps
-    proven = cost <= limit_bps and _proven(state, loss, rtt_s, now, policy)
+    proven = cost <= limit_bps and _proven(state, estimate_bps, loss, rtt_s, now, policy)
     if short and not proven:
         since = state.shortfall_since if state.shortfall_since is not None else now
         if now - since >= policy.down_after_s:
@@ -358,10 +360,17 @@ def decide(
 
 
 def _proven(
-    state: RungDecision, loss: float, rtt_s: float, now: float, policy: RungPolicy
+    state: RungDecision,
+    estimate_bps: float,
+    loss: float,
+    rtt_s: float,
+    now: float,
+    policy: RungPolicy,
 ) -> bool:
     """Whether a probe proved the current rung and nothing since says otherwise."""
     if state.proven_until is None:
+        return False
+    if estimate_bps < state.proven_floor_bps:
         return False
     if now < state.proven_until:
         return loss < policy.up_loss_max
@@ -414,16 +423,21 @@ def _judge_last_up(
 def _judge_probe(
     state: RungDecision,
     ladder: tuple[RungChoice, ...],
+    estimate_bps: float,
     loss: float,
     costs: RungCosts,
     now: float,
     policy: RungPolicy,
 ) -> RungDecision:
-    """Keep probing, keep the probed rung, or go back to where the probe started."""
+    """Keep probing, keep the probed rung, or go back to where the probe started: on a loss
+    spike, on loss risen by the end, or when the estimate fell below what the rung before the
+    probe cost (a receiver's delay-based estimate drops at once when a probe overloads it)."""
     assert state.probe_until is not None
     ended = now >= state.probe_until
     failed_at = max(policy.probe_loss_floor, state.probe_loss_before + policy.probe_loss_rise)
-    if loss >= policy.loss_spike or (ended and loss >= failed_at):
+    before = costs.cost(state.probe_from) if state.probe_from in ladder else 0.0
+    overloaded = estimate_bps < before * (1.0 - policy.shortfall_tolerance)
+    if loss >= policy.loss_spike or overloaded or (ended and loss >= failed_at):
         back = state.probe_from
         if back is None or back not in ladder:
             back = ladder[min(ladder.index(state.choice) + 1, len(ladder) - 1)]
@@ -439,6 +453,7 @@ def _judge_probe(
             probe_from=None,
             proven_until=now + policy.proven_grace_s,
             proven_loss_limit=failed_at,
+            proven_floor_bps=before * (1.0 - policy.shortfall_tolerance),
             proven_rtt_limit=state.probe_rtt_before + policy.proven_rtt_rise_s,
             probe_clock=now - policy.probe_interval_s + policy.probe_again_s,
         )

@@ -359,7 +359,7 @@ class Receiver:
         ([(100, 5)], 0.05),
         ([(50, 10), (50, 0)], 0.10),
         ([(100, 5), (50, 10)], 30 / 300),
-        # 15 packets in the window (loss_min_packets is 20): nothing to say, no loss yet
+        # 15 packets in the window (loss_min_packets is 50): nothing to say, no loss yet
         ([(5, 1)], 0.0),
     ],
 )
@@ -426,3 +426,21 @@ def test_after_an_outage_every_stream_of_the_same_report_is_part_of_the_outage()
     audio.report(est, 7.5, 5.5, 250)  # the next block of the same compound RR
     after = est.estimate(7.5)
     assert (after.bps, after.loss) == (before.bps, before.loss)
+
+
+def test_a_remb_contradicted_by_what_gets_through_stops_bounding_the_estimate() -> None:
+    """After a collapse the receiver's REMB climbs back at 8% a second; a relay that sends
+    300k loss-free while the REMB says 40k stops believing it after remb_distrust_s."""
+    est = DownlinkEstimator()
+    seen = {}
+    for t in range(1, 9):
+        est.on_remb(40_000, float(t) - 0.5)
+        step(est, 300_000, t - 1, t, 0.0)
+        seen[t] = est.estimate(float(t))
+    assert seen[1].bound is EstimateBound.REMB and seen[1].bps == 40_000
+    assert seen[3].bound is EstimateBound.REMB  # contradicted since 1: not for 3 s yet
+    assert seen[4].bound is EstimateBound.LOSS and seen[4].bps >= 300_000
+    # loss comes back: the REMB bounds again
+    est.on_remb(40_000, 8.5)
+    step(est, 300_000, 8, 9, 0.05)
+    assert est.estimate(9.0).bound is EstimateBound.REMB
