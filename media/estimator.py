@@ -97,12 +97,16 @@ class EstimatorPolicy:
     """A REMB older than this no longer bounds the estimate."""
     remb_distrust_s: float = 3.0
     """A REMB that the subscriber's own reports contradict this long (it gets more than the
-    REMB says, by `remb_distrust_margin`, with loss below `increase_below`) no longer bounds
-    the estimate, until it rises to what gets through or loss returns: a receiver's
+    REMB says, by `remb_distrust_margin`, with loss below `increase_below`) is replaced by
+    `remb_distrust_reach` times what gets through, until it rises or loss returns: a receiver's
     delay-based estimate climbs back from a collapse at 8% a second, far slower than a link
     that came back."""
     remb_distrust_margin: float = 1.2
     """See `remb_distrust_s`."""
+    remb_distrust_reach: float = 1.5
+    """A contradicted REMB is replaced by what gets through times this (what a receiver's
+    REMB itself allows above its incoming rate), not by the loss bound alone, which may be
+    stale after an outage."""
     outage_s: float = 3.0
     """A receiver report after this long a silence, that lost at least `outage_loss` of its
     interval, describes an outage, not congestion."""
@@ -357,12 +361,13 @@ class DownlinkEstimator:
         )
 
     def _fresh_remb(self, now: float) -> float | None:
-        """The REMB while it bounds the estimate: fresh and not contradicted."""
+        """The REMB's bound while fresh: the REMB itself, or once contradicted, what gets
+        through times `remb_distrust_reach` (climbing with what is sent, not at 8% a second)."""
         if self._remb_bps is None or now - self._remb_at > self.policy.remb_timeout_s:
             return None
         since = self._remb_contradicted_since
         if since is not None and now - since >= self.policy.remb_distrust_s:
-            return None
+            return max(self._remb_bps, self._delivered_bps * self.policy.remb_distrust_reach)
         return self._remb_bps
 
     def _remb_or_initial(self, now: float) -> float:
