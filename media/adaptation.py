@@ -8,7 +8,10 @@ published track) and applies each video track's rung to its outbound stream: `fu
 temporal layer, `reduced_fps` fewer, `low` switches the stream to the publisher's shared
 transcoded rendition (`media.transcode`, started on demand and stopped when its last
 subscriber leaves it), `audio_only` pauses the stream (the m-line stays). When a rung
-switches, a `link` event goes out through the downlink's event callback.
+switches, or a video is paused or resumed, a `link` event goes out through the downlink's
+event callback. Each tick also sets the downlink's pacing rate (`pacing_rate`, `media.pacer`)
+and tells the estimator when a probe starts or fails, so that the probe is judged on the
+reports about it.
 
 A VP8 camera offers `low` (at its measured bitrate once it runs, `LOW_RUNG_NOMINAL_BPS`
 before); a screen share or another codec does not.

@@ -4,9 +4,13 @@ Order: every audio track first, teacher or doctor audio before other audio, and 
 (audio is what must survive); when the link is lossy and the subscriber negotiated
 `red/48000/2`, audio goes with RED redundancy and its extra cost is counted. Then the screen
 share, then the speaker's (or spotlighted) video, then other classrooms' video. Video tracks
-of one class split what is left equally; what a class does not use passes to the next one.
+of one class split what is left equally; what a class does not use passes to the next one,
+except that a screen share leaves the camera after it its cheapest picture when the budget
+holds both (slides at a few frames a second, and the teacher's face).
 Each video track's rung comes from `rung.decide` with its share as the estimate, so every
-track keeps its own hysteresis across calls.
+track keeps its own hysteresis across calls. Probes are the subscriber's, not the track's:
+one at a time, none while the allocation already tests the estimate, and the loss a probe
+causes is its own (the other tracks count it as their loss step rather than falling with it).
 """
 
 from __future__ import annotations

@@ -227,9 +227,11 @@ class RungDecision:
     proven_loss_limit: float = 0.0
     """After the grace, the proven rung is kept against a short estimate below this loss..."""
     proven_rtt_limit: float = 0.0
-    """... and below this RTT, and while the estimate stays at or above `proven_floor_bps`
-    (the cost of the rung below, less the shortfall tolerance)."""
+    """... and below this RTT..."""
     proven_floor_bps: float = 0.0
+    """... and while the estimate stays at or above this (what the rung below cost, less the
+    shortfall tolerance): below it, the receiver says even the rung before the probe is too
+    much."""
     probe_rtt_before: float = 0.0
     """The RTT when the probe in progress started."""
 

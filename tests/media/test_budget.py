@@ -109,10 +109,16 @@ def test_audio_is_never_cut_even_over_budget() -> None:
 def test_red_turns_on_above_2_percent_loss_and_off_below_1_percent(
     losses: list[tuple[float, float]], red: bool
 ) -> None:
+    assert allocated_through(losses).red is red
+
+
+def allocated_through(losses: list[tuple[float, float]]) -> Allocation:
+    """The class view's allocation after a 5 Mbit/s link with these (time, loss) readings."""
     previous = None
     for now, loss in losses:
         previous = allocate(link(5_000_000, loss), CLASS_VIEW, previous, now)
-    assert previous is not None and previous.red is red
+    assert previous is not None
+    return previous
 
 
 @pytest.mark.parametrize(
@@ -131,10 +137,8 @@ def test_red_turns_on_above_2_percent_loss_and_off_below_1_percent(
 def test_red_stays_on_for_red_hold_s_after_the_loss_last_exceeded_red_on_above(
     losses: list[tuple[float, float]], red: bool
 ) -> None:
-    previous = None
-    for now, loss in losses:
-        previous = allocate(link(5_000_000, loss), CLASS_VIEW, previous, now)
-    assert previous is not None and previous.red is red
+    previous = allocated_through(losses)
+    assert previous.red is red
     assert BudgetPolicy().red_hold_s == 15.0
     if red:
         lossy = [now for now, loss in losses if loss > BudgetPolicy().red_on_above]

@@ -514,11 +514,7 @@ def test_any_input_sequence_gives_a_rung_of_the_ladder_and_no_up_switch_under_lo
     inputs: list[tuple[float, float, float]],
 ) -> None:
     ladder = L1T3.ladder()
-    previous: RungDecision | None = None
-    now = 0.0
-    for estimate, loss, dt in inputs:
-        now += dt
-        decision = decide(estimate, loss, 0.05, L1T3, previous, now)
+    for previous, decision, loss in walk(inputs):
         assert decision.choice in ladder
         assert decision.cost_bps == L1T3.cost(decision.choice)
         if previous is not None:
@@ -526,7 +522,22 @@ def test_any_input_sequence_gives_a_rung_of_the_ladder_and_no_up_switch_under_lo
             assert decision.switched == (decision.choice != previous.choice)
             if went_up:
                 assert loss < POLICY.up_loss_max
+
+
+def walk(
+    inputs: list[tuple[float, float, float]], limit_bps: float = math.inf
+) -> list[tuple[RungDecision | None, RungDecision, float]]:
+    """(previous decision, decision, loss) along (estimate, loss, seconds since the last)
+    inputs, from the start."""
+    steps: list[tuple[RungDecision | None, RungDecision, float]] = []
+    previous: RungDecision | None = None
+    now = 0.0
+    for estimate, loss, dt in inputs:
+        now += dt
+        decision = decide(estimate, loss, 0.05, L1T3, previous, now, POLICY, limit_bps)
+        steps.append((previous, decision, loss))
         previous = decision
+    return steps
 
 
 @settings(max_examples=100, deadline=None)
@@ -546,11 +557,7 @@ def test_no_step_up_ever_goes_above_a_policy_limit(
     inputs: list[tuple[float, float, float]], limit_bps: float
 ) -> None:
     ladder = L1T3.ladder()
-    previous: RungDecision | None = None
-    now = 0.0
-    for estimate, loss, dt in inputs:
-        now += dt
-        decision = decide(estimate, loss, 0.05, L1T3, previous, now, POLICY, limit_bps)
+    for previous, decision, _loss in walk(inputs, limit_bps):
         if previous is not None and ladder.index(decision.choice) < ladder.index(previous.choice):
             assert decision.cost_bps <= limit_bps
         previous = decision
