@@ -247,10 +247,19 @@ class DownlinkEstimator:
         key = counters[0] if counters is not None else None
         last = self._last_report_at.get(key)
         self._last_report_at[key] = now
+        # the loss since the last report we got: the counters span the whole silence, where
+        # `fraction_lost` spans only the receiver's last interval (its reports in between
+        # were lost too)
+        silence_loss = fraction_lost / 256
+        if counters is not None and counters[0] in self._counters:
+            highest, lost = self._counters[counters[0]]
+            expected = counters[1] - highest
+            if 0 < expected < 0x8000:
+                silence_loss = max(silence_loss, (counters[2] - lost) / expected)
         outage = (
             last is not None
             and now - last >= policy.outage_s
-            and fraction_lost / 256 >= policy.outage_loss
+            and silence_loss >= policy.outage_loss
         )
         counted = self._count(counters, now, outage) if counters is not None else None
         if outage:

@@ -446,3 +446,21 @@ def test_a_remb_contradicted_by_what_gets_through_stops_bounding_the_estimate() 
     est.on_remb(40_000, 8.5)
     step(est, 300_000, 8, 9, 0.05)
     assert est.estimate(9.0).bound is EstimateBound.REMB
+
+
+def test_an_outage_ending_mid_report_interval_is_still_an_outage() -> None:
+    """The link is cut for 5 s; the receiver's reports during the cut are lost, and its first
+    report after it covers only its last second (40% lost): the counters, which span the whole
+    cut since the last report we got, say it was an outage."""
+    est = DownlinkEstimator()
+    video = Receiver(1, 100)
+    for t in (1.0, 2.0):
+        send(est, 1_000_000, t - 1, t)
+        video.report(est, t, 1.0, 0)
+    before = est.estimate(2.0)
+    send(est, 1_000_000, 2.0, 7.5)
+    video.highest += 550
+    video.lost += 460
+    est.on_receiver_report(lost(0.4), 0, 0, 0, 7.5, counters=(1, video.highest, video.lost))
+    assert est.outages == 1
+    assert est.estimate(7.5).bps == before.bps
