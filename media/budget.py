@@ -187,7 +187,15 @@ def allocate(
             before = previous.of(track.track_id) if previous is not None else None
             prior = before.decision if before is not None else None
             bystander = probe_spike and (prior is None or prior.probe_until is None)
-            loss = min(link.loss, policy.rung.loss_spike * 0.99) if bystander else link.loss
+            # a loss reading older than this track's last loss step is the one it answered
+            stale = (
+                prior is not None
+                and prior.last_loss_step_at is not None
+                and (link.loss_at is None or link.loss_at <= prior.last_loss_step_at)
+            )
+            loss = link.loss
+            if bystander or stale:
+                loss = min(loss, policy.rung.loss_spike * 0.99)
             decision = decide(
                 share,
                 loss,

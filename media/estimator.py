@@ -59,6 +59,9 @@ class LinkEstimate:
     """What the relay sent this subscriber over the last `rate_window_s`."""
     delivered_bps: float
     """What got through according to the last report: sent times (1 - its loss)."""
+    loss_at: float | None = None
+    """When `loss` was last measured (None: never): after a decrease the window needs new
+    reports, and until then `loss` is the old reading, not news."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +175,7 @@ class DownlinkEstimator:
         self._remb_bps: float | None = None
         self._remb_at = 0.0
         self._remb_contradicted_since: float | None = None
+        self._loss_at: float | None = None
         self._loss_bound: float | None = None  # None until the first receiver report
         self._loss: float | None = None
         self._rtt_s: float | None = None
@@ -277,6 +281,7 @@ class DownlinkEstimator:
                 if self._loss is None
                 else policy.loss_weight * loss + (1 - policy.loss_weight) * self._loss
             )
+        self._loss_at = now
         sent = self._sent.bps(now)
         self._delivered_bps = sent * (1 - loss)
         bound = self._loss_bound
@@ -367,6 +372,7 @@ class DownlinkEstimator:
             bound=bound,
             sent_bps=self._sent.bps(now),
             delivered_bps=self._delivered_bps,
+            loss_at=self._loss_at,
         )
 
     def _fresh_remb(self, now: float) -> float | None:

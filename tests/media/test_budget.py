@@ -4,6 +4,8 @@ track on the best rung its share allows, with hysteresis kept per track."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from media.budget import (
@@ -15,7 +17,7 @@ from media.budget import (
     red_state,
 )
 from media.estimator import EstimateBound, LinkEstimate
-from media.rung import Rung, RungCosts
+from media.rung import Rung, RungCosts, RungReason
 
 CAMERA = RungCosts((400_000.0, 200_000.0, 400_000.0), low_bps=150_000.0)
 """1 Mbit/s L1T3 camera: 400k / 600k / 1M, low 150k."""
@@ -298,3 +300,18 @@ def test_a_capped_screen_share_is_not_probed_above_its_cap() -> None:
     screen = previous.of("teacher-screen") if previous is not None else None
     assert screen is not None and screen.decision is not None
     assert screen.decision.probe_until is None
+
+
+def test_a_loss_reading_older_than_the_last_loss_step_does_not_step_again() -> None:
+    """After a loss step the estimator's window needs new reports; until they come, the loss it
+    shows is the reading already answered, and must not pause the next rung down too."""
+    lossy = replace(link(1_000_000, 0.2), loss_at=1.0)
+    first = allocate(lossy, CLASS_VIEW, allocate(link(1_000_000), CLASS_VIEW, None, 0.0), 1.0)
+    stepped = first.of("teacher-cam")
+    assert stepped is not None and stepped.decision is not None
+    assert stepped.decision.reason is RungReason.LOSS
+    later = 1.0 + BudgetPolicy().rung.loss_step_interval_s + 0.5
+    same = allocate(lossy, CLASS_VIEW, first, later)  # no report since: loss_at still 1.0
+    again = allocate(replace(lossy, loss_at=later), CLASS_VIEW, first, later)  # a new report
+    assert rungs(same)["teacher-cam"] == rungs(first)["teacher-cam"]
+    assert rungs(again)["teacher-cam"] != rungs(first)["teacher-cam"]
