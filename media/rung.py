@@ -318,6 +318,8 @@ def decide(
         since = state.shortfall_since if state.shortfall_since is not None else now
         if now - since >= policy.down_after_s:
             index = best_fitting(ladder, available, estimate_bps * policy.headroom)
+            if index == len(ladder) - 1:  # rather the cheapest video the share covers, if any
+                index = best_fitting(ladder, available, estimate_bps)
             index = min(max(current + 1, index), len(ladder) - 1)
             return _down(state, ladder[index], RungReason.SHORTFALL, available, now, policy)
         return _hold(state, cost, shortfall_since=since)

@@ -561,3 +561,12 @@ def test_no_step_up_ever_goes_above_a_policy_limit(
         if previous is not None and ladder.index(decision.choice) < ladder.index(previous.choice):
             assert decision.cost_bps <= limit_bps
         previous = decision
+
+
+def test_a_shortfall_keeps_the_cheapest_video_the_share_covers_rather_than_pausing() -> None:
+    """160k: within headroom (136k) nothing fits, but the low rendition (150k) is covered: the
+    camera steps down to low rather than to audio only."""
+    start = decide(1_000_000, 0.0, 0.05, L1T3, None, 0.0)
+    steps = ticks(0.25, 3.0, 160_000)
+    decisions = run(steps, start=start)
+    assert decisions[-1].choice == LOW and decisions[-1].reason is RungReason.SHORTFALL
