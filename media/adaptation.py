@@ -173,7 +173,10 @@ def apply_decision(stream: OutboundStream, decision: RungDecision) -> None:
         stream.pause()
         return
     if decision.rung is Rung.LOW:
-        stream.set_temporal_layers(3)
+        # until the low rendition's first keyframe (the transcoder may take a second or two to
+        # start) the publisher's stream goes on: only its base layer, not its full rate on a
+        # link that just proved too weak for more (the rendition has no layers to drop)
+        stream.set_temporal_layers(1)
     elif decision.rung is Rung.FULL:
         stream.set_temporal_layers(3)
     else:
