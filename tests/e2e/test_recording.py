@@ -35,8 +35,19 @@ async def renditions_widths(page: Page) -> list[int]:
 
 async def play_each_rendition(page: Page) -> None:
     """Pins each rendition in turn and waits for frames of its size, then goes back to auto."""
-    await page.evaluate("() => { const v = document.querySelector('#recording-video');"
-                        " v.loop = true; return v.play(); }")
+    # hls.js may start a new load while play() is pending (AbortError): try again, a few times
+    await page.evaluate(
+        """async () => {
+            const v = document.querySelector('#recording-video');
+            v.loop = true;
+            for (let i = 0; i < 5; i += 1) {
+                try { await v.play(); return; } catch (e) {
+                    if (e.name !== 'AbortError') throw e;
+                    await new Promise((r) => setTimeout(r, 500));
+                }
+            }
+            await v.play();
+        }""")
     await wait_playing(page)
     widths = await renditions_widths(page)
     quality = page.locator("#quality-select")
