@@ -12,6 +12,7 @@ from media.estimator import (
     DownlinkEstimator,
     EstimateBound,
     EstimatorPolicy,
+    LinkEstimate,
     SentRate,
 )
 
@@ -394,15 +395,22 @@ def test_with_counters_too_few_packets_in_the_window_hold_the_loss() -> None:
     assert all(seen[t] == seen[5] for t in range(6, 11))
 
 
-def test_with_counters_an_outage_moves_the_counters_on_without_counting_its_loss() -> None:
+def clean_then_cut() -> tuple[DownlinkEstimator, Receiver, LinkEstimate]:
+    """Two clean reports at 1 Mbit/s, then the link cut from 2 to 7.5 (sent, not reported):
+    the estimator, the video receiver and the estimate before the cut."""
     est = DownlinkEstimator()
     video = Receiver(1, 100)
     for t in (1.0, 2.0):
         send(est, 1_000_000, t - 1, t)
         video.report(est, t, 1.0, 0)
     before = est.estimate(2.0)
-    # The link is cut from 2 to 7: the first report after it says 500 of 550 packets lost.
     send(est, 1_000_000, 2.0, 7.5)
+    return est, video, before
+
+
+def test_with_counters_an_outage_moves_the_counters_on_without_counting_its_loss() -> None:
+    est, video, before = clean_then_cut()
+    # the first report after the cut says 500 of 550 packets lost
     video.report(est, 7.5, 5.5, 500)
     after = est.estimate(7.5)
     assert est.outages == 1 and (after.bps, after.loss) == (before.bps, before.loss)
@@ -452,13 +460,7 @@ def test_an_outage_ending_mid_report_interval_is_still_an_outage() -> None:
     """The link is cut for 5 s; the receiver's reports during the cut are lost, and its first
     report after it covers only its last second (40% lost): the counters, which span the whole
     cut since the last report we got, say it was an outage."""
-    est = DownlinkEstimator()
-    video = Receiver(1, 100)
-    for t in (1.0, 2.0):
-        send(est, 1_000_000, t - 1, t)
-        video.report(est, t, 1.0, 0)
-    before = est.estimate(2.0)
-    send(est, 1_000_000, 2.0, 7.5)
+    est, video, before = clean_then_cut()
     video.highest += 550
     video.lost += 460
     est.on_receiver_report(lost(0.4), 0, 0, 0, 7.5, counters=(1, video.highest, video.lost))
