@@ -254,18 +254,16 @@ class DownlinkEstimator:
         # the loss since the last report we got: the counters span the whole silence, where
         # `fraction_lost` spans only the receiver's last interval (its reports in between
         # were lost too)
+        interval = self._since_last(counters) if counters is not None else None
         silence_loss = fraction_lost / 256
-        if counters is not None and counters[0] in self._counters:
-            highest, lost = self._counters[counters[0]]
-            expected = counters[1] - highest
-            if 0 < expected < 0x8000:
-                silence_loss = max(silence_loss, (counters[2] - lost) / expected)
+        if interval is not None:
+            silence_loss = max(silence_loss, interval[1] / interval[0])
         outage = (
             last is not None
             and now - last >= policy.outage_s
             and silence_loss >= policy.outage_loss
         )
-        counted = self._count(counters, now, outage) if counters is not None else None
+        counted = self._count(interval, now, outage) if counters is not None else None
         if outage:
             self.outages += 1
             return
@@ -324,17 +322,26 @@ class DownlinkEstimator:
         else:
             self._remb_contradicted_since = None
 
-    def _count(self, counters: tuple[int, int, int], now: float, outage: bool) -> float | None:
-        """Add one stream's report to the loss window; the window's loss, or None when it
-        holds too few packets. Reports after an outage only move the counters on."""
+    def _since_last(self, counters: tuple[int, int, int]) -> tuple[int, int] | None:
+        """(expected, lost) packets of one stream since its previous report, which it
+        replaces; None for its first report or counters that went backwards or wrapped."""
         ssrc, highest, lost = counters
         before = self._counters.get(ssrc)
         self._counters[ssrc] = (highest, lost)
+        if before is None:
+            return None
+        expected = highest - before[0]
+        if not 0 < expected < 0x8000:
+            return None
+        return expected, min(max(lost - before[1], 0), expected)
+
+    def _count(self, interval: tuple[int, int] | None, now: float, outage: bool) -> float | None:
+        """Add one stream's (expected, lost) since its last report to the loss window; the
+        window's loss, or None when it holds too few packets. Reports after an outage are
+        left out."""
         window = self._losses
-        if before is not None and not outage:
-            expected = highest - before[0]
-            if 0 < expected < 0x8000:
-                window.append((now, expected, min(max(lost - before[1], 0), expected)))
+        if interval is not None and not outage:
+            window.append((now, *interval))
         # a decrease answered the loss before it: from then on the window holds only reports
         # made since (those of the same compound report included), not the same loss again
         cutoff = now - self.policy.loss_window_s
