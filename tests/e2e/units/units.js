@@ -156,9 +156,11 @@ table('rungBanner', rungBanner, [
   [['audio_only', 'full'], ['classroom.weak_network', 'warn']],
   [['low', 'audio_only'], ['classroom.network_recovered', 'ok']],
   [['full', 'low'], null],
-  [['reduced_fps', 'full', ['t:camera'], []], ['classroom.camera_paused', 'warn']],
-  [['reduced_fps', 'reduced_fps', [], ['t:camera']], ['classroom.network_recovered', 'ok']],
-  [['reduced_fps', 'full', ['t:screen'], []], null],
+  [['reduced_fps', 'full', ['t:camera'], [], 't'], ['classroom.camera_paused', 'warn']],
+  [['reduced_fps', 'reduced_fps', [], ['t:camera'], 't'], ['classroom.network_recovered', 'ok']],
+  [['reduced_fps', 'full', ['t:screen'], [], 't'], null],
+  [['reduced_fps', 'full', ['c2:camera'], [], 't'], null],
+  [['reduced_fps', 'full', ['t:camera'], [], null], null],
 ]);
 table('classrooms', (s) => classrooms(s).map((p) => p.id), [[[session], ['c1', 'c2']], [[null], []]]);
 table('waitMinutes', waitMinutes, [[[10], 1], [[600], 10], [[undefined], null]]);

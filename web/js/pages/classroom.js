@@ -30,20 +30,24 @@ export function stageLayout(session, remote, me) {
   };
 }
 
-/** Whether a `link` frame's paused tracks (`participant:source`) include a camera. */
-export function cameraPaused(paused) {
-  return (paused || []).some((track) => String(track).endsWith(':camera'));
+/**
+ * Whether a `link` frame's paused tracks (`participant:source`) include the teacher's camera
+ * (a paused camera of a classroom called on is not "the teacher's video is paused").
+ */
+export function cameraPaused(paused, teacherId) {
+  return Boolean(teacherId) && (paused || []).includes(`${teacherId}:camera`);
 }
 
 /**
  * The banner for my own adaptation: [key, level] or null, given this `link` frame's rung and
- * paused tracks and the previous ones. All video paused says so; the camera paused while the
- * slides go on says that instead; either one ending says the video is back.
+ * paused tracks and the previous ones, and the teacher's participant id. All video paused says
+ * so; the teacher's camera paused while the slides go on says that instead; either one ending
+ * says the video is back.
  */
-export function rungBanner(rung, previousRung, paused = [], previousPaused = []) {
+export function rungBanner(rung, previousRung, paused = [], previousPaused = [], teacherId = null) {
   if (rung === 'audio_only') return ['classroom.weak_network', 'warn'];
-  if (cameraPaused(paused)) return ['classroom.camera_paused', 'warn'];
-  if (previousRung === 'audio_only' || cameraPaused(previousPaused)) {
+  if (cameraPaused(paused, teacherId)) return ['classroom.camera_paused', 'warn'];
+  if (previousRung === 'audio_only' || cameraPaused(previousPaused, teacherId)) {
     return ['classroom.network_recovered', 'ok'];
   }
   return null;
@@ -122,7 +126,8 @@ export async function mount(root, ctx) {
     }
     if (what === 'link' && frame.participant === room.me) {
       const paused = frame.paused || [];
-      const shown = rungBanner(frame.rung, myRung, paused, myPaused);
+      const teacher = (room.session?.participants || []).find((p) => TEACHER_ROLES.has(p.role));
+      const shown = rungBanner(frame.rung, myRung, paused, myPaused, teacher?.id ?? null);
       myRung = frame.rung;
       myPaused = paused;
       clearTimeout(recoveredTimer);
