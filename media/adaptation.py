@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from media.budget import Allocation, BudgetPolicy, IncomingTrack, Priority, allocate, red_state
@@ -270,8 +270,10 @@ class DownlinkAdaptation:
     # -- what the subscriber reports (called by its outbound streams) -------------------------
 
     def on_report(self, report: ReportBlock, clock_rate: int) -> None:
+        now = self._clock()
+        self._count_sent(self._streams(), now)  # what was sent up to the report, not a tick ago
         self.estimator.on_receiver_report(
-            report.fraction_lost, report.jitter, report.lsr, report.dlsr, self._clock(),
+            report.fraction_lost, report.jitter, report.lsr, report.dlsr, now,
             clock_rate=clock_rate,
             counters=(report.ssrc, report.highest_seq, report.packets_lost),
         )
@@ -282,19 +284,25 @@ class DownlinkAdaptation:
     def on_sender_report(self, ntp_timestamp: int) -> None:
         self.estimator.on_sender_report(ntp_timestamp, self._clock())
 
+    def _count_sent(self, streams: Iterable[OutboundStream], now: float) -> None:
+        """Tell the estimator what the streams sent since the last count (0 included: the
+        sent rate is measured between counts)."""
+        sent = 0
+        for stream in streams:
+            if stream.track is None:
+                continue
+            total = stream.octets + stream.packets * PACKET_OVERHEAD
+            sent += total - self._counted.get(stream, 0)
+            self._counted[stream] = total
+        self.estimator.on_sent(sent, now)
+
     # -- the tick ------------------------------------------------------------------------------
 
     def tick(self) -> Allocation:
         """Decide once: count what was sent, estimate, allocate, apply, emit on a switch."""
         now = self._clock()
         streams = [s for s in self._streams() if s.track is not None]
-        sent = 0
-        for stream in streams:
-            total = stream.octets + stream.packets * PACKET_OVERHEAD
-            sent += total - self._counted.get(stream, 0)
-            self._counted[stream] = total
-        if sent > 0:
-            self.estimator.on_sent(sent, now)
+        self._count_sent(streams, now)
         link = self.estimator.estimate(now)
         if self._stats_at is None or now - self._stats_at >= STATS_EVERY_S:
             if self._stats_at is not None:  # the first sample would only show the default

@@ -7,7 +7,7 @@ the bytes the relay actually sent (the rate the receiver was offered).
 
 The estimate is the smaller of two bounds:
 - REMB, while fresh (`remb_timeout_s`) and not contradicted by what gets through
-  (`remb_distrust_s`);
+  (`remb_distrust_s`, sooner while the RTT shows no queue);
 - a loss-based bound in the manner of GCC's loss controller: above `decrease_above` loss it
   falls to itself (or what was sent, if less) times (1 - loss/2), and to what got through
   (sent times (1 - loss)) when loss says the link overflowed (`overflow_above`); below
@@ -15,7 +15,8 @@ The estimate is the smaller of two bounds:
   (while we send well below it, application-limited, only up to `app_limited_reach` times
   what we send); in between it holds.
   So a receiver that sends no REMB still gets an estimate, and one whose REMB lags is still
-  cut on loss.
+  cut on loss. When the REMB goes quiet, the loss bound takes over within `remb_pull` of it,
+  so the estimate does not leap to a bound left from before a collapse.
 A receiver report arriving after `outage_s` without any, that lost most of its interval,
 describes the outage (the link was cut), not congestion: it neither moves the loss average
 nor the bound, so a link that comes back resumes at the rate it had.
@@ -104,12 +105,25 @@ class EstimatorPolicy:
     `remb_distrust_reach` times what gets through, until it rises or loss returns: a receiver's
     delay-based estimate climbs back from a collapse at 8% a second, far slower than a link
     that came back."""
-    remb_distrust_margin: float = 1.2
+    remb_distrust_margin: float = 1.1
     """See `remb_distrust_s`."""
+    remb_distrust_quick_s: float = 1.0
+    """... or this long while the RTT is within `rtt_rise_s` of its floor: a REMB below what
+    gets through with no queue building (a receiver's REMB stays within 1.5 times what it
+    receives, so it falls with what we send when we send little) is not congestion."""
+    rtt_rise_s: float = 0.05
+    """See `remb_distrust_quick_s`."""
+    rtt_floor_window_s: float = 30.0
+    """The RTT floor is the smallest RTT sample over this window."""
     remb_distrust_reach: float = 1.5
     """A contradicted REMB is replaced by what gets through times this (what a receiver's
     REMB itself allows above its incoming rate), not by the loss bound alone, which may be
     stale after an outage."""
+    remb_pull: float = 2.0
+    """When the REMB goes stale, the loss-based bound takes over within this multiple of the
+    last REMB (or of what gets through, if more): a bound left high from before a collapse
+    must not become the estimate the moment the REMB goes quiet (a receiver that gets audio
+    alone may send no REMB for seconds)."""
     outage_s: float = 3.0
     """A receiver report after this long a silence, that lost at least `outage_loss` of its
     interval, describes an outage, not congestion."""
@@ -134,36 +148,43 @@ class EstimatorPolicy:
 
 
 class SentRate:
-    """Bytes sent, as a rate over a sliding window of four buckets (cheap per packet)."""
+    """Bytes sent, as a rate over a sliding window. Bytes may come per packet or in batches
+    (the relay counts its streams' octets at each tick and each report): a batch is what was
+    sent since the previous one, so the rate is measured between two counts, from the last
+    count at or before the window's start to the newest, never over a window that holds a
+    batch's end but not its beginning."""
 
     def __init__(self, window_s: float) -> None:
-        self._bucket_s = window_s / 4
-        self._buckets: deque[list[int]] = deque()  # [bucket index, bytes]
-        self._first_at: float | None = None
+        self._window_s = window_s
+        self._counts: deque[tuple[float, int]] = deque()  # (at, bytes counted up to then)
+        self._total = 0
 
     def add(self, nbytes: int, now: float) -> None:
-        """Count `nbytes` sent at `now`."""
-        index = int(now // self._bucket_s)
-        buckets = self._buckets
-        if buckets and buckets[-1][0] == index:
-            buckets[-1][1] += nbytes
-            return
-        if self._first_at is None:
-            self._first_at = now
-        buckets.append([index, nbytes])
-        while buckets[0][0] <= index - 4:
-            buckets.popleft()
+        """Count `nbytes` sent since the previous call, up to `now` (0 marks a quiet spell)."""
+        self._total += nbytes
+        counts = self._counts
+        if counts and counts[-1][0] >= now:
+            counts[-1] = (counts[-1][0], self._total)
+        else:
+            counts.append((now, self._total))
+        while len(counts) > 2 and counts[1][0] <= now - self._window_s:
+            counts.popleft()
 
     def bps(self, now: float) -> float:
-        """Bits per second over the window ending at `now`."""
-        if self._first_at is None:
+        """Bits per second over about the last window before `now` (0 when nothing was
+        counted in it)."""
+        counts = self._counts
+        if not counts or now - counts[-1][0] > self._window_s:
             return 0.0
-        index = int(now // self._bucket_s)
-        oldest = index - 3
-        total = sum(n for i, n in self._buckets if oldest <= i <= index)
-        start = max(oldest * self._bucket_s, self._first_at)
-        elapsed = max(now - start, self._bucket_s / 4)
-        return total * 8 / elapsed
+        base_at, base = counts[0]
+        for at, total in counts:  # the last count at or before the window's start
+            if at > now - self._window_s:
+                break
+            base_at, base = at, total
+        last_at, last = counts[-1]
+        if last_at <= base_at:
+            return 0.0
+        return (last - base) * 8 / (last_at - base_at)
 
 
 class DownlinkEstimator:
@@ -174,11 +195,13 @@ class DownlinkEstimator:
         self._sent = SentRate(policy.rate_window_s)
         self._remb_bps: float | None = None
         self._remb_at = 0.0
+        self._remb_expired = False
         self._remb_contradicted_since: float | None = None
         self._loss_at: float | None = None
         self._loss_bound: float | None = None  # None until the first receiver report
         self._loss: float | None = None
         self._rtt_s: float | None = None
+        self._rtt_samples: deque[tuple[float, float]] = deque()  # (at, rtt) for the floor
         self._jitter_s: float | None = None
         self._delivered_bps = 0.0
         self._last_report_at: dict[int | None, float] = {}  # per SSRC (None: without counters)
@@ -199,6 +222,7 @@ class DownlinkEstimator:
         """A REMB bitrate from the subscriber."""
         self._remb_bps = float(bps)
         self._remb_at = now
+        self._remb_expired = False
 
     def on_remb_fci(self, fci: bytes, now: float) -> bool:
         """A REMB from its feedback control information; False (ignored) if malformed."""
@@ -221,6 +245,18 @@ class DownlinkEstimator:
             return
         weight = self.policy.rtt_weight
         self._rtt_s = rtt_s if self._rtt_s is None else weight * rtt_s + (1 - weight) * self._rtt_s
+        samples = self._rtt_samples
+        samples.append((now, rtt_s))
+        while samples[0][0] < now - self.policy.rtt_floor_window_s:
+            samples.popleft()
+
+    def _rtt_settled(self) -> bool:
+        """Whether the latest RTT sample is within `rtt_rise_s` of the floor (no queue
+        building); False before any sample (nothing says so)."""
+        if not self._rtt_samples:
+            return False
+        floor = min(rtt for _, rtt in self._rtt_samples)
+        return self._rtt_samples[-1][1] <= floor + self.policy.rtt_rise_s
 
     def on_receiver_report(
         self,
@@ -310,7 +346,6 @@ class DownlinkEstimator:
             self._last_increase_at = now
         else:
             self._last_increase_at = None
-        self._loss_bound = min(max(bound, policy.min_bps), policy.max_bps)
         remb = self._remb_bps
         if (
             loss < policy.increase_below
@@ -321,6 +356,14 @@ class DownlinkEstimator:
                 self._remb_contradicted_since = now
         else:
             self._remb_contradicted_since = None
+        if (
+            self._remb_bps is not None
+            and not self._remb_expired
+            and now - self._remb_at > policy.remb_timeout_s
+        ):  # the REMB went quiet: the bound takes over from it, not from where it was before
+            self._remb_expired = True
+            bound = min(bound, max(self._remb_bps, self._delivered_bps) * policy.remb_pull)
+        self._loss_bound = min(max(bound, policy.min_bps), policy.max_bps)
 
     def _since_last(self, counters: tuple[int, int, int]) -> tuple[int, int] | None:
         """(expected, lost) packets of one stream since its previous report, which it
@@ -388,8 +431,10 @@ class DownlinkEstimator:
         if self._remb_bps is None or now - self._remb_at > self.policy.remb_timeout_s:
             return None
         since = self._remb_contradicted_since
-        if since is not None and now - since >= self.policy.remb_distrust_s:
-            return max(self._remb_bps, self._delivered_bps * self.policy.remb_distrust_reach)
+        policy = self.policy
+        wait = policy.remb_distrust_quick_s if self._rtt_settled() else policy.remb_distrust_s
+        if since is not None and now - since >= wait:
+            return max(self._remb_bps, self._delivered_bps * policy.remb_distrust_reach)
         return self._remb_bps
 
     def _remb_or_initial(self, now: float) -> float:

@@ -46,6 +46,12 @@ def step(est: DownlinkEstimator, bps: float, start: float, end: float, loss: flo
         ([(1250, t / 100) for t in range(300)], 2.99, 1_000_000),
         ([(1250, t / 100) for t in range(100)], 5.0, 0.0),  # nothing in the last window
         ([(2500, t / 100) for t in range(200, 300)], 2.99, 2_000_000),
+        # batches counted at ticks (every 0.5 s) and at a report in between (0.3 s after one):
+        # each is what was sent since the one before, so 1M throughout, whenever read
+        ([(62_500, t / 2) for t in range(1, 21)], 10.0, 1_000_000),
+        ([(62_500, t / 2) for t in range(1, 21)] + [(37_500, 10.3)], 10.3, 1_000_000),
+        ([(62_500, t / 2) for t in range(1, 21)] + [(37_500, 10.3)], 10.45, 1_000_000),
+        ([(62_500, t / 2) for t in range(1, 21)] + [(0, 10.5)], 10.5, 500_000),  # quiet since
     ],
 )
 def test_sent_rate_is_bytes_over_the_last_window(
@@ -436,24 +442,56 @@ def test_after_an_outage_every_stream_of_the_same_report_is_part_of_the_outage()
     assert (after.bps, after.loss) == (before.bps, before.loss)
 
 
-def test_a_remb_contradicted_by_what_gets_through_stops_bounding_the_estimate() -> None:
+@pytest.mark.parametrize(
+    ("rtts", "trusted_until"),
+    [
+        ([], 4),  # no RTT measured: nothing says there is no queue, 3 s (remb_distrust_s)
+        ([0.02, 0.03], 2),  # the RTT at its floor: 1 s (remb_distrust_quick_s)
+        ([0.02, 0.3], 4),  # the RTT risen by 280 ms, a queue: 3 s (remb_distrust_s)
+    ],
+)
+def test_a_remb_contradicted_by_what_gets_through_stops_bounding_the_estimate(
+    rtts: list[float], trusted_until: int
+) -> None:
     """After a collapse the receiver's REMB climbs back at 8% a second; a relay that sends
-    300k loss-free while the REMB says 40k stops believing it after remb_distrust_s, and
-    goes by what gets through instead."""
+    300k loss-free while the REMB says 40k stops believing it, after remb_distrust_quick_s
+    while the RTT shows no queue, else remb_distrust_s, and goes by what gets through."""
     est = DownlinkEstimator()
+    for i, rtt in enumerate(rtts):
+        est.on_rtt(rtt, i * 0.1)
     seen = {}
     for t in range(1, 9):
         est.on_remb(40_000, float(t) - 0.5)
         step(est, 300_000, t - 1, t, 0.0)
         seen[t] = est.estimate(float(t))
     assert seen[1].bound is EstimateBound.REMB and seen[1].bps == 40_000
-    assert seen[3].bound is EstimateBound.REMB  # contradicted since 1: not for 3 s yet
+    assert seen[trusted_until - 1].bound is EstimateBound.REMB  # contradicted since 1
     # at most what gets through (300k) times remb_distrust_reach (and the loss bound)
-    assert 300_000 < seen[4].bps <= 300_000 * POLICY.remb_distrust_reach * 1.01
+    assert 300_000 < seen[trusted_until].bps <= 300_000 * POLICY.remb_distrust_reach * 1.01
     # loss comes back: the REMB bounds again
     est.on_remb(40_000, 8.5)
     step(est, 300_000, 8, 9, 0.05)
     assert est.estimate(9.0).bound is EstimateBound.REMB
+
+
+def test_a_loss_bound_left_high_does_not_become_the_estimate_when_the_remb_goes_quiet() -> None:
+    """The link fell to 150k: the REMB says 42k, audio alone gets through (45k). The receiver
+    then sends no REMB (nothing it receives carries abs-send-time): when the REMB is stale the
+    estimate is within remb_pull of it, not the 1M bound from before the fall."""
+    est = DownlinkEstimator()
+    for t in (1.0, 2.0):
+        step(est, 1_000_000, t - 1, t, 0.0)
+    assert est.estimate(2.0).bps >= 1_000_000
+    est.on_rtt(0.2, 2.0)  # a queue: the REMB is not distrusted quickly
+    for t in (3.0, 4.0, 5.0):
+        est.on_remb(42_000, t - 0.5)
+        step(est, 45_000, t - 1, t, 0.0)
+    assert est.estimate(5.0).bps == 42_000
+    for t in (6.0, 7.0, 8.0, 9.0, 10.0):
+        step(est, 45_000, t - 1, t, 0.0)
+    stale = est.estimate(10.0)  # last REMB at 4.5: stale after 5 s
+    assert stale.bound is EstimateBound.LOSS
+    assert stale.bps <= 45_000 * POLICY.remb_pull * POLICY.app_limited_reach
 
 
 def test_an_outage_ending_mid_report_interval_is_still_an_outage() -> None:
