@@ -356,14 +356,8 @@ class DownlinkEstimator:
                 self._remb_contradicted_since = now
         else:
             self._remb_contradicted_since = None
-        if (
-            self._remb_bps is not None
-            and not self._remb_expired
-            and now - self._remb_at > policy.remb_timeout_s
-        ):  # the REMB went quiet: the bound takes over from it, not from where it was before
-            self._remb_expired = True
-            bound = min(bound, max(self._remb_bps, self._delivered_bps) * policy.remb_pull)
         self._loss_bound = min(max(bound, policy.min_bps), policy.max_bps)
+        self._expire_remb(now)
 
     def _since_last(self, counters: tuple[int, int, int]) -> tuple[int, int] | None:
         """(expected, lost) packets of one stream since its previous report, which it
@@ -406,6 +400,7 @@ class DownlinkEstimator:
     def estimate(self, now: float) -> LinkEstimate:
         """The estimate at `now`."""
         policy = self.policy
+        self._expire_remb(now)
         remb = self._fresh_remb(now)
         if self._loss_bound is None:
             bps = remb if remb is not None else policy.initial_bps
@@ -424,6 +419,17 @@ class DownlinkEstimator:
             delivered_bps=self._delivered_bps,
             loss_at=self._loss_at,
         )
+
+    def _expire_remb(self, now: float) -> None:
+        """When the REMB goes quiet, the loss bound takes over from it (within `remb_pull`),
+        not from where it was before the REMB fell."""
+        if self._remb_bps is None or self._remb_expired or self._loss_bound is None:
+            return
+        if now - self._remb_at <= self.policy.remb_timeout_s:
+            return
+        self._remb_expired = True
+        pulled = max(self._remb_bps, self._delivered_bps) * self.policy.remb_pull
+        self._loss_bound = max(min(self._loss_bound, pulled), self.policy.min_bps)
 
     def _fresh_remb(self, now: float) -> float | None:
         """The REMB's bound while fresh: the REMB itself, or once contradicted, what gets

@@ -168,12 +168,16 @@ class RungPolicy:
     probe_floor_bps: float = 150_000.0
     """A rung this cheap may always be probed (the low rendition, from audio only: a share
     next to nothing must not keep video off a link that came back)."""
+    probe_rtt_rise_s: float = 0.1
+    """A probe during which the RTT rises by this much failed: the link queues what it cannot
+    carry (100 ms of queue on the lab's rate caps), and loss follows."""
     probe_s: float = 2.0
     """A probe lasts this long (at least one receiver-report interval plus an RTT); it is
     judged on reports about it (the estimator's loss window restarts when it starts)."""
     proven_grace_s: float = 6.0
     """After a successful probe, a shortfall in the estimate is ignored this long unless loss
-    rises: receiver estimates (REMB) lag the rate a probe proved."""
+    or the RTT rises (`proven_rtt_rise_s`): receiver estimates (REMB) lag the rate a probe
+    proved."""
     proven_rtt_rise_s: float = 0.15
     """After the grace, the proven rung is kept against a short estimate while the loss stays
     below what would have failed the probe and the RTT has not risen by this much since the
@@ -299,7 +303,7 @@ def decide(
             probe_interval_s=previous.probe_interval_s if ceiling else policy.probe_interval_s,
         )
     if previous.probe_until is not None:
-        return _judge_probe(previous, ladder, estimate_bps, loss, available, now, policy)
+        return _judge_probe(previous, ladder, estimate_bps, loss, rtt_s, available, now, policy)
     state = _judge_last_up(previous, ladder, now, policy)
     current = ladder.index(state.choice)
     cost = available.cost(state.choice)
@@ -376,9 +380,11 @@ def _proven(
         return False
     if estimate_bps < state.proven_floor_bps:
         return False
+    if rtt_s >= state.proven_rtt_limit:
+        return False
     if now < state.proven_until:
         return loss < policy.up_loss_max
-    return loss < state.proven_loss_limit and rtt_s < state.proven_rtt_limit
+    return loss < state.proven_loss_limit
 
 
 def _at_or_above_ceiling(state: RungDecision, ladder: tuple[RungChoice, ...], index: int) -> bool:
@@ -429,19 +435,22 @@ def _judge_probe(
     ladder: tuple[RungChoice, ...],
     estimate_bps: float,
     loss: float,
+    rtt_s: float,
     costs: RungCosts,
     now: float,
     policy: RungPolicy,
 ) -> RungDecision:
     """Keep probing, keep the probed rung, or go back to where the probe started: on a loss
-    spike, on loss risen by the end, or when the estimate fell below what the rung before the
-    probe cost (a receiver's delay-based estimate drops at once when a probe overloads it)."""
+    spike, on loss risen by the end, when the estimate fell below what the rung before the
+    probe cost (a receiver's delay-based estimate drops at once when a probe overloads it), or
+    when the RTT rose by `probe_rtt_rise_s` (a queue building: loss comes next)."""
     assert state.probe_until is not None
     ended = now >= state.probe_until
     failed_at = max(policy.probe_loss_floor, state.probe_loss_before + policy.probe_loss_rise)
     before = costs.cost(state.probe_from) if state.probe_from in ladder else 0.0
     overloaded = estimate_bps < before * (1.0 - policy.shortfall_tolerance)
-    if loss >= policy.loss_spike or overloaded or (ended and loss >= failed_at):
+    queued = 0.0 < state.probe_rtt_before < rtt_s - policy.probe_rtt_rise_s
+    if loss >= policy.loss_spike or overloaded or queued or (ended and loss >= failed_at):
         back = state.probe_from
         if back is None or back not in ladder:
             back = ladder[min(ladder.index(state.choice) + 1, len(ladder) - 1)]

@@ -321,6 +321,40 @@ def test_a_probe_fails_only_when_loss_rises_over_what_it_started_with(
     assert at[6.0].choice == (LOW if reason is RungReason.PROBE_OK else AUDIO_ONLY)
 
 
+@pytest.mark.parametrize(
+    ("rtt_before", "rtt_during", "reason"),
+    [
+        (0.05, 0.05, RungReason.PROBE_OK),
+        (0.05, 0.14, RungReason.PROBE_OK),  # up by less than probe_rtt_rise_s
+        (0.05, 0.16, RungReason.PROBE_FAILED),  # a queue builds: failed at once
+        (0.0, 0.5, RungReason.PROBE_OK),  # no RTT before the probe: nothing to rise from
+    ],
+)
+def test_a_probe_fails_when_the_rtt_rises_during_it(
+    rtt_before: float, rtt_during: float, reason: RungReason
+) -> None:
+    start = decide(100_000, 0.0, rtt_before, L1T3, None, 0.0)
+    before = run(ticks(0.25, 4.25, 100_000), start=start, rtt_s=rtt_before)
+    assert before[-1].reason is RungReason.PROBE and before[-1].changed_at == 4.0
+    during = run(ticks(4.25, 6.25, 100_000), start=before[-1], rtt_s=rtt_during)
+    judged = [d for d in during if d.reason is not RungReason.PROBE]
+    assert judged[0].reason is reason
+    if reason is RungReason.PROBE_FAILED:
+        assert judged[0].changed_at == 4.25 and judged[0].choice == AUDIO_ONLY
+    else:
+        assert judged[0].changed_at == 4.0 and judged[0].choice == LOW
+
+
+def test_in_the_grace_a_proven_rung_falls_when_the_rtt_rises() -> None:
+    """A lagging estimate is ignored in the grace, but not with a queue building under it."""
+    decisions = proven_low()
+    later = run(ticks(6.25, 12, 120_000), start=decisions[23], rtt_s=0.05 + 0.16)
+    down = [d for d in later if d.switched]
+    assert [(d.changed_at, d.choice, d.reason) for d in down][:1] == [
+        (6.25 + POLICY.down_after_s, AUDIO_ONLY, RungReason.SHORTFALL)
+    ]
+
+
 def test_a_4_percent_loss_link_probes_and_keeps_the_probed_rung_while_loss_stays_there() -> None:
     start = decide(100_000, 0.04, 0.05, L1T3, None, 0.0)
     decisions = run(ticks(0.25, 40, 100_000, loss=0.04), start=start)
