@@ -9,9 +9,10 @@ temporal layer, `reduced_fps` fewer, `low` switches the stream to the publisher'
 transcoded rendition (`media.transcode`, started on demand and stopped when its last
 subscriber leaves it), `audio_only` pauses the stream (the m-line stays). When a rung
 switches, or a video is paused or resumed, a `link` event goes out through the downlink's
-event callback. Each tick also sets the downlink's pacing rate (`pacing_rate`, `media.pacer`)
-and tells the estimator when a probe starts or fails, so that the probe is judged on the
-reports about it.
+event callback. A paused video stream carries a padding heartbeat, so the subscriber keeps
+reporting on it (`OutboundStream.send_padding`). Each tick also sets the downlink's pacing
+rate (`pacing_rate`, `media.pacer`) and tells the estimator when a probe starts or fails, so
+that the probe is judged on the reports about it.
 
 A VP8 camera offers `low` (at its measured bitrate once it runs, `LOW_RUNG_NOMINAL_BPS`
 before); a screen share or another codec does not.
@@ -30,6 +31,7 @@ from media.budget import Allocation, BudgetPolicy, IncomingTrack, Priority, allo
 from media.estimator import DownlinkEstimator, LinkEstimate
 from media.forwarder import PACKET_OVERHEAD, InboundTrack, OutboundStream
 from media.rtcp_feedback import ReportBlock
+from media.rtptime import abs_send_time
 from media.rung import LOW_RUNG_NOMINAL_BPS, Rung, RungCosts, RungDecision, RungReason
 from media.ticker import Ticker
 from media.transcode import low_rendition, offers_low
@@ -43,6 +45,11 @@ STATS_EVERY_S = 5.0
 
 LOSS_SETTLE_S = 1.0
 """After a failed probe, reports for this long (one report interval) still describe it."""
+HEARTBEAT_PACKETS = 2
+"""Padding packets a tick on each paused video stream (4 a second at `TICK_S`)..."""
+HEARTBEAT_BYTES = 200
+"""... of this many padding bytes each: about 8 kbit/s with headers, a few percent of the
+weakest link, for reports every second and a REMB while the video is off."""
 PACE_BELOW_BPS = 4_000_000.0
 """Downlinks estimated at this or more are not paced (no queue in the relay on a good link)."""
 PACE_FACTOR = 1.25
@@ -362,6 +369,7 @@ class DownlinkAdaptation:
             elif decision.switched and decision.reason is RungReason.PROBE_FAILED:
                 # the next reports still describe the probe: they must not cut the bound
                 self.estimator.restart_loss_window(now + LOSS_SETTLE_S)
+        self._heartbeat(allocation, by_id)
         rung = summary_rung(allocation)
         paused = paused_tracks(allocation)
         if rung is not None and (rung != self.rung or paused != self.paused):
@@ -372,6 +380,14 @@ class DownlinkAdaptation:
         self.rung = rung
         self.paused = paused
         return allocation
+
+    def _heartbeat(self, allocation: Allocation, by_id: dict[str, OutboundStream]) -> None:
+        """Padding on each video stream the allocation pauses: its reports and the REMB keep
+        coming while the video is off (`OutboundStream.send_padding`)."""
+        stamp = abs_send_time(time.time())
+        for item in allocation.tracks:
+            if item.decision is not None and item.decision.video_paused:
+                by_id[item.track_id].send_padding(HEARTBEAT_PACKETS, HEARTBEAT_BYTES, stamp)
 
     def start(self) -> None:
         """Tick every `interval_s` until `stop` (idempotent)."""

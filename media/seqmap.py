@@ -5,7 +5,8 @@ packets on purpose (temporal layers) and switches the stream between sources. `S
 turns a source sequence number into the outbound one, `SeqMap.drop` removes an in-order
 packet from the outbound sequence without leaving a hole, `SeqMap.restart` makes the next
 mapped packet (of a new source) follow the last outbound one, and `SeqMap.reverse` turns an
-outbound number from a subscriber's NACK back into the source's number.
+outbound number from a subscriber's NACK back into the source's number; `SeqMap.take` gives
+a number to a packet of the relay's own (padding).
 """
 
 from __future__ import annotations
@@ -45,6 +46,15 @@ class SeqMap:
             self._next_out = (self._next_in + self._delta) & MASK
         self._open = False
         self._intervals = []
+
+    def take(self) -> int:
+        """The next outbound number, for a packet of the relay's own (padding while the stream
+        is paused): the current source's interval is closed, and the next source packet
+        mapped follows this one."""
+        self.restart()
+        out = self._next_out
+        self._next_out = (out + 1) & MASK
+        return out
 
     def map(self, seq: int) -> int | None:
         """Return the outbound number for source `seq`, or None if it cannot be placed."""

@@ -7,6 +7,7 @@ written into the descriptor) gives the track measured per-layer costs.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +17,8 @@ from aiortc.rtp import RtpPacket
 from relay_harness import RelayHarness, wait_until
 
 from media.adaptation import (
+    HEARTBEAT_BYTES,
+    HEARTBEAT_PACKETS,
     PACE_BELOW_BPS,
     PACE_FACTOR,
     DownlinkAdaptation,
@@ -218,7 +221,16 @@ async def test_low_remb_drops_temporal_layers_then_pauses_video_and_recovery_res
     assert sub.events[-1]["paused"] == [f"{sub.track.participant_id}:{sub.track.source}"]
     packets = len(sub.sent)
     sub.one_second(remb_bps=60_000)
-    assert len(sub.sent) == packets, "a paused stream sends nothing"
+    heartbeat = sub.sent[packets:]
+    # a paused stream sends no video: only its padding heartbeat (HEARTBEAT_PACKETS a tick),
+    # padding-only packets continuing the sequence, so the subscriber keeps reporting on it
+    assert len(heartbeat) == 4 * HEARTBEAT_PACKETS
+    last_seq = int.from_bytes(sub.sent[packets - 1][2:4], "big")
+    for n, packet in enumerate(heartbeat, start=1):
+        assert packet[0] & 0x20, "the P bit"
+        assert packet[-1] == HEARTBEAT_BYTES and len(packet) > HEARTBEAT_BYTES
+        assert int.from_bytes(packet[2:4], "big") == (last_seq + n) & 0xFFFF
+    packets = len(sub.sent)
 
     for _ in range(30):  # the link comes back: probes and holds bring full video back
         sub.one_second(remb_bps=3_000_000)
@@ -230,7 +242,10 @@ async def test_low_remb_drops_temporal_layers_then_pauses_video_and_recovery_res
     assert sub.rungs()[-1] == "full"
     for _ in range(5):  # keyframes come every 4 s here
         sub.one_second(remb_bps=3_000_000)
-    assert len(sub.sent) > packets, "video flows again from the next keyframe"
+    video = [p for p in sub.sent[packets:] if not p[0] & 0x20]
+    assert video, "video flows again from the next keyframe"
+    seqs = [int.from_bytes(p[2:4], "big") for p in sub.sent[packets - 1 :]]
+    assert all((b - a) & 0xFFFF == 1 for a, b in itertools.pairwise(seqs)), "one sequence, no gap"
 
 
 async def test_heavy_loss_in_receiver_reports_steps_down_without_any_remb() -> None:
