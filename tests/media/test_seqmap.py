@@ -10,7 +10,8 @@ from media.seqmap import SeqMap
 
 
 def run(ops: list[tuple[str, int]], first_out: int = 1000) -> list[object]:
-    """Apply ('map'|'drop'|'reverse'|'restart', n) operations and collect their results."""
+    """Apply ('map'|'drop'|'reverse'|'restart'|'take', n) operations and collect their
+    results."""
     m = SeqMap(first_out)
     out: list[object] = []
     for op, n in ops:
@@ -20,6 +21,8 @@ def run(ops: list[tuple[str, int]], first_out: int = 1000) -> list[object]:
             out.append(m.drop(n))
         elif op == "reverse":
             out.append(m.reverse(n))
+        elif op == "take":
+            out.append(m.take())
         else:
             m.restart()
             out.append(None)
@@ -65,6 +68,13 @@ def run(ops: list[tuple[str, int]], first_out: int = 1000) -> list[object]:
         # reverse after a source switch only knows the new source
         ([("map", 500), ("restart", 0), ("map", 7), ("reverse", 1001), ("reverse", 1000)],
          [1000, None, 1001, 7, None]),
+        # numbers taken for the relay's own packets (padding while paused) follow the last
+        # one sent, and the next source continues after them
+        ([("map", 500), ("take", 0), ("take", 0), ("restart", 0), ("map", 9000)],
+         [1000, 1001, 1002, None, 1003]),
+        ([("take", 0), ("map", 42), ("map", 43)], [1000, 1001, 1002]),
+        # the source before the padding is closed: its packets are no longer placed
+        ([("map", 500), ("take", 0), ("map", 501), ("reverse", 1000)], [1000, 1001, 1002, None]),
     ],
 )
 def test_seqmap_maps_drops_and_reverses(ops: list[tuple[str, int]], expected: list[object]) -> None:
