@@ -25,10 +25,13 @@ nor the bound, so a link that comes back resumes at the rate it had.
 from __future__ import annotations
 
 import enum
+import logging
 from collections import deque
 from dataclasses import dataclass
 
 from aiortc.rtp import unpack_remb_fci
+
+logger = logging.getLogger(__name__)
 
 
 class EstimateBound(enum.StrEnum):
@@ -286,11 +289,17 @@ class DownlinkEstimator:
         )
         key = counters[0] if counters is not None else None
         last = self._last_report_at.get(key)
-        self._last_report_at[key] = now
         # the loss since the last report we got: the counters span the whole silence, where
         # `fraction_lost` spans only the receiver's last interval (its reports in between
         # were lost too)
         interval = self._since_last(counters) if counters is not None else None
+        if interval is not None and interval[0] == 0:
+            # nothing new received (a report made during a cut, arriving as it ends): it does
+            # not end the silence, or the next report, counting the whole cut as lost, would
+            # read as congestion 0.1 s after this one
+            interval = None
+        else:
+            self._last_report_at[key] = now
         silence_loss = fraction_lost / 256
         if interval is not None:
             silence_loss = max(silence_loss, interval[1] / interval[0])
@@ -299,6 +308,14 @@ class DownlinkEstimator:
             and now - last >= policy.outage_s
             and silence_loss >= policy.outage_loss
         )
+        if interval is not None and interval[1] * 2 >= interval[0] and logger.isEnabledFor(
+            logging.DEBUG
+        ):
+            logger.debug(
+                "report ssrc=%s lost %d of %d since the last, %.1f s ago: %s",
+                key, interval[1], interval[0], now - last if last is not None else -1.0,
+                "outage" if outage else "counted",
+            )
         counted = self._count(interval, now, outage) if counters is not None else None
         if outage:
             self.outages += 1
@@ -361,14 +378,15 @@ class DownlinkEstimator:
 
     def _since_last(self, counters: tuple[int, int, int]) -> tuple[int, int] | None:
         """(expected, lost) packets of one stream since its previous report, which it
-        replaces; None for its first report or counters that went backwards or wrapped."""
+        replaces (expected 0: nothing new); None for its first report or counters that went
+        backwards or wrapped."""
         ssrc, highest, lost = counters
         before = self._counters.get(ssrc)
         self._counters[ssrc] = (highest, lost)
         if before is None:
             return None
         expected = highest - before[0]
-        if not 0 < expected < 0x8000:
+        if not 0 <= expected < 0x8000:
             return None
         return expected, min(max(lost - before[1], 0), expected)
 

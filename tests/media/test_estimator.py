@@ -427,6 +427,18 @@ def test_with_counters_an_outage_moves_the_counters_on_without_counting_its_loss
     assert est.estimate(8.5).bps >= before.bps
 
 
+def test_a_report_with_nothing_new_does_not_end_the_silence_of_an_outage() -> None:
+    """Seen in the lab: a report made during the cut (highest sequence unchanged) arrives as
+    the link returns, and the next one, 0.1 s later, counts the whole cut as lost. That one
+    is still the outage, not congestion."""
+    est, video, before = clean_then_cut()
+    video.report(est, 7.4, 0.0, 0)  # nothing received since the report at 2.0
+    video.report(est, 7.5, 5.5, 500)
+    assert est.outages == 1
+    after = est.estimate(7.5)
+    assert (after.bps, after.loss) == (before.bps, before.loss)
+
+
 def test_after_an_outage_every_stream_of_the_same_report_is_part_of_the_outage() -> None:
     est = DownlinkEstimator()
     video, audio = Receiver(1, 100), Receiver(2, 50)
