@@ -17,7 +17,8 @@ The estimate is the smaller of two bounds:
   So a receiver that sends no REMB still gets an estimate, and one whose REMB lags is still
   cut on loss. When the REMB goes quiet, the loss bound takes over within `remb_pull` of it,
   so the estimate does not leap to a bound left from before a collapse.
-A receiver report arriving after `outage_s` without any, that lost most of its interval,
+A receiver report arriving after `outage_s` without any (about its stream, or about any
+stream for `outage_settle_s` after a silence of them all), that lost most of its interval,
 describes the outage (the link was cut), not congestion: it neither moves the loss average
 nor the bound, so a link that comes back resumes at the rate it had.
 """
@@ -130,6 +131,10 @@ class EstimatorPolicy:
     outage_s: float = 3.0
     """A receiver report after this long a silence, that lost at least `outage_loss` of its
     interval, describes an outage, not congestion."""
+    outage_settle_s: float = 2.0
+    """After a silence of `outage_s` from every stream, reports for this long that lost at
+    least `outage_loss` describe the outage too: each stream's first report after a cut may
+    still predate it (nothing new received), and the next one counts the whole cut."""
     outage_loss: float = 0.5
     """See `outage_s`: a silence with little loss is only a slow reporter (a receiver that
     gets audio alone reports every 5 s)."""
@@ -208,6 +213,8 @@ class DownlinkEstimator:
         self._jitter_s: float | None = None
         self._delivered_bps = 0.0
         self._last_report_at: dict[int | None, float] = {}  # per SSRC (None: without counters)
+        self._last_any_report_at: float | None = None
+        self._outage_until: float | None = None  # reports until then may describe a cut
         self._last_decrease_at: float | None = None
         self._last_increase_at: float | None = None
         self._sender_reports: dict[int, float] = {}
@@ -303,11 +310,16 @@ class DownlinkEstimator:
         silence_loss = fraction_lost / 256
         if interval is not None:
             silence_loss = max(silence_loss, interval[1] / interval[0])
-        outage = (
-            last is not None
-            and now - last >= policy.outage_s
-            and silence_loss >= policy.outage_loss
+        heard = self._last_any_report_at
+        self._last_any_report_at = now
+        if heard is not None and now - heard >= policy.outage_s:
+            # nothing at all for outage_s: the link was cut. Whatever the receiver reports
+            # first, about whichever stream, the reports just after it describe the cut
+            self._outage_until = now + policy.outage_settle_s
+        silent = (last is not None and now - last >= policy.outage_s) or (
+            self._outage_until is not None and now < self._outage_until
         )
+        outage = silent and silence_loss >= policy.outage_loss
         if interval is not None and interval[1] * 2 >= interval[0] and logger.isEnabledFor(
             logging.DEBUG
         ):

@@ -274,9 +274,12 @@ def test_report_after_an_outage_does_not_count_as_congestion() -> None:
     after = est.estimate(7.5)
     assert est.outages == 1
     assert (after.bps, after.loss) == (before.bps, before.loss)
-    # The next one counts again: sending at the bound, down to what got through.
+    # Reports in the next outage_settle_s may still describe the cut...
     step(est, 1_000_000, 7.5, 8.5, 0.95)
-    assert est.estimate(8.5).bps == pytest.approx(1_000_000 * (1 - 243 / 256), rel=0.02)
+    assert est.outages == 2 and est.estimate(8.5).bps == before.bps
+    # ...and after it they count again: sending at the bound, down to what got through.
+    step(est, 1_000_000, 8.5, 9.5, 0.95)
+    assert est.estimate(9.5).bps == pytest.approx(1_000_000 * (1 - 243 / 256), rel=0.02)
 
 
 @pytest.mark.parametrize(
@@ -427,12 +430,21 @@ def test_with_counters_an_outage_moves_the_counters_on_without_counting_its_loss
     assert est.estimate(8.5).bps >= before.bps
 
 
-def test_a_report_with_nothing_new_does_not_end_the_silence_of_an_outage() -> None:
-    """Seen in the lab: a report made during the cut (highest sequence unchanged) arrives as
-    the link returns, and the next one, 0.1 s later, counts the whole cut as lost. That one
-    is still the outage, not congestion."""
+@pytest.mark.parametrize(
+    "first_seconds",
+    [
+        0.0,  # made during the cut: nothing received since the report at 2.0
+        0.1,  # made as the link returned: 10 packets, none lost yet
+    ],
+)
+def test_the_report_after_a_cut_that_counts_it_as_lost_is_still_the_outage(
+    first_seconds: float,
+) -> None:
+    """Seen in the lab: a report with little news arrives as the link returns, and the next
+    one, 0.1 s later, counts the whole cut as lost. That one is still the outage, not
+    congestion."""
     est, video, before = clean_then_cut()
-    video.report(est, 7.4, 0.0, 0)  # nothing received since the report at 2.0
+    video.report(est, 7.4, first_seconds, 0)
     video.report(est, 7.5, 5.5, 500)
     assert est.outages == 1
     after = est.estimate(7.5)
