@@ -168,8 +168,13 @@ def allocate(
         t.decision is not None and t.decision.probe_until is not None for t in previous.tracks
     )
     probe_spike = probing and link.loss >= policy.rung.loss_spike
-    # nor while what is allocated already tests the estimate
-    crowded = previous is not None and previous.spent_bps > link.bps * policy.probe_spent_max
+    # nor while what is allocated already tests the estimate (video, that is: with every video
+    # paused, audio over an estimate cut low must not block the only way back up)
+    crowded = (
+        previous is not None
+        and previous.spent_bps > link.bps * policy.probe_spent_max
+        and any(t.decision is not None and t.cost_bps > 0 for t in previous.tracks)
+    )
     probe_started = probe_failed = False
     for priority in video_priorities:
         in_class = [t for t in ordered if t.priority == priority]

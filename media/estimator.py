@@ -11,9 +11,10 @@ The estimate is the smaller of two bounds:
 - a loss-based bound in the manner of GCC's loss controller: above `decrease_above` loss it
   falls to itself (or what was sent, if less) times (1 - loss/2), and to what got through
   (sent times (1 - loss)) when loss says the link overflowed (`overflow_above`); below
-  `increase_below` it rises to at least what got through and by `increase_per_s` a second
-  (while we send well below it, application-limited, only up to `app_limited_reach` times
-  what we send); in between it holds.
+  `increase_below` (or the link's own random loss plus `increase_over_floor`) it rises to at
+  least what got through and by `increase_per_s` a second (while we send well below it,
+  application-limited, only up to `app_limited_reach` times what we send); in between it
+  holds.
   So a receiver that sends no REMB still gets an estimate, and one whose REMB lags is still
   cut on loss. When the REMB goes quiet, the loss bound takes over within `remb_pull` of it,
   so the estimate does not leap to a bound left from before a collapse.
@@ -85,6 +86,12 @@ class EstimatorPolicy:
     """Loss above this means the link overflowed: the bound falls to what got through."""
     increase_below: float = 0.02
     """Loss below this lets the loss-based bound rise (GCC)."""
+    increase_over_floor: float = 0.02
+    """... or below the least loss seen over `loss_floor_window_s` plus this: on a village
+    link with 3% random loss the bound must still rise (else one cut is for good), while
+    congestion, which adds loss to the link's own, stops it."""
+    loss_floor_window_s: float = 20.0
+    """See `increase_over_floor`."""
     increase_per_s: float = 1.08
     """Multiplicative rise of the bound per second, while not application-limited."""
     app_limited_share: float = 0.875
@@ -105,10 +112,10 @@ class EstimatorPolicy:
     """A REMB older than this no longer bounds the estimate."""
     remb_distrust_s: float = 3.0
     """A REMB that the subscriber's own reports contradict this long (it gets more than the
-    REMB says, by `remb_distrust_margin`, with loss below `increase_below`) is replaced by
-    `remb_distrust_reach` times what gets through, until it rises or loss returns: a receiver's
-    delay-based estimate climbs back from a collapse at 8% a second, far slower than a link
-    that came back."""
+    REMB says, by `remb_distrust_margin`, with loss low enough for the bound to rise) is
+    replaced by `remb_distrust_reach` times what gets through, until it rises or loss
+    returns: a receiver's delay-based estimate climbs back from a collapse at 8% a second,
+    far slower than a link that came back."""
     remb_distrust_margin: float = 1.1
     """See `remb_distrust_s`."""
     remb_distrust_quick_s: float = 1.0
@@ -220,6 +227,7 @@ class DownlinkEstimator:
         self._sender_reports: dict[int, float] = {}
         self._counters: dict[int, tuple[int, int]] = {}  # ssrc -> (highest seq, lost)
         self._losses: deque[tuple[float, int, int]] = deque()  # (at, expected, lost)
+        self._loss_readings: deque[tuple[float, float]] = deque()  # (at, loss) for the floor
         self._window_from: float | None = None  # reports before this are out of the window
         self.outages = 0
         """Receiver reports that came after a silence of `outage_s` or more."""
@@ -345,6 +353,16 @@ class DownlinkEstimator:
                 else policy.loss_weight * loss + (1 - policy.loss_weight) * self._loss
             )
         self._loss_at = now
+        readings = self._loss_readings
+        readings.append((now, loss))
+        while readings[0][0] < now - policy.loss_floor_window_s:
+            readings.popleft()
+        # the link's own random loss (the least seen lately) is not congestion: the bound may
+        # rise while the loss stays within increase_over_floor of it
+        increase_below = max(
+            policy.increase_below,
+            min(r for _, r in readings) + policy.increase_over_floor,
+        )
         sent = self._sent.bps(now)
         self._delivered_bps = sent * (1 - loss)
         bound = self._loss_bound
@@ -363,7 +381,7 @@ class DownlinkEstimator:
                 bound = cut
                 self._last_decrease_at = now
             self._last_increase_at = None
-        elif loss < policy.increase_below:
+        elif loss < increase_below:
             bound = max(bound, self._delivered_bps)
             if self._last_increase_at is not None:
                 elapsed = min(now - self._last_increase_at, 1.0)
@@ -377,7 +395,7 @@ class DownlinkEstimator:
             self._last_increase_at = None
         remb = self._remb_bps
         if (
-            loss < policy.increase_below
+            loss < increase_below
             and remb is not None
             and self._delivered_bps > remb * policy.remb_distrust_margin
         ):

@@ -315,3 +315,31 @@ def test_a_loss_reading_older_than_the_last_loss_step_does_not_step_again() -> N
     again = allocate(replace(lossy, loss_at=later), CLASS_VIEW, first, later)  # a new report
     assert rungs(same)["teacher-cam"] == rungs(first)["teacher-cam"]
     assert rungs(again)["teacher-cam"] != rungs(first)["teacher-cam"]
+
+
+def probes_over(bps: float, tracks: list[IncomingTrack], seconds: float = 12.0) -> list[str]:
+    """Allocate every 0.5 s on a steady estimate: the tracks that started a probe."""
+    previous = allocate(link(bps), tracks, None, 0.0)
+    started = []
+    for tick in range(1, int(seconds * 2) + 1):
+        previous = allocate(link(bps), tracks, previous, tick * 0.5)
+        started += [
+            t.track_id
+            for t in previous.tracks
+            if t.decision is not None and t.decision.switched and t.decision.reason == "probe"
+        ]
+    return started
+
+
+def test_with_every_video_paused_a_probe_starts_even_if_audio_alone_exceeds_the_estimate() -> None:
+    """An estimate cut below the audio (a burst of loss) must not keep the video off for good:
+    with nothing but audio sent, it cannot rise by itself, so the cheapest video is probed."""
+    assert probes_over(60_000, [TEACHER_SCREEN, TEACHER_MIC])[:1] == ["teacher-screen"]
+
+
+def test_no_probe_while_the_video_sent_already_tests_the_estimate() -> None:
+    """Screen at 7.5 fps (150k) and audio (40k) spend over 85% of 220k: what is sent tests the
+    estimate, which rises by itself if the link allows; no probe stacks on it. At 225k they
+    spend less (84%): 15 fps is probed."""
+    assert probes_over(220_000, [TEACHER_SCREEN, TEACHER_MIC]) == []
+    assert probes_over(225_000, [TEACHER_SCREEN, TEACHER_MIC]) == ["teacher-screen"]

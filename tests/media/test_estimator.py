@@ -528,3 +528,25 @@ def test_an_outage_ending_mid_report_interval_is_still_an_outage() -> None:
     est.on_receiver_report(lost(0.4), 0, 0, 0, 7.5, counters=(1, video.highest, video.lost))
     assert est.outages == 1
     assert est.estimate(7.5).bps == before.bps
+
+
+@pytest.mark.parametrize(
+    ("over_floor", "rises"),
+    [
+        (0.02, True),  # 3% is the link's own loss: the bound climbs back
+        (0.0, False),  # plain GCC: between 2% and 10% it holds, so one cut is for good
+    ],
+)
+def test_on_a_link_with_its_own_random_loss_the_bound_rises_again_after_a_cut(
+    over_floor: float, rises: bool
+) -> None:
+    est = DownlinkEstimator(EstimatorPolicy(increase_over_floor=over_floor))
+    for t in (1.0, 2.0):
+        step(est, 1_000_000, t - 1, t, 0.03)
+    step(est, 1_000_000, 2.0, 3.0, 0.5)  # a burst overflowed the link: down to what got through
+    cut = est.estimate(3.0).bps
+    assert cut == pytest.approx(500_000, rel=0.02)
+    for t in range(4, 10):
+        step(est, cut, t - 1, t, 0.03)
+    after = est.estimate(9.0).bps
+    assert after > cut * 1.3 if rises else after == cut
