@@ -178,7 +178,7 @@ class RungPolicy:
     """After a successful probe, a shortfall in the estimate is ignored this long unless loss
     or the RTT rises (`proven_rtt_rise_s`): receiver estimates (REMB) lag the rate a probe
     proved."""
-    proven_rtt_rise_s: float = 0.15
+    proven_rtt_rise_s: float = 0.1
     """After the grace, the proven rung is kept against a short estimate while the loss stays
     below what would have failed the probe and the RTT has not risen by this much since the
     probe started: a receiver's delay-based REMB under-reads a link with random loss, and an

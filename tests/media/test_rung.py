@@ -271,9 +271,9 @@ def test_probe_success_is_not_undone_by_a_lagging_estimate_during_the_grace() ->
     [
         (0.05, 0.0, True),  # nothing says the link cannot carry it: the REMB under-reads
         (0.05, 0.029, True),
-        (0.19, 0.0, True),  # RTT up by 0.14 s: less than proven_rtt_rise_s
+        (0.14, 0.0, True),  # RTT up by 0.09 s: less than proven_rtt_rise_s
         (0.05, 0.03, False),  # the loss that would have failed the probe (0 + 0.03)
-        (0.21, 0.0, False),  # RTT up by 0.16 s: a queue is growing
+        (0.16, 0.0, False),  # RTT up by 0.11 s: a queue is growing
     ],
 )
 def test_after_the_grace_a_proven_rung_holds_while_loss_and_rtt_hold(
@@ -348,7 +348,7 @@ def test_a_probe_fails_when_the_rtt_rises_during_it(
 def test_in_the_grace_a_proven_rung_falls_when_the_rtt_rises() -> None:
     """A lagging estimate is ignored in the grace, but not with a queue building under it."""
     decisions = proven_low()
-    later = run(ticks(6.25, 12, 120_000), start=decisions[23], rtt_s=0.05 + 0.16)
+    later = run(ticks(6.25, 12, 120_000), start=decisions[23], rtt_s=0.05 + 0.11)
     down = [d for d in later if d.switched]
     assert [(d.changed_at, d.choice, d.reason) for d in down][:1] == [
         (6.25 + POLICY.down_after_s, AUDIO_ONLY, RungReason.SHORTFALL)
