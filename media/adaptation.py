@@ -339,18 +339,19 @@ class DownlinkAdaptation:
                     )
                 )
         red_negotiated = any(s.red_pt is not None for s in streams if s.kind == "audio")
-        if self._pace is not None:
-            spent = self.allocation.spent_bps if self.allocation is not None else 0.0
-            self._pace(pacing_rate(link.bps, spent))
         if self.allocation is not None and is_steady(
             link, incoming, self.allocation, self._policy, red_negotiated=red_negotiated, now=now
         ):
             self.steady_ticks += 1
+            if self._pace is not None:
+                self._pace(pacing_rate(link.bps, self.allocation.spent_bps))
             return self.allocation
         allocation = allocate(
             link, incoming, self.allocation, now, self._policy, red_negotiated=red_negotiated
         )
         self.allocation = allocation
+        if self._pace is not None:  # for what is sent from now on (a probe's keyframe too)
+            self._pace(pacing_rate(link.bps, allocation.spent_bps))
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s", decision_trace(self.participant_id, link, allocation))
         for stream in streams:
