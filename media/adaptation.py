@@ -54,6 +54,11 @@ PACE_BELOW_BPS = 4_000_000.0
 """Downlinks estimated at this or more are not paced (no queue in the relay on a good link)."""
 PACE_FACTOR = 1.25
 """Pacing rate over the estimate: room for audio, RTCP and retransmissions."""
+PACE_VIDEO_FLOOR_BPS = 40_000.0
+"""Added to the pacing rate so video always moves: audio borrows from the same bucket at its
+wire cost (RED on a lossy link, IP/UDP/SRTP overhead: ~90 kbit/s), more than the allocation
+counts for it, and with little video allocated it used to take every token, starving the
+video queue (a paused stream's heartbeat, a probe's first keyframe) until it was trimmed."""
 
 RUNG_ORDER = (Rung.FULL, Rung.REDUCED_FPS, Rung.LOW, Rung.AUDIO_ONLY)
 """Best first."""
@@ -159,7 +164,7 @@ def pacing_rate(estimate_bps: float, spent_bps: float) -> float | None:
     short queue, while the allocation, which fits the estimate, keeps the average below it."""
     if estimate_bps >= PACE_BELOW_BPS:
         return None
-    return max(estimate_bps, spent_bps) * PACE_FACTOR
+    return max(estimate_bps, spent_bps) * PACE_FACTOR + PACE_VIDEO_FLOOR_BPS
 
 
 def apply_decision(stream: OutboundStream, decision: RungDecision) -> None:

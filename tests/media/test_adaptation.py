@@ -21,6 +21,7 @@ from media.adaptation import (
     HEARTBEAT_PACKETS,
     PACE_BELOW_BPS,
     PACE_FACTOR,
+    PACE_VIDEO_FLOOR_BPS,
     DownlinkAdaptation,
     decision_trace,
     is_steady,
@@ -328,10 +329,11 @@ def test_a_tick_with_red_on_is_steady_only_while_red_would_stay_on(
     [
         (10e6, 3e6, None),  # a good link is not paced
         (PACE_BELOW_BPS, 0.0, None),
-        (3.9e6, 1e6, 3.9e6 * PACE_FACTOR),
-        (400e3, 300e3, 500e3),  # a little above the estimate
-        (400e3, 520e3, 650e3),  # audio over the estimate (never cut): above what was allocated
-        (30e3, 0.0, 37.5e3),
+        (3.9e6, 1e6, 3.9e6 * PACE_FACTOR + 40e3),
+        (400e3, 300e3, 540e3),  # a little above the estimate
+        (400e3, 520e3, 690e3),  # audio over the estimate (never cut): above what was allocated
+        # an estimate cut below the audio: video still moves (40k over what audio takes)
+        (30e3, 73e3, 131.25e3),
     ],
 )
 def test_a_constrained_downlink_is_paced_above_its_estimate_and_allocation(
@@ -360,7 +362,7 @@ async def test_each_tick_sets_the_pacing_rate_from_the_estimate() -> None:
     sub = Subscriber(pace)
     sub.one_second(remb_bps=2_000_000)
     assert len(rates) == 4, "once a tick"
-    assert rates[0] == (pytest.approx(2_000_000 * PACE_FACTOR), 0.0)
+    assert rates[0] == (pytest.approx(2_000_000 * PACE_FACTOR + PACE_VIDEO_FLOOR_BPS), 0.0)
     sub.one_second(remb_bps=8_000_000)
     assert rates[-1][0] is None, "a good link is not paced"
     for _ in range(3):
