@@ -230,7 +230,7 @@ class DownlinkEstimator:
         self._loss_readings: deque[tuple[float, float]] = deque()  # (at, loss) for the floor
         self._window_from: float | None = None  # reports before this are out of the window
         self.outages = 0
-        """Receiver reports that came after a silence of `outage_s` or more."""
+        """Receiver reports left out as describing an outage (see `outage_s`)."""
 
     def on_sent(self, nbytes: int, now: float) -> None:
         """Count bytes sent to this subscriber (per packet, or batched)."""

@@ -14,7 +14,7 @@ from playwright.async_api import Browser, Page
 from tests.e2e.browser import WatchedPage, screenshot, wait_for, wait_video_playing
 from tests.e2e.flows import join, participant_id
 from tests.e2e.node import TongxinNode
-from tests.e2e.test_recordings_ui import PLAYER_STATE, wait_playing
+from tests.e2e.test_recordings_ui import PLAYER_STATE, press_play, wait_playing
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(420)]
 
@@ -35,19 +35,7 @@ async def renditions_widths(page: Page) -> list[int]:
 
 async def play_each_rendition(page: Page) -> None:
     """Pins each rendition in turn and waits for frames of its size, then goes back to auto."""
-    # hls.js may start a new load while play() is pending (AbortError): try again, a few times
-    await page.evaluate(
-        """async () => {
-            const v = document.querySelector('#recording-video');
-            v.loop = true;
-            for (let i = 0; i < 5; i += 1) {
-                try { await v.play(); return; } catch (e) {
-                    if (e.name !== 'AbortError') throw e;
-                    await new Promise((r) => setTimeout(r, 500));
-                }
-            }
-            await v.play();
-        }""")
+    await press_play(page)
     await wait_playing(page)
     widths = await renditions_widths(page)
     quality = page.locator("#quality-select")

@@ -54,6 +54,23 @@ async def sign_in(page: Page, base_url: str, role: str) -> None:
     await page.evaluate("(s) => sessionStorage.setItem('tongxin.session', s)", json.dumps(session))
 
 
+async def press_play(page: Page) -> None:
+    """The viewer presses play on the recording, looped so a short clip lasts. hls.js may start
+    a new load while play() is pending (AbortError, seen in CI): tried again, a few times."""
+    await page.evaluate(
+        """async () => {
+            const v = document.querySelector('#recording-video');
+            v.loop = true;
+            for (let i = 0; i < 5; i += 1) {
+                try { await v.play(); return; } catch (e) {
+                    if (e.name !== 'AbortError') throw e;
+                    await new Promise((r) => setTimeout(r, 500));
+                }
+            }
+            await v.play();
+        }""")
+
+
 async def wait_playing(page: Page, *, width: int | None = None, within: float = 60.0) -> dict:
     """The player's video has a frame (of `width` when given) and its time advances."""
 
@@ -177,9 +194,7 @@ async def test_shared_link_plays_each_rendition(
     await page.goto(f"{stub.base_url}/watch/{SHARE_READY}?engine={engine}")
     await page.get_by_role("heading", name="数学：分数的加法").wait_for()
     await page.get_by_label("Quality").wait_for()
-    # the viewer presses play (the page does not autoplay); looped so the short clip lasts
-    await page.evaluate("() => { const v = document.querySelector('#recording-video');"
-                        " v.loop = true; return v.play(); }")
+    await press_play(page)  # the page does not autoplay
     await wait_playing(page)
     assert (await page.evaluate(PLAYER_STATE))["engine"] == engine
     if engine == "hlsjs":  # hls.js starts on the low rendition, then follows the bandwidth
