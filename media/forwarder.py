@@ -46,6 +46,11 @@ logger = logging.getLogger(__name__)
 HISTORY_SIZE = 1024  # power of two: about 10 s of 1 Mbit/s video
 HISTORY_MASK = HISTORY_SIZE - 1
 MASK32 = 0xFFFFFFFF
+RETRANSMIT_MAX_AGE_S = 1.0
+"""A NACKed packet this much older than the track's newest is not sent again: the subscriber's
+jitter buffer has moved on, and after a cut, retransmitting the cut's seconds of packets
+flooded the link as it came back (the pacer trimmed half of it for 5 s); a keyframe
+repairs it instead."""
 PACKET_OVERHEAD = 60
 """Bytes a forwarded packet costs beyond its payload: RTP header and extensions, SRTP tag,
 UDP and IPv4 (bitrates for adaptation count them)."""
@@ -292,6 +297,14 @@ class InboundTrack:
         if packet is None or packet.sequence_number != seq:
             return None
         return packet
+
+    def age_s(self, packet: RtpPacket) -> float:
+        """How much older, in media time, `packet` is than the newest packet of the track."""
+        last = self._last_timestamp
+        if last is None:
+            return 0.0
+        behind = (last - packet.timestamp) & MASK32
+        return behind / self.codec.clockRate if behind < 0x80000000 else 0.0
 
     def request_keyframe(self) -> None:
         """Ask the publisher for a keyframe, coalesced with other requests."""
@@ -735,7 +748,9 @@ class OutboundStream:
             self.source.request_keyframe()
 
     def retransmit(self, lost: Iterable[int]) -> None:
-        """Answer a NACK from the source track's history (as RTX when negotiated)."""
+        """Answer a NACK from the source track's history (as RTX when negotiated); packets
+        older than `RETRANSMIT_MAX_AGE_S`, or gone from the history, are repaired by a
+        keyframe instead."""
         track = self.source
         if track is None or self.pt is None:
             return
@@ -746,7 +761,7 @@ class OutboundStream:
             out &= 0xFFFF
             seq = self.seqmap.reverse(out)
             packet = track.from_history(seq) if seq is not None else None
-            if packet is None:
+            if packet is None or track.age_s(packet) > RETRANSMIT_MAX_AGE_S:
                 unrepaired = True
                 continue
             payload = packet.payload

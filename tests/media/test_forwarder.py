@@ -143,6 +143,32 @@ async def test_nack_is_answered_from_history_as_rtx_and_unknown_loss_asks_for_a_
     assert len(capture.sent) == 4
 
 
+async def test_a_nack_for_a_packet_older_than_a_second_asks_for_a_keyframe_instead() -> None:
+    """After a cut the subscriber NACKs seconds of packets: sending them again would flood
+    the link as it comes back, and its jitter buffer has moved on."""
+    plis: list[int] = []
+    now = [0.0]
+    track = InboundTrack(
+        "doc", "camera", [VP8, VP8_RTX], send_pli=plis.append, clock=lambda: now[0]
+    )
+    capture = Capture()
+    stream = subscriber_stream(capture)
+    stream.attach(track)
+    track.on_packet(source_packet(300, 0, KEY, marker=1))
+    now[0] += 1.5
+    for i in range(1, 41):  # 30 frames a second (3000 ticks at 90 kHz): 1.33 s
+        track.on_packet(source_packet(300 + i, 3000 * i, DELTA, marker=1))
+    first = capture.packets()[0].sequence_number
+    plis.clear()
+    sent = len(capture.sent)
+    # 10 (1.0 s behind the newest) is still repaired; 9 (1.03 s) and older are not
+    lost = [(first + n) & 0xFFFF for n in (1, 9, 10, 39)]
+    stream.on_rtcp(RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=9, media_ssrc=1111, lost=lost))
+    resent = capture.packets()[sent:]
+    assert [int.from_bytes(p.payload[:2], "big") for p in resent] == lost[2:]
+    assert plis == [5555]
+
+
 async def test_keyframe_requests_from_many_subscribers_reach_the_publisher_once() -> None:
     plis: list[int] = []
     now = [100.0]
