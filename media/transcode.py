@@ -336,6 +336,11 @@ class LowRendition:
         loop = self._loop or asyncio.get_running_loop()
         self._loop = loop
         self.starts += 1
+        # each run's packetizer starts a new sequence: under a new SSRC, so that `track` takes
+        # it for a new stream (under the old one, a sequence starting "behind" the last run's
+        # read as old packets, and no keyframe of the new run was ever seen: subscribers
+        # switched to low waited for one for good)
+        self._ssrc = random.randrange(1, 0xFFFFFFFF)
         packets: queue.Queue[RtpPacket | None] = queue.Queue(QUEUE_PACKETS)
         self._queue = packets
         self._keyframe_wanted.set()

@@ -249,6 +249,33 @@ async def test_a_rendition_transcodes_a_real_clip_to_320x180_at_15_fps_and_stops
         rendition.close()
 
 
+async def test_a_rendition_started_again_is_a_new_stream_whose_keyframes_are_seen() -> None:
+    """The low rendition stops when its last subscriber leaves and starts again when the next
+    one comes: each run's keyframe must reach the streams waiting for it."""
+    source = InboundTrack("teacher", "camera", [VP8], send_pli=lambda ssrc: None)
+    rendition = LowRendition(source, linger_s=0.1)
+    ssrcs: list[int] = []
+    rendition.track.add_tap(lambda packet: ssrcs.append(packet.ssrc))
+    stream = object()
+    try:
+        for run in (1, 2):
+            rendition.acquire(stream)  # type: ignore[arg-type]
+            seen = rendition.track.keyframes_seen
+            for packet in clip_packets(30):
+                source.on_packet(packet)
+                if packet.marker:
+                    await asyncio.sleep(1 / 30)
+            await wait_until(
+                lambda seen=seen: rendition.track.keyframes_seen > seen,
+                what=f"a keyframe of run {run} seen by the rendition's track",
+            )
+            rendition.release(stream)  # type: ignore[arg-type]
+            await wait_until(lambda: not rendition.running, what="the rendition to stop")
+        assert rendition.starts == 2 and len(set(ssrcs)) == 2
+    finally:
+        rendition.close()
+
+
 def _link(bps: float, loss: float) -> LinkEstimate:
     return LinkEstimate(bps, loss, 0.02, 0.0, EstimateBound.REMB, bps / 2, bps / 2)
 
