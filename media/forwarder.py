@@ -649,7 +649,8 @@ class OutboundStream:
             self.layered = True
 
     def pause(self) -> None:
-        """Send nothing on this stream (audio only) while keeping it negotiated."""
+        """Send no media on this stream (audio only) while keeping it negotiated (the
+        adaptation may still send padding on it, `send_padding`)."""
         if self.paused:
             return
         self.paused = True
