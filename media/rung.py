@@ -9,8 +9,7 @@ why). Metrics and the protocol use exactly these four names plus `temporal_layer
 `decide` is a function of its inputs and of the previous decision, which carries every timer
 the hysteresis needs; the clock is passed in.
 - Down is fast: a shortfall (estimate below the cost by more than a tolerance) sustained for
-  `down_after_s`, or at once on a loss spike (one rung, or to what the link carried when the
-  loss says it overflowed).
+  `down_after_s`, or at once on a loss spike.
 - Up is slow: the estimate must exceed a better rung's cost by `up_margin` for `up_hold_s`.
   A step up that fails (a step down within `failed_up_window_s`) sets a ceiling at the rung it
   reached; steps up to the ceiling or beyond then wait twice as long (and probes of it come
@@ -132,10 +131,6 @@ class RungPolicy:
     """A shortfall sustained this long steps down."""
     loss_spike: float = 0.10
     """Loss at or above this steps down at once (GCC's loss controller threshold)."""
-    loss_severe: float = 0.25
-    """A spike below this steps one rung down; at or above it (the link overflowed), down to
-    what the link carried. On a link with 3% random loss a 2 s window reads 10-12% now and
-    then: stepping to what it "carried" paused a camera at 7.5 fps and the slides for 6 s."""
     loss_step_interval_s: float = 1.5
     """After a loss-driven step, wait this long plus one RTT before the next one: the next
     receiver report (about one a second) still describes what was sent before the step."""
@@ -316,10 +311,8 @@ def decide(
     if loss >= policy.loss_spike and current < len(ladder) - 1:
         wait = policy.loss_step_interval_s + max(rtt_s, 0.0)
         if state.last_loss_step_at is None or now - state.last_loss_step_at >= wait:
-            index = current + 1
-            if loss >= policy.loss_severe:  # the link overflowed: to what it carried
-                carried = min(estimate_bps, cost * (1.0 - loss)) * policy.headroom
-                index = max(index, best_fitting(ladder, available, carried))
+            carried = min(estimate_bps, cost * (1.0 - loss)) * policy.headroom
+            index = max(current + 1, best_fitting(ladder, available, carried))
             down = _down(state, ladder[index], RungReason.LOSS, available, now, policy)
             return replace(down, last_loss_step_at=now)
 

@@ -155,22 +155,6 @@ def test_loss_spike_steps_down_at_once_then_waits_before_stepping_again() -> Non
     assert at[6.75] == "reduced_fps/1"
 
 
-@pytest.mark.parametrize(
-    ("loss", "after"),
-    [
-        (0.12, "low"),  # a spike on a lossy link: one rung down, the camera keeps a picture
-        (0.24, "low"),
-        # overflow: to what the link carried, min(150k, 400k x 0.7) with headroom: under low
-        (0.30, "audio_only"),
-    ],
-)
-def test_a_loss_spike_steps_one_rung_unless_the_link_overflowed(loss: float, after: str) -> None:
-    start = decide(150_000, 0.0, 0.05, L1T3, None, 0.0)
-    start = replace(start, choice=FPS7, cost_bps=L1T3.cost(FPS7))  # 7.5 fps, 400k
-    spiked = decide(150_000, loss, 0.05, L1T3, start, 1.0)
-    assert spiked.reason is RungReason.LOSS and short(spiked.choice) == after
-
-
 def test_loss_below_spike_does_not_step_down() -> None:
     steps = ticks(0, 10, 5e6, loss=0.08)
     assert all(d.choice == FULL for d in run(steps))
