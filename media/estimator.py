@@ -202,6 +202,32 @@ class SentRate:
         return (last - base) * 8 / (last_at - base_at)
 
 
+class RecentFloor:
+    """The least of the values seen over a sliding window, and the latest one (the RTT floor,
+    the link's own random loss)."""
+
+    def __init__(self, window_s: float) -> None:
+        self._window_s = window_s
+        self._values: deque[tuple[float, float]] = deque()  # (at, value)
+
+    def add(self, value: float, now: float) -> None:
+        """One more value, seen at `now`; those older than the window are forgotten."""
+        values = self._values
+        values.append((now, value))
+        while values[0][0] < now - self._window_s:
+            values.popleft()
+
+    @property
+    def floor(self) -> float | None:
+        """The least value in the window (None before any)."""
+        return min((v for _, v in self._values), default=None)
+
+    @property
+    def latest(self) -> float | None:
+        """The newest value (None before any)."""
+        return self._values[-1][1] if self._values else None
+
+
 class DownlinkEstimator:
     """The downlink estimate of one subscriber, fed by its RTCP and by what we send it."""
 
@@ -216,7 +242,7 @@ class DownlinkEstimator:
         self._loss_bound: float | None = None  # None until the first receiver report
         self._loss: float | None = None
         self._rtt_s: float | None = None
-        self._rtt_samples: deque[tuple[float, float]] = deque()  # (at, rtt) for the floor
+        self._rtt_floor = RecentFloor(policy.rtt_floor_window_s)
         self._jitter_s: float | None = None
         self._delivered_bps = 0.0
         self._last_report_at: dict[int | None, float] = {}  # per SSRC (None: without counters)
@@ -227,7 +253,7 @@ class DownlinkEstimator:
         self._sender_reports: dict[int, float] = {}
         self._counters: dict[int, tuple[int, int]] = {}  # ssrc -> (highest seq, lost)
         self._losses: deque[tuple[float, int, int]] = deque()  # (at, expected, lost)
-        self._loss_readings: deque[tuple[float, float]] = deque()  # (at, loss) for the floor
+        self._loss_floor = RecentFloor(policy.loss_floor_window_s)
         self._window_from: float | None = None  # reports before this are out of the window
         self.outages = 0
         """Receiver reports left out as describing an outage (see `outage_s`)."""
@@ -263,18 +289,15 @@ class DownlinkEstimator:
             return
         weight = self.policy.rtt_weight
         self._rtt_s = rtt_s if self._rtt_s is None else weight * rtt_s + (1 - weight) * self._rtt_s
-        samples = self._rtt_samples
-        samples.append((now, rtt_s))
-        while samples[0][0] < now - self.policy.rtt_floor_window_s:
-            samples.popleft()
+        self._rtt_floor.add(rtt_s, now)
 
     def _rtt_settled(self) -> bool:
         """Whether the latest RTT sample is within `rtt_rise_s` of the floor (no queue
         building); False before any sample (nothing says so)."""
-        if not self._rtt_samples:
+        floor, latest = self._rtt_floor.floor, self._rtt_floor.latest
+        if floor is None or latest is None:
             return False
-        floor = min(rtt for _, rtt in self._rtt_samples)
-        return self._rtt_samples[-1][1] <= floor + self.policy.rtt_rise_s
+        return latest <= floor + self.policy.rtt_rise_s
 
     def on_receiver_report(
         self,
@@ -353,15 +376,12 @@ class DownlinkEstimator:
                 else policy.loss_weight * loss + (1 - policy.loss_weight) * self._loss
             )
         self._loss_at = now
-        readings = self._loss_readings
-        readings.append((now, loss))
-        while readings[0][0] < now - policy.loss_floor_window_s:
-            readings.popleft()
+        self._loss_floor.add(loss, now)
         # the link's own random loss (the least seen lately) is not congestion: the bound may
         # rise while the loss stays within increase_over_floor of it
         increase_below = max(
             policy.increase_below,
-            min(r for _, r in readings) + policy.increase_over_floor,
+            (self._loss_floor.floor or 0.0) + policy.increase_over_floor,
         )
         sent = self._sent.bps(now)
         self._delivered_bps = sent * (1 - loss)
