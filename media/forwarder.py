@@ -662,29 +662,24 @@ class OutboundStream:
             self.pending = None
             self.source = pending
 
-    def send_padding(self, count: int, size: int, abs_time: int) -> int:
+    def send_padding(self, count: int, size: int, abs_time: int) -> None:
         """While paused, send `count` padding-only packets of `size` padding bytes (1..255):
         the subscriber's receiver keeps reporting on this stream (receiver reports every
         second and REMB, which a receiver sends only about streams that carry abs-send-time,
         not audio), so the relay is not blind to its link while the video is off. They take
-        sequence numbers of their own and repeat the last timestamp; a decoder skips them.
-        Returns the bytes sent."""
+        sequence numbers of their own and repeat the last timestamp; a decoder skips them."""
         if not self.paused or self.pt is None or self.last_ts is None:
-            return 0
+            return
         size = max(1, min(size, 255))
         padding = b"\x00" * (size - 1) + bytes([size])
-        body = extension_tail(self.variant, abs_time, None) + padding
-        sent = 0
+        body = self.head + extension_tail(self.variant, abs_time, None) + padding
         for _ in range(count):
             header = FIXED_HEADER.pack(
                 self.first_byte | 0x20, self.pt, self.seqmap.take(), self.last_ts, self.ssrc
             )
-            packet = header + self.head + body
-            self.sink.send(packet)
+            self.sink.send(header + body)
             self.packets += 1
             self.octets += size
-            sent += len(packet)
-        return sent
 
     def resume(self) -> None:
         """Forward again from the source's next keyframe, continuing our sequence."""
