@@ -118,27 +118,22 @@ async def test_switching_source_keeps_sequence_and_timestamps_running() -> None:
     assert (ts[3] - ts[2]) & 0xFFFFFFFF == 3000
 
 
-class NackedStream:
-    """A subscriber's stream of a VP8 track with RTX, the PLIs sent to the publisher and a
-    clock to move: what the NACK tests start from."""
-
-    def __init__(self) -> None:
-        self.plis: list[int] = []
-        self.now = [0.0]
-        self.track = InboundTrack(
-            "doc", "camera", [VP8, VP8_RTX], send_pli=self.plis.append,
-            clock=lambda: self.now[0],
-        )
-        self.capture = Capture()
-        self.stream = subscriber_stream(self.capture)
-        self.stream.attach(self.track)
+def nacked_stream() -> tuple[list[int], list[float], InboundTrack, Capture, OutboundStream]:
+    """What the NACK tests start from: the PLIs sent to the publisher, a clock to move, a VP8
+    track with RTX, and a subscriber's stream of it with what it sent."""
+    plis: list[int] = []
+    now = [0.0]
+    track = InboundTrack(
+        "doc", "camera", [VP8, VP8_RTX], send_pli=plis.append, clock=lambda: now[0]
+    )
+    capture = Capture()
+    stream = subscriber_stream(capture)
+    stream.attach(track)
+    return plis, now, track, capture, stream
 
 
 async def test_nack_is_answered_from_history_as_rtx_and_unknown_loss_asks_for_a_keyframe() -> None:
-    nacked = NackedStream()
-    plis, now, track, capture, stream = (
-        nacked.plis, nacked.now, nacked.track, nacked.capture, nacked.stream
-    )
+    plis, now, track, capture, stream = nacked_stream()
     for i, payload in enumerate([KEY, DELTA, DELTA]):
         track.on_packet(source_packet(300 + i, 1000 + 3000 * i, payload, marker=1))
     first = capture.packets()[0].sequence_number
@@ -158,10 +153,7 @@ async def test_nack_is_answered_from_history_as_rtx_and_unknown_loss_asks_for_a_
 async def test_a_nack_for_a_packet_older_than_a_second_asks_for_a_keyframe_instead() -> None:
     """After a cut the subscriber NACKs seconds of packets: sending them again would flood
     the link as it comes back, and its jitter buffer has moved on."""
-    nacked = NackedStream()
-    plis, now, track, capture, stream = (
-        nacked.plis, nacked.now, nacked.track, nacked.capture, nacked.stream
-    )
+    plis, now, track, capture, stream = nacked_stream()
     track.on_packet(source_packet(300, 0, KEY, marker=1))
     now[0] += 1.5
     for i in range(1, 41):  # 30 frames a second (3000 ticks at 90 kHz): 1.33 s
