@@ -22,11 +22,13 @@ One clock (monotonic, passed in) serves every input and the tick.
 from __future__ import annotations
 
 import logging
+import math
 import time
 import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from media.bandwidth_probe import ProbeInputs, ProbeState, ProbeStep, ProbeVerdict, probe_step
 from media.budget import Allocation, BudgetPolicy, IncomingTrack, Priority, allocate, red_state
 from media.estimator import DownlinkEstimator, LinkEstimate
 from media.forwarder import PACKET_OVERHEAD, InboundTrack, OutboundStream
@@ -50,6 +52,10 @@ HEARTBEAT_PACKETS = 2
 HEARTBEAT_BYTES = 200
 """... of this many padding bytes each: about 8 kbit/s with headers, a few percent of the
 weakest link, for reports every second and a REMB while the video is off."""
+PROBE_PADDING_BYTES = 255
+"""Padding bytes of each packet of a padding probe (the most one RTP packet's padding holds)."""
+PROBE_PACKET_COST = PROBE_PADDING_BYTES + PACKET_OVERHEAD
+"""What one probe packet costs on the wire, as the estimator counts it."""
 PACE_BELOW_BPS = 4_000_000.0
 """Downlinks estimated at this or more are not paced (no queue in the relay on a good link)."""
 PACE_FACTOR = 1.25
@@ -274,6 +280,9 @@ class DownlinkAdaptation:
         self._counted: weakref.WeakKeyDictionary[OutboundStream, int] = (
             weakref.WeakKeyDictionary()
         )
+        self._interval_s = interval_s
+        self.probe = ProbeState()
+        """The padding probe's state (`media.bandwidth_probe`)."""
         self.ticker = Ticker(self.tick, interval_s, f"adaptation tick participant={participant_id}")
         self.steady_ticks = 0
         """Ticks that found every video track on `full` with room to spare (no decision)."""
@@ -344,7 +353,8 @@ class DownlinkAdaptation:
                     )
                 )
         red_negotiated = any(s.red_pt is not None for s in streams if s.kind == "audio")
-        if self.allocation is not None and is_steady(
+        probe = self._probe_step(link, incoming, now)
+        if self.allocation is not None and not self.probe.running and is_steady(
             link, incoming, self.allocation, self._policy, red_negotiated=red_negotiated, now=now
         ):
             self.steady_ticks += 1
@@ -352,11 +362,15 @@ class DownlinkAdaptation:
                 self._pace(pacing_rate(link.bps, self.allocation.spent_bps))
             return self.allocation
         allocation = allocate(
-            link, incoming, self.allocation, now, self._policy, red_negotiated=red_negotiated
-        )
+            link, incoming, self.allocation, now, self._policy,
+            red_negotiated=red_negotiated, padding_probe=self.probe.running,
+        )  # fmt: skip
         self.allocation = allocation
         if self._pace is not None:  # for what is sent from now on (a probe's keyframe too)
-            self._pace(pacing_rate(link.bps, allocation.spent_bps))
+            rate = pacing_rate(link.bps, allocation.spent_bps)
+            if rate is not None and probe.pad_bps > 0:
+                rate = max(rate, self.probe.target_bps * PACE_FACTOR)
+            self._pace(rate)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s", decision_trace(self.participant_id, link, allocation))
         for stream in streams:
@@ -375,7 +389,7 @@ class DownlinkAdaptation:
             elif decision.switched and decision.reason is RungReason.PROBE_FAILED:
                 # the next reports still describe the probe: they must not cut the bound
                 self.estimator.restart_loss_window(now + LOSS_SETTLE_S)
-        self._heartbeat(allocation, by_id)
+        self._heartbeat(allocation, by_id, probe.pad_bps)
         rung = summary_rung(allocation)
         paused = paused_tracks(allocation)
         if rung is not None and (rung != self.rung or paused != self.paused):
@@ -387,13 +401,66 @@ class DownlinkAdaptation:
         self.paused = paused
         return allocation
 
-    def _heartbeat(self, allocation: Allocation, by_id: dict[str, OutboundStream]) -> None:
+    def _probe_step(
+        self, link: LinkEstimate, incoming: list[IncomingTrack], now: float
+    ) -> ProbeStep:
+        """Start, go on with or judge a padding probe (`media.bandwidth_probe`), from the
+        estimate and the previous allocation, and tell the estimator."""
+        previous = self.allocation
+        if previous is None:
+            return ProbeStep(self.probe, ProbeVerdict.IDLE)
+        tracks = previous.tracks
+        wanted = 0.0
+        for track in incoming:
+            if track.is_audio:
+                extra = self._policy.red_extra if previous.red else 0.0
+                wanted += track.audio_bps * (1.0 + extra)
+            elif track.costs is not None:
+                wanted += track.costs.full_bps
+        inputs = ProbeInputs(
+            estimate_bps=link.bps,
+            loss=link.loss,
+            rtt_s=link.rtt_s,
+            rtt_settled=link.rtt_settled,
+            carried_bps=link.carried_bps,
+            sent_bps=link.sent_bps,
+            spent_bps=previous.spent_bps,
+            wanted_bps=wanted,
+            can_pad=any(t.decision is not None and t.decision.video_paused for t in tracks),
+            busy=any(
+                t.decision is not None and t.decision.probe_until is not None
+                for t in tracks
+            ),
+        )
+        step = probe_step(self.probe, inputs, now)
+        self.probe = step.state
+        if step.verdict is ProbeVerdict.STARTED:
+            self.estimator.restart_loss_window(now)
+        elif step.verdict is ProbeVerdict.PASSED:
+            self.estimator.probe_passed(step.carried_bps, now)
+        if step.verdict in (ProbeVerdict.STARTED, ProbeVerdict.PASSED, ProbeVerdict.FAILED):
+            logger.debug(
+                "padding probe %s participant=%s target=%.0fk carried=%.0fk loss=%.1f%%",
+                step.verdict, self.participant_id, step.state.target_bps / 1000,
+                step.carried_bps / 1000, link.loss * 100,
+            )  # fmt: skip
+        return step
+
+    def _heartbeat(
+        self, allocation: Allocation, by_id: dict[str, OutboundStream], pad_bps: float = 0.0
+    ) -> None:
         """Padding on each video stream the allocation pauses: its reports and the REMB keep
-        coming while the video is off (`OutboundStream.send_padding`)."""
+        coming while the video is off (`OutboundStream.send_padding`); on the first of them,
+        a padding probe's `pad_bps` as well."""
         stamp = abs_send_time(time.time())
         for item in allocation.tracks:
             if item.decision is not None and item.decision.video_paused:
-                by_id[item.track_id].send_padding(HEARTBEAT_PACKETS, HEARTBEAT_BYTES, stamp)
+                stream = by_id[item.track_id]
+                stream.send_padding(HEARTBEAT_PACKETS, HEARTBEAT_BYTES, stamp)
+                if pad_bps > 0:
+                    count = math.ceil(pad_bps * self._interval_s / 8 / PROBE_PACKET_COST)
+                    stream.send_padding(count, PROBE_PADDING_BYTES, stamp)
+                    pad_bps = 0.0
 
     def start(self) -> None:
         """Tick every `interval_s` until `stop` (idempotent)."""

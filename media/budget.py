@@ -145,9 +145,12 @@ def allocate(
     policy: BudgetPolicy = BudgetPolicy(),
     *,
     red_negotiated: bool = True,
+    padding_probe: bool = False,
 ) -> Allocation:
     """Divide `link.bps` among `tracks` by priority; `previous` carries each track's hysteresis
-    (tracks it does not know start fresh; tracks gone are forgotten)."""
+    (tracks it does not know start fresh; tracks gone are forgotten). `padding_probe`: a
+    padding probe runs (`media.bandwidth_probe`), which counts as the subscriber's one probe
+    (no rung probe starts, and a loss spike is the probe's)."""
     red, lossy_at = red_state(link.loss, previous, now, policy, red_negotiated)
     remaining = link.bps
     allocated: list[TrackAllocation] = []
@@ -164,8 +167,12 @@ def allocate(
     video_priorities = sorted({t.priority for t in ordered if not t.is_audio})
     # one probe at a time; a loss spike while one runs is the probe's: it alone steps back, and
     # the other tracks count it as their loss step (they wait before reacting to it again)
-    probing = previous is not None and any(
-        t.decision is not None and t.decision.probe_until is not None for t in previous.tracks
+    probing = padding_probe or (
+        previous is not None
+        and any(
+            t.decision is not None and t.decision.probe_until is not None
+            for t in previous.tracks
+        )
     )
     probe_spike = probing and link.loss >= policy.rung.loss_spike
     # nor while what is allocated already tests the estimate (video, that is: with every video

@@ -68,6 +68,11 @@ class LinkEstimate:
     loss_at: float | None = None
     """When `loss` was last measured (None: never): after a decrease the window needs new
     reports, and until then `loss` is the old reading, not news."""
+    rtt_settled: bool = False
+    """The latest RTT sample is within `rtt_rise_s` of the floor: no queue is building."""
+    carried_bps: float = 0.0
+    """The most that got through (`delivered_bps`, or a padding probe) over the last
+    `carried_window_s`: what the link carried lately, where a probe may aim."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,12 +157,19 @@ class EstimatorPolicy:
     stream of the subscriber together: the loss is lost packets over expected packets, so a
     slide share sending 5 packets a second that loses one does not read as 20% loss."""
     loss_min_packets: int = 50
-    """A window expecting fewer packets than this leaves the loss as it was."""
+    """A window expecting fewer packets than this leaves the loss as it was..."""
+    loss_evident_lost: int = 8
+    """... unless this many of them were lost: 8 of fewer than 50 is over 16%, no village
+    link's random loss (the chance on a 5% link is under 1%), and waiting for 50 packets of
+    a slow stream (a probe of the low rung, the heartbeat of a paused one, at 4-10 packets a
+    second) let a probe that lost most of its packets pass as clean."""
     max_decrease: float = 0.5
     """While we send well below the bound (application-limited), one decrease keeps at least
     this share of it (GCC's (1 - loss/2) at 100% loss): a burst lost just after a quiet
     second must not drop the bound to the audio rate. Sending near the bound, an overflow
     goes to what got through at once."""
+    carried_window_s: float = 60.0
+    """See `LinkEstimate.carried_bps`."""
     sender_reports_kept: int = 32
     """Send times of our last sender reports kept for RTT."""
 
@@ -202,9 +214,9 @@ class SentRate:
         return (last - base) * 8 / (last_at - base_at)
 
 
-class RecentFloor:
-    """The least of the values seen over a sliding window, and the latest one (the RTT floor,
-    the link's own random loss)."""
+class RecentValues:
+    """The least, the greatest and the latest of the values seen over a sliding window (the
+    RTT floor, the link's own random loss, the most it carried lately)."""
 
     def __init__(self, window_s: float) -> None:
         self._window_s = window_s
@@ -221,6 +233,11 @@ class RecentFloor:
     def floor(self) -> float | None:
         """The least value in the window (None before any)."""
         return min((v for _, v in self._values), default=None)
+
+    @property
+    def peak(self) -> float | None:
+        """The greatest value in the window (None before any)."""
+        return max((v for _, v in self._values), default=None)
 
     @property
     def latest(self) -> float | None:
@@ -242,7 +259,7 @@ class DownlinkEstimator:
         self._loss_bound: float | None = None  # None until the first receiver report
         self._loss: float | None = None
         self._rtt_s: float | None = None
-        self._rtt_floor = RecentFloor(policy.rtt_floor_window_s)
+        self._rtt_floor = RecentValues(policy.rtt_floor_window_s)
         self._jitter_s: float | None = None
         self._delivered_bps = 0.0
         self._last_report_at: dict[int | None, float] = {}  # per SSRC (None: without counters)
@@ -253,8 +270,10 @@ class DownlinkEstimator:
         self._sender_reports: dict[int, float] = {}
         self._counters: dict[int, tuple[int, int]] = {}  # ssrc -> (highest seq, lost)
         self._losses: deque[tuple[float, int, int]] = deque()  # (at, expected, lost)
-        self._loss_floor = RecentFloor(policy.loss_floor_window_s)
+        self._loss_floor = RecentValues(policy.loss_floor_window_s)
         self._window_from: float | None = None  # reports before this are out of the window
+        self._carried = RecentValues(policy.carried_window_s)
+        self._probed_bps: float | None = None  # what a padding probe proved, until a decrease
         self.outages = 0
         """Receiver reports left out as describing an outage (see `outage_s`)."""
 
@@ -291,7 +310,7 @@ class DownlinkEstimator:
         self._rtt_s = rtt_s if self._rtt_s is None else weight * rtt_s + (1 - weight) * self._rtt_s
         self._rtt_floor.add(rtt_s, now)
 
-    def _rtt_settled(self) -> bool:
+    def rtt_settled(self) -> bool:
         """Whether the latest RTT sample is within `rtt_rise_s` of the floor (no queue
         building); False before any sample (nothing says so)."""
         floor, latest = self._rtt_floor.floor, self._rtt_floor.latest
@@ -385,6 +404,7 @@ class DownlinkEstimator:
         )
         sent = self._sent.bps(now)
         self._delivered_bps = sent * (1 - loss)
+        self._carried.add(self._delivered_bps, now)
         bound = self._loss_bound
         if bound is None:
             bound = self._remb_or_initial(now)
@@ -400,6 +420,7 @@ class DownlinkEstimator:
                     cut = max(cut, bound * policy.max_decrease)
                 bound = cut
                 self._last_decrease_at = now
+                self._probed_bps = None
             self._last_increase_at = None
         elif loss < increase_below:
             bound = max(bound, self._delivered_bps)
@@ -442,8 +463,8 @@ class DownlinkEstimator:
 
     def _count(self, interval: tuple[int, int] | None, now: float, outage: bool) -> float | None:
         """Add one stream's (expected, lost) since its last report to the loss window; the
-        window's loss, or None when it holds too few packets. Reports after an outage are
-        left out."""
+        window's loss, or None when it holds too few packets to say (`loss_min_packets`,
+        `loss_evident_lost`). Reports after an outage are left out."""
         window = self._losses
         if interval is not None and not outage:
             window.append((now, *interval))
@@ -456,9 +477,21 @@ class DownlinkEstimator:
         while window and window[0][0] < cutoff:
             window.popleft()
         total = sum(e for _, e, _ in window)
-        if total < self.policy.loss_min_packets:
+        lost = sum(n for _, _, n in window)
+        if total < self.policy.loss_min_packets and lost < self.policy.loss_evident_lost:
             return None
-        return sum(n for _, _, n in window) / total
+        return lost / total
+
+    def probe_passed(self, bps: float, now: float) -> None:
+        """A padding probe (`media.bandwidth_probe`) showed that the link carries `bps`: the
+        loss bound rises to it, and a REMB below it is not believed until loss cuts the bound
+        again (a receiver's REMB stays within 1.5 times what it received before the probe)."""
+        policy = self.policy
+        bps = min(max(bps, policy.min_bps), policy.max_bps)
+        self._loss_bound = max(self._loss_bound or 0.0, bps)
+        self._probed_bps = bps
+        self._carried.add(bps, now)
+        self._last_increase_at = now
 
     def restart_loss_window(self, now: float) -> None:
         """Count only reports from `now` on in the loss (a probe starts: it is judged on what
@@ -486,6 +519,8 @@ class DownlinkEstimator:
             sent_bps=self._sent.bps(now),
             delivered_bps=self._delivered_bps,
             loss_at=self._loss_at,
+            rtt_settled=self.rtt_settled(),
+            carried_bps=self._carried.peak or 0.0,
         )
 
     def _expire_remb(self, now: float) -> None:
@@ -496,7 +531,8 @@ class DownlinkEstimator:
         if now - self._remb_at <= self.policy.remb_timeout_s:
             return
         self._remb_expired = True
-        pulled = max(self._remb_bps, self._delivered_bps) * self.policy.remb_pull
+        pulled = max(self._remb_bps, self._delivered_bps, self._probed_bps or 0.0)
+        pulled *= self.policy.remb_pull
         self._loss_bound = max(min(self._loss_bound, pulled), self.policy.min_bps)
 
     def _fresh_remb(self, now: float) -> float | None:
@@ -506,10 +542,11 @@ class DownlinkEstimator:
             return None
         since = self._remb_contradicted_since
         policy = self.policy
-        wait = policy.remb_distrust_quick_s if self._rtt_settled() else policy.remb_distrust_s
+        wait = policy.remb_distrust_quick_s if self.rtt_settled() else policy.remb_distrust_s
+        remb = max(self._remb_bps, self._probed_bps or 0.0)
         if since is not None and now - since >= wait:
-            return max(self._remb_bps, self._delivered_bps * policy.remb_distrust_reach)
-        return self._remb_bps
+            return max(remb, self._delivered_bps * policy.remb_distrust_reach)
+        return remb
 
     def _remb_or_initial(self, now: float) -> float:
         remb = self._fresh_remb(now)

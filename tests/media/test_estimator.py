@@ -371,6 +371,12 @@ class Receiver:
         ([(100, 5), (50, 10)], 30 / 300),
         # 15 packets in the window (loss_min_packets is 50): nothing to say, no loss yet
         ([(5, 1)], 0.0),
+        # ... unless the loss is evident: 5 of a 10-packet-a-second stream lost each second
+        # (a probe of the low rung on a link that cannot carry it) reads without waiting
+        ([(10, 5)], 0.5),
+        ([(10, 3)], 0.3),
+        # 2 lost of 20 is not evident (a link's own random loss can do that)
+        ([(10, 1)], 0.0),
     ],
 )
 def test_with_counters_loss_is_lost_over_expected_packets_of_every_stream(

@@ -1,0 +1,205 @@
+"""Padding probes: learning that a subscriber's link carries more than it is sent, without
+risking its picture on the guess.
+
+While a subscriber's video is paused, what it is sent is all its estimate can learn from: a
+receiver's REMB stays within 1.5 times what it receives, the loss bound within twice what is
+sent (`EstimatorPolicy.app_limited_reach`), and rung probes climb one rung every few seconds.
+After a dip (a village cell crowded for twenty seconds) that is tens of seconds of audio only
+on a link that is back. So, as GCC probes in its application-limited region, the relay probes
+with padding: padding-only packets on a paused video stream (`OutboundStream.send_padding`,
+paced like video) raise what the subscriber is sent to `target_bps` for `duration_s`. The
+verdict comes `judge_after_s` after the padding stops, once the subscriber's reports about it
+are in: the probe passed if the loss stayed below what fails a rung probe and the RTT did not
+rise; the estimator then counts what got through as carried
+(`DownlinkEstimator.probe_passed`). A probe that fails cost a moment of padding on a link that
+could not carry it (no video was at stake), and the next one waits twice as long.
+
+When: the allocation wants more than the estimate gives, a video stream is paused (the padding
+needs one), no rung probe runs, the loss is low and the RTT is at its floor (no queue: a dip's
+queue keeps probes off until it drains). Where to: what the link carried lately (the most
+that got through over the last minute) times `carried_share`, or `estimate_factor` times the
+estimate if more, never more than everything wanted.
+
+`probe_step` is the pure decision, one call a tick with the clock passed in.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, replace
+
+
+@dataclass(frozen=True, slots=True)
+class ProbePolicy:
+    """Constants of padding probes; the defaults are what the relay uses."""
+
+    duration_s: float = 1.0
+    """Padding is sent this long (two adaptation ticks)."""
+    judge_after_s: float = 1.0
+    """The verdict waits this long after the padding stops: a receiver reports on video about
+    once a second."""
+    interval_s: float = 3.0
+    """Time between the verdict of a failed probe and the next probe's start; doubles after
+    each failure..."""
+    interval_max_s: float = 24.0
+    """... up to this."""
+    again_s: float = 0.5
+    """After a probe that passed, the next may start this soon (a link that came back is
+    climbed in a few probes, not one a minute)."""
+    estimate_factor: float = 2.0
+    """A probe aims at least at this times the estimate..."""
+    carried_share: float = 0.85
+    """... or at this share of what the link carried lately (GCC probes at 85% of the rate
+    before a large drop)."""
+    min_gain: float = 1.25
+    """No probe aiming at less than this times the estimate (not worth the padding)."""
+    loss_max: float = 0.07
+    """Only probe while the loss is below this."""
+    loss_rise: float = 0.03
+    """A probe after which the loss is above what it was at its start by this much (and at
+    least `loss_floor`) failed: the link's own random loss says nothing against it..."""
+    loss_floor: float = 0.02
+    """... see `loss_rise`."""
+    loss_spike: float = 0.10
+    """Loss at or above this ends a probe at once, failed."""
+    rtt_rise_s: float = 0.1
+    """A probe during which the RTT rose by this much failed: the link queued the padding."""
+
+
+class ProbeVerdict(enum.StrEnum):
+    """What `probe_step` decided this tick."""
+
+    IDLE = "idle"
+    """No probe running, none started."""
+    STARTED = "started"
+    """A probe starts: pad this tick (the loss window restarts with it)."""
+    PADDING = "padding"
+    """The probe goes on: pad this tick."""
+    WAITING = "waiting"
+    """The padding has stopped; the reports about it are awaited."""
+    PASSED = "passed"
+    """The link carried the probe: `carried_bps` got through."""
+    FAILED = "failed"
+    """The link did not carry it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeInputs:
+    """What one tick knows about the subscriber's link and allocation."""
+
+    estimate_bps: float
+    loss: float
+    rtt_s: float
+    rtt_settled: bool
+    """The RTT is at its floor (`LinkEstimate.rtt_settled`)."""
+    carried_bps: float
+    """The most the link carried lately (`LinkEstimate.carried_bps`)."""
+    sent_bps: float
+    """What was sent over the last second (`LinkEstimate.sent_bps`)."""
+    spent_bps: float
+    """What the allocation spends: the padding fills the rest up to the target."""
+    wanted_bps: float
+    """What every track at its best rung would cost."""
+    can_pad: bool
+    """A video stream of the subscriber is paused."""
+    busy: bool
+    """A rung probe runs (one probe at a time: each is judged on the loss it causes)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeState:
+    """The probe in progress, if any, and when the next may start."""
+
+    next_at: float = 0.0
+    """No probe starts before this."""
+    interval_s: float = 3.0
+    """Wait after a failed probe (the policy's `interval_s` at first; doubles on each
+    failure, back to the policy's on a pass)."""
+    started_at: float | None = None
+    """Start of the probe in progress (None: none)."""
+    target_bps: float = 0.0
+    """What the subscriber is sent, media and padding, while it runs."""
+    loss_before: float = 0.0
+    """The loss at its start."""
+    rtt_before_s: float = 0.0
+    """The RTT at its start."""
+    sent_bps: float = 0.0
+    """The most sent over a second while it ran (what the verdict credits)."""
+
+    @property
+    def running(self) -> bool:
+        """A probe is padding or awaiting its verdict."""
+        return self.started_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeStep:
+    """One tick's decision."""
+
+    state: ProbeState
+    verdict: ProbeVerdict
+    pad_bps: float = 0.0
+    """Padding to send until the next tick, bits per second."""
+    carried_bps: float = 0.0
+    """`PASSED`: what the probe showed the link carries."""
+
+
+def probe_target(inputs: ProbeInputs, policy: ProbePolicy = ProbePolicy()) -> float:
+    """Where a probe would aim now (see the module docstring)."""
+    aim = max(inputs.estimate_bps * policy.estimate_factor,
+              inputs.carried_bps * policy.carried_share)  # fmt: skip
+    return min(aim, inputs.wanted_bps)
+
+
+def probe_step(
+    state: ProbeState, inputs: ProbeInputs, now: float, policy: ProbePolicy = ProbePolicy()
+) -> ProbeStep:
+    """Start, continue or judge a padding probe."""
+    if state.started_at is not None:
+        return _running(state, inputs, now, policy)
+    target = probe_target(inputs, policy)
+    if (
+        now < state.next_at
+        or not inputs.can_pad
+        or inputs.busy
+        or not inputs.rtt_settled
+        or inputs.loss >= policy.loss_max
+        or target < inputs.estimate_bps * policy.min_gain
+        or target <= inputs.spent_bps
+    ):
+        return ProbeStep(state, ProbeVerdict.IDLE)
+    started = replace(
+        state,
+        started_at=now,
+        target_bps=target,
+        loss_before=inputs.loss,
+        rtt_before_s=inputs.rtt_s,
+        sent_bps=0.0,
+    )
+    return ProbeStep(started, ProbeVerdict.STARTED, pad_bps=target - inputs.spent_bps)
+
+
+def _running(
+    state: ProbeState, inputs: ProbeInputs, now: float, policy: ProbePolicy
+) -> ProbeStep:
+    assert state.started_at is not None
+    elapsed = now - state.started_at
+    if elapsed > 0:  # the first tick's sent rate predates the padding
+        state = replace(state, sent_bps=max(state.sent_bps, inputs.sent_bps))
+    queued = state.rtt_before_s > 0 and inputs.rtt_s > state.rtt_before_s + policy.rtt_rise_s
+    judged = elapsed >= policy.duration_s + policy.judge_after_s
+    failed_at = max(policy.loss_floor, state.loss_before + policy.loss_rise)
+    if inputs.loss >= policy.loss_spike or queued or (judged and inputs.loss >= failed_at):
+        interval = state.interval_s
+        failed = ProbeState(
+            next_at=now + interval, interval_s=min(interval * 2.0, policy.interval_max_s)
+        )
+        return ProbeStep(failed, ProbeVerdict.FAILED)
+    if judged:
+        passed = ProbeState(next_at=now + policy.again_s, interval_s=policy.interval_s)
+        carried = state.sent_bps * (1.0 - inputs.loss)
+        return ProbeStep(passed, ProbeVerdict.PASSED, carried_bps=carried)
+    if elapsed < policy.duration_s and inputs.can_pad:
+        pad = max(state.target_bps - inputs.spent_bps, 0.0)
+        return ProbeStep(state, ProbeVerdict.PADDING, pad_bps=pad)
+    return ProbeStep(state, ProbeVerdict.WAITING)
