@@ -354,6 +354,8 @@ class DownlinkAdaptation:
                 )
         red_negotiated = any(s.red_pt is not None for s in streams if s.kind == "audio")
         probe = self._probe_step(link, incoming, now)
+        if probe.verdict is ProbeVerdict.PASSED:  # the estimate it proved, for this decision
+            link = self.estimator.estimate(now)
         if self.allocation is not None and not self.probe.running and is_steady(
             link, incoming, self.allocation, self._policy, red_negotiated=red_negotiated, now=now
         ):
@@ -420,10 +422,12 @@ class DownlinkAdaptation:
         inputs = ProbeInputs(
             estimate_bps=link.bps,
             loss=link.loss,
+            loss_at=link.loss_at,
             rtt_s=link.rtt_s,
             rtt_settled=link.rtt_settled,
             carried_bps=link.carried_bps,
             sent_bps=link.sent_bps,
+            delivered_bps=link.delivered_bps,
             spent_bps=previous.spent_bps,
             wanted_bps=wanted,
             can_pad=any(t.decision is not None and t.decision.video_paused for t in tracks),

@@ -8,17 +8,17 @@ After a dip (a village cell crowded for twenty seconds) that is tens of seconds 
 on a link that is back. So, as GCC probes in its application-limited region, the relay probes
 with padding: padding-only packets on a paused video stream (`OutboundStream.send_padding`,
 paced like video) raise what the subscriber is sent to `target_bps` for `duration_s`. The
-verdict comes `judge_after_s` after the padding stops, once the subscriber's reports about it
-are in: the probe passed if the loss stayed below what fails a rung probe and the RTT did not
-rise; the estimator then counts what got through as carried
-(`DownlinkEstimator.probe_passed`). A probe that fails cost a moment of padding on a link that
-could not carry it (no video was at stake), and the next one waits twice as long.
+verdict comes `judge_after_s` after the padding stops, once a loss reading since its start is
+in (none within `judge_grace_s` more fails it): the probe passed if the loss stayed below what
+fails a rung probe and the RTT did not rise; the estimator then counts what got through as
+carried (`DownlinkEstimator.probe_passed`). A probe that fails cost a moment of padding on a
+link that could not carry it (no video was at stake), and the next one waits twice as long.
 
 When: the allocation wants more than the estimate gives, a video stream is paused (the padding
-needs one), no rung probe runs, the loss is low and the RTT is at its floor (no queue: a dip's
-queue keeps probes off until it drains). Where to: what the link carried lately (the most
-that got through over the last minute) times `carried_share`, or `estimate_factor` times the
-estimate if more, never more than everything wanted.
+needs one), no rung probe runs, the loss is low (or its reading stale) and the RTT is at its
+floor (no queue: a dip's queue keeps probes off until it drains). Where to: what the link
+carried lately (the most that got through over the last minute) times `carried_share`, or
+`estimate_factor` times the estimate if more, never more than everything wanted.
 
 `probe_step` is the pure decision, one call a tick with the clock passed in.
 """
@@ -54,7 +54,15 @@ class ProbePolicy:
     min_gain: float = 1.25
     """No probe aiming at less than this times the estimate (not worth the padding)."""
     loss_max: float = 0.07
-    """Only probe while the loss is below this."""
+    """Only probe while the loss is below this..."""
+    loss_stale_s: float = 2.0
+    """... or while the loss reading is older than this: an old reading (after a dip) says
+    nothing against a link whose RTT is back at its floor, and a slow stream (a heartbeat)
+    gives a reading only when its window fills or loses 8 packets
+    (`EstimatorPolicy.loss_evident_lost`): a stale reading means no such loss lately."""
+    judge_grace_s: float = 1.0
+    """A verdict without any loss reading since the probe started waits this much longer,
+    then fails (no evidence the link carried it)."""
     loss_rise: float = 0.03
     """A probe after which the loss is above what it was at its start by this much (and at
     least `loss_floor`) failed: the link's own random loss says nothing against it..."""
@@ -89,6 +97,8 @@ class ProbeInputs:
 
     estimate_bps: float
     loss: float
+    loss_at: float | None
+    """When the loss was last read (`LinkEstimate.loss_at`)."""
     rtt_s: float
     rtt_settled: bool
     """The RTT is at its floor (`LinkEstimate.rtt_settled`)."""
@@ -96,6 +106,9 @@ class ProbeInputs:
     """The most the link carried lately (`LinkEstimate.carried_bps`)."""
     sent_bps: float
     """What was sent over the last second (`LinkEstimate.sent_bps`)."""
+    delivered_bps: float
+    """What got through according to the last report (`LinkEstimate.delivered_bps`): reports
+    fall between ticks, where the probe's rate is best seen."""
     spent_bps: float
     """What the allocation spends: the padding fills the rest up to the target."""
     wanted_bps: float
@@ -124,7 +137,9 @@ class ProbeState:
     rtt_before_s: float = 0.0
     """The RTT at its start."""
     sent_bps: float = 0.0
-    """The most sent over a second while it ran (what the verdict credits)."""
+    """The most sent over a second while it ran..."""
+    delivered_bps: float = 0.0
+    """... and the most that got through by a report: the verdict credits the greater."""
 
     @property
     def running(self) -> bool:
@@ -158,12 +173,14 @@ def probe_step(
     if state.started_at is not None:
         return _running(state, inputs, now, policy)
     target = probe_target(inputs, policy)
+    fresh = inputs.loss_at is not None and now - inputs.loss_at <= policy.loss_stale_s
+    loss = inputs.loss if fresh else 0.0
     if (
         now < state.next_at
         or not inputs.can_pad
         or inputs.busy
         or not inputs.rtt_settled
-        or inputs.loss >= policy.loss_max
+        or loss >= policy.loss_max
         or target < inputs.estimate_bps * policy.min_gain
         or target <= inputs.spent_bps
     ):
@@ -172,9 +189,10 @@ def probe_step(
         state,
         started_at=now,
         target_bps=target,
-        loss_before=inputs.loss,
+        loss_before=loss,
         rtt_before_s=inputs.rtt_s,
         sent_bps=0.0,
+        delivered_bps=0.0,
     )
     return ProbeStep(started, ProbeVerdict.STARTED, pad_bps=target - inputs.spent_bps)
 
@@ -184,12 +202,22 @@ def _running(
 ) -> ProbeStep:
     assert state.started_at is not None
     elapsed = now - state.started_at
-    if elapsed > 0:  # the first tick's sent rate predates the padding
-        state = replace(state, sent_bps=max(state.sent_bps, inputs.sent_bps))
+    if elapsed > 0:  # the first tick's rates predate the padding
+        state = replace(
+            state,
+            sent_bps=max(state.sent_bps, inputs.sent_bps),
+            delivered_bps=max(state.delivered_bps, inputs.delivered_bps),
+        )
+    # only readings since the start are about the probe (the loss window restarted with it)
+    reported = inputs.loss_at is not None and inputs.loss_at > state.started_at
+    loss = inputs.loss if reported else 0.0
     queued = state.rtt_before_s > 0 and inputs.rtt_s > state.rtt_before_s + policy.rtt_rise_s
-    judged = elapsed >= policy.duration_s + policy.judge_after_s
+    due = elapsed >= policy.duration_s + policy.judge_after_s
+    judged = due and reported
+    overdue = elapsed >= policy.duration_s + policy.judge_after_s + policy.judge_grace_s
+    unknown = overdue and not reported
     failed_at = max(policy.loss_floor, state.loss_before + policy.loss_rise)
-    if inputs.loss >= policy.loss_spike or queued or (judged and inputs.loss >= failed_at):
+    if loss >= policy.loss_spike or queued or unknown or (judged and loss >= failed_at):
         interval = state.interval_s
         failed = ProbeState(
             next_at=now + interval, interval_s=min(interval * 2.0, policy.interval_max_s)
@@ -197,7 +225,7 @@ def _running(
         return ProbeStep(failed, ProbeVerdict.FAILED)
     if judged:
         passed = ProbeState(next_at=now + policy.again_s, interval_s=policy.interval_s)
-        carried = state.sent_bps * (1.0 - inputs.loss)
+        carried = max(state.sent_bps * (1.0 - loss), state.delivered_bps)
         return ProbeStep(passed, ProbeVerdict.PASSED, carried_bps=carried)
     if elapsed < policy.duration_s and inputs.can_pad:
         pad = max(state.target_bps - inputs.spent_bps, 0.0)

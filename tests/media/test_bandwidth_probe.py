@@ -1,0 +1,175 @@
+"""Padding probes as a pure decision: when one starts, where it aims, and its verdict."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from media.bandwidth_probe import (
+    ProbeInputs,
+    ProbePolicy,
+    ProbeState,
+    ProbeStep,
+    ProbeVerdict,
+    probe_step,
+    probe_target,
+)
+
+POLICY = ProbePolicy()
+
+# After a dip: audio only (with the heartbeat) at 90k on a link that carried 900k a minute ago.
+AFTER_DIP = ProbeInputs(
+    estimate_bps=90_000,
+    loss=0.005,
+    loss_at=9.8,
+    rtt_s=0.004,
+    rtt_settled=True,
+    carried_bps=900_000,
+    sent_bps=85_000,
+    delivered_bps=84_000,
+    spent_bps=75_000,
+    wanted_bps=1_000_000,
+    can_pad=True,
+    busy=False,
+)
+
+
+@pytest.mark.parametrize(
+    ("change", "target"),
+    [
+        # what the link carried lately, less 15%
+        ({}, 765_000),
+        # never more than everything wanted
+        ({"wanted_bps": 500_000}, 500_000),
+        # nothing carried lately that is worth more: twice the estimate
+        ({"carried_bps": 100_000}, 180_000),
+        ({"carried_bps": 0.0, "estimate_bps": 300_000}, 600_000),
+    ],
+)
+def test_a_probe_aims_at_what_the_link_carried_or_twice_the_estimate(
+    change: dict[str, float], target: float
+) -> None:
+    assert probe_target(replace(AFTER_DIP, **change)) == pytest.approx(target)
+
+
+@pytest.mark.parametrize(
+    ("change", "state", "why"),
+    [
+        ({"can_pad": False}, ProbeState(), "no paused video stream to carry the padding"),
+        ({"busy": True}, ProbeState(), "a rung probe runs"),
+        ({"rtt_settled": False}, ProbeState(), "a queue: the link has not drained"),
+        ({"loss": 0.08}, ProbeState(), "loss too high"),
+        ({"loss": 0.08, "loss_at": 8.5}, ProbeState(), "loss too high, read 1.5 s ago"),
+        ({"wanted_bps": 100_000}, ProbeState(), "not worth it: wants little more"),
+        ({"estimate_bps": 1_200_000}, ProbeState(), "the estimate covers everything"),
+        ({}, ProbeState(next_at=12.0), "the interval after a failure"),
+    ],
+)
+def test_no_probe_starts(change: dict[str, object], state: ProbeState, why: str) -> None:
+    step = probe_step(state, replace(AFTER_DIP, **change), now=10.0)
+    assert step.verdict is ProbeVerdict.IDLE, why
+    assert step.pad_bps == 0.0 and not step.state.running
+
+
+def read(now: float, **change: object) -> ProbeInputs:
+    """The inputs after the dip with a loss reading just made at `now`."""
+    return replace(AFTER_DIP, loss_at=now, **change)
+
+
+def run(state: ProbeState, ticks: list[ProbeInputs]) -> list[ProbeStep]:
+    """Each tick's step; a tick's clock is its reading's time."""
+    out = []
+    for inputs in ticks:
+        assert inputs.loss_at is not None
+        step = probe_step(state, inputs, inputs.loss_at)
+        state = step.state
+        out.append(step)
+    return out
+
+
+def test_a_probe_pads_up_to_its_target_then_waits_and_passes() -> None:
+    steps = run(
+        ProbeState(),
+        [
+            read(10.0),
+            read(10.5, sent_bps=400_000),
+            read(11.0, sent_bps=600_000),  # the padding stopped: the reports are awaited
+            read(11.5, sent_bps=300_000, delivered_bps=700_000),  # a report saw its peak
+            read(12.0, loss=0.01),
+        ],
+    )
+    assert [s.verdict for s in steps] == [
+        ProbeVerdict.STARTED,
+        ProbeVerdict.PADDING,
+        ProbeVerdict.WAITING,
+        ProbeVerdict.WAITING,
+        ProbeVerdict.PASSED,
+    ]
+    assert steps[0].pad_bps == pytest.approx(765_000 - 75_000)
+    assert steps[1].pad_bps == pytest.approx(765_000 - 75_000)
+    # credited: the most that got through by a report, or the most sent less the loss
+    assert steps[-1].carried_bps == pytest.approx(700_000)
+    assert not steps[-1].state.running
+
+
+def test_a_stale_loss_reading_does_not_hold_a_probe_off() -> None:
+    # 65% read during the dip, 2.5 s ago; the RTT is back at its floor since
+    step = probe_step(ProbeState(), replace(AFTER_DIP, loss=0.65, loss_at=7.5), 10.0)
+    assert step.verdict is ProbeVerdict.STARTED
+    assert step.state.loss_before == 0.0
+
+
+def test_a_probe_without_a_reading_since_its_start_fails() -> None:
+    stale = replace(AFTER_DIP, loss_at=9.8)
+    steps = [probe_step(ProbeState(), stale, 10.0)]
+    for now in (10.5, 11.0, 11.5, 12.0, 12.5, 13.0):
+        steps.append(probe_step(steps[-1].state, stale, now))
+    verdicts = [s.verdict for s in steps]
+    assert verdicts[3:5] == [ProbeVerdict.WAITING, ProbeVerdict.WAITING]
+    assert verdicts[-1] is ProbeVerdict.FAILED and ProbeVerdict.PASSED not in verdicts
+
+
+def test_after_a_pass_the_next_probe_may_start_soon() -> None:
+    steps = run(ProbeState(), [read(10.0), read(10.5), read(11.0), read(12.0)])
+    assert steps[-1].verdict is ProbeVerdict.PASSED
+    assert probe_step(steps[-1].state, read(12.5), 12.5).verdict is ProbeVerdict.STARTED
+
+
+@pytest.mark.parametrize(
+    ("at", "change", "why"),
+    [
+        # a loss spike ends it at once, padding or not
+        (10.5, {"loss": 0.15}, "loss spike while padding"),
+        # the RTT rose by 100 ms: the link queued the padding
+        (11.0, {"rtt_s": 0.2}, "queue"),
+        # at the verdict: loss risen by 3 points over where it started
+        (12.0, {"loss": 0.04}, "loss rose"),
+    ],
+)
+def test_a_probe_fails_and_the_next_waits_twice_as_long(
+    at: float, change: dict[str, float], why: str
+) -> None:
+    ticks = [read(now, **(change if now == at else {})) for now in (10.0, 10.5, 11.0, 11.5, 12.0)]
+    steps = run(ProbeState(), [t for t in ticks if t.loss_at is not None and t.loss_at <= at])
+    assert steps[-1].verdict is ProbeVerdict.FAILED, why
+    state = steps[-1].state
+    assert not state.running
+    assert state.next_at == pytest.approx(at + POLICY.interval_s)
+    assert state.interval_s == pytest.approx(2 * POLICY.interval_s)
+    # and the next failure doubles it again
+    again = probe_step(state, read(state.next_at), state.next_at).state
+    failed = probe_step(again, read(state.next_at + 0.5, loss=0.2), state.next_at + 0.5).state
+    assert failed.interval_s == pytest.approx(4 * POLICY.interval_s)
+
+
+def test_a_link_with_random_loss_may_pass() -> None:
+    lossy = [read(now, loss=0.04) for now in (10.0, 10.5, 11.0, 11.5)]  # its own 4%
+    steps = run(ProbeState(), [*lossy, read(12.0, loss=0.05)])
+    assert steps[-1].verdict is ProbeVerdict.PASSED
+
+
+def test_padding_stops_when_no_stream_is_paused_any_more() -> None:
+    state = probe_step(ProbeState(), read(10.0), 10.0).state
+    step = probe_step(state, read(10.5, can_pad=False), 10.5)
+    assert step.verdict is ProbeVerdict.WAITING and step.pad_bps == 0.0
