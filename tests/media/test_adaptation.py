@@ -22,6 +22,7 @@ from media.adaptation import (
     PACE_BELOW_BPS,
     PACE_FACTOR,
     PACE_VIDEO_FLOOR_BPS,
+    PROBE_PADDING_BYTES,
     DownlinkAdaptation,
     decision_trace,
     is_steady,
@@ -426,3 +427,29 @@ async def test_with_adaptation_off_nothing_is_decided_and_everything_goes_in_ful
     finally:
         await relay.close()
         await service.stop()
+
+
+async def test_a_padding_probe_finds_a_link_that_came_back_while_the_remb_stays_low() -> None:
+    sub = Subscriber()
+    for _ in range(3):
+        sub.one_second(remb_bps=2_000_000)
+    for _ in range(4):  # a dip: the video pauses
+        sub.one_second(remb_bps=60_000)
+    assert sub.adaptation.rung is Rung.AUDIO_ONLY
+    assert not any(p[-1] == PROBE_PADDING_BYTES for p in sub.sent), "no probe in the dip"
+    # the link is back: clean reports and the RTT at its floor, but the receiver's REMB stays
+    # within 1.5 times the little it gets (a heartbeat), as Chromium's does
+    sent = len(sub.sent)
+    for _ in range(8):
+        sub.adaptation.estimator.on_rtt(0.01, sub.now)
+        sub.one_second(remb_bps=60_000)
+        if sub.adaptation.rung is Rung.FULL:
+            break
+    probe = [p for p in sub.sent[sent:] if p[0] & 0x20 and p[-1] == PROBE_PADDING_BYTES]
+    assert len(probe) > 100, "a second of padding-only packets at the probe's rate"
+    assert sub.adaptation.estimator.estimate(sub.now).bps > 500_000
+    # the probe's verdict raised the estimate past the REMB, and the video came straight back
+    assert sub.adaptation.rung is Rung.FULL
+    assert sub.rungs()[-2:] == ["audio_only", "full"]
+    seqs = [int.from_bytes(p[2:4], "big") for p in sub.sent[sent - 1 :]]
+    assert all((b - a) & 0xFFFF == 1 for a, b in itertools.pairwise(seqs)), "one sequence"

@@ -556,3 +556,44 @@ def test_on_a_link_with_its_own_random_loss_the_bound_rises_again_after_a_cut(
         step(est, cut, t - 1, t, 0.03)
     after = est.estimate(9.0).bps
     assert after > cut * 1.3 if rises else after == cut
+
+
+def test_a_passed_padding_probe_lifts_both_bounds_until_loss_cuts_again() -> None:
+    est = DownlinkEstimator()
+    heartbeat = Receiver(1, 60)
+    for t in range(1, 5):  # audio only after a dip: the REMB and the bound sit low
+        send(est, 80_000, t - 1, t)
+        est.on_remb(40_000, float(t))
+        heartbeat.report(est, float(t), 1.0, 0)
+    assert est.estimate(4.0).bps == pytest.approx(40_000)
+    carried = est.estimate(4.0).carried_bps
+    est.probe_passed(600_000, 4.5)
+    after = est.estimate(4.5)
+    assert after.bps == pytest.approx(600_000), "a REMB below what the probe proved is not believed"
+    assert after.carried_bps == pytest.approx(600_000) and carried < 600_000
+    for t in (5, 6):  # the REMB stays low, the loss too: the estimate stays
+        send(est, 500_000, t - 1, t)
+        est.on_remb(60_000, float(t))
+        heartbeat.report(est, float(t), 1.0, 0)
+        assert est.estimate(float(t)).bps >= 600_000
+    for t in (7, 8):  # congestion: the cut ends the probe's word
+        send(est, 600_000, t - 1, t)
+        est.on_remb(60_000, float(t))
+        heartbeat.report(est, float(t), 1.0, 20)
+    assert est.estimate(8.0).bps == pytest.approx(60_000)
+
+
+def test_carried_is_the_most_that_got_through_over_the_last_minute() -> None:
+    est = DownlinkEstimator()
+    video = Receiver(1, 100)
+    for t in range(1, 4):
+        send(est, 800_000, t - 1, t)
+        video.report(est, float(t), 1.0, 0)
+    for t in range(4, 60):
+        send(est, 100_000, t - 1, t)
+        video.report(est, float(t), 1.0, 0)
+    assert est.estimate(59.0).carried_bps == pytest.approx(800_000, rel=0.05)
+    for t in range(60, 66):
+        send(est, 100_000, t - 1, t)
+        video.report(est, float(t), 1.0, 0)
+    assert est.estimate(65.0).carried_bps == pytest.approx(100_000, rel=0.05)
