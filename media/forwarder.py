@@ -261,17 +261,25 @@ class InboundTrack:
         """Bits per second per temporal layer (TID 0, 1, 2, no layer information): windows of
         at least `RATE_WINDOW_S`, smoothed (`RATE_SMOOTHING`) so that one keyframe, or the two
         frames a second of a slide share's base layer, do not make the costs jump; a layer
-        that stopped reads zero at once. Zeros at first."""
+        that stopped reads zero at once, unless a layer above it still flows (then a window
+        only missed its frames: a lower layer read as free made its rung look free). Zeros at
+        first."""
         start = self._rates_from
         if start is None:
             self._rates_from = (now, list(self.layer_octets))
         elif now - start[0] >= RATE_WINDOW_S:
             elapsed = now - start[0]
             octets = self.layer_octets
-            self._rates = tuple(  # type: ignore[assignment]
-                _smoothed(old, (octets[i] - start[1][i]) * 8 / elapsed)
-                for i, old in enumerate(self._rates)
-            )
+            raw = [(octets[i] - start[1][i]) * 8 / elapsed for i in range(4)]
+            rates = []
+            for i, old in enumerate(self._rates):
+                new = raw[i]
+                if new <= 0.0 and i < 2 and any(raw[j] > 0.0 for j in range(i + 1, 3)):
+                    # a layer above this one flowed, and it needs this one: the window only
+                    # missed its frames (an encoder short of CPU skips some), it did not stop
+                    new = old
+                rates.append(_smoothed(old, new))
+            self._rates = tuple(rates)  # type: ignore[assignment]
             self._rates_from = (now, list(octets))
         return self._rates
 

@@ -383,3 +383,30 @@ async def test_with_layers_dropped_loss_keeps_its_hole_and_nacks_get_the_rewritt
     rtx = RtpPacket.parse(capture.sent[0], capture.ext_map)
     assert rtx.payload[:2] == ((base + 2) & 0xFFFF).to_bytes(2, "big")
     assert vp8.parse_descriptor(rtx.payload[2:]).picture_id == pids[(base + 2) & 0xFFFF]
+
+
+@pytest.mark.parametrize(
+    ("window", "expected"),
+    [
+        # every layer flowed: each reads its own rate
+        ((8_000, 8_000, 16_000), (8_000, 8_000, 16_000)),
+        # the window missed the base layer's frames while the layers above flowed: it keeps
+        # its rate (read as free, it made the 7.5 fps rung look free)
+        ((0, 8_000, 16_000), (8_000, 8_000, 16_000)),
+        ((0, 0, 16_000), (8_000, 8_000, 16_000)),
+        # the top layer stopped (the publisher sends two layers now): zero at once
+        ((8_000, 8_000, 0), (8_000, 8_000, 0)),
+        # everything stopped: zero at once
+        ((0, 0, 0), (0, 0, 0)),
+    ],
+)
+def test_layer_rates_read_a_stopped_layer_as_zero_but_not_a_missed_window(
+    window: tuple[int, int, int], expected: tuple[int, int, int]
+) -> None:
+    track = InboundTrack("teacher", "camera", [VP8], send_pli=lambda ssrc: None)
+    track.layer_rates(0.0)
+    track.layer_octets[:3] = [1_000, 1_000, 2_000]  # 8, 8 and 16 kbit/s over the first second
+    assert track.layer_rates(1.0)[:3] == (8_000, 8_000, 16_000)
+    for i, bps in enumerate(window):
+        track.layer_octets[i] += bps // 8
+    assert track.layer_rates(2.0)[:3] == pytest.approx(expected)
