@@ -26,6 +26,7 @@ import math
 import time
 import weakref
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 from media.bandwidth_probe import ProbeInputs, ProbeState, ProbeStep, ProbeVerdict, probe_step
@@ -34,7 +35,14 @@ from media.estimator import DownlinkEstimator, LinkEstimate
 from media.forwarder import PACKET_OVERHEAD, InboundTrack, OutboundStream
 from media.rtcp_feedback import ReportBlock
 from media.rtptime import abs_send_time
-from media.rung import LOW_RUNG_NOMINAL_BPS, Rung, RungCosts, RungDecision, RungReason
+from media.rung import (
+    LOW_RUNG_NOMINAL_BPS,
+    Rung,
+    RungCosts,
+    RungDecision,
+    RungReason,
+    forget_backoff,
+)
 from media.ticker import Ticker
 from media.transcode import low_rendition, offers_low
 
@@ -354,9 +362,11 @@ class DownlinkAdaptation:
                 )
         red_negotiated = any(s.red_pt is not None for s in streams if s.kind == "audio")
         probe = self._probe_step(link, incoming, now)
+        # a failing probe's loss is its own, as a failed rung probe's (the others wait)
+        probing = self.probe.running or probe.verdict is ProbeVerdict.FAILED
         if probe.verdict is ProbeVerdict.PASSED:  # the estimate it proved, for this decision
             link = self.estimator.estimate(now)
-        if self.allocation is not None and not self.probe.running and is_steady(
+        if self.allocation is not None and not probing and is_steady(
             link, incoming, self.allocation, self._policy, red_negotiated=red_negotiated, now=now
         ):
             self.steady_ticks += 1
@@ -365,7 +375,7 @@ class DownlinkAdaptation:
             return self.allocation
         allocation = allocate(
             link, incoming, self.allocation, now, self._policy,
-            red_negotiated=red_negotiated, padding_probe=self.probe.running,
+            red_negotiated=red_negotiated, padding_probe=probing,
         )  # fmt: skip
         self.allocation = allocation
         if self._pace is not None:  # for what is sent from now on (a probe's keyframe too)
@@ -440,8 +450,21 @@ class DownlinkAdaptation:
         self.probe = step.state
         if step.verdict is ProbeVerdict.STARTED:
             self.estimator.restart_loss_window(now)
+        elif step.verdict is ProbeVerdict.FAILED:  # the next reports still describe it
+            self.estimator.restart_loss_window(now + LOSS_SETTLE_S)
         elif step.verdict is ProbeVerdict.PASSED:
             self.estimator.probe_passed(step.carried_bps, now)
+            # the failed steps up that each track remembers were on a link that is gone
+            rung_policy = self._policy.rung
+            self.allocation = replace(
+                previous,
+                tracks=tuple(
+                    replace(t, decision=forget_backoff(t.decision, now, rung_policy))
+                    if t.decision is not None
+                    else t
+                    for t in tracks
+                ),
+            )
         if step.verdict in (ProbeVerdict.STARTED, ProbeVerdict.PASSED, ProbeVerdict.FAILED):
             logger.debug(
                 "padding probe %s participant=%s target=%.0fk carried=%.0fk loss=%.1f%%",

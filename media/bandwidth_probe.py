@@ -33,8 +33,9 @@ from dataclasses import dataclass, replace
 class ProbePolicy:
     """Constants of padding probes; the defaults are what the relay uses."""
 
-    duration_s: float = 1.0
-    """Padding is sent this long (two adaptation ticks)."""
+    duration_s: float = 0.5
+    """Padding is sent this long (one adaptation tick: on a link still in its dip, a probe
+    overflows it for as long as it lasts)."""
     judge_after_s: float = 1.0
     """The verdict waits this long after the padding stops: a receiver reports on video about
     once a second."""

@@ -367,6 +367,22 @@ def decide(
     return _hold(state, cost)
 
 
+def forget_backoff(
+    state: RungDecision, now: float, policy: RungPolicy = RungPolicy()
+) -> RungDecision:
+    """The decision without the memory of failed steps up (the ceiling, the doubled hold and
+    probe interval), and free to probe again after `probe_again_s`: a padding probe just
+    showed that the link carries more than when they failed (`media.bandwidth_probe`), so
+    they describe a link that is gone."""
+    return replace(
+        state,
+        ceiling=None,
+        up_hold_s=policy.up_hold_s,
+        probe_interval_s=policy.probe_interval_s,
+        probe_clock=min(state.probe_clock, now - policy.probe_interval_s + policy.probe_again_s),
+    )
+
+
 def _proven(
     state: RungDecision,
     estimate_bps: float,

@@ -26,6 +26,7 @@ from media.rung import (
     RungPolicy,
     RungReason,
     decide,
+    forget_backoff,
 )
 
 L1T3 = RungCosts((400_000.0, 200_000.0, 400_000.0), low_bps=150_000.0)
@@ -217,6 +218,21 @@ def test_failed_up_switch_sets_a_ceiling_with_a_doubled_hold_until_one_lasts() -
     assert at[4.0].ceiling == FULL and at[4.0].up_hold_s == 2 * POLICY.up_hold_s
     assert at[21.0].ceiling == FULL  # full has not lasted the failed-up window yet
     assert at[21.25].ceiling is None and at[21.25].up_hold_s == POLICY.up_hold_s
+
+
+def test_a_passed_padding_probe_forgets_the_ceiling_and_the_doubled_holds() -> None:
+    start = decide(200_000, 0.0, 0.05, L1T3, None, 0.0)
+    steps = ticks(0.25, 3, 3e6) + ticks(3, 5, 200_000)  # up to full, then a failed up: ceiling
+    failed = run(steps, start=start)[-1]
+    assert failed.ceiling == FULL and failed.up_hold_s == 2 * POLICY.up_hold_s
+    fresh = forget_backoff(failed, 5.0)
+    assert fresh.ceiling is None
+    assert fresh.up_hold_s == POLICY.up_hold_s
+    assert fresh.probe_interval_s == POLICY.probe_interval_s
+    assert fresh.choice == failed.choice and not fresh.switched
+    # full is back after the base hold, not the doubled one
+    after = run(ticks(5, 9, 3e6), start=fresh)
+    assert first_time(ticks(5, 9, 3e6), after, lambda d: d.choice == FULL) == 7.0
 
 
 def test_audio_only_probes_the_cheapest_video_rung_keeps_it_and_probes_again_soon() -> None:
