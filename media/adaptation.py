@@ -29,7 +29,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
-from media.bandwidth_probe import ProbeInputs, ProbeState, ProbeStep, ProbeVerdict, probe_step
+from media.bandwidth_probe import (
+    ProbeInputs,
+    ProbeState,
+    ProbeStep,
+    ProbeVerdict,
+    probe_step,
+    probe_unsent,
+)
 from media.budget import Allocation, BudgetPolicy, IncomingTrack, Priority, allocate, red_state
 from media.estimator import DownlinkEstimator, LinkEstimate
 from media.forwarder import PACKET_OVERHEAD, InboundTrack, OutboundStream
@@ -401,7 +408,9 @@ class DownlinkAdaptation:
             elif decision.switched and decision.reason is RungReason.PROBE_FAILED:
                 # the next reports still describe the probe: they must not cut the bound
                 self.estimator.restart_loss_window(now + LOSS_SETTLE_S)
-        self._heartbeat(allocation, by_id, probe.pad_bps)
+        padded = self._heartbeat(allocation, by_id, probe.pad_bps)
+        if probe.verdict is ProbeVerdict.STARTED and not padded:
+            self.probe = probe_unsent(self.probe, now)
         rung = summary_rung(allocation)
         paused = paused_tracks(allocation)
         if rung is not None and (rung != self.rung or paused != self.paused):
@@ -475,10 +484,10 @@ class DownlinkAdaptation:
 
     def _heartbeat(
         self, allocation: Allocation, by_id: dict[str, OutboundStream], pad_bps: float = 0.0
-    ) -> None:
+    ) -> bool:
         """Padding on each video stream the allocation pauses: its reports and the REMB keep
         coming while the video is off (`OutboundStream.send_padding`); on the first of them,
-        a padding probe's `pad_bps` as well."""
+        a padding probe's `pad_bps` as well. Whether that was sent (a stream was paused)."""
         stamp = abs_send_time(time.time())
         for item in allocation.tracks:
             if item.decision is not None and item.decision.video_paused:
@@ -488,6 +497,7 @@ class DownlinkAdaptation:
                     count = math.ceil(pad_bps * self._interval_s / 8 / PROBE_PACKET_COST)
                     stream.send_padding(count, PROBE_PADDING_BYTES, stamp)
                     pad_bps = 0.0
+        return pad_bps == 0.0
 
     def start(self) -> None:
         """Tick every `interval_s` until `stop` (idempotent)."""

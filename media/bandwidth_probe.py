@@ -17,8 +17,9 @@ link that could not carry it (no video was at stake), and the next one waits twi
 When: the allocation wants more than the estimate gives, a video stream is paused (the padding
 needs one), no rung probe runs, the loss is low (or its reading stale) and the RTT is at its
 floor (no queue: a dip's queue keeps probes off until it drains). Where to: what the link
-carried lately (the most that got through over the last minute) times `carried_share`, or
-`estimate_factor` times the estimate if more, never more than everything wanted.
+carried lately (the most that got through over the last minute), or `estimate_factor` times
+the estimate if more, never more than everything wanted with the margin a rung needs to be in
+reach.
 
 `probe_step` is the pure decision, one call a tick with the clock passed in.
 """
@@ -49,9 +50,13 @@ class ProbePolicy:
     climbed in a few probes, not one a minute)."""
     estimate_factor: float = 2.0
     """A probe aims at least at this times the estimate..."""
-    carried_share: float = 0.85
-    """... or at this share of what the link carried lately (GCC probes at 85% of the rate
-    before a large drop)."""
+    carried_share: float = 1.0
+    """... or at this share of what the link carried lately (the rate before a dip: a probe
+    that passes there brings every track back at once; GCC probes at 85% of it, a rate that
+    leaves the best rung out of reach)..."""
+    wanted_margin: float = 1.25
+    """... but never more than everything wanted times this (a rung is in reach at its cost
+    times 1 + `RungPolicy.up_margin`)."""
     min_gain: float = 1.25
     """No probe aiming at less than this times the estimate (not worth the padding)."""
     loss_max: float = 0.07
@@ -138,9 +143,9 @@ class ProbeState:
     rtt_before_s: float = 0.0
     """The RTT at its start."""
     sent_bps: float = 0.0
-    """The most sent over a second while it ran..."""
+    """The most sent over a second while it ran (the target, or more: media besides)..."""
     delivered_bps: float = 0.0
-    """... and the most that got through by a report: the verdict credits the greater."""
+    """... and the most that got through by a report: the verdict credits the greatest."""
 
     @property
     def running(self) -> bool:
@@ -160,11 +165,17 @@ class ProbeStep:
     """`PASSED`: what the probe showed the link carries."""
 
 
+def probe_unsent(state: ProbeState, now: float, policy: ProbePolicy = ProbePolicy()) -> ProbeState:
+    """The state after a probe that just started could not send its padding (the allocation
+    resumed the paused stream in the same tick): no probe, and the next may start soon."""
+    return ProbeState(next_at=now + policy.again_s, interval_s=state.interval_s)
+
+
 def probe_target(inputs: ProbeInputs, policy: ProbePolicy = ProbePolicy()) -> float:
     """Where a probe would aim now (see the module docstring)."""
     aim = max(inputs.estimate_bps * policy.estimate_factor,
               inputs.carried_bps * policy.carried_share)  # fmt: skip
-    return min(aim, inputs.wanted_bps)
+    return min(aim, inputs.wanted_bps * policy.wanted_margin)
 
 
 def probe_step(
@@ -226,7 +237,10 @@ def _running(
         return ProbeStep(failed, ProbeVerdict.FAILED)
     if judged:
         passed = ProbeState(next_at=now + policy.again_s, interval_s=policy.interval_s)
-        carried = max(state.sent_bps * (1.0 - loss), state.delivered_bps)
+        # the link took the target for the probe's duration and lost `loss` of it (the sent
+        # and delivered meters, a second long, read a half-second probe at about half)
+        carried = max(state.target_bps, state.sent_bps) * (1.0 - loss)
+        carried = max(carried, state.delivered_bps)
         return ProbeStep(passed, ProbeVerdict.PASSED, carried_bps=carried)
     if elapsed < policy.duration_s and inputs.can_pad:
         pad = max(state.target_bps - inputs.spent_bps, 0.0)

@@ -14,6 +14,7 @@ from media.bandwidth_probe import (
     ProbeVerdict,
     probe_step,
     probe_target,
+    probe_unsent,
 )
 
 POLICY = ProbePolicy()
@@ -38,10 +39,10 @@ AFTER_DIP = ProbeInputs(
 @pytest.mark.parametrize(
     ("change", "target"),
     [
-        # what the link carried lately, less 15%
-        ({}, 765_000),
-        # never more than everything wanted
-        ({"wanted_bps": 500_000}, 500_000),
+        # what the link carried lately
+        ({}, 900_000),
+        # never more than everything wanted, with the margin that puts its rungs in reach
+        ({"wanted_bps": 500_000}, 625_000),
         # nothing carried lately that is worth more: twice the estimate
         ({"carried_bps": 100_000}, 180_000),
         ({"carried_bps": 0.0, "estimate_bps": 300_000}, 600_000),
@@ -61,8 +62,8 @@ def test_a_probe_aims_at_what_the_link_carried_or_twice_the_estimate(
         ({"rtt_settled": False}, ProbeState(), "a queue: the link has not drained"),
         ({"loss": 0.08}, ProbeState(), "loss too high"),
         ({"loss": 0.08, "loss_at": 8.5}, ProbeState(), "loss too high, read 1.5 s ago"),
-        ({"wanted_bps": 100_000}, ProbeState(), "not worth it: wants little more"),
-        ({"estimate_bps": 1_200_000}, ProbeState(), "the estimate covers everything"),
+        ({"wanted_bps": 80_000}, ProbeState(), "not worth it: wants little more"),
+        ({"estimate_bps": 1_300_000}, ProbeState(), "the estimate covers everything"),
         ({}, ProbeState(next_at=12.0), "the interval after a failure"),
     ],
 )
@@ -106,9 +107,10 @@ def test_a_probe_pads_up_to_its_target_then_waits_and_passes() -> None:
         ProbeVerdict.WAITING,
         ProbeVerdict.PASSED,
     ]
-    assert steps[0].pad_bps == pytest.approx(765_000 - 75_000)
-    # credited: the most that got through by a report, or the most sent less the loss
-    assert steps[-1].carried_bps == pytest.approx(700_000)
+    assert steps[0].pad_bps == pytest.approx(900_000 - 75_000)
+    # credited: the target (what the link took for the probe's half second) less the loss;
+    # the one-second meters read the half-second probe at about half
+    assert steps[-1].carried_bps == pytest.approx(900_000 * 0.99)
     assert not steps[-1].state.running
 
 
@@ -116,7 +118,7 @@ def test_a_longer_probe_pads_on_each_tick_while_a_stream_is_paused() -> None:
     longer = ProbePolicy(duration_s=1.0)
     steps = run(ProbeState(), [read(10.0), read(10.5, spent_bps=100_000)], longer)
     assert [s.verdict for s in steps] == [ProbeVerdict.STARTED, ProbeVerdict.PADDING]
-    assert steps[1].pad_bps == pytest.approx(765_000 - 100_000)
+    assert steps[1].pad_bps == pytest.approx(900_000 - 100_000)
     step = probe_step(steps[1].state, read(10.5, can_pad=False), 10.5, longer)
     assert step.verdict is ProbeVerdict.WAITING and step.pad_bps == 0.0
 
@@ -176,3 +178,28 @@ def test_a_link_with_random_loss_may_pass() -> None:
     steps = run(ProbeState(), [*lossy, read(11.5, loss=0.05)])
     assert steps[-1].verdict is ProbeVerdict.PASSED
 
+
+
+@pytest.mark.parametrize(
+    ("sent", "delivered", "carried"),
+    [
+        (400_000, 380_000, 900_000 * 0.99),  # the target
+        (950_000, 380_000, 950_000 * 0.99),  # more was sent (media besides the padding)
+        (400_000, 950_000, 950_000),  # a report saw more get through
+    ],
+)
+def test_a_passed_probe_credits_the_most_it_saw_carried(
+    sent: float, delivered: float, carried: float
+) -> None:
+    steps = run(
+        ProbeState(),
+        [read(10.0), read(10.5, sent_bps=sent, delivered_bps=delivered), read(11.5, loss=0.01)],
+    )
+    assert steps[-1].verdict is ProbeVerdict.PASSED
+    assert steps[-1].carried_bps == pytest.approx(carried)
+
+
+def test_a_probe_that_could_not_pad_is_no_probe() -> None:
+    started = probe_step(ProbeState(), read(10.0), 10.0).state
+    unsent = probe_unsent(started, 10.0)
+    assert not unsent.running and unsent.next_at == pytest.approx(10.0 + POLICY.again_s)
