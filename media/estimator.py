@@ -18,6 +18,10 @@ The estimate is the smaller of two bounds:
   So a receiver that sends no REMB still gets an estimate, and one whose REMB lags is still
   cut on loss. When the REMB goes quiet, the loss bound takes over within `remb_pull` of it,
   so the estimate does not leap to a bound left from before a collapse.
+A padding probe that passed (`media.bandwidth_probe`, `probe_passed`) lifts both: the loss
+bound to what it proved, and the REMB's bound to at least that for `probed_trust_s`.
+The loss is read over a window of every stream's packets (`loss_window_s`), once it holds
+enough of them (`loss_min_packets`) or evidently too many lost (`loss_evident_lost`).
 A receiver report arriving after `outage_s` without any (about its stream, or about any
 stream for `outage_settle_s` after a silence of them all), that lost most of its interval,
 describes the outage (the link was cut), not congestion: it neither moves the loss average
@@ -170,6 +174,11 @@ class EstimatorPolicy:
     goes to what got through at once."""
     carried_window_s: float = 60.0
     """See `LinkEstimate.carried_bps`."""
+    probed_trust_s: float = 10.0
+    """A REMB below what a padding probe proved is not believed for this long after it (or
+    until loss cuts the bound): time for the receiver's own estimate to climb with what it
+    now receives. After that the REMB bounds again (a queue that builds without loss shows
+    there first)."""
     sender_reports_kept: int = 32
     """Send times of our last sender reports kept for RTT."""
 
@@ -274,6 +283,7 @@ class DownlinkEstimator:
         self._window_from: float | None = None  # reports before this are out of the window
         self._carried = RecentValues(policy.carried_window_s)
         self._probed_bps: float | None = None  # what a padding probe proved, until a decrease
+        self._probed_at = 0.0
         self.outages = 0
         """Receiver reports left out as describing an outage (see `outage_s`)."""
 
@@ -484,12 +494,14 @@ class DownlinkEstimator:
 
     def probe_passed(self, bps: float, now: float) -> None:
         """A padding probe (`media.bandwidth_probe`) showed that the link carries `bps`: the
-        loss bound rises to it, and a REMB below it is not believed until loss cuts the bound
-        again (a receiver's REMB stays within 1.5 times what it received before the probe)."""
+        loss bound rises to it, and a REMB below it is not believed for `probed_trust_s` or
+        until loss cuts the bound (a receiver's REMB stays within 1.5 times what it received
+        before the probe, and climbs from there at 8% a second)."""
         policy = self.policy
         bps = min(max(bps, policy.min_bps), policy.max_bps)
         self._loss_bound = max(self._loss_bound or 0.0, bps)
         self._probed_bps = bps
+        self._probed_at = now
         self._carried.add(bps, now)
         self._last_increase_at = now
 
@@ -531,9 +543,15 @@ class DownlinkEstimator:
         if now - self._remb_at <= self.policy.remb_timeout_s:
             return
         self._remb_expired = True
-        pulled = max(self._remb_bps, self._delivered_bps, self._probed_bps or 0.0)
+        pulled = max(self._remb_bps, self._delivered_bps, self._probed(now))
         pulled *= self.policy.remb_pull
         self._loss_bound = max(min(self._loss_bound, pulled), self.policy.min_bps)
+
+    def _probed(self, now: float) -> float:
+        """What a padding probe proved, while it still overrides the REMB (0 otherwise)."""
+        if self._probed_bps is None or now - self._probed_at > self.policy.probed_trust_s:
+            return 0.0
+        return self._probed_bps
 
     def _fresh_remb(self, now: float) -> float | None:
         """The REMB's bound while fresh: the REMB itself, or once contradicted, what gets
@@ -543,7 +561,7 @@ class DownlinkEstimator:
         since = self._remb_contradicted_since
         policy = self.policy
         wait = policy.remb_distrust_quick_s if self.rtt_settled() else policy.remb_distrust_s
-        remb = max(self._remb_bps, self._probed_bps or 0.0)
+        remb = max(self._remb_bps, self._probed(now))
         if since is not None and now - since >= wait:
             return max(remb, self._delivered_bps * policy.remb_distrust_reach)
         return remb

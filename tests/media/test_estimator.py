@@ -597,3 +597,21 @@ def test_carried_is_the_most_that_got_through_over_the_last_minute() -> None:
         send(est, 100_000, t - 1, t)
         video.report(est, float(t), 1.0, 0)
     assert est.estimate(65.0).carried_bps == pytest.approx(100_000, rel=0.05)
+
+
+def test_a_probe_overrides_a_low_remb_only_for_a_while() -> None:
+    est = DownlinkEstimator()
+    video = Receiver(1, 100)
+    for t in range(1, 4):
+        send(est, 300_000, t - 1, t)
+        est.on_remb(250_000, float(t))
+        video.report(est, float(t), 1.0, 0)
+    est.probe_passed(800_000, 3.0)
+    seen = {}
+    for t in range(4, 16):  # the receiver's REMB stays at 250k with no loss: a queue building
+        send(est, 300_000, t - 1, t)
+        est.on_remb(250_000, float(t))
+        video.report(est, float(t), 1.0, 0)
+        seen[t] = est.estimate(float(t)).bps
+    assert seen[4] >= 800_000 and seen[12] >= 800_000
+    assert seen[15] < 800_000, "after probed_trust_s the REMB bounds again"
