@@ -204,6 +204,9 @@ def _run(profile: str, **figures: Any) -> dict[str, Any]:
         (_run("very-weak", fps=0.5, rungs=[[0, "reduced_fps"]], camera_paused=True),
          "video >= 5 fps or audio only with the notice", True),
         (_run("flap", adapt_s=2.5), "adapted within 3 s of the drop", True),
+        # never within the window is a miss
+        (_run("flap", adapt_s=None), "adapted within 3 s of the drop", False),
+        (_run("flap", recover_s=None), "back to full within 10 s of the recovery", False),
         (_run("flap", recover_s=12.0), "back to full within 10 s of the recovery", False),
         (_run("drop", resume_s=None), "resumes within 5 s of the link's return, no reload",
          False),
@@ -224,7 +227,7 @@ def test_the_table_has_a_row_per_run_and_the_goals() -> None:
     lines = table.splitlines()
     assert "kbit/s" in lines[0] and "survived" in lines[0]
     assert lines[2].split()[:3] == ["weak", "on", "300"]
-    assert lines[3].split()[1] == "off" and lines[3].split()[13] == "NO"
+    assert lines[3].split()[1] == "off" and lines[3].split()[14] == "NO"
     assert "error: boom" in lines[4]
     assert any(line.startswith("goal weak: video >= 10 fps: met") for line in lines)
 
