@@ -9,7 +9,8 @@ why). Metrics and the protocol use exactly these four names plus `temporal_layer
 `decide` is a function of its inputs and of the previous decision, which carries every timer
 the hysteresis needs; the clock is passed in.
 - Down is fast: a shortfall (estimate below the cost by more than a tolerance) sustained for
-  `down_after_s`, or at once on a loss spike.
+  `down_after_s`, or at once on a loss spike (which pauses the video only when the loss says
+  the link overflowed, or the share no longer covers the cheapest video).
 - Up is slow: the estimate must exceed a better rung's cost by `up_margin` for `up_hold_s`.
   A step up that fails (a step down within `failed_up_window_s`) sets a ceiling at the rung it
   reached; steps up to the ceiling or beyond then wait twice as long (and probes of it come
@@ -130,7 +131,13 @@ class RungPolicy:
     down_after_s: float = 1.0
     """A shortfall sustained this long steps down."""
     loss_spike: float = 0.10
-    """Loss at or above this steps down at once (GCC's loss controller threshold)."""
+    """Loss at or above this steps down at once (GCC's loss controller threshold)..."""
+    loss_pause_above: float = 0.25
+    """... but below this (the estimator's overflow), not past the cheapest video rung while
+    the track's share still covers it: one window reading 11% on a village link with 3%
+    random loss (a keyframe's burst) paused the slides and the camera for 2.5-7 s. If the
+    link really shrank, the estimate falls with the loss and the shortfall pauses it a second
+    later."""
     loss_step_interval_s: float = 1.5
     """After a loss-driven step, wait this long plus one RTT before the next one: the next
     receiver report (about one a second) still describes what was sent before the step."""
@@ -313,8 +320,16 @@ def decide(
         if state.last_loss_step_at is None or now - state.last_loss_step_at >= wait:
             carried = min(estimate_bps, cost * (1.0 - loss)) * policy.headroom
             index = max(current + 1, best_fitting(ladder, available, carried))
-            down = _down(state, ladder[index], RungReason.LOSS, available, now, policy)
-            return replace(down, last_loss_step_at=now)
+            cheapest = len(ladder) - 2  # the cheapest rung that still sends video
+            if (
+                loss < policy.loss_pause_above
+                and index > cheapest >= 0
+                and available.cost(ladder[cheapest]) <= estimate_bps * policy.headroom
+            ):
+                index = max(current, cheapest)
+            if index > current:
+                down = _down(state, ladder[index], RungReason.LOSS, available, now, policy)
+                return replace(down, last_loss_step_at=now)
 
     short = cost * (1.0 - policy.shortfall_tolerance) > estimate_bps
     proven = cost <= limit_bps and _proven(state, estimate_bps, loss, rtt_s, now, policy)

@@ -305,7 +305,7 @@ def test_a_capped_screen_share_is_not_probed_above_its_cap() -> None:
 def test_a_loss_reading_older_than_the_last_loss_step_does_not_step_again() -> None:
     """After a loss step the estimator's window needs new reports; until they come, the loss it
     shows is the reading already answered, and must not pause the next rung down too."""
-    lossy = replace(link(1_000_000, 0.2), loss_at=1.0)
+    lossy = replace(link(1_000_000, 0.3), loss_at=1.0)
     first = allocate(lossy, CLASS_VIEW, allocate(link(1_000_000), CLASS_VIEW, None, 0.0), 1.0)
     stepped = first.of("teacher-cam")
     assert stepped is not None and stepped.decision is not None

@@ -620,3 +620,31 @@ def test_a_shortfall_keeps_the_cheapest_video_the_share_covers_rather_than_pausi
     steps = ticks(0.25, 3.0, 160_000)
     decisions = run(steps, start=start)
     assert decisions[-1].choice == LOW and decisions[-1].reason is RungReason.SHORTFALL
+
+
+SMALL_CAMERA = RungCosts((120_000.0, 60_000.0, 120_000.0), low_bps=110_000.0)
+"""A camera whose 7.5 fps layer (120k) costs about its low rendition (110k): weak-link figures."""
+
+
+@pytest.mark.parametrize(
+    ("start_estimate", "estimate", "loss", "expected"),
+    [
+        # 7.5 fps on a share that covers the low rung: an 11% window (carried 120k x 0.89 x
+        # 0.85 = 91k, under the low rung's cost) steps to low, not to audio only
+        (160_000, 160_000, 0.11, "low"),
+        # already on the cheapest video: a moderate spike leaves it there
+        (130_000, 130_000, 0.15, "low"),
+        # the link overflowed (25% or more): audio only at once
+        (160_000, 160_000, 0.30, "audio_only"),
+        (130_000, 130_000, 0.30, "audio_only"),
+        # the share no longer covers the cheapest video: audio only
+        (160_000, 110_000, 0.15, "audio_only"),
+    ],
+)
+def test_a_moderate_loss_spike_does_not_pause_a_video_its_share_covers(
+    start_estimate: float, estimate: float, loss: float, expected: str
+) -> None:
+    start = decide(start_estimate, 0.0, 0.05, SMALL_CAMERA, None, 0.0)
+    assert short(start.choice) == ("reduced_fps/1" if start_estimate > 150_000 else "low")
+    decision = decide(estimate, loss, 0.05, SMALL_CAMERA, start, 0.25)
+    assert short(decision.choice) == expected
