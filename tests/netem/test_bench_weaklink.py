@@ -203,6 +203,11 @@ def _run(profile: str, **figures: Any) -> dict[str, Any]:
         (_run("very-weak", fps=2.0), "video >= 5 fps or audio only with the notice", False),
         (_run("very-weak", fps=0.5, rungs=[[0, "reduced_fps"]], camera_paused=True),
          "video >= 5 fps or audio only with the notice", True),
+        # a probe of the low rung runs at the end, but the notice was up most of the time
+        (_run("very-weak", fps=1.0, camera_paused_pct=85),
+         "video >= 5 fps or audio only with the notice", True),
+        (_run("very-weak", fps=1.0, camera_paused_pct=60),
+         "video >= 5 fps or audio only with the notice", False),
         (_run("flap", adapt_s=2.5), "adapted within 3 s of the drop", True),
         # never within the window is a miss
         (_run("flap", adapt_s=None), "adapted within 3 s of the drop", False),
@@ -227,7 +232,7 @@ def test_the_table_has_a_row_per_run_and_the_goals() -> None:
     lines = table.splitlines()
     assert "kbit/s" in lines[0] and "survived" in lines[0]
     assert lines[2].split()[:3] == ["weak", "on", "300"]
-    assert lines[3].split()[1] == "off" and lines[3].split()[14] == "NO"
+    assert lines[3].split()[1] == "off" and lines[3].split()[15] == "NO"
     assert "error: boom" in lines[4]
     assert any(line.startswith("goal weak: video >= 10 fps: met") for line in lines)
 
@@ -287,3 +292,26 @@ async def test_chromium_teacher_and_classroom_survive_a_weak_link(lab_ready: Non
             pytest.fail(f"CI must run the browser bench: {why}")
         pytest.skip(why)
     _check_shape(await _bench("chromium", "chromium"), "chromium", "chromium")
+
+
+@pytest.mark.parametrize(
+    ("frames", "share"),
+    [
+        ([], 0.0),
+        # paused from 2 to the end of a 10 s window
+        ([{"t": 2.0, "participant": "room", "paused": ["t:camera"]}], 0.8),
+        # paused 2-4 and 6-8; frames about someone else and a paused screen do not count
+        ([{"t": 2.0, "participant": "room", "paused": ["t:camera"]},
+          {"t": 3.0, "participant": "teacher", "paused": []},
+          {"t": 4.0, "participant": "room", "paused": ["t:screen"]},
+          {"t": 6.0, "participant": "room", "paused": ["t:camera", "t:screen"]},
+          {"t": 8.0, "participant": "room", "paused": []}], 0.4),
+        # paused before the window started: counted from its start
+        ([{"t": -5.0, "participant": "room", "paused": ["t:camera"]},
+          {"t": 5.0, "participant": "room", "paused": []}], 0.5),
+    ],
+)
+def test_the_camera_paused_share_integrates_the_link_frames(
+    frames: list[dict[str, Any]], share: float
+) -> None:
+    assert bench.camera_paused_share(frames, "room", 0.0, 10.0) == pytest.approx(share)
