@@ -201,7 +201,9 @@ def probe_step(
         state,
         started_at=now,
         target_bps=target,
-        loss_before=loss,
+        # a stale reading is no baseline: judge against at most `loss_max` (a link's own
+        # random loss must not fail the probe)
+        loss_before=loss if fresh else min(inputs.loss, policy.loss_max),
         rtt_before_s=inputs.rtt_s,
         sent_bps=0.0,
         delivered_bps=0.0,

@@ -127,7 +127,10 @@ def test_a_stale_loss_reading_does_not_hold_a_probe_off() -> None:
     # 65% read during the dip, 2.5 s ago; the RTT is back at its floor since
     step = probe_step(ProbeState(), replace(AFTER_DIP, loss=0.65, loss_at=7.5), 10.0)
     assert step.verdict is ProbeVerdict.STARTED
-    assert step.state.loss_before == 0.0
+    # no baseline either: the verdict takes the loss up to loss_max as the link's own
+    assert step.state.loss_before == POLICY.loss_max
+    stale_low = probe_step(ProbeState(), replace(AFTER_DIP, loss=0.04, loss_at=7.5), 10.0)
+    assert stale_low.state.loss_before == 0.04
 
 
 def test_a_probe_without_a_reading_since_its_start_fails() -> None:
