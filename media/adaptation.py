@@ -10,9 +10,12 @@ transcoded rendition (`media.transcode`, started on demand and stopped when its 
 subscriber leaves it), `audio_only` pauses the stream (the m-line stays). When a rung
 switches, or a video is paused or resumed, a `link` event goes out through the downlink's
 event callback. A paused video stream carries a padding heartbeat, so the subscriber keeps
-reporting on it (`OutboundStream.send_padding`). Each tick also sets the downlink's pacing
-rate (`pacing_rate`, `media.pacer`) and tells the estimator when a probe starts or fails, so
-that the probe is judged on the reports about it.
+reporting on it (`OutboundStream.send_padding`), and, when `media.bandwidth_probe` says so, a
+padding probe: half a second of padding up to what the link carried before, whose verdict
+lifts the estimate (and makes every track forget its failed steps up) so that a link that
+came back gets its video back at once. Each tick also sets the downlink's pacing rate
+(`pacing_rate`, `media.pacer`, raised to a padding probe's target while it pads) and tells the
+estimator when a probe starts or fails, so that the probe is judged on the reports about it.
 
 A VP8 camera offers `low` (at its measured bitrate once it runs, `LOW_RUNG_NOMINAL_BPS`
 before); a screen share or another codec does not.
