@@ -446,7 +446,7 @@ async def test_a_padding_probe_finds_a_link_that_came_back_while_the_remb_stays_
         if sub.adaptation.rung is Rung.FULL:
             break
     probe = [p for p in sub.sent[sent:] if p[0] & 0x20 and p[-1] == PROBE_PADDING_BYTES]
-    assert len(probe) > 100, "a second of padding-only packets at the probe's rate"
+    assert len(probe) > 100, "the probe: padding-only packets at its target rate"
     assert sub.adaptation.estimator.estimate(sub.now).bps > 500_000
     # the probe's verdict raised the estimate past the REMB to what the link carried before
     # the dip (about the full stream), and the video came back
