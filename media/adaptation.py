@@ -445,7 +445,7 @@ class DownlinkAdaptation:
             estimate_bps=link.bps,
             loss=link.loss,
             loss_at=link.loss_at,
-            rtt_s=link.rtt_s,
+            rtt_sample_s=self.estimator.rtt_sample_peak(self.probe.started_at),
             rtt_settled=link.rtt_settled,
             carried_bps=link.carried_bps,
             sent_bps=link.sent_bps,

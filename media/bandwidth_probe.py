@@ -10,9 +10,10 @@ with padding: padding-only packets on a paused video stream (`OutboundStream.sen
 paced like video) raise what the subscriber is sent to `target_bps` for `duration_s`. The
 verdict comes `judge_after_s` after the padding stops, once a loss reading since its start is
 in (none within `judge_grace_s` more fails it): the probe passed if the loss stayed below what
-fails a rung probe and the RTT did not rise; the estimator then counts what got through as
-carried (`DownlinkEstimator.probe_passed`). A probe that fails cost a moment of padding on a
-link that could not carry it (no video was at stake), and the next one waits twice as long.
+fails a rung probe and no RTT sample rose (`rtt_rise_s`); the estimator then counts what got
+through as carried (`DownlinkEstimator.probe_passed`). A probe that fails cost a moment of
+padding on a link that could not carry it (no video was at stake), and the next one waits
+twice as long.
 
 When: the allocation wants more than the estimate gives, a video stream is paused (the padding
 needs one), no rung probe runs, the loss is low (or its reading stale) and the RTT is at its
@@ -76,8 +77,10 @@ class ProbePolicy:
     """... see `loss_rise`."""
     loss_spike: float = 0.10
     """Loss at or above this ends a probe at once, failed."""
-    rtt_rise_s: float = 0.1
-    """A probe during which the RTT rose by this much failed: the link queued the padding."""
+    rtt_rise_s: float = 0.06
+    """A probe during which an RTT sample rose this much over the one before it failed: the
+    link queued the padding (our sender reports wait in the same queue). A half-second probe
+    20% over a 200 kbit/s link fits the lab's 100 ms queue without a loss, and passed."""
 
 
 class ProbeVerdict(enum.StrEnum):
@@ -105,7 +108,9 @@ class ProbeInputs:
     loss: float
     loss_at: float | None
     """When the loss was last read (`LinkEstimate.loss_at`)."""
-    rtt_s: float
+    rtt_sample_s: float | None
+    """The latest RTT sample; while a probe runs, the highest since it started
+    (`DownlinkEstimator.rtt_sample_peak`). None before any."""
     rtt_settled: bool
     """The RTT is at its floor (`LinkEstimate.rtt_settled`)."""
     carried_bps: float
@@ -140,8 +145,8 @@ class ProbeState:
     """What the subscriber is sent, media and padding, while it runs."""
     loss_before: float = 0.0
     """The loss at its start."""
-    rtt_before_s: float = 0.0
-    """The RTT at its start."""
+    rtt_before_s: float | None = None
+    """The latest RTT sample at its start."""
     sent_bps: float = 0.0
     """The most sent over a second while it ran (the target, or more: media besides)..."""
     delivered_bps: float = 0.0
@@ -204,7 +209,7 @@ def probe_step(
         # a stale reading is no baseline: judge against at most `loss_max` (a link's own
         # random loss must not fail the probe)
         loss_before=loss if fresh else min(inputs.loss, policy.loss_max),
-        rtt_before_s=inputs.rtt_s,
+        rtt_before_s=inputs.rtt_sample_s,
         sent_bps=0.0,
         delivered_bps=0.0,
     )
@@ -225,7 +230,8 @@ def _running(
     # only readings since the start are about the probe (the loss window restarted with it)
     reported = inputs.loss_at is not None and inputs.loss_at > state.started_at
     loss = inputs.loss if reported else 0.0
-    queued = state.rtt_before_s > 0 and inputs.rtt_s > state.rtt_before_s + policy.rtt_rise_s
+    before, peak = state.rtt_before_s, inputs.rtt_sample_s
+    queued = before is not None and peak is not None and peak > before + policy.rtt_rise_s
     due = elapsed >= policy.duration_s + policy.judge_after_s
     judged = due and reported
     overdue = elapsed >= policy.duration_s + policy.judge_after_s + policy.judge_grace_s

@@ -248,6 +248,10 @@ class RecentValues:
         """The greatest value in the window (None before any)."""
         return max((v for _, v in self._values), default=None)
 
+    def peak_since(self, since: float) -> float | None:
+        """The greatest value seen at or after `since` within the window (None if none)."""
+        return max((v for at, v in self._values if at >= since), default=None)
+
     @property
     def latest(self) -> float | None:
         """The newest value (None before any)."""
@@ -319,6 +323,14 @@ class DownlinkEstimator:
         weight = self.policy.rtt_weight
         self._rtt_s = rtt_s if self._rtt_s is None else weight * rtt_s + (1 - weight) * self._rtt_s
         self._rtt_floor.add(rtt_s, now)
+
+    def rtt_sample_peak(self, since: float | None = None) -> float | None:
+        """The highest RTT sample since `since` (None: the latest sample); None if there is
+        none (a padding probe's queue shows in the samples of our sender reports caught in it,
+        long before the smoothed RTT moves)."""
+        if since is None:
+            return self._rtt_floor.latest
+        return self._rtt_floor.peak_since(since)
 
     def rtt_settled(self) -> bool:
         """Whether the latest RTT sample is within `rtt_rise_s` of the floor (no queue

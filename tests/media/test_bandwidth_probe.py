@@ -24,7 +24,7 @@ AFTER_DIP = ProbeInputs(
     estimate_bps=90_000,
     loss=0.005,
     loss_at=9.8,
-    rtt_s=0.004,
+    rtt_sample_s=0.004,
     rtt_settled=True,
     carried_bps=900_000,
     sent_bps=85_000,
@@ -154,8 +154,8 @@ def test_after_a_pass_the_next_probe_may_start_soon() -> None:
     [
         # a loss spike ends it at once, padding or not
         (10.5, {"loss": 0.15}, "loss spike while padding"),
-        # the RTT rose by 100 ms: the link queued the padding
-        (11.0, {"rtt_s": 0.2}, "queue"),
+        # an RTT sample rose by 60 ms or more: the link queued the padding
+        (11.0, {"rtt_sample_s": 0.1}, "queue"),
         # at the verdict: loss risen by 3 points over where it started
         (11.5, {"loss": 0.04}, "loss rose"),
     ],
@@ -206,3 +206,21 @@ def test_a_probe_that_could_not_pad_is_no_probe() -> None:
     started = probe_step(ProbeState(), read(10.0), 10.0).state
     unsent = probe_unsent(started, 10.0)
     assert not unsent.running and unsent.next_at == pytest.approx(10.0 + POLICY.again_s)
+
+
+@pytest.mark.parametrize(
+    ("peak", "verdict"),
+    [
+        (0.004, ProbeVerdict.PASSED),
+        (0.05, ProbeVerdict.PASSED),  # 46 ms: jitter, not a queue
+        (0.07, ProbeVerdict.FAILED),  # a sender report waited 66 ms in the padding's queue
+        (None, ProbeVerdict.PASSED),  # no sample (none was taken): the loss decides
+    ],
+)
+def test_a_queue_seen_in_any_rtt_sample_during_the_probe_fails_it(
+    peak: float | None, verdict: ProbeVerdict
+) -> None:
+    # the glue hands the highest sample since the start, so a short queue is not missed
+    ticks = [read(10.0), read(10.5, rtt_sample_s=peak), read(11.5, rtt_sample_s=peak)]
+    verdicts = [s.verdict for s in run(ProbeState(), ticks)]
+    assert verdicts[1:] in ([ProbeVerdict.WAITING, verdict], [verdict, ProbeVerdict.IDLE])

@@ -615,3 +615,11 @@ def test_a_probe_overrides_a_low_remb_only_for_a_while() -> None:
         seen[t] = est.estimate(float(t)).bps
     assert seen[4] >= 800_000 and seen[12] >= 800_000
     assert seen[15] < 800_000, "after probed_trust_s the REMB bounds again"
+
+
+@pytest.mark.parametrize(("since", "peak"), [(None, 0.02), (0.0, 0.08), (2.5, 0.02), (3.5, None)])
+def test_the_rtt_sample_peak_since_a_moment(since: float | None, peak: float | None) -> None:
+    est = DownlinkEstimator()
+    for at, rtt in ((1.0, 0.01), (2.0, 0.08), (3.0, 0.02)):
+        est.on_rtt(rtt, at)
+    assert est.rtt_sample_peak(since) == peak
