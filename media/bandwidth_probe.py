@@ -11,7 +11,7 @@ paced like video) raise what the subscriber is sent to `target_bps` for `duratio
 verdict comes `judge_after_s` after the padding stops, once a loss reading since its start is
 in (none within `judge_grace_s` more fails it): the probe passed if the loss stayed below what
 fails a rung probe and no RTT sample rose (`rtt_rise_s`); the estimator then counts what got
-through as carried (`DownlinkEstimator.probe_passed`). A probe that fails cost a moment of
+through as carried (`DownlinkEstimator.probe_passed`). A probe that fails costs a moment of
 padding on a link that could not carry it (no video was at stake), and the next one waits
 twice as long.
 
