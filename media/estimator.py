@@ -225,28 +225,38 @@ class SentRate:
 
 class RecentValues:
     """The least, the greatest and the latest of the values seen over a sliding window (the
-    RTT floor, the link's own random loss, the most it carried lately)."""
+    RTT floor, the link's own random loss, the most it carried lately). The least and the
+    greatest are kept in monotonic queues, so reading them costs nothing: the estimate reads
+    them on every adaptation tick of every subscriber, over windows of up to a minute of
+    receiver reports."""
 
     def __init__(self, window_s: float) -> None:
         self._window_s = window_s
         self._values: deque[tuple[float, float]] = deque()  # (at, value)
+        self._lows: deque[tuple[float, float]] = deque()  # rising values: the floor first
+        self._highs: deque[tuple[float, float]] = deque()  # falling values: the peak first
 
     def add(self, value: float, now: float) -> None:
         """One more value, seen at `now`; those older than the window are forgotten."""
-        values = self._values
-        values.append((now, value))
-        while values[0][0] < now - self._window_s:
-            values.popleft()
+        lows, highs = self._lows, self._highs
+        while lows and lows[-1][1] >= value:
+            lows.pop()
+        while highs and highs[-1][1] <= value:
+            highs.pop()
+        for values in (self._values, lows, highs):
+            values.append((now, value))
+            while values[0][0] < now - self._window_s:
+                values.popleft()
 
     @property
     def floor(self) -> float | None:
         """The least value in the window (None before any)."""
-        return min((v for _, v in self._values), default=None)
+        return self._lows[0][1] if self._lows else None
 
     @property
     def peak(self) -> float | None:
         """The greatest value in the window (None before any)."""
-        return max((v for _, v in self._values), default=None)
+        return self._highs[0][1] if self._highs else None
 
     def peak_since(self, since: float) -> float | None:
         """The greatest value seen at or after `since` within the window (None if none)."""

@@ -13,6 +13,7 @@ from media.estimator import (
     EstimateBound,
     EstimatorPolicy,
     LinkEstimate,
+    RecentValues,
     SentRate,
 )
 
@@ -623,3 +624,16 @@ def test_the_rtt_sample_peak_since_a_moment(since: float | None, peak: float | N
     for at, rtt in ((1.0, 0.01), (2.0, 0.08), (3.0, 0.02)):
         est.on_rtt(rtt, at)
     assert est.rtt_sample_peak(since) == peak
+
+
+def test_recent_values_keep_the_floor_peak_and_latest_of_their_window() -> None:
+    window = RecentValues(10.0)
+    assert (window.floor, window.peak, window.latest) == (None, None, None)
+    seen = [(0.0, 5.0), (1.0, 3.0), (2.0, 8.0), (3.0, 4.0), (12.5, 6.0), (13.0, 2.0)]
+    expected = [(5, 5), (3, 5), (3, 8), (3, 8), (4, 6), (2, 6)]  # (floor, peak) after each
+    for (at, value), (floor, peak) in zip(seen, expected, strict=True):
+        window.add(value, at)
+        values = [v for t, v in seen if at - 10.0 <= t <= at]
+        assert (window.floor, window.peak) == (min(values), max(values)) == (floor, peak)
+        assert window.latest == value
+    assert window.peak_since(12.8) == 2.0
