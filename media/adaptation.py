@@ -434,6 +434,11 @@ class DownlinkAdaptation:
         if previous is None:
             return ProbeStep(self.probe, ProbeVerdict.IDLE)
         tracks = previous.tracks
+        can_pad = any(t.decision is not None and t.decision.video_paused for t in tracks)
+        if not can_pad and not self.probe.running:
+            # nothing to carry padding, nothing to judge: `probe_step` would stay idle (the
+            # usual tick, on a link that carries every video)
+            return ProbeStep(self.probe, ProbeVerdict.IDLE)
         wanted = 0.0
         for track in incoming:
             if track.is_audio:
@@ -452,7 +457,7 @@ class DownlinkAdaptation:
             delivered_bps=link.delivered_bps,
             spent_bps=previous.spent_bps,
             wanted_bps=wanted,
-            can_pad=any(t.decision is not None and t.decision.video_paused for t in tracks),
+            can_pad=can_pad,
             busy=any(
                 t.decision is not None and t.decision.probe_until is not None
                 for t in tracks
