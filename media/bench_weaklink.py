@@ -201,14 +201,23 @@ def _height(heights: list[qoe.Point], start: float, end: float) -> int | None:
     return int(statistics.median(seen)) if seen else None
 
 
+def frames_about(links: Sequence[dict[str, Any]], me: str) -> list[dict[str, Any]]:
+    """The adaptation frames about `me` (every frame when `me` is empty; a frame without a
+    participant is about whoever receives it)."""
+    return [f for f in links if not me or f.get("participant") in (me, None)]
+
+
+def says_camera_paused(frame: dict[str, Any]) -> bool:
+    """Whether an adaptation frame says a camera is paused (the page shows the notice)."""
+    return any(str(t).endswith(":camera") for t in frame.get("paused") or ())
+
+
 def rung_events(
     links: Sequence[dict[str, Any]], me: str, start: float
 ) -> list[tuple[float, str]]:
     """(seconds from `start`, rung) of the adaptation frames about `me`, changes only."""
     events: list[tuple[float, str]] = []
-    for frame in links:
-        if me and frame.get("participant") not in (me, None):
-            continue
+    for frame in frames_about(links, me):
         rung = str(frame.get("rung", ""))
         if not events or events[-1][1] != rung:
             events.append((round(float(frame["t"]) - start, 2), rung))
@@ -217,8 +226,8 @@ def rung_events(
 
 def camera_paused_at_end(links: Sequence[dict[str, Any]], me: str) -> bool:
     """Whether the last adaptation frame about `me` says a camera is paused for it."""
-    mine = [f for f in links if not me or f.get("participant") in (me, None)]
-    return bool(mine) and any(str(t).endswith(":camera") for t in mine[-1].get("paused") or ())
+    mine = frames_about(links, me)
+    return bool(mine) and says_camera_paused(mine[-1])
 
 
 def camera_paused_share(
@@ -230,11 +239,9 @@ def camera_paused_share(
         return 0.0
     paused_s = 0.0
     since: float | None = None  # paused since then (wall clock)
-    for frame in sorted(links, key=lambda f: float(f["t"])):
-        if me and frame.get("participant") not in (me, None):
-            continue
+    for frame in sorted(frames_about(links, me), key=lambda f: float(f["t"])):
         at = min(max(float(frame["t"]), start), end)
-        paused = any(str(t).endswith(":camera") for t in frame.get("paused") or ())
+        paused = says_camera_paused(frame)
         if paused and since is None:
             since = at
         elif not paused and since is not None:
