@@ -433,8 +433,7 @@ class DownlinkAdaptation:
         previous = self.allocation
         if previous is None:
             return ProbeStep(self.probe, ProbeVerdict.IDLE)
-        tracks = previous.tracks
-        can_pad = any(t.decision is not None and t.decision.video_paused for t in tracks)
+        can_pad = bool(paused_tracks(previous))
         if not can_pad and not self.probe.running:
             # nothing to carry padding, nothing to judge: `probe_step` would stay idle (the
             # usual tick, on a link that carries every video)
@@ -458,10 +457,7 @@ class DownlinkAdaptation:
             spent_bps=previous.spent_bps,
             wanted_bps=wanted,
             can_pad=can_pad,
-            busy=any(
-                t.decision is not None and t.decision.probe_until is not None
-                for t in tracks
-            ),
+            busy=previous.rung_probe_running,
         )
         step = probe_step(self.probe, inputs, now)
         self.probe = step.state
@@ -479,7 +475,7 @@ class DownlinkAdaptation:
                     replace(t, decision=forget_backoff(t.decision, now, rung_policy))
                     if t.decision is not None
                     else t
-                    for t in tracks
+                    for t in previous.tracks
                 ),
             )
         if step.verdict in (ProbeVerdict.STARTED, ProbeVerdict.PASSED, ProbeVerdict.FAILED):

@@ -129,6 +129,13 @@ class Allocation:
     lossy_at: float | None = None
     """When the loss last exceeded `red_on_above` while RED was on (its hold)."""
 
+    @property
+    def rung_probe_running(self) -> bool:
+        """Whether one of the tracks is probing a rung (the subscriber's one probe)."""
+        return any(
+            t.decision is not None and t.decision.probe_until is not None for t in self.tracks
+        )
+
     def of(self, track_id: str) -> TrackAllocation | None:
         """The allocation of `track_id`, or None when it is not a track of this subscriber."""
         for track in self.tracks:
@@ -167,13 +174,7 @@ def allocate(
     video_priorities = sorted({t.priority for t in ordered if not t.is_audio})
     # one probe at a time; a loss spike while one runs is the probe's: it alone steps back, and
     # the other tracks count it as their loss step (they wait before reacting to it again)
-    probing = padding_probe or (
-        previous is not None
-        and any(
-            t.decision is not None and t.decision.probe_until is not None
-            for t in previous.tracks
-        )
-    )
+    probing = padding_probe or (previous is not None and previous.rung_probe_running)
     probe_spike = probing and link.loss >= policy.rung.loss_spike
     # nor while what is allocated already tests the estimate (video, that is: with every video
     # paused, audio over an estimate cut low must not block the only way back up)
