@@ -51,7 +51,7 @@ from media.rung import (
     RungCosts,
     RungDecision,
     RungReason,
-    forget_backoff,
+    padding_probe_passed,
 )
 from media.ticker import Ticker
 from media.transcode import low_rendition, offers_low
@@ -467,12 +467,13 @@ class DownlinkAdaptation:
             self.estimator.restart_loss_window(now + LOSS_SETTLE_S)
         elif step.verdict is ProbeVerdict.PASSED:
             self.estimator.probe_passed(step.carried_bps, now)
-            # the failed steps up that each track remembers were on a link that is gone
+            # the failed steps up that each track remembers were on a link that is gone, and
+            # the probe was the proof a step up holds out for
             rung_policy = self._policy.rung
             self.allocation = replace(
                 previous,
                 tracks=tuple(
-                    replace(t, decision=forget_backoff(t.decision, now, rung_policy))
+                    replace(t, decision=padding_probe_passed(t.decision, now, rung_policy))
                     if t.decision is not None
                     else t
                     for t in previous.tracks

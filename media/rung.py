@@ -382,19 +382,22 @@ def decide(
     return _hold(state, cost)
 
 
-def forget_backoff(
+def padding_probe_passed(
     state: RungDecision, now: float, policy: RungPolicy = RungPolicy()
 ) -> RungDecision:
-    """The decision without the memory of failed steps up (the ceiling, the doubled hold and
-    probe interval), and free to probe again after `probe_again_s`: a padding probe just
-    showed that the link carries more than when they failed (`media.bandwidth_probe`), so
-    they describe a link that is gone."""
+    """The decision after a padding probe showed that the link carries more than when its
+    failed steps up failed (`media.bandwidth_probe`): without their memory (the ceiling, the
+    doubled hold and probe interval), free to probe again after `probe_again_s`, and with the
+    surplus counted as held: the probe measured what `up_hold_s` waits to be sure of, so a
+    rung the new estimate reaches is switched to at once (a link back after a dip got its
+    video 2 s later than its probe said it could)."""
     return replace(
         state,
         ceiling=None,
         up_hold_s=policy.up_hold_s,
         probe_interval_s=policy.probe_interval_s,
         probe_clock=min(state.probe_clock, now - policy.probe_interval_s + policy.probe_again_s),
+        surplus_since=now - policy.up_hold_s,
     )
 
 

@@ -26,7 +26,7 @@ from media.rung import (
     RungPolicy,
     RungReason,
     decide,
-    forget_backoff,
+    padding_probe_passed,
 )
 
 L1T3 = RungCosts((400_000.0, 200_000.0, 400_000.0), low_bps=150_000.0)
@@ -225,14 +225,35 @@ def test_a_passed_padding_probe_forgets_the_ceiling_and_the_doubled_holds() -> N
     steps = ticks(0.25, 3, 3e6) + ticks(3, 5, 200_000)  # up to full, then a failed up: ceiling
     failed = run(steps, start=start)[-1]
     assert failed.ceiling == FULL and failed.up_hold_s == 2 * POLICY.up_hold_s
-    fresh = forget_backoff(failed, 5.0)
+    fresh = padding_probe_passed(failed, 5.0)
     assert fresh.ceiling is None
     assert fresh.up_hold_s == POLICY.up_hold_s
     assert fresh.probe_interval_s == POLICY.probe_interval_s
     assert fresh.choice == failed.choice and not fresh.switched
-    # full is back after the base hold, not the doubled one
-    after = run(ticks(5, 9, 3e6), start=fresh)
-    assert first_time(ticks(5, 9, 3e6), after, lambda d: d.choice == FULL) == 7.0
+
+
+@pytest.mark.parametrize(
+    ("estimate", "first_switch"),
+    [
+        (3e6, (5.0, "full")),  # the probe proved it: full in the same tick, no hold
+        (1.3e6, (5.0, "full")),  # full (1000k) x 1.25 is in reach
+        (1.1e6, (5.0, "reduced_fps/2")),  # only 15 fps (600k) is: that, at once
+        (170_000, None),  # nothing better in reach: nothing switches on the probe's word
+    ],
+)
+def test_a_passed_padding_probe_counts_as_the_hold_for_what_the_estimate_reaches(
+    estimate: float, first_switch: tuple[float, str] | None
+) -> None:
+    start = decide(200_000, 0.0, 0.05, L1T3, None, 0.0)
+    steps = ticks(0.25, 3, 3e6) + ticks(3, 5, 200_000)  # full, then down to low
+    fresh = padding_probe_passed(run(steps, start=start)[-1], 5.0)
+    after_steps = ticks(5, 5.5, estimate)
+    after = run(after_steps, start=fresh)
+    switched = [
+        (now, short(d.choice)) for (now, _, _), d in zip(after_steps, after, strict=True)
+        if d.switched
+    ]
+    assert (switched[0] if switched else None) == first_switch
 
 
 def test_audio_only_probes_the_cheapest_video_rung_keeps_it_and_probes_again_soon() -> None:
