@@ -230,26 +230,35 @@ def camera_paused_at_end(links: Sequence[dict[str, Any]], me: str) -> bool:
     return bool(mine) and says_camera_paused(mine[-1])
 
 
-def camera_paused_share(
+def camera_paused_spans(
     links: Sequence[dict[str, Any]], me: str, start: float, end: float
-) -> float:
-    """The share of [start, end] during which the adaptation frames about `me` said a camera
-    was paused for it (the page showing the notice), each frame holding until the next."""
-    if end <= start:
-        return 0.0
-    paused_s = 0.0
-    since: float | None = None  # paused since then (wall clock)
+) -> list[tuple[float, float]]:
+    """The stretches of [start, end] (wall clock) during which the adaptation frames about
+    `me` said a camera was paused for it (the page showing the notice), each frame holding
+    until the next."""
+    spans: list[tuple[float, float]] = []
+    since: float | None = None  # paused since then
     for frame in sorted(frames_about(links, me), key=lambda f: float(f["t"])):
         at = min(max(float(frame["t"]), start), end)
         paused = says_camera_paused(frame)
         if paused and since is None:
             since = at
         elif not paused and since is not None:
-            paused_s += at - since
+            spans.append((since, at))
             since = None
     if since is not None:
-        paused_s += end - since
-    return paused_s / (end - start)
+        spans.append((since, end))
+    return spans
+
+
+def camera_paused_share(
+    links: Sequence[dict[str, Any]], me: str, start: float, end: float
+) -> float:
+    """The share of [start, end] covered by `camera_paused_spans`."""
+    if end <= start:
+        return 0.0
+    spans = camera_paused_spans(links, me, start, end)
+    return sum(b - a for a, b in spans) / (end - start)
 
 
 def first_event(
@@ -262,6 +271,14 @@ def first_event(
     return None
 
 
+def audio_gaps_and_concealed(got: Received, start: float, end: float) -> tuple[int, float]:
+    """(audio gaps, share of [start, end] concealed): from a browser's concealment counters,
+    or from the aiortc receiver's frame count."""
+    if got.audio_concealed is not None:
+        return qoe.audio_from_concealment(got.audio_received, got.audio_concealed, start, end)
+    return qoe.audio_from_frame_counts(got.audio_received, start, end)
+
+
 def summarize(
     got: Received,
     start: float,
@@ -269,16 +286,14 @@ def summarize(
     line: Timeline,
     events: Sequence[tuple[float, str]] = (),
     notices: Sequence[str] = (),
+    camera_paused: Sequence[tuple[float, float]] = (),
 ) -> dict[str, Any]:
-    """The QoE figures of one run over the window [start, end] (wall-clock seconds)."""
+    """The QoE figures of one run over the window [start, end] (wall-clock seconds);
+    `camera_paused` are the stretches during which the page said the camera was paused
+    (`camera_paused_spans`)."""
     window = end - start
     frozen = qoe.freezes(got.camera_frames, start, end)
-    if got.audio_concealed is not None:
-        gaps, concealed = qoe.audio_from_concealment(
-            got.audio_received, got.audio_concealed, start, end
-        )
-    else:
-        gaps, concealed = qoe.audio_from_frame_counts(got.audio_received, start, end)
+    gaps, concealed = audio_gaps_and_concealed(got, start, end)
     result: dict[str, Any] = {
         "window_s": round(window, 1),
         "video_kbps": round(qoe.rate_per_s(got.video_bytes, start, end) * 8 / 1000),
@@ -290,6 +305,7 @@ def summarize(
         "audio_gaps": gaps,
         "audio_concealed_pct": round(100 * concealed, 1),
         "adapt_s": None,
+        "video_back_s": None,
         "max_freeze_after_adapt_s": None,
         "recover_s": None,
         "resume_s": None,
@@ -311,11 +327,21 @@ def summarize(
             result["resume_s"] = _round(qoe.resumed_after(heard_audio(got), back, end), 2)
             result["video_resume_s"] = _round(qoe.resumed_after(got.camera_frames, back, end), 2)
         else:
-            adapt = qoe.adapted_after(got.camera_frames, drop, until)
+            adapt = qoe.adapted_after(
+                got.camera_frames,
+                lambda a, b: audio_gaps_and_concealed(got, a, b)[1],
+                camera_paused,
+                drop,
+                until,
+            )
             result["adapt_s"] = _round(adapt, 2)
-            if adapt is not None:
+            video_back = qoe.video_back_after(got.camera_frames, drop, until)
+            result["video_back_s"] = _round(video_back, 2)
+            if video_back is not None:  # once the video adapted: its freezes
                 result["max_freeze_after_adapt_s"] = round(
-                    qoe.max_freeze_after(qoe.freezes(got.camera_frames, drop, until), drop + adapt),
+                    qoe.max_freeze_after(
+                        qoe.freezes(got.camera_frames, drop, until), drop + video_back
+                    ),
                     1,
                 )
             result["rung_change_s"] = first_event(events, line.drop_at, lambda r: r != "full")
@@ -376,7 +402,9 @@ def goals(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             check(name, "video >= 5 fps or audio only with the notice",
                   run["fps"] >= 5 or noticed, run["fps"])
         elif name == "flap":
-            # never within the window is a miss, not a lack of data
+            # never within the window is a miss, not a lack of data. Adapted: audio clear
+            # with the camera playing or its pause shown (the very-weak goal's state): the
+            # dip (150k) is less than audio and the issue's low rung (120-150k) together
             adapt, back = run["adapt_s"], run["recover_s"]
             check(name, "adapted within 3 s of the drop", adapt is not None and adapt <= 3.0,
                   adapt)
@@ -414,6 +442,7 @@ COLUMNS = (
     ("audio_concealed_pct", "concl %", 7),
     ("rung_change_s", "rung s", 6),
     ("adapt_s", "adapt s", 7),
+    ("video_back_s", "video s", 7),
     ("recover_s", "recov s", 7),
     ("resume_s", "resume s", 8),
     ("video_resume_s", "v.resume", 8),
@@ -659,7 +688,10 @@ async def run_once(spec: RunSpec, log_dir: Path) -> dict[str, Any]:
                 head["teacher_sends"] = await browser.sender_stats(teacher_page)
                 head["teacher_camera"] = teacher_camera(head["teacher_sends"])
             events = rung_events(links, room_id, start)
-            summary = summarize(got, start, end, timeline(spec.profile), events, notices)
+            paused = camera_paused_spans(links, room_id, start, end)
+            summary = summarize(
+                got, start, end, timeline(spec.profile), events, notices, paused
+            )
             summary["camera_paused"] = camera_paused_at_end(links, room_id)
             summary["camera_paused_pct"] = round(
                 100 * camera_paused_share(links, room_id, start, end)

@@ -5,16 +5,21 @@ decoded, bytes received, audio samples received and concealed (a browser's `getS
 250 ms), or a received-frame count polled every 50 ms (an aiortc receiver, which does not decode).
 Definitions (the issue's): a video freeze is no new frame for more than 0.5 s; an audio gap is
 more than 0.1 s without audio (concealed by the decoder, or no frame arriving); the share of
-time concealed is concealed samples over samples played. Adaptation timing is read from the
-frame counter: adapted = the first moment after the link drops from which the video plays at
-least `min_fps` for `hold_s` without a freeze; recovered = the first moment after it lifts
-when the frame rate and picture height are back to what they were before the drop.
+time concealed is concealed samples over samples played. Adaptation timing:
+- video back = the first moment after the link drops from which the camera plays at least
+  `min_fps` for `hold_s` without a freeze (`video_back_after`);
+- adapted = the first moment after the drop from which, for `hold_s`, the audio is concealed
+  at most `audio_max` of the time and the camera either plays so or the page says it is
+  paused (`adapted_after`): the state the very-weak goal accepts, "video >= 5 fps or audio
+  only with the notice shown", reached on the new link;
+- recovered = the first moment after it lifts when the frame rate and picture height are
+  back to what they were before the drop.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 Point = tuple[float, float]
@@ -127,7 +132,7 @@ def audio_from_frame_counts(
     return gaps, min(1.0, max(0.0, 1.0 - got / (end - start)))
 
 
-def adapted_after(
+def video_back_after(
     frames: Sequence[Point],
     drop_at: float,
     end: float,
@@ -147,6 +152,49 @@ def adapted_after(
         if long_enough and no_freeze:
             started = t if i > 0 or t - drop_at > FREEZE_S else drop_at
             return max(0.0, started - drop_at)
+    return None
+
+
+def plays_through(
+    frames: Sequence[Point], start: float, hold_s: float, min_fps: float = 5.0
+) -> bool:
+    """Whether the video plays at least `min_fps` over [start, start + hold_s] without a
+    freeze."""
+    end = start + hold_s
+    enough = value_at(frames, end) - value_at(frames, start) >= min_fps * hold_s
+    return enough and not freezes(frames, start, end)
+
+
+def covered(spans: Sequence[tuple[float, float]], start: float, end: float) -> bool:
+    """Whether one of `spans` ([from, to] pairs) covers [start, end]."""
+    return any(a <= start and end <= b for a, b in spans)
+
+
+def adapted_after(
+    frames: Sequence[Point],
+    audio_share: Callable[[float, float], float],
+    paused: Sequence[tuple[float, float]],
+    drop_at: float,
+    end: float,
+    min_fps: float = 5.0,
+    hold_s: float = 2.0,
+    audio_max: float = 0.02,
+    step_s: float = 0.25,
+) -> float | None:
+    """Seconds from `drop_at` until the subscriber is adapted to the new link for `hold_s`:
+    `audio_share(a, b)` (the share of [a, b] concealed) at most `audio_max`, and the camera
+    playing `min_fps` without a freeze or within a span of `paused` (the page saying the
+    camera is paused); None if that never happens before `end`. Playing is counted from a
+    frame (or the drop), as in `video_back_after`; the rest every `step_s`."""
+    frame_times = {t for t in increase_times(within(frames, drop_at, end)) if t > drop_at}
+    grid = {drop_at + i * step_s for i in range(int((end - drop_at) / step_s) + 1)}
+    for t in sorted(frame_times | grid):
+        if t + hold_s > end:
+            break
+        playing = (t == drop_at or t in frame_times) and plays_through(frames, t, hold_s, min_fps)
+        camera_fine = playing or covered(paused, t, t + hold_s)
+        if camera_fine and audio_share(t, t + hold_s) <= audio_max:
+            return t - drop_at
     return None
 
 

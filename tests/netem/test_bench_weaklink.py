@@ -82,10 +82,11 @@ def _samples(
     end: float,
     fps: Any,
     height: Any,
-    concealed_per_s: float = 0.0,
+    concealed_per_s: Any = 0.0,
     pc: str = "connected",
 ) -> list[dict[str, Any]]:
-    """Browser samples every 0.25 s from t=1000; `fps`/`height` are functions of seconds."""
+    """Browser samples every 0.25 s from t=1000; `fps`/`height` (and `concealed_per_s`, or a
+    constant) are functions of seconds."""
     rows, frames, bytes_, t, concealed = [], 0.0, 0.0, 0.0, 0.0
     while t <= end + 1e-9:
         rows.append({
@@ -99,7 +100,8 @@ def _samples(
         })  # fmt: skip
         frames += fps(t) * 0.25
         bytes_ += fps(t) * 0.25 * 2000
-        concealed += concealed_per_s * 0.25
+        rate = concealed_per_s(t) if callable(concealed_per_s) else concealed_per_s
+        concealed += rate * 0.25
         t += 0.25
     return rows
 
@@ -136,6 +138,25 @@ def test_a_flap_run_gives_the_times_to_adapt_and_recover() -> None:
     assert result["rung_full_again_s"] == 1.0
     assert result["freezes"] == 1
     assert result["max_freeze_after_adapt_s"] == 0.0
+
+
+def test_a_flap_run_with_the_camera_paused_counts_as_adapted_once_the_notice_is_up() -> None:
+    # the camera stops at the drop (15 s) for the whole dip; the audio is concealed 50% of
+    # the first 1.5 s (15-16.5); the page says the camera is paused from 16 s
+    def concealed(t: float) -> float:
+        return 24_000 if 15 <= t < 16.5 else 0.0
+
+    got = bench.received_from_browser(
+        _samples(55, lambda t: 0.0 if 15 <= t < 37 else 30.0, lambda t: 360, concealed)
+    )
+    line = bench.timeline(bench.bench_profiles()["flap"])
+    events = [(0.2, "full"), (16.0, "audio_only"), (36.0, "full")]
+    result = bench.summarize(got, 1000.0, 1055.0, line, events, [], [(1016.0, 1036.0)])
+    assert result["adapt_s"] == pytest.approx(1.5, abs=0.01)  # audio clear from 16.5 s
+    assert result["video_back_s"] is None  # the camera did not play in the dip
+    assert result["max_freeze_after_adapt_s"] is None
+    # without the notice, a frozen camera is not adapted
+    assert bench.summarize(got, 1000.0, 1055.0, line, events, [])["adapt_s"] is None
 
 
 def test_a_lost_connection_at_the_end_did_not_survive() -> None:
@@ -232,7 +253,7 @@ def test_the_table_has_a_row_per_run_and_the_goals() -> None:
     lines = table.splitlines()
     assert "kbit/s" in lines[0] and "survived" in lines[0]
     assert lines[2].split()[:3] == ["weak", "on", "300"]
-    assert lines[3].split()[1] == "off" and lines[3].split()[15] == "NO"
+    assert lines[3].split()[1] == "off" and lines[3].split()[16] == "NO"
     assert "error: boom" in lines[4]
     assert any(line.startswith("goal weak: video >= 10 fps: met") for line in lines)
 
@@ -292,6 +313,16 @@ async def test_chromium_teacher_and_classroom_survive_a_weak_link(lab_ready: Non
             pytest.fail(f"CI must run the browser bench: {why}")
         pytest.skip(why)
     _check_shape(await _bench("chromium", "chromium"), "chromium", "chromium")
+
+
+def test_the_camera_paused_spans_are_the_stretches_the_notice_was_up() -> None:
+    frames = [
+        {"t": -5.0, "participant": "room", "paused": ["t:camera"]},
+        {"t": 3.0, "participant": "room", "paused": []},
+        {"t": 4.0, "participant": "other", "paused": ["t:camera"]},
+        {"t": 6.0, "participant": "room", "paused": ["t:camera"]},
+    ]
+    assert bench.camera_paused_spans(frames, "room", 0.0, 10.0) == [(0.0, 3.0), (6.0, 10.0)]
 
 
 @pytest.mark.parametrize(

@@ -99,14 +99,58 @@ def test_audio_from_frame_counts_gives_the_missing_share() -> None:
     ],
     ids=["smooth", "freeze-then-smooth", "stopped", "slideshow"],
 )
-def test_adapted_after_is_when_the_video_plays_smoothly_again(
+def test_video_back_after_is_when_the_video_plays_smoothly_again(
     points: list[qoe.Point], drop_at: float, expected: float | None
 ) -> None:
-    got = qoe.adapted_after(points, drop_at, 20.0)
+    got = qoe.video_back_after(points, drop_at, 20.0)
     if expected is None:
         assert got is None
     else:
         assert got == pytest.approx(expected, abs=0.1)
+
+
+def concealed_between(hidden: list[tuple[float, float]]) -> object:
+    """An audio_share(a, b) for audio concealed during the `hidden` stretches."""
+
+    def share(a: float, b: float) -> float:
+        lost = sum(max(0.0, min(b, y) - max(a, x)) for x, y in hidden)
+        return lost / (b - a)
+
+    return share
+
+
+FROZEN_AFTER_5 = steady(0, 5, 30)  # the camera stops at the drop (5 s) and never plays again
+
+
+@pytest.mark.parametrize(
+    ("frames", "hidden", "paused", "expected"),
+    [
+        # played on through the drop with clear audio: adapted at once
+        (steady(0, 20, 30), [], [], 0.0),
+        # the camera back at 8 s, the audio clear throughout
+        (with_pause(30, 5.0, 8.0, 20), [], [], 3.0),
+        # the camera paused with the notice from 6.5 s, the audio clear from 7 s
+        (FROZEN_AFTER_5, [(5.0, 7.0)], [(6.5, 20.0)], 2.0),
+        # a notice but audio broken up throughout (10% concealed)
+        (FROZEN_AFTER_5, [(t, t + 0.1) for t in range(5, 20)], [(6.0, 20.0)], None),
+        # neither playing nor the notice shown: not adapted, however clear the audio
+        (FROZEN_AFTER_5, [], [], None),
+        # a notice that is taken down after 1 s is not a state (a probe of low): later
+        (FROZEN_AFTER_5, [], [(5.5, 6.5), (9.0, 20.0)], 4.0),
+    ],
+    ids=["smooth", "video-back", "notice", "audio-broken", "nothing", "brief-notice"],
+)
+def test_adapted_after_wants_clear_audio_and_the_camera_playing_or_its_pause_shown(
+    frames: list[qoe.Point],
+    hidden: list[tuple[float, float]],
+    paused: list[tuple[float, float]],
+    expected: float | None,
+) -> None:
+    got = qoe.adapted_after(frames, concealed_between(hidden), paused, 5.0, 20.0)  # type: ignore[arg-type]
+    if expected is None:
+        assert got is None
+    else:
+        assert got == pytest.approx(expected, abs=0.01)
 
 
 def test_recovered_after_waits_for_the_frame_rate_and_the_height() -> None:
