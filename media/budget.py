@@ -174,7 +174,8 @@ def allocate(
     video_priorities = sorted({t.priority for t in ordered if not t.is_audio})
     # one probe at a time; a loss spike while one runs is the probe's: it alone steps back, and
     # the other tracks count it as their loss step (they wait before reacting to it again)
-    probing = padding_probe or (previous is not None and previous.rung_probe_running)
+    rung_probing = previous is not None and previous.rung_probe_running
+    probing = padding_probe or rung_probing
     probe_spike = probing and link.loss >= policy.rung.loss_spike
     # nor while what is allocated already tests the estimate (video, that is: with every video
     # paused, audio over an estimate cut low must not block the only way back up)
@@ -209,15 +210,23 @@ def allocate(
             loss = link.loss
             if bystander or stale:
                 loss = min(loss, policy.rung.loss_spike * 0.99)
+            track_share, track_limit = share, limit
+            if rung_probing and prior is not None and prior.probe_until is None:
+                # another track's rung probe runs: what it takes above its rung, and the
+                # estimate's fall while the link queues it, are its test, not this track's
+                # shortfall (the camera was paused for 3.5 s on weak while the slides probed
+                # full). Hold the rung until the verdict: no step down on the share, none up
+                track_share = max(share, prior.cost_bps)
+                track_limit = min(limit, prior.cost_bps)
             decision = decide(
-                share,
+                track_share,
                 loss,
                 link.rtt_s,
                 costs,
                 prior,
                 now,
                 policy.rung,
-                limit,
+                track_limit,
                 may_probe=not (probing or crowded or probe_started),
             )
             if bystander:

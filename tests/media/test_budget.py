@@ -343,3 +343,32 @@ def test_no_probe_while_the_video_sent_already_tests_the_estimate() -> None:
     spend less (84%): 15 fps is probed."""
     assert probes_over(220_000, [TEACHER_SCREEN, TEACHER_MIC]) == []
     assert probes_over(225_000, [TEACHER_SCREEN, TEACHER_MIC]) == ["teacher-screen"]
+
+
+def _settled_at(bps: float, until: float) -> Allocation:
+    """Allocations every 0.5 s on a steady estimate, up to `until`."""
+    tracks = [TEACHER_SCREEN, TEACHER_CAM, TEACHER_MIC]
+    previous = allocate(link(bps), tracks, None, 0.0)
+    for tick in range(1, int(until * 2) + 1):
+        previous = allocate(link(bps), tracks, previous, tick * 0.5)
+    return previous
+
+
+def test_a_fall_of_the_estimate_while_another_track_probes_does_not_step_a_bystander_down() -> None:
+    """At 550k the screen probes full at 4 s (audio 40k + full 300k + the camera's low 150k).
+    The estimate then falls to 420k (a receiver's REMB when the link queues the probe): the
+    camera's share (80k) no longer covers its low rung. While the screen's probe runs that is
+    the probe's test, not the camera's shortfall: the camera holds until the verdict (it was
+    paused 1 s into the fall)."""
+    tracks = [TEACHER_SCREEN, TEACHER_CAM, TEACHER_MIC]
+    previous = _settled_at(550_000, 4.0)
+    screen = previous.of("teacher-screen")
+    assert screen is not None and screen.decision is not None
+    assert screen.decision.probe_until is not None
+    assert rungs(previous)["teacher-screen"] == "full"
+    assert rungs(previous)["teacher-cam"] == "low"
+    seen = []
+    for now in (4.5, 5.0, 5.5):  # within the probe's 2 s
+        previous = allocate(link(420_000), tracks, previous, now)
+        seen.append(rungs(previous)["teacher-cam"])
+    assert seen == ["low", "low", "low"]
