@@ -116,6 +116,8 @@ class FrameAssembler:
     def __init__(self) -> None:
         self.broken = True
         """Waiting for a keyframe (at start, and after any loss)."""
+        self.dropped = 0
+        """Whole frames dropped while waiting for a keyframe."""
         self._next_seq: int | None = None
         self._timestamp: int | None = None
         self._parts: list[bytes] = []
@@ -152,6 +154,7 @@ class FrameAssembler:
         if not complete:
             return None
         if self.broken and not self._keyframe:
+            self.dropped += 1
             return None
         self.broken = False
         return EncodedFrame(timestamp, b"".join(self._parts), self._keyframe, self._tid)
@@ -284,6 +287,11 @@ class LowRendition:
         self.frames_encoded = 0
         self.frames_skipped = 0
         self.decode_errors = 0
+        self.keyframes_asked = 0
+        self.frames_decoded = 0
+        self.frames_unusable = 0
+        """Whole frames of the publisher dropped while waiting for its keyframe."""
+        """Keyframe requests sent to the publisher (at starts, and on a broken frame chain)."""
         self.cpu_s = 0.0
         """CPU time the transcoding thread has used (all runs)."""
         self.size: tuple[int, int] | None = None
@@ -366,7 +374,12 @@ class LowRendition:
             with contextlib.suppress(queue.Full):
                 packets.put_nowait(None)
             # a full queue: the thread finds `_queue` changed after its next packet and ends
-        logger.info("low rendition stopped track=%s frames=%d", self.source, self.frames_encoded)
+        logger.info(
+            "low rendition stopped track=%s frames=%d decoded=%d unusable=%d skipped=%d"
+            " decode_errors=%d keyframes_asked=%d cpu=%.1fs",
+            self.source, self.frames_encoded, self.frames_decoded, self.frames_unusable,
+            self.frames_skipped, self.decode_errors, self.keyframes_asked, self.cpu_s,
+        )  # fmt: skip
 
     def _on_source_packet(self, packet: RtpPacket) -> None:
         packets = self._queue
@@ -382,6 +395,7 @@ class LowRendition:
 
     def _ask_publisher_for_keyframe(self) -> None:
         if not self.closed and self.running:
+            self.keyframes_asked += 1
             self.source.request_keyframe()
 
     # -- the thread ------------------------------------------------------------------------
@@ -412,19 +426,28 @@ class LowRendition:
             frame = assembler.push(
                 packet.sequence_number, packet.timestamp, bool(packet.marker), packet.payload
             )
+            self.frames_unusable = assembler.dropped
             if frame is None:
                 if assembler.broken and time.monotonic() - asked_at > 0.5:
                     asked_at = time.monotonic()
                     self._call(loop, self._ask_publisher_for_keyframe)
                 continue
-            if frame.tid is not None and frame.tid >= 2:
-                continue  # an L1T3 publisher's top layer: referenced by nothing, not needed
+            if (
+                frame.tid is not None
+                and frame.tid >= 2
+                and not due_for_encoding(frame.timestamp, last_encoded)
+            ):
+                # an L1T3 publisher's top layer is referenced by nothing: not decoded unless
+                # its picture is wanted (a 30 fps publisher's base layers make 15 fps alone;
+                # one slowed to 7 fps by its CPU sends half its frames on the top layer)
+                continue
             try:
                 pictures = coder.decode(frame)
             except av.FFmpegError:
                 self.decode_errors += 1
                 assembler.broken = True
                 continue
+            self.frames_decoded += len(pictures)
             if not pictures or not due_for_encoding(frame.timestamp, last_encoded):
                 continue
             if packets.qsize() > LATE_PACKETS and not self._keyframe_wanted.is_set():

@@ -249,6 +249,49 @@ async def test_a_rendition_transcodes_a_real_clip_to_320x180_at_15_fps_and_stops
         rendition.close()
 
 
+def l1t3_clip_packets(frames: int, fps: float) -> list[RtpPacket]:
+    """A real VP8 clip's frames at `fps`, labelled with an L1T3 publisher's layers (TID 0, 2,
+    1, 2, ...), as a browser whose CPU slowed its camera sends them."""
+    clip = load_clip("vp8", width=640, height=360, bitrate=600_000)
+    packets, seq = [], 2000
+    for i in range(frames):
+        tid, pid = (0, 2, 1, 2)[i % 4], (1000 + i) & 0x7FFF
+        payloads = Vp8Encoder._packetize(clip.frames[i % len(clip.frames)], pid)
+        for j, payload in enumerate(payloads):
+            start = 0x10 if j == 0 else 0x00
+            descriptor = bytes([0x80 | start, 0xE0, 0x80 | (pid >> 8), pid & 0xFF,
+                                (i // 4) & 0xFF, (tid << 6) | 0x20])  # fmt: skip
+            body = payload[vp8.parse_descriptor(payload).size:]
+            last = int(j == len(payloads) - 1)
+            packets.append(
+                RtpPacket(96, last, seq & 0xFFFF, round(90_000 / fps * i), 4321, descriptor + body)
+            )
+            seq += 1
+    return packets
+
+
+async def test_a_rendition_encodes_the_top_layer_when_the_base_layers_are_too_few() -> None:
+    """Two seconds of an L1T3 publisher at 7.5 fps (a teacher's CPU slowed its camera): every
+    frame is wanted for 15 fps, the top layer's half too. Only the base layers made 3.75 fps
+    (at 30 fps they make the 15 wanted, and the top layer is not decoded)."""
+    source = InboundTrack("teacher", "camera", [VP8], send_pli=lambda ssrc: None)
+    rendition = LowRendition(source, linger_s=0.2)
+    stream = object()
+    try:
+        rendition.acquire(stream)  # type: ignore[arg-type]
+        for packet in l1t3_clip_packets(15, 7.5):
+            source.on_packet(packet)
+            if packet.marker:
+                await asyncio.sleep(1 / 30)
+        await wait_until(lambda: rendition.frames_decoded >= 15, what="every frame decoded")
+        await asyncio.sleep(0.2)
+        # a loaded machine may skip encoding some (the thread is late); none is left out
+        assert rendition.frames_encoded + rendition.frames_skipped == 15
+        assert rendition.decode_errors == 0
+    finally:
+        rendition.close()
+
+
 async def test_a_rendition_started_again_is_a_new_stream_whose_keyframes_are_seen() -> None:
     """The low rendition stops when its last subscriber leaves and starts again when the next
     one comes: each run's keyframe must reach the streams waiting for it."""
