@@ -281,6 +281,7 @@ class DownlinkAdaptation:
         policy: BudgetPolicy = BudgetPolicy(),
         interval_s: float = TICK_S,
         pace: Callable[[float | None], None] | None = None,
+        drop_paced: Callable[[], object] | None = None,
     ) -> None:
         self.participant_id = participant_id
         self.estimator = DownlinkEstimator()
@@ -289,12 +290,15 @@ class DownlinkAdaptation:
         """The subscriber's summary rung (None before the first decision or without video)."""
         self.paused: tuple[str, ...] = ()
         """The video tracks it does not receive now (`paused_tracks`)."""
+        self._all_paused = False
         self._streams = streams
         self._emit = emit
         self._priority_of = priority_of
         self._clock = clock
         self._policy = policy
         self._pace = pace
+        self._drop_paced = drop_paced
+        """Drops the video waiting in the pacer (called when the last video stream pauses)."""
         # per stream: (bytes counted, of them headers) up to the last count
         self._counted: weakref.WeakKeyDictionary[OutboundStream, tuple[int, int]] = (
             weakref.WeakKeyDictionary()
@@ -416,6 +420,11 @@ class DownlinkAdaptation:
             elif decision.switched and decision.reason is RungReason.PROBE_FAILED:
                 # the next reports still describe the probe: they must not cut the bound
                 self.estimator.restart_loss_window(now + LOSS_SETTLE_S)
+        video = [s for s in by_id.values() if s.kind == "video"]
+        all_paused = bool(video) and all(s.paused for s in video)
+        if all_paused and self._drop_paced is not None and not self._all_paused:
+            self._drop_paced()  # what waits is video no one will play (its keyframe restarts it)
+        self._all_paused = all_paused
         padded = self._heartbeat(allocation, by_id, probe.pad_bps)
         if probe.verdict is ProbeVerdict.STARTED and not padded:
             self.probe = probe_unsent(self.probe, now)

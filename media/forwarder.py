@@ -756,7 +756,10 @@ class OutboundStream:
         older than `RETRANSMIT_MAX_AGE_S`, or gone from the history, are repaired by a
         keyframe instead."""
         track = self.source
-        if track is None or self.pt is None:
+        if track is None or self.pt is None or self.paused:
+            # paused: nothing is played until `resume`'s keyframe, and what a retransmission
+            # would repair is the overflow that paused it (the flap's dip: the classroom's
+            # NACKs of the lost video kept the link full and its audio broken for 2 s)
             return
         unrepaired = False
         tail = extension_tail(self.variant, abs_send_time(time.time()), None)

@@ -111,6 +111,16 @@ class Pacer:
 
     # -- the two send paths ---------------------------------------------------------------------
 
+    def drop_queued(self) -> int:
+        """Drop every packet waiting (the video they carry was paused: sent late, they would
+        only delay the audio on a link that just overflowed); returns how many."""
+        dropped = len(self._queue)
+        self._queue.clear()
+        self._queued_bytes = 0
+        self.dropped += dropped
+        self._cancel_timer()
+        return dropped
+
     def send_video(self, data: bytes) -> None:
         """Send now if the bucket allows and nothing waits, else queue."""
         if not self._queue:

@@ -123,7 +123,11 @@ def test_rung_counts_add_up_over_workers() -> None:
 class Subscriber:
     """One subscriber of one L1T3 camera, with a fake clock and the events it was sent."""
 
-    def __init__(self, pace: Callable[[float | None], None] | None = None) -> None:
+    def __init__(
+        self,
+        pace: Callable[[float | None], None] | None = None,
+        drop_paced: Callable[[], object] | None = None,
+    ) -> None:
         self.now = 100.0
         self.sent: list[bytes] = []
         self.events: list[dict[str, Any]] = []
@@ -138,8 +142,9 @@ class Subscriber:
         self.stream.configure(layout, [SUB_VP8])
         self.stream.attach(self.track)
         self.adaptation = DownlinkAdaptation(
-            "classroom-1", lambda: [self.stream], self._on_event, clock=lambda: self.now, pace=pace
-        )
+            "classroom-1", lambda: [self.stream], self._on_event, clock=lambda: self.now,
+            pace=pace, drop_paced=drop_paced,
+        )  # fmt: skip
         self.stream.link = self.adaptation
         self.frame = 0
         self.seq = 1000
@@ -353,6 +358,19 @@ def test_the_decision_trace_says_what_limits_the_estimate_and_why_each_rung() ->
         "estimate 400k loss 3.0%: audio 60k+RED; speaker reduced_fps/2 | "
         "mic=400k/60k camera=340k/256k/start"
     )
+
+
+async def test_when_the_last_video_pauses_the_video_waiting_in_the_pacer_is_dropped() -> None:
+    """Sent late, it would only delay the audio on a link that just overflowed; the stream
+    restarts from a keyframe when it resumes."""
+    drops: list[float] = []
+    sub = Subscriber(drop_paced=lambda: drops.append(sub.now))
+    for _ in range(3):
+        sub.one_second(remb_bps=2_000_000)
+    assert drops == []
+    for _ in range(3):  # 60 kbit/s: the camera pauses
+        sub.one_second(remb_bps=60_000)
+    assert sub.stream.paused and len(drops) == 1, "once, as it pauses"
 
 
 async def test_each_tick_sets_the_pacing_rate_from_the_estimate() -> None:

@@ -150,6 +150,19 @@ async def test_nack_is_answered_from_history_as_rtx_and_unknown_loss_asks_for_a_
     assert len(capture.sent) == 4
 
 
+async def test_a_paused_stream_answers_no_nack() -> None:
+    """Its video is not played until the keyframe `resume` waits for: a retransmission
+    would only add to the overflow that paused it."""
+    plis, _now, track, capture, stream = nacked_stream()
+    for i, payload in enumerate([KEY, DELTA, DELTA]):
+        track.on_packet(source_packet(300 + i, 1000 + 3000 * i, payload, marker=1))
+    first = capture.packets()[0].sequence_number
+    plis.clear()
+    stream.pause()
+    stream.on_rtcp(RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=9, media_ssrc=1111, lost=[first + 1]))
+    assert len(capture.sent) == 3 and plis == []
+
+
 async def test_a_nack_for_a_packet_older_than_a_second_asks_for_a_keyframe_instead() -> None:
     """After a cut the subscriber NACKs seconds of packets: sending them again would flood
     the link as it comes back, and its jitter buffer has moved on."""

@@ -254,6 +254,24 @@ def test_disconnect_drops_what_waits_and_sends_nothing_more(
     assert not link.pacer.connected and not link.pacer.video.connected
 
 
+def test_dropping_what_waits_sends_none_of_it_and_later_video_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The last video stream paused: the video waiting is no one's any more."""
+    link = Link(monkeypatch)
+    link.pacer.set_rate(RATE)
+    for _ in range(8):
+        link.pacer.video.send(packet())
+    sent = len(link.sent)
+    assert link.pacer.drop_queued() == 8 - sent
+    assert link.pacer.queued_bytes == 0 and link.pacer.dropped == 8 - sent
+    link.loop.run_out()
+    assert len(link.sent) == sent
+    link.pacer.video.send(packet())  # a resumed stream's keyframe, later
+    link.loop.run_out()
+    assert len(link.sent) == sent + 1
+
+
 def test_a_queue_longer_than_max_queue_s_loses_its_oldest_packets(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
