@@ -423,7 +423,10 @@ class DownlinkAdaptation:
         video = [s for s in by_id.values() if s.kind == "video"]
         all_paused = bool(video) and all(s.paused for s in video)
         if all_paused and self._drop_paced is not None and not self._all_paused:
-            self._drop_paced()  # what waits is video no one will play (its keyframe restarts it)
+            # what waits is video no one will play (a keyframe restarts it at resume)
+            dropped = self._drop_paced()
+            logger.debug("paced video dropped participant=%s packets=%s", self.participant_id,
+                         dropped)  # fmt: skip
         self._all_paused = all_paused
         padded = self._heartbeat(allocation, by_id, probe.pad_bps)
         if probe.verdict is ProbeVerdict.STARTED and not padded:

@@ -86,7 +86,7 @@ class Downlink:
             emit,
             priority_of=priority_of,
             pace=self._set_pacing_rate,
-            drop_paced=self._pacer.drop_queued,
+            drop_paced=lambda: self._pacer.drop_queued(),  # the pacer of the connection now
         )
         """Estimate, allocation and rungs; ticks while the connection is up."""
 

@@ -94,3 +94,23 @@ async def test_offers_wait_for_answers_and_changes_coalesce_and_mlines_are_reuse
     finally:
         await downlink.close()
         await subscriber.pc.close()
+
+
+async def test_the_adaptation_drops_the_paced_video_of_the_connection_it_has_now() -> None:
+    """Each peer connection gets a new pacer: the adaptation's drop reaches the current one
+    (bound to the first, it dropped nothing on a renewed connection)."""
+    downlink = Downlink("p", PeerConfig(), lambda event: None)
+    try:
+        downlink._open_connection()
+        pacer = downlink._pacer
+        pacer.connect(lambda data: None)
+        pacer.set_rate(100_000)
+        for _ in range(10):
+            pacer.video.send(b"\x80" + b"\x00" * 999)
+        assert pacer.queued_bytes > 0
+        drop = downlink.adaptation._drop_paced
+        assert drop is not None
+        drop()
+        assert pacer.queued_bytes == 0
+    finally:
+        await downlink.close()
