@@ -238,13 +238,19 @@ def test_a_new_rate_applies_to_what_waits(monkeypatch: pytest.MonkeyPatch) -> No
     assert [b - a for a, b in itertools.pairwise(times[3:])] == pytest.approx([INTERVAL / 4] * 6)
 
 
+def paced_with_waiting(monkeypatch: pytest.MonkeyPatch, packets: int = 8) -> Link:
+    """A paced link sent `packets` video packets at once: most of them wait."""
+    link = Link(monkeypatch)
+    link.pacer.set_rate(RATE)
+    for _ in range(packets):
+        link.pacer.video.send(packet())
+    return link
+
+
 def test_disconnect_drops_what_waits_and_sends_nothing_more(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    link = Link(monkeypatch)
-    link.pacer.set_rate(RATE)
-    for _ in range(8):
-        link.pacer.video.send(packet())
+    link = paced_with_waiting(monkeypatch)
     link.pacer.disconnect()
     assert link.pacer.queued_bytes == 0 and link.loop.pending == []
     link.pacer.video.send(packet())
@@ -258,10 +264,7 @@ def test_dropping_what_waits_sends_none_of_it_and_later_video_goes_on(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The last video stream paused: the video waiting is no one's any more."""
-    link = Link(monkeypatch)
-    link.pacer.set_rate(RATE)
-    for _ in range(8):
-        link.pacer.video.send(packet())
+    link = paced_with_waiting(monkeypatch)
     sent = len(link.sent)
     assert link.pacer.drop_queued() == 8 - sent
     assert link.pacer.queued_bytes == 0 and link.pacer.dropped == 8 - sent
