@@ -288,10 +288,10 @@ class LowRendition:
         self.frames_skipped = 0
         self.decode_errors = 0
         self.keyframes_asked = 0
+        """Keyframe requests sent to the publisher on a broken frame chain."""
         self.frames_decoded = 0
         self.frames_unusable = 0
         """Whole frames of the publisher dropped while waiting for its keyframe."""
-        """Keyframe requests sent to the publisher (at starts, and on a broken frame chain)."""
         self.cpu_s = 0.0
         """CPU time the transcoding thread has used (all runs)."""
         self.size: tuple[int, int] | None = None
