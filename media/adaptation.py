@@ -299,7 +299,8 @@ class DownlinkAdaptation:
         self._pace = pace
         self._drop_paced = drop_paced
         """Drops the video waiting in the pacer (called when the last video stream pauses)."""
-        self._counted: weakref.WeakKeyDictionary[OutboundStream, int] = (
+        # per stream: (bytes counted, of them headers) up to the last count
+        self._counted: weakref.WeakKeyDictionary[OutboundStream, tuple[int, int]] = (
             weakref.WeakKeyDictionary()
         )
         self._interval_s = interval_s
@@ -329,15 +330,19 @@ class DownlinkAdaptation:
 
     def _count_sent(self, streams: Iterable[OutboundStream], now: float) -> None:
         """Tell the estimator what the streams sent since the last count (0 included: the
-        sent rate is measured between counts)."""
-        sent = 0
+        sent rate is measured between counts), and how much of it a REMB does not measure:
+        audio, and the headers of video packets (payload and padding are what it counts)."""
+        sent = unseen = 0
         for stream in streams:
             if stream.track is None:
                 continue
             total = stream.octets + stream.packets * PACKET_OVERHEAD
-            sent += total - self._counted.get(stream, 0)
-            self._counted[stream] = total
-        self.estimator.on_sent(sent, now)
+            headers = stream.packets * PACKET_OVERHEAD
+            before, before_headers = self._counted.get(stream, (0, 0))
+            sent += total - before
+            unseen += total - before if stream.kind == "audio" else headers - before_headers
+            self._counted[stream] = (total, headers)
+        self.estimator.on_sent(sent, now, remb_unseen=unseen)
 
     # -- the tick ------------------------------------------------------------------------------
 

@@ -3,7 +3,16 @@
 Inputs, all with the clock passed in: REMB (the receiver's own estimate; aiortc receivers send
 it only when abs-send-time is negotiated, Chromium when transport-cc is not), receiver report
 blocks (fraction lost, jitter, LSR/DLSR for the RTT against our sender reports' send times) and
-the bytes the relay actually sent (the rate the receiver was offered).
+the bytes the relay actually sent (the rate the receiver was offered), with the share of them a
+REMB does not measure.
+
+A receiver's REMB measures video only: Chromium's receive-side estimator takes audio packets
+only with transport-cc (`call.cc`, "For audio, we only support send side BWE"), which the
+relay does not negotiate, and counts payload and padding without headers (aiortc's receivers
+each estimate their own video stream). So the REMB's bound on the whole link is the REMB plus
+what was sent that it does not see: the audio (with RED, ~90 kbit/s on the wire) and every
+video packet's headers (`on_sent`'s `remb_unseen`). Taken alone, a very-weak link's REMB of
+48k read as a link too small for audio while it carried audio and the low rung (130k).
 
 The estimate is the smaller of two bounds:
 - REMB, while fresh (`remb_timeout_s`) and not contradicted by what gets through
@@ -274,6 +283,7 @@ class DownlinkEstimator:
     def __init__(self, policy: EstimatorPolicy = EstimatorPolicy()) -> None:
         self.policy = policy
         self._sent = SentRate(policy.rate_window_s)
+        self._remb_unseen = SentRate(policy.rate_window_s)  # sent, but not measured by REMB
         self._remb_bps: float | None = None
         self._remb_at = 0.0
         self._remb_expired = False
@@ -301,9 +311,18 @@ class DownlinkEstimator:
         self.outages = 0
         """Receiver reports left out as describing an outage (see `outage_s`)."""
 
-    def on_sent(self, nbytes: int, now: float) -> None:
-        """Count bytes sent to this subscriber (per packet, or batched)."""
+    def on_sent(self, nbytes: int, now: float, remb_unseen: int = 0) -> None:
+        """Count bytes sent to this subscriber (per packet, or batched), `remb_unseen` of them
+        such as its REMB does not measure (audio, packet headers: see the module docstring)."""
         self._sent.add(nbytes, now)
+        self._remb_unseen.add(remb_unseen, now)
+
+    def remb_link_bps(self, now: float) -> float | None:
+        """The REMB as a bound on the whole link: the REMB plus what was sent over the last
+        `rate_window_s` that it does not measure (None before any REMB)."""
+        if self._remb_bps is None:
+            return None
+        return self._remb_bps + self._remb_unseen.bps(now)
 
     def on_remb(self, bps: float, now: float) -> None:
         """A REMB bitrate from the subscriber."""
@@ -466,7 +485,7 @@ class DownlinkEstimator:
             self._last_increase_at = now
         else:
             self._last_increase_at = None
-        remb = self._remb_bps
+        remb = self.remb_link_bps(now)
         if (
             loss < increase_below
             and remb is not None
@@ -565,7 +584,8 @@ class DownlinkEstimator:
         if now - self._remb_at <= self.policy.remb_timeout_s:
             return
         self._remb_expired = True
-        pulled = max(self._remb_bps, self._delivered_bps, self._probed(now))
+        pulled = max(self._remb_bps + self._remb_unseen.bps(now), self._delivered_bps,
+                     self._probed(now))  # fmt: skip
         pulled *= self.policy.remb_pull
         self._loss_bound = max(min(self._loss_bound, pulled), self.policy.min_bps)
 
@@ -578,12 +598,13 @@ class DownlinkEstimator:
     def _fresh_remb(self, now: float) -> float | None:
         """The REMB's bound while fresh: the REMB itself, or once contradicted, what gets
         through times `remb_distrust_reach` (climbing with what is sent, not at 8% a second)."""
-        if self._remb_bps is None or now - self._remb_at > self.policy.remb_timeout_s:
+        link = self.remb_link_bps(now)
+        if link is None or now - self._remb_at > self.policy.remb_timeout_s:
             return None
         since = self._remb_contradicted_since
         policy = self.policy
         wait = policy.remb_distrust_quick_s if self.rtt_settled() else policy.remb_distrust_s
-        remb = max(self._remb_bps, self._probed(now))
+        remb = max(link, self._probed(now))
         if since is not None and now - since >= wait:
             return max(remb, self._delivered_bps * policy.remb_distrust_reach)
         return remb

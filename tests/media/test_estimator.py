@@ -96,6 +96,31 @@ def test_remb_bounds_the_estimate_while_fresh(
 
 
 @pytest.mark.parametrize(
+    ("video_bps", "audio_bps", "headers_bps", "expected_bps"),
+    [
+        (60_000, 0, 0, 48_000),  # nothing unseen: the REMB as it is
+        # very-weak: 48k REMB of the low rung's payload while audio with RED went besides
+        (60_000, 73_000, 0, 121_000),
+        (60_000, 73_000, 8_000, 129_000),  # and the video packets' headers
+        (0, 73_000, 0, 121_000),  # audio only: the REMB still bounds only what it measures
+    ],
+)
+def test_the_remb_bounds_the_link_with_what_it_does_not_measure_added(
+    video_bps: float, audio_bps: float, headers_bps: float, expected_bps: float
+) -> None:
+    est = DownlinkEstimator()
+    for i in range(1, 21):  # 2 s of counts every 0.1 s, as the relay's ticks and reports
+        t = i / 10
+        video, audio, headers = (int(b / 8 / 10) for b in (video_bps, audio_bps, headers_bps))
+        est.on_sent(video + audio + headers, t, remb_unseen=audio + headers)
+    est.on_remb(48_000, 2.0)
+    e = est.estimate(2.0)
+    assert e.bound is EstimateBound.REMB
+    assert e.bps == pytest.approx(expected_bps, rel=0.01)
+    assert est.remb_link_bps(2.0) == pytest.approx(expected_bps, rel=0.01)
+
+
+@pytest.mark.parametrize(
     ("fci", "accepted", "bps"),
     [
         (pack_remb_fci(750_000, [1234]), True, 750_000),
