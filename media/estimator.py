@@ -584,8 +584,7 @@ class DownlinkEstimator:
         if now - self._remb_at <= self.policy.remb_timeout_s:
             return
         self._remb_expired = True
-        pulled = max(self._remb_bps + self._remb_unseen.bps(now), self._delivered_bps,
-                     self._probed(now))  # fmt: skip
+        pulled = max(self.remb_link_bps(now) or 0.0, self._delivered_bps, self._probed(now))
         pulled *= self.policy.remb_pull
         self._loss_bound = max(min(self._loss_bound, pulled), self.policy.min_bps)
 
