@@ -145,11 +145,7 @@ def video_back_after(
     for i, t in enumerate(times):
         if t + hold_s > end:
             break
-        window = [x for x in times[i:] if x <= t + hold_s]
-        steps = [b - a for a, b in itertools.pairwise(window)]
-        long_enough = value_at(frames, t + hold_s) - value_at(frames, t) >= min_fps * hold_s
-        no_freeze = all(step <= FREEZE_S for step in steps) and t + hold_s - window[-1] <= FREEZE_S
-        if long_enough and no_freeze:
+        if plays_through(frames, t, hold_s, min_fps):
             started = t if i > 0 or t - drop_at > FREEZE_S else drop_at
             return max(0.0, started - drop_at)
     return None
