@@ -251,14 +251,18 @@ def camera_paused_spans(
     return spans
 
 
+def spans_share(spans: Sequence[tuple[float, float]], start: float, end: float) -> float:
+    """The share of [start, end] that `spans` (within it, not overlapping) cover."""
+    if end <= start:
+        return 0.0
+    return sum(b - a for a, b in spans) / (end - start)
+
+
 def camera_paused_share(
     links: Sequence[dict[str, Any]], me: str, start: float, end: float
 ) -> float:
     """The share of [start, end] covered by `camera_paused_spans`."""
-    if end <= start:
-        return 0.0
-    spans = camera_paused_spans(links, me, start, end)
-    return sum(b - a for a, b in spans) / (end - start)
+    return spans_share(camera_paused_spans(links, me, start, end), start, end)
 
 
 def first_event(
@@ -693,9 +697,7 @@ async def run_once(spec: RunSpec, log_dir: Path) -> dict[str, Any]:
                 got, start, end, timeline(spec.profile), events, notices, paused
             )
             summary["camera_paused"] = camera_paused_at_end(links, room_id)
-            summary["camera_paused_pct"] = round(
-                100 * camera_paused_share(links, room_id, start, end)
-            )
+            summary["camera_paused_pct"] = round(100 * spans_share(paused, start, end))
             return {**head, **summary}
         finally:
             if player is not None:
