@@ -41,7 +41,7 @@ from media.bandwidth_probe import (
     probe_unsent,
 )
 from media.budget import Allocation, BudgetPolicy, IncomingTrack, Priority, allocate, red_state
-from media.estimator import DownlinkEstimator, LinkEstimate
+from media.estimator import DownlinkEstimator, EstimateBound, LinkEstimate
 from media.forwarder import PACKET_OVERHEAD, InboundTrack, OutboundStream
 from media.rtcp_feedback import ReportBlock
 from media.rtptime import abs_send_time
@@ -181,12 +181,15 @@ def decision_trace(participant_id: str, link: LinkEstimate, allocation: Allocati
     )
 
 
-def pacing_rate(estimate_bps: float, spent_bps: float) -> float | None:
+def pacing_rate(estimate_bps: float, spent_bps: float, guessed: bool = False) -> float | None:
     """The rate a downlink's video is paced at (`media.pacer`), or None for unpaced: a
     constrained link is paced a little above both its estimate and what was allocated, so
     bursts (keyframes, retransmissions) are spread out rather than dropped by the bottleneck's
-    short queue, while the allocation, which fits the estimate, keeps the average below it."""
-    if estimate_bps >= PACE_BELOW_BPS:
+    short queue, while the allocation, which fits the estimate, keeps the average below it.
+    An estimate that is only the starting guess (`guessed`: no feedback yet) says nothing
+    about the link: paced at it, a 1 Mbit/s stream overflowed the pacer's queue on loopback
+    and the loss paused it."""
+    if guessed or estimate_bps >= PACE_BELOW_BPS:
         return None
     return max(estimate_bps, spent_bps) * PACE_FACTOR + PACE_VIDEO_FLOOR_BPS
 
@@ -380,6 +383,7 @@ class DownlinkAdaptation:
                     )
                 )
         red_negotiated = any(s.red_pt is not None for s in streams if s.kind == "audio")
+        guessed = link.bound is EstimateBound.INITIAL
         probe = self._probe_step(link, incoming, now)
         # a failing probe's loss is its own, as a failed rung probe's (the others wait)
         probing = self.probe.running or probe.verdict is ProbeVerdict.FAILED
@@ -390,7 +394,7 @@ class DownlinkAdaptation:
         ):
             self.steady_ticks += 1
             if self._pace is not None:
-                self._pace(pacing_rate(link.bps, self.allocation.spent_bps))
+                self._pace(pacing_rate(link.bps, self.allocation.spent_bps, guessed))
             return self.allocation
         allocation = allocate(
             link, incoming, self.allocation, now, self._policy,
@@ -398,7 +402,7 @@ class DownlinkAdaptation:
         )  # fmt: skip
         self.allocation = allocation
         if self._pace is not None:  # for what is sent from now on (a probe's keyframe too)
-            rate = pacing_rate(link.bps, allocation.spent_bps)
+            rate = pacing_rate(link.bps, allocation.spent_bps, guessed)
             if rate is not None and probe.pad_bps > 0:
                 rate = max(rate, self.probe.target_bps * PACE_FACTOR)
             self._pace(rate)

@@ -79,10 +79,11 @@ class BudgetPolicy:
     village link dips below `red_off_below` for a few seconds at a time, and each switch costs
     the packets lost before it comes back."""
     probe_spent_max: float = 0.85
-    """No probe starts while the allocation spends more than this share of the estimate: what
-    is sent then tests the estimate, which rises by itself if the link allows (a receiver's
-    REMB grows with what it receives). Probes are for an estimate held down by sending little
-    (audio only, a low rung); they do not stack on proven rungs either."""
+    """No probe starts while the allocation spends, or the relay sends, more than this share of
+    the estimate: what is sent then tests the estimate, which rises by itself if the link
+    allows (a receiver's REMB grows with what it receives). Probes are for an estimate held
+    down by sending little (audio only, a low rung); they do not stack on proven rungs
+    either."""
     camera_reserve: bool = True
     """While a camera is also received, the screen share leaves it enough for its cheapest
     picture (the low rendition, or the base layer) when the budget allows both: slides stay
@@ -177,11 +178,14 @@ def allocate(
     rung_probing = previous is not None and previous.rung_probe_running
     probing = padding_probe or rung_probing
     probe_spike = probing and link.loss >= policy.rung.loss_spike
-    # nor while what is allocated already tests the estimate (video, that is: with every video
-    # paused, audio over an estimate cut low must not block the only way back up)
+    # nor while what is allocated, or what is actually sent (retransmissions and headers
+    # besides the rungs' costs), already tests the estimate (video, that is: with every video
+    # paused, audio over an estimate cut low must not block the only way back up). On weak,
+    # the slides probed full from 423k allocated of a 498k estimate while 440k went out, and
+    # the overflow paused the camera for 4.5 s
     crowded = (
         previous is not None
-        and previous.spent_bps > link.bps * policy.probe_spent_max
+        and max(previous.spent_bps, link.sent_bps) > link.bps * policy.probe_spent_max
         and any(t.decision is not None and t.cost_bps > 0 for t in previous.tracks)
     )
     probe_started = probe_failed = False

@@ -92,8 +92,12 @@ class LinkEstimate:
 class EstimatorPolicy:
     """Constants of the estimator; the defaults are what the relay uses."""
 
-    initial_bps: float = 1_000_000.0
-    """Estimate before any feedback (a join-page network check may give a better one)."""
+    initial_bps: float = 400_000.0
+    """Estimate before any feedback (a join-page network check may give a better one): what a
+    weak village link carries. A 1 Mbit/s start sent a 500 kbit/s link 625k for its first
+    seconds (a rising publisher behind an estimate waiting for the first REMB), and the
+    overflow paused the camera 5.5 s; a good link climbs from here with what it is sent (the
+    loss bound to twice it, the REMB to 1.5 times), as libwebrtc starts at 300k."""
     min_bps: float = 30_000.0
     """The estimate never goes below this (audio must keep flowing)."""
     max_bps: float = 20_000_000.0

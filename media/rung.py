@@ -108,11 +108,14 @@ class RungCosts:
         return sum(self.layer_bps[: choice.temporal_layers])
 
     def ladder(self) -> tuple[RungChoice, ...]:
-        """Every choice this track offers, best first; `audio_only` is always last."""
+        """Every choice this track offers, best first; `audio_only` is always last. The low
+        rendition is a step only while it costs less than the publisher's cheapest layers: a
+        base layer at 7.5 fps of 80k is a better step down than a 110k low rung, which also
+        stops the picture while the transcoder starts (a 2.3 s freeze on weak)."""
         layers = max(1, len(self.layer_bps))
         steps = [RungChoice(Rung.FULL, layers)]
         steps += [RungChoice(Rung.REDUCED_FPS, n) for n in range(layers - 1, 0, -1)]
-        if self.low_bps is not None:
+        if self.low_bps is not None and self.cost(LOW) < self.cost(steps[-1]):
             steps.append(LOW)
         steps.append(AUDIO_ONLY)
         return tuple(steps)

@@ -40,7 +40,7 @@ from media.budget import (
     allocate,
 )
 from media.clip import ClipTrack, load_clip
-from media.estimator import EstimateBound, LinkEstimate
+from media.estimator import DownlinkEstimator, EstimateBound, EstimatorPolicy, LinkEstimate
 from media.forwarder import PACKET_OVERHEAD, DatagramSink, InboundTrack, OutboundStream
 from media.rtcp_feedback import ReportBlock
 from media.rtpheader import URI_ABS_SEND_TIME, URI_MID, ExtensionLayout
@@ -259,6 +259,8 @@ async def test_low_remb_drops_temporal_layers_then_pauses_video_and_recovery_res
 
 async def test_heavy_loss_in_receiver_reports_steps_down_without_any_remb() -> None:
     sub = Subscriber()
+    # a start above this 510k stream (the relay's default is what a weak village link carries)
+    sub.adaptation.estimator = DownlinkEstimator(EstimatorPolicy(initial_bps=1_000_000))
     for _ in range(3):
         sub.one_second()
     assert sub.adaptation.rung is Rung.FULL
@@ -348,6 +350,11 @@ def test_a_constrained_downlink_is_paced_above_its_estimate_and_allocation(
     estimate: float, spent: float, rate: float | None
 ) -> None:
     assert pacing_rate(estimate, spent) == (None if rate is None else pytest.approx(rate))
+
+
+def test_the_starting_guess_is_not_paced() -> None:
+    """No feedback yet: the estimate says nothing about the link."""
+    assert pacing_rate(400e3, 1.1e6, guessed=True) is None
 
 
 def test_the_decision_trace_says_what_limits_the_estimate_and_why_each_rung() -> None:

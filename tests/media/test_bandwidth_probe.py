@@ -43,12 +43,13 @@ AFTER_DIP = ProbeInputs(
         ({}, 900_000),
         # never more than everything wanted, with the margin that puts its rungs in reach
         ({"wanted_bps": 500_000}, 625_000),
-        # nothing carried lately that is worth more: twice the estimate
-        ({"carried_bps": 100_000}, 180_000),
-        ({"carried_bps": 0.0, "estimate_bps": 300_000}, 600_000),
+        # nothing carried lately that is worth more: a quarter over the estimate (twice it
+        # overflowed a weak link by 23% and the receiver's REMB fell for 6 s)
+        ({"carried_bps": 100_000}, 112_500),
+        ({"carried_bps": 0.0, "estimate_bps": 300_000}, 375_000),
     ],
 )
-def test_a_probe_aims_at_what_the_link_carried_or_twice_the_estimate(
+def test_a_probe_aims_at_what_the_link_carried_or_a_quarter_over_the_estimate(
     change: dict[str, float], target: float
 ) -> None:
     assert probe_target(replace(AFTER_DIP, **change)) == pytest.approx(target)

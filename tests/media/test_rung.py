@@ -98,6 +98,17 @@ def first_time(
             ["full", "reduced_fps/1", "audio_only"],
             [600_000, 300_000, 0],
         ),
+        # a low rendition dearer than the 7.5 fps base layer is no step down
+        (
+            RungCosts((80_000.0, 40_000.0, 80_000.0), low_bps=110_000.0),
+            ["full", "reduced_fps/2", "reduced_fps/1", "audio_only"],
+            [200_000, 120_000, 80_000, 0],
+        ),
+        (
+            RungCosts.single_layer(100_000.0, low_bps=120_000.0),
+            ["full", "audio_only"],
+            [100_000, 0],
+        ),
     ],
 )
 def test_ladder_lists_rungs_best_first_with_measured_costs(
