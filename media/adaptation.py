@@ -40,7 +40,15 @@ from media.bandwidth_probe import (
     probe_step,
     probe_unsent,
 )
-from media.budget import Allocation, BudgetPolicy, IncomingTrack, Priority, allocate, red_state
+from media.budget import (
+    Allocation,
+    BudgetPolicy,
+    IncomingTrack,
+    Priority,
+    allocate,
+    red_state,
+    unaccounted_bps,
+)
 from media.estimator import DownlinkEstimator, EstimateBound, LinkEstimate
 from media.forwarder import PACKET_OVERHEAD, InboundTrack, OutboundStream
 from media.rtcp_feedback import ReportBlock
@@ -63,6 +71,9 @@ TICK_S = 0.5
 STATS_EVERY_S = 5.0
 """A `link_stats` event (estimate, loss, RTT, rung: signaling's histograms) this often."""
 
+SPENT_TICKS = 2
+"""The allocations whose costs the sent meter's window (`EstimatorPolicy.rate_window_s`, 1 s)
+spans: what was sent beyond the dearest of them is unaccounted (`budget.unaccounted_bps`)."""
 LOSS_SETTLE_S = 1.0
 """After a failed probe, reports for this long (one report interval) still describe it."""
 HEARTBEAT_PACKETS = 2
@@ -231,6 +242,7 @@ def is_steady(
     *,
     red_negotiated: bool = False,
     now: float = 0.0,
+    unaccounted: float = 0.0,
 ) -> bool:
     """True when deciding again cannot change anything: every video track is on `full` with
     no timer running, the tracks and their layers are those decided on, loss is low and the
@@ -267,7 +279,7 @@ def is_steady(
         most = max(most, costs.full_bps)
     # every video track's share (an equal split at worst) covers the dearest one's cost: no
     # shortfall, so `decide` would only hold
-    return audio + video * most <= link.bps
+    return audio + video * most + unaccounted <= link.bps
 
 
 class DownlinkAdaptation:
@@ -289,6 +301,8 @@ class DownlinkAdaptation:
         self.participant_id = participant_id
         self.estimator = DownlinkEstimator()
         self.allocation: Allocation | None = None
+        self._spent_lately: tuple[float, ...] = ()
+        """What the allocations of the last `SPENT_TICKS` ticks cost."""
         self.rung: Rung | None = None
         """The subscriber's summary rung (None before the first decision or without video)."""
         self.paused: tuple[str, ...] = ()
@@ -389,18 +403,25 @@ class DownlinkAdaptation:
         probing = self.probe.running or probe.verdict is ProbeVerdict.FAILED
         if probe.verdict is ProbeVerdict.PASSED:  # the estimate it proved, for this decision
             link = self.estimator.estimate(now)
+        # a probe's padding is sent on purpose, beside the allocation
+        unaccounted = 0.0 if probing else unaccounted_bps(
+            link.sent_bps, self._spent_lately, link.bps, self._policy
+        )
         if self.allocation is not None and not probing and is_steady(
-            link, incoming, self.allocation, self._policy, red_negotiated=red_negotiated, now=now
+            link, incoming, self.allocation, self._policy, red_negotiated=red_negotiated,
+            now=now, unaccounted=unaccounted,
         ):
             self.steady_ticks += 1
+            self._note_spent(self.allocation)
             if self._pace is not None:
                 self._pace(pacing_rate(link.bps, self.allocation.spent_bps, guessed))
             return self.allocation
         allocation = allocate(
             link, incoming, self.allocation, now, self._policy,
-            red_negotiated=red_negotiated, padding_probe=probing,
+            red_negotiated=red_negotiated, padding_probe=probing, unaccounted=unaccounted,
         )  # fmt: skip
         self.allocation = allocation
+        self._note_spent(allocation)
         if self._pace is not None:  # for what is sent from now on (a probe's keyframe too)
             rate = pacing_rate(link.bps, allocation.spent_bps, guessed)
             if rate is not None and probe.pad_bps > 0:
@@ -445,6 +466,9 @@ class DownlinkAdaptation:
         self.rung = rung
         self.paused = paused
         return allocation
+
+    def _note_spent(self, allocation: Allocation) -> None:
+        self._spent_lately = (*self._spent_lately[1 - SPENT_TICKS :], allocation.spent_bps)
 
     def _probe_step(
         self, link: LinkEstimate, incoming: list[IncomingTrack], now: float

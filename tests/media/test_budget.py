@@ -15,6 +15,7 @@ from media.budget import (
     Priority,
     allocate,
     red_state,
+    unaccounted_bps,
 )
 from media.estimator import EstimateBound, LinkEstimate
 from media.rung import Rung, RungCosts, RungReason
@@ -385,3 +386,31 @@ def test_a_fall_of_the_estimate_while_another_track_probes_does_not_step_a_bysta
         previous = allocate(link(420_000), tracks, previous, now)
         seen.append(rungs(previous)["teacher-cam"])
     assert seen == ["low", "low", "low"]
+
+
+@pytest.mark.parametrize(
+    ("sent", "spent", "estimate", "expected"),
+    [
+        (510_000, (440_000, 430_000), 410_000, 70_000),  # weak: retransmissions, lagging costs
+        (400_000, (440_000, 300_000), 410_000, 0.0),  # a step down: the window spans the dearer
+        (900_000, (400_000,), 400_000, 100_000),  # at most a quarter of the estimate
+        (500_000, (), 400_000, 0.0),  # nothing allocated yet: nothing to compare with
+    ],
+)
+def test_what_is_sent_besides_the_allocation_is_unaccounted(
+    sent: float, spent: tuple[float, ...], estimate: float, expected: float
+) -> None:
+    assert unaccounted_bps(sent, spent, estimate, BudgetPolicy()) == pytest.approx(expected)
+
+
+def test_the_budget_leaves_out_what_is_sent_besides_the_allocation() -> None:
+    """850k holds audio (40k), the slides (300k) and the camera's 7.5 fps (400k); with 100k
+    sent besides them (retransmissions), the camera takes its low rung instead."""
+    tracks = [TEACHER_SCREEN, TEACHER_CAM, TEACHER_MIC]
+    audio = {"teacher-mic": "audio"}
+    plain = allocate(link(850_000), tracks, None, 0.0)
+    less = allocate(link(850_000), tracks, None, 0.0, unaccounted=100_000)
+    assert rungs(plain) == {"teacher-screen": "full", "teacher-cam": "reduced_fps/1", **audio}
+    assert rungs(less) == {"teacher-screen": "full", "teacher-cam": "low", **audio}
+    assert less.unaccounted_bps == 100_000
+    assert less.reason.startswith("estimate 850k-100k loss 0.0%")
