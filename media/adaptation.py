@@ -74,6 +74,8 @@ STATS_EVERY_S = 5.0
 SPENT_TICKS = 2
 """The allocations whose costs the sent meter's window (`EstimatorPolicy.rate_window_s`, 1 s)
 spans: what was sent beyond the dearest of them is unaccounted (`budget.unaccounted_bps`)."""
+UNACCOUNTED_TICKS = 3
+"""The budget leaves out the least that was sent beyond the allocation over this many ticks."""
 LOSS_SETTLE_S = 1.0
 """After a failed probe, reports for this long (one report interval) still describe it."""
 HEARTBEAT_PACKETS = 2
@@ -303,6 +305,8 @@ class DownlinkAdaptation:
         self.allocation: Allocation | None = None
         self._spent_lately: tuple[float, ...] = ()
         """What the allocations of the last `SPENT_TICKS` ticks cost."""
+        self._unaccounted_lately: tuple[float, ...] = ()
+        """What was sent beyond them, the last `UNACCOUNTED_TICKS` ticks."""
         self.rung: Rung | None = None
         """The subscriber's summary rung (None before the first decision or without video)."""
         self.paused: tuple[str, ...] = ()
@@ -403,10 +407,14 @@ class DownlinkAdaptation:
         probing = self.probe.running or probe.verdict is ProbeVerdict.FAILED
         if probe.verdict is ProbeVerdict.PASSED:  # the estimate it proved, for this decision
             link = self.estimator.estimate(now)
-        # a probe's padding is sent on purpose, beside the allocation
-        unaccounted = 0.0 if probing else unaccounted_bps(
+        # a probe's padding is sent on purpose, beside the allocation; what is left out is
+        # what went beyond it tick after tick (one keyframe or burst of retransmissions
+        # would make the shares jump, and a shortfall timer start and stop with them)
+        extra = 0.0 if probing else unaccounted_bps(
             link.sent_bps, self._spent_lately, link.bps, self._policy
         )
+        self._unaccounted_lately = (*self._unaccounted_lately[1 - UNACCOUNTED_TICKS :], extra)
+        unaccounted = min(self._unaccounted_lately)
         if self.allocation is not None and not probing and is_steady(
             link, incoming, self.allocation, self._policy, red_negotiated=red_negotiated,
             now=now, unaccounted=unaccounted,
@@ -502,7 +510,7 @@ class DownlinkAdaptation:
             spent_bps=previous.spent_bps,
             wanted_bps=wanted,
             can_pad=can_pad,
-            busy=previous.rung_probe_running,
+            busy=previous.rung_probe_running or previous.resuming,
         )
         step = probe_step(self.probe, inputs, now)
         self.probe = step.state

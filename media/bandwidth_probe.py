@@ -129,7 +129,8 @@ class ProbeInputs:
     can_pad: bool
     """A video stream of the subscriber is paused."""
     busy: bool
-    """A rung probe runs (one probe at a time: each is judged on the loss it causes)."""
+    """A rung probe runs (one probe at a time: each is judged on the loss it causes), or a
+    paused track is about to resume within the estimate (`Allocation.resuming`)."""
 
 
 @dataclass(frozen=True, slots=True)

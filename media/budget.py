@@ -142,6 +142,18 @@ class Allocation:
             t.decision is not None and t.decision.probe_until is not None for t in self.tracks
         )
 
+    @property
+    def resuming(self) -> bool:
+        """Whether a paused video track has a rung in reach and waits out the hold before
+        resuming: the estimate already covers it, and a padding probe now would only risk
+        the link (one overflowed weak's, and the receiver's REMB fell to half)."""
+        return any(
+            t.decision is not None
+            and t.decision.video_paused
+            and t.decision.surplus_since is not None
+            for t in self.tracks
+        )
+
     def of(self, track_id: str) -> TrackAllocation | None:
         """The allocation of `track_id`, or None when it is not a track of this subscriber."""
         for track in self.tracks:
@@ -199,6 +211,11 @@ def allocate(
     rung_probing = previous is not None and previous.rung_probe_running
     probing = padding_probe or rung_probing
     probe_spike = probing and link.loss >= policy.rung.loss_spike
+    # what goes out exceeds the whole estimate: the link queues it now, and a track short of
+    # its cost steps down at once (at the start on weak, while the publisher's rates rose,
+    # 517-579k went out under a 420k estimate for the second the shortfall waited, and the
+    # overflow paused everything)
+    overfull = not probing and link.sent_bps > link.bps * (1.0 + policy.rung.shortfall_tolerance)
     # nor while what is allocated, or what is actually sent (retransmissions and headers
     # besides the rungs' costs), already tests the estimate (video, that is: with every video
     # paused, audio over an estimate cut low must not block the only way back up). On weak,
@@ -209,6 +226,9 @@ def allocate(
         and max(previous.spent_bps, link.sent_bps) > link.bps * policy.probe_spent_max
         and any(t.decision is not None and t.cost_bps > 0 for t in previous.tracks)
     )
+    # nor while a paused track is about to resume within the estimate: that tests the link,
+    # and the probe's two seconds (with every other track held) would delay it
+    crowded = crowded or (previous is not None and previous.resuming)
     probe_started = probe_failed = False
     for priority in video_priorities:
         in_class = [t for t in ordered if t.priority == priority]
@@ -235,6 +255,11 @@ def allocate(
             loss = link.loss
             if bystander or stale:
                 loss = min(loss, policy.rung.loss_spike * 0.99)
+            if stale and prior is not None and prior.video_paused:
+                # the reading that paused it says nothing about the link since: with only
+                # audio and slow slides sent, a new one took 5 s on weak, and the camera
+                # stayed paused that long under an estimate that covered it twice over
+                loss = min(loss, policy.rung.up_loss_max * 0.99)
             track_share, track_limit = share, limit
             if rung_probing and prior is not None and prior.probe_until is None:
                 # another track's rung probe runs: what it takes above its rung, and the
@@ -253,6 +278,7 @@ def allocate(
                 policy.rung,
                 track_limit,
                 may_probe=not (probing or crowded or probe_started),
+                overfull=overfull,
             )
             if bystander:
                 decision = replace(decision, last_loss_step_at=now)
@@ -265,7 +291,10 @@ def allocate(
             allocated.append(
                 TrackAllocation(track.track_id, priority, share, decision.cost_bps, decision)
             )
-            remaining -= decision.cost_bps
+            # a screen share over its capped share (its cost rose, and its shortfall waits
+            # out `down_after_s`) does not take the camera's reserve: the camera went from
+            # full to paused on weak while the slides held full 10% over their share
+            remaining -= min(decision.cost_bps, share) if limit < math.inf else decision.cost_bps
         remaining = max(remaining, 0.0)
 
     if probe_failed:  # the loss that failed it is the probe's: the others wait before reacting

@@ -283,13 +283,16 @@ def decide(
     policy: RungPolicy = RungPolicy(),
     limit_bps: float = math.inf,
     may_probe: bool = True,
+    overfull: bool = False,
 ) -> RungDecision:
     """The rung for the next interval, given the link estimate for this track (its share of the
     subscriber's budget), the loss fraction (0..1), the RTT, the publisher's measured costs, the
     previous decision (None at start) and the clock. `limit_bps` is a cap set by policy, not
     by the link (a screen share's share while cameras wait): no step up, probe or proven hold
     goes above it. `may_probe` False holds off a new probe (another track of the subscriber
-    is probing: one probe at a time, so a failure is known to be its own)."""
+    is probing: one probe at a time, so a failure is known to be its own). `overfull`: the
+    subscriber is sent more than its whole estimate (by the shortfall tolerance), so a
+    shortfall steps down at once rather than after `down_after_s`."""
     ladder = available.ladder()
     if previous is None:
         index = best_fitting(ladder, available, estimate_bps * policy.headroom)
@@ -338,7 +341,7 @@ def decide(
     proven = cost <= limit_bps and _proven(state, estimate_bps, loss, rtt_s, now, policy)
     if short and not proven:
         since = state.shortfall_since if state.shortfall_since is not None else now
-        if now - since >= policy.down_after_s:
+        if overfull or now - since >= policy.down_after_s:
             index = best_fitting(ladder, available, estimate_bps * policy.headroom)
             if index == len(ladder) - 1:  # rather the cheapest video the share covers, if any
                 index = best_fitting(ladder, available, estimate_bps)
