@@ -11,6 +11,9 @@ Each video track's rung comes from `rung.decide` with its share as the estimate,
 track keeps its own hysteresis across calls. Probes are the subscriber's, not the track's:
 one at a time, none while the allocation already tests the estimate, and the loss a probe
 causes is its own (the other tracks count it as their loss step rather than falling with it).
+The budget is the estimate less what the relay sends besides the tracks' costs
+(`unaccounted_bps`: retransmissions, heartbeats, costs lagging a publisher that ramps up);
+while more than the whole estimate goes out, a track short of its cost steps down at once.
 """
 
 from __future__ import annotations

@@ -282,6 +282,24 @@ def test_the_screen_leaves_the_camera_its_cheapest_picture_but_keeps_its_own(
     assert screen is not None and screen.share_bps == pytest.approx(share)
 
 
+def test_a_screen_over_its_capped_share_leaves_the_camera_its_reserve() -> None:
+    """The slides' costs rose (a busier slide) 6% over their capped share: they step down
+    when their shortfall says so, but until then the camera's share is what the cap left it,
+    not what the slides took."""
+    first = allocate(link(500_000), CLASS_VIEW, None, 0.0)
+    screen = first.of("teacher-screen")
+    assert screen is not None and rungs(first)["teacher-screen"] == "reduced_fps/2"
+    busier = IncomingTrack(
+        "teacher-screen", Priority.SCREEN, costs=RungCosts((190_000.0, 80_000.0, 100_000.0))
+    )
+    view = [busier if t.track_id == "teacher-screen" else t for t in CLASS_VIEW]
+    after = allocate(link(500_000), view, first, 0.25)
+    slides, camera = after.of("teacher-screen"), after.of("teacher-cam")
+    assert slides is not None and camera is not None
+    assert slides.cost_bps == 270_000 > slides.share_bps == pytest.approx(screen.share_bps)
+    assert camera.share_bps == pytest.approx(430_000 - slides.share_bps)
+
+
 def test_without_a_camera_the_screen_share_is_not_capped() -> None:
     view = [TEACHER_SCREEN, CLASS_MIC, TEACHER_MIC]
     allocation = allocate(link(500_000), view, None, 0.0)
@@ -414,3 +432,23 @@ def test_the_budget_leaves_out_what_is_sent_besides_the_allocation() -> None:
     assert rungs(less) == {"teacher-screen": "full", "teacher-cam": "low", **audio}
     assert less.unaccounted_bps == 100_000
     assert less.reason.startswith("estimate 850k-100k loss 0.0%")
+
+
+def test_a_track_paused_on_a_loss_reading_resumes_without_waiting_for_a_new_one() -> None:
+    """With only audio sent, a new loss reading can take seconds; the one that paused the
+    camera says nothing about the link since, so an estimate that covers the camera's low
+    rung brings it back after the usual hold."""
+    tracks = [TEACHER_CAM, TEACHER_MIC]
+    previous = allocate(link(300_000), tracks, None, 0.0)
+    assert rungs(previous)["teacher-cam"] == "low"
+    previous = allocate(link(300_000, loss=0.3), tracks, previous, 0.5)
+    assert rungs(previous)["teacher-cam"] == "audio_only"
+    assert previous.resuming is False
+    seen = []
+    for tick in range(2, 10):  # the same reading (no newer one) on every tick
+        previous = allocate(link(300_000, loss=0.3), tracks, previous, tick * 0.5)
+        seen.append((tick * 0.5, rungs(previous)["teacher-cam"], previous.resuming))
+    assert (1.0, "audio_only", True) in seen, "waiting out the hold, within the estimate"
+    assert ("low", False) in [(rung, resuming) for _, rung, resuming in seen]
+    resumed_at = next(t for t, rung, _ in seen if rung == "low")
+    assert resumed_at == pytest.approx(0.5 + 0.5 + BudgetPolicy().rung.up_hold_s)

@@ -150,6 +150,18 @@ def test_sustained_shortfall_steps_down_after_down_after_s_not_before() -> None:
     assert decisions[-1].reason is RungReason.SHORTFALL
 
 
+def test_while_the_link_is_sent_more_than_its_estimate_a_shortfall_steps_down_at_once() -> None:
+    """`overfull`: what goes out already exceeds the whole estimate; waiting out
+    `down_after_s` only fills the bottleneck's queue."""
+    before = run(ticks(0, 5, 5e6))[-1]
+    waits = decide(700_000, 0.0, 0.05, L1T3, before, 5.0, POLICY)
+    now = decide(700_000, 0.0, 0.05, L1T3, before, 5.0, POLICY, overfull=True)
+    assert waits.choice == FULL and waits.shortfall_since == 5.0
+    assert short(now.choice) == "reduced_fps/1" and now.reason is RungReason.SHORTFALL
+    # within the tolerance there is no shortfall to hurry
+    assert decide(950_000, 0.0, 0.05, L1T3, before, 5.0, POLICY, overfull=True).choice == FULL
+
+
 def test_short_dip_in_estimate_does_not_switch() -> None:
     steps = ticks(0, 5, 5e6) + ticks(5, 5.75, 300_000) + ticks(5.75, 10, 5e6)
     assert all(d.choice == FULL for d in run(steps))
