@@ -23,7 +23,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from media.estimator import LinkEstimate
+from media.estimator import EstimateBound, LinkEstimate
 from media.red import red_wanted
 from media.rung import Rung, RungCosts, RungDecision, RungPolicy, RungReason, decide
 
@@ -214,11 +214,17 @@ def allocate(
     rung_probing = previous is not None and previous.rung_probe_running
     probing = padding_probe or rung_probing
     probe_spike = probing and link.loss >= policy.rung.loss_spike
-    # what goes out exceeds the whole estimate: the link queues it now, and a track short of
-    # its cost steps down at once (at the start on weak, while the publisher's rates rose,
-    # 517-579k went out under a 420k estimate for the second the shortfall waited, and the
-    # overflow paused everything)
-    overfull = not probing and link.sent_bps > link.bps * (1.0 + policy.rung.shortfall_tolerance)
+    # what goes out exceeds the whole estimate and the RTT says the link queues it: a track
+    # short of its cost steps down at once (at the start on weak, while the publisher's rates
+    # rose, 517-579k went out under a 420k estimate for the second the shortfall waited, and
+    # the overflow paused everything). On a good link a receiver's REMB trails what it gets
+    # by design, without a queue: there the shortfall waits as before
+    overfull = (
+        not probing
+        and link.bound is not EstimateBound.INITIAL
+        and not link.rtt_settled
+        and link.sent_bps > link.bps * (1.0 + policy.rung.shortfall_tolerance)
+    )
     # nor while what is allocated, or what is actually sent (retransmissions and headers
     # besides the rungs' costs), already tests the estimate (video, that is: with every video
     # paused, audio over an estimate cut low must not block the only way back up). On weak,

@@ -452,3 +452,23 @@ def test_a_track_paused_on_a_loss_reading_resumes_without_waiting_for_a_new_one(
     assert ("low", False) in [(rung, resuming) for _, rung, resuming in seen]
     resumed_at = next(t for t, rung, _ in seen if rung == "low")
     assert resumed_at == pytest.approx(0.5 + 0.5 + BudgetPolicy().rung.up_hold_s)
+
+
+@pytest.mark.parametrize(
+    ("sent", "settled", "bound", "at_once"),
+    [
+        (700_000, False, EstimateBound.REMB, True),  # more than the estimate, and queued
+        (700_000, True, EstimateBound.REMB, False),  # a REMB trailing a good link: no queue
+        (600_000, False, EstimateBound.REMB, False),  # within the shortfall tolerance
+        (700_000, False, EstimateBound.INITIAL, False),  # the starting guess is no evidence
+    ],
+)
+def test_sending_more_than_the_estimate_into_a_queue_steps_down_at_once(
+    sent: float, settled: bool, bound: EstimateBound, at_once: bool
+) -> None:
+    tracks = [TEACHER_CAM, TEACHER_MIC]
+    previous = allocate(link(2_000_000), tracks, None, 0.0)
+    assert rungs(previous)["teacher-cam"] == "full"
+    dip = LinkEstimate(560_000, 0.0, 0.2, 0.0, bound, sent, 500_000, rtt_settled=settled)
+    after = allocate(dip, tracks, previous, 0.5)
+    assert (rungs(after)["teacher-cam"] != "full") is at_once
