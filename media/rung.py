@@ -9,7 +9,8 @@ why). Metrics and the protocol use exactly these four names plus `temporal_layer
 `decide` is a function of its inputs and of the previous decision, which carries every timer
 the hysteresis needs; the clock is passed in.
 - Down is fast: a shortfall (estimate below the cost by more than a tolerance) sustained for
-  `down_after_s`, or at once on a loss spike (which pauses the video only when the loss says
+  `down_after_s` (at once while the subscriber is sent more than its estimate into a queue:
+  `overfull`), or at once on a loss spike (which pauses the video only when the loss says
   the link overflowed, or the share no longer covers the cheapest video).
 - Up is slow: the estimate must exceed a better rung's cost by `up_margin` for `up_hold_s`.
   A step up that fails (a step down within `failed_up_window_s`) sets a ceiling at the rung it
@@ -291,8 +292,9 @@ def decide(
     by the link (a screen share's share while cameras wait): no step up, probe or proven hold
     goes above it. `may_probe` False holds off a new probe (another track of the subscriber
     is probing: one probe at a time, so a failure is known to be its own). `overfull`: the
-    subscriber is sent more than its whole estimate (by the shortfall tolerance), so a
-    shortfall steps down at once rather than after `down_after_s`."""
+    subscriber is sent more than its whole estimate (by the shortfall tolerance) and its link
+    queues it (`budget.allocate` decides), so a shortfall steps down at once rather than after
+    `down_after_s`."""
     ladder = available.ladder()
     if previous is None:
         index = best_fitting(ladder, available, estimate_bps * policy.headroom)
