@@ -277,6 +277,13 @@ def allocate(
                 # full). Hold the rung until the verdict: no step down on the share, none up
                 track_share = max(share, prior.cost_bps)
                 track_limit = min(limit, prior.cost_bps)
+            # a probe tests the link above what the estimate gives one track, not above the
+            # whole estimate: the slides probing full (+133k) beside the camera's 15 fps took a
+            # 500k link to 554k under a 529k REMB, and loss reached 37%
+            probe_room = math.inf
+            if previous is not None and prior is not None:
+                others = previous.spent_bps - prior.cost_bps
+                probe_room = link.bps - unaccounted - others
             decision = decide(
                 track_share,
                 loss,
@@ -288,6 +295,7 @@ def allocate(
                 track_limit,
                 may_probe=not (probing or crowded or probe_started),
                 overfull=overfull,
+                probe_room_bps=probe_room,
             )
             if bystander:
                 decision = replace(decision, last_loss_step_at=now)

@@ -285,6 +285,7 @@ def decide(
     limit_bps: float = math.inf,
     may_probe: bool = True,
     overfull: bool = False,
+    probe_room_bps: float = math.inf,
 ) -> RungDecision:
     """The rung for the next interval, given the link estimate for this track (its share of the
     subscriber's budget), the loss fraction (0..1), the RTT, the publisher's measured costs, the
@@ -294,7 +295,8 @@ def decide(
     is probing: one probe at a time, so a failure is known to be its own). `overfull`: the
     subscriber is sent more than its whole estimate (by the shortfall tolerance) and its link
     queues it (`budget.allocate` decides), so a shortfall steps down at once rather than after
-    `down_after_s`."""
+    `down_after_s`. `probe_room_bps`: what the subscriber's budget leaves this track beside
+    what the others spend now; a probe above `probe_floor_bps` must fit in it."""
     ladder = available.ladder()
     if previous is None:
         index = best_fitting(ladder, available, estimate_bps * policy.headroom)
@@ -372,7 +374,11 @@ def decide(
         and cost <= estimate_bps
         and loss < policy.probe_loss_max
         and available.cost(ladder[current - 1])
-        <= min(limit_bps, max(estimate_bps * policy.probe_reach, policy.probe_floor_bps))
+        <= min(
+            limit_bps,
+            max(estimate_bps * policy.probe_reach, policy.probe_floor_bps),
+            max(probe_room_bps, policy.probe_floor_bps),
+        )
     ):
         if now - state.probe_clock >= _interval_for(state, ladder, current - 1, policy):
             target = ladder[current - 1]

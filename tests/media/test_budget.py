@@ -363,9 +363,11 @@ def test_with_every_video_paused_a_probe_starts_even_if_audio_alone_exceeds_the_
 def test_no_probe_while_the_video_sent_already_tests_the_estimate() -> None:
     """Screen at 7.5 fps (150k) and audio (40k) spend over 85% of 220k: what is sent tests the
     estimate, which rises by itself if the link allows; no probe stacks on it. At 225k they
-    spend less (84%): 15 fps is probed."""
+    spend less (84%), but 15 fps (200k) would take the whole to 240k, over the estimate: no
+    probe either. At 245k it fits: 15 fps is probed."""
     assert probes_over(220_000, [TEACHER_SCREEN, TEACHER_MIC]) == []
-    assert probes_over(225_000, [TEACHER_SCREEN, TEACHER_MIC]) == ["teacher-screen"]
+    assert probes_over(225_000, [TEACHER_SCREEN, TEACHER_MIC]) == []
+    assert probes_over(245_000, [TEACHER_SCREEN, TEACHER_MIC]) == ["teacher-screen"]
 
 
 def test_no_probe_while_what_is_sent_tests_the_estimate() -> None:
@@ -472,3 +474,4 @@ def test_sending_more_than_the_estimate_into_a_queue_steps_down_at_once(
     dip = LinkEstimate(560_000, 0.0, 0.2, 0.0, bound, sent, 500_000, rtt_settled=settled)
     after = allocate(dip, tracks, previous, 0.5)
     assert (rungs(after)["teacher-cam"] != "full") is at_once
+

@@ -162,6 +162,27 @@ def test_while_the_link_is_sent_more_than_its_estimate_a_shortfall_steps_down_at
     assert decide(950_000, 0.0, 0.05, L1T3, before, 5.0, POLICY, overfull=True).choice == FULL
 
 
+def test_a_probe_must_fit_in_the_room_the_other_tracks_leave() -> None:
+    """A probe may reach above this track's share (`probe_reach`), but not above what the
+    subscriber's whole estimate leaves it beside the other tracks (`probe_room_bps`)."""
+    at_15 = run(ticks(0, 5, 5e6) + ticks(5, 8, 700_000))[-1]
+    assert short(at_15.choice) == "reduced_fps/1" and at_15.reason is RungReason.SHORTFALL
+
+    def probes(room: float) -> bool:
+        decision = at_15
+        for now in (8.0 + 0.25 * i for i in range(40)):
+            decision = decide(700_000, 0.0, 0.05, L1T3, decision, now, POLICY,
+                              probe_room_bps=room)  # fmt: skip
+            if decision.reason is RungReason.PROBE:
+                return True
+        return False
+
+    assert probes(math.inf)  # 600k <= 1.5 x 700k
+    assert not probes(590_000)
+    assert probes(610_000)
+    assert not probes(0.0)
+
+
 def test_short_dip_in_estimate_does_not_switch() -> None:
     steps = ticks(0, 5, 5e6) + ticks(5, 5.75, 300_000) + ticks(5.75, 10, 5e6)
     assert all(d.choice == FULL for d in run(steps))
