@@ -9,8 +9,9 @@ except that a screen share leaves the camera after it its cheapest picture when 
 holds both (slides at a few frames a second, and the teacher's face).
 Each video track's rung comes from `rung.decide` with its share as the estimate, so every
 track keeps its own hysteresis across calls. Probes are the subscriber's, not the track's:
-one at a time, none while the allocation already tests the estimate, and the loss a probe
-causes is its own (the other tracks count it as their loss step rather than falling with it).
+one at a time, none while the allocation already tests the estimate or a paused track is about
+to resume, none that would take the whole above the estimate, and the loss a probe causes is
+its own (the other tracks count it as their loss step rather than falling with it).
 The budget is the estimate less what the relay sends besides the tracks' costs
 (`unaccounted_bps`: retransmissions, heartbeats, costs lagging a publisher that ramps up);
 while more than the whole estimate goes out, a track short of its cost steps down at once.
