@@ -14,7 +14,8 @@ to resume, none that would take the whole above the estimate, and the loss a pro
 its own (the other tracks count it as their loss step rather than falling with it).
 The budget is the estimate less what the relay sends besides the tracks' costs
 (`unaccounted_bps`: retransmissions, heartbeats, costs lagging a publisher that ramps up);
-while more than the whole estimate goes out, a track short of its cost steps down at once.
+while more than the whole estimate goes out into a queue, a track short of its cost steps down
+at once.
 """
 
 from __future__ import annotations
