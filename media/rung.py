@@ -376,8 +376,7 @@ def decide(
         and available.cost(ladder[current - 1])
         <= min(
             limit_bps,
-            max(estimate_bps * policy.probe_reach, policy.probe_floor_bps),
-            max(probe_room_bps, policy.probe_floor_bps),
+            max(min(estimate_bps * policy.probe_reach, probe_room_bps), policy.probe_floor_bps),
         )
     ):
         if now - state.probe_clock >= _interval_for(state, ladder, current - 1, policy):
