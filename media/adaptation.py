@@ -334,13 +334,14 @@ class DownlinkAdaptation:
 
     # -- what the subscriber reports (called by its outbound streams) -------------------------
 
-    def on_report(self, report: ReportBlock, clock_rate: int) -> None:
+    def on_report(self, report: ReportBlock, clock_rate: int, first_seq: int) -> None:
         now = self._clock()
         self._count_sent(self._streams(), now)  # what was sent up to the report, not a tick ago
         self.estimator.on_receiver_report(
             report.fraction_lost, report.jitter, report.lsr, report.dlsr, now,
             clock_rate=clock_rate,
             counters=(report.ssrc, report.highest_seq, report.packets_lost),
+            first_seq=first_seq,
         )
 
     def on_remb(self, bps: float) -> None:

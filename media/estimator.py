@@ -383,13 +383,18 @@ class DownlinkEstimator:
         *,
         clock_rate: int = 90_000,
         counters: tuple[int, int, int] | None = None,
+        first_seq: int | None = None,
     ) -> None:
         """One report block about a stream we send: `fraction_lost` as in RTCP (0..255, the share
         of 256 lost since the previous report), `jitter` in units of `clock_rate`, `lsr` and
         `dlsr` as in RTCP (middle 32 bits of our SR's NTP time; delay in 1/65536 s).
         `counters` (SSRC, extended highest sequence number, cumulative packets lost) make the
         loss packet-weighted over every stream (`loss_window_s`); without them each report's
-        `fraction_lost` is averaged in."""
+        `fraction_lost` is averaged in. `first_seq`, the sequence number of the stream's first
+        packet, lets its first report count too (from that packet): otherwise the first report
+        only sets the counters' baseline, and the estimate stays the starting guess until each
+        stream's second one (1-3 s with aiortc's randomised report interval), long enough for
+        a good link to be stepped down on the guess."""
         policy = self.policy
         if lsr and lsr in self._sender_reports:
             self.on_rtt(now - self._sender_reports[lsr] - dlsr / 65536, now)
@@ -404,7 +409,7 @@ class DownlinkEstimator:
         # the loss since the last report we got: the counters span the whole silence, where
         # `fraction_lost` spans only the receiver's last interval (its reports in between
         # were lost too)
-        interval = self._since_last(counters) if counters is not None else None
+        interval = self._since_last(counters, first_seq) if counters is not None else None
         if interval is not None and interval[0] == 0:
             # nothing new received (a report made during a cut, arriving as it ends): it does
             # not end the silence, or the next report, counting the whole cut as lost, would
@@ -502,13 +507,18 @@ class DownlinkEstimator:
         self._loss_bound = min(max(bound, policy.min_bps), policy.max_bps)
         self._expire_remb(now)
 
-    def _since_last(self, counters: tuple[int, int, int]) -> tuple[int, int] | None:
+    def _since_last(
+        self, counters: tuple[int, int, int], first_seq: int | None
+    ) -> tuple[int, int] | None:
         """(expected, lost) packets of one stream since its previous report, which it
-        replaces (expected 0: nothing new); None for its first report or counters that went
-        backwards or wrapped."""
+        replaces (expected 0: nothing new), or for its first report since `first_seq`; None
+        for a first report without it, or counters that went backwards or wrapped."""
         ssrc, highest, lost = counters
         before = self._counters.get(ssrc)
         self._counters[ssrc] = (highest, lost)
+        if before is None and first_seq is not None:
+            # a receiver's extended numbers start at its first packet's (no cycles yet)
+            before = (first_seq - 1, 0)
         if before is None:
             return None
         expected = highest - before[0]

@@ -100,7 +100,7 @@ def _drop(data: bytes) -> None:
 class LinkFeedback(Protocol):
     """What a subscriber's reports about its streams feed (`adaptation.DownlinkAdaptation`)."""
 
-    def on_report(self, report: ReportBlock, clock_rate: int) -> None: ...
+    def on_report(self, report: ReportBlock, clock_rate: int, first_seq: int) -> None: ...
 
     def on_remb(self, bps: float) -> None: ...
 
@@ -371,7 +371,10 @@ class OutboundStream:
         self.pending: InboundTrack | None = None
         """The source it switches to at that source's next keyframe (meanwhile `source` goes
         on)."""
-        self.seqmap = SeqMap(random.randrange(0, 0x8000))
+        self.first_seq = random.randrange(0, 0x8000)
+        """The sequence number of the first packet sent: a receiver's first report counts
+        its loss from there."""
+        self.seqmap = SeqMap(self.first_seq)
         self.waiting = True
         self.pt: int | None = None
         self.rtx_pt: int | None = None
@@ -737,7 +740,7 @@ class OutboundStream:
         if sent_at is not None and report.dlsr:
             self.rtt = max(0.0, time.time() - sent_at - report.dlsr / 65536)
         if self.link is not None:
-            self.link.on_report(report, self.clock_rate)
+            self.link.on_report(report, self.clock_rate, self.first_seq)
 
     def on_remb(self, bps: int) -> None:
         """The subscriber's REMB covers this stream."""

@@ -419,6 +419,37 @@ def test_with_counters_loss_is_lost_over_expected_packets_of_every_stream(
     assert est.estimate(5.0).loss == pytest.approx(loss)
 
 
+@pytest.mark.parametrize(
+    ("first_seq", "highest", "lost_packets", "bound", "loss"),
+    [
+        # without the first packet's number the first report only sets the baseline: the
+        # estimate stays the guess (the relay's 400k stepped a 1 Mbit/s camera down on
+        # loopback while aiortc's second report was late)
+        (None, 30_099, 0, EstimateBound.INITIAL, 0.0),
+        # with it, the first report counts from the first packet: 100 sent, none lost
+        (30_000, 30_099, 0, EstimateBound.LOSS, 0.0),
+        (30_000, 30_099, 20, EstimateBound.LOSS, 0.2),
+        # the receiver's extended numbers start at its first packet, with no cycles: a
+        # stream that starts near the top of the range wraps into the next cycle
+        (65_500, 65_599, 0, EstimateBound.LOSS, 0.0),
+        # numbers that cannot follow the first packet (an older stream): baseline only
+        (30_000, 29_000, 0, EstimateBound.INITIAL, 0.0),
+    ],
+)
+def test_with_the_first_packets_number_the_first_report_counts(
+    first_seq: int | None, highest: int, lost_packets: int, bound: EstimateBound, loss: float
+) -> None:
+    est = DownlinkEstimator(EstimatorPolicy(initial_bps=400_000))
+    send(est, 1_000_000, 0.0, 1.0)
+    est.on_receiver_report(
+        lost(loss), 0, 0, 0, 1.0, counters=(7, highest, lost_packets), first_seq=first_seq
+    )
+    e = est.estimate(1.0)
+    assert (e.bound, e.loss) == (bound, pytest.approx(loss))
+    if bound is EstimateBound.LOSS and loss == 0.0:
+        assert e.bps == pytest.approx(1_000_000, rel=0.05), "what got through lifts the guess"
+
+
 def test_with_counters_too_few_packets_in_the_window_hold_the_loss() -> None:
     est = DownlinkEstimator(POLICY)
     video, slides = Receiver(1, 100), Receiver(2, 5)
