@@ -352,14 +352,16 @@ class DownlinkAdaptation:
 
     def _count_sent(self, streams: Iterable[OutboundStream], now: float) -> None:
         """Tell the estimator what the streams sent since the last count (0 included: the
-        sent rate is measured between counts), and how much of it a REMB does not measure:
-        audio, and the headers of video packets (payload and padding are what it counts)."""
+        sent rate is measured between counts), retransmissions included, and how much of it
+        a REMB does not measure: audio, and the headers of video packets (payload and
+        padding are what it counts)."""
         sent = unseen = 0
         for stream in streams:
             if stream.track is None:
                 continue
-            total = stream.octets + stream.packets * PACKET_OVERHEAD
-            headers = stream.packets * PACKET_OVERHEAD
+            packets = stream.packets + stream.retransmitted
+            total = stream.octets + stream.retransmitted_octets + packets * PACKET_OVERHEAD
+            headers = packets * PACKET_OVERHEAD
             before, before_headers = self._counted.get(stream, (0, 0))
             sent += total - before
             unseen += total - before if stream.kind == "audio" else headers - before_headers

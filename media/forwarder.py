@@ -398,6 +398,9 @@ class OutboundStream:
         self.last_at: float | None = None
         self.nacks = 0
         self.retransmitted = 0
+        self.retransmitted_octets = 0
+        """Payload bytes of the retransmissions (not in `octets`, which the sender reports
+        give for the media SSRC alone), for what the downlink is sent."""
         self.keyframe_requests = 0
         self.fraction_lost = 0
         self.packets_lost = 0
@@ -795,6 +798,7 @@ class OutboundStream:
                 data = header + self.head + tail + payload
             self.sink.send(data)
             self.retransmitted += 1
+            self.retransmitted_octets += len(payload) + (2 if self.rtx_pt is not None else 0)
         if unrepaired:
             track.request_keyframe()
 
