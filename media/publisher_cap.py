@@ -178,8 +178,12 @@ class PublisherRemb:
             if ssrcs:
                 self._send(int(self._policy.uncapped_bps), ssrcs)
                 self.sent += 1
+        publisher = tracks[0].participant_id if tracks else "-"
         if cap != self.cap_bps and (cap is None) != (self.cap_bps is None):
-            logger.info("publisher REMB cap %s", "off" if cap is None else f"{cap / 1000:.0f}k")
+            logger.info("publisher REMB cap %s participant=%s",
+                        "off" if cap is None else f"{cap / 1000:.0f}k", publisher)  # fmt: skip
+        elif cap is not None:  # each value while capped, in a traced run
+            logger.debug("publisher REMB cap %.0fk participant=%s", cap / 1000, publisher)
         self.cap_bps = cap
         return cap
 
