@@ -10,7 +10,7 @@ signaling process's event loop, as JSON-able dicts:
   "direction": "up"|"down"}`
 - `{"type": "room_lost"}`: the room's worker died; the room is re-opened on another worker,
   and the participant must reconnect (join, publish and receive again).
-- `{"type": "link", ...}`: downlink quality and the adaptation rung (issue 6).
+- `{"type": "link", ...}`: downlink quality and the adaptation rung.
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ class MediaBackend(Protocol):
     async def set_muted(self, room_id: str, participant_id: str, muted: bool) -> None: ...
 
     async def start_recording(self, room_id: str, recording_id: str, directory: str) -> None:
-        """Record the room's tracks into `directory` (files + manifest.json, media/recorder.py)."""
+        """Record the room's tracks into `directory` (files + manifest.json, see
+        media/recording/recorder.py)."""
 
     async def stop_recording(self, room_id: str) -> dict[str, Any] | None:
         """Stop recording the room; its manifest once the files are closed (None: none on)."""

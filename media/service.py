@@ -1,7 +1,7 @@
 """`MediaService`: the media relay as signaling uses it (see `media.backend.MediaBackend`).
 
 With `workers=0` rooms live in the calling process; otherwise in worker processes, each room
-on the least-loaded live worker (see `media.worker_pool`).
+on the least-loaded live worker (see `media.workers.pool`).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 
 from media.backend import MediaEventCallback
 from media.errors import MediaUnavailable
-from media.peer_config import PeerConfig, ice_servers_from
-from media.room_host import RoomHost
+from media.peers.config import PeerConfig, ice_servers_from
+from media.rooms.host import RoomHost
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class MediaService:
         if self.workers == 0:
             self._local = RoomHost(self._config, self._emit_soon)
             return
-        from media.worker_pool import WorkerPool
+        from media.workers.pool import WorkerPool
 
         self._pool = WorkerPool(
             self.workers,

@@ -40,15 +40,18 @@ system() {
     fi
     echo "==> installing Debian packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
+    # Debian starts redis-server, coturn and prometheus on install; the tests start their own
+    # on free ports. policy-rc.d (Debian's switch for that) keeps them from starting, so no
+    # process is ever stopped here: a machine's own Redis or coturn is left alone.
+    local policy=/usr/sbin/policy-rc.d own_policy=0
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy" && own_policy=1
+    fi
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    # Debian starts these services on install; tests start their own on free ports.
-    for svc in redis-server coturn prometheus; do
-        (command -v systemctl >/dev/null && systemctl stop "$svc") >/dev/null 2>&1 || true
-        pkill -x "${svc%-server}" >/dev/null 2>&1 || true
-    done
-    pkill -x redis-server >/dev/null 2>&1 || true
-    pkill -x turnserver >/dev/null 2>&1 || true
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || {
+        [ "$own_policy" = 1 ] && rm -f "$policy"; return 1; }
+    [ "$own_policy" = 1 ] && rm -f "$policy"
+    return 0
 }
 
 case "${1:-}" in

@@ -5,8 +5,8 @@ consult needs its clinic's consent, asked for on the first `record on`), starts 
 media relay's recorder, and tells everyone in the session (`recording` frame, refreshed
 `session` frame). `answer_consent` takes the clinic's answer and starts the recording the
 doctor asked for. When recording stops (or the session ends) the programme is built by a
-separate process (`python -m media.programme`), never on the event loop; its progress lines
-update the record so the library shows it.
+separate process (`python -m media.recording.programme`), never on the event loop; its progress
+lines update the record so the library shows it.
 """
 
 from __future__ import annotations
@@ -184,7 +184,8 @@ async def stop_recording(services: Services, hub: SessionHub, session: str,
 
 
 async def build_programme(services: Services, hub: SessionHub, recording: Recording) -> None:
-    """Run `python -m media.programme` for the recording; update progress; publish the HLS."""
+    """Run `python -m media.recording.programme` for the recording; update progress; publish the
+    HLS."""
     storage = services.recordings.storage
     work = storage.work_dir(recording.id)
     async with _slot(hub):
@@ -209,7 +210,7 @@ async def build_programme(services: Services, hub: SessionHub, recording: Record
 async def run_programme_process(tracks: Path, out: Path, progress: Any) -> dict[str, Any]:
     """The programme built by a child process; `await progress(fraction)` as it goes."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "media.programme", str(tracks), str(out),
+        sys.executable, "-m", "media.recording.programme", str(tracks), str(out),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     result: dict[str, Any] | None = None
     reported = 0.0

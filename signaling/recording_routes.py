@@ -1,4 +1,4 @@
-"""The recording REST routes, the playback files and the share links (issue 9's contract).
+"""The recording REST routes, the playback files and the share links.
 
 API routes are declared on their own `ApiRoutes` table (so /api/openapi.json lists them):
 turning recording on or off for a session, the clinic's consent, the library (list, one,

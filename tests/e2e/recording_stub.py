@@ -1,8 +1,8 @@
-"""A stand-in of the recording contract's HTTP side (docs: /work/briefs recording contract,
-issue 9) for the library and player pages: the web client with the node's CSP, three
-recordings (ready, processing, failed), share links, delete, /api/v1/watch/<token>, and a real
-two-rendition HLS made by tests/e2e/hls_fixture.py. It checks what the pages send (bearer,
-filter queries) so the UI can be tested before, and independently of, the real backend."""
+"""A stand-in of the recording contract's HTTP side (docs/recording.md) for the library and player
+pages: the web client with the node's CSP, three recordings (ready, processing, failed), share
+links, delete, /api/v1/watch/<token>, and a real two-rendition HLS made by
+tests/e2e/hls_fixture.py. It checks what the pages send (bearer, filter queries) so the UI can
+be tested before, and independently of, the real backend."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Recording in real Chromium through the real node (issue 9): a class recorded for about 20 s
+"""Recording in real Chromium through the real node: a class recorded for about 20 s
 from the teacher console (everyone sees "recording"), processed after the class ends, listed
 in the library until ready, played in both renditions with the browser's own HLS and, through
 a share link, with hls.js; and a consult where the clinic refuses consent, which the doctor's

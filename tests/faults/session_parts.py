@@ -7,9 +7,9 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from signaling.bench_soak import NodeProcess, small_tracks
-from signaling.participant import RemoteParticipant
-from signaling.ws_client import split_join_link
+from bench.soak import NodeProcess, small_tracks
+from client.participant import RemoteParticipant
+from client.ws import split_join_link
 from tests.helpers.waiting import wait_until
 
 FRAMES = 10

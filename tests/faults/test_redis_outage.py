@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from signaling.ws_client import SignalingClient, SignalingError
+from client.ws import SignalingClient, SignalingError
 from tests.faults.session_parts import (
     demo_token,
     exchanging,

@@ -17,8 +17,8 @@ import time
 
 import pytest
 
-from signaling.participant import RemoteParticipant
-from signaling.ws_client import SignalingClient, SignalingError
+from client.participant import RemoteParticipant
+from client.ws import SignalingClient, SignalingError
 from tests.faults.session_parts import demo_token, exchanging, join_class, since
 from tests.helpers.waiting import wait_until
 

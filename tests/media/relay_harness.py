@@ -7,8 +7,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from media.clip import ClipTrack, load_clip
-from media.peer_client import FrameLog, PeerClient
+from client.clip import ClipTrack, load_clip
+from client.peer import FrameLog, PeerClient
 from media.service import MediaService
 
 

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from media.netlab import lab_available
+from bench.lab.netlab import lab_available
 
 
 @pytest.fixture(scope="session")

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from media import bench_weaklink as bench
-from media.weaklink_browser import chromium_available
+from bench import weaklink as bench
+from bench.lab.browser import chromium_available
 
 # --- pure -------------------------------------------------------------------------------------
 

@@ -1,11 +1,11 @@
-"""QoE from counters over time (media.qoe): freezes, audio gaps and concealment, adaptation
+"""QoE from counters over time (bench.lab.qoe): freezes, audio gaps and concealment, adaptation
 and recovery times, counters across resets. Pure: no root, no network."""
 
 from __future__ import annotations
 
 import pytest
 
-from media import qoe
+from bench.lab import qoe
 
 
 def steady(start: float, end: float, fps: float, first: float = 0.0) -> list[qoe.Point]:

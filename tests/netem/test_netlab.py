@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from media.linkprofile import Direction, LinkState, Profile, custom_profile
-from media.netlab import (
+from bench.lab.linkprofile import Direction, LinkState, Profile, custom_profile
+from bench.lab.netlab import (
     CLIENT_IP,
     LAB_PREFIX,
     NFT_TABLE,
@@ -228,7 +228,7 @@ async def test_async_context_and_play_apply_the_schedule_in_order() -> None:
 CHILD = """
 import sys, time
 sys.path.insert(0, {root!r})
-from media.netlab import WeakLink
+from bench.lab.netlab import WeakLink
 link = WeakLink().open()
 print(" ".join(link.namespaces), flush=True)
 if sys.argv[1] == "exit":

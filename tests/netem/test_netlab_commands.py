@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from media.linkprofile import LinkState
-from media.netlab import lab_available, nft_script, tbf_burst_bytes, tbf_qdisc
+from bench.lab.linkprofile import LinkState
+from bench.lab.netlab import lab_available, nft_script, tbf_burst_bytes, tbf_qdisc
 
 
 @pytest.mark.parametrize(

@@ -23,12 +23,12 @@ from aiohttp import web
 
 from broker.demo import DemoLinks
 from broker.memory_store import MemoryStore
+from client.ws import SignalingClient, SignalingError
 from signaling import messages as m
 from signaling.appkeys import HUB
 from signaling.connection import CLOSE_TOO_SLOW, SEND_QUEUE_FRAMES
 from signaling.hub import MAX_CONNECTIONS_PER_ADDRESS
 from signaling.services import Services
-from signaling.ws_client import SignalingClient, SignalingError
 from tests.helpers.running_node import running_node
 from tests.helpers.waiting import wait_until
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import aiohttp
 
-from signaling.ws_client import SignalingClient
+from client.ws import SignalingClient
 
 
 async def test_a_doctor_lists_colleagues_with_their_duty_and_sees_their_own_change(node):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from media.clip import ClipTrack, load_clip
-from signaling.participant import RemoteParticipant
-from signaling.ws_client import SignalingClient, SignalingError
+from client.clip import ClipTrack, load_clip
+from client.participant import RemoteParticipant
+from client.ws import SignalingClient, SignalingError
 from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(180)

@@ -23,9 +23,9 @@ from hypothesis import strategies as st
 from broker.consult_records import assigned_map, ticket_key
 from broker.consult_state import ASSIGNED, CLAIMABLE, TERMINAL
 from broker.models import Role
+from client.ws import SignalingClient
 from signaling import messages as m
 from signaling.routes import api
-from signaling.ws_client import SignalingClient
 
 pytestmark = pytest.mark.timeout(240)
 MEMORY = pytest.mark.parametrize("store", ["memory"], indirect=True)

@@ -11,9 +11,9 @@ import json
 import aiohttp
 import pytest
 
+from client.ws import SignalingClient
 from signaling import messages as m
 from signaling.routes import api
-from signaling.ws_client import SignalingClient
 
 pytestmark = pytest.mark.timeout(180)
 

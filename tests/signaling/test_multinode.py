@@ -14,14 +14,14 @@ import pytest
 
 from broker.demo import DemoLinks, load_demo
 from broker.redis_store import RedisStore
-from media.clip import ClipTrack, load_clip
+from client.clip import ClipTrack, load_clip
+from client.participant import RemoteParticipant
+from client.ws import SignalingClient
 from media.service import MediaService
 from signaling.app import create_app
 from signaling.config import ServeConfig
-from signaling.participant import RemoteParticipant
 from signaling.placement import Placement
 from signaling.services import Services
-from signaling.ws_client import SignalingClient
 from tests.helpers.stores import unique_prefix
 from tests.helpers.waiting import wait_until
 

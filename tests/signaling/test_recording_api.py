@@ -11,9 +11,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from client.participant import RemoteParticipant
+from client.ws import SignalingClient
 from signaling.appkeys import HUB
-from signaling.participant import RemoteParticipant
-from signaling.ws_client import SignalingClient
 
 pytestmark = pytest.mark.timeout(120)
 

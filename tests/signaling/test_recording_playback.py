@@ -1,4 +1,4 @@
-"""Issue 9's end to end: a two-minute class recorded on the relay plays back as HLS.
+"""Recording end to end: a two-minute class recorded on the relay plays back as HLS.
 
 Real aiortc participants over loopback UDP (a teacher with camera and microphone, a classroom
 with its camera), recording turned on over REST and off over the WebSocket, the programme built
@@ -19,8 +19,8 @@ import av
 import pytest
 from test_recording_api import expect_frame
 
-from media.clip import ClipTrack, load_clip
-from signaling.participant import RemoteParticipant
+from client.clip import ClipTrack, load_clip
+from client.participant import RemoteParticipant
 
 RECORD_S = 120.0
 

@@ -13,8 +13,8 @@ from collections.abc import Callable
 import aiohttp
 import pytest
 
+from client.ws import SignalingClient
 from signaling.appkeys import HUB
-from signaling.ws_client import SignalingClient
 from tests.helpers.waiting import wait_until
 from tests.signaling.test_abuse import masked_text_frame, raw_websocket
 

@@ -16,9 +16,9 @@ from broker.consult_records import snapshots_map
 from broker.consult_state import Outcome
 from broker.consults import ConsultRequest
 from broker.models import Actor, Role, Urgency
+from client.ws import SignalingClient, SignalingError
 from signaling.retention import RetentionSweeper, snapshot_folder, sweep_retention
 from signaling.routes import is_consult_party
-from signaling.ws_client import SignalingClient, SignalingError
 
 pytestmark = pytest.mark.timeout(120)
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 500

@@ -15,13 +15,13 @@ from aiohttp import web
 from broker.models import Role
 from broker.store import Store
 from broker.tokens import REVOKED_PREFIX
+from client.ws import SignalingClient, SignalingError
 from signaling.app import create_app
 from signaling.appkeys import HUB
 from signaling.config import ServeConfig
 from signaling.connection import Identity
 from signaling.hub import CLOSE_EXPIRED, CLOSE_REVOKED
 from signaling.services import Services
-from signaling.ws_client import SignalingClient, SignalingError
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -9,7 +9,7 @@ import asyncio
 import pytest
 
 import signaling.hub as hub_module
-from signaling.ws_client import SignalingClient
+from client.ws import SignalingClient
 
 pytestmark = [pytest.mark.timeout(60),
               pytest.mark.parametrize("store", ["memory"], indirect=True)]

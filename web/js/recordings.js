@@ -1,5 +1,5 @@
 /**
- * Recordings as the library and the player show them (docs: the recording contract, issue 9):
+ * Recordings as the library and the player show them (docs/recording.md):
  * the library query from the filter, what a recording's status says, the share expiries, and
  * the REST calls under /api/v1/recordings and /api/v1/watch.
  */

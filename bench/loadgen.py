@@ -1,0 +1,133 @@
+"""A load-generator process for the relay benchmark: many subscribing `PeerClient`s.
+
+Its CPU is not the relay's. The benchmark drives it over a `Channel`: `add` creates
+subscribers, `offer` answers the relay's offer for one of them (returning the answer SDP),
+`counts` and `samples` report what arrived, `close` ends everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from typing import Any
+
+from client.peer import PeerClient
+from media.peers.config import PeerConfig
+from media.workers.channel import open_socket, serve_calls
+
+logger = logging.getLogger(__name__)
+
+
+class LoadGenerator:
+    """Subscribers that count frames without decoding them."""
+
+    def __init__(self, config: PeerConfig, sample_every: int, estimate_bandwidth: bool) -> None:
+        self._config = config
+        self._sample_every = sample_every
+        self._estimate_bandwidth = estimate_bandwidth
+        self.clients: dict[str, PeerClient] = {}
+        self._answers: dict[str, asyncio.Future[str]] = {}
+
+    def add(self, participant_ids: list[str]) -> int:
+        for pid in participant_ids:
+            self.clients[pid] = PeerClient(
+                pid,
+                publish_offer=_no_publishing,
+                send_answer=lambda sdp, pid=pid: self._answered(pid, sdp),
+                config=self._config,
+                keep_digests=False,
+                sample_every=self._sample_every,
+                estimate_bandwidth=self._estimate_bandwidth,
+            )
+        return len(self.clients)
+
+    async def _answered(self, pid: str, sdp: str) -> None:
+        future = self._answers.get(pid)
+        if future is not None and not future.done():
+            future.set_result(sdp)
+
+    async def offer(self, pid: str, event: dict[str, Any]) -> str:
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._answers[pid] = future
+        try:
+            await self.clients[pid].on_offer(event)
+            return await future
+        finally:
+            self._answers.pop(pid, None)
+
+    def counts(self) -> dict[str, Any]:
+        """Frames and bytes received per kind, summed and per subscriber."""
+        video: list[int] = []
+        audio: list[int] = []
+        nbytes = 0
+        for client in self.clients.values():
+            v = a = 0
+            for track in client.received.values():
+                nbytes += track.bytes
+                if track.kind == "video":
+                    v += track.frames
+                else:
+                    a += track.frames
+            video.append(v)
+            audio.append(a)
+        times = os.times()
+        return {
+            "video": video,
+            "audio": audio,
+            "bytes": nbytes,
+            "cpu_s": times.user + times.system,
+        }
+
+    def samples(self, since: float, until: float) -> list[tuple[bytes, float]]:
+        """(digest, arrival) of sampled video frames that arrived in [since, until]."""
+        return [
+            (digest, at)
+            for client in self.clients.values()
+            for track in client.received.values()
+            for digest, at in track.arrivals
+            if since <= at <= until
+        ]
+
+    async def remove_all(self) -> None:
+        clients, self.clients = self.clients, {}
+        await asyncio.gather(*(c.close() for c in clients.values()), return_exceptions=True)
+
+
+async def _no_publishing(sdp: str, sources: dict[str, str]) -> str:
+    raise RuntimeError("load-generator subscribers do not publish")
+
+
+def loadgen_main(
+    sock: socket.socket, udp_host: str | None, sample_every: int, estimate_bandwidth: bool
+) -> None:
+    """Process entry point."""
+    logging.basicConfig(level=logging.WARNING)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(sock, PeerConfig((), udp_host), sample_every, estimate_bandwidth))
+
+
+async def _serve(
+    sock: socket.socket, config: PeerConfig, sample_every: int, estimate_bandwidth: bool
+) -> None:
+    reader, writer = await open_socket(sock)
+    generator = LoadGenerator(config, sample_every, estimate_bandwidth)
+    stop = asyncio.Event()
+
+    async def close() -> None:
+        await generator.remove_all()
+        asyncio.get_running_loop().call_soon(stop.set)
+
+    operations = {
+        "add": generator.add,
+        "offer": generator.offer,
+        "counts": generator.counts,
+        "samples": generator.samples,
+        "remove_all": generator.remove_all,
+        "close": close,
+    }
+    await serve_calls(reader, writer, lambda op, args: operations[op](*args), stop)
+    await generator.remove_all()
+    writer.close()

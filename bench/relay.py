@@ -1,0 +1,473 @@
+"""`tongxin bench relay`: the relay's CPU per subscriber, against aiortc's own path.
+
+Method (docs/measuring.md): one publisher sends a pre-encoded
+640x360 30 fps VP8 clip at about 1 Mbit/s plus Opus; N subscribers in separate
+load-generator processes count frames without decoding; the relay runs in its own worker
+process, whose CPU time is read from /proc over a fixed window once every subscriber is
+receiving. The same is then done, in the same run, for an SFU built on aiortc's MediaRelay
+(each subscriber's sender encoding). Capacity is derived: 1000 / (CPU ms per
+subscriber-second).
+
+    .venv/bin/python -m bench.relay --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import multiprocessing
+import os
+import socket
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from bench.baseline_sfu import baseline_main
+from bench.loadgen import loadgen_main
+from client.clip import ClipTrack, load_clip
+from client.peer import FrameLog, PeerClient
+from media.peers.config import PeerConfig
+from media.service import MediaService
+from media.workers.channel import Channel, Event, open_socket
+from media.workers.worker import PROFILE_ENV
+
+logger = logging.getLogger(__name__)
+
+ROOM = "bench"
+MIN_DELIVERED_PCT = 99.0
+PUBLISHER = "teacher"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--subscribers", type=int, default=40, help="relay subscribers (40)")
+    parser.add_argument("--duration", type=float, default=20.0, help="measured window, s (20)")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds before measuring (3)")
+    parser.add_argument("--loadgens", type=int, default=2, help="load-generator processes (2)")
+    parser.add_argument(
+        "--baseline-subscribers", type=int, default=3, help="subscribers of aiortc's path (3)"
+    )
+    parser.add_argument(
+        "--baseline-duration", type=float, default=10.0, help="baseline window, s (10)"
+    )
+    parser.add_argument("--no-baseline", action="store_true", help="measure the relay only")
+    parser.add_argument(
+        "--remb", action="store_true",
+        help="subscribers run aiortc's bandwidth estimator and send REMB (about 20 a second"
+        " each, far more than a browser; off by default to spare the load generators)",
+    )
+    parser.add_argument("--profile", metavar="DIR", help="cProfile the relay worker into DIR")
+
+
+# --- /proc ------------------------------------------------------------------------------------
+
+
+def cpu_times(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process, all its threads."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+# --- the two systems under test ---------------------------------------------------------------
+
+OfferHandler = Callable[[str, dict[str, Any]], None]
+
+
+class SystemUnderTest(Protocol):
+    pid: int
+
+    async def open_room(self, room_id: str, kind: str) -> None: ...
+    async def join(self, room_id: str, participant_id: str, role: str) -> None: ...
+    async def publish(
+        self, room_id: str, participant_id: str, offer_sdp: str, sources: dict[str, str]
+    ) -> str: ...
+    async def subscriber_answer(self, room_id: str, participant_id: str, sdp: str) -> None: ...
+    async def close(self) -> None: ...
+
+
+class RelayUnderTest:
+    """Tongxin's relay: a `MediaService` with one worker process."""
+
+    def __init__(self, on_offer: OfferHandler) -> None:
+        self.service = MediaService(1, udp_host="127.0.0.1")
+        self.service.on_event(
+            lambda room, pid, event: on_offer(pid, event) if event["type"] == "offer" else None
+        )
+        self.pid = 0
+
+    async def start(self) -> None:
+        await self.service.start()
+        self.pid = int((await self.service.health())["pids"][0])
+
+    async def open_room(self, room_id: str, kind: str) -> None:
+        await self.service.open_room(room_id, kind)
+
+    async def join(self, room_id: str, participant_id: str, role: str) -> None:
+        await self.service.join(room_id, participant_id, role)
+
+    async def publish(
+        self, room_id: str, participant_id: str, offer_sdp: str, sources: dict[str, str]
+    ) -> str:
+        return await self.service.publish(room_id, participant_id, offer_sdp, sources)
+
+    async def subscriber_answer(self, room_id: str, participant_id: str, sdp: str) -> None:
+        await self.service.subscriber_answer(room_id, participant_id, sdp)
+
+    async def close(self) -> None:
+        await self.service.stop()
+
+
+class Process:
+    """A spawned helper process and the channel to it."""
+
+    def __init__(self, process: Any, channel: Channel) -> None:
+        self.process = process
+        self.channel = channel
+
+    @classmethod
+    async def spawn(
+        cls, target: Callable[..., None], *args: Any, on_event: Callable[[Event], None]
+    ) -> Process:
+        parent, child = socket.socketpair()
+        process = multiprocessing.get_context("spawn").Process(
+            target=target, args=(child, *args), daemon=True
+        )
+        process.start()
+        child.close()
+        reader, writer = await open_socket(parent)
+        return cls(process, Channel(reader, writer, on_event, name=target.__name__))
+
+    @property
+    def pid(self) -> int:
+        return int(self.process.pid)
+
+    async def call(self, op: str, *args: Any, timeout: float = 60.0) -> Any:
+        return await self.channel.call(op, *args, timeout=timeout)
+
+    async def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.call("close", timeout=10.0)
+        self.channel.close()
+        await asyncio.get_running_loop().run_in_executor(None, self.process.join, 10.0)
+        if self.process.is_alive():
+            self.process.terminate()
+
+
+class BaselineUnderTest:
+    """aiortc's own path in its own process (`bench.baseline_sfu`)."""
+
+    def __init__(self, on_offer: OfferHandler) -> None:
+        self._on_offer = on_offer
+        self._process: Process | None = None
+        self.pid = 0
+
+    async def start(self) -> None:
+        self._process = await Process.spawn(
+            baseline_main, "127.0.0.1",
+            on_event=lambda e: self._on_offer(e.participant_id, e.event),
+        )
+        self.pid = self._process.pid
+
+    async def _call(self, op: str, *args: Any) -> Any:
+        assert self._process is not None
+        return await self._process.call(op, *args)
+
+    async def open_room(self, room_id: str, kind: str) -> None:
+        await self._call("open_room", room_id, kind)
+
+    async def join(self, room_id: str, participant_id: str, role: str) -> None:
+        await self._call("join", room_id, participant_id, role)
+
+    async def publish(
+        self, room_id: str, participant_id: str, offer_sdp: str, sources: dict[str, str]
+    ) -> str:
+        return str(await self._call("publish", room_id, participant_id, offer_sdp, sources))
+
+    async def subscriber_answer(self, room_id: str, participant_id: str, sdp: str) -> None:
+        await self._call("subscriber_answer", room_id, participant_id, sdp)
+
+    async def close(self) -> None:
+        if self._process is not None:
+            await self._process.stop()
+
+
+# --- one measurement --------------------------------------------------------------------------
+
+
+class Measurement:
+    """Publisher + N subscribers on one system, measured over a fixed window."""
+
+    def __init__(self, loadgens: list[Process], subscribers: int) -> None:
+        self.loadgens = loadgens
+        self.ids = [f"s{i}" for i in range(subscribers)]
+        self.home = {pid: loadgens[i % len(loadgens)] for i, pid in enumerate(self.ids)}
+        self.system: SystemUnderTest | None = None
+        self.answered: set[str] = set()
+        self.failures: list[str] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def on_offer(self, participant_id: str, event: dict[str, Any]) -> None:
+        if event.get("type") != "offer" or participant_id not in self.home:
+            return
+        task = asyncio.ensure_future(self._answer(participant_id, event))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, participant_id: str, event: dict[str, Any]) -> None:
+        assert self.system is not None
+        try:
+            sdp = await self.home[participant_id].call("offer", participant_id, event)
+            await self.system.subscriber_answer(ROOM, participant_id, sdp)
+            self.answered.add(participant_id)
+        except Exception as exc:
+            self.failures.append(f"{participant_id}: {exc}")
+
+    async def counts(self) -> tuple[list[int], list[int], float]:
+        results = await asyncio.gather(*(lg.call("counts") for lg in self.loadgens))
+        video = [v for r in results for v in r["video"]]
+        audio = [a for r in results for a in r["audio"]]
+        return video, audio, sum(r["cpu_s"] for r in results)
+
+    async def run(
+        self, system: SystemUnderTest, duration: float, warmup: float, progress: Progress
+    ) -> dict[str, Any]:
+        self.system = system
+        video_clip, audio_clip = load_clip("vp8"), load_clip("opus")
+        log = FrameLog(keep_order=False)
+
+        async def publish_offer(sdp: str, sources: dict[str, str]) -> str:
+            return await system.publish(ROOM, PUBLISHER, sdp, sources)
+
+        async def no_answer(sdp: str) -> None:
+            return None
+
+        publisher = PeerClient(
+            PUBLISHER, publish_offer=publish_offer, send_answer=no_answer,
+            config=PeerConfig(), keep_digests=False,
+        )
+        await system.open_room(ROOM, "class")
+        await system.join(ROOM, PUBLISHER, "teacher")
+        await publisher.publish(
+            {
+                "camera": ClipTrack(video_clip, on_frame=log.recorder("camera")),
+                "mic": ClipTrack(audio_clip, on_frame=log.recorder("mic")),
+            }
+        )
+        await _until(lambda: publisher.up_state == "connected", 20, "the publisher to connect")
+        await asyncio.sleep(1.0)
+        rss_before = rss_mb(system.pid)
+        for lg in self.loadgens:
+            await lg.call("add", [pid for pid in self.ids if self.home[pid] is lg])
+        for i, pid in enumerate(self.ids):
+            await system.join(ROOM, pid, "assistant")
+            if i % 4 == 3:
+                await asyncio.sleep(0.2)
+        progress(f"{len(self.ids)} subscribers joined, waiting for their first frames")
+        deadline = time.monotonic() + 60 + len(self.ids)
+        while True:
+            video, _, _ = await self.counts()
+            receiving = sum(1 for v in video if v > 0)
+            if receiving == len(self.ids):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"only {receiving} of {len(self.ids)} subscribers receive video"
+                    f" ({'; '.join(self.failures[:3])})"
+                )
+            await asyncio.sleep(1.0)
+        progress(f"all receiving; warming up {warmup:.0f} s, then measuring {duration:.0f} s")
+        await asyncio.sleep(warmup)
+        t0, (user0, sys0) = time.time(), cpu_times(system.pid)
+        sent0 = dict(log.counts)
+        video0, audio0, lg_cpu0 = await self.counts()
+        await asyncio.sleep(duration)
+        t1, (user1, sys1) = time.time(), cpu_times(system.pid)
+        sent1 = dict(log.counts)
+        video1, audio1, lg_cpu1 = await self.counts()
+        rss_after = rss_mb(system.pid)
+        samples = [
+            s for lg in self.loadgens for s in await lg.call("samples", t0, t1, timeout=120.0)
+        ]
+        latencies = sorted(
+            lat for digest, at in samples if (lat := log.latency_ms(bytes(digest), at)) is not None
+        )
+        for lg in self.loadgens:
+            await lg.call("remove_all", timeout=120.0)
+        await publisher.close()
+        await system.close()
+
+        window = t1 - t0
+        n = len(self.ids)
+        sent_video = sent1["camera"] - sent0["camera"]
+        sent_audio = sent1["mic"] - sent0["mic"]
+        got_video = sum(b - a for a, b in zip(video0, video1, strict=True))
+        got_audio = sum(b - a for a, b in zip(audio0, audio1, strict=True))
+        cpu_ms = (user1 - user0 + sys1 - sys0) * 1000
+        per_sub_second = cpu_ms / (n * window)
+        return {
+            "subscribers": n,
+            "window_s": round(window, 2),
+            "delivered_pct": _pct(got_video + got_audio, n * (sent_video + sent_audio)),
+            "video_delivered_pct": _pct(got_video, n * sent_video),
+            "audio_delivered_pct": _pct(got_audio, n * sent_audio),
+            "cpu_ms_per_subscriber_second": round(per_sub_second, 3),
+            "subscribers_per_core": round(1000 / per_sub_second, 1) if per_sub_second else None,
+            "process_cpu_pct": round(cpu_ms / window / 10, 1),
+            "process_kernel_share_pct": round(100 * (sys1 - sys0) * 1000 / cpu_ms, 1)
+            if cpu_ms
+            else None,
+            "loadgen_cpu_pct": round((lg_cpu1 - lg_cpu0) / window * 100, 1),
+            "latency_p50_ms": _percentile(latencies, 50),
+            "latency_p95_ms": _percentile(latencies, 95),
+            "latency_samples": len(latencies),
+            "rss_mb": round(rss_after, 1),
+            "rss_mb_per_subscriber": round(max(0.0, rss_after - rss_before) / n, 3),
+            "failures": self.failures[:5],
+        }
+
+
+def _pct(part: int, whole: int) -> float | None:
+    return round(min(100.0, 100.0 * part / whole), 2) if whole else None
+
+
+def _percentile(values: list[float], q: int) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return round(values[0], 2)
+    return round(statistics.quantiles(values, n=100, method="inclusive")[q - 1], 2)
+
+
+async def _until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+Progress = Callable[[str], None]
+
+
+def _prepare_profile_dir(path: str) -> str:
+    directory = Path(path).resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    return str(directory)
+
+
+def _progress(message: str) -> None:
+    sys.stderr.write(f"[bench relay] {message}\n")
+    sys.stderr.flush()
+
+
+async def _with_loadgens(
+    count: int, remb: bool, body: Callable[[list[Process]], Awaitable[dict[str, Any]]]
+) -> dict[str, Any]:
+    loadgens = [
+        await Process.spawn(loadgen_main, "127.0.0.1", 3, remb, on_event=lambda e: None)
+        for _ in range(count)
+    ]
+    try:
+        return await body(loadgens)
+    finally:
+        await asyncio.gather(*(lg.stop() for lg in loadgens), return_exceptions=True)
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Measure the relay, then aiortc's own path, and compare."""
+    progress: Progress = _progress
+    progress("preparing the clips (encoded once, then cached)")
+    load_clip("vp8")
+    load_clip("opus")
+    profile_dir = _prepare_profile_dir(args.profile) if args.profile else None
+    if profile_dir:
+        os.environ[PROFILE_ENV] = profile_dir
+
+    async def relay_phase(loadgens: list[Process]) -> dict[str, Any]:
+        measurement = Measurement(loadgens, args.subscribers)
+        system = RelayUnderTest(measurement.on_offer)
+        await system.start()
+        try:
+            progress(f"relay worker pid={system.pid}: {args.subscribers} subscribers")
+            return await measurement.run(system, args.duration, args.warmup, progress)
+        finally:
+            await system.close()
+            os.environ.pop(PROFILE_ENV, None)
+
+    async def baseline_phase(loadgens: list[Process]) -> dict[str, Any]:
+        measurement = Measurement(loadgens, args.baseline_subscribers)
+        system = BaselineUnderTest(measurement.on_offer)
+        await system.start()
+        try:
+            progress(f"aiortc MediaRelay baseline: {args.baseline_subscribers} subscribers")
+            return await measurement.run(system, args.baseline_duration, args.warmup, progress)
+        finally:
+            await system.close()
+
+    relay = await _with_loadgens(args.loadgens, args.remb, relay_phase)
+    result: dict[str, Any] = dict(relay)
+    result["valid"] = (relay["delivered_pct"] or 0) >= MIN_DELIVERED_PCT
+    if not result["valid"]:
+        progress(
+            f"delivery {relay['delivered_pct']}% < {MIN_DELIVERED_PCT}%: the load generators or"
+            " the machine could not keep up; the figure is not valid, try fewer subscribers"
+        )
+    if not args.no_baseline:
+        baseline = await _with_loadgens(1, args.remb, baseline_phase)
+        result.update(
+            {
+                "baseline_subscribers": baseline["subscribers"],
+                "baseline_delivered_pct": baseline["delivered_pct"],
+                "baseline_cpu_ms_per_subscriber_second": baseline["cpu_ms_per_subscriber_second"],
+                "baseline_subscribers_per_core": baseline["subscribers_per_core"],
+                "baseline_latency_p95_ms": baseline["latency_p95_ms"],
+                "baseline_rss_mb_per_subscriber": baseline["rss_mb_per_subscriber"],
+                "ratio": round(
+                    baseline["cpu_ms_per_subscriber_second"]
+                    / relay["cpu_ms_per_subscriber_second"],
+                    1,
+                )
+                if relay["cpu_ms_per_subscriber_second"]
+                else None,
+            }
+        )
+    result["clip"] = {
+        "video": "VP8 640x360 30 fps",
+        "video_kbps": round(load_clip("vp8").bitrate / 1000),
+    }
+    if profile_dir:
+        result["profile_dir"] = profile_dir
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.relay", description=__doc__)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    configure_parser(parser)
+    args = parser.parse_args(argv)
+    result = asyncio.run(run(args))
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        for key, value in result.items():
+            print(f"{key:>40}: {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,568 @@
+"""Bandwidth adaptation of one subscriber's downlink: estimate -> allocate -> apply, on a tick.
+
+A `DownlinkAdaptation` belongs to one `Downlink`. Its outbound streams hand it what the
+subscriber reports (receiver report blocks, REMB) and the send times of our sender reports; a
+tick every `TICK_S` feeds the bytes sent since the last tick to the `DownlinkEstimator`, divides
+the estimate among the subscriber's tracks with `budget.allocate` (costs measured on each
+published track) and applies each video track's rung to its outbound stream: `full` sends every
+temporal layer, `reduced_fps` fewer, `low` switches the stream to the publisher's shared
+transcoded rendition (`media.adapt.transcode`, started on demand and stopped when its last
+subscriber leaves it), `audio_only` pauses the stream (the m-line stays). When a rung
+switches, or a video is paused or resumed, a `link` event goes out through the downlink's
+event callback. A paused video stream carries a padding heartbeat, so the subscriber keeps
+reporting on it (`OutboundStream.send_padding`), and, when `media.adapt.bandwidth_probe` says so, a
+padding probe: half a second of padding up to what the link carried before, whose verdict
+lifts the estimate (and makes every track forget its failed steps up) so that a link that
+came back gets its video back at once. Each tick also sets the downlink's pacing rate
+(`pacing_rate`, `media.forward.pacer`, raised to a padding probe's target while it pads) and tells
+the estimator when a probe starts or fails, so that the probe is judged on the reports about it.
+
+A VP8 camera offers `low` (at its measured bitrate once it runs, `LOW_RUNG_NOMINAL_BPS`
+before); a screen share or another codec does not.
+One clock (monotonic, passed in) serves every input and the tick.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import weakref
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from typing import Any
+
+from media.adapt.bandwidth_probe import (
+    ProbeInputs,
+    ProbeState,
+    ProbeStep,
+    ProbeVerdict,
+    probe_step,
+    probe_unsent,
+)
+from media.adapt.budget import (
+    Allocation,
+    BudgetPolicy,
+    IncomingTrack,
+    Priority,
+    allocate,
+    red_state,
+    unaccounted_bps,
+)
+from media.adapt.estimator import DownlinkEstimator, EstimateBound, LinkEstimate
+from media.adapt.rung import (
+    LOW_RUNG_NOMINAL_BPS,
+    Rung,
+    RungCosts,
+    RungDecision,
+    RungReason,
+    padding_probe_passed,
+)
+from media.adapt.ticker import Ticker
+from media.adapt.transcode import low_rendition, offers_low
+from media.forward.forwarder import PACKET_OVERHEAD, InboundTrack, OutboundStream
+from media.rtp.rtcp_feedback import ReportBlock
+from media.rtp.timing import abs_send_time
+
+logger = logging.getLogger(__name__)
+
+TICK_S = 0.5
+"""Time between two adaptation decisions of one downlink."""
+STATS_EVERY_S = 5.0
+"""A `link_stats` event (estimate, loss, RTT, rung: signaling's histograms) this often."""
+
+SPENT_TICKS = 2
+"""The allocations whose costs the sent meter's window (`EstimatorPolicy.rate_window_s`, 1 s)
+spans: what was sent beyond the dearest of them is unaccounted (`budget.unaccounted_bps`)."""
+UNACCOUNTED_TICKS = 3
+"""The budget leaves out the least that was sent beyond the allocation over this many ticks."""
+LOSS_SETTLE_S = 1.0
+"""After a failed probe, reports for this long (one report interval) still describe it."""
+HEARTBEAT_PACKETS = 2
+"""Padding packets a tick on each paused video stream (4 a second at `TICK_S`)..."""
+HEARTBEAT_BYTES = 200
+"""... of this many padding bytes each: about 8 kbit/s with headers, a few percent of the
+weakest link, for reports every second and a REMB while the video is off."""
+PROBE_PADDING_BYTES = 255
+"""Padding bytes of each packet of a padding probe (the most one RTP packet's padding holds)."""
+PROBE_PACKET_COST = PROBE_PADDING_BYTES + PACKET_OVERHEAD
+"""What one probe packet costs on the wire, as the estimator counts it."""
+PACE_BELOW_BPS = 4_000_000.0
+"""Downlinks estimated at this or more are not paced (no queue in the relay on a good link)."""
+PACE_FACTOR = 1.25
+"""Pacing rate over the estimate: room for audio, RTCP and retransmissions."""
+PACE_VIDEO_FLOOR_BPS = 40_000.0
+"""Added to the pacing rate so video always moves: audio borrows from the same bucket at its
+wire cost (RED on a lossy link, IP/UDP/SRTP overhead: ~90 kbit/s), more than the allocation
+counts for it, and with little video allocated it used to take every token, starving the
+video queue (a paused stream's heartbeat, a probe's first keyframe) until it was trimmed."""
+
+RUNG_ORDER = (Rung.FULL, Rung.REDUCED_FPS, Rung.LOW, Rung.AUDIO_ONLY)
+"""Best first."""
+
+Event = dict[str, Any]
+PriorityOf = Callable[[InboundTrack], Priority]
+
+
+def default_priority(track: InboundTrack) -> Priority:
+    """Priority when the room does not say: audio, then screen, then cameras."""
+    if track.kind == "audio":
+        return Priority.AUDIO
+    return Priority.SCREEN if track.source == "screen" else Priority.SPEAKER_VIDEO
+
+
+def rung_costs(
+    layer_bps: tuple[float, float, float, float], low_bps: float | None = None
+) -> RungCosts:
+    """Costs of a video track from its bitrate per temporal layer (TID 0, 1, 2, and packets
+    without layer information) and its low rendition's (None: it has none)."""
+    layered = layer_bps[:3]
+    layers = max((i + 1 for i, bps in enumerate(layered) if bps > 0), default=0)
+    if layers == 0:
+        return RungCosts.single_layer(layer_bps[3], low_bps)
+    return RungCosts((layered[0] + layer_bps[3], *layered[1:layers]), low_bps)
+
+
+def low_cost(measured_bps: float | None) -> float:
+    """What the low rung costs: its measured rate while it runs, the nominal rate before."""
+    return measured_bps if measured_bps else LOW_RUNG_NOMINAL_BPS
+
+
+def summary_rung(allocation: Allocation) -> Rung | None:
+    """The best rung among the subscriber's video tracks (audio only means all video paused),
+    or None when it receives no video."""
+    rungs = [t.rung for t in allocation.tracks if t.rung is not None]
+    if not rungs:
+        return None
+    return min(rungs, key=RUNG_ORDER.index)
+
+
+def paused_tracks(allocation: Allocation) -> tuple[str, ...]:
+    """The video tracks (`participant:source`) this subscriber does not receive now."""
+    return tuple(
+        sorted(t.track_id for t in allocation.tracks if t.decision and t.decision.video_paused)
+    )
+
+
+def link_event(
+    participant_id: str,
+    rung: Rung,
+    link: LinkEstimate,
+    reason: str,
+    detail: str,
+    paused: tuple[str, ...] = (),
+) -> Event:
+    """The media event signaling turns into a WebSocket `link` frame; `paused` lets the page
+    say which video the weak link stopped (the teacher's camera while the slides go on)."""
+    return {
+        "type": "link",
+        "participant": participant_id,
+        "rung": str(rung),
+        "estimate_kbps": round(link.bps / 1000, 1),
+        "loss_pct": round(link.loss * 100, 1),
+        "rtt_ms": round(link.rtt_s * 1000, 1),
+        "reason": reason,
+        "detail": detail,
+        "paused": list(paused),
+    }
+
+
+def link_stats_event(participant_id: str, rung: Rung | None, link: LinkEstimate) -> Event:
+    """The periodic sample signaling turns into metrics (not sent to any client)."""
+    return {
+        "type": "link_stats",
+        "participant": participant_id,
+        "rung": str(rung) if rung is not None else None,
+        "estimate_bps": round(link.bps),
+        "loss": round(link.loss, 4),
+        "rtt_s": round(link.rtt_s, 4),
+    }
+
+
+def decision_trace(participant_id: str, link: LinkEstimate, allocation: Allocation) -> str:
+    """One debug line per decision: the estimate and what limits it, the allocation, and per
+    track its share, its cost and why its rung was chosen."""
+    tracks = " ".join(
+        f"{t.track_id.rsplit(':', 1)[-1]}={t.share_bps / 1000:.0f}k/{t.cost_bps / 1000:.0f}k"
+        + (f"/{t.decision.reason}" if t.decision is not None else "")
+        for t in allocation.tracks
+    )
+    return (
+        f"adaptation {participant_id} bound={link.bound} rtt={link.rtt_s * 1000:.0f}ms "
+        f"sent={link.sent_bps / 1000:.0f}k delivered={link.delivered_bps / 1000:.0f}k | "
+        f"{allocation.reason} | {tracks}"
+    )
+
+
+def pacing_rate(estimate_bps: float, spent_bps: float, guessed: bool = False) -> float | None:
+    """The rate a downlink's video is paced at (`media.forward.pacer`), or None for unpaced: a
+    constrained link is paced a little above both its estimate and what was allocated, so
+    bursts (keyframes, retransmissions) are spread out rather than dropped by the bottleneck's
+    short queue, while the allocation, which fits the estimate, keeps the average below it.
+    An estimate that is only the starting guess (`guessed`: no feedback yet) says nothing
+    about the link: paced at it, a 1 Mbit/s stream overflowed the pacer's queue on loopback
+    and the loss paused it."""
+    if guessed or estimate_bps >= PACE_BELOW_BPS:
+        return None
+    return max(estimate_bps, spent_bps) * PACE_FACTOR + PACE_VIDEO_FLOOR_BPS
+
+
+def apply_decision(stream: OutboundStream, decision: RungDecision) -> None:
+    """Make the stream send what the rung says: from the publisher, from its low rendition
+    (which runs while anyone is on it), or nothing."""
+    track = stream.track
+    if track is None:
+        return
+    rendition = low_rendition(track) if decision.rung is Rung.LOW else None
+    if rendition is not None:
+        rendition.acquire(stream)
+        stream.switch_source(rendition.track)
+    elif stream.source is not track or stream.pending is not None:
+        stream.switch_source(track)
+        if track.low_rendition is not None:
+            track.low_rendition.release(stream)
+    if decision.video_paused:
+        stream.pause()
+        return
+    if decision.rung is Rung.LOW:
+        # until the low rendition's first keyframe (the transcoder may take a second or two to
+        # start) the publisher's stream goes on: only its base layer, not its full rate on a
+        # link that just proved too weak for more (the rendition has no layers to drop)
+        stream.set_temporal_layers(1)
+    elif decision.rung is Rung.FULL:
+        stream.set_temporal_layers(3)
+    else:
+        stream.set_temporal_layers(max(1, decision.temporal_layers))
+    stream.resume()
+
+
+def is_steady(
+    link: LinkEstimate,
+    incoming: list[IncomingTrack],
+    previous: Allocation,
+    policy: BudgetPolicy,
+    *,
+    red_negotiated: bool = False,
+    now: float = 0.0,
+    unaccounted: float = 0.0,
+) -> bool:
+    """True when deciding again cannot change anything: every video track is on `full` with
+    no timer running, the tracks and their layers are those decided on, loss is low and the
+    estimate covers every track's full cost. The tick then skips `allocate`
+    (the usual case on a good link, and most of the tick's cost)."""
+    if link.loss >= policy.rung.up_loss_max or len(incoming) != len(previous.tracks):
+        return False
+    red, _ = red_state(link.loss, previous, now, policy, red_negotiated)
+    if red != previous.red:
+        return False
+    audio = 0.0
+    video = 0
+    most = 0.0
+    for track in incoming:
+        before = previous.of(track.track_id)
+        if before is None:
+            return False
+        if track.is_audio:
+            audio += track.audio_bps
+            continue
+        decision = before.decision
+        costs = track.costs
+        if (
+            decision is None
+            or costs is None
+            or decision.rung is not Rung.FULL
+            or decision.temporal_layers != max(1, len(costs.layer_bps))
+            or decision.shortfall_since is not None
+            or decision.last_up_at is not None
+            or decision.probe_until is not None
+        ):
+            return False
+        video += 1
+        most = max(most, costs.full_bps)
+    # every video track's share (an equal split at worst) covers the dearest one's cost: no
+    # shortfall, so `decide` would only hold
+    return audio + video * most + unaccounted <= link.bps
+
+
+class DownlinkAdaptation:
+    """The estimate, the allocation and the rungs of one subscriber's downlink."""
+
+    def __init__(
+        self,
+        participant_id: str,
+        streams: Callable[[], list[OutboundStream]],
+        emit: Callable[[Event], None],
+        *,
+        priority_of: PriorityOf = default_priority,
+        clock: Callable[[], float] = time.monotonic,
+        policy: BudgetPolicy = BudgetPolicy(),
+        interval_s: float = TICK_S,
+        pace: Callable[[float | None], None] | None = None,
+        drop_paced: Callable[[], object] | None = None,
+    ) -> None:
+        self.participant_id = participant_id
+        self.estimator = DownlinkEstimator()
+        self.allocation: Allocation | None = None
+        self._spent_lately: tuple[float, ...] = ()
+        """What the allocations of the last `SPENT_TICKS` ticks cost."""
+        self._unaccounted_lately: tuple[float, ...] = ()
+        """What was sent beyond them, the last `UNACCOUNTED_TICKS` ticks."""
+        self.rung: Rung | None = None
+        """The subscriber's summary rung (None before the first decision or without video)."""
+        self.paused: tuple[str, ...] = ()
+        """The video tracks it does not receive now (`paused_tracks`)."""
+        self._all_paused = False
+        self._streams = streams
+        self._emit = emit
+        self._priority_of = priority_of
+        self._clock = clock
+        self._policy = policy
+        self._pace = pace
+        self._drop_paced = drop_paced
+        """Drops the video waiting in the pacer (called when the last video stream pauses)."""
+        # per stream: (bytes counted, of them headers) up to the last count
+        self._counted: weakref.WeakKeyDictionary[OutboundStream, tuple[int, int]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._interval_s = interval_s
+        self.probe = ProbeState()
+        """The padding probe's state (`media.adapt.bandwidth_probe`)."""
+        self.ticker = Ticker(self.tick, interval_s, f"adaptation tick participant={participant_id}")
+        self.steady_ticks = 0
+        """Ticks that found every video track on `full` with room to spare (no decision)."""
+        self._stats_at: float | None = None
+
+    # -- what the subscriber reports (called by its outbound streams) -------------------------
+
+    def on_report(self, report: ReportBlock, clock_rate: int, first_seq: int) -> None:
+        now = self._clock()
+        self._count_sent(self._streams(), now)  # what was sent up to the report, not a tick ago
+        self.estimator.on_receiver_report(
+            report.fraction_lost, report.jitter, report.lsr, report.dlsr, now,
+            clock_rate=clock_rate,
+            counters=(report.ssrc, report.highest_seq, report.packets_lost),
+            first_seq=first_seq,
+        )
+
+    def on_remb(self, bps: float) -> None:
+        self.estimator.on_remb(bps, self._clock())
+
+    def on_sender_report(self, ntp_timestamp: int) -> None:
+        self.estimator.on_sender_report(ntp_timestamp, self._clock())
+
+    def _count_sent(self, streams: Iterable[OutboundStream], now: float) -> None:
+        """Tell the estimator what the streams sent since the last count (0 included: the
+        sent rate is measured between counts), retransmissions included, and how much of it
+        a REMB does not measure: audio, and the headers of video packets (payload and
+        padding are what it counts)."""
+        sent = unseen = 0
+        for stream in streams:
+            if stream.track is None:
+                continue
+            packets = stream.packets + stream.retransmitted
+            total = stream.octets + stream.retransmitted_octets + packets * PACKET_OVERHEAD
+            headers = packets * PACKET_OVERHEAD
+            before, before_headers = self._counted.get(stream, (0, 0))
+            sent += total - before
+            unseen += total - before if stream.kind == "audio" else headers - before_headers
+            self._counted[stream] = (total, headers)
+        self.estimator.on_sent(sent, now, remb_unseen=unseen)
+
+    # -- the tick ------------------------------------------------------------------------------
+
+    def tick(self) -> Allocation:
+        """Decide once: count what was sent, estimate, allocate, apply, emit on a switch."""
+        now = self._clock()
+        streams = [s for s in self._streams() if s.track is not None]
+        self._count_sent(streams, now)
+        link = self.estimator.estimate(now)
+        if self._stats_at is None or now - self._stats_at >= STATS_EVERY_S:
+            if self._stats_at is not None:  # the first sample would only show the default
+                self._emit(link_stats_event(self.participant_id, self.rung, link))
+            self._stats_at = now
+        incoming: list[IncomingTrack] = []
+        by_id: dict[str, OutboundStream] = {}
+        for stream in streams:
+            track = stream.track
+            assert track is not None
+            track_id = f"{track.participant_id}:{track.source}"
+            by_id[track_id] = stream
+            rates = track.layer_rates(now)
+            if stream.kind == "audio":
+                incoming.append(IncomingTrack(track_id, self._priority_of(track), sum(rates)))
+            else:
+                low: float | None = None
+                if offers_low(track):
+                    rendition = track.low_rendition
+                    measured = None
+                    if rendition is not None and rendition.running:
+                        measured = sum(rendition.track.layer_rates(now))
+                    low = low_cost(measured)
+                incoming.append(
+                    IncomingTrack(
+                        track_id, self._priority_of(track), costs=rung_costs(rates, low)
+                    )
+                )
+        red_negotiated = any(s.red_pt is not None for s in streams if s.kind == "audio")
+        guessed = link.bound is EstimateBound.INITIAL
+        probe = self._probe_step(link, incoming, now)
+        # a failing probe's loss is its own, as a failed rung probe's (the others wait)
+        probing = self.probe.running or probe.verdict is ProbeVerdict.FAILED
+        if probe.verdict is ProbeVerdict.PASSED:  # the estimate it proved, for this decision
+            link = self.estimator.estimate(now)
+        # a probe's padding is sent on purpose, beside the allocation; what is left out is
+        # what went beyond it tick after tick (one keyframe or burst of retransmissions
+        # would make the shares jump, and a shortfall timer start and stop with them)
+        extra = 0.0 if probing else unaccounted_bps(
+            link.sent_bps, self._spent_lately, link.bps, self._policy
+        )
+        self._unaccounted_lately = (*self._unaccounted_lately[1 - UNACCOUNTED_TICKS :], extra)
+        unaccounted = min(self._unaccounted_lately)
+        if self.allocation is not None and not probing and is_steady(
+            link, incoming, self.allocation, self._policy, red_negotiated=red_negotiated,
+            now=now, unaccounted=unaccounted,
+        ):
+            self.steady_ticks += 1
+            self._note_spent(self.allocation)
+            if self._pace is not None:
+                self._pace(pacing_rate(link.bps, self.allocation.spent_bps, guessed))
+            return self.allocation
+        allocation = allocate(
+            link, incoming, self.allocation, now, self._policy,
+            red_negotiated=red_negotiated, padding_probe=probing, unaccounted=unaccounted,
+        )  # fmt: skip
+        self.allocation = allocation
+        self._note_spent(allocation)
+        if self._pace is not None:  # for what is sent from now on (a probe's keyframe too)
+            rate = pacing_rate(link.bps, allocation.spent_bps, guessed)
+            if rate is not None and probe.pad_bps > 0:
+                rate = max(rate, self.probe.target_bps * PACE_FACTOR)
+            self._pace(rate)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s", decision_trace(self.participant_id, link, allocation))
+        for stream in streams:
+            if stream.kind == "audio":
+                stream.set_red(allocation.red)
+        switched: RungDecision | None = None
+        for item in allocation.tracks:
+            decision = item.decision
+            if decision is None:
+                continue
+            apply_decision(by_id[item.track_id], decision)
+            if decision.switched and switched is None:
+                switched = decision
+            if decision.switched and decision.reason is RungReason.PROBE:
+                self.estimator.restart_loss_window(now)
+            elif decision.switched and decision.reason is RungReason.PROBE_FAILED:
+                # the next reports still describe the probe: they must not cut the bound
+                self.estimator.restart_loss_window(now + LOSS_SETTLE_S)
+        video = [s for s in by_id.values() if s.kind == "video"]
+        all_paused = bool(video) and all(s.paused for s in video)
+        if all_paused and self._drop_paced is not None and not self._all_paused:
+            # what waits is video no one will play (a keyframe restarts it at resume)
+            dropped = self._drop_paced()
+            logger.debug("paced video dropped participant=%s packets=%s", self.participant_id,
+                         dropped)  # fmt: skip
+        self._all_paused = all_paused
+        padded = self._heartbeat(allocation, by_id, probe.pad_bps)
+        if probe.verdict is ProbeVerdict.STARTED and not padded:
+            self.probe = probe_unsent(self.probe, now)
+        rung = summary_rung(allocation)
+        paused = paused_tracks(allocation)
+        if rung is not None and (rung != self.rung or paused != self.paused):
+            reason = str(switched.reason) if switched is not None else "unavailable"
+            self._emit(
+                link_event(self.participant_id, rung, link, reason, allocation.reason, paused)
+            )
+        self.rung = rung
+        self.paused = paused
+        return allocation
+
+    def _note_spent(self, allocation: Allocation) -> None:
+        self._spent_lately = (*self._spent_lately[1 - SPENT_TICKS :], allocation.spent_bps)
+
+    def _probe_step(
+        self, link: LinkEstimate, incoming: list[IncomingTrack], now: float
+    ) -> ProbeStep:
+        """Start, go on with or judge a padding probe (`media.adapt.bandwidth_probe`), from the
+        estimate and the previous allocation, and tell the estimator."""
+        previous = self.allocation
+        if previous is None:
+            return ProbeStep(self.probe, ProbeVerdict.IDLE)
+        can_pad = bool(paused_tracks(previous))
+        if not can_pad and not self.probe.running:
+            # nothing to carry padding, nothing to judge: `probe_step` would stay idle (the
+            # usual tick, on a link that carries every video)
+            return ProbeStep(self.probe, ProbeVerdict.IDLE)
+        wanted = 0.0
+        for track in incoming:
+            if track.is_audio:
+                extra = self._policy.red_extra if previous.red else 0.0
+                wanted += track.audio_bps * (1.0 + extra)
+            elif track.costs is not None:
+                wanted += track.costs.full_bps
+        inputs = ProbeInputs(
+            estimate_bps=link.bps,
+            loss=link.loss,
+            loss_at=link.loss_at,
+            rtt_sample_s=self.estimator.rtt_sample_peak(self.probe.started_at),
+            rtt_settled=link.rtt_settled,
+            carried_bps=link.carried_bps,
+            sent_bps=link.sent_bps,
+            delivered_bps=link.delivered_bps,
+            spent_bps=previous.spent_bps,
+            wanted_bps=wanted,
+            can_pad=can_pad,
+            busy=previous.rung_probe_running or previous.resuming,
+        )
+        step = probe_step(self.probe, inputs, now)
+        self.probe = step.state
+        if step.verdict is ProbeVerdict.STARTED:
+            self.estimator.restart_loss_window(now)
+        elif step.verdict is ProbeVerdict.FAILED:  # the next reports still describe it
+            self.estimator.restart_loss_window(now + LOSS_SETTLE_S)
+        elif step.verdict is ProbeVerdict.PASSED:
+            self.estimator.probe_passed(step.carried_bps, now)
+            # the failed steps up that each track remembers were on a link that is gone, and
+            # the probe was the proof a step up holds out for
+            rung_policy = self._policy.rung
+            self.allocation = replace(
+                previous,
+                tracks=tuple(
+                    replace(t, decision=padding_probe_passed(t.decision, now, rung_policy))
+                    if t.decision is not None
+                    else t
+                    for t in previous.tracks
+                ),
+            )
+        if step.verdict in (ProbeVerdict.STARTED, ProbeVerdict.PASSED, ProbeVerdict.FAILED):
+            logger.debug(
+                "padding probe %s participant=%s target=%.0fk carried=%.0fk loss=%.1f%%",
+                step.verdict, self.participant_id, step.state.target_bps / 1000,
+                step.carried_bps / 1000, link.loss * 100,
+            )  # fmt: skip
+        return step
+
+    def _heartbeat(
+        self, allocation: Allocation, by_id: dict[str, OutboundStream], pad_bps: float = 0.0
+    ) -> bool:
+        """Padding on each video stream the allocation pauses: its reports and the REMB keep
+        coming while the video is off (`OutboundStream.send_padding`); on the first of them,
+        a padding probe's `pad_bps` as well. Whether that was sent (a stream was paused)."""
+        stamp = abs_send_time(time.time())
+        for item in allocation.tracks:
+            if item.decision is not None and item.decision.video_paused:
+                stream = by_id[item.track_id]
+                stream.send_padding(HEARTBEAT_PACKETS, HEARTBEAT_BYTES, stamp)
+                if pad_bps > 0:
+                    count = math.ceil(pad_bps * self._interval_s / 8 / PROBE_PACKET_COST)
+                    stream.send_padding(count, PROBE_PADDING_BYTES, stamp)
+                    pad_bps = 0.0
+        return pad_bps == 0.0
+
+    def start(self) -> None:
+        """Tick every `interval_s` until `stop` (idempotent)."""
+        self.ticker.start()
+
+    async def stop(self) -> None:
+        await self.ticker.stop()

@@ -1,0 +1,627 @@
+"""A subscriber's downlink estimate, from what it sends back and what we sent it.
+
+Inputs, all with the clock passed in: REMB (the receiver's own estimate; aiortc receivers send
+it only when abs-send-time is negotiated, Chromium when transport-cc is not), receiver report
+blocks (fraction lost, jitter, LSR/DLSR for the RTT against our sender reports' send times) and
+the bytes the relay actually sent (the rate the receiver was offered), with the share of them a
+REMB does not measure.
+
+A receiver's REMB measures video only: Chromium's receive-side estimator takes audio packets
+only with transport-cc (`call.cc`, "For audio, we only support send side BWE"), which the
+relay does not negotiate, and counts payload and padding without headers (aiortc's receivers
+each estimate their own video stream). So the REMB's bound on the whole link is the REMB plus
+what was sent that it does not see: the audio (with RED, ~90 kbit/s on the wire) and every
+video packet's headers (`on_sent`'s `remb_unseen`). Taken alone, a very-weak link's REMB of
+48k read as a link too small for audio while it carried audio and the low rung (130k).
+
+The estimate is the smaller of two bounds:
+- REMB, while fresh (`remb_timeout_s`) and not contradicted by what gets through
+  (`remb_distrust_s`, sooner while the RTT shows no queue);
+- a loss-based bound in the manner of GCC's loss controller: above `decrease_above` loss it
+  falls to itself (or what was sent, if less) times (1 - loss/2), and to what got through
+  (sent times (1 - loss)) when loss says the link overflowed (`overflow_above`); below
+  `increase_below` (or the link's own random loss plus `increase_over_floor`) it rises to at
+  least what got through and by `increase_per_s` a second (while we send well below it,
+  application-limited, only up to `app_limited_reach` times what we send); in between it
+  holds.
+  So a receiver that sends no REMB still gets an estimate, and one whose REMB lags is still
+  cut on loss. When the REMB goes quiet, the loss bound takes over within `remb_pull` of it,
+  so the estimate does not leap to a bound left from before a collapse.
+A padding probe that passed (`media.adapt.bandwidth_probe`, `probe_passed`) lifts both: the loss
+bound to what it proved, and the REMB's bound to at least that for `probed_trust_s`.
+The loss is read over a window of every stream's packets (`loss_window_s`), once it holds
+enough of them (`loss_min_packets`) or evidently too many lost (`loss_evident_lost`).
+A receiver report arriving after `outage_s` without any (about its stream, or about any
+stream for `outage_settle_s` after a silence of them all), that lost most of its interval,
+describes the outage (the link was cut), not congestion: it neither moves the loss average
+nor the bound, so a link that comes back resumes at the rate it had.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections import deque
+from dataclasses import dataclass
+
+from aiortc.rtp import unpack_remb_fci
+
+logger = logging.getLogger(__name__)
+
+
+class EstimateBound(enum.StrEnum):
+    """Which input limits the estimate (metric label, debugging)."""
+
+    INITIAL = "initial"
+    """No feedback yet: the configured starting guess."""
+    REMB = "remb"
+    """The receiver's REMB."""
+    LOSS = "loss"
+    """The loss-based bound from receiver reports."""
+
+
+@dataclass(frozen=True, slots=True)
+class LinkEstimate:
+    """What the relay believes about one subscriber's downlink at a moment."""
+
+    bps: float
+    """Bits per second the subscriber can receive (everything: audio, video, overhead)."""
+    loss: float
+    """Smoothed fraction of packets lost, 0..1."""
+    rtt_s: float
+    """Smoothed round-trip time in seconds; 0.0 until measured."""
+    jitter_s: float
+    """Smoothed interarrival jitter in seconds; 0.0 until reported."""
+    bound: EstimateBound
+    """Which input limits `bps`."""
+    sent_bps: float
+    """What the relay sent this subscriber over the last `rate_window_s`."""
+    delivered_bps: float
+    """What got through according to the last report: sent times (1 - its loss)."""
+    loss_at: float | None = None
+    """When `loss` was last measured (None: never): after a decrease the window needs new
+    reports, and until then `loss` is the old reading, not news."""
+    rtt_settled: bool = False
+    """The latest RTT sample is within `rtt_rise_s` of the floor: no queue is building."""
+    carried_bps: float = 0.0
+    """The most that got through (`delivered_bps`, or a padding probe) over the last
+    `carried_window_s`: what the link carried lately, where a probe may aim."""
+
+
+@dataclass(frozen=True, slots=True)
+class EstimatorPolicy:
+    """Constants of the estimator; the defaults are what the relay uses."""
+
+    initial_bps: float = 400_000.0
+    """Estimate before any feedback (a join-page network check may give a better one): what a
+    weak village link carries. A 1 Mbit/s start sent a 500 kbit/s link 625k for its first
+    seconds (a rising publisher behind an estimate waiting for the first REMB), and the
+    overflow paused the camera 5.5 s; a good link climbs from here with what it is sent (the
+    loss bound to twice it, the REMB to 1.5 times), as libwebrtc starts at 300k."""
+    min_bps: float = 30_000.0
+    """The estimate never goes below this (audio must keep flowing)."""
+    max_bps: float = 20_000_000.0
+    """Nor above this."""
+    decrease_above: float = 0.10
+    """Loss above this lowers the loss-based bound (GCC)."""
+    overflow_above: float = 0.25
+    """Loss above this means the link overflowed: the bound falls to what got through."""
+    increase_below: float = 0.02
+    """Loss below this lets the loss-based bound rise (GCC)."""
+    increase_over_floor: float = 0.02
+    """... or below the least loss seen over `loss_floor_window_s` plus this: on a village
+    link with 3% random loss the bound must still rise (else one cut is for good), while
+    congestion, which adds loss to the link's own, stops it."""
+    loss_floor_window_s: float = 20.0
+    """See `increase_over_floor`."""
+    increase_per_s: float = 1.08
+    """Multiplicative rise of the bound per second, while not application-limited."""
+    app_limited_share: float = 0.875
+    """Below this share of the bound, the relay is not testing it (as Galène)..."""
+    app_limited_reach: float = 2.0
+    """... and the bound rises only up to this multiple of what is sent: a loss-free link
+    that carries everything offered must not keep the bound at its starting guess (which,
+    through the publisher's REMB cap, would hold the publisher's rate down with it)."""
+    decrease_interval_s: float = 0.3
+    """At most one decrease per this interval plus one RTT (GCC)."""
+    loss_weight: float = 0.5
+    """Weight of the newest report in the loss average."""
+    rtt_weight: float = 0.15
+    """Weight of the newest sample in the RTT average (aiortc keeps 0.85 of the old)."""
+    jitter_weight: float = 0.25
+    """Weight of the newest report in the jitter average."""
+    remb_timeout_s: float = 5.0
+    """A REMB older than this no longer bounds the estimate."""
+    remb_distrust_s: float = 3.0
+    """A REMB that the subscriber's own reports contradict this long (it gets more than the
+    REMB says, by `remb_distrust_margin`, with loss low enough for the bound to rise) is
+    replaced by `remb_distrust_reach` times what gets through, until it rises or loss
+    returns: a receiver's delay-based estimate climbs back from a collapse at 8% a second,
+    far slower than a link that came back."""
+    remb_distrust_margin: float = 1.1
+    """See `remb_distrust_s`."""
+    remb_distrust_quick_s: float = 1.0
+    """... or this long while the RTT is within `rtt_rise_s` of its floor: a REMB below what
+    gets through with no queue building (a receiver's REMB stays within 1.5 times what it
+    receives, so it falls with what we send when we send little) is not congestion."""
+    rtt_rise_s: float = 0.05
+    """See `remb_distrust_quick_s`."""
+    rtt_floor_window_s: float = 30.0
+    """The RTT floor is the smallest RTT sample over this window."""
+    remb_distrust_reach: float = 1.5
+    """A contradicted REMB is replaced by what gets through times this (what a receiver's
+    REMB itself allows above its incoming rate), not by the loss bound alone, which may be
+    stale after an outage."""
+    remb_pull: float = 2.0
+    """When the REMB goes stale, the loss-based bound takes over within this multiple of the
+    last REMB (or of what gets through, if more): a bound left high from before a collapse
+    must not become the estimate the moment the REMB goes quiet (a receiver that gets audio
+    alone may send no REMB for seconds)."""
+    outage_s: float = 3.0
+    """A receiver report after this long a silence, that lost at least `outage_loss` of its
+    interval, describes an outage, not congestion."""
+    outage_settle_s: float = 2.0
+    """After a silence of `outage_s` from every stream, reports for this long that lost at
+    least `outage_loss` describe the outage too: each stream's first report after a cut may
+    still predate it (nothing new received), and the next one counts the whole cut."""
+    outage_loss: float = 0.5
+    """See `outage_s`: a silence with little loss is only a slow reporter (a receiver that
+    gets audio alone reports every 5 s)."""
+    rate_window_s: float = 1.0
+    """Window of the sent-rate meter."""
+    loss_window_s: float = 2.0
+    """Reports whose packet counters say what was lost are summed over this window, every
+    stream of the subscriber together: the loss is lost packets over expected packets, so a
+    slide share sending 5 packets a second that loses one does not read as 20% loss."""
+    loss_min_packets: int = 50
+    """A window expecting fewer packets than this leaves the loss as it was..."""
+    loss_evident_lost: int = 8
+    """... unless this many of them were lost: 8 of fewer than 50 is over 16%, no village
+    link's random loss (the chance on a 5% link is under 1%), and waiting for 50 packets of
+    a slow stream (a probe of the low rung, the heartbeat of a paused one, at 4-10 packets a
+    second) let a probe that lost most of its packets pass as clean."""
+    max_decrease: float = 0.5
+    """While we send well below the bound (application-limited), one decrease keeps at least
+    this share of it (GCC's (1 - loss/2) at 100% loss): a burst lost just after a quiet
+    second must not drop the bound to the audio rate. Sending near the bound, an overflow
+    goes to what got through at once."""
+    carried_window_s: float = 60.0
+    """See `LinkEstimate.carried_bps`."""
+    probed_trust_s: float = 10.0
+    """A REMB below what a padding probe proved is not believed for this long after it (or
+    until loss cuts the bound): time for the receiver's own estimate to climb with what it
+    now receives. After that the REMB bounds again (a queue that builds without loss shows
+    there first)."""
+    sender_reports_kept: int = 32
+    """Send times of our last sender reports kept for RTT."""
+
+
+class SentRate:
+    """Bytes sent, as a rate over a sliding window. Bytes may come per packet or in batches
+    (the relay counts its streams' octets at each tick and each report): a batch is what was
+    sent since the previous one, so the rate is measured between two counts, from the last
+    count at or before the window's start to the newest, never over a window that holds a
+    batch's end but not its beginning."""
+
+    def __init__(self, window_s: float) -> None:
+        self._window_s = window_s
+        self._counts: deque[tuple[float, int]] = deque()  # (at, bytes counted up to then)
+        self._total = 0
+
+    def add(self, nbytes: int, now: float) -> None:
+        """Count `nbytes` sent since the previous call, up to `now` (0 marks a quiet spell)."""
+        self._total += nbytes
+        counts = self._counts
+        if counts and counts[-1][0] >= now:
+            counts[-1] = (counts[-1][0], self._total)
+        else:
+            counts.append((now, self._total))
+        while len(counts) > 2 and counts[1][0] <= now - self._window_s:
+            counts.popleft()
+
+    def bps(self, now: float) -> float:
+        """Bits per second over about the last window before `now` (0 when nothing was
+        counted in it)."""
+        counts = self._counts
+        if not counts or now - counts[-1][0] > self._window_s:
+            return 0.0
+        base_at, base = counts[0]
+        for at, total in counts:  # the last count at or before the window's start
+            if at > now - self._window_s:
+                break
+            base_at, base = at, total
+        last_at, last = counts[-1]
+        if last_at <= base_at:
+            return 0.0
+        return (last - base) * 8 / (last_at - base_at)
+
+
+class RecentValues:
+    """The least, the greatest and the latest of the values seen over a sliding window (the
+    RTT floor, the link's own random loss, the most it carried lately). The least and the
+    greatest are kept in monotonic queues, so reading them costs nothing: the estimate reads
+    them on every adaptation tick of every subscriber, over windows of up to a minute of
+    receiver reports."""
+
+    def __init__(self, window_s: float) -> None:
+        self._window_s = window_s
+        self._values: deque[tuple[float, float]] = deque()  # (at, value)
+        self._lows: deque[tuple[float, float]] = deque()  # rising values: the floor first
+        self._highs: deque[tuple[float, float]] = deque()  # falling values: the peak first
+
+    def add(self, value: float, now: float) -> None:
+        """One more value, seen at `now`; those older than the window are forgotten."""
+        lows, highs = self._lows, self._highs
+        while lows and lows[-1][1] >= value:
+            lows.pop()
+        while highs and highs[-1][1] <= value:
+            highs.pop()
+        for values in (self._values, lows, highs):
+            values.append((now, value))
+            while values[0][0] < now - self._window_s:
+                values.popleft()
+
+    @property
+    def floor(self) -> float | None:
+        """The least value in the window (None before any)."""
+        return self._lows[0][1] if self._lows else None
+
+    @property
+    def peak(self) -> float | None:
+        """The greatest value in the window (None before any)."""
+        return self._highs[0][1] if self._highs else None
+
+    def peak_since(self, since: float) -> float | None:
+        """The greatest value seen at or after `since` within the window (None if none)."""
+        return max((v for at, v in self._values if at >= since), default=None)
+
+    @property
+    def latest(self) -> float | None:
+        """The newest value (None before any)."""
+        return self._values[-1][1] if self._values else None
+
+
+class DownlinkEstimator:
+    """The downlink estimate of one subscriber, fed by its RTCP and by what we send it."""
+
+    def __init__(self, policy: EstimatorPolicy = EstimatorPolicy()) -> None:
+        self.policy = policy
+        self._sent = SentRate(policy.rate_window_s)
+        self._remb_unseen = SentRate(policy.rate_window_s)  # sent, but not measured by REMB
+        self._remb_bps: float | None = None
+        self._remb_at = 0.0
+        self._remb_expired = False
+        self._remb_contradicted_since: float | None = None
+        self._loss_at: float | None = None
+        self._loss_bound: float | None = None  # None until the first receiver report
+        self._loss: float | None = None
+        self._rtt_s: float | None = None
+        self._rtt_floor = RecentValues(policy.rtt_floor_window_s)
+        self._jitter_s: float | None = None
+        self._delivered_bps = 0.0
+        self._last_report_at: dict[int | None, float] = {}  # per SSRC (None: without counters)
+        self._last_any_report_at: float | None = None
+        self._outage_until: float | None = None  # reports until then may describe a cut
+        self._last_decrease_at: float | None = None
+        self._last_increase_at: float | None = None
+        self._sender_reports: dict[int, float] = {}
+        self._counters: dict[int, tuple[int, int]] = {}  # ssrc -> (highest seq, lost)
+        self._losses: deque[tuple[float, int, int]] = deque()  # (at, expected, lost)
+        self._loss_floor = RecentValues(policy.loss_floor_window_s)
+        self._window_from: float | None = None  # reports before this are out of the window
+        self._carried = RecentValues(policy.carried_window_s)
+        self._probed_bps: float | None = None  # what a padding probe proved, until a decrease
+        self._probed_at = 0.0
+        self.outages = 0
+        """Receiver reports left out as describing an outage (see `outage_s`)."""
+
+    def on_sent(self, nbytes: int, now: float, remb_unseen: int = 0) -> None:
+        """Count bytes sent to this subscriber (per packet, or batched), `remb_unseen` of them
+        such as its REMB does not measure (audio, packet headers: see the module docstring)."""
+        self._sent.add(nbytes, now)
+        self._remb_unseen.add(remb_unseen, now)
+
+    def remb_link_bps(self, now: float) -> float | None:
+        """The REMB as a bound on the whole link: the REMB plus what was sent over the last
+        `rate_window_s` that it does not measure (None before any REMB)."""
+        if self._remb_bps is None:
+            return None
+        return self._remb_bps + self._remb_unseen.bps(now)
+
+    def on_remb(self, bps: float, now: float) -> None:
+        """A REMB bitrate from the subscriber."""
+        self._remb_bps = float(bps)
+        self._remb_at = now
+        self._remb_expired = False
+
+    def on_remb_fci(self, fci: bytes, now: float) -> bool:
+        """A REMB from its feedback control information; False (ignored) if malformed."""
+        try:
+            bitrate, _ssrcs = unpack_remb_fci(fci)
+        except ValueError:
+            return False
+        self.on_remb(bitrate, now)
+        return True
+
+    def on_sender_report(self, ntp_timestamp: int, now: float) -> None:
+        """We sent a sender report with this 64-bit NTP timestamp at `now`."""
+        self._sender_reports[(ntp_timestamp >> 16) & 0xFFFFFFFF] = now
+        while len(self._sender_reports) > self.policy.sender_reports_kept:
+            del self._sender_reports[next(iter(self._sender_reports))]
+
+    def on_rtt(self, rtt_s: float, now: float) -> None:
+        """An RTT measured elsewhere (e.g. by aiortc's own sender)."""
+        if rtt_s < 0:
+            return
+        weight = self.policy.rtt_weight
+        self._rtt_s = rtt_s if self._rtt_s is None else weight * rtt_s + (1 - weight) * self._rtt_s
+        self._rtt_floor.add(rtt_s, now)
+
+    def rtt_sample_peak(self, since: float | None = None) -> float | None:
+        """The highest RTT sample since `since` (None: the latest sample); None if there is
+        none (a padding probe's queue shows in the samples of our sender reports caught in it,
+        long before the smoothed RTT moves)."""
+        if since is None:
+            return self._rtt_floor.latest
+        return self._rtt_floor.peak_since(since)
+
+    def rtt_settled(self) -> bool:
+        """Whether the latest RTT sample is within `rtt_rise_s` of the floor (no queue
+        building); False before any sample (nothing says so)."""
+        floor, latest = self._rtt_floor.floor, self._rtt_floor.latest
+        if floor is None or latest is None:
+            return False
+        return latest <= floor + self.policy.rtt_rise_s
+
+    def on_receiver_report(
+        self,
+        fraction_lost: int,
+        jitter: int,
+        lsr: int,
+        dlsr: int,
+        now: float,
+        *,
+        clock_rate: int = 90_000,
+        counters: tuple[int, int, int] | None = None,
+        first_seq: int | None = None,
+    ) -> None:
+        """One report block about a stream we send: `fraction_lost` as in RTCP (0..255, the share
+        of 256 lost since the previous report), `jitter` in units of `clock_rate`, `lsr` and
+        `dlsr` as in RTCP (middle 32 bits of our SR's NTP time; delay in 1/65536 s).
+        `counters` (SSRC, extended highest sequence number, cumulative packets lost) make the
+        loss packet-weighted over every stream (`loss_window_s`); without them each report's
+        `fraction_lost` is averaged in. `first_seq`, the sequence number of the stream's first
+        packet, lets its first report count too (from that packet): otherwise the first report
+        only sets the counters' baseline, and the estimate stays the starting guess until each
+        stream's second one (1-3 s with aiortc's randomised report interval), long enough for
+        a good link to be stepped down on the guess."""
+        policy = self.policy
+        if lsr and lsr in self._sender_reports:
+            self.on_rtt(now - self._sender_reports[lsr] - dlsr / 65536, now)
+        jitter_s = jitter / clock_rate
+        self._jitter_s = (
+            jitter_s
+            if self._jitter_s is None
+            else policy.jitter_weight * jitter_s + (1 - policy.jitter_weight) * self._jitter_s
+        )
+        key = counters[0] if counters is not None else None
+        last = self._last_report_at.get(key)
+        # the loss since the last report we got: the counters span the whole silence, where
+        # `fraction_lost` spans only the receiver's last interval (its reports in between
+        # were lost too)
+        interval = self._since_last(counters, first_seq) if counters is not None else None
+        if interval is not None and interval[0] == 0:
+            # nothing new received (a report made during a cut, arriving as it ends): it does
+            # not end the silence, or the next report, counting the whole cut as lost, would
+            # read as congestion 0.1 s after this one
+            interval = None
+        else:
+            self._last_report_at[key] = now
+        silence_loss = fraction_lost / 256
+        if interval is not None:
+            silence_loss = max(silence_loss, interval[1] / interval[0])
+        heard = self._last_any_report_at
+        self._last_any_report_at = now
+        if heard is not None and now - heard >= policy.outage_s:
+            # nothing at all for outage_s: the link was cut. Whatever the receiver reports
+            # first, about whichever stream, the reports just after it describe the cut
+            self._outage_until = now + policy.outage_settle_s
+        silent = (last is not None and now - last >= policy.outage_s) or (
+            self._outage_until is not None and now < self._outage_until
+        )
+        outage = silent and silence_loss >= policy.outage_loss
+        if interval is not None and interval[1] * 2 >= interval[0] and logger.isEnabledFor(
+            logging.DEBUG
+        ):
+            logger.debug(
+                "report ssrc=%s lost %d of %d since the last, %.1f s ago: %s",
+                key, interval[1], interval[0], now - last if last is not None else -1.0,
+                "outage" if outage else "counted",
+            )
+        counted = self._count(interval, now, outage) if counters is not None else None
+        if outage:
+            self.outages += 1
+            return
+        if counters is not None:
+            if counted is None:  # too few packets in the window to say
+                return
+            loss = counted
+            self._loss = loss
+        else:
+            loss = min(max(fraction_lost, 0), 255) / 256
+            self._loss = (
+                loss
+                if self._loss is None
+                else policy.loss_weight * loss + (1 - policy.loss_weight) * self._loss
+            )
+        self._loss_at = now
+        self._loss_floor.add(loss, now)
+        # the link's own random loss (the least seen lately) is not congestion: the bound may
+        # rise while the loss stays within increase_over_floor of it
+        increase_below = max(
+            policy.increase_below,
+            (self._loss_floor.floor or 0.0) + policy.increase_over_floor,
+        )
+        sent = self._sent.bps(now)
+        self._delivered_bps = sent * (1 - loss)
+        self._carried.add(self._delivered_bps, now)
+        bound = self._loss_bound
+        if bound is None:
+            bound = self._remb_or_initial(now)
+        if loss > policy.decrease_above:
+            wait = policy.decrease_interval_s + (self._rtt_s or 0.0)
+            due = self._last_decrease_at is None or now - self._last_decrease_at >= wait
+            if sent > 0 and due:
+                if loss > policy.overflow_above:
+                    cut = min(bound, self._delivered_bps)
+                else:
+                    cut = min(bound, sent) * (1 - loss / 2)
+                if sent < policy.app_limited_share * bound:  # not testing the bound
+                    cut = max(cut, bound * policy.max_decrease)
+                bound = cut
+                self._last_decrease_at = now
+                self._probed_bps = None
+            self._last_increase_at = None
+        elif loss < increase_below:
+            bound = max(bound, self._delivered_bps)
+            if self._last_increase_at is not None:
+                elapsed = min(now - self._last_increase_at, 1.0)
+                grown = bound * policy.increase_per_s**elapsed
+                if sent >= policy.app_limited_share * bound:
+                    bound = grown
+                else:  # application-limited: rise only to a multiple of what we send
+                    bound = max(bound, min(grown, sent * policy.app_limited_reach))
+            self._last_increase_at = now
+        else:
+            self._last_increase_at = None
+        remb = self.remb_link_bps(now)
+        if (
+            loss < increase_below
+            and remb is not None
+            and self._delivered_bps > remb * policy.remb_distrust_margin
+        ):
+            if self._remb_contradicted_since is None:
+                self._remb_contradicted_since = now
+        else:
+            self._remb_contradicted_since = None
+        self._loss_bound = min(max(bound, policy.min_bps), policy.max_bps)
+        self._expire_remb(now)
+
+    def _since_last(
+        self, counters: tuple[int, int, int], first_seq: int | None
+    ) -> tuple[int, int] | None:
+        """(expected, lost) packets of one stream since its previous report, which it
+        replaces (expected 0: nothing new), or for its first report since `first_seq`; None
+        for a first report without it, or counters that went backwards or wrapped."""
+        ssrc, highest, lost = counters
+        before = self._counters.get(ssrc)
+        self._counters[ssrc] = (highest, lost)
+        if before is None and first_seq is not None:
+            # a receiver's extended numbers start at its first packet's (no cycles yet)
+            before = (first_seq - 1, 0)
+        if before is None:
+            return None
+        expected = highest - before[0]
+        if not 0 <= expected < 0x8000:
+            return None
+        return expected, min(max(lost - before[1], 0), expected)
+
+    def _count(self, interval: tuple[int, int] | None, now: float, outage: bool) -> float | None:
+        """Add one stream's (expected, lost) since its last report to the loss window; the
+        window's loss, or None when it holds too few packets to say (`loss_min_packets`,
+        `loss_evident_lost`). Reports after an outage are left out."""
+        window = self._losses
+        if interval is not None and not outage:
+            window.append((now, *interval))
+        # a decrease answered the loss before it: from then on the window holds only reports
+        # made since (those of the same compound report included), not the same loss again
+        cutoff = now - self.policy.loss_window_s
+        for start in (self._last_decrease_at, self._window_from):
+            if start is not None:
+                cutoff = max(cutoff, start)
+        while window and window[0][0] < cutoff:
+            window.popleft()
+        total = sum(e for _, e, _ in window)
+        lost = sum(n for _, _, n in window)
+        if total < self.policy.loss_min_packets and lost < self.policy.loss_evident_lost:
+            return None
+        return lost / total
+
+    def probe_passed(self, bps: float, now: float) -> None:
+        """A padding probe (`media.adapt.bandwidth_probe`) showed that the link carries `bps`: the
+        loss bound rises to it, and a REMB below it is not believed for `probed_trust_s` or
+        until loss cuts the bound (a receiver's REMB stays within 1.5 times what it received
+        before the probe, and climbs from there at 8% a second)."""
+        policy = self.policy
+        bps = min(max(bps, policy.min_bps), policy.max_bps)
+        self._loss_bound = max(self._loss_bound or 0.0, bps)
+        self._probed_bps = bps
+        self._probed_at = now
+        self._carried.add(bps, now)
+        self._last_increase_at = now
+
+    def restart_loss_window(self, now: float) -> None:
+        """Count only reports from `now` on in the loss (a probe starts: it is judged on what
+        the link did with it, not on the seconds before)."""
+        self._window_from = now
+
+    def estimate(self, now: float) -> LinkEstimate:
+        """The estimate at `now`."""
+        policy = self.policy
+        self._expire_remb(now)
+        remb = self._fresh_remb(now)
+        if self._loss_bound is None:
+            bps = remb if remb is not None else policy.initial_bps
+            bound = EstimateBound.REMB if remb is not None else EstimateBound.INITIAL
+        elif remb is not None and remb < self._loss_bound:
+            bps, bound = remb, EstimateBound.REMB
+        else:
+            bps, bound = self._loss_bound, EstimateBound.LOSS
+        return LinkEstimate(
+            bps=min(max(bps, policy.min_bps), policy.max_bps),
+            loss=self._loss or 0.0,
+            rtt_s=self._rtt_s or 0.0,
+            jitter_s=self._jitter_s or 0.0,
+            bound=bound,
+            sent_bps=self._sent.bps(now),
+            delivered_bps=self._delivered_bps,
+            loss_at=self._loss_at,
+            rtt_settled=self.rtt_settled(),
+            carried_bps=self._carried.peak or 0.0,
+        )
+
+    def _expire_remb(self, now: float) -> None:
+        """When the REMB goes quiet, the loss bound takes over from it (within `remb_pull`),
+        not from where it was before the REMB fell."""
+        if self._remb_bps is None or self._remb_expired or self._loss_bound is None:
+            return
+        if now - self._remb_at <= self.policy.remb_timeout_s:
+            return
+        self._remb_expired = True
+        pulled = max(self.remb_link_bps(now) or 0.0, self._delivered_bps, self._probed(now))
+        pulled *= self.policy.remb_pull
+        self._loss_bound = max(min(self._loss_bound, pulled), self.policy.min_bps)
+
+    def _probed(self, now: float) -> float:
+        """What a padding probe proved, while it still overrides the REMB (0 otherwise)."""
+        if self._probed_bps is None or now - self._probed_at > self.policy.probed_trust_s:
+            return 0.0
+        return self._probed_bps
+
+    def _fresh_remb(self, now: float) -> float | None:
+        """The REMB's bound while fresh: the REMB itself, or once contradicted, what gets
+        through times `remb_distrust_reach` (climbing with what is sent, not at 8% a second)."""
+        link = self.remb_link_bps(now)
+        if link is None or now - self._remb_at > self.policy.remb_timeout_s:
+            return None
+        since = self._remb_contradicted_since
+        policy = self.policy
+        wait = policy.remb_distrust_quick_s if self.rtt_settled() else policy.remb_distrust_s
+        remb = max(link, self._probed(now))
+        if since is not None and now - since >= wait:
+            return max(remb, self._delivered_bps * policy.remb_distrust_reach)
+        return remb
+
+    def _remb_or_initial(self, now: float) -> float:
+        remb = self._fresh_remb(now)
+        return remb if remb is not None else self.policy.initial_bps

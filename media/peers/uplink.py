@@ -1,0 +1,213 @@
+"""A participant's publishing ("up") connection: the client offers, the relay answers.
+
+Every offer is answered with one codec per track (the publisher's first choice) so what
+arrives can be forwarded as is; each sending m-line named in `sources` becomes an
+`InboundTrack` fed straight from the decrypted RTP. An offer with new ICE credentials is a
+new connection (the client reconnected): the old one is closed first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import Callable
+
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
+from aiortc import sdp as aiortc_sdp
+from aiortc.exceptions import (
+    InternalError,
+    InvalidAccessError,
+    InvalidStateError,
+    OperationError,
+)
+
+from media.adapt.publisher_cap import PublisherRemb, remb_sender
+from media.errors import NegotiationError
+from media.forward.forwarder import InboundTrack
+from media.peers.aiortc_bends import (
+    UplinkRtpTap,
+    bind_host_candidates,
+    receive_directly,
+    tap_relay_receiver,
+    transport_of,
+)
+from media.peers.codec_match import forwarded_codecs
+from media.peers.config import PeerConfig
+
+logger = logging.getLogger(__name__)
+
+SENDING = ("sendonly", "sendrecv")
+# What aiortc raises for an SDP it cannot parse or apply.
+SDP_ERRORS = (
+    ValueError, AssertionError, KeyError, IndexError, InternalError, InvalidAccessError,
+    InvalidStateError, OperationError,
+)
+_UFRAG = re.compile(r"^a=ice-ufrag:(\S+)", re.MULTILINE)
+
+ConnectionStateCallback = Callable[[str], None]
+
+
+def ice_ufrag(sdp: str) -> str | None:
+    """The first ICE username fragment in an SDP (the same for every bundled m-line)."""
+    match = _UFRAG.search(sdp)
+    return match.group(1) if match else None
+
+
+def connection_state_event(state: str) -> str | None:
+    """aiortc's connectionState as the `media_state` event names it (None: not reported)."""
+    return {
+        "connected": "connected",
+        "failed": "failed",
+        "closed": "disconnected",
+        "disconnected": "disconnected",
+    }.get(state)
+
+
+class Uplink:
+    """The relay's side of one participant's publishing connection."""
+
+    def __init__(
+        self,
+        participant_id: str,
+        config: PeerConfig,
+        on_tracks_changed: Callable[[], None],
+        on_state: ConnectionStateCallback,
+    ) -> None:
+        self.participant_id = participant_id
+        self.tracks: dict[str, InboundTrack] = {}
+        """mid -> the track published on that m-line."""
+        self._config = config
+        self._on_tracks_changed = on_tracks_changed
+        self._on_state = on_state
+        self._pc: RTCPeerConnection | None = None
+        self._ufrag: str | None = None
+        self._lock = asyncio.Lock()
+        self._state: str | None = None
+        self.remb = PublisherRemb(lambda: list(self.tracks.values()), remb_sender(lambda: self._pc))
+        """REMB capping the publisher when every subscriber of it is weak (media/publisher_cap)."""
+
+    @property
+    def connection_state(self) -> str:
+        return self._pc.connectionState if self._pc is not None else "new"
+
+    async def handle_offer(self, offer_sdp: str, sources: dict[str, str]) -> str:
+        """Apply the publisher's offer and return the relay's answer SDP."""
+        async with self._lock:
+            try:
+                return await self._handle_offer(offer_sdp, sources)
+            except SDP_ERRORS as exc:
+                raise NegotiationError(f"cannot apply the publisher's offer: {exc}") from exc
+
+    async def _handle_offer(self, offer_sdp: str, sources: dict[str, str]) -> str:
+        ufrag = ice_ufrag(offer_sdp)
+        if self._pc is not None and ufrag != self._ufrag:
+            await self._close_connection()
+        parsed = aiortc_sdp.SessionDescription.parse(offer_sdp)
+        if self._pc is None:
+            self._open_connection()
+        self._ufrag = ufrag
+        pc = self._pc
+        assert pc is not None
+        await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+        dtls = transport_of(pc)
+        assert dtls is not None
+        tap = UplinkRtpTap.on(dtls)
+        media = {m.rtp.muxId: m for m in parsed.media if m.kind in ("audio", "video")}
+        changed = False
+        for transceiver in pc.getTransceivers():
+            receiver = transceiver.receiver
+            if not getattr(receiver, "_tongxin_tapped", False):
+                tap_relay_receiver(receiver)
+                receiver._tongxin_tapped = True  # type: ignore[attr-defined]
+            transceiver._codecs = forwarded_codecs(transceiver._codecs)
+            mid = transceiver.mid
+            m = media.get(mid) if mid is not None else None
+            sending = m is not None and m.direction in SENDING and m.port != 0
+            source = sources.get(mid) if sending and mid is not None else None
+            current = self.tracks.get(mid) if mid is not None else None
+            if current is not None and current.source != source:
+                self._remove_track(mid, receiver, tap)  # type: ignore[arg-type]
+                current = None
+                changed = True
+            if source is not None and current is None and transceiver._codecs and m is not None:
+                primary, rtx = _ssrcs(m)
+                track = InboundTrack(
+                    self.participant_id, source, list(transceiver._codecs),
+                    send_pli=_pli_sender(receiver),
+                )
+                tap.route(receiver, track.on_packet, primary, rtx, transceiver._codecs)
+                self.tracks[mid] = track  # type: ignore[index]
+                changed = True
+        answer = await pc.createAnswer()
+        bind_host_candidates(pc, self._config.udp_host)
+        await pc.setLocalDescription(answer)
+        if changed:
+            self._on_tracks_changed()
+        return pc.localDescription.sdp
+
+    def _remove_track(self, mid: str, receiver: RTCRtpReceiver, tap: UplinkRtpTap) -> None:
+        track = self.tracks.pop(mid)
+        tap.unroute(receiver)
+        track.close()
+
+    def _open_connection(self) -> None:
+        pc = self._config.new_peer_connection()
+        self._pc = pc
+
+        @pc.on("connectionstatechange")
+        def _on_change() -> None:
+            if pc is not self._pc:
+                return
+            if pc.connectionState == "connected":
+                dtls = transport_of(pc)
+                if dtls is not None:
+                    receive_directly(dtls)
+                if self._config.adaptation:
+                    self.remb.start()
+            state = connection_state_event(pc.connectionState)
+            if state is not None and state != self._state:
+                self._state = state
+                self._on_state(state)
+
+    async def _close_connection(self) -> None:
+        pc, self._pc = self._pc, None
+        had_tracks = bool(self.tracks)
+        for track in self.tracks.values():
+            track.close()
+        self.tracks.clear()
+        self._state = None
+        if pc is not None:
+            with contextlib.suppress(Exception):
+                await pc.close()
+        if had_tracks:
+            self._on_tracks_changed()
+
+    async def close(self) -> None:
+        """Close the connection; its tracks stop being forwarded."""
+        await self.remb.stop()
+        async with self._lock:
+            await self._close_connection()
+
+
+def _ssrcs(media: aiortc_sdp.MediaDescription) -> tuple[int | None, int | None]:
+    """(primary, RTX) SSRCs an m-line announces, from its FID group when it has one."""
+    for group in media.ssrc_group:
+        if group.semantic == "FID" and len(group.items) == 2:
+            return int(group.items[0]), int(group.items[1])
+    if media.ssrc:
+        return media.ssrc[0].ssrc, None
+    return None, None
+
+
+_pending_rtcp: set[asyncio.Future[None]] = set()
+
+
+def _pli_sender(receiver: RTCRtpReceiver) -> Callable[[int], None]:
+    def send_pli(media_ssrc: int) -> None:
+        task = asyncio.ensure_future(receiver._send_rtcp_pli(media_ssrc))
+        _pending_rtcp.add(task)
+        task.add_done_callback(_pending_rtcp.discard)
+
+    return send_pli

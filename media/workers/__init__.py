@@ -1,0 +1,2 @@
+"""Media worker processes: the process itself, the pool signaling drives, and the socket
+channel between them."""

@@ -1,0 +1,227 @@
+"""Padding probes as a pure decision: when one starts, where it aims, and its verdict."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from media.adapt.bandwidth_probe import (
+    ProbeInputs,
+    ProbePolicy,
+    ProbeState,
+    ProbeStep,
+    ProbeVerdict,
+    probe_step,
+    probe_target,
+    probe_unsent,
+)
+
+POLICY = ProbePolicy()
+
+# After a dip: audio only (with the heartbeat) at 90k on a link that carried 900k a minute ago.
+AFTER_DIP = ProbeInputs(
+    estimate_bps=90_000,
+    loss=0.005,
+    loss_at=9.8,
+    rtt_sample_s=0.004,
+    rtt_settled=True,
+    carried_bps=900_000,
+    sent_bps=85_000,
+    delivered_bps=84_000,
+    spent_bps=75_000,
+    wanted_bps=1_000_000,
+    can_pad=True,
+    busy=False,
+)
+
+
+@pytest.mark.parametrize(
+    ("change", "target"),
+    [
+        # what the link carried lately
+        ({}, 900_000),
+        # never more than everything wanted, with the margin that puts its rungs in reach
+        ({"wanted_bps": 500_000}, 625_000),
+        # nothing carried lately that is worth more: a quarter over the estimate (twice it
+        # overflowed a weak link by 23% and the receiver's REMB fell for 6 s)
+        ({"carried_bps": 100_000}, 112_500),
+        ({"carried_bps": 0.0, "estimate_bps": 300_000}, 375_000),
+    ],
+)
+def test_a_probe_aims_at_what_the_link_carried_or_a_quarter_over_the_estimate(
+    change: dict[str, float], target: float
+) -> None:
+    assert probe_target(replace(AFTER_DIP, **change)) == pytest.approx(target)
+
+
+@pytest.mark.parametrize(
+    ("change", "state", "why"),
+    [
+        ({"can_pad": False}, ProbeState(), "no paused video stream to carry the padding"),
+        ({"busy": True}, ProbeState(), "a rung probe runs"),
+        ({"rtt_settled": False}, ProbeState(), "a queue: the link has not drained"),
+        ({"loss": 0.08}, ProbeState(), "loss too high"),
+        ({"loss": 0.08, "loss_at": 8.5}, ProbeState(), "loss too high, read 1.5 s ago"),
+        ({"wanted_bps": 80_000}, ProbeState(), "not worth it: wants little more"),
+        ({"estimate_bps": 1_300_000}, ProbeState(), "the estimate covers everything"),
+        ({}, ProbeState(next_at=12.0), "the interval after a failure"),
+    ],
+)
+def test_no_probe_starts(change: dict[str, object], state: ProbeState, why: str) -> None:
+    step = probe_step(state, replace(AFTER_DIP, **change), now=10.0)
+    assert step.verdict is ProbeVerdict.IDLE, why
+    assert step.pad_bps == 0.0 and not step.state.running
+
+
+def read(now: float, **change: object) -> ProbeInputs:
+    """The inputs after the dip with a loss reading just made at `now`."""
+    return replace(AFTER_DIP, loss_at=now, **change)
+
+
+def run(
+    state: ProbeState, ticks: list[ProbeInputs], policy: ProbePolicy = POLICY
+) -> list[ProbeStep]:
+    """Each tick's step; a tick's clock is its reading's time."""
+    out = []
+    for inputs in ticks:
+        assert inputs.loss_at is not None
+        step = probe_step(state, inputs, inputs.loss_at, policy)
+        state = step.state
+        out.append(step)
+    return out
+
+
+def test_a_probe_pads_up_to_its_target_then_waits_and_passes() -> None:
+    steps = run(
+        ProbeState(),
+        [
+            read(10.0),  # a tick of padding (half a second)
+            read(10.5, sent_bps=600_000),  # the padding stopped: the reports are awaited
+            read(11.0, sent_bps=300_000, delivered_bps=700_000),  # a report saw its peak
+            read(11.5, loss=0.01),
+        ],
+    )
+    assert [s.verdict for s in steps] == [
+        ProbeVerdict.STARTED,
+        ProbeVerdict.WAITING,
+        ProbeVerdict.WAITING,
+        ProbeVerdict.PASSED,
+    ]
+    assert steps[0].pad_bps == pytest.approx(900_000 - 75_000)
+    # credited: the target (what the link took for the probe's half second) less the loss;
+    # the one-second meters read the half-second probe at about half
+    assert steps[-1].carried_bps == pytest.approx(900_000 * 0.99)
+    assert not steps[-1].state.running
+
+
+def test_a_longer_probe_pads_on_each_tick_while_a_stream_is_paused() -> None:
+    longer = ProbePolicy(duration_s=1.0)
+    steps = run(ProbeState(), [read(10.0), read(10.5, spent_bps=100_000)], longer)
+    assert [s.verdict for s in steps] == [ProbeVerdict.STARTED, ProbeVerdict.PADDING]
+    assert steps[1].pad_bps == pytest.approx(900_000 - 100_000)
+    step = probe_step(steps[1].state, read(10.5, can_pad=False), 10.5, longer)
+    assert step.verdict is ProbeVerdict.WAITING and step.pad_bps == 0.0
+
+
+def test_a_stale_loss_reading_does_not_hold_a_probe_off() -> None:
+    # 65% read during the dip, 2.5 s ago; the RTT is back at its floor since
+    step = probe_step(ProbeState(), replace(AFTER_DIP, loss=0.65, loss_at=7.5), 10.0)
+    assert step.verdict is ProbeVerdict.STARTED
+    # no baseline either: the verdict takes the loss up to loss_max as the link's own
+    assert step.state.loss_before == POLICY.loss_max
+    stale_low = probe_step(ProbeState(), replace(AFTER_DIP, loss=0.04, loss_at=7.5), 10.0)
+    assert stale_low.state.loss_before == 0.04
+
+
+def test_a_probe_without_a_reading_since_its_start_fails() -> None:
+    stale = replace(AFTER_DIP, loss_at=9.8)
+    steps = [probe_step(ProbeState(), stale, 10.0)]
+    for now in (10.5, 11.0, 11.5, 12.0, 12.5):
+        steps.append(probe_step(steps[-1].state, stale, now))
+    verdicts = [s.verdict for s in steps]
+    assert verdicts[1:5] == [ProbeVerdict.WAITING] * 4, "its verdict is due at 11.5"
+    assert verdicts[-1] is ProbeVerdict.FAILED
+
+
+def test_after_a_pass_the_next_probe_may_start_soon() -> None:
+    steps = run(ProbeState(), [read(10.0), read(10.5), read(11.5)])
+    assert steps[-1].verdict is ProbeVerdict.PASSED
+    assert probe_step(steps[-1].state, read(12.0), 12.0).verdict is ProbeVerdict.STARTED
+
+
+@pytest.mark.parametrize(
+    ("at", "change", "why"),
+    [
+        # a loss spike ends it at once, padding or not
+        (10.5, {"loss": 0.15}, "loss spike while padding"),
+        # an RTT sample rose by 60 ms or more: the link queued the padding
+        (11.0, {"rtt_sample_s": 0.1}, "queue"),
+        # at the verdict: loss risen by 3 points over where it started
+        (11.5, {"loss": 0.04}, "loss rose"),
+    ],
+)
+def test_a_probe_fails_and_the_next_waits_twice_as_long(
+    at: float, change: dict[str, float], why: str
+) -> None:
+    ticks = [read(now, **(change if now == at else {})) for now in (10.0, 10.5, 11.0, 11.5)]
+    steps = run(ProbeState(), [t for t in ticks if t.loss_at is not None and t.loss_at <= at])
+    assert steps[-1].verdict is ProbeVerdict.FAILED, why
+    state = steps[-1].state
+    assert not state.running
+    assert state.next_at == pytest.approx(at + POLICY.interval_s)
+    assert state.interval_s == pytest.approx(2 * POLICY.interval_s)
+    # and the next failure doubles it again
+    again = probe_step(state, read(state.next_at), state.next_at).state
+    failed = probe_step(again, read(state.next_at + 0.5, loss=0.2), state.next_at + 0.5).state
+    assert failed.interval_s == pytest.approx(4 * POLICY.interval_s)
+
+
+def test_a_link_with_random_loss_may_pass() -> None:
+    lossy = [read(now, loss=0.04) for now in (10.0, 10.5, 11.0)]  # its own 4%
+    steps = run(ProbeState(), [*lossy, read(11.5, loss=0.05)])
+    assert steps[-1].verdict is ProbeVerdict.PASSED
+
+
+
+@pytest.mark.parametrize(
+    ("sent", "delivered", "carried"),
+    [
+        (400_000, 380_000, 900_000 * 0.99),  # the target
+        (950_000, 380_000, 950_000 * 0.99),  # more was sent (media besides the padding)
+        (400_000, 950_000, 950_000),  # a report saw more get through
+    ],
+)
+def test_a_passed_probe_credits_the_most_it_saw_carried(
+    sent: float, delivered: float, carried: float
+) -> None:
+    steps = run(
+        ProbeState(),
+        [read(10.0), read(10.5, sent_bps=sent, delivered_bps=delivered), read(11.5, loss=0.01)],
+    )
+    assert steps[-1].verdict is ProbeVerdict.PASSED
+    assert steps[-1].carried_bps == pytest.approx(carried)
+
+
+def test_a_probe_that_could_not_pad_is_no_probe() -> None:
+    started = probe_step(ProbeState(), read(10.0), 10.0).state
+    unsent = probe_unsent(started, 10.0)
+    assert not unsent.running and unsent.next_at == pytest.approx(10.0 + POLICY.again_s)
+
+
+@pytest.mark.parametrize(
+    ("peak", "verdict"),
+    [
+        (0.004, ProbeVerdict.PASSED),
+        (0.05, ProbeVerdict.PASSED),  # 46 ms: jitter, not a queue
+        (0.07, ProbeVerdict.FAILED),  # a sender report waited 66 ms in the padding's queue
+        (None, ProbeVerdict.PASSED),  # no sample (none was taken): the loss decides
+    ],
+)
+def test_a_queue_seen_in_any_rtt_sample_during_the_probe_fails_it(
+    peak: float | None, verdict: ProbeVerdict
+) -> None:
+    # the glue hands the highest sample since the start, so a short queue is not missed
+    ticks = [read(10.0), read(10.5, rtt_sample_s=peak), read(11.5, rtt_sample_s=peak)]
+    verdicts = [s.verdict for s in run(ProbeState(), ticks)]
+    assert verdicts[1:] in ([ProbeVerdict.WAITING, verdict], [verdict, ProbeVerdict.IDLE])
