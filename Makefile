@@ -16,10 +16,12 @@ system-deps:
 serve: venv
 	$(VENV)/bin/tongxin serve $(ARGS)
 
-## Install system parts and test dependencies, then run every test (lint included).
+## Install system parts and test dependencies, then run every test (lint and types included).
 test: system-deps venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q -ra $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
