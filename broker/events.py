@@ -37,7 +37,7 @@ class BrokerEvent(Struct, frozen=True, kw_only=True, tag_field="type"):
     """When it happened, epoch seconds."""
 
 
-class ClassStateChanged(BrokerEvent, tag="class_state"):
+class ClassStateChanged(BrokerEvent, tag="class_state", frozen=True):
     """A class was scheduled, went live or ended."""
 
     session: str
@@ -48,7 +48,7 @@ class ClassStateChanged(BrokerEvent, tag="class_state"):
     """Who caused it (a participant id, or `system`)."""
 
 
-class PresenceChanged(BrokerEvent, tag="presence"):
+class PresenceChanged(BrokerEvent, tag="presence", frozen=True):
     """A participant arrived in or left a class (heartbeats keep presence alive)."""
 
     session: str
@@ -58,7 +58,7 @@ class PresenceChanged(BrokerEvent, tag="presence"):
     present: bool
 
 
-class SpotlightChanged(BrokerEvent, tag="spotlight"):
+class SpotlightChanged(BrokerEvent, tag="spotlight", frozen=True):
     """The teacher called on a classroom (everyone sees and hears it), or returned to none."""
 
     session: str
@@ -67,7 +67,7 @@ class SpotlightChanged(BrokerEvent, tag="spotlight"):
     by: str
 
 
-class HandsChanged(BrokerEvent, tag="hands"):
+class HandsChanged(BrokerEvent, tag="hands", frozen=True):
     """The queue of raised hands changed; `queue` is the whole queue, first raised first."""
 
     session: str
@@ -75,7 +75,7 @@ class HandsChanged(BrokerEvent, tag="hands"):
     """Participant ids (classroom site ids) with a raised hand, in the order they raised it."""
 
 
-class ConsultStateChanged(BrokerEvent, tag="consult_state"):
+class ConsultStateChanged(BrokerEvent, tag="consult_state", frozen=True):
     """A consult moved: claimed, escalated, admitted, handed over, released, ended, cancelled."""
 
     session: str
@@ -93,7 +93,7 @@ class ConsultStateChanged(BrokerEvent, tag="consult_state"):
     """How it ended, once ended."""
 
 
-class QueueChanged(BrokerEvent, tag="queue_changed"):
+class QueueChanged(BrokerEvent, tag="queue_changed", frozen=True):
     """A waiting queue gained or lost a request; consoles re-read their lists."""
 
     specialty: str
@@ -104,7 +104,7 @@ class QueueChanged(BrokerEvent, tag="queue_changed"):
     cancelled)."""
 
 
-class ExpertAssignment(BrokerEvent, tag="assignment"):
+class ExpertAssignment(BrokerEvent, tag="assignment", frozen=True):
     """One of this expert's consults changed hands or ended."""
 
     expert_id: str

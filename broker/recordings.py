@@ -10,6 +10,7 @@ audited with who and when); a refusal sticks for the consult. Records live in th
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import uuid
 from enum import StrEnum
@@ -238,7 +239,7 @@ class RecordingService:
             await self._put(msgspec.structs.replace(recording,
                                                     progress=min(1.0, max(0.0, progress))))
 
-    async def finish(self, recording_id: str, renditions: list[Rendition],
+    async def finish(self, recording_id: str, renditions: builtins.list[Rendition],
                      duration_s: float | None = None) -> Recording | None:
         recording = await self.find(recording_id)
         if recording is None:
@@ -269,7 +270,7 @@ class RecordingService:
         await self._audit.append(actor, AuditAction.RECORDING_STOP, session=recording.session,
                                  detail={"recording": recording.id, "deleted": True})
 
-    async def sweep(self, retention_days: float) -> list[str]:
+    async def sweep(self, retention_days: float) -> builtins.list[str]:
         """Delete recordings older than the retention period; their ids."""
         now = self._clock()
         gone = []

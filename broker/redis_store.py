@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.asyncio.retry import Retry
@@ -27,8 +27,6 @@ from redis.exceptions import RedisError, ResponseError
 from broker.errors import StoreUnavailable
 from broker.redis_subscription import RedisSubscription, unavailable
 from broker.store import LogEntry, log_id_key
-
-T = TypeVar("T")
 
 LOG_FIELD = b"d"
 """The one stream field holding a log entry's bytes."""
@@ -147,7 +145,12 @@ class RedisStore:
     def _log(self, name: str) -> str:
         return f"{self.prefix}log:{name}"
 
-    async def _call(self, what: str, awaitable: Awaitable[T]) -> T:
+    async def _call(self, what: str, awaitable: Awaitable[Any]) -> Any:
+        """Await one Redis command within the operation timeout, as StoreUnavailable on failure.
+
+        Replies are typed Any: redis-py's annotations cannot say this client was made with
+        decode_responses=False, so every reply here is bytes (or ints, lists of them) and each
+        caller converts it to the store contract's type on the spot."""
         try:
             async with asyncio.timeout(self.op_timeout):
                 return await awaitable
@@ -243,7 +246,8 @@ class RedisStore:
                 found.add(bytes(raw).decode().removeprefix(namespace))
             return sorted(found)
 
-        return await self._call("keys", scan())
+        listed: list[str] = await self._call("keys", scan())
+        return listed
 
     # --- maps -----------------------------------------------------------------------------
     async def map_set(self, name: str, field: str, value: bytes) -> None:

@@ -16,6 +16,7 @@ from media.backend import MediaEventCallback
 from media.errors import MediaUnavailable
 from media.peers.config import PeerConfig, ice_servers_from
 from media.rooms.host import RoomHost
+from media.workers.pool import WorkerPool
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ class MediaService:
         self._callbacks: list[MediaEventCallback] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._local: RoomHost | None = None
-        self._pool: Any = None
+        self._pool: WorkerPool | None = None
 
     def on_event(self, callback: MediaEventCallback) -> None:
         self._callbacks.append(callback)
@@ -58,8 +59,6 @@ class MediaService:
         if self.workers == 0:
             self._local = RoomHost(self._config, self._emit_soon)
             return
-        from media.workers.pool import WorkerPool
-
         self._pool = WorkerPool(
             self.workers,
             ice_servers=self._ice_servers,

@@ -222,8 +222,9 @@ def probe_step(
 def _running(
     state: ProbeState, inputs: ProbeInputs, now: float, policy: ProbePolicy
 ) -> ProbeStep:
-    assert state.started_at is not None
-    elapsed = now - state.started_at
+    started_at = state.started_at
+    assert started_at is not None
+    elapsed = now - started_at
     if elapsed > 0:  # the first tick's rates predate the padding
         state = replace(
             state,
@@ -231,7 +232,7 @@ def _running(
             delivered_bps=max(state.delivered_bps, inputs.delivered_bps),
         )
     # only readings since the start are about the probe (the loss window restarted with it)
-    reported = inputs.loss_at is not None and inputs.loss_at > state.started_at
+    reported = inputs.loss_at is not None and inputs.loss_at > started_at
     loss = inputs.loss if reported else 0.0
     before, peak = state.rtt_before_s, inputs.rtt_sample_s
     queued = before is not None and peak is not None and peak > before + policy.rtt_rise_s

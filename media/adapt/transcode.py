@@ -219,7 +219,7 @@ class LowEncoder:
 
     def decode(self, frame: EncodedFrame) -> list[av.VideoFrame]:
         """Decoded pictures of one frame; raises av.FFmpegError on a broken frame."""
-        return list(self._decoder.decode(av.Packet(frame.data)))  # type: ignore[arg-type]
+        return list(self._decoder.decode(av.Packet(frame.data)))
 
     def encode(self, picture: av.VideoFrame, keyframe: bool) -> tuple[bytes, bool]:
         """(encoded frame, is a keyframe) of one decoded picture, scaled to the low size."""
@@ -261,7 +261,7 @@ class LowEncoder:
             "static-thresh": "1",
             "noise-sensitivity": "0",
         }
-        return encoder  # type: ignore[return-value]
+        return encoder
 
 
 class LowRendition:

@@ -244,6 +244,7 @@ class TrackFile:
         return ".ts" if codec == "h264" else ".mkv"
 
     def _open(self, frame: EncodedFrame) -> bool:
+        stream: av.VideoStream | av.AudioStream
         if self.codec == "h264":
             container = av.open(str(self.path), "w", format="mpegts",
                                 options={"flush_packets": "1"})
@@ -262,8 +263,9 @@ class TrackFile:
             container = av.open(str(self.path), "w", format="matroska",
                                 options={"cluster_time_limit": str(CLUSTER_MS),
                                          "flush_packets": "1"})
-            stream = container.add_stream("libopus", rate=48000)
-            stream.codec_context.extradata = OPUS_HEAD
+            audio = container.add_stream("libopus", rate=48000)
+            audio.codec_context.extradata = OPUS_HEAD
+            stream = audio
         else:
             raise ValueError(f"cannot record codec {self.codec!r}")
         stream.time_base = self._time_base
@@ -400,8 +402,8 @@ class RoomRecorder:
         self._put(("manifest", self._manifest()))
 
     def _on_packet(self, tapped: _Tapped, packet: RtpPacket) -> None:
-        frames = tapped.assembler.push(packet.sequence_number, packet.timestamp, packet.marker,
-                                       packet.payload)
+        frames = tapped.assembler.push(packet.sequence_number, packet.timestamp,
+                                       bool(packet.marker), packet.payload)
         for frame in frames:
             if tapped.info.start_s is None:
                 if not frame.keyframe:

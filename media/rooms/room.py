@@ -7,6 +7,7 @@ hands each participant's downlink its new set of tracks.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -72,7 +73,7 @@ class Room:
             downlink = Downlink(
                 participant_id,
                 self._config,
-                lambda event, pid=participant_id: self._emit(pid, event),
+                functools.partial(self._emit, participant_id),
                 self._priority,
             )
             self._participants[participant_id] = _Participant(role, downlink)
@@ -94,14 +95,12 @@ class Room:
         if bad:
             raise MediaUserError(f"unknown sources {bad}; expected some of {list(SOURCES)}")
         if participant.uplink is None:
-            participant.uplink = Uplink(
-                participant_id,
-                self._config,
-                self._reroute,
-                lambda state, pid=participant_id: self._emit(
-                    pid, {"type": "media_state", "state": state, "direction": "up"}
-                ),
-            )
+
+            def uplink_state(state: str) -> None:
+                self._emit(participant_id, {"type": "media_state", "state": state,
+                                            "direction": "up"})
+
+            participant.uplink = Uplink(participant_id, self._config, self._reroute, uplink_state)
         return await participant.uplink.handle_offer(offer_sdp, sources)
 
     async def subscriber_answer(self, participant_id: str, answer_sdp: str) -> None:

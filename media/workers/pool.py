@@ -17,6 +17,7 @@ import multiprocessing
 import socket
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 from media.errors import MediaError, MediaUnavailable, UnknownRoom, WorkerLost
@@ -67,7 +68,7 @@ class _RoomRecord:
 class _Worker:
     """One worker process and the socket to it."""
 
-    def __init__(self, index: int, process: Any) -> None:
+    def __init__(self, index: int, process: BaseProcess) -> None:
         self.index = index
         self.process = process
         self.alive = True
