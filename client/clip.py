@@ -20,6 +20,7 @@ from pathlib import Path
 import av
 import msgspec
 from aiortc.mediastreams import MediaStreamTrack
+from av.stream import Stream
 
 CLIP_FORMAT_VERSION = 1
 VIDEO_SOURCE = "testsrc2=size={w}x{h}:rate={fps},noise=alls=8:allf=t"
@@ -116,7 +117,7 @@ def encode_video_clip(
     frames: list[bytes] = []
     keyframes: list[int] = []
 
-    def take(packets: list[av.Packet]) -> None:
+    def take(packets: list[av.Packet[Stream]]) -> None:
         for packet in packets:
             if packet.is_keyframe:
                 keyframes.append(len(frames))
@@ -158,9 +159,9 @@ def normalized_frame(codec: str, data: bytes) -> bytes:
     """A frame as a receiver reassembles it: H.264 NAL units each behind a 4-byte start code."""
     if codec != "h264":
         return data
-    from aiortc.codecs.h264 import H264Encoder
+    from media.peers.aiortc_bends import h264_nal_units
 
-    return b"".join(b"\x00\x00\x00\x01" + nal for nal in H264Encoder._split_bitstream(data))
+    return b"".join(b"\x00\x00\x00\x01" + nal for nal in h264_nal_units(data))
 
 
 def frame_digest(data: bytes) -> bytes:
@@ -200,7 +201,7 @@ class ClipTrack(MediaStreamTrack):
         self.keyframe_requests += 1
         self._jump = True
 
-    async def recv(self) -> av.Packet:
+    async def recv(self) -> av.Packet[Stream]:
         if self._start is None:
             self._start = self._clock()
         delay = self._start + self._count * self.clip.frame_seconds - self._clock()

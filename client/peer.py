@@ -10,6 +10,7 @@ each frame's digest (bit-identity), first-frame time and, when the publisher sha
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import logging
 import time
@@ -21,13 +22,14 @@ from aiortc import RTCPeerConnection, RTCRtpSender, RTCRtpTransceiver, RTCSessio
 from aiortc.codecs import is_rtx
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import MediaStreamTrack
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
 
 from client.clip import ClipTrack, frame_digest
 from media.peers.aiortc_bends import (
     bind_host_candidates,
     on_keyframe_request,
     receive_directly,
+    stop_remote_bitrate_estimate,
     tap_client_receiver,
     transport_of,
 )
@@ -84,11 +86,11 @@ class ReceivedTrack:
     codec: str = ""
     frames: int = 0
     bytes: int = 0
-    digests: list[bytes] = field(default_factory=list)
+    digests: list[builtins.bytes] = field(default_factory=list)
     first_frame_at: float | None = None
     last_frame_at: float | None = None
     latencies_ms: list[float] = field(default_factory=list)
-    arrivals: list[tuple[bytes, float]] = field(default_factory=list)
+    arrivals: list[tuple[builtins.bytes, float]] = field(default_factory=list)
     """(digest, arrival time) of every `sample_every`-th video frame, for latency elsewhere."""
     keyframe_sizes: list[tuple[int, int]] = field(default_factory=list)
     """(width, height) of each VP8 keyframe received, in order."""
@@ -185,6 +187,11 @@ class PeerClient:
     def down_state(self) -> str:
         return self._down.connectionState if self._down else "new"
 
+    @property
+    def down_generation(self) -> int | None:
+        """The `connection` number of the relay offer the down connection answers (None: none)."""
+        return self._down_generation
+
     # -- receiving ---------------------------------------------------------------------------
 
     async def on_offer(self, event: Mapping[str, Any]) -> None:
@@ -227,7 +234,7 @@ class PeerClient:
         self._tapped.add(id(receiver))
         if not self._estimate_bandwidth:
             # no REMB: aiortc's estimator is the costliest part of its receive path
-            receiver._RTCRtpReceiver__remote_bitrate_estimator = None  # type: ignore[attr-defined]
+            stop_remote_bitrate_estimate(receiver)
 
         def on_frame(codec: RTCRtpCodecParameters, frame: JitterFrame, arrival: float) -> None:
             mid = transceiver.mid
@@ -297,7 +304,7 @@ class PeerClient:
                 await pc.close()
 
 
-def _preferences(kind: str, codec: str) -> list[Any]:
+def _preferences(kind: str, codec: str) -> list[RTCRtpCodecCapability]:
     """Codec preferences for publishing with `codec` ("vp8", "h264", "opus") only."""
     caps = RTCRtpSender.getCapabilities(kind).codecs
     chosen = [

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import urlparse
 
@@ -116,7 +116,8 @@ class SignalingClient:
         try:
             await ws.send_str(json.dumps(join))
             msg = await ws.receive(timeout=timeout)
-            frame = json.loads(msg.data) if msg.type == aiohttp.WSMsgType.TEXT else None
+            text = msg.type == aiohttp.WSMsgType.TEXT
+            frame: dict[str, Any] | None = json.loads(msg.data) if text else None
         except BaseException:
             await ws.close()
             raise
@@ -178,7 +179,7 @@ class SignalingClient:
             return
         self.frames.put_nowait({"type": "_closed", "code": ws.close_code})
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._moves.add(task)
         task.add_done_callback(self._moves.discard)

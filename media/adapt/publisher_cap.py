@@ -15,18 +15,17 @@ the last REMB it got.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from aiortc import RTCPeerConnection
-from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci
 
 from media.adapt.rung import Rung
 from media.adapt.ticker import Ticker
 from media.forward.forwarder import InboundTrack
+from media.peers.aiortc_bends import send_remb
 
 logger = logging.getLogger(__name__)
 
@@ -107,9 +106,6 @@ RembSender = Callable[[int, list[int]], None]
 """(bitrate, media SSRCs) -> sends one REMB to the publisher."""
 
 
-_pending: set[asyncio.Future[None]] = set()
-
-
 def remb_sender(pc: Callable[[], RTCPeerConnection | None]) -> RembSender:
     """Sends REMB over the RTCP of the peer connection `pc()` returns (through one of its
     receivers, as aiortc's own receiver sends it)."""
@@ -119,18 +115,8 @@ def remb_sender(pc: Callable[[], RTCPeerConnection | None]) -> RembSender:
         if connection is None:
             return
         for transceiver in connection.getTransceivers():
-            receiver = transceiver.receiver
-            rtcp_ssrc = getattr(receiver, "_RTCRtpReceiver__rtcp_ssrc", None)
-            if rtcp_ssrc is None:
-                continue
-            packet = RtcpPsfbPacket(
-                fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0,
-                fci=pack_remb_fci(bitrate, ssrcs),
-            )
-            task = asyncio.ensure_future(receiver._send_rtcp(packet))
-            _pending.add(task)
-            task.add_done_callback(_pending.discard)
-            return
+            if send_remb(transceiver.receiver, bitrate, ssrcs):
+                return
 
     return send
 

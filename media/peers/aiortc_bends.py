@@ -1,7 +1,12 @@
-"""The one place where Tongxin bends aiortc 1.16 / aioice 0.13, and why.
+"""The one place where Tongxin bends aiortc 1.16 / aioice 0.13 / pylibsrtp, and why.
 
 aiortc decodes every received track in a thread and encodes every sent track per sender. A
-relay must do neither, and its hot path must stay a few operations per packet. What changes:
+relay must do neither, and its hot path must stay a few operations per packet. Every use of a
+private attribute of an aiortc, aioice or pylibsrtp object (and every monkeypatch of one) in
+Tongxin is a named function or class here, whose docstring says which internal it relies on
+and why the public API is not enough; `BENT_PRIVATE_NAMES` lists them all, and
+tests/media/peers/test_aiortc_bends.py has a test per bend (and fails if a name listed here is
+used anywhere else). What changes:
 
 1. Decoder threads (`RTCRtpReceiver.receive` starts one): a receiver whose decoder queue is an
    `EncodedFrameSink` gets the sink as its "thread" instead, so complete encoded frames from
@@ -14,11 +19,15 @@ relay must do neither, and its hot path must stay a few operations per packet. W
    no REMB of its own: aiortc's delay-based estimate is computed from when the relay's event
    loop handled each packet, so on a busy relay it read queueing as congestion and held a
    Chromium teacher at ~60 kbit/s and 1-3 fps on a clean link (measured by
-   `tongxin bench weaklink`). A publisher is capped only by `media.adapt.publisher_cap`'s REMB, and
-   otherwise by its own loss-based control.
+   `tongxin bench weaklink`). A publisher is capped only by `media.adapt.publisher_cap`'s REMB
+   (`send_remb`), and otherwise by its own loss-based control; the forwarder asks for
+   keyframes with `send_pli`.
 3. Relay senders: they get a `HeldTrack` whose `recv()` never returns, so aiortc's encoder
    loop never encodes; their sender reports are filled from the forwarder's counters (aiortc
-   would report zeros) and the RTCP a subscriber sends about them goes to the forwarder.
+   would report zeros) and the RTCP a subscriber sends about them goes to the forwarder. The
+   forwarder writes their SSRCs (`sender_ssrcs`) and reads what was negotiated
+   (`negotiated_codecs`, `negotiated_header_extension_ids`); an uplink answers with only the
+   forwarded codec (`set_negotiated_codecs`).
 4. The datagram path of a downlink: `datagram_sender` binds SRTP protect and the UDP
    socket's `sendto` once, instead of aiortc's per-packet coroutine chain (`_send_rtp` ->
    `Connection.send` -> `StunProtocol.send_data`); `receive_directly` decrypts incoming
@@ -28,9 +37,10 @@ relay must do neither, and its hot path must stay a few operations per packet. W
    `bind_host_candidates` gathers on one chosen address (loopback in tests).
 6. Client receivers: aiortc maps RTP timestamps to start at zero; `tap_client_receiver` keeps
    them as sent, records when each timestamp's last packet arrived (for latency), and routes
-   RTX by SSRC (aiortc routes it by payload type, ambiguous with several video m-lines).
-
-tests/media/peers/test_aiortc_bends.py fails if an aiortc upgrade breaks any of these.
+   RTX by SSRC (aiortc routes it by payload type, ambiguous with several video m-lines);
+   `stop_remote_bitrate_estimate` spares a load-test client aiortc's costliest receive step.
+7. Codecs: `h264_nal_units` splits H.264 the way aiortc's packetizer does, so the client can
+   name a frame by the bytes a receiver reassembles.
 """
 
 from __future__ import annotations
@@ -40,20 +50,32 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Protocol, cast
 
 import aiortc.rtcrtpreceiver as aiortc_receiver_module
 import pylibsrtp
-from aioice.ice import StunProtocol
-from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
+from aioice.ice import Connection, StunProtocol
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.codecs import is_rtx
+from aiortc.codecs.h264 import H264Encoder
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcdtlstransport import RTCDtlsTransport, State
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpReceiveParameters
-from aiortc.rtp import AnyRtcpPacket, RtcpSrPacket, RtpPacket, unwrap_rtx
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    AnyRtcpPacket,
+    RtcpPsfbPacket,
+    RtcpSrPacket,
+    RtpPacket,
+    pack_remb_fci,
+    unwrap_rtx,
+)
+from av.frame import Frame
+from av.packet import Packet
+from av.stream import Stream
 from pylibsrtp._binding import ffi
 from pylibsrtp._binding import lib as srtp_lib
 
@@ -62,6 +84,30 @@ NTP_EPOCH_OFFSET = 2208988800  # aiortc's millisecond clock counts from 1900
 
 EncodedFrameCallback = Callable[[RTCRtpCodecParameters, JitterFrame], None]
 PacketCallback = Callable[[RtpPacket], None]
+
+BENT_PRIVATE_NAMES: frozenset[str] = frozenset({
+    # RTCRtpReceiver
+    "_RTCRtpReceiver__decoder_queue", "_RTCRtpReceiver__decoder_thread",
+    "_RTCRtpReceiver__jitter_buffer", "_RTCRtpReceiver__remote_bitrate_estimator",
+    "_RTCRtpReceiver__timestamp_mapper", "_RTCRtpReceiver__rtcp_ssrc",
+    "_handle_rtp_packet", "_send_rtcp_pli",
+    # RTCRtpSender (and the receiver's `_send_rtcp`)
+    "_ssrc", "_rtx_ssrc", "_send_rtcp", "_handle_rtcp_packet", "_send_keyframe",
+    # RTCRtpTransceiver
+    "_codecs", "_headerExtensions",
+    # RTCDtlsTransport
+    "_handle_rtp_data", "_handle_rtcp_data", "_rtp_header_extensions_map", "_rtp_router",
+    "_tx_srtp", "_rx_srtp", "_send_rtp",
+    # aioice Connection and the UDP transport under StunProtocol
+    "_connection", "_nominated", "_local_candidates_start", "_local_candidates",
+    "_local_candidates_end", "_components", "_sock",
+    # pylibsrtp Session
+    "_srtp",
+    # aiortc's H.264 packetizer
+    "_split_bitstream",
+})
+"""Every private name of aiortc/aioice/pylibsrtp this module reads, calls or replaces; only this
+module may use them (tests/media/peers/test_aiortc_bends.py scans the code for that)."""
 
 
 # --- 1. no decoder threads -------------------------------------------------------------------
@@ -94,7 +140,17 @@ class EncodedFrameSink:
         return False
 
 
-def _decoder_thread(*, target: Callable[..., None], name: str, args: tuple[Any, ...]) -> Any:
+class _ThreadLike(Protocol):
+    """What rtcrtpreceiver does with its decoder thread."""
+
+    def start(self) -> None: ...
+
+    def join(self, timeout: float | None = None) -> None: ...
+
+
+def _decoder_thread(
+    *, target: Callable[..., object], name: str, args: tuple[object, ...]
+) -> _ThreadLike:
     """`threading.Thread` as rtcrtpreceiver calls it: no thread for a sink's receiver."""
     queue = args[1]
     if isinstance(queue, EncodedFrameSink):
@@ -102,16 +158,37 @@ def _decoder_thread(*, target: Callable[..., None], name: str, args: tuple[Any, 
     return threading.Thread(target=target, name=name, args=args)
 
 
-# rtcrtpreceiver uses `threading.Thread` for the decoder and `threading.Event` for its errors.
-aiortc_receiver_module.threading = SimpleNamespace(  # type: ignore[assignment]
-    Thread=_decoder_thread, Event=threading.Event
-)
+def install_sink_decoder_threads() -> None:
+    """Make `RTCRtpReceiver.receive` use an `EncodedFrameSink` decoder queue as its thread.
+
+    Relies on aiortc 1.16's rtcrtpreceiver module calling `threading.Thread(target=...,
+    name=..., args=(loop, queue, ...))` for the decoder and `threading.Event` for its errors:
+    the module's `threading` name is replaced by a namespace with both. No public API lets a
+    receiver skip decoding; done once, at import of this module.
+    """
+    current = getattr(aiortc_receiver_module, "threading", None)
+    if getattr(current, "Thread", None) is _decoder_thread:
+        return
+    aiortc_receiver_module.threading = SimpleNamespace(  # type: ignore[attr-defined, assignment]
+        Thread=_decoder_thread, Event=threading.Event
+    )
+
+
+install_sink_decoder_threads()
 
 
 def has_decoder_thread(receiver: RTCRtpReceiver) -> bool:
-    """Whether the receiver runs a real decoder thread."""
+    """Whether the receiver runs a real decoder thread.
+
+    Reads `RTCRtpReceiver.__decoder_thread` (aiortc has no public view of it).
+    """
     thread = receiver._RTCRtpReceiver__decoder_thread  # type: ignore[attr-defined]
     return isinstance(thread, threading.Thread) and thread.is_alive()
+
+
+def _sink_of(receiver: RTCRtpReceiver) -> EncodedFrameSink | None:
+    queue = receiver._RTCRtpReceiver__decoder_queue  # type: ignore[attr-defined]
+    return queue if isinstance(queue, EncodedFrameSink) else None
 
 
 class _KeepNothingJitterBuffer:
@@ -121,20 +198,44 @@ class _KeepNothingJitterBuffer:
         return False, None
 
 
+def stop_remote_bitrate_estimate(receiver: RTCRtpReceiver) -> None:
+    """The receiver sends no REMB and spends nothing estimating it.
+
+    Sets `RTCRtpReceiver.__remote_bitrate_estimator` to None (what aiortc does for audio);
+    aiortc has no switch for it. Its estimate is the costliest part of aiortc's receive path,
+    and on a relay it reads event-loop queueing as congestion (see the module docstring).
+    """
+    receiver._RTCRtpReceiver__remote_bitrate_estimator = None  # type: ignore[attr-defined]
+
+
 def tap_relay_receiver(receiver: RTCRtpReceiver) -> EncodedFrameSink:
-    """Before `receive()`: no decoder thread, no frame reassembly and no REMB of its own."""
+    """Before `receive()`: no decoder thread, no frame reassembly and no REMB of its own.
+
+    Replaces `RTCRtpReceiver.__decoder_queue` (with a sink, so `install_sink_decoder_threads`
+    starts no thread), `__jitter_buffer` (with one that keeps nothing) and
+    `__remote_bitrate_estimator`. aiortc's receiver has no public way to take encoded frames
+    or to skip the jitter buffer. Idempotent: a tapped receiver keeps its sink.
+    """
+    sink = _sink_of(receiver)
+    if sink is not None:
+        return sink
     sink = EncodedFrameSink()
     receiver._RTCRtpReceiver__decoder_queue = sink  # type: ignore[attr-defined]
     receiver._RTCRtpReceiver__jitter_buffer = _KeepNothingJitterBuffer()  # type: ignore[attr-defined]
-    receiver._RTCRtpReceiver__remote_bitrate_estimator = None  # type: ignore[attr-defined]
+    stop_remote_bitrate_estimate(receiver)
     return sink
 
 
-# --- 2. decrypted RTP on the uplink ----------------------------------------------------------
+# --- 2. decrypted RTP on the uplink, and the uplink's own RTCP -------------------------------
 
 
 class UplinkRtpTap:
-    """Replaces one DTLS transport's RTP handling: parse once, forward, then let aiortc count."""
+    """Replaces one DTLS transport's RTP handling: parse once, forward, then let aiortc count.
+
+    Replaces `RTCDtlsTransport._handle_rtp_data` and reads its `_rtp_header_extensions_map`
+    and `_rtp_router`, then calls `RTCRtpReceiver._handle_rtp_packet`: aiortc hands decrypted
+    RTP to nobody but its receivers, and routes RTX by payload type only.
+    """
 
     def __init__(self, dtls: RTCDtlsTransport) -> None:
         self._dtls = dtls
@@ -147,7 +248,7 @@ class UplinkRtpTap:
     def on(cls, dtls: RTCDtlsTransport) -> UplinkRtpTap:
         """The tap of this transport, installed on first use."""
         tap = getattr(dtls, "_tongxin_tap", None)
-        if tap is None:
+        if not isinstance(tap, UplinkRtpTap):
             tap = cls(dtls)
             dtls._tongxin_tap = tap  # type: ignore[attr-defined]
         return tap
@@ -164,9 +265,9 @@ class UplinkRtpTap:
         self._routes[receiver] = on_packet
         if primary_ssrc is not None and rtx_ssrc is not None:
             apts = {
-                c.payloadType: int(c.parameters["apt"])
+                c.payloadType: int(str(c.parameters["apt"]))
                 for c in codecs
-                if is_rtx(c) and "apt" in c.parameters
+                if is_rtx(c) and c.payloadType is not None and "apt" in c.parameters
             }
             self._rtx[rtx_ssrc] = (receiver, primary_ssrc, apts)
 
@@ -191,14 +292,49 @@ class UplinkRtpTap:
             routed = self._dtls._rtp_router.route_rtp(packet)
             if routed is None:
                 return
-            receiver = routed  # type: ignore[assignment]
+            receiver = cast(RTCRtpReceiver, routed)
         on_packet = self._routes.get(receiver)
         if on_packet is not None:
             on_packet(packet)
         await receiver._handle_rtp_packet(packet, arrival_time_ms=arrival_time_ms)
 
 
-# --- 3. relay senders ------------------------------------------------------------------------
+_pending: set[asyncio.Future[None]] = set()
+
+
+def _spawn(coro: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.ensure_future(coro)
+    _pending.add(task)
+    task.add_done_callback(_pending.discard)
+
+
+def send_pli(receiver: RTCRtpReceiver, media_ssrc: int) -> None:
+    """Ask the sender of `media_ssrc` for a keyframe (RTCP PLI through this receiver).
+
+    Calls `RTCRtpReceiver._send_rtcp_pli` (in a task): aiortc sends a PLI only when its own
+    decoder asks, and the relay has none; no public API sends RTCP.
+    """
+    _spawn(receiver._send_rtcp_pli(media_ssrc))
+
+
+def send_remb(receiver: RTCRtpReceiver, bitrate: int, ssrcs: list[int]) -> bool:
+    """Send one REMB of `bitrate` for `ssrcs` through this receiver's RTCP, as aiortc's own
+    receiver sends REMB. False when the receiver has no RTCP SSRC yet (not receiving).
+
+    Reads `RTCRtpReceiver.__rtcp_ssrc` and calls `RTCRtpReceiver._send_rtcp` (in a task):
+    aiortc's REMB comes only from its own estimator, which the relay turns off.
+    """
+    rtcp_ssrc = receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
+    if rtcp_ssrc is None:
+        return False
+    packet = RtcpPsfbPacket(
+        fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(bitrate, ssrcs)
+    )
+    _spawn(receiver._send_rtcp(packet))
+    return True
+
+
+# --- 3. relay senders and what was negotiated ------------------------------------------------
 
 
 class HeldTrack(MediaStreamTrack):
@@ -208,18 +344,34 @@ class HeldTrack(MediaStreamTrack):
         super().__init__()
         self.kind = kind
 
-    async def recv(self) -> Any:
-        await asyncio.Future()
+    async def recv(self) -> Frame | Packet[Stream]:
+        never: asyncio.Future[Frame | Packet[Stream]] = asyncio.get_running_loop().create_future()
+        return await never
 
 
 SenderReportFiller = Callable[[RtcpSrPacket], None]
 RtcpCallback = Callable[[AnyRtcpPacket], None]
 
 
+def sender_ssrcs(sender: RTCRtpSender) -> tuple[int, int]:
+    """(media SSRC, RTX SSRC) the sender announces and sends with.
+
+    Reads `RTCRtpSender._ssrc` and `_rtx_ssrc`: aiortc picks them at random in the
+    constructor and exposes them only in the SDP and in `getStats()` (async, and only once
+    sending). The forwarder rewrites forwarded packets to them from the moment the slot exists.
+    """
+    return sender._ssrc, sender._rtx_ssrc
+
+
 def tap_relay_sender(
     sender: RTCRtpSender, fill_report: SenderReportFiller, on_rtcp: RtcpCallback
 ) -> None:
-    """Fill the sender's reports from the forwarder; give the forwarder the subscriber's RTCP."""
+    """Fill the sender's reports from the forwarder; give the forwarder the subscriber's RTCP.
+
+    Wraps `RTCRtpSender._send_rtcp` (its SR for `_ssrc` is filled in before it goes) and
+    `RTCRtpSender._handle_rtcp_packet`: aiortc fills sender reports from what its own encoder
+    loop sent (nothing, on the relay) and keeps received RTCP to itself.
+    """
     original_send_rtcp = sender._send_rtcp
     original_handle = sender._handle_rtcp_packet
 
@@ -238,7 +390,11 @@ def tap_relay_sender(
 
 
 def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
-    """Call `callback` when the remote side asks this sender for a keyframe (PLI/FIR)."""
+    """Call `callback` when the remote side asks this sender for a keyframe (PLI/FIR).
+
+    Wraps `RTCRtpSender._send_keyframe`: aiortc tells only its own encoder, and a
+    pre-encoded clip has none (`client.clip.ClipTrack` jumps to its next keyframe instead).
+    """
     original = sender._send_keyframe
 
     def send_keyframe() -> None:
@@ -246,6 +402,36 @@ def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> N
         callback()
 
     sender._send_keyframe = send_keyframe  # type: ignore[method-assign]
+
+
+def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[RTCRtpCodecParameters]:
+    """The codecs (with payload types) negotiated on this m-line, media codecs before RTX.
+
+    Reads `RTCRtpTransceiver._codecs`: aiortc has no `getParameters()`, and the SDP would have
+    to be parsed and matched again.
+    """
+    return list(transceiver._codecs)
+
+
+def set_negotiated_codecs(
+    transceiver: RTCRtpTransceiver, codecs: list[RTCRtpCodecParameters]
+) -> None:
+    """Between `setRemoteDescription(offer)` and `createAnswer`: answer with these codecs.
+
+    Replaces `RTCRtpTransceiver._codecs` (what aiortc found in common with the offer): the
+    uplink answers with only the codec it forwards, with fmtp of its own (Opus FEC and DTX).
+    `setCodecPreferences` takes capabilities, so it can neither keep the offer's payload types
+    and parameters nor change the fmtp.
+    """
+    transceiver._codecs = list(codecs)
+
+
+def negotiated_header_extension_ids(transceiver: RTCRtpTransceiver) -> dict[str, int]:
+    """URI -> id of the RTP header extensions negotiated on this m-line.
+
+    Reads `RTCRtpTransceiver._headerExtensions`: aiortc exposes them nowhere else.
+    """
+    return {ext.uri: ext.id for ext in transceiver._headerExtensions}
 
 
 # --- 4. the datagram path --------------------------------------------------------------------
@@ -256,6 +442,8 @@ def lean_protect(session: pylibsrtp.Session) -> Callable[[bytes], bytes]:
 
     Same libsrtp call on the same session (so the same output), with the length cell and the
     buffer allocated once. Packets must fit the buffer, which forwarded RTP always does.
+    Reads `pylibsrtp.Session._srtp` (the libsrtp context): pylibsrtp allocates a buffer per
+    call and has no in-place variant.
     """
     buffer = ffi.new("char[]", LEAN_BUFFER_SIZE)
     view = ffi.buffer(buffer)
@@ -267,16 +455,24 @@ def lean_protect(session: pylibsrtp.Session) -> Callable[[bytes], bytes]:
     def protect(data: bytes) -> bytes:
         size = len(data)
         if size > limit:
-            return session.protect(data)
+            return session.protect(data)  # also keeps the session (and `context`) alive
         view[0:size] = data
         length[0] = size
         status = srtp_protect(context, buffer, length)
         if status:
             raise pylibsrtp.Error(f"srtp_protect failed ({status})")
-        return view[0 : length[0]]
+        protected: bytes = view[0 : length[0]]
+        return protected
 
-    protect.session = session  # type: ignore[attr-defined]  # keeps the session alive
     return protect
+
+
+def _nominated_protocol(dtls: RTCDtlsTransport) -> tuple[StunProtocol, tuple[str, int]] | None:
+    """(protocol, remote address) of the nominated RTP candidate pair, if any."""
+    pair = dtls.transport._connection._nominated.get(1)
+    if pair is None:
+        return None
+    return pair.protocol, pair.remote_addr
 
 
 def datagram_sender(dtls: RTCDtlsTransport) -> Callable[[bytes], None] | None:
@@ -285,19 +481,22 @@ def datagram_sender(dtls: RTCDtlsTransport) -> Callable[[bytes], None] | None:
     None while the transport is not connected. A datagram the socket cannot take right now is
     dropped (the subscriber NACKs it) rather than queued without bound as asyncio would.
     Through a TURN relay (or any protocol other than a plain `StunProtocol`) it falls back to
-    aiortc's own send path.
+    aiortc's own send path (`RTCDtlsTransport._send_rtp`).
+
+    Reads `RTCDtlsTransport._state` and `_tx_srtp`, `RTCIceTransport._connection` (aioice),
+    `Connection._nominated` and the asyncio transport's `_sock`: aiortc only sends through a
+    coroutine chain per packet, with no way to write a datagram synchronously.
     """
     if dtls._state != State.CONNECTED or dtls._tx_srtp is None:
         return None
-    pair = dtls.transport._connection._nominated.get(1)
-    if pair is None:
+    nominated = _nominated_protocol(dtls)
+    if nominated is None:
         return None
+    protocol, addr = nominated
     protect = lean_protect(dtls._tx_srtp)
-    protocol = pair.protocol
     sock = getattr(getattr(protocol, "transport", None), "_sock", None)
     if type(protocol).send_data is StunProtocol.send_data and isinstance(sock, socket.socket):
         sendto = sock.sendto
-        addr = pair.remote_addr
 
         def send(data: bytes) -> None:
             try:
@@ -308,11 +507,14 @@ def datagram_sender(dtls: RTCDtlsTransport) -> Callable[[bytes], None] | None:
         return send
 
     def send_slow(data: bytes) -> None:
-        task = asyncio.ensure_future(_send_quietly(dtls, data))
-        _pending_sends.add(task)
-        task.add_done_callback(_pending_sends.discard)
+        _spawn(_send_quietly(dtls, data))
 
     return send_slow
+
+
+async def _send_quietly(dtls: RTCDtlsTransport, data: bytes) -> None:
+    with contextlib.suppress(ConnectionError):
+        await dtls._send_rtp(data)
 
 
 def run_now(coro: Coroutine[Any, Any, None]) -> None:
@@ -322,12 +524,10 @@ def run_now(coro: Coroutine[Any, Any, None]) -> None:
         awaited = coro.send(None)
     except StopIteration:
         return
-    task = asyncio.ensure_future(_resume(coro, awaited))
-    _pending_sends.add(task)
-    task.add_done_callback(_pending_sends.discard)
+    _spawn(_resume(coro, awaited))
 
 
-async def _resume(coro: Coroutine[Any, Any, None], awaited: Any) -> None:
+async def _resume(coro: Coroutine[Any, Any, None], awaited: asyncio.Future[Any] | None) -> None:
     while True:
         if awaited is not None:
             await asyncio.wait({awaited})
@@ -347,49 +547,48 @@ def receive_directly(
     aiortc parses every datagram as STUN first (an exception per media packet), queues it,
     and wakes the DTLS task for it: a task hop per packet. Here RTP goes straight to the
     transport's `_handle_rtp_data` (driven by `run_now`), and RTCP to `on_rtcp` when given
-    (the relay's downlinks read subscribers' feedback themselves), else to aiortc. STUN and
-    DTLS still take aiortc's path. False if not installed (not connected, or not plain UDP).
+    (the relay's downlinks read subscribers' feedback themselves), else to aiortc's
+    `_handle_rtcp_data`. STUN and DTLS still take aiortc's path. False if not installed (not
+    connected, or not plain UDP).
+
+    Reads `RTCDtlsTransport._state` and `_rx_srtp`, the nominated pair (as `datagram_sender`)
+    and replaces the pair's `StunProtocol.datagram_received`: aioice offers no hook between
+    the socket and its queue.
     """
     if dtls._state != State.CONNECTED or dtls._rx_srtp is None:
         return False
-    pair = dtls.transport._connection._nominated.get(1)
-    protocol = pair.protocol if pair is not None else None
+    nominated = _nominated_protocol(dtls)
+    protocol = nominated[0] if nominated is not None else None
     if not isinstance(protocol, StunProtocol) or getattr(protocol, "_tongxin_direct", False):
         return False
     protocol._tongxin_direct = True  # type: ignore[attr-defined]
     original = protocol.datagram_received
     unprotect = dtls._rx_srtp.unprotect
     unprotect_rtcp = dtls._rx_srtp.unprotect_rtcp
-    handle_rtcp = on_rtcp or (lambda plain: run_now(dtls._handle_rtcp_data(plain)))
+    handle_rtcp_data = dtls._handle_rtcp_data
+    handle_rtcp = on_rtcp or (lambda plain: run_now(handle_rtcp_data(plain)))
 
-    def datagram_received(data: bytes | str, addr: tuple[Any, ...]) -> None:
-        if len(data) > 1 and 127 < data[0] < 192:  # type: ignore[operator]
+    def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:
+        if len(data) > 1 and 127 < data[0] < 192:
             try:
-                if 191 < data[1] < 209:  # type: ignore[operator]
-                    handle_rtcp(unprotect_rtcp(data))  # type: ignore[arg-type]
+                if 191 < data[1] < 209:
+                    handle_rtcp(unprotect_rtcp(data))
                 else:
-                    plain = unprotect(data)  # type: ignore[arg-type]
+                    plain = unprotect(data)
                     arrival_ms = int((time.time() + NTP_EPOCH_OFFSET) * 1000)
+                    # looked up per packet: an `UplinkRtpTap` may replace it later
                     run_now(dtls._handle_rtp_data(plain, arrival_time_ms=arrival_ms))
             except pylibsrtp.Error:
                 pass
             return
         original(data, addr)
 
-    protocol.datagram_received = datagram_received  # type: ignore[method-assign]
+    protocol.datagram_received = datagram_received  # type: ignore[assignment]
     return True
 
 
-_pending_sends: set[asyncio.Future[None]] = set()
-
-
-async def _send_quietly(dtls: RTCDtlsTransport, data: bytes) -> None:
-    with contextlib.suppress(ConnectionError):
-        await dtls._send_rtp(data)
-
-
 def transport_of(pc: RTCPeerConnection) -> RTCDtlsTransport | None:
-    """The (bundled) DTLS transport carrying a peer connection's media."""
+    """The (bundled) DTLS transport carrying a peer connection's media (public API only)."""
     for transceiver in pc.getTransceivers():
         return transceiver.sender.transport
     return None
@@ -402,16 +601,21 @@ def bind_host_candidates(pc: RTCPeerConnection, host: str | None) -> None:
     """Make the connection's not-yet-gathered ICE transports gather host candidates on `host`.
 
     Call before `setLocalDescription`. STUN/TURN candidates are gathered as usual.
+
+    Reads `RTCIceTransport._connection` and replaces its aioice `Connection.gather_candidates`
+    with one that gathers on `[host]`, using `_local_candidates_start`, `_components`,
+    `_local_candidates` and `_local_candidates_end` as aioice's own does: aiortc's
+    `RTCIceGatherer` has no interface filter, and aioice never gathers on 127.0.0.1.
     """
     if host is None:
         return
     for transceiver in pc.getTransceivers():
-        connection = transceiver.receiver.transport.transport._connection
+        connection: Connection = transceiver.receiver.transport.transport._connection
         if connection._local_candidates_start or getattr(connection, "_tongxin_host", None):
             continue
-        connection._tongxin_host = host
+        connection._tongxin_host = host  # type: ignore[attr-defined]
 
-        async def gather_candidates(connection: Any = connection) -> None:
+        async def gather_candidates(connection: Connection = connection) -> None:
             if connection._local_candidates_start:
                 return
             connection._local_candidates_start = True
@@ -425,7 +629,7 @@ def bind_host_candidates(pc: RTCPeerConnection, host: str | None) -> None:
                 connection._local_candidates += candidates
             connection._local_candidates_end = True
 
-        connection.gather_candidates = gather_candidates
+        connection.gather_candidates = gather_candidates  # type: ignore[method-assign]
 
 
 # --- 6. client receivers ---------------------------------------------------------------------
@@ -444,6 +648,11 @@ def tap_client_receiver(
 
     `frame.timestamp` is the RTP timestamp as sent; `arrival` is when the frame's last
     packet arrived (aiortc's jitter buffer hands a frame over one packet later).
+
+    Replaces `RTCRtpReceiver.__decoder_queue` (a sink, see `install_sink_decoder_threads`)
+    and `__timestamp_mapper`, wraps `_handle_rtp_packet` and `receive`, and adds the RTX
+    SSRCs to the transport's `_rtp_router.ssrc_table`: aiortc has no public access to encoded
+    frames, rebases timestamps, and routes RTX by payload type only.
     """
     arrivals: dict[int, float] = {}
     original_handle = receiver._handle_rtp_packet
@@ -475,3 +684,16 @@ def tap_client_receiver(
     receiver._handle_rtp_packet = handle_rtp_packet  # type: ignore[method-assign]
     receiver.receive = receive  # type: ignore[method-assign]
     return sink
+
+
+# --- 7. codecs -------------------------------------------------------------------------------
+
+
+def h264_nal_units(data: bytes) -> Iterator[bytes]:
+    """The NAL units of an Annex B H.264 access unit, split exactly as aiortc's sender does.
+
+    Calls `H264Encoder._split_bitstream` (what `H264Encoder.pack` packetizes an `av.Packet`
+    with): a receiver reassembles those units, so naming a sent frame by the bytes received
+    needs the same split; aiortc has no public splitter.
+    """
+    return H264Encoder._split_bitstream(data)

@@ -80,13 +80,14 @@ def payload_types(
 ) -> tuple[int, int | None] | None:
     """(payload type, RTX payload type or None) of `source`'s codec among `negotiated`."""
     for codec in negotiated:
-        if not is_rtx(codec) and is_codec_compatible(codec, source):
+        pt = codec.payloadType
+        if pt is not None and not is_rtx(codec) and is_codec_compatible(codec, source):
             rtx = next(
                 (
                     c.payloadType for c in negotiated
-                    if is_rtx(c) and c.parameters.get("apt") == codec.payloadType
+                    if is_rtx(c) and c.parameters.get("apt") == pt
                 ),
                 None,
             )
-            return codec.payloadType, rtx
+            return pt, rtx
     return None

@@ -26,7 +26,10 @@ from media.peers.aiortc_bends import (
     HeldTrack,
     bind_host_candidates,
     datagram_sender,
+    negotiated_codecs,
+    negotiated_header_extension_ids,
     receive_directly,
+    sender_ssrcs,
     tap_relay_sender,
     transport_of,
 )
@@ -114,6 +117,7 @@ class Downlink:
             pc = self._pc
             if pc is None or self._offer is None or pc.signalingState != "have-local-offer":
                 raise NegotiationError("no offer is waiting for an answer")
+            error: NegotiationError | None
             try:
                 await pc.setRemoteDescription(RTCSessionDescription(answer_sdp, "answer"))
             except SDP_ERRORS as exc:
@@ -190,12 +194,11 @@ class Downlink:
         for track in desired:
             if track in present:
                 continue
-            slot = next(
+            free = next(
                 (s for s in self._slots if s.track is None and s.transceiver.kind == track.kind),
                 None,
             )
-            if slot is None:
-                slot = self._add_slot(track.kind)
+            slot = free if free is not None else self._add_slot(track.kind)
             slot.track = track
             slot.answered = False
             slot.transceiver.direction = "sendonly"
@@ -233,7 +236,7 @@ class Downlink:
         transceiver = self._pc.addTransceiver(HeldTrack(kind), direction="sendonly")
         sender = transceiver.sender
         sink = self._pacer.audio if kind == "audio" else self._pacer.video
-        stream = OutboundStream(kind, sender._ssrc, sender._rtx_ssrc, sink)
+        stream = OutboundStream(kind, *sender_ssrcs(sender), sink)
         stream.link = self.adaptation
         tap_relay_sender(sender, stream.fill_sender_report, stream.on_rtcp)
         slot = _Slot(transceiver, stream)
@@ -251,10 +254,12 @@ class Downlink:
             t = slot.transceiver
             if t.mid is None:
                 continue
-            ids = {ext.uri: ext.id for ext in t._headerExtensions}
+            ids = negotiated_header_extension_ids(t)
             if t.kind == "video":
                 self._pacer.abs_send_time_id = ids.get(URI_ABS_SEND_TIME, 0)
-            slot.stream.configure(ExtensionLayout.negotiated(t.mid, ids, t.kind), list(t._codecs))
+            slot.stream.configure(
+                ExtensionLayout.negotiated(t.mid, ids, t.kind), negotiated_codecs(t)
+            )
             if t.kind == "audio":
                 slot.stream.red_pt = red_payload_type(self._answer_sdp, t.mid)
                 slot.stream.set_red(slot.stream.red_on)

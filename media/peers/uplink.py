@@ -29,7 +29,10 @@ from media.forward.forwarder import InboundTrack
 from media.peers.aiortc_bends import (
     UplinkRtpTap,
     bind_host_candidates,
+    negotiated_codecs,
     receive_directly,
+    send_pli,
+    set_negotiated_codecs,
     tap_relay_receiver,
     transport_of,
 )
@@ -118,27 +121,26 @@ class Uplink:
         changed = False
         for transceiver in pc.getTransceivers():
             receiver = transceiver.receiver
-            if not getattr(receiver, "_tongxin_tapped", False):
-                tap_relay_receiver(receiver)
-                receiver._tongxin_tapped = True  # type: ignore[attr-defined]
-            transceiver._codecs = forwarded_codecs(transceiver._codecs)
+            tap_relay_receiver(receiver)  # idempotent
+            codecs = forwarded_codecs(negotiated_codecs(transceiver))
+            set_negotiated_codecs(transceiver, codecs)
             mid = transceiver.mid
             m = media.get(mid) if mid is not None else None
             sending = m is not None and m.direction in SENDING and m.port != 0
             source = sources.get(mid) if sending and mid is not None else None
             current = self.tracks.get(mid) if mid is not None else None
-            if current is not None and current.source != source:
-                self._remove_track(mid, receiver, tap)  # type: ignore[arg-type]
+            if current is not None and mid is not None and current.source != source:
+                self._remove_track(mid, receiver, tap)
                 current = None
                 changed = True
-            if source is not None and current is None and transceiver._codecs and m is not None:
+            if source is not None and current is None and codecs and m is not None:
+                assert mid is not None  # `source` is only looked up for an m-line with a mid
                 primary, rtx = _ssrcs(m)
                 track = InboundTrack(
-                    self.participant_id, source, list(transceiver._codecs),
-                    send_pli=_pli_sender(receiver),
+                    self.participant_id, source, list(codecs), send_pli=_pli_sender(receiver)
                 )
-                tap.route(receiver, track.on_packet, primary, rtx, transceiver._codecs)
-                self.tracks[mid] = track  # type: ignore[index]
+                tap.route(receiver, track.on_packet, primary, rtx, codecs)
+                self.tracks[mid] = track
                 changed = True
         answer = await pc.createAnswer()
         bind_host_candidates(pc, self._config.udp_host)
@@ -201,13 +203,10 @@ def _ssrcs(media: aiortc_sdp.MediaDescription) -> tuple[int | None, int | None]:
     return None, None
 
 
-_pending_rtcp: set[asyncio.Future[None]] = set()
-
-
 def _pli_sender(receiver: RTCRtpReceiver) -> Callable[[int], None]:
-    def send_pli(media_ssrc: int) -> None:
-        task = asyncio.ensure_future(receiver._send_rtcp_pli(media_ssrc))
-        _pending_rtcp.add(task)
-        task.add_done_callback(_pending_rtcp.discard)
+    """`send_pli(media_ssrc)` for an `InboundTrack`: a PLI through this receiver's RTCP."""
 
-    return send_pli
+    def send(media_ssrc: int) -> None:
+        send_pli(receiver, media_ssrc)
+
+    return send
