@@ -30,10 +30,11 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from bench.load_cluster import LocalCluster, NodeProcess, stop_process
+from bench.load_cluster import LocalCluster
 from bench.load_crowd import CrowdCommand, CrowdJob, CrowdSettings
 from bench.load_figures import Summary, wait_share
 from bench.load_setup import ApiFailed, prepare
+from bench.processes import NodeProcess, stop_process
 from client.clip import load_clip
 from signaling.proc_cpu import schedstat
 
@@ -79,7 +80,8 @@ def wall_limit_s(args: argparse.Namespace) -> float:
     """The hard bound of a whole run."""
     participants = args.classes * (1 + args.classrooms) + 2 * args.consults
     joining = participants * args.ramp + args.first_frame_timeout + 30
-    return SETUP_TIMEOUT_S + CROWD_START_S + joining + args.warmup + args.duration + TEARDOWN_S
+    return float(SETUP_TIMEOUT_S + CROWD_START_S + joining + args.warmup + args.duration
+                 + TEARDOWN_S)
 
 
 def deal(jobs: Sequence[CrowdJob], generators: int) -> list[list[CrowdJob]]:

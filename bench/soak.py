@@ -28,19 +28,19 @@ import json
 import os
 import secrets
 import shutil
-import signal
-import socket
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import aiohttp
 
+from bench.processes import NodeProcess, RedisServerProcess
 from broker.clock import system_clock
 from broker.memory_store import MemoryStore
 from broker.models import Role
@@ -50,8 +50,6 @@ WARMUP_FRACTION = 0.2
 RSS_TOLERANCE = 0.05
 ITERATION_TIMEOUT_S = 120.0
 """Longest one churn iteration may take before it counts as an error (bounded loops)."""
-START_TIMEOUT_S = 90.0
-STOP_TIMEOUT_S = 20.0
 FRAMES_SEEN = 5
 """Audio frames a receiver must count before media counts as flowing (audio, not video: on a
 starved machine the relay's adaptation may pause video, as it does on a weak link)."""
@@ -191,7 +189,7 @@ def server_error_counts(metrics_text: str) -> dict[str, int]:
 def log_errors(log_path: Path, keep: int = 5) -> tuple[int, list[str]]:
     """Lines at level error or worse in a node's JSON log (tracebacks included), and the
     first `keep` distinct messages (the node's log is redacted: no token in it)."""
-    count, messages = 0, []
+    count, messages = 0, list[str]()
     with contextlib.suppress(OSError), open(log_path, errors="replace") as f:
         for line in f:
             if '"level": "error"' in line or '"level": "critical"' in line:
@@ -201,164 +199,6 @@ def log_errors(log_path: Path, keep: int = 5) -> tuple[int, list[str]]:
                     if message not in messages and len(messages) < keep:
                         messages.append(message)
     return count, messages
-
-
-# --- child processes -------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class NodeProcess:
-    """`tongxin serve` as a child process on a loopback port (the fault tests use it too).
-
-    Its stdout (the banner) and stderr (the log) go to files in `workdir`; `start` returns
-    once /healthz answers; `stop` is SIGTERM (the node's clean shutdown), `kill` SIGKILL."""
-
-    def __init__(self, workdir: Path, *, port: int | None = None, redis_url: str | None = None,
-                 media_workers: int = 0, demo: bool = False,
-                 env: Mapping[str, str] | None = None, log_level: str = "WARNING") -> None:
-        self.workdir = workdir
-        self.port = port or free_port()
-        self.redis_url = redis_url
-        self.media_workers = media_workers
-        self.demo = demo
-        self.env = dict(env or {})
-        self.log_level = log_level
-        self.proc: asyncio.subprocess.Process | None = None
-        self.starts = 0
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    @property
-    def log_path(self) -> Path:
-        return self.workdir / f"node-{self.port}.log"
-
-    @property
-    def banner_path(self) -> Path:
-        return self.workdir / f"node-{self.port}-{self.starts}.out"
-
-    def command(self) -> list[str]:
-        cmd = [sys.executable, "-m", "signaling.cli", "serve", "--port", str(self.port),
-               "--media-workers", str(self.media_workers), "--log-format", "json",
-               "--log-level", self.log_level, "--data-dir", str(self.workdir / "data"),
-               "--demo" if self.demo else "--no-demo"]
-        if self.redis_url:
-            cmd += ["--redis", self.redis_url]
-        return cmd
-
-    async def start(self, timeout: float = START_TIMEOUT_S) -> None:
-        """Start and return once /healthz answers (and the banner is out, with the demo)."""
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.starts += 1
-        env = {**os.environ, "TONGXIN_RATE_LIMIT_PER_MINUTE": "1000000", **self.env}
-        out, log = self._output_files()
-        with out, log:
-            self.proc = await asyncio.create_subprocess_exec(
-                *self.command(), stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=log,
-                env=env)
-        deadline = time.monotonic() + timeout
-        async with aiohttp.ClientSession() as http:
-            while True:
-                if self.proc.returncode is not None:
-                    raise RuntimeError(f"tongxin serve exited with {self.proc.returncode}: "
-                                       f"{self.log_tail()}")
-                with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
-                    async with http.get(self.base_url + "/healthz",
-                                        timeout=aiohttp.ClientTimeout(total=2)) as resp:
-                        if resp.status == 200 and (not self.demo or self.banner_done()):
-                            return
-                if time.monotonic() > deadline:
-                    await self.kill()
-                    raise TimeoutError(f"tongxin serve did not answer within {timeout:g} s: "
-                                       f"{self.log_tail()}")
-                await asyncio.sleep(0.2)
-
-    def _output_files(self) -> tuple[BinaryIO, BinaryIO]:
-        """(banner, log) files handed to the child (a local file opens without waiting)."""
-        return open(self.banner_path, "wb"), open(self.log_path, "ab")
-
-    def banner_done(self) -> bool:
-        with contextlib.suppress(OSError):
-            return "Press Ctrl+C" in self.banner_path.read_text(errors="replace")
-        return False
-
-    def demo_links(self) -> dict[str, str]:
-        """Label -> join link, from the banner of the last start with the demo."""
-        links = {}
-        for line in self.banner_path.read_text().splitlines():
-            if "/join/" in line:
-                label, link = line.strip().rsplit(None, 1)
-                links[label.strip()] = link
-        return links
-
-    def log_tail(self, lines: int = 15) -> str:
-        with contextlib.suppress(OSError):
-            return " | ".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        return "(no log)"
-
-    async def stop(self, timeout: float = STOP_TIMEOUT_S) -> int | None:
-        """SIGTERM, wait (bounded), SIGKILL if it lingers; the exit code."""
-        if self.proc is None or self.proc.returncode is not None:
-            return None if self.proc is None else self.proc.returncode
-        with contextlib.suppress(ProcessLookupError):
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return await asyncio.wait_for(self.proc.wait(), timeout)
-        except TimeoutError:
-            await self.kill()
-            return self.proc.returncode
-
-    async def kill(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.kill()
-            await asyncio.wait_for(self.proc.wait(), STOP_TIMEOUT_S)
-
-
-class LocalRedis:
-    """A throwaway `redis-server` on a free loopback port (for `--redis`)."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.port = free_port()
-        self.proc: asyncio.subprocess.Process | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    async def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("--redis needs redis-server (apt-get install redis-server)")
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.proc = await asyncio.create_subprocess_exec(
-            binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir),
-            "--save", "", "--appendonly", "no", stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
-        for _ in range(100):
-            with contextlib.suppress(OSError):
-                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-                writer.close()
-                return
-            await asyncio.sleep(0.1)
-        raise RuntimeError("redis-server did not start")
-
-    async def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.terminate()
-            await asyncio.wait_for(self.proc.wait(), STOP_TIMEOUT_S)
 
 
 # --- the churn -------------------------------------------------------------------------------
@@ -479,7 +319,9 @@ async def fill_directory(http: aiohttp.ClientSession, base: str, secret: str, cl
             mine.append(room)
         teachers.append(teacher)
         rooms.append(mine)
-    doctor_tokens, clinic_tokens, specialties = [], [], []
+    doctor_tokens: list[str] = []
+    clinic_tokens: list[str] = []
+    specialties: list[str] = []
     for k in range(consults):
         specialty, doctor, clinic = f"压测科{k}", f"soak-doctor-{k}", f"soak-clinic-{k}"
         await api(http, base, "POST", "/api/v1/experts", op, {
@@ -529,7 +371,7 @@ async def first_frame(signaling: Any, where: Callable[[dict[str, Any]], bool],
 
     async with asyncio.timeout(within):
         while True:
-            frame = await signaling.frames.get()
+            frame: dict[str, Any] = await signaling.frames.get()
             if frame["type"] == "error":
                 raise SignalingError(frame["code"], frame["message"])
             if where(frame):
@@ -790,7 +632,7 @@ class Sampler:
         """The node's /metrics; a slow answer (a starved machine) is retried, then raised."""
         for attempt in range(SCRAPE_ATTEMPTS):
             try:
-                async with self.http.get(self.node.base_url + "/metrics",
+                async with self.http.get(self.node.url + "/metrics",
                                          timeout=aiohttp.ClientTimeout(total=20)) as resp:
                     return await resp.text()
             except (aiohttp.ClientError, TimeoutError):
@@ -803,7 +645,7 @@ class Sampler:
         if not self.node.media_workers:
             return []
         with contextlib.suppress(aiohttp.ClientError, TimeoutError, ValueError):
-            async with self.http.get(self.node.base_url + "/readyz",
+            async with self.http.get(self.node.url + "/readyz",
                                      timeout=aiohttp.ClientTimeout(total=10)) as resp:
                 body = await resp.json()
                 return [int(p) for p in (body.get("media") or {}).get("pids") or [] if p]
@@ -872,11 +714,11 @@ def _print_sample(s: Sample) -> None:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="tongxin-soak-"))
-    redis = LocalRedis(workdir / "redis") if args.redis else None
+    redis = RedisServerProcess(directory=workdir / "redis") if args.redis else None
     secret = secrets.token_urlsafe(32)
     try:
         if redis is not None:
-            await redis.start()
+            await asyncio.to_thread(redis.start)
         node = NodeProcess(workdir, redis_url=redis.url if redis else None,
                            media_workers=args.media_workers,
                            env={"TONGXIN_TOKEN_SECRET": secret})
@@ -889,12 +731,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 await asyncio.to_thread(shutil.copyfile, node.log_path, args.log_file)
     finally:
         if redis is not None:
-            await redis.stop()
+            await asyncio.to_thread(redis.stop)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
 async def _soak(args: argparse.Namespace, node: NodeProcess, secret: str) -> dict[str, Any]:
-    base = node.base_url
+    base = node.url
     counts = ChurnCounts()
     gate = ChurnGate()
     samples: list[Sample] = []
@@ -915,13 +757,12 @@ async def _soak(args: argparse.Namespace, node: NodeProcess, secret: str) -> dic
             counts.drops += 1
 
         loops = [churn_loop("class", gate, counts,
-                            lambda k=k: one_class(base, http, directory, k, args.hold_s, counts),
+                            partial(one_class, base, http, directory, k, args.hold_s, counts),
                             0.5, _log) for k in range(args.classes)]
         loops += [churn_loop("consult", gate, counts,
-                             lambda k=k: one_consult(base, http, directory, k, args.hold_s,
-                                                     counts),
+                             partial(one_consult, base, http, directory, k, args.hold_s, counts),
                              0.5, _log) for k in range(args.consults)]
-        loops += [churn_loop("drop", gate, counts, lambda k=k: drop(k), 1.0, _log)
+        loops += [churn_loop("drop", gate, counts, partial(drop, k), 1.0, _log)
                   for k in range(args.droppers)]
         tasks = [asyncio.create_task(loop) for loop in loops]
         warm_at = started + WARMUP_FRACTION * churn_s

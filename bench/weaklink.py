@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import re
 import signal
 import statistics
@@ -42,6 +41,7 @@ from typing import Any
 from bench.lab import qoe
 from bench.lab.linkprofile import GOOD, Profile, custom_profile, drop_profile, flap_profile
 from bench.lab.netlab import SERVER_IP, Side, WeakLink, lab_available
+from bench.processes import node_env, stop_popen
 
 ROOT = Path(__file__).resolve().parents[1]
 PORT = 8080
@@ -511,8 +511,7 @@ class Node:
         self.process: subprocess.Popen[str] | None = None
 
     async def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TONGXIN_")}
-        env["PYTHONUNBUFFERED"] = "1"
+        env = node_env({"PYTHONUNBUFFERED": "1"})
         argv = [
             sys.executable, "-m", "signaling.cli", "serve", "--host", SERVER_IP,
             "--port", str(PORT), "--demo", "--media-workers", "1",
@@ -546,11 +545,7 @@ class Node:
         process = self.process
         if process is None or process.poll() is not None:
             return
-        process.send_signal(signal.SIGINT)
-        try:
-            await asyncio.to_thread(process.wait, 10.0)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        await asyncio.to_thread(stop_popen, process, 10.0, signal.SIGINT)
 
 
 class PeerProcess:

@@ -38,6 +38,7 @@ from types import TracebackType
 from typing import Any
 
 from bench.lab.linkprofile import UNIMPAIRED, Direction, LinkState, Profile
+from bench.processes import stop_popen
 
 LAB_PREFIX = "txlab-"
 """Every namespace the lab creates starts with this, then the owner's pid."""
@@ -49,6 +50,9 @@ NFT_TABLE = "tongxin_lab"
 """The nftables table (in the router namespace only)."""
 COMMAND_TIMEOUT_S = 10.0
 """Seconds any one `ip`/`tc`/`nft` command may take."""
+STOP_TIMEOUT_S = 2.0
+"""Seconds a process inside the lab has to exit after SIGTERM (and then SIGKILL) when the lab
+closes."""
 
 _SERVER_IF, _ROUTER_SERVER_IF, _ROUTER_CLIENT_IF, _CLIENT_IF = "srv0", "rs", "rc", "cli0"
 _MTU_FRAME = 1514
@@ -256,7 +260,7 @@ class WeakLink:
         self._open = False
         atexit.unregister(self.close)
         for process in self._processes:
-            _stop(process)
+            stop_popen(process, STOP_TIMEOUT_S)
         self._processes.clear()
         for namespace in self.namespaces:
             for pid in self._pids_in(namespace):
@@ -332,13 +336,17 @@ class WeakLink:
 
     def set_rate(self, direction: Direction, kbps: float | None) -> None:
         """Cap `direction` at `kbps` (None: no cap)."""
-        field = "down_kbps" if direction is Direction.DOWN else "up_kbps"
-        self.apply(replace(self.state, **{field: kbps}))
+        if direction is Direction.DOWN:
+            self.apply(replace(self.state, down_kbps=kbps))
+        else:
+            self.apply(replace(self.state, up_kbps=kbps))
 
     def set_loss(self, direction: Direction, pct: float) -> None:
         """Drop `pct` percent of `direction`'s packets at random."""
-        field = "down_loss_pct" if direction is Direction.DOWN else "up_loss_pct"
-        self.apply(replace(self.state, **{field: pct}))
+        if direction is Direction.DOWN:
+            self.apply(replace(self.state, down_loss_pct=pct))
+        else:
+            self.apply(replace(self.state, up_loss_pct=pct))
 
     def cut(self) -> None:
         """Let nothing through either way."""
@@ -414,16 +422,3 @@ class WeakLink:
     def _require_open(self) -> None:
         if not self._open:
             raise LabError("the lab is not open")
-
-
-def _stop(process: subprocess.Popen[Any]) -> None:
-    """Terminate, then kill after two seconds."""
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=2.0)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=2.0)

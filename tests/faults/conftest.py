@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bench.soak import NodeProcess
+from bench.processes import NodeProcess
 from tests.helpers.redis_server import RedisServerProcess, require_redis_server
 
 StartNode = Callable[..., Awaitable[NodeProcess]]

@@ -7,13 +7,23 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from bench.soak import NodeProcess, small_tracks
+from aiortc import MediaStreamTrack
+
+from bench.processes import NodeProcess
+from client.clip import ClipTrack, load_clip
 from client.participant import RemoteParticipant
 from client.ws import split_join_link
 from tests.helpers.waiting import wait_until
 
 FRAMES = 10
 """Frames a receiver must count before media counts as flowing."""
+
+
+def small_tracks() -> dict[str, MediaStreamTrack]:
+    """Opus and a small VP8 camera (160x120, 15 fps): media that flows on a loaded machine."""
+    return {"mic": ClipTrack(load_clip("opus")),
+            "camera": ClipTrack(load_clip("vp8", width=160, height=120, fps=15,
+                                          bitrate=100_000))}
 
 
 def demo_token(node: NodeProcess, label_prefix: str) -> str:
@@ -27,7 +37,7 @@ def demo_token(node: NodeProcess, label_prefix: str) -> str:
 
 async def join_class(node: NodeProcess) -> tuple[RemoteParticipant, RemoteParticipant, str]:
     """The demo class's teacher and first classroom, joined and publishing audio + video."""
-    teacher, classroom = RemoteParticipant(node.base_url), RemoteParticipant(node.base_url)
+    teacher, classroom = RemoteParticipant(node.url), RemoteParticipant(node.url)
     for p in (teacher, classroom):
         p.track_factory = small_tracks
     await teacher.join_token(demo_token(node, "教师"))

@@ -50,7 +50,7 @@ async def test_a_killed_media_worker_s_class_is_placed_again_and_back_in_session
     teacher, classroom, _ = await join_class(node)
     try:
         await exchanging(teacher, classroom)
-        pids = (await media_health(node.base_url))["pids"]
+        pids = (await media_health(node.url))["pids"]
         assert len(pids) == 2
         holder = max(pids, key=socket_count)
         assert socket_count(holder) > min(socket_count(p) for p in pids), "the room's worker"
@@ -70,7 +70,7 @@ async def test_a_killed_media_worker_s_class_is_placed_again_and_back_in_session
 
         async def replaced() -> bool:
             nonlocal health
-            health = await media_health(node.base_url)
+            health = await media_health(node.url)
             return health.get("alive") == 2 and holder not in health.get("pids", [])
         await wait_until(replaced, within=60, what="a replacement worker")
         assert health["rooms"] == 1

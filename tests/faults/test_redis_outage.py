@@ -80,12 +80,12 @@ async def test_a_class_carries_on_through_a_redis_restart(persisted_redis, start
         # the heartbeat does not need the store
         await teacher.send({"type": "ping", "t": 1})
         await first_frame(teacher, lambda f: f["type"] == "pong", ERROR_BOUND_S)
-        assert await readyz(node.base_url) == 503
+        assert await readyz(node.url) == 503
         outage_s = since(down)
 
         await asyncio.to_thread(persisted_redis.start)
         back = time.monotonic()
-        await wait_until(lambda: _ready(node.base_url), within=READY_BOUND_S,
+        await wait_until(lambda: _ready(node.url), within=READY_BOUND_S,
                          what="/readyz 200 after Redis is back")
         ready_s = since(back)
         # the class carries on: the teacher calls on the classroom (retried while the node's
@@ -147,7 +147,7 @@ CLINICS = [("wy-vc-01-01", "emergency"), ("wy-vc-01-02", "routine"), ("wy-vc-03-
 async def test_acknowledged_consult_requests_survive_a_redis_restart_and_are_claimed_once(
         persisted_redis, start_node, how):
     node = await start_node(redis_url=persisted_redis.url, demo=True)
-    base = node.base_url
+    base = node.url
     operator, zhang, wu = SignalingClient(base), SignalingClient(base), SignalingClient(base)
     clinics = [SignalingClient(base) for _ in CLINICS]
     try:

@@ -59,8 +59,8 @@ async def test_a_signaling_restart_keeps_seats_and_brings_media_back(persisted_r
                                                                      start_node):
     node = await start_node(redis_url=persisted_redis.url, demo=True)
     teacher, classroom, room = await join_class(node)
-    doctor = SignalingClient(node.base_url)  # resumes by hand with its token
-    clinic = RemoteParticipant(node.base_url)  # recovers by itself
+    doctor = SignalingClient(node.url)  # resumes by hand with its token
+    clinic = RemoteParticipant(node.url)  # recovers by itself
     try:
         await exchanging(teacher, classroom)
         await classroom.send({"type": "hand", "raised": True})

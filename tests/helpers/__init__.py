@@ -1,1 +1,2 @@
-"""Real external parts the tests run against (a `redis-server`, free loopback ports)."""
+"""Real external parts the tests run against (a `redis-server`, coturn, free loopback ports);
+the process plumbing itself is bench.processes'."""

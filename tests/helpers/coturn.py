@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.net import free_port
-from tests.helpers.server_process import ServerProcess
+from bench.processes import ServerProcess, free_port
 
 READY_TIMEOUT = 15.0
 """Seconds a starting coturn has to answer STUN Binding before the start counts as failed."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,13 +11,9 @@ import urllib.request
 
 import pytest
 
+from bench.processes import free_port
+
 TONGXIN = [sys.executable, "-m", "signaling.cli"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for_url(proc: subprocess.Popen, url: str, timeout: float = 60.0) -> None:
