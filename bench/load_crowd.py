@@ -29,6 +29,7 @@ import time
 from typing import Any
 
 import msgspec
+from aiortc import MediaStreamTrack
 
 from client.clip import ClipTrack, EncodedClip, load_clip
 from client.participant import RemoteParticipant
@@ -161,7 +162,7 @@ class Simulated:
         self._stop_heartbeat = asyncio.Event()
         self._heartbeat: asyncio.Task[None] | None = None
 
-    def tracks(self) -> dict[str, ClipTrack]:
+    def tracks(self) -> dict[str, MediaStreamTrack]:
         video, audio = self.clips
         return {"mic": ClipTrack(audio), "camera": ClipTrack(video)}
 
@@ -169,14 +170,16 @@ class Simulated:
         """Join and wait for the first frame, within `first_frame_timeout_s` of starting;
         errors are recorded, not raised."""
         await asyncio.sleep(self.job.start_delay_s)
-        self.started_at = time.time()
+        self.started_at = started_at = time.time()
         try:
             async with asyncio.timeout(self.settings.first_frame_timeout_s):
-                await self._join()
+                await self._join(started_at)
         except TimeoutError:
             self.errors.append(f"{self.stage}:timeout")
 
-    async def _join(self) -> None:
+    async def _join(self, started_at: float) -> None:
+        """Join, enter, publish, then wait for the first video frame (`started_at`: time.time()
+        when the run started)."""
         p = self.participant
         self.stage = "exchange"
         try:
@@ -201,7 +204,7 @@ class Simulated:
         while first is None:  # polled: frames arrive on aiortc's tasks, no event to await
             await asyncio.sleep(POLL_S)
             first = first_video_from_others(p)
-        self.first_frame_s = first - self.started_at
+        self.first_frame_s = first - started_at
         self.stages_s["first_frame"] = round(self.first_frame_s, 3)
         self.moves_at_first_frame = p.moves
 

@@ -12,6 +12,8 @@ import contextlib
 import logging
 import os
 import socket
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from client.peer import PeerClient
@@ -36,7 +38,7 @@ class LoadGenerator:
             self.clients[pid] = PeerClient(
                 pid,
                 publish_offer=_no_publishing,
-                send_answer=lambda sdp, pid=pid: self._answered(pid, sdp),
+                send_answer=partial(self._answered, pid),
                 config=self._config,
                 keep_digests=False,
                 sample_every=self._sample_every,
@@ -120,7 +122,7 @@ async def _serve(
         await generator.remove_all()
         asyncio.get_running_loop().call_soon(stop.set)
 
-    operations = {
+    operations: dict[str, Callable[..., Any]] = {
         "add": generator.add,
         "offer": generator.offer,
         "counts": generator.counts,

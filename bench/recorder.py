@@ -47,6 +47,9 @@ class _Track:
 
 
 def packets(clip: EncodedClip, codec: RTCRtpCodecParameters, seconds: float) -> list[RtpPacket]:
+    if codec.payloadType is None:
+        raise ValueError(f"{codec.mimeType} has no payload type to packetize with")
+    payload_type = codec.payloadType
     encoder = get_encoder(codec)
     out: list[RtpPacket] = []
     seq = 0
@@ -54,9 +57,9 @@ def packets(clip: EncodedClip, codec: RTCRtpCodecParameters, seconds: float) -> 
         frame = av.Packet(clip.frames[i % len(clip.frames)])
         frame.pts = i * clip.frame_ticks
         frame.time_base = fractions.Fraction(1, clip.clock_rate)
-        payloads, ts = encoder.pack(frame)  # type: ignore[attr-defined]
+        payloads, ts = encoder.pack(frame)
         for j, payload in enumerate(payloads):
-            packet = RtpPacket(payload_type=codec.payloadType, sequence_number=seq & 0xFFFF,
+            packet = RtpPacket(payload_type=payload_type, sequence_number=seq & 0xFFFF,
                                timestamp=ts & 0xFFFFFFFF, marker=j == len(payloads) - 1)
             packet.payload = payload
             out.append(packet)
