@@ -1,76 +1,407 @@
-"""The aiortc bends of media/peers/aiortc_bends.py still hold (these fail if an aiortc upgrade
-breaks them), and the relay neither decodes nor encodes."""
+"""Each bend of media/peers/aiortc_bends.py still holds against real aiortc objects (these fail
+if an aiortc/aioice/pylibsrtp upgrade breaks one), no other module touches the private names
+the bends cover, and the relay neither decodes nor encodes.
+
+A test per bend: `test_the_internals_each_bend_relies_on_exist` names, per bend, what it reads
+or replaces on real objects (a rename shows up there first, naming the bend); the behaviour
+tests then run the bends over real peer connections on loopback.
+"""
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import inspect
 import os
 import struct
 import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import aioice.ice
+import aiortc.rtcrtpreceiver as aiortc_receiver_module
 import pytest
-from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
+from aiortc import (
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+)
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.opus import OpusEncoder
 from aiortc.codecs.vpx import Vp8Encoder
+from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpReceiveParameters
 from aiortc.rtcrtpreceiver import RemoteStreamTrack
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTCP_PSFB_PLI,
+    AnyRtcpPacket,
+    RtcpPacket,
+    RtcpPsfbPacket,
+    RtcpSrPacket,
+    RtpPacket,
+    unpack_remb_fci,
+)
 from pylibsrtp import Policy, Session
 
-from client.peer import FrameLog
+from client.clip import ClipTrack, frame_digest, load_clip, normalized_frame
+from client.peer import FrameLog, _preferences
+from media.peers import aiortc_bends
 from media.peers.aiortc_bends import (
-    EncodedFrameSink,
+    BENT_PRIVATE_NAMES,
     HeldTrack,
+    UplinkRtpTap,
     bind_host_candidates,
+    datagram_sender,
+    h264_nal_units,
     has_decoder_thread,
+    install_sink_decoder_threads,
     lean_protect,
+    negotiated_codecs,
+    negotiated_header_extension_ids,
+    on_keyframe_request,
+    receive_directly,
+    send_pli,
+    send_remb,
+    sender_ssrcs,
+    set_negotiated_codecs,
+    stop_remote_bitrate_estimate,
+    tap_client_receiver,
+    tap_relay_receiver,
+    tap_relay_sender,
+    transport_of,
 )
+from media.peers.codec_match import forwarded_codecs
+from media.peers.config import PeerConfig
 from media.service import MediaService
 from tests.media.relay_harness import RelayHarness, clip_tracks, wait_until
 
-
-def test_the_aiortc_internals_the_taps_rely_on_still_exist() -> None:
-    """Names the taps read or replace; a rename in aiortc/aioice shows up here first."""
-    for name in ("_handle_rtp_data", "_rtp_router", "_rtp_header_extensions_map", "_tx_srtp",
-                 "_send_rtp", "_state"):
-        init_names = RTCDtlsTransport.__init__.__code__.co_names
-        assert name in RTCDtlsTransport.__dict__ or name in init_names, name
-    for name in ("_handle_rtp_packet", "_send_rtcp_pli", "receive"):
-        assert hasattr(RTCRtpReceiver, name), name
-    for name in ("_send_rtcp", "_handle_rtcp_packet", "_send_keyframe", "_run_rtcp"):
-        assert hasattr(RTCRtpSender, name), name
-    receiver_init = RTCRtpReceiver.__init__.__code__.co_names
-    for name in ("_RTCRtpReceiver__decoder_queue", "_RTCRtpReceiver__decoder_thread",
-                 "_RTCRtpReceiver__jitter_buffer", "_RTCRtpReceiver__timestamp_mapper",
-                 "_RTCRtpReceiver__remote_bitrate_estimator"):
-        assert name in receiver_init, name
-    for name in ("_nominated", "_local_candidates_start", "_local_candidates",
-                 "_local_candidates_end", "_components"):
-        assert name in aioice.ice.Connection.__init__.__code__.co_names, name
-    assert hasattr(aioice.ice.Connection, "get_component_candidates")
-    assert aioice.ice.StunProtocol.send_data.__code__.co_names[-1] == "sendto"
+ROOT = Path(__file__).resolve().parents[3]
+PRODUCT = ("broker", "signaling", "media", "web", "client", "bench")
+BENDS = ROOT / "media" / "peers" / "aiortc_bends.py"
+BENT_LIBRARIES = ("aiortc", "aioice", "pylibsrtp")
 
 
-async def test_a_sink_receiver_gets_no_decoder_thread() -> None:
+# --- what each bend relies on ----------------------------------------------------------------
+
+
+@dataclass
+class Objects:
+    """Real aiortc/aioice/pylibsrtp objects (not connected) to look for the bent names on."""
+
+    receiver: RTCRtpReceiver
+    sender: RTCRtpSender
+    transceiver: RTCRtpTransceiver
+    dtls: RTCDtlsTransport
+    connection: aioice.ice.Connection
+    session: Session
+
+
+def has(obj: object, *names: str) -> list[str]:
+    """The names `obj` lacks (as instance or class attributes)."""
+    return [name for name in names if not hasattr(obj, name)]
+
+
+def calls(function: Callable[..., object], *names: str) -> list[str]:
+    """The names `function`'s code does not use (it must still call/read them)."""
+    code = inspect.getsource(function)
+    return [name for name in names if name not in code]
+
+
+RECEIVER_PRIVATES = ("_RTCRtpReceiver__decoder_queue", "_RTCRtpReceiver__decoder_thread")
+
+# bend -> (what it checks on the objects, the private names that check covers)
+BEND_INTERNALS: dict[str, tuple[Callable[[Objects], list[str]], frozenset[str]]] = {
+    "install_sink_decoder_threads": (
+        lambda o: has(o.receiver, "_RTCRtpReceiver__decoder_queue")
+        + calls(RTCRtpReceiver.receive, "threading.Thread(", "target=", "name=", "args=")
+        + calls(RTCRtpReceiver.__init__, "threading.Event()"),
+        frozenset({"_RTCRtpReceiver__decoder_queue"}),
+    ),
+    "has_decoder_thread": (
+        lambda o: has(o.receiver, "_RTCRtpReceiver__decoder_thread"),
+        frozenset({"_RTCRtpReceiver__decoder_thread"}),
+    ),
+    "stop_remote_bitrate_estimate": (
+        lambda o: has(o.receiver, "_RTCRtpReceiver__remote_bitrate_estimator")
+        + calls(RTCRtpReceiver._handle_rtp_packet, "self.__remote_bitrate_estimator is not None"),
+        frozenset({"_RTCRtpReceiver__remote_bitrate_estimator"}),
+    ),
+    "tap_relay_receiver": (
+        lambda o: has(o.receiver, *RECEIVER_PRIVATES, "_RTCRtpReceiver__jitter_buffer")
+        + calls(RTCRtpReceiver._handle_rtp_packet, "self.__jitter_buffer.add(packet)"),
+        frozenset({"_RTCRtpReceiver__jitter_buffer"}),
+    ),
+    "UplinkRtpTap": (
+        lambda o: has(o.dtls, "_handle_rtp_data", "_rtp_header_extensions_map", "_rtp_router")
+        + has(o.dtls._rtp_router, "route_rtp", "ssrc_table")
+        + has(o.receiver, "_handle_rtp_packet"),
+        frozenset({"_handle_rtp_data", "_rtp_header_extensions_map", "_rtp_router",
+                   "_handle_rtp_packet"}),
+    ),
+    "send_pli": (
+        lambda o: has(o.receiver, "_send_rtcp_pli"),
+        frozenset({"_send_rtcp_pli"}),
+    ),
+    "send_remb": (
+        lambda o: has(o.receiver, "_RTCRtpReceiver__rtcp_ssrc", "_send_rtcp"),
+        frozenset({"_RTCRtpReceiver__rtcp_ssrc", "_send_rtcp"}),
+    ),
+    "sender_ssrcs": (
+        lambda o: has(o.sender, "_ssrc", "_rtx_ssrc"),
+        frozenset({"_ssrc", "_rtx_ssrc"}),
+    ),
+    "tap_relay_sender": (
+        lambda o: has(o.sender, "_send_rtcp", "_handle_rtcp_packet", "_ssrc")
+        + calls(RTCRtpSender._run_rtcp, "await self._send_rtcp(packets)"),
+        frozenset({"_send_rtcp", "_handle_rtcp_packet"}),
+    ),
+    "on_keyframe_request": (
+        lambda o: has(o.sender, "_send_keyframe")
+        + calls(RTCRtpSender._handle_rtcp_packet, "self._send_keyframe()"),
+        frozenset({"_send_keyframe"}),
+    ),
+    "negotiated_codecs / set_negotiated_codecs": (
+        lambda o: has(o.transceiver, "_codecs")
+        + calls(RTCPeerConnection.setRemoteDescription, "transceiver._codecs = common"),
+        frozenset({"_codecs"}),
+    ),
+    "negotiated_header_extension_ids": (
+        lambda o: has(o.transceiver, "_headerExtensions"),
+        frozenset({"_headerExtensions"}),
+    ),
+    "lean_protect": (
+        lambda o: has(o.session, "_srtp"),
+        frozenset({"_srtp"}),
+    ),
+    "datagram_sender": (
+        lambda o: has(o.dtls, "_state", "_tx_srtp", "_send_rtp", "transport")
+        + has(o.dtls.transport, "_connection")
+        + has(o.connection, "_nominated")
+        + calls(aioice.ice.StunProtocol.send_data, "self.transport.sendto("),
+        frozenset({"_tx_srtp", "_send_rtp", "_connection", "_nominated", "_sock"}),
+    ),
+    "receive_directly": (
+        lambda o: has(o.dtls, "_state", "_rx_srtp", "_handle_rtp_data", "_handle_rtcp_data")
+        + has(aioice.ice.StunProtocol, "datagram_received"),
+        frozenset({"_rx_srtp", "_handle_rtcp_data"}),
+    ),
+    "bind_host_candidates": (
+        lambda o: has(o.connection, "_local_candidates_start", "_local_candidates",
+                      "_local_candidates_end", "_components", "gather_candidates",
+                      "get_component_candidates"),
+        frozenset({"_local_candidates_start", "_local_candidates", "_local_candidates_end",
+                   "_components"}),
+    ),
+    "tap_client_receiver": (
+        lambda o: has(o.receiver, "_RTCRtpReceiver__decoder_queue",
+                      "_RTCRtpReceiver__timestamp_mapper", "_handle_rtp_packet", "receive")
+        + has(o.receiver._RTCRtpReceiver__timestamp_mapper, "map")  # type: ignore[attr-defined]
+        + has(o.dtls._rtp_router, "ssrc_table"),
+        frozenset({"_RTCRtpReceiver__timestamp_mapper"}),
+    ),
+    "h264_nal_units": (
+        lambda o: has(H264Encoder, "_split_bitstream")
+        + calls(H264Encoder.pack, "self._split_bitstream("),
+        frozenset({"_split_bitstream"}),
+    ),
+}
+
+
+@pytest.fixture
+async def objects() -> Objects:
+    pc = RTCPeerConnection()
+    transceiver = pc.addTransceiver("video", direction="sendrecv")
+    key = os.urandom(30)
+    session = Session(Policy(key=key, ssrc_type=Policy.SSRC_ANY_OUTBOUND))
+    dtls = transceiver.sender.transport
+    found = Objects(
+        transceiver.receiver, transceiver.sender, transceiver, dtls,
+        dtls.transport._connection, session,
+    )
+    await pc.close()
+    return found
+
+
+@pytest.mark.parametrize("bend", sorted(BEND_INTERNALS))
+def test_the_internals_each_bend_relies_on_exist(bend: str, objects: Objects) -> None:
+    check, _ = BEND_INTERNALS[bend]
+    missing = check(objects)
+    assert missing == [], f"aiortc changed under {bend}: {missing} no longer there"
+
+
+def test_every_bent_private_name_is_checked_by_a_bend() -> None:
+    covered = frozenset().union(*(names for _, names in BEND_INTERNALS.values()))
+    assert covered == BENT_PRIVATE_NAMES
+
+
+# --- no one else touches them ----------------------------------------------------------------
+
+
+def private_uses(source: str, where: str) -> list[str]:
+    """Where a module reaches into aiortc/aioice/pylibsrtp: a bent private name on anything
+    but `self`/`cls`, a private (or name-mangled) attribute through a name imported from those
+    libraries, such a name in getattr/setattr/hasattr, or an assignment to an attribute of an
+    imported library module or class (a monkeypatch)."""
+    tree = ast.parse(source, where)
+    imported: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] in BENT_LIBRARIES:
+                    imported.add((alias.asname or alias.name).split(".")[0])
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            if node.module.split(".")[0] in BENT_LIBRARIES:
+                imported.update(alias.asname or alias.name for alias in node.names)
+
+    def private(name: str) -> bool:
+        return name in BENT_PRIVATE_NAMES or (
+            name.startswith("_") and "__" in name[1:] and not name.endswith("__")
+        )
+
+    found: list[str] = []
+    for node in ast.walk(tree):
+        at = f"{where}:{getattr(node, 'lineno', 0)}"
+        if isinstance(node, ast.Attribute):
+            base = node.value
+            base_name = base.id if isinstance(base, ast.Name) else None
+            if base_name in ("self", "cls"):
+                continue
+            if private(node.attr):
+                found.append(f"{at} .{node.attr}")
+            elif base_name in imported and node.attr.startswith("_") and not (
+                node.attr.startswith("__") and node.attr.endswith("__")
+            ):
+                found.append(f"{at} {base_name}.{node.attr}")
+            elif base_name in imported and isinstance(node.ctx, ast.Store):
+                found.append(f"{at} {base_name}.{node.attr} = ...")
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in ("getattr", "setattr", "hasattr", "delattr")
+            and len(node.args) > 1
+            and isinstance(node.args[1], ast.Constant)
+            and isinstance(node.args[1].value, str)
+            and private(node.args[1].value)
+        ):
+            found.append(f"{at} {node.func.id}(…, {node.args[1].value!r})")
+    return found
+
+
+def test_only_aiortc_bends_uses_aiortc_internals() -> None:
+    found = [
+        use
+        for package in PRODUCT
+        for path in sorted((ROOT / package).rglob("*.py"))
+        if path != BENDS and "vendor" not in path.parts
+        for use in private_uses(path.read_text(), str(path.relative_to(ROOT)))
+    ]
+    assert found == [], "aiortc internals outside media/peers/aiortc_bends.py:\n" + "\n".join(
+        found
+    )
+
+
+def test_the_scan_finds_what_it_looks_for() -> None:
+    sample = (
+        "import aiortc.rtcrtpreceiver as m\n"
+        "from aiortc.codecs.h264 import H264Encoder\n"
+        "def f(self, sender, receiver, t):\n"
+        "    a = sender._ssrc\n"
+        "    b = getattr(receiver, '_RTCRtpReceiver__rtcp_ssrc', None)\n"
+        "    c = H264Encoder._other_private\n"
+        "    m.threading = None\n"
+        "    d = t._codecs + self._codecs\n"
+    )
+    found = {use.split(" ", 1)[1] for use in private_uses(sample, "probe.py")}
+    assert found == {
+        "._ssrc",
+        "getattr(…, '_RTCRtpReceiver__rtcp_ssrc')",
+        "H264Encoder._other_private",
+        "m.threading = ...",
+        "._codecs",
+    }
+
+
+# --- 1. decoder threads ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tapped", [True, False], ids=["sink", "stock"])
+async def test_only_a_sink_receiver_goes_without_a_decoder_thread(tapped: bool) -> None:
+    install_sink_decoder_threads()  # idempotent: already done at import
+    assert aiortc_receiver_module.threading.Thread is aiortc_bends._decoder_thread  # type: ignore[attr-defined]
     pc = RTCPeerConnection()
     try:
-        transceiver = pc.addTransceiver("video", direction="recvonly")
-        receiver = transceiver.receiver
-        sink = EncodedFrameSink()
-        receiver._RTCRtpReceiver__decoder_queue = sink  # type: ignore[attr-defined]
+        receiver = pc.addTransceiver("video", direction="recvonly").receiver
+        sink = tap_relay_receiver(receiver) if tapped else None
+        if sink is not None:
+            assert tap_relay_receiver(receiver) is sink, "tapping twice keeps the sink"
         receiver._track = RemoteStreamTrack(kind="video")
         params = RTCRtpReceiveParameters(
             codecs=[RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)]
         )
         await receiver.receive(params)
-        assert receiver._RTCRtpReceiver__decoder_thread is sink  # type: ignore[attr-defined]
-        assert not has_decoder_thread(receiver)
+        assert has_decoder_thread(receiver) is not tapped
+        if sink is not None:
+            assert receiver._RTCRtpReceiver__decoder_thread is sink  # type: ignore[attr-defined]
         await receiver.stop()
-        assert sink.ended
+        assert sink is None or sink.ended
     finally:
         await pc.close()
+
+
+async def test_stop_remote_bitrate_estimate(objects: Objects) -> None:
+    receiver = objects.receiver
+    assert receiver._RTCRtpReceiver__remote_bitrate_estimator is not None  # type: ignore[attr-defined]
+    stop_remote_bitrate_estimate(receiver)
+    assert receiver._RTCRtpReceiver__remote_bitrate_estimator is None  # type: ignore[attr-defined]
+
+
+async def test_send_remb_needs_an_rtcp_ssrc(objects: Objects) -> None:
+    """A peer connection gives its receivers the RTCP SSRC of their transceiver's sender; a
+    receiver without one sends nothing."""
+    assert objects.receiver._RTCRtpReceiver__rtcp_ssrc == sender_ssrcs(objects.sender)[0]  # type: ignore[attr-defined]
+    bare = RTCRtpReceiver("video", objects.dtls)
+    assert send_remb(bare, 100_000, [1]) is False
+
+
+# --- 7. codecs -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("stream", "units"),
+    [
+        (b"\x00\x00\x00\x01\x67ab\x00\x00\x01\x68cd", [b"\x67ab", b"\x68cd"]),
+        (b"\x00\x00\x01\x65" + b"x" * 40, [b"\x65" + b"x" * 40]),
+        (b"no start code", []),
+    ],
+)
+def test_h264_nal_units_split_as_aiortc_packetizes(stream: bytes, units: list[bytes]) -> None:
+    assert list(h264_nal_units(stream)) == units
+
+
+def test_lean_protect_matches_pylibsrtp_and_decrypts() -> None:
+    key = os.urandom(44)
+
+    def session(direction: int) -> Session:
+        policy = Policy(
+            key=key, ssrc_type=direction, srtp_profile=Policy.SRTP_PROFILE_AEAD_AES_256_GCM
+        )
+        policy.allow_repeat_tx = True
+        policy.window_size = 1024
+        return Session(policy)
+
+    reference, lean = session(Policy.SSRC_ANY_OUTBOUND), session(Policy.SSRC_ANY_OUTBOUND)
+    receiver = session(Policy.SSRC_ANY_INBOUND)
+    protect = lean_protect(lean)
+    for seq in range(65530, 65540):
+        packet = struct.pack("!BBHII", 0x80, 96, seq & 0xFFFF, seq * 3000, 1234) + os.urandom(1200)
+        protected = protect(packet)
+        assert protected == reference.protect(packet)
+        assert receiver.unprotect(protected) == packet
 
 
 async def test_host_candidates_are_gathered_on_the_chosen_address_only() -> None:
@@ -78,6 +409,7 @@ async def test_host_candidates_are_gathered_on_the_chosen_address_only() -> None
     try:
         pc.addTransceiver(HeldTrack("audio"), direction="sendonly")
         bind_host_candidates(pc, "127.0.0.1")
+        bind_host_candidates(pc, "127.0.0.1")  # a second call changes nothing
         await pc.setLocalDescription(await pc.createOffer())
         candidates = [
             line.split()[4] for line in pc.localDescription.sdp.splitlines()
@@ -86,6 +418,217 @@ async def test_host_candidates_are_gathered_on_the_chosen_address_only() -> None
         assert candidates and set(candidates) == {"127.0.0.1"}
     finally:
         await pc.close()
+
+
+# --- over loopback ---------------------------------------------------------------------------
+
+
+async def both_connected(*pcs: RTCPeerConnection) -> None:
+    await wait_until(
+        lambda: all(pc.connectionState == "connected" for pc in pcs), 20, "both connected"
+    )
+
+
+def extmap_ids(sdp: str) -> dict[str, int]:
+    """URI -> id of the first m-line's `a=extmap` lines."""
+    ids: dict[str, int] = {}
+    for line in sdp.splitlines():
+        if line.startswith("a=extmap:"):
+            number, uri = line[len("a=extmap:"):].split()[:2]
+            ids.setdefault(uri, int(number.split("/")[0]))
+    return ids
+
+
+@pytest.mark.timeout(60)
+async def test_a_relay_sender_feeds_a_relay_receiver_over_loopback() -> None:
+    """`down` plays a relay downlink (held sender, datagram path), `up` a relay uplink (tapped
+    receiver): what one writes, the other's tap gets; feedback goes back through the bends."""
+    down, up = PeerConfig().new_peer_connection(), PeerConfig().new_peer_connection()
+    try:
+        transceiver = down.addTransceiver(HeldTrack("video"), direction="sendonly")
+        sender = transceiver.sender
+        ssrc, rtx_ssrc = sender_ssrcs(sender)
+        reports: list[RtcpSrPacket] = []
+        feedback: list[AnyRtcpPacket] = []
+        keyframe_requests: list[float] = []
+
+        def fill_report(report: RtcpSrPacket) -> None:
+            report.sender_info.packet_count = 4242
+            reports.append(report)
+
+        tap_relay_sender(sender, fill_report, feedback.append)
+        on_keyframe_request(sender, lambda: keyframe_requests.append(time.time()))
+        bind_host_candidates(down, "127.0.0.1")
+        await down.setLocalDescription(await down.createOffer())
+        assert f"a=ssrc-group:FID {ssrc} {rtx_ssrc}" in down.localDescription.sdp
+
+        await up.setRemoteDescription(down.localDescription)
+        up_transceiver = up.getTransceivers()[0]
+        receiver = up_transceiver.receiver
+        sink = tap_relay_receiver(receiver)
+        offered = negotiated_codecs(up_transceiver)
+        assert len(offered) > 2, "VP8 and H.264, each with RTX"
+        codecs = forwarded_codecs(offered)
+        set_negotiated_codecs(up_transceiver, codecs)
+        assert negotiated_codecs(up_transceiver) == codecs
+        dtls_up = transport_of(up)
+        assert dtls_up is not None
+        tap = UplinkRtpTap.on(dtls_up)
+        assert UplinkRtpTap.on(dtls_up) is tap
+        packets: list[RtpPacket] = []
+        tap.route(receiver, packets.append, ssrc, rtx_ssrc, codecs)
+        answer = await up.createAnswer()
+        bind_host_candidates(up, "127.0.0.1")
+        await up.setLocalDescription(answer)
+        rtpmaps = [ln for ln in up.localDescription.sdp.splitlines() if ln.startswith("a=rtpmap:")]
+        assert len(rtpmaps) == 2, f"answered with the forwarded codec and its RTX only: {rtpmaps}"
+        await down.setRemoteDescription(up.localDescription)
+        await both_connected(down, up)
+
+        negotiated = negotiated_codecs(transceiver)
+        assert [c.mimeType for c in negotiated] == ["video/VP8", "video/rtx"]
+        assert negotiated_header_extension_ids(transceiver) == extmap_ids(
+            up.localDescription.sdp
+        )
+
+        dtls_down = transport_of(down)
+        assert dtls_down is not None
+        send = datagram_sender(dtls_down)
+        assert send is not None and send.__name__ == "send", "straight to the UDP socket"
+        assert receive_directly(dtls_down)  # RTCP still goes to aiortc (tap_relay_sender)
+        assert not receive_directly(dtls_down), "installed once"
+        raw_rtcp: list[bytes] = []
+        assert receive_directly(dtls_up, raw_rtcp.append)
+
+        pt, rtx_pt = negotiated[0].payloadType, negotiated[1].payloadType
+        assert pt is not None and rtx_pt is not None
+        sent = [
+            RtpPacket(payload_type=pt, sequence_number=100 + i, timestamp=3000 * i, ssrc=ssrc,
+                      payload=b"\x10" + bytes([i]) * 60)
+            for i in range(10)
+        ]
+        for packet in sent:
+            send(packet.serialize())
+        # the RTX copy of packet 3, as a retransmission
+        rtx = RtpPacket(payload_type=rtx_pt, sequence_number=7, timestamp=sent[3].timestamp,
+                        ssrc=rtx_ssrc, payload=struct.pack("!H", 103) + sent[3].payload)
+        send(rtx.serialize())
+        await wait_until(lambda: len(packets) >= 11, 10, "packets at the uplink's tap")
+        assert [p.sequence_number for p in packets[:11]] == [*range(100, 110), 103]
+        assert all(p.ssrc == ssrc and p.payload_type == pt for p in packets[:11])
+        assert packets[10].payload == sent[3].payload, "RTX unwrapped by the tap"
+        assert not has_decoder_thread(receiver) and not sink.ended
+
+        assert send_remb(receiver, 300_000, [ssrc])
+        send_pli(receiver, ssrc)
+
+        def remb_and_pli() -> bool:
+            psfb = [p for p in feedback if isinstance(p, RtcpPsfbPacket)]
+            return any(p.fmt == RTCP_PSFB_PLI and p.media_ssrc == ssrc for p in psfb) and any(
+                p.fmt == RTCP_PSFB_APP and unpack_remb_fci(p.fci) == (300_000, [ssrc])
+                for p in psfb
+            )
+
+        await wait_until(remb_and_pli, 10, "REMB and PLI at the relay sender")
+        assert keyframe_requests, "the PLI reached on_keyframe_request"
+        await wait_until(lambda: bool(reports) and bool(raw_rtcp), 10, "a sender report")
+        received = [
+            p for data in raw_rtcp for p in RtcpPacket.parse(data) if isinstance(p, RtcpSrPacket)
+        ]
+        assert received and received[0].ssrc == ssrc
+        assert received[0].sender_info.packet_count == 4242, "filled from the forwarder"
+    finally:
+        await down.close()
+        await up.close()
+
+
+@dataclass
+class Received:
+    frames: list[tuple[str, JitterFrame, float]] = field(default_factory=list)
+
+
+@pytest.mark.timeout(90)
+async def test_a_client_receiver_gets_encoded_frames_as_sent() -> None:
+    """Two video m-lines (VP8, H.264) from clip tracks: frames reach `tap_client_receiver` as
+    sent (RTP timestamps and bytes), RTX is routed by SSRC, and a PLI makes a clip jump."""
+    log = FrameLog()
+    publisher, subscriber = PeerConfig().new_peer_connection(), PeerConfig().new_peer_connection()
+    try:
+        tracks = {
+            "camera": ClipTrack(load_clip("vp8"), on_frame=log.recorder("camera")),
+            "screen": ClipTrack(load_clip("h264"), on_frame=log.recorder("screen")),
+        }
+        senders: dict[str, RTCRtpSender] = {}
+        for source, track in tracks.items():
+            transceiver = publisher.addTransceiver(track, direction="sendonly")
+            transceiver.setCodecPreferences(
+                _preferences("video", "vp8" if source == "camera" else "h264")
+            )
+            on_keyframe_request(transceiver.sender, track.request_keyframe)
+            senders[source] = transceiver.sender
+        bind_host_candidates(publisher, "127.0.0.1")
+        await publisher.setLocalDescription(await publisher.createOffer())
+        await subscriber.setRemoteDescription(publisher.localDescription)
+        received: dict[str, Received] = {}
+        receivers: dict[str, RTCRtpReceiver] = {}
+        for source, transceiver in zip(tracks, subscriber.getTransceivers(), strict=True):
+            got = received[source] = Received()
+            receivers[source] = transceiver.receiver
+
+            def on_frame(codec: RTCRtpCodecParameters, frame: JitterFrame, arrival: float,
+                         got: Received = got) -> None:
+                got.frames.append((codec.name.lower(), frame, arrival))
+
+            tap_client_receiver(transceiver.receiver, on_frame)
+        stop_remote_bitrate_estimate(receivers["screen"])
+        answer = await subscriber.createAnswer()
+        bind_host_candidates(subscriber, "127.0.0.1")
+        await subscriber.setLocalDescription(answer)
+        await publisher.setRemoteDescription(subscriber.localDescription)
+        await both_connected(publisher, subscriber)
+        for pc in (publisher, subscriber):
+            dtls = transport_of(pc)
+            assert dtls is not None and receive_directly(dtls)
+        await wait_until(
+            lambda: all(len(r.frames) >= 20 for r in received.values()), 30, "20 frames each"
+        )
+        dtls = transport_of(subscriber)
+        assert dtls is not None
+        for source, got in received.items():
+            codec = "vp8" if source == "camera" else "h264"
+            sent = set(log.sent[source])
+            assert {c for c, _, _ in got.frames} == {codec}
+            digests = [frame_digest(f.data) for _, f, _ in got.frames]
+            assert set(digests) <= sent, f"{source}: frames arrive bit-identical"
+            # timestamps as the sender stamped them (aiortc would rebase them to 0)
+            last_sent = senders[source]._RTCRtpSender__rtp_timestamp  # type: ignore[attr-defined]
+            last = got.frames[-1][1].timestamp
+            assert (last_sent - last) % (1 << 32) <= 90000 * 2, (source, last_sent, last)
+            steps = {(b[1].timestamp - a[1].timestamp) % 3000 for a, b in zip(
+                got.frames, got.frames[1:], strict=False)}
+            assert steps == {0}
+            assert all(0 <= time.time() - arrival < 60 for *_, arrival in got.frames)
+            rtx_ssrc = sender_ssrcs(senders[source])[1]
+            assert dtls._rtp_router.ssrc_table.get(rtx_ssrc) is receivers[source], "RTX by SSRC"
+            assert not has_decoder_thread(receivers[source])
+        camera = tracks["camera"]
+        before = camera.keyframe_requests
+        send_pli(receivers["camera"], sender_ssrcs(senders["camera"])[0])
+        await wait_until(lambda: camera.keyframe_requests > before, 10, "the clip's keyframe")
+    finally:
+        await publisher.close()
+        await subscriber.close()
+
+
+def test_h264_frames_are_named_by_what_a_receiver_reassembles() -> None:
+    clip = load_clip("h264")
+    frame = clip.frames[0]
+    units = list(h264_nal_units(frame))
+    assert units, "a keyframe has NAL units"
+    assert normalized_frame("h264", frame) == b"".join(b"\x00\x00\x00\x01" + u for u in units)
+
+
+# --- the relay as a whole ---------------------------------------------------------------------
 
 
 @pytest.mark.timeout(90)
@@ -147,23 +690,3 @@ async def test_the_relay_forwards_without_decoding_or_encoding(
         await relay.close()
         await service.stop()
 
-
-def test_lean_protect_matches_pylibsrtp_and_decrypts() -> None:
-    key = os.urandom(44)
-
-    def session(direction: int) -> Session:
-        policy = Policy(
-            key=key, ssrc_type=direction, srtp_profile=Policy.SRTP_PROFILE_AEAD_AES_256_GCM
-        )
-        policy.allow_repeat_tx = True
-        policy.window_size = 1024
-        return Session(policy)
-
-    reference, lean = session(Policy.SSRC_ANY_OUTBOUND), session(Policy.SSRC_ANY_OUTBOUND)
-    receiver = session(Policy.SSRC_ANY_INBOUND)
-    protect = lean_protect(lean)
-    for seq in range(65530, 65540):
-        packet = struct.pack("!BBHII", 0x80, 96, seq & 0xFFFF, seq * 3000, 1234) + os.urandom(1200)
-        protected = protect(packet)
-        assert protected == reference.protect(packet)
-        assert receiver.unprotect(protected) == packet
