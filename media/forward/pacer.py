@@ -24,7 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from media.forward.forwarder import DatagramSink
+from media.forward.emit import DatagramSink
 from media.rtp.header import with_abs_send_time
 from media.rtp.timing import abs_send_time
 
