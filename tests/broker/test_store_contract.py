@@ -12,13 +12,13 @@ from collections.abc import Awaitable
 
 import pytest
 
+from bench.processes import free_port
 from broker import memory_store, redis_store, redis_subscription
 from broker.errors import StoreUnavailable
 from broker.memory_store import MemorySubscription
 from broker.redis_store import RedisStore
 from broker.redis_subscription import RedisSubscription
 from broker.store import Event, Store, Subscription, log_id_key
-from tests.helpers.net import free_port
 from tests.helpers.redis_server import RedisServerProcess, require_redis_server
 from tests.helpers.stores import StoreHandleFactory, unique_prefix
 from tests.helpers.waiting import wait_until

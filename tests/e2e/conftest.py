@@ -14,10 +14,10 @@ import pytest
 from aiohttp import web
 from playwright.async_api import Browser, async_playwright
 
+from bench.processes import free_port
 from signaling.middleware import SECURITY_HEADERS
 from tests.e2e.browser import launch, require_chromium
 from tests.e2e.node import TongxinNode
-from tests.helpers.net import free_port
 
 WEB = Path(__file__).resolve().parents[2] / "web"
 UNITS = Path(__file__).resolve().parent / "units"

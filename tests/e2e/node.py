@@ -3,8 +3,6 @@ port with the demo directory, its printed join links parsed from stdout."""
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 import signal
 import subprocess
@@ -13,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-from tests.helpers.net import free_port
+from bench.processes import free_port, log_tail, node_env, stop_popen
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 60.0
@@ -41,8 +39,7 @@ class TongxinNode:
         ]  # fmt: skip
 
     def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TONGXIN_")}
-        env["PYTHONUNBUFFERED"] = "1"
+        env = node_env({"PYTHONUNBUFFERED": "1"})
         log = self.log_path.open("w", encoding="utf-8")
         self._proc = subprocess.Popen(
             self.command(), cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
@@ -79,17 +76,8 @@ class TongxinNode:
         return found[0]
 
     def log_tail(self, lines: int = 30) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log_path.read_text(encoding="utf-8").splitlines()[-lines:])
-        return ""
+        return log_tail(self.log_path, lines)
 
     def stop(self) -> None:
-        proc = self._proc
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(STOP_TIMEOUT)
+        if self._proc is not None:
+            stop_popen(self._proc, STOP_TIMEOUT, signal.SIGINT)

@@ -14,9 +14,9 @@ from typing import Any
 
 from aiohttp import web
 
+from bench.processes import free_port
 from signaling.middleware import SECURITY_HEADERS
 from tests.e2e.hls_fixture import RENDITIONS
-from tests.helpers.net import free_port
 
 WEB = Path(__file__).resolve().parents[2] / "web"
 PLAYBACK = "/media/recordings/ptok/master.m3u8"

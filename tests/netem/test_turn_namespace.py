@@ -39,9 +39,9 @@ from aiortc import (
 )
 from aiortc.mediastreams import AudioStreamTrack
 
+from bench.processes import free_port
 from signaling.turn import ice_servers
 from tests.helpers.coturn import CoturnProcess
-from tests.helpers.net import free_port
 from tests.helpers.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
