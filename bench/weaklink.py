@@ -67,7 +67,7 @@ MODES = {"on": ("on",), "off": ("off",), "both": ("on", "off")}
 
 
 def bench_profiles() -> dict[str, Profile]:
-    """The issue's profiles, flap and drop changing at CHANGE_AT_S (good 15 s first)."""
+    """The lab's profiles, flap and drop changing at CHANGE_AT_S (good 15 s first)."""
     return {
         "good": custom_profile(10_000, 10_000, 0.0, name="good"),
         "village-4g": custom_profile(2_000, 1_000, 1.0, name="village-4g"),
@@ -374,7 +374,8 @@ def summarize(
 
 
 def goals(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The issue's goals, checked on the adaptation-on runs: [{profile, goal, met, value}]."""
+    """The lab's goals (docs/measuring.md), checked on the adaptation-on runs:
+    [{profile, goal, met, value}]."""
     checks: list[dict[str, Any]] = []
 
     def check(profile: str, goal: str, met: bool | None, value: Any) -> None:
@@ -408,7 +409,7 @@ def goals(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         elif name == "flap":
             # never within the window is a miss, not a lack of data. Adapted: audio clear
             # with the camera playing or its pause shown (the very-weak goal's state): the
-            # dip (150k) is less than audio and the issue's low rung (120-150k) together
+            # dip (150k) is less than audio and the low rung (110k) together
             adapt, back = run["adapt_s"], run["recover_s"]
             check(name, "adapted within 3 s of the drop", adapt is not None and adapt <= 3.0,
                   adapt)
@@ -597,7 +598,7 @@ class RunSpec:
     """The node logs every adaptation decision (`--trace`; the log is under `logs`)."""
     screen: bool = True
     """The Chromium teacher shares its screen too (`--screen off`: camera and mic only, as in
-    the issue's Chrome-to-Chrome anchors)."""
+    the Chrome-to-Chrome anchors in docs/measuring.md)."""
 
 
 async def _wait_receiving_page(page: Any, within: float) -> None:

@@ -1,7 +1,7 @@
 """How an impaired link behaves: per-direction rate caps, random loss, cuts, and named
 profiles whose state changes on a schedule (pure; `bench.lab.netlab` makes a real link behave so).
 
-The profiles are the issue's: good (10 Mbit/s), village-4g (2 Mbit/s down, 1 up, 1% loss),
+The profiles (docs/measuring.md): good (10 Mbit/s), village-4g (2 Mbit/s down, 1 up, 1% loss),
 weak (500/256 kbit/s, 3%), very-weak (200/128 kbit/s, 5%), flap (good -> 150 kbit/s for 20 s
 -> good) and drop (cut for 5 s, then back). `custom_profile` builds any other steady link.
 """
@@ -115,4 +115,4 @@ PROFILES: dict[str, Profile] = {
         drop_profile(),
     )
 }
-"""The issue's profiles by name."""
+"""The profiles by name."""

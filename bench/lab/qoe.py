@@ -3,7 +3,7 @@
 Inputs are cumulative counters sampled over time, `(t, value)` points in time order: frames
 decoded, bytes received, audio samples received and concealed (a browser's `getStats()` every
 250 ms), or a received-frame count polled every 50 ms (an aiortc receiver, which does not decode).
-Definitions (the issue's): a video freeze is no new frame for more than 0.5 s; an audio gap is
+Definitions (docs/measuring.md): a video freeze is no new frame for more than 0.5 s; an audio gap is
 more than 0.1 s without audio (concealed by the decoder, or no frame arriving); the share of
 time concealed is concealed samples over samples played. Adaptation timing:
 - video back = the first moment after the link drops from which the camera plays at least

@@ -3,10 +3,11 @@
 A `LowRendition` belongs to one published video track. While at least one subscriber is on
 the `low` rung it runs a thread that takes the publisher's RTP packets (tapped on the event
 loop, through a bounded queue), assembles and decodes the VP8 frames, scales them and encodes
-them again with libvpx in real-time mode at ~130 kbit/s, and hands the packetized result back
-to the loop, where `rendition.track` (an `InboundTrack` like any published one) forwards it to
-the subscribers' outbound streams. The outbound streams keep their own continuous sequence
-numbers, timestamps and picture ids (see `forwarder.OutboundStream.switch_source`).
+them again with libvpx in real-time mode at ~110 kbit/s (`LOW_BITRATE`), and hands the
+packetized result back to the loop, where `rendition.track` (an `InboundTrack` like any
+published one) forwards it to the subscribers' outbound streams. The outbound streams keep
+their own continuous sequence numbers, timestamps and picture ids (see
+`forwarder.OutboundStream.switch_source`).
 
 libvpx and swscale release the GIL, so the event loop keeps forwarding while a frame is coded.
 When the thread falls behind, frames are decoded but not encoded (the queue is bounded; an

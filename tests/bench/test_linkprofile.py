@@ -1,4 +1,4 @@
-"""The issue's link profiles and their schedules, as `state_at` gives them."""
+"""The weak-link lab's link profiles and their schedules, as `state_at` gives them."""
 
 from __future__ import annotations
 

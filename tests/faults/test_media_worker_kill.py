@@ -2,7 +2,7 @@
 room is placed again on a live worker, the participants get `reconnect`, build new peer
 connections and exchange media again; a replacement worker starts.
 
-The issue's goal is "back in a session within 5 s of the kill". The figure is measured and
+The goal is "back in a session within 5 s of the kill". The figure is measured and
 printed; the assertion allows 15 s, because this 2-core machine is shared with other test
 runs (a loaded run measured here is in the report).
 """
@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 GOAL_S = 5.0
 BOUND_S = 15.0
-"""The issue's 5 s with slack for a shared, loaded machine."""
+"""The goal's 5 s with slack for a shared, loaded machine."""
 
 
 def socket_count(pid: int) -> int:

@@ -15,7 +15,7 @@ from tests.helpers.redis_server import RedisServerProcess, require_redis_server
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(120)]
 
 READY_BOUND_S = 5.0
-"""The issue's bound for /readyz to follow the store, in each direction."""
+"""The bound for /readyz to follow the store, in each direction."""
 
 
 async def wait_for_status(client, status: int, bound: float) -> tuple[float, float]:
