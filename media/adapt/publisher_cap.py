@@ -19,9 +19,11 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 from aiortc import RTCPeerConnection
 
+from media.adapt.budget import Allocation
 from media.adapt.rung import Rung
 from media.adapt.ticker import Ticker
 from media.forward.forwarder import InboundTrack
@@ -84,13 +86,20 @@ def publisher_cap(caps: Sequence[float | None], audio_bps: float) -> float | Non
     return sum(cap for cap in caps if cap is not None) + audio_bps
 
 
+@runtime_checkable
+class AllocatingLink(Protocol):
+    """A subscriber's link feedback that also allocates its budget (`DownlinkAdaptation`)."""
+
+    allocation: Allocation | None
+
+
 def subscriber_views(track: InboundTrack) -> list[SubscriberView]:
     """The rung and share of every subscriber of `track` that adapts (from its allocation)."""
     track_id = f"{track.participant_id}:{track.source}"
     views: list[SubscriberView] = []
     for stream in list(track.subscribers):
-        adaptation = stream.link
-        allocation = getattr(adaptation, "allocation", None)
+        link = stream.link
+        allocation = link.allocation if isinstance(link, AllocatingLink) else None
         if allocation is None:
             views.append(SubscriberView(None, 0.0))
             continue
