@@ -50,14 +50,15 @@ class BaselineHost:
             return
         pc = self._config.new_peer_connection()
         self._down[participant_id] = pc
+        sources = []
         for source, track in self._tracks.items():
             transceiver = pc.addTransceiver(self._relay.subscribe(track), direction="sendonly")
-            transceiver._tongxin_source = source  # type: ignore[attr-defined]
+            sources.append((transceiver, source))
         bind_host_candidates(pc, self._config.udp_host)
         await pc.setLocalDescription(await pc.createOffer())
         tracks = {
-            t.mid: {"participant": self._publisher, "source": t._tongxin_source}  # type: ignore[attr-defined]
-            for t in pc.getTransceivers()
+            transceiver.mid: {"participant": self._publisher, "source": source}
+            for transceiver, source in sources
         }
         self._emit(
             room_id,

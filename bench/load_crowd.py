@@ -246,7 +246,7 @@ class Simulated:
             "window_video_expected": self.window_expected,
             "stages_s": self.stages_s,
             "down_offers": p.peer.offers if p.peer is not None else 0,
-            "down_generation": p.peer.down_generation,
+            "down_generation": p.peer.down_generation if p.peer is not None else None,
             "errors": errors,
         }
 
