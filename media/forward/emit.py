@@ -14,6 +14,8 @@ from collections.abc import Callable
 
 from media.rtp.header import FIXED_HEADER, ExtensionLayout
 
+_pack_header = FIXED_HEADER.pack
+"""The fixed RTP header: V/P/X/CC, M/PT, sequence number, timestamp, SSRC."""
 PADDING_BIT = 0x20
 """The P bit of the first header byte: the payload ends in padding (`padding_payload`)."""
 
@@ -64,7 +66,7 @@ class PacketWriter:
         `marker_pt` is the marker bit (0x80) or'ed with the payload type, `flags` extra bits of
         the first byte (`PADDING_BIT`)."""
         self.sink.send(
-            FIXED_HEADER.pack(self.first_byte | flags, marker_pt, seq, ts, ssrc) + self.head + body
+            _pack_header(self.first_byte | flags, marker_pt, seq, ts, ssrc) + self.head + body
         )
 
 
