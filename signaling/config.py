@@ -196,7 +196,10 @@ def _networks(name: str, raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IP
 def parse_serve_config(argv: Sequence[str], environ: Mapping[str, str]) -> ServeConfig:
     """Build the configuration from flags (first) and `TONGXIN_*` variables (second)."""
     flags = serve_parser().parse_args(list(argv))
-    get = lambda name: _setting(flags, environ, name)  # noqa: E731
+
+    def get(name: str) -> str | None:
+        return _setting(flags, environ, name)
+
     kwargs: dict[str, object] = {}
     if (raw := get("host")) is not None:
         kwargs["host"] = _host(raw)

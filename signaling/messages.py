@@ -30,7 +30,7 @@ class ClientFrame(Struct, tag_field="type", forbid_unknown_fields=True, frozen=T
     """Base of frames a client sends."""
 
 
-class Join(ClientFrame, tag="join"):
+class Join(ClientFrame, tag="join", frozen=True):
     """First frame on a connection: who I am."""
 
     credential: Annotated[str, Meta(min_length=10, max_length=4096)]
@@ -39,17 +39,17 @@ class Join(ClientFrame, tag="join"):
     """Resume token from a previous `welcome`, to keep the seat after a reconnect (30 s)."""
 
 
-class Enter(ClientFrame, tag="enter"):
+class Enter(ClientFrame, tag="enter", frozen=True):
     """Enter a media session the caller may join (a consult it requested or claimed)."""
 
     session: Id
 
 
-class Leave(ClientFrame, tag="leave"):
+class Leave(ClientFrame, tag="leave", frozen=True):
     """Leave the media session (the connection stays for lobby or console updates)."""
 
 
-class Publish(ClientFrame, tag="publish"):
+class Publish(ClientFrame, tag="publish", frozen=True):
     """Offer of the publishing ("up") peer connection; the server answers with `answer`."""
 
     sdp: Sdp
@@ -57,48 +57,48 @@ class Publish(ClientFrame, tag="publish"):
     """The offer's mid of each sent track -> what it is."""
 
 
-class Answer(ClientFrame, tag="answer"):
+class Answer(ClientFrame, tag="answer", frozen=True):
     """Answer to the server's `offer` for the receiving ("down") peer connection."""
 
     sdp: Sdp
 
 
-class RequestOffer(ClientFrame, tag="request_offer"):
+class RequestOffer(ClientFrame, tag="request_offer", frozen=True):
     """Ask the server to (re)send the down connection's offer (after a new peer connection)."""
 
 
-class Mute(ClientFrame, tag="mute"):
+class Mute(ClientFrame, tag="mute", frozen=True):
     """Mute or unmute audio: myself, one participant or everyone ("*"; teacher/doctor only)."""
 
     muted: bool
     participant: Annotated[str, Meta(max_length=128)] | None = None
 
 
-class Hand(ClientFrame, tag="hand"):
+class Hand(ClientFrame, tag="hand", frozen=True):
     """Raise or lower the classroom's hand."""
 
     raised: bool
 
 
-class Spotlight(ClientFrame, tag="spotlight"):
+class Spotlight(ClientFrame, tag="spotlight", frozen=True):
     """Call on a classroom (everyone sees and hears it); null returns to the teacher."""
 
     participant: Id | None
 
 
-class Claim(ClientFrame, tag="claim"):
+class Claim(ClientFrame, tag="claim", frozen=True):
     """A doctor takes a waiting consult request."""
 
     consult: Id
 
 
-class Admit(ClientFrame, tag="admit"):
+class Admit(ClientFrame, tag="admit", frozen=True):
     """A doctor admits the clinic of a claimed consult from the waiting room."""
 
     consult: Id
 
 
-class HandOver(ClientFrame, tag="hand_over"):
+class HandOver(ClientFrame, tag="hand_over", frozen=True):
     """A doctor hands the current consult over to another expert."""
 
     consult: Id
@@ -106,26 +106,26 @@ class HandOver(ClientFrame, tag="hand_over"):
     note: Note = ""
 
 
-class End(ClientFrame, tag="end"):
+class End(ClientFrame, tag="end", frozen=True):
     """End the class (teacher) or the consult (doctor), with an outcome for a consult."""
 
     outcome: Outcome | None = None
     note: Note = ""
 
 
-class Record(ClientFrame, tag="record"):
+class Record(ClientFrame, tag="record", frozen=True):
     """Start or stop recording (only where the session allows it)."""
 
     on: bool
 
 
-class Consent(ClientFrame, tag="consent"):
+class Consent(ClientFrame, tag="consent", frozen=True):
     """The clinic's answer to a recording consent request."""
 
     granted: bool
 
 
-class LinkReport(ClientFrame, tag="link"):
+class LinkReport(ClientFrame, tag="link", frozen=True):
     """The client's own view of its link (from getStats), shown to the teacher and operator."""
 
     rtt_ms: Annotated[float, Meta(ge=0, le=60_000)] | None = None
@@ -135,7 +135,7 @@ class LinkReport(ClientFrame, tag="link"):
     fps: Annotated[float, Meta(ge=0, le=240)] | None = None
 
 
-class Ping(ClientFrame, tag="ping"):
+class Ping(ClientFrame, tag="ping", frozen=True):
     """Heartbeat; the server answers `pong` with the same `t`."""
 
     t: float | None = None

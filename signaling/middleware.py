@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
+from aiohttp.web_urldispatcher import AbstractResource
 
 from signaling.appkeys import CONFIG
 from signaling.http_errors import error_response
@@ -82,7 +83,8 @@ def route_label(request: web.Request) -> str:
     info = request.match_info
     route = getattr(info, "route", None)
     resource = getattr(route, "resource", None)
-    if resource is None or getattr(info, "http_exception", None) is not None:
+    if not isinstance(resource, AbstractResource) or \
+            getattr(info, "http_exception", None) is not None:
         return "unmatched"
     return resource.canonical
 
