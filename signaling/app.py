@@ -13,11 +13,13 @@ from typing import Any
 from aiohttp import web
 
 from broker.store import Store
+from media.backend import MediaBackend
 from signaling import health
 from signaling.appkeys import CONFIG, HUB, MEDIA, METRICS, SERVICES, STARTED_AT, STORE
 from signaling.config import ServeConfig
 from signaling.gauges import install_gauges
 from signaling.http_errors import error_middleware
+from signaling.hub import SessionHub
 from signaling.metrics import NodeMetrics, create_metrics
 from signaling.middleware import (
     metrics_middleware,
@@ -28,6 +30,9 @@ from signaling.middleware import (
 from signaling.openapi import build_openapi
 from signaling.placement import Placement
 from signaling.ratelimit import RateLimiter
+from signaling.recording_routes import install_recording_routes
+from signaling.routes import install_routes
+from signaling.services import Services
 from signaling.web_routes import install_web_routes
 
 OPENAPI_KEY = web.AppKey("openapi", dict)
@@ -37,8 +42,8 @@ def create_app(
     config: ServeConfig,
     store: Store,
     *,
-    media: Any = None,
-    services: Any = None,
+    media: MediaBackend | None = None,
+    services: Services | None = None,
     metrics: NodeMetrics | None = None,
     placement: Placement | None = None,
 ) -> web.Application:
@@ -59,7 +64,6 @@ def create_app(
     app[STORE] = store
     app[METRICS] = metrics
     app[MEDIA] = media
-    app[SERVICES] = services
     app[STARTED_AT] = time.monotonic()
 
     app.router.add_get("/healthz", health.healthz)
@@ -69,17 +73,13 @@ def create_app(
     specs: list[Any] = []
     extra_types: tuple[Any, ...] = ()
     if services is not None:
-        from signaling.hub import SessionHub
-        from signaling.routes import install_routes
-
+        app[SERVICES] = services
         hub = SessionHub(services, media, metrics)
         if placement is not None:
             hub.placement = placement
             placement.load = hub.media_load
         app[HUB] = hub
         specs, extra_types = install_routes(app)
-        from signaling.recording_routes import install_recording_routes
-
         specs = [*specs, *install_recording_routes(app)]
 
         async def start_hub(app: web.Application) -> None:

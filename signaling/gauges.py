@@ -13,7 +13,6 @@ import contextlib
 import logging
 from collections import Counter
 from collections.abc import Iterator
-from typing import Any
 
 from aiohttp import web
 from prometheus_client import Gauge
@@ -44,7 +43,7 @@ async def refresh_gauges(app: web.Application) -> None:
     except (TimeoutError, StoreUnavailable, OSError):
         metrics.store_up.set(0)
         return
-    services: Any = app.get(SERVICES)
+    services = app.get(SERVICES)
     if services is not None:
         with contextlib.suppress(StoreUnavailable, TimeoutError):
             live = await services.classes.list_classes(state=ClassState.LIVE)

@@ -1,7 +1,9 @@
 """The WebSocket hub: accepts connections on `/ws`, dispatches their frames, pushes state.
 
-The hub is thin: it authenticates the `join` frame, routes each later frame to a method of
-`Services` (signaling/services.py) or of the media backend, and fans out what they produce.
+The hub is thin: it authenticates the `join` frame, routes each later frame to its handler
+(the table of signaling/ws_frames.py), tells the session flow (signaling/ws_session.py) when a
+connection joins, drops or loses its seat, and fans out what they produce. Handlers see the
+hub only as a `signaling.fanout.Fanout`, so none of them imports this module.
 Session changes travel through the store's pub/sub (`session:<id>`), so a change made through
 any node reaches the connections of every node. A frame that fails gets an error frame and
 affects nothing else.
@@ -18,7 +20,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Coroutine
 from typing import Any
 
 import msgspec
@@ -26,14 +28,18 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from broker.errors import BrokerError, StoreUnavailable
 from broker.tokens import REVOKED_CHANNEL
+from media.backend import MediaBackend
 from media.errors import MediaError, MediaUserError
 from signaling import messages as m
-from signaling import ws_session
 from signaling.cancellation import cancel_and_wait
-from signaling.connection import Connection
+from signaling.connection import Connection, Identity
+from signaling.fanout import EventHandler, LinkReports
 from signaling.metrics import NodeMetrics
 from signaling.middleware import client_address
 from signaling.placement import Placement
+from signaling.services import Services
+from signaling.ws_frames import frame_table
+from signaling.ws_session import SessionFlow
 
 log = logging.getLogger("tongxin.ws")
 
@@ -51,16 +57,17 @@ CREDENTIAL_RECHECK_S = 30.0
 whose event was lost in a store outage still ends the connection within this time)."""
 MAX_CONNECTIONS_PER_ADDRESS = 64
 
-FrameHandler = Callable[[Connection, Any], Awaitable[None]]
 MISSED_EVENTS = b'{"type":"refresh"}'
 """Handed to a watcher's handler after its subscription came back: not an event it knows,
 so it re-reads and pushes the state (a spotlight set during a store outage, for instance)."""
 
 
 class SessionHub:
-    """Every WebSocket of this node; see the module docstring."""
+    """Every WebSocket of this node; see the module docstring. It is the `Fanout` its
+    handlers see."""
 
-    def __init__(self, services: Any, media: Any, metrics: NodeMetrics) -> None:
+    def __init__(self, services: Services, media: MediaBackend | None,
+                 metrics: NodeMetrics) -> None:
         self.services = services
         self.media = media
         self.metrics = metrics
@@ -73,9 +80,10 @@ class SessionHub:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self._refresher: asyncio.Task[None] | None = None
-        self.links: dict[str, dict[str, dict[str, Any]]] = {}
+        self.links: LinkReports = {}
         """Session -> participant -> last link report or adaptation decision."""
-        self.handlers: dict[type, FrameHandler] = ws_session.frame_handlers(services, self)
+        self.flow = SessionFlow(services, self)
+        self.frames = frame_table(self.flow)
         self.placement: Placement | None = None
         """Where rooms live when several nodes share the store (None: every room is here)."""
         self.revocations_heard = asyncio.Event()
@@ -90,7 +98,7 @@ class SessionHub:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._sweeper = loop.create_task(self._sweep_silent())
-        self._refresher = loop.create_task(ws_session.refresh_consoles(self.services, self))
+        self._refresher = loop.create_task(self.flow.refresh_consoles())
         self._watchers[REVOKED_CHANNEL] = loop.create_task(self._watch_revocations())
         if self.media is not None:
             self.media.on_event(self.on_media_event)
@@ -108,9 +116,9 @@ class SessionHub:
         await asyncio.gather(*(cancel_and_wait(t) for t in
                                [*self._watchers.values(), *self._tasks]))
 
-    def spawn(self, coro: Awaitable[Any]) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run `coro` in the background, logging (not raising) its failure."""
-        task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+        task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
 
@@ -199,7 +207,7 @@ class SessionHub:
         welcome = await self.services.welcome(identity, resume, HEARTBEAT_S)
         conn.send(welcome)
         self.metrics.participants.labels(identity.role).inc()
-        await ws_session.on_connected(self.services, self, conn, resumed=resumed)
+        await self.flow.on_connected(conn, resumed=resumed)
 
     async def _read_loop(self, conn: Connection) -> None:
         async for msg in conn.ws:
@@ -223,8 +231,8 @@ class SessionHub:
             self.error(conn, "invalid_frame", str(exc), m.frame_type(raw))
             return
         kind = type(frame)
-        ref = kind.__struct_config__.tag  # type: ignore[attr-defined]
-        handler = self.handlers.get(kind)
+        ref = kind.__struct_config__.tag
+        handler = self.frames.get(kind)
         if handler is None:
             self.error(conn, "unexpected_frame", f"{ref} is not expected now", str(ref))
             return
@@ -322,14 +330,14 @@ class SessionHub:
         self._pending_leave[pid] = loop.call_later(
             RESUME_GRACE_S, lambda: self.spawn(self._expire_seat(pid, session, identity))
         )
-        self.spawn(ws_session.on_disconnected(self.services, self, identity, session))
+        self.spawn(self.flow.on_disconnected(identity, session))
 
-    async def _expire_seat(self, pid: str, session: str | None, identity: Any) -> None:
+    async def _expire_seat(self, pid: str, session: str | None, identity: Identity) -> None:
         self._pending_leave.pop(pid, None)
         self._resume_tokens = {k: v for k, v in self._resume_tokens.items() if v != pid}
         if pid in self.by_participant:
             return
-        await ws_session.on_seat_expired(self.services, self, identity, session)
+        await self.flow.on_seat_expired(identity, session)
 
     async def _sweep_silent(self) -> None:
         next_recheck = time.monotonic() + CREDENTIAL_RECHECK_S
@@ -363,7 +371,7 @@ class SessionHub:
         conn.send(frame)
         return True
 
-    def watch(self, channel: str, on_event: Callable[[bytes], Awaitable[None]]) -> None:
+    def watch(self, channel: str, on_event: EventHandler) -> None:
         """Follow a store channel while this node has someone interested in it."""
         if channel in self._watchers:
             return
@@ -375,7 +383,7 @@ class SessionHub:
         if task is not None:
             task.cancel()
 
-    async def _watch(self, channel: str, on_event: Callable[[bytes], Awaitable[None]]) -> None:
+    async def _watch(self, channel: str, on_event: EventHandler) -> None:
         missed = False
         while True:
             try:
@@ -404,6 +412,6 @@ class SessionHub:
     def on_media_event(self, room_id: str, participant_id: str, event: dict[str, Any]) -> None:
         """Called by the media backend on this loop; translate to a frame for the client."""
         try:
-            ws_session.on_media_event(self.services, self, room_id, participant_id, event)
+            self.flow.on_media_event(room_id, participant_id, event)
         except Exception:
             log.exception("media event handling failed", extra={"room": room_id})

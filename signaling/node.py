@@ -14,16 +14,17 @@ import signal
 import socket
 import ssl
 import sys
-from typing import Any
 
 from aiohttp import web
 
 from broker.store import Store
+from media.backend import MediaBackend
 from signaling.app import create_app
 from signaling.appkeys import HUB
 from signaling.config import ServeConfig
 from signaling.logs import configure_logging
 from signaling.placement import Placement
+from signaling.services import Services, build_services
 
 log = logging.getLogger("tongxin.node")
 
@@ -41,7 +42,7 @@ def make_store(config: ServeConfig) -> Store:
     return MemoryStore()
 
 
-def make_media(config: ServeConfig) -> Any:
+def make_media(config: ServeConfig) -> MediaBackend | None:
     try:
         from media.service import MediaService
     except ModuleNotFoundError:
@@ -55,15 +56,12 @@ def make_media(config: ServeConfig) -> Any:
                         adaptation=config.adaptation)
 
 
-def make_services(config: ServeConfig, store: Store, media: Any) -> Any:
-    try:
-        from signaling.services import build_services
-    except ModuleNotFoundError:
-        return None
+def make_services(config: ServeConfig, store: Store, media: MediaBackend | None) -> Services:
     return build_services(config, store, media)
 
 
-def make_placement(config: ServeConfig, store: Store, media: Any) -> Placement | None:
+def make_placement(config: ServeConfig, store: Store,
+                   media: MediaBackend | None) -> Placement | None:
     """Room placement across nodes: only with media on a shared (Redis) store. The node is
     reached at `config.placement_url` (TONGXIN_NODE_URL: each node's own address, while
     TONGXIN_PUBLIC_URL stays the service address printed in join links)."""
@@ -104,17 +102,16 @@ async def run_node(config: ServeConfig, stop: asyncio.Event,
     store = make_store(config)
     media = make_media(config)
     runner: web.AppRunner | None = None
-    services: Any = None
+    services: Services | None = None
     placement: Placement | None = None
     try:
         if media is not None:
             await media.start()
         services = make_services(config, store, media)
         links = None
-        if services is not None:
-            await services.start()
-            if config.demo:
-                links = await services.load_demo()
+        await services.start()
+        if config.demo:
+            links = await services.load_demo()
         placement = make_placement(config, store, media)
         app = create_app(config, store, media=media, services=services, placement=placement)
         # keepalive_timeout also bounds a slow-loris client trickling its headers

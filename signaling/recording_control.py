@@ -17,31 +17,33 @@ import json
 import logging
 import sys
 import weakref
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from broker.class_state import ClassState
 from broker.consult_state import ConsultState
 from broker.errors import BrokerError, Conflict, Forbidden, NotFound
 from broker.models import Role
 from broker.recording_storage import TRACKS
-from broker.recordings import Recording, RecordingStatus, Rendition, Viewer
+from broker.recordings import Recording, RecordingStatus, Rendition, Viewer, recording_view
 from media.errors import MediaError
 from signaling import messages as m
-
-if TYPE_CHECKING:
-    from signaling.hub import SessionHub
-    from signaling.services import Services
+from signaling.fanout import Fanout
+from signaling.services import Services
+from signaling.session_view import SessionView
 
 log = logging.getLogger("tongxin.recording")
 
 BUILD_DIR = "build"
 PROGRESS_STEP = 0.02
 """Smallest progress change written to the store."""
-_job_slots: weakref.WeakKeyDictionary[Any, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+_job_slots: weakref.WeakKeyDictionary[Fanout, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+Progress = Callable[[float], Awaitable[None]]
+"""Told the fraction of a programme built so far."""
 
 
-def _slot(hub: SessionHub) -> asyncio.Semaphore:
+def _slot(hub: Fanout) -> asyncio.Semaphore:
     """One programme job at a time per node (each uses a core for minutes)."""
     slot = _job_slots.get(hub)
     if slot is None:
@@ -52,22 +54,18 @@ def _slot(hub: SessionHub) -> asyncio.Semaphore:
 def recording_frame(recording: Recording | None) -> m.RecordingState:
     if recording is None:
         return m.RecordingState(on=False, since=None, recording=None)
-    from broker.recordings import recording_view
-
     return m.RecordingState(on=True, since=recording_view(recording, playback_token=None)
                             ["started_at"], recording=recording.id)
 
 
-async def _announce(services: Services, hub: SessionHub, session: str,
+async def _announce(services: Services, hub: Fanout, session: str,
                     recording: Recording | None) -> None:
-    from signaling.ws_session import push_state
-
     hub.broadcast(session, recording_frame(recording))
     with contextlib.suppress(BrokerError):
-        await push_state(services, hub, session)
+        await SessionView(services, hub).push(session)
 
 
-async def set_recording(services: Services, hub: SessionHub, session: str, participant_id: str,
+async def set_recording(services: Services, hub: Fanout, session: str, participant_id: str,
                         role: str, on: bool, *, via_api: bool = False) -> Recording | None:
     """Start or stop recording `session` for its host; see the module docstring.
 
@@ -102,7 +100,7 @@ async def set_recording(services: Services, hub: SessionHub, session: str, parti
     return await _start(services, hub, session, participant_id)
 
 
-async def _ask_consent(services: Services, hub: SessionHub, consult: str, clinic: str,
+async def _ask_consent(services: Services, hub: Fanout, consult: str, clinic: str,
                        doctor: str) -> None:
     expert = await services.directory.find_expert(doctor)
     name = expert.name if expert is not None else doctor
@@ -113,7 +111,7 @@ async def _ask_consent(services: Services, hub: SessionHub, consult: str, clinic
                                  detail={"consult": consult}))
 
 
-async def answer_consent(services: Services, hub: SessionHub, consult: str, clinic: str,
+async def answer_consent(services: Services, hub: Fanout, consult: str, clinic: str,
                          granted: bool) -> Recording | None:
     """The clinic's answer: audited; when granted and a doctor asked, recording starts."""
     ticket = await services.consults.get(consult)
@@ -132,11 +130,12 @@ async def answer_consent(services: Services, hub: SessionHub, consult: str, clin
     return await _start(services, hub, consult, doctor)
 
 
-async def _start(services: Services, hub: SessionHub, session: str, actor: str) -> Recording:
+async def _start(services: Services, hub: Fanout, session: str, actor: str) -> Recording:
     active = await services.recordings.active(session)
     if active is not None:
         return active
-    if hub.media is None:
+    media = hub.media
+    if media is None:
         raise Conflict("this server has no media relay to record on", code="recording_unavailable")
     describe = await services.describe_session(session)
     klass = await services.classes.find(session)
@@ -159,7 +158,7 @@ async def _start(services: Services, hub: SessionHub, session: str, actor: str) 
         site_ids=tuple(dict.fromkeys(sites)), actor=actor)
     directory = services.recordings.storage.work_dir(recording.id) / TRACKS
     try:
-        await hub.media.start_recording(session, recording.id, str(directory))
+        await media.start_recording(session, recording.id, str(directory))
     except MediaError as exc:
         await services.recordings.stop(session, actor)
         await services.recordings.fail(recording.id, str(exc))
@@ -169,7 +168,7 @@ async def _start(services: Services, hub: SessionHub, session: str, actor: str) 
     return recording
 
 
-async def stop_recording(services: Services, hub: SessionHub, session: str,
+async def stop_recording(services: Services, hub: Fanout, session: str,
                          actor: str) -> Recording | None:
     """Stop the session's recording (if on) and queue its programme; None if none was on."""
     recording = await services.recordings.stop(session, actor)
@@ -183,7 +182,7 @@ async def stop_recording(services: Services, hub: SessionHub, session: str,
     return recording
 
 
-async def build_programme(services: Services, hub: SessionHub, recording: Recording) -> None:
+async def build_programme(services: Services, hub: Fanout, recording: Recording) -> None:
     """Run `python -m media.recording.programme` for the recording; update progress; publish the
     HLS."""
     storage = services.recordings.storage
@@ -207,7 +206,8 @@ async def build_programme(services: Services, hub: SessionHub, recording: Record
             await services.recordings.fail(recording.id, str(exc))
 
 
-async def run_programme_process(tracks: Path, out: Path, progress: Any) -> dict[str, Any]:
+async def run_programme_process(tracks: Path, out: Path,
+                                progress: Progress) -> dict[str, Any]:
     """The programme built by a child process; `await progress(fraction)` as it goes."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "media.recording.programme", str(tracks), str(out),
@@ -239,7 +239,7 @@ async def run_programme_process(tracks: Path, out: Path, progress: Any) -> dict[
     return result
 
 
-async def on_session_ended(services: Services, hub: SessionHub, session: str) -> None:
+async def on_session_ended(services: Services, hub: Fanout, session: str) -> None:
     """A class or consult ended: stop its recording (the programme is built after)."""
     with contextlib.suppress(BrokerError):
         await stop_recording(services, hub, session, "system")
@@ -253,7 +253,7 @@ async def session_over(services: Services, session: str) -> bool:
     return ticket is None or ticket.state in (ConsultState.ENDED, ConsultState.CANCELLED)
 
 
-async def recover_orphans(services: Services, hub: SessionHub) -> list[str]:
+async def recover_orphans(services: Services, hub: Fanout) -> list[str]:
     """Recordings a stopped node left `recording` although their session is over: stopped,
     and their programme built from the tracks on this node's disk. Those whose tracks are not
     here are left to the node that has them (on the embedded store there is no other node:
@@ -279,7 +279,7 @@ async def recover_orphans(services: Services, hub: SessionHub) -> list[str]:
     return recovered
 
 
-async def sweep_forever(services: Services, hub: SessionHub, retention_days: float,
+async def sweep_forever(services: Services, hub: Fanout, retention_days: float,
                         interval_s: float) -> None:
     """Recover orphaned recordings once, then delete recordings older than the retention
     period every `interval_s`."""

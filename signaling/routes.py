@@ -20,13 +20,24 @@ import msgspec
 from aiohttp import web
 from msgspec import Meta, Struct
 
-from broker.audit import AuditPage
+from broker.audit import AuditAction, AuditPage
 from broker.class_state import ClassSession, ClassState
 from broker.consult_records import snapshots_map
 from broker.consult_state import ConsultState, ConsultTicket, Outcome
 from broker.consults import ConsultRequest
 from broker.errors import Forbidden, NotFound, Unauthorized
-from broker.models import Actor, EntityId, Expert, ExpertKind, Language, Role, Site, Skill, Urgency
+from broker.models import (
+    Actor,
+    EntityId,
+    Expert,
+    ExpertKind,
+    Language,
+    Role,
+    Site,
+    SiteKind,
+    Skill,
+    Urgency,
+)
 from signaling import messages as m
 from signaling.api import ApiRoutes, Call, RouteSpec
 from signaling.appkeys import CONFIG, HUB, SERVICES
@@ -34,7 +45,7 @@ from signaling.http_errors import ApiError
 from signaling.ratelimit import RateLimiter
 from signaling.retention import snapshot_folder
 from signaling.services import Services, SessionGrant
-from signaling.ws_session import session_state
+from signaling.session_view import SessionView
 
 api = ApiRoutes()
 TOKEN_LIMITER = web.AppKey("token_limiter", RateLimiter)
@@ -52,7 +63,7 @@ SPECIALTY_NAMES_EN = {
 
 
 def services_of(call: Call[Any]) -> Services:
-    return call.request.app[SERVICES]  # type: ignore[no-any-return]
+    return call.request.app[SERVICES]
 
 
 def actor_of(call: Call[Any]) -> Actor:
@@ -262,8 +273,6 @@ async def list_colleagues(call: Call[None]) -> list[Colleague]:
 @api.route("GET", "/api/v1/sites", summary="List sites", tag="directory", roles=OPERATOR,
            response=list[Site], query={"kind": "site kind", "region": "省/市/县 prefix"})
 async def list_sites(call: Call[None]) -> list[Site]:
-    from broker.models import SiteKind
-
     kind = call.query("kind")
     kinds = {k.value for k in SiteKind}
     return await services_of(call).directory.list_sites(
@@ -473,7 +482,7 @@ async def add_snapshot(call: Call[None]) -> SnapshotRef:
     ref = SnapshotRef(id=snap_id, url=f"/api/v1/consults/{ticket.id}/snapshots/{snap_id}",
                       bytes=len(data), taken_at=services.clock())
     await services.store.map_set(snapshots_map(ticket.id), snap_id, msgspec.json.encode(ref))
-    await services.audit.append(call.claims.sub, "snapshot", session=ticket.id,
+    await services.audit.append(call.claims.sub, AuditAction.SNAPSHOT, session=ticket.id,
                                 detail={"snapshot": snap_id, "bytes": len(data)})
     return ref
 
@@ -534,10 +543,10 @@ async def read_audit(call: Call[None]) -> AuditPage:
            tag="operations", roles=OPERATOR, response=list[m.SessionState])
 async def live_sessions(call: Call[None]) -> list[m.SessionState]:
     services = services_of(call)
-    hub = call.request.app[HUB]
+    view = SessionView(services, call.request.app[HUB])
     ids = [c.id for c in await services.classes.list_classes(state=ClassState.LIVE)]
     ids += [t.id for t in await services.consults.list_open(state=ConsultState.ADMITTED)]
-    return [await session_state(services, hub, sid) for sid in ids]
+    return [await view.state(sid) for sid in ids]
 
 
 # --- wiring -------------------------------------------------------------------------------------

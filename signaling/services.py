@@ -3,7 +3,8 @@
 `Services` owns the domain objects (tokens, directory, classes, consults, audit), the session
 credential exchange, and the node's background chores (consult escalation sweep, retention
 sweep of ended consults' notes and snapshots).
-What happens on the WebSocket lives in signaling/ws_session.py and signaling/ws_media.py.
+What happens on the WebSocket lives in signaling/hub.py, ws_session.py, ws_frames.py and
+ws_media.py.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from broker.recording_tokens import RecordingTokens
 from broker.recordings import RecordingService
 from broker.store import Store
 from broker.tokens import JoinClaims, Keyring, TokenService
+from media.backend import MediaBackend
 from signaling import messages as m
 from signaling.cancellation import cancel_and_wait
 from signaling.config import ServeConfig
@@ -67,7 +69,7 @@ class SessionGrant(msgspec.Struct, frozen=True):
 class Services:
     """See the module docstring."""
 
-    def __init__(self, config: ServeConfig, store: Store, media: Any,
+    def __init__(self, config: ServeConfig, store: Store, media: MediaBackend | None,
                  clock: Clock = system_clock, keyring: Keyring | None = None) -> None:
         self.config = config
         self.store = store
@@ -199,5 +201,5 @@ class Services:
         )
 
 
-def build_services(config: ServeConfig, store: Store, media: Any) -> Services:
+def build_services(config: ServeConfig, store: Store, media: MediaBackend | None) -> Services:
     return Services(config, store, media)

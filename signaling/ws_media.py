@@ -1,19 +1,20 @@
-"""WebSocket frames about media: publish, answer, request_offer, link reports, ping.
+"""WebSocket frames about media: publish, answer, request_offer, and the relay's events.
 
-Thin translations between the protocol and the media backend (media.backend.MediaBackend);
-permission checks happen here because only signaling knows the caller's credential.
+Thin translations between the protocol and the media backend (media.backend.MediaBackend):
+`MediaFrames` handles the three media frames, `media_event_frame` turns a relay event into
+the client's frame. Permission checks happen here because only signaling knows the caller's
+credential.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from broker.errors import Conflict, Forbidden, InvalidInput
+from media.backend import MediaBackend
 from signaling import messages as m
-from signaling.connection import Connection
-
-if TYPE_CHECKING:
-    from signaling.hub import SessionHub
+from signaling.connection import Connection, Identity
+from signaling.fanout import Fanout
 
 SOURCE_PERMISSION = {
     "mic": "publish_audio",
@@ -30,6 +31,12 @@ def in_media_session(conn: Connection) -> str:
     return conn.media_session
 
 
+def joined(conn: Connection) -> Identity:
+    """The identity of a joined connection (frames after `join` always have one)."""
+    assert conn.identity is not None
+    return conn.identity
+
+
 def check_publish(permissions: frozenset[str], sources: dict[str, str], sdp: str) -> None:
     """Refuse a publish the credential does not allow, or an SDP that is absurdly large."""
     sections = m.count_media_sections(sdp)
@@ -44,29 +51,34 @@ def check_publish(permissions: frozenset[str], sources: dict[str, str], sdp: str
             raise Forbidden(f"this link may not publish {source}", code="forbidden")
 
 
-async def on_publish(hub: SessionHub, conn: Connection, frame: m.Publish) -> None:
-    room = in_media_session(conn)
-    assert conn.identity is not None
-    check_publish(conn.identity.permissions, dict(frame.sources), frame.sdp)
-    answer = await hub.media.publish(room, conn.identity.participant_id, frame.sdp,
-                                     dict(frame.sources))
-    conn.send(m.ServerAnswer(sdp=answer))
+class MediaFrames:
+    """Handlers of `publish`, `answer` and `request_offer`, one method each."""
 
+    def __init__(self, hub: Fanout) -> None:
+        self.hub = hub
 
-async def on_answer(hub: SessionHub, conn: Connection, frame: m.Answer) -> None:
-    room = in_media_session(conn)
-    assert conn.identity is not None
-    await hub.media.subscriber_answer(room, conn.identity.participant_id, frame.sdp)
+    def relay(self) -> MediaBackend:
+        """The media relay, or Conflict on a node without one."""
+        media = self.hub.media
+        if media is None:
+            raise Conflict("this server has no media relay", code="media_unavailable")
+        return media
 
+    async def publish(self, conn: Connection, frame: m.Publish) -> None:
+        room = in_media_session(conn)
+        identity = joined(conn)
+        check_publish(identity.permissions, dict(frame.sources), frame.sdp)
+        answer = await self.relay().publish(room, identity.participant_id, frame.sdp,
+                                            dict(frame.sources))
+        conn.send(m.ServerAnswer(sdp=answer))
 
-async def on_request_offer(hub: SessionHub, conn: Connection, frame: m.RequestOffer) -> None:
-    room = in_media_session(conn)
-    assert conn.identity is not None
-    await hub.media.request_offer(room, conn.identity.participant_id)
+    async def answer(self, conn: Connection, frame: m.Answer) -> None:
+        room = in_media_session(conn)
+        await self.relay().subscriber_answer(room, joined(conn).participant_id, frame.sdp)
 
-
-async def on_ping(hub: SessionHub, conn: Connection, frame: m.Ping) -> None:
-    conn.send(m.Pong(t=frame.t))
+    async def request_offer(self, conn: Connection, frame: m.RequestOffer) -> None:
+        room = in_media_session(conn)
+        await self.relay().request_offer(room, joined(conn).participant_id)
 
 
 def media_event_frame(event: dict[str, Any]) -> m.ServerFrame | None:
