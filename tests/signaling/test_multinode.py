@@ -8,6 +8,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -261,14 +262,18 @@ def test_two_serve_processes_register_as_nodes_and_accept_each_others_links(redi
 
     env = {k: v for k, v in os.environ.items() if k != "TONGXIN_TOKEN_SECRET"}
     ports = [free_port(), free_port()]
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "signaling.cli", "serve", "--redis", redis_url, "--port",
-             str(port), "--media-workers", "0", "--data-dir", str(tmp_path / str(port)),
-             *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-        for port, extra in zip(ports, ([], ["--no-demo"]), strict=True)
-    ]
+    logs = [tmp_path / f"serve-{port}.log" for port in ports]
+
+    def serve(port: int, extra: list[str], log: Path) -> subprocess.Popen[str]:
+        with log.open("w") as stderr:  # the child keeps its own copy of the file
+            return subprocess.Popen(
+                [sys.executable, "-m", "signaling.cli", "serve", "--redis", redis_url, "--port",
+                 str(port), "--media-workers", "0", "--data-dir", str(tmp_path / str(port)),
+                 *extra],
+                stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
+
+    procs = [serve(port, extra, log)
+             for port, extra, log in zip(ports, ([], ["--no-demo"]), logs, strict=True)]
     try:
         link = ""
         assert procs[0].stdout is not None
@@ -277,7 +282,7 @@ def test_two_serve_processes_register_as_nodes_and_accept_each_others_links(redi
                 link = line.split()[-1]
                 break
         token = link.rsplit("/", 1)[-1]
-        assert token
+        assert token, f"no join link printed; its log: {logs[0].read_text()[-2000:]}"
         deadline = time.monotonic() + 60
         grant = None
         while grant is None:
