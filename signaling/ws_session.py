@@ -329,12 +329,6 @@ class SessionFlow:
                 self.hub.send_to(participant_id, reconnect)
 
 
-def on_media_event(services: Services, hub: Fanout, room_id: str, participant_id: str,
-                   event: dict[str, Any]) -> None:
-    """`SessionFlow.on_media_event` for a caller without a flow at hand (tests/media)."""
-    SessionFlow(services, hub).on_media_event(room_id, participant_id, event)
-
-
 def _ticket_item(ticket: ConsultTicket, now: float, **extra: Any) -> dict[str, Any]:
     return {
         "consult": ticket.id, "state": ticket.state.value, "specialty": ticket.specialty,

@@ -46,7 +46,7 @@ from media.rtp.rtcp_feedback import ReportBlock
 from media.service import MediaService
 from media.workers.pool import summed_rungs
 from signaling.metrics import create_metrics
-from signaling.ws_session import on_media_event
+from signaling.ws_session import SessionFlow
 from tests.media.relay_harness import RelayHarness, wait_until
 
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
@@ -445,7 +445,7 @@ def test_signaling_turns_link_samples_into_histograms_and_tells_no_client() -> N
     hub = Hub()
     event = {"type": "link_stats", "participant": "a", "rung": "low",
              "estimate_bps": 250_000, "loss": 0.04, "rtt_s": 0.12}
-    on_media_event(None, hub, "class-1", "a", event)  # type: ignore[arg-type]
+    SessionFlow(None, hub).on_media_event("class-1", "a", event)  # type: ignore[arg-type]
 
     def count(name: str) -> float:
         value = hub.metrics.registry.get_sample_value(name)
