@@ -258,7 +258,7 @@ def test_two_serve_processes_register_as_nodes_and_accept_each_others_links(redi
 
     import redis
 
-    from tests.helpers.net import free_port
+    from bench.processes import free_port
 
     env = {k: v for k, v in os.environ.items() if k != "TONGXIN_TOKEN_SECRET"}
     ports = [free_port(), free_port()]

@@ -16,12 +16,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from bench.processes import free_port
 from broker.memory_store import MemoryStore
 from signaling.app import create_app
 from signaling.config import ServeConfig
 from signaling.middleware import STRICT_TRANSPORT_SECURITY
 from signaling.node import run_node
-from tests.helpers.net import free_port
 
 pytestmark = pytest.mark.timeout(120)
 
