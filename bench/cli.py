@@ -20,6 +20,7 @@ BENCHES = {
     "weaklink": ("bench.weaklink", "QoE on impaired links, adaptation on vs off"),
     "load": ("bench.load", "many classes and consults on two nodes sharing Redis"),
     "soak": ("bench.soak", "resource use under constant churn"),
+    "recorder": ("bench.recorder", "CPU per recorded track on the live path"),
 }
 """Subcommand -> (module, one-line help)."""
 

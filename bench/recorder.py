@@ -1,16 +1,17 @@
 """What recording costs on the live path: CPU per recorded track, as a share of one core.
 
-`python -m bench.recorder [seconds]` packetizes pre-encoded clips the way aiortc sends
+`tongxin bench recorder [--seconds N]` packetizes pre-encoded clips the way aiortc sends
 them (a 640x360 ~1 Mbit/s VP8 camera at 30 fps, a 320x180 VP8 camera, Opus), then feeds the
 packets through a `RoomRecorder` as fast as it takes them and measures the process CPU time
 (event-loop side: frame assembly; writer thread: PyAV muxing and file writes) per second of
-media. Prints one line per track kind; packetizing is not counted.
+media. Reports one figure per track kind; packetizing is not counted.
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import fractions
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -83,20 +84,30 @@ def cpu_per_second(clip: EncodedClip, codec: RTCRtpCodecParameters, seconds: flo
         return (time.process_time() - started) / seconds
 
 
-def main(argv: list[str]) -> int:
-    seconds = float(argv[0]) if argv else 60.0
-    cases = [
-        ("VP8 640x360 30 fps ~1 Mbit/s", load_clip("vp8"), VP8),
-        ("VP8 320x180 30 fps ~300 kbit/s",
-         load_clip("vp8", width=320, height=180, bitrate=300_000), VP8),
-        ("Opus 20 ms", load_clip("opus"), OPUS),
-    ]
-    for name, clip, codec in cases:
-        cost = cpu_per_second(clip, codec, seconds)
-        print(f"{name}: {cost * 1000:.1f} ms CPU per second of media "
-              f"({cost * 100:.2f}% of a core)")
-    return 0
+CASES: tuple[tuple[str, str, dict[str, int], RTCRtpCodecParameters], ...] = (
+    ("vp8_640x360_30fps_1mbps", "vp8", {}, VP8),
+    ("vp8_320x180_30fps_300kbps", "vp8", {"width": 320, "height": 180, "bitrate": 300_000}, VP8),
+    ("opus_20ms", "opus", {}, OPUS),
+)
+"""(result key, clip codec, clip options, RTP codec) of each measured track."""
 
 
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seconds", type=float, default=60.0,
+                        help="seconds of media recorded per track (60)")
+
+
+def measure(seconds: float) -> dict[str, Any]:
+    """CPU milliseconds per second of media, and share of a core, for each track of `CASES`."""
+    result: dict[str, Any] = {"media_seconds": seconds}
+    for key, codec_name, options, codec in CASES:
+        cost = cpu_per_second(load_clip(codec_name, **options), codec, seconds)
+        result[f"{key}_cpu_ms_per_s"] = round(cost * 1000, 2)
+        result[f"{key}_core_pct"] = round(cost * 100, 3)
+    return result
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    if args.seconds <= 0:
+        raise SystemExit("--seconds must be positive")
+    return await asyncio.to_thread(measure, args.seconds)
