@@ -258,7 +258,9 @@ def test_labs_of_exited_interrupted_and_killed_processes_are_cleaned_up(
             child.send_signal(signal.SIGINT)
         elif how == "kill":
             child.kill()
-        child.wait(timeout=20)
+        # generous: the child's atexit deletes namespaces, which waits on the kernel's network
+        # lock, held long on a machine where other labs build and remove namespaces too
+        child.wait(timeout=60)
     finally:
         if child.poll() is None:
             child.kill()

@@ -363,6 +363,9 @@ async def test_a_weak_subscriber_receives_the_shared_low_rendition_while_others_
         for client in (weak, weak2):
             await wait_until(
                 lambda c=client: (320, 180) in c.track("t", "camera").keyframe_sizes,
+                # the transcoder's thread decodes and encodes: on a loaded 2-core machine its
+                # first keyframe took over 20 s once
+                timeout=45.0,
                 what=f"a 320x180 keyframe at {client.participant_id}",
             )
             frames = client.track("t", "camera").frames
