@@ -58,6 +58,8 @@ class EstimateBound(enum.StrEnum):
     """The receiver's REMB."""
     LOSS = "loss"
     """The loss-based bound from receiver reports."""
+    DATA_SAVER = "data_saver"
+    """Not the link: the subscriber's data budget (`media.adapt.data_saver`) caps it."""
 
 
 @dataclass(frozen=True, slots=True)
