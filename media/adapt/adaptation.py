@@ -414,7 +414,7 @@ class DownlinkAdaptation:
         if probe.verdict is ProbeVerdict.PASSED:  # the estimate it proved, for this decision
             link = self.estimator.estimate(now)
         if self.data_saver is not None:  # min(estimate, what the data budget allows now)
-            link = self.data_saver.limit(link, streams, self.allocation, now)
+            link = self.data_saver.limit(link, streams, incoming, self.allocation, now)
         # a probe's padding is sent on purpose, beside the allocation; what is left out is
         # what went beyond it tick after tick (one keyframe or burst of retransmissions
         # would make the shares jump, and a shortfall timer start and stop with them)
@@ -496,8 +496,8 @@ class DownlinkAdaptation:
         previous = self.allocation
         if previous is None:
             return ProbeStep(self.probe, ProbeVerdict.IDLE)
-        # no padding probe while the data budget, not the link, decides (data spent for nothing)
-        saving = self.data_saver is not None and self.data_saver.limiting
+        # no padding probe under a data budget (`media.adapt.data_saver`: data spent on nothing)
+        saving = self.data_saver is not None and self.data_saver.active
         can_pad = bool(paused_tracks(previous)) and not saving
         if not can_pad and not self.probe.running:
             # nothing to carry padding, nothing to judge: `probe_step` would stay idle (the

@@ -65,9 +65,10 @@ class BudgetVerdict(enum.StrEnum):
     """What the budget leaves the subscriber (protocol field `verdict` of a `data` frame)."""
 
     UNDER = "under"
-    """The ceiling is above what the subscriber spends: the link, not the budget, decides."""
+    """The ceiling covers every track at its best: the link, not the budget, decides."""
     LIMITING = "limiting"
-    """The ceiling is below what the link carries: the budget decides the rung."""
+    """The ceiling is below what the tracks cost at their best: the budget holds the picture
+    down (whatever the link; a link estimate held low by sending little says nothing)."""
     BELOW_AUDIO = "below_audio"
     """The budget's even rate does not cover audio: audio only, and audio alone exceeds it."""
 
@@ -125,11 +126,12 @@ def downlink_ceiling(
     )
 
 
-def verdict(ceiling: Ceiling, link_bps: float) -> BudgetVerdict:
-    """Whether the budget or the link decides (`link_bps`: the link's own estimate)."""
+def verdict(ceiling: Ceiling, wanted_bps: float) -> BudgetVerdict:
+    """Whether the budget holds the subscriber down (`wanted_bps`: every track it receives at
+    its best rung, audio included)."""
     if ceiling.below_audio:
         return BudgetVerdict.BELOW_AUDIO
-    return BudgetVerdict.LIMITING if ceiling.bps < link_bps else BudgetVerdict.UNDER
+    return BudgetVerdict.LIMITING if ceiling.bps < wanted_bps else BudgetVerdict.UNDER
 
 
 def valid_budget(value: float | None) -> float | None:

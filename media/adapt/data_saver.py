@@ -5,11 +5,14 @@ A `DataSaver` belongs to one `Downlink` and lives as long as the participant is 
 (`DownlinkAdaptation.tick`) hands it the link estimate and the subscriber's streams: it counts
 what the streams sent since the last tick (media, retransmissions, padding, each packet's
 headers: what the participant's data plan pays for, RTCP and ICE aside), and while a budget
-is set returns the estimate capped at `data_budget.downlink_ceiling` with the bound
-`EstimateBound.DATA_SAVER`. The allocation then treats that cap as a policy limit (no probe
-or proven hold above it), the rung decision picks the cheaper rung, fewer frames or audio
-only by itself, and no padding probe starts while the budget, not the link, decides (it would
-spend data to learn what the budget forbids anyway).
+is set returns the estimate capped at `data_budget.downlink_ceiling` (`ceiling_bps`, and the
+bound `EstimateBound.DATA_SAVER` when the ceiling is the tighter limit). The allocation treats
+the ceiling as a policy limit (no rung probe or proven hold above it, even while the link's
+own estimate is lower), and the rung decision picks the cheaper rung, fewer frames or audio
+only by itself. While a budget is set no padding probe starts: padding is data spent on
+nothing the participant sees (on loopback, probes cycling under a 40 MB/h budget doubled
+what it received), so a link that comes back after a dip is found by rung probes, sending
+video, instead.
 
 Every `EVENT_EVERY_S`, and at once when the budget changes, a `data` event tells the
 participant what was used and what the budget allows (signaling turns it into a `data`
@@ -20,11 +23,11 @@ from __future__ import annotations
 
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from media.adapt.budget import Allocation
+from media.adapt.budget import Allocation, BudgetPolicy, IncomingTrack
 from media.adapt.data_budget import (
     AUDIO_ONLY_BPS,
     HEARTBEAT_BPS,
@@ -48,14 +51,25 @@ DATA_SAVER_REASON = "data_saver"
 Event = dict[str, Any]
 
 
-def audio_floor(allocation: Allocation | None) -> float:
-    """What audio costs this subscriber (as allocated, RED included) plus the heartbeat of
-    each of its video streams were they all paused: what the budget can never cut."""
-    if allocation is None:
+def audio_floor(
+    incoming: Sequence[IncomingTrack], red: bool, policy: BudgetPolicy = BudgetPolicy()
+) -> float:
+    """What audio costs this subscriber (RED included while on) plus the heartbeat of each of
+    its video streams were they all paused: what the budget can never cut. Before any track
+    is measured, a teacher's audio and paused camera (`AUDIO_ONLY_BPS`)."""
+    audio = sum(t.audio_bps for t in incoming if t.is_audio)
+    if audio <= 0:
         return AUDIO_ONLY_BPS
-    audio = sum(t.cost_bps for t in allocation.tracks if t.decision is None)
-    videos = sum(1 for t in allocation.tracks if t.decision is not None)
-    return audio + videos * HEARTBEAT_BPS
+    videos = sum(1 for t in incoming if not t.is_audio)
+    return audio * (1.0 + policy.red_extra if red else 1.0) + videos * HEARTBEAT_BPS
+
+
+def wanted_bps(incoming: Sequence[IncomingTrack]) -> float:
+    """What every track costs at its best rung (audio without RED)."""
+    return sum(
+        t.audio_bps if t.is_audio else t.costs.full_bps if t.costs is not None else 0.0
+        for t in incoming
+    )
 
 
 def data_event(
@@ -103,11 +117,18 @@ class DataSaver:
         self.ceiling: Ceiling | None = None
         """The last ceiling computed (None without a budget)."""
         self.verdict: BudgetVerdict | None = None
-        """Whether the budget decides (None without a budget)."""
+        """Whether the budget holds the picture down (None without a budget)."""
+        self.binding = False
+        """The ceiling was below the link's own estimate at the last tick (the cap applied)."""
         self._counted: weakref.WeakKeyDictionary[OutboundStream, int] = (
             weakref.WeakKeyDictionary()
         )
         self._event_at: float | None = None
+
+    @property
+    def active(self) -> bool:
+        """A budget is set (no padding probes then)."""
+        return self.budget_mb_h is not None
 
     @property
     def limiting(self) -> bool:
@@ -120,6 +141,7 @@ class DataSaver:
         self.budget_mb_h = valid_budget(budget_mb_h)
         if self.budget_mb_h is None:
             self.ceiling = self.verdict = None
+            self.binding = False
         self._send_event(self._clock())
 
     def count(self, streams: Iterable[OutboundStream]) -> None:
@@ -138,23 +160,28 @@ class DataSaver:
         self,
         link: LinkEstimate,
         streams: Iterable[OutboundStream],
-        allocation: Allocation | None,
+        incoming: Sequence[IncomingTrack],
+        previous: Allocation | None,
         now: float,
     ) -> LinkEstimate:
         """Count, then `link` capped at what the budget allows now (unchanged without one,
-        or when the link is the tighter limit); sends the periodic `data` event."""
+        or when the link is the tighter limit); sends the periodic `data` event. `incoming`:
+        the subscriber's tracks with their costs; `previous`: the last allocation (RED)."""
         self.count(streams)
         capped = link
         if self.budget_mb_h is not None:
+            red = previous is not None and previous.red
             ceiling = downlink_ceiling(
                 self.budget_mb_h, self.sent_bytes, now - self.started_at,
-                audio_floor(allocation), self._policy,
+                audio_floor(incoming, red), self._policy,
             )  # fmt: skip
             self.ceiling = ceiling
-            self.verdict = verdict(ceiling, link.bps)
-            if ceiling.bps < link.bps:
+            self.verdict = verdict(ceiling, wanted_bps(incoming))
+            capped = replace(link, ceiling_bps=ceiling.bps)
+            self.binding = ceiling.bps < link.bps
+            if self.binding:
                 capped = replace(
-                    link,
+                    capped,
                     bps=ceiling.bps,
                     bound=EstimateBound.DATA_SAVER,
                     carried_bps=min(link.carried_bps, ceiling.bps),
@@ -164,9 +191,13 @@ class DataSaver:
         return capped
 
     def reason(self, reason: str) -> str:
-        """The `link` event's reason: `data_saver` for a step the budget caused."""
+        """The `link` event's reason: `data_saver` for a step the budget caused: a shortfall
+        (or a start) under a budget that holds the picture down, or loss while the cap was
+        below the link's own estimate (the pacer, at the cap, queued and dropped what the
+        link would have carried)."""
         down = reason in (RungReason.SHORTFALL, RungReason.START, RungReason.UNAVAILABLE)
-        return DATA_SAVER_REASON if down and self.limiting else reason
+        paced = reason == RungReason.LOSS and self.binding
+        return DATA_SAVER_REASON if (down and self.limiting) or paced else reason
 
     def _send_event(self, now: float) -> None:
         self._event_at = now

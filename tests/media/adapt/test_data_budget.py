@@ -71,7 +71,7 @@ def test_the_ceiling_spends_evenly_catches_up_pays_back_and_never_cuts_audio(
 
 
 @pytest.mark.parametrize(
-    ("ceiling_bps", "link_bps", "below_audio", "expected"),
+    ("ceiling_bps", "wanted_bps", "below_audio", "expected"),
     [
         (222_000, 400_000, False, BudgetVerdict.LIMITING),
         (222_000, 200_000, False, BudgetVerdict.UNDER),
@@ -80,11 +80,11 @@ def test_the_ceiling_spends_evenly_catches_up_pays_back_and_never_cuts_audio(
         (64_000, 30_000, True, BudgetVerdict.BELOW_AUDIO),
     ],
 )
-def test_the_verdict_says_whether_the_budget_or_the_link_decides(
-    ceiling_bps: float, link_bps: float, below_audio: bool, expected: BudgetVerdict
+def test_the_verdict_says_whether_the_budget_holds_the_picture_down(
+    ceiling_bps: float, wanted_bps: float, below_audio: bool, expected: BudgetVerdict
 ) -> None:
     ceiling = Ceiling(ceiling_bps, ceiling_bps, 0.0, below_audio)
-    assert verdict(ceiling, link_bps) is expected
+    assert verdict(ceiling, wanted_bps) is expected
 
 
 @pytest.mark.parametrize(

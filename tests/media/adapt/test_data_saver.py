@@ -10,11 +10,11 @@ from typing import Any, cast
 import pytest
 
 from media.adapt.adaptation import PROBE_PADDING_BYTES
-from media.adapt.budget import Allocation, Priority, TrackAllocation
+from media.adapt.budget import IncomingTrack, Priority
 from media.adapt.data_budget import AUDIO_ONLY_BPS, HEARTBEAT_BPS, MB, BudgetVerdict
-from media.adapt.data_saver import DATA_SAVER_REASON, DataSaver, audio_floor
+from media.adapt.data_saver import DATA_SAVER_REASON, DataSaver, audio_floor, wanted_bps
 from media.adapt.estimator import EstimateBound, LinkEstimate
-from media.adapt.rung import Rung
+from media.adapt.rung import Rung, RungCosts
 from media.forward.forwarder import PACKET_OVERHEAD, OutboundStream
 from tests.media.adapt.test_adaptation import Subscriber
 
@@ -27,6 +27,12 @@ class FakeStream:
     packets: int = 0
     retransmitted: int = 0
     retransmitted_octets: int = 0
+
+
+MIC = IncomingTrack("t:mic", Priority.LEAD_AUDIO, audio_bps=56_000)
+CAMERA = IncomingTrack("t:camera", Priority.SPEAKER_VIDEO, costs=RungCosts((320e3, 160e3, 320e3)))
+TEACHER = [MIC, CAMERA]
+"""What a classroom receives: 856 kbit/s at best."""
 
 
 def link(bps: float) -> LinkEstimate:
@@ -58,25 +64,34 @@ def test_the_meter_counts_every_stream_with_headers_and_retransmissions() -> Non
     assert data.sent_bytes == 10_500 + 15 * PACKET_OVERHEAD + 3000 + 3 * PACKET_OVERHEAD
 
 
+FLOOR = 56_000 + HEARTBEAT_BPS
+
+
 @pytest.mark.parametrize(
-    ("budget", "link_bps", "bps", "bound", "state"),
+    ("budget", "link_bps", "tracks", "bps", "bound", "state"),
     [
-        (None, 2_000_000, 2_000_000, EstimateBound.REMB, None),
-        (100, 2_000_000, 222_222.2, EstimateBound.DATA_SAVER, BudgetVerdict.LIMITING),
-        (100, 150_000, 150_000, EstimateBound.REMB, BudgetVerdict.UNDER),  # the link decides
-        (20, 2_000_000, AUDIO_ONLY_BPS, EstimateBound.DATA_SAVER, BudgetVerdict.BELOW_AUDIO),
+        (None, 2_000_000, TEACHER, 2_000_000, EstimateBound.REMB, None),
+        (100, 2_000_000, TEACHER, 222_222.2, EstimateBound.DATA_SAVER, BudgetVerdict.LIMITING),
+        # a link below the ceiling is the tighter limit, but the budget still holds the
+        # picture down (a weak link's estimate, or one held low by sending little)
+        (100, 150_000, TEACHER, 150_000, EstimateBound.REMB, BudgetVerdict.LIMITING),
+        # audio only is all the classroom wants: the budget covers it
+        (100, 2_000_000, [MIC], 222_222.2, EstimateBound.DATA_SAVER, BudgetVerdict.UNDER),
+        (20, 2_000_000, TEACHER, FLOOR, EstimateBound.DATA_SAVER, BudgetVerdict.BELOW_AUDIO),
+        (20, 2_000_000, [], AUDIO_ONLY_BPS, EstimateBound.DATA_SAVER, BudgetVerdict.BELOW_AUDIO),
     ],
 )
 def test_the_estimate_is_capped_at_the_ceiling_only_when_the_budget_is_tighter(
     budget: float | None,
     link_bps: float,
+    tracks: list[IncomingTrack],
     bps: float,
     bound: EstimateBound,
     state: BudgetVerdict | None,
 ) -> None:
     data, clock, _ = saver()
     data.set_budget(budget)
-    capped = data.limit(link(link_bps), [], None, clock.now)
+    capped = data.limit(link(link_bps), [], tracks, None, clock.now)
     assert capped.bps == pytest.approx(bps, abs=0.1)
     assert capped.bound is bound
     assert capped.carried_bps <= capped.bps
@@ -86,20 +101,20 @@ def test_the_estimate_is_capped_at_the_ceiling_only_when_the_budget_is_tighter(
 
 def test_the_data_event_goes_out_on_a_change_and_every_five_seconds() -> None:
     data, clock, events = saver()
-    data.limit(link(1e6), [], None, clock.now)
+    data.limit(link(1e6), [], TEACHER, None, clock.now)
     assert events[-1]["budget_mb_h"] is None and events[-1]["used_mb"] == 0
     data.set_budget(40)
     assert len(events) == 2 and events[-1]["budget_mb_h"] == 40.0
     stream = FakeStream(octets=2 * MB, packets=0)
     clock.now += 4.0
-    data.limit(link(1e6), cast(list[OutboundStream], [stream]), None, clock.now)
+    data.limit(link(1e6), cast(list[OutboundStream], [stream]), TEACHER, None, clock.now)
     assert len(events) == 2
     clock.now += 1.0
-    data.limit(link(1e6), cast(list[OutboundStream], [stream]), None, clock.now)
+    data.limit(link(1e6), cast(list[OutboundStream], [stream]), TEACHER, None, clock.now)
     event = events[-1]
     assert event["used_mb"] == 2.0 and event["elapsed_s"] == 5.0
     assert event["verdict"] == "limiting" and event["allowed_mb"] == pytest.approx(0.06, abs=0.01)
-    assert event["ceiling_kbps"] == pytest.approx(AUDIO_ONLY_BPS / 1000, abs=0.1), "overspent"
+    assert event["ceiling_kbps"] == pytest.approx(FLOOR / 1000, abs=0.1), "overspent: floor"
     data.set_budget(None)
     assert events[-1]["budget_mb_h"] is None and events[-1]["verdict"] is None
 
@@ -113,33 +128,45 @@ def test_a_budget_out_of_range_is_refused_and_the_old_one_kept(bad: float) -> No
     assert data.budget_mb_h == 100
 
 
-def test_the_audio_floor_is_the_allocated_audio_and_a_heartbeat_per_video() -> None:
-    assert audio_floor(None) == AUDIO_ONLY_BPS
-    tracks = (
-        TrackAllocation("t:mic", Priority.LEAD_AUDIO, 0, 84_000, None),
-        TrackAllocation("t:camera", Priority.SPEAKER_VIDEO, 0, 0, cast(Any, object())),
-        TrackAllocation("t:screen", Priority.SCREEN, 0, 0, cast(Any, object())),
-    )
-    allocation = Allocation(tracks, True, 0, 0, "")
-    assert audio_floor(allocation) == 84_000 + 2 * HEARTBEAT_BPS
+@pytest.mark.parametrize(
+    ("tracks", "red", "floor"),
+    [
+        ([], False, AUDIO_ONLY_BPS),  # nothing measured yet: a teacher's audio and camera
+        ([CAMERA], False, AUDIO_ONLY_BPS),
+        ([MIC, CAMERA], False, 56_000 + HEARTBEAT_BPS),
+        ([MIC, CAMERA], True, 84_000 + HEARTBEAT_BPS),
+        ([MIC, MIC, CAMERA, CAMERA], False, 112_000 + 2 * HEARTBEAT_BPS),
+    ],
+)
+def test_the_audio_floor_is_audio_with_red_and_a_heartbeat_per_video(
+    tracks: list[IncomingTrack], red: bool, floor: float
+) -> None:
+    assert audio_floor(tracks, red) == pytest.approx(floor)
+
+
+def test_what_a_subscriber_wants_is_every_track_at_its_best() -> None:
+    assert wanted_bps(TEACHER) == 856_000
+    assert wanted_bps([]) == 0
 
 
 @pytest.mark.parametrize(
-    ("reason", "limiting", "shown"),
+    ("reason", "limiting", "link_bps", "shown"),
     [
-        ("shortfall", True, DATA_SAVER_REASON),
-        ("start", True, DATA_SAVER_REASON),
-        ("loss", True, "loss"),  # the link lost packets: say so even under a budget
-        ("recovered", True, "recovered"),
-        ("shortfall", False, "shortfall"),
+        ("shortfall", True, 2e6, DATA_SAVER_REASON),
+        ("start", True, 2e6, DATA_SAVER_REASON),
+        ("shortfall", True, 1e5, DATA_SAVER_REASON),  # the budget would hold it down anyway
+        ("loss", True, 2e6, DATA_SAVER_REASON),  # paced at the cap, far below the link
+        ("loss", True, 1e5, "loss"),  # the link lost packets: say so even under a budget
+        ("recovered", True, 2e6, "recovered"),
+        ("shortfall", False, 2e6, "shortfall"),
     ],
 )
 def test_a_step_down_the_budget_caused_says_data_saver(
-    reason: str, limiting: bool, shown: str
+    reason: str, limiting: bool, link_bps: float, shown: str
 ) -> None:
     data, clock, _ = saver()
     data.set_budget(100)
-    data.limit(link(2e6 if limiting else 1e5), [], None, clock.now)
+    data.limit(link(link_bps), [], TEACHER if limiting else [MIC], None, clock.now)
     assert data.reason(reason) == shown
 
 
