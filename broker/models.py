@@ -28,6 +28,8 @@ Language = Annotated[str, Meta(min_length=2, max_length=8, pattern=r"^[a-z]{2,3}
 DisplayName = Annotated[str, Meta(min_length=1, max_length=100)]
 """A name shown to people (Chinese or not)."""
 
+DataBudget = Annotated[int, Meta(ge=5, le=2000)]
+"""A data budget in MB per hour (the relay's `media.adapt.data_budget` limits)."""
 RegionPath = Annotated[
     tuple[Annotated[str, Meta(min_length=1, max_length=40, pattern=r"^[^/]+$")], ...],
     Meta(max_length=5),
@@ -159,6 +161,10 @@ class Site(Struct, frozen=True, kw_only=True):
     """Where it is: province, city, county, township, village."""
     parent_site_id: EntityId | None = None
     """Next site up: the medical network's escalation parent, or a classroom's school."""
+    data_budget_mb_h: DataBudget | None = None
+    """Data saver by default for whoever joins as this site (a village classroom or clinic
+    on prepaid mobile data): its downlink is kept within this many MB per hour unless the
+    participant sets its own budget (`data_saver` frame)."""
 
 
 class Operator(Struct, frozen=True, kw_only=True):

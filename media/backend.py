@@ -10,7 +10,11 @@ signaling process's event loop, as JSON-able dicts:
   "direction": "up"|"down"}`
 - `{"type": "room_lost"}`: the room's worker died; the room is re-opened on another worker,
   and the participant must reconnect (join, publish and receive again).
-- `{"type": "link", ...}`: downlink quality and the adaptation rung.
+- `{"type": "link", ...}`: downlink quality and the adaptation rung (`reason` is
+  `data_saver` when the participant's data budget, not its link, caused a step down).
+- `{"type": "data", "used_mb", "elapsed_s", "budget_mb_h", "allowed_mb", "ceiling_kbps",
+  "verdict"}`: what the participant was sent since it joined and its data budget
+  (`media.adapt.data_saver`), every few seconds and when the budget changes.
 """
 
 from __future__ import annotations
@@ -53,6 +57,13 @@ class MediaBackend(Protocol):
     async def set_spotlight(self, room_id: str, participant_id: str | None) -> None: ...
 
     async def set_muted(self, room_id: str, participant_id: str, muted: bool) -> None: ...
+
+    async def set_data_budget(
+        self, room_id: str, participant_id: str, mb_per_hour: float | None
+    ) -> None:
+        """Keep the participant's downlink within a data budget (None: none); MediaUserError
+        when out of range (`media.adapt.data_budget`). The participant then gets `data`
+        events: MB used since it joined, the budget, whether the budget limits it."""
 
     async def start_recording(self, room_id: str, recording_id: str, directory: str) -> None:
         """Record the room's tracks into `directory` (files + manifest.json, see

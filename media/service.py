@@ -120,6 +120,11 @@ class MediaService:
     async def set_muted(self, room_id: str, participant_id: str, muted: bool) -> None:
         await self._backend().set_muted(room_id, participant_id, muted)
 
+    async def set_data_budget(
+        self, room_id: str, participant_id: str, mb_per_hour: float | None
+    ) -> None:
+        await self._backend().set_data_budget(room_id, participant_id, mb_per_hour)
+
     async def start_recording(self, room_id: str, recording_id: str, directory: str) -> None:
         await self._backend().start_recording(room_id, recording_id, directory)
 

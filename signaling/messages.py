@@ -135,6 +135,17 @@ class LinkReport(ClientFrame, tag="link", frozen=True):
     fps: Annotated[float, Meta(ge=0, le=240)] | None = None
 
 
+DataBudget = Annotated[float, Meta(ge=5, le=2000)]
+"""MB per hour (the relay's `media.adapt.data_budget` limits)."""
+
+
+class DataSaverFrame(ClientFrame, tag="data_saver", frozen=True):
+    """Keep my downlink within a data budget (MB per hour); null clears my own budget (the
+    site's default, if the operator set one, applies again)."""
+
+    mb_per_hour: DataBudget | None
+
+
 class Ping(ClientFrame, tag="ping", frozen=True):
     """Heartbeat; the server answers `pong` with the same `t`."""
 
@@ -143,7 +154,7 @@ class Ping(ClientFrame, tag="ping", frozen=True):
 
 ClientMessage = (
     Join | Enter | Leave | Publish | Answer | RequestOffer | Mute | Hand | Spotlight | Claim
-    | Admit | HandOver | End | Record | Consent | LinkReport | Ping
+    | Admit | HandOver | End | Record | Consent | LinkReport | DataSaverFrame | Ping
 )
 
 
@@ -244,6 +255,23 @@ class Link(ServerFrame, tag="link"):
     """Video tracks (`participant:source`) the subscriber does not receive now."""
 
 
+class DataUsage(ServerFrame, tag="data"):
+    """What the relay sent me since I joined the session, and my data budget (every few
+    seconds, and when the budget changes)."""
+
+    used_mb: float
+    elapsed_s: float
+    budget_mb_h: float | None = None
+    """None: no budget (the meter still counts)."""
+    allowed_mb: float | None = None
+    """What the budget allowed by now (budget × hours since I joined)."""
+    ceiling_kbps: float | None = None
+    """The most my downlink may use now under the budget."""
+    verdict: Literal["under", "limiting", "below_audio"] | None = None
+    """`limiting`: the budget, not my link, decides my video; `below_audio`: the budget does
+    not even cover audio (audio only, over budget)."""
+
+
 class Reconnect(ServerFrame, tag="reconnect"):
     """The media side lost this session (worker restart): build new peer connections."""
 
@@ -277,7 +305,7 @@ class ErrorFrame(ServerFrame, tag="error"):
 
 ServerMessage = (
     Welcome | SessionState | Offer | ServerAnswer | Queue | Notice | Link | Reconnect | Redirect
-    | Ended | Pong | ErrorFrame | RecordingState | ConsentRequest
+    | Ended | Pong | ErrorFrame | RecordingState | ConsentRequest | DataUsage
 )
 
 client_decoder = msgspec.json.Decoder(ClientMessage)

@@ -2,10 +2,10 @@
 
 `SessionFrames` has one small method per session frame (enter, leave, mute, hand, spotlight,
 claim, admit, hand_over, end, record, consent, link, ping); `signaling.ws_media.MediaFrames`
-has those about media (publish, answer, request_offer). Each checks the caller's role, calls
-the broker service or the relay, and lets the broker's events drive what every node pushes
-(signaling/ws_session.py). `frame_table` maps each frame type to its handler; the hub looks a
-decoded frame up there (`join` it handles itself).
+has those about media (publish, answer, request_offer, data_saver). Each checks the caller's
+role, calls the broker service or the relay, and lets the broker's events drive what every
+node pushes (signaling/ws_session.py). `frame_table` maps each frame type to its handler; the
+hub looks a decoded frame up there (`join` it handles itself).
 """
 
 from __future__ import annotations
@@ -189,7 +189,7 @@ class SessionFrames:
 
 def frame_table(flow: SessionFlow) -> FrameTable:
     """The handler of each client frame type (`join` is handled by the hub itself)."""
-    session, media = SessionFrames(flow), MediaFrames(flow.hub)
+    session, media = SessionFrames(flow), MediaFrames(flow.hub, flow.services)
     table = FrameTable()
     table.on(m.Enter, session.enter)
     table.on(m.Leave, session.leave)
@@ -207,4 +207,5 @@ def frame_table(flow: SessionFlow) -> FrameTable:
     table.on(m.Publish, media.publish)
     table.on(m.Answer, media.answer)
     table.on(m.RequestOffer, media.request_offer)
+    table.on(m.DataSaverFrame, media.data_saver)
     return table

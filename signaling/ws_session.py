@@ -33,7 +33,7 @@ from signaling.connection import Connection, Identity
 from signaling.fanout import Fanout
 from signaling.services import Services
 from signaling.session_view import SessionView, muted_map
-from signaling.ws_media import joined, media_event_frame
+from signaling.ws_media import apply_data_budget, joined, media_event_frame
 
 log = logging.getLogger("tongxin.session")
 
@@ -93,6 +93,10 @@ class SessionFlow:
             await media.join(session_id, pid, identity.role)
             if pid in await self.services.store.map_all(muted_map(session_id)):
                 await media.set_muted(session_id, pid, True)
+            try:  # the participant's own data budget, or its site's (a new downlink has none)
+                await apply_data_budget(self.services, media, session_id, pid, identity.role)
+            except BrokerError as exc:
+                log.warning("data budget not applied participant=%s: %s", pid, exc)
             if fresh and kind == "class":
                 klass = await self.services.classes.find(session_id)
                 if klass is not None and klass.spotlight == pid:

@@ -49,6 +49,7 @@ from media.adapt.budget import (
     red_state,
     unaccounted_bps,
 )
+from media.adapt.data_saver import DataSaver
 from media.adapt.estimator import DownlinkEstimator, EstimateBound, LinkEstimate
 from media.adapt.rung import (
     LOW_RUNG_NOMINAL_BPS,
@@ -331,6 +332,8 @@ class DownlinkAdaptation:
         self.steady_ticks = 0
         """Ticks that found every video track on `full` with room to spare (no decision)."""
         self._stats_at: float | None = None
+        self.data_saver: DataSaver | None = None
+        """The participant's data meter and budget: caps the estimate (`media.adapt.data_saver`)."""
 
     # -- what the subscriber reports (called by its outbound streams) -------------------------
 
@@ -410,6 +413,8 @@ class DownlinkAdaptation:
         probing = self.probe.running or probe.verdict is ProbeVerdict.FAILED
         if probe.verdict is ProbeVerdict.PASSED:  # the estimate it proved, for this decision
             link = self.estimator.estimate(now)
+        if self.data_saver is not None:  # min(estimate, what the data budget allows now)
+            link = self.data_saver.limit(link, streams, incoming, self.allocation, now)
         # a probe's padding is sent on purpose, beside the allocation; what is left out is
         # what went beyond it tick after tick (one keyframe or burst of retransmissions
         # would make the shares jump, and a shortfall timer start and stop with them)
@@ -471,6 +476,8 @@ class DownlinkAdaptation:
         paused = paused_tracks(allocation)
         if rung is not None and (rung != self.rung or paused != self.paused):
             reason = str(switched.reason) if switched is not None else "unavailable"
+            if self.data_saver is not None:
+                reason = self.data_saver.reason(reason)
             self._emit(
                 link_event(self.participant_id, rung, link, reason, allocation.reason, paused)
             )
@@ -489,7 +496,9 @@ class DownlinkAdaptation:
         previous = self.allocation
         if previous is None:
             return ProbeStep(self.probe, ProbeVerdict.IDLE)
-        can_pad = bool(paused_tracks(previous))
+        # no padding probe under a data budget (`media.adapt.data_saver`: data spent on nothing)
+        saving = self.data_saver is not None and self.data_saver.active
+        can_pad = bool(paused_tracks(previous)) and not saving
         if not can_pad and not self.probe.running:
             # nothing to carry padding, nothing to judge: `probe_step` would stay idle (the
             # usual tick, on a link that carries every video)

@@ -252,6 +252,9 @@ def allocate(
             capped = _screen_share(share, remaining, in_class, cameras, policy)
             if capped < share:
                 share = limit = capped
+        if link.ceiling_bps is not None:
+            # the data budget's cap is policy, not the link: no probe or proven hold above it
+            limit = min(limit, share + max(link.ceiling_bps - link.bps, 0.0) / len(in_class))
         for track in in_class:
             costs = track.costs if track.costs is not None else RungCosts(())
             before = previous.of(track.track_id) if previous is not None else None

@@ -58,6 +58,8 @@ class EstimateBound(enum.StrEnum):
     """The receiver's REMB."""
     LOSS = "loss"
     """The loss-based bound from receiver reports."""
+    DATA_SAVER = "data_saver"
+    """Not the link: the subscriber's data budget (`media.adapt.data_saver`) caps it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +88,9 @@ class LinkEstimate:
     carried_bps: float = 0.0
     """The most that got through (`delivered_bps`, or a padding probe) over the last
     `carried_window_s`: what the link carried lately, where a probe may aim."""
+    ceiling_bps: float | None = None
+    """A cap set by policy, not by the link: the subscriber's data budget
+    (`media.adapt.data_saver`); `bps` is at most this, and no probe goes above it."""
 
 
 @dataclass(frozen=True, slots=True)

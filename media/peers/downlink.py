@@ -19,6 +19,7 @@ from typing import Any
 from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
 
 from media.adapt.adaptation import DownlinkAdaptation, PriorityOf, default_priority
+from media.adapt.data_saver import DataSaver
 from media.errors import NegotiationError
 from media.forward.forwarder import InboundTrack, OutboundStream, deliver_feedback
 from media.forward.pacer import Pacer
@@ -92,6 +93,10 @@ class Downlink:
             drop_paced=lambda: self._pacer.drop_queued(),  # the pacer of the connection now
         )
         """Estimate, allocation and rungs; ticks while the connection is up."""
+        self.data_saver = DataSaver(participant_id, emit)
+        """What this participant was sent since it joined, and its data budget (None: none);
+        counted and applied by the adaptation's tick (so not with `--adaptation off`)."""
+        self.adaptation.data_saver = self.data_saver
 
     @property
     def streams(self) -> list[OutboundStream]:

@@ -92,6 +92,11 @@ class RoomHost:
     async def set_muted(self, room_id: str, participant_id: str, muted: bool) -> None:
         self.room(room_id).set_muted(participant_id, muted)
 
+    async def set_data_budget(
+        self, room_id: str, participant_id: str, mb_per_hour: float | None
+    ) -> None:
+        self.room(room_id).set_data_budget(participant_id, mb_per_hour)
+
     async def describe_room(self, room_id: str) -> dict[str, Any]:
         return self.room(room_id).describe()
 

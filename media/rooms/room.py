@@ -123,6 +123,13 @@ class Room:
             self.muted.discard(participant_id)
         self._reroute()
 
+    def set_data_budget(self, participant_id: str, mb_per_hour: float | None) -> None:
+        """Keep the participant's downlink within `mb_per_hour` (None: no budget)."""
+        try:
+            self._get(participant_id).downlink.data_saver.set_budget(mb_per_hour)
+        except ValueError as exc:
+            raise MediaUserError(str(exc)) from None
+
     def start_recording(self, recorder: RoomRecorder) -> None:
         """Tap every published track into `recorder` (and those published later)."""
         if self.recorder is not None:
@@ -162,6 +169,7 @@ class Room:
                         if s.track is not None
                     ),
                     "transceivers": p.downlink.transceiver_count,
+                    "data_budget_mb_h": p.downlink.data_saver.budget_mb_h,
                 }
                 for pid, p in self._participants.items()
             },

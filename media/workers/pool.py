@@ -3,8 +3,8 @@
 Each room lives on one worker, the least loaded when it opened. A worker's death is noticed
 through its process sentinel (or its socket closing): pending calls fail with `WorkerLost`,
 every participant of its rooms gets a `room_lost` event, the rooms are re-opened on live
-workers (their spotlight and mutes re-applied as participants come back) and a replacement
-process is started.
+workers (their spotlight, mutes and data budgets re-applied as participants come back) and a
+replacement process is started.
 """
 
 from __future__ import annotations
@@ -61,6 +61,8 @@ class _RoomRecord:
     participants: set[str] = field(default_factory=set)
     spotlight: str | None = None
     muted: set[str] = field(default_factory=set)
+    data_budgets: dict[str, float] = field(default_factory=dict)
+    """Participant -> data budget (MB per hour), re-applied when it joins again."""
     recording: tuple[str, str] | None = None
     """(recording id, directory) while the room is recorded: carried on where it reopens."""
 
@@ -225,6 +227,7 @@ class WorkerPool:
                     await self.open_room(room_id, record.kind)
                     reopened = self._rooms[room_id]
                     reopened.spotlight, reopened.muted = record.spotlight, set(record.muted)
+                    reopened.data_budgets = dict(record.data_budgets)
                     await self._resume_recording(room_id, record)
         try:
             await self._spawn(dead.index)
@@ -240,6 +243,7 @@ class WorkerPool:
                     await self.open_room(room_id, record.kind)
                     reopened = self._rooms[room_id]
                     reopened.spotlight, reopened.muted = record.spotlight, set(record.muted)
+                    reopened.data_budgets = dict(record.data_budgets)
                     await self._resume_recording(room_id, record)
 
     # -- the backend operations --------------------------------------------------------------
@@ -296,6 +300,9 @@ class WorkerPool:
             await self._call(record.worker, "set_spotlight", room_id, participant_id)
         if participant_id in record.muted:
             await self._call(record.worker, "set_muted", room_id, participant_id, True)
+        budget = record.data_budgets.get(participant_id)
+        if budget is not None:
+            await self._call(record.worker, "set_data_budget", room_id, participant_id, budget)
 
     async def leave(self, room_id: str, participant_id: str) -> None:
         record = self._record(room_id)
@@ -330,6 +337,16 @@ class WorkerPool:
             record.muted.add(participant_id)
         else:
             record.muted.discard(participant_id)
+
+    async def set_data_budget(
+        self, room_id: str, participant_id: str, mb_per_hour: float | None
+    ) -> None:
+        record = self._record(room_id)
+        await self._call(record.worker, "set_data_budget", room_id, participant_id, mb_per_hour)
+        if mb_per_hour is None:
+            record.data_budgets.pop(participant_id, None)
+        else:
+            record.data_budgets[participant_id] = mb_per_hour
 
     async def describe_room(self, room_id: str) -> dict[str, Any]:
         record = self._record(room_id)

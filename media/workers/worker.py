@@ -24,8 +24,8 @@ logger = logging.getLogger(__name__)
 OPERATIONS = frozenset(
     {
         "open_room", "close_room", "join", "leave", "publish", "subscriber_answer",
-        "request_offer", "set_spotlight", "set_muted", "describe_room", "load", "close",
-        "start_recording", "stop_recording",
+        "request_offer", "set_spotlight", "set_muted", "set_data_budget", "describe_room",
+        "load", "close", "start_recording", "stop_recording",
     }
 )
 """What the parent may call on the worker's `RoomHost`."""

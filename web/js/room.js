@@ -3,8 +3,8 @@
  * connections, the tracks received per participant, link reports every few seconds, and the
  * recovery of media after a lost connection or a `reconnect` frame.
  *
- * Pages read `room.session`, `room.remote`, `room.links` and listen for 'change' events
- * (detail: what changed: session | tracks | link | media | ended | notice).
+ * Pages read `room.session`, `room.remote`, `room.links`, `room.data` and listen for 'change'
+ * events (detail: what changed: session | tracks | link | data | media | ended | notice).
  */
 
 import { linkReport, snapshot } from './linkstats.js';
@@ -36,6 +36,7 @@ export class Room extends EventTarget {
     this.session = null;
     this.remote = new Map();
     this.links = new Map();
+    this.data = null;
     this.publisher = null;
     this.subscriber = null;
     this.upState = null;
@@ -55,6 +56,10 @@ export class Room extends EventTarget {
       channel.on('link', (frame) => {
         this.links.set(frame.participant, frame);
         this.changed('link', frame);
+      }),
+      channel.on('data', (frame) => {
+        this.data = frame;
+        this.changed('data', frame);
       }),
       channel.on('reconnect', () => this.rebuildMedia()),
       // Another node now (redirect, or the node died): its relay knows nothing of our peer

@@ -25,6 +25,7 @@ import { statusFor } from '/static/js/shell.js';
 import { sourcesByMid } from '/static/js/publisher.js';
 import { receivedTracks } from '/static/js/subscriber.js';
 import { formatDuration } from '/static/js/controls.js';
+import { dataSaverFrame, storedBudget, usageText, verdictBanner } from '/static/js/datasaver.js';
 
 const results = [];
 const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
@@ -161,6 +162,26 @@ table('rungBanner', rungBanner, [
   [['reduced_fps', 'full', ['t:screen'], [], 't'], null],
   [['reduced_fps', 'full', ['c2:camera'], [], 't'], null],
   [['reduced_fps', 'full', ['t:camera'], [], null], null],
+  [['audio_only', 'full', [], [], 't', 'data_saver'], ['classroom.data_saver_limited', 'warn']],
+  [['reduced_fps', 'full', ['t:camera'], [], 't', 'data_saver'], ['classroom.data_saver_camera', 'warn']],
+  [['audio_only', 'full', [], [], 't', 'loss'], ['classroom.weak_network', 'warn']],
+]);
+const fakeStorage = (value) => ({ getItem: () => value });
+table('storedBudget', (v) => storedBudget(fakeStorage(v)), [
+  [['100'], 100], [['50'], 50], [['200'], 200], [[null], null], [['75'], null], [['abc'], null],
+  [['1e9'], null], [[''], null],
+]);
+table('storedBudget without storage', () => storedBudget({ getItem: () => { throw new Error('denied'); } }), [[[], null]]);
+table('dataSaverFrame', dataSaverFrame, [
+  [[100], { type: 'data_saver', mb_per_hour: 100 }], [[null], { type: 'data_saver', mb_per_hour: null }],
+]);
+table('usageText', usageText, [
+  [[{ used_mb: 12.34, budget_mb_h: 100 }], ['data.used_of_budget', { used: '12.3', budget: '100' }]],
+  [[{ used_mb: 0.5, budget_mb_h: null }], ['data.used', { used: '0.5' }]],
+  [[null], ['data.used', { used: '0.0' }]],
+]);
+table('verdictBanner', verdictBanner, [
+  [[{ verdict: 'below_audio' }], 'data.below_audio'], [[{ verdict: 'limiting' }], null], [[null], null],
 ]);
 table('classrooms', (s) => classrooms(s).map((p) => p.id), [[[session], ['c1', 'c2']], [[null], []]]);
 table('waitMinutes', waitMinutes, [[[10], 1], [[600], 10], [[undefined], null]]);

@@ -1,15 +1,20 @@
 /**
  * Classroom view (教学点, run by the assistant teacher; also the observer's view): the teacher
- * large, the slides larger still when shared, the classroom called on, raise hand, and a clear
- * banner when the network is weak (video paused, audio continues) and when it recovers.
+ * large, the slides larger still when shared, the classroom called on, raise hand, a clear
+ * banner when the network is weak (video paused, audio continues) and when it recovers, and the
+ * data saver (a budget in MB per hour; the MB used; "limited by your data budget" when it is the
+ * budget, not the network, that paused the video).
  */
 
 import { bannerArea, libraryLink, micButton, roomAudio, showEnded, toggleButton } from '../controls.js';
+import { dataSaverControl, verdictBanner } from '../datasaver.js';
 import { h, replaceChildren } from '../dom.js';
 import { Room } from '../room.js';
 import { VideoTile } from '../tiles.js';
 
 const TEACHER_ROLES = new Set(['teacher']);
+const PAUSED_BANNERS = ['classroom.weak_network', 'classroom.camera_paused',
+  'classroom.data_saver_limited', 'classroom.data_saver_camera'];
 
 /** What the stage shows: {main, side, spotlight} as {participant, source} or null. */
 export function stageLayout(session, remote, me) {
@@ -42,11 +47,17 @@ export function cameraPaused(paused, teacherId) {
  * The banner for my own adaptation: [key, level] or null, given this `link` frame's rung and
  * paused tracks and the previous ones, and the teacher's participant id. All video paused says
  * so; the teacher's camera paused while the slides go on says that instead; either one ending
- * says the video is back.
+ * says the video is back. `reason` `data_saver`: my data budget, not the network, paused it.
  */
-export function rungBanner(rung, previousRung, paused = [], previousPaused = [], teacherId = null) {
-  if (rung === 'audio_only') return ['classroom.weak_network', 'warn'];
-  if (cameraPaused(paused, teacherId)) return ['classroom.camera_paused', 'warn'];
+export function rungBanner(rung, previousRung, paused = [], previousPaused = [], teacherId = null,
+  reason = '') {
+  const budget = reason === 'data_saver';
+  if (rung === 'audio_only') {
+    return [budget ? 'classroom.data_saver_limited' : 'classroom.weak_network', 'warn'];
+  }
+  if (cameraPaused(paused, teacherId)) {
+    return [budget ? 'classroom.data_saver_camera' : 'classroom.camera_paused', 'warn'];
+  }
   if (previousRung === 'audio_only' || cameraPaused(previousPaused, teacherId)) {
     return ['classroom.network_recovered', 'ok'];
   }
@@ -73,6 +84,7 @@ export async function mount(root, ctx) {
     onToggle: (raised) => { channel.send({ type: 'hand', raised }); },
   });
   const mic = micButton(room);
+  const dataSaver = dataSaverControl(room, channel);
   const calledOn = h('p', { class: 'called-on', i18n: 'classroom.you_are_called_on', hidden: true,
     attrs: { role: 'status' } });
 
@@ -84,7 +96,8 @@ export async function mount(root, ctx) {
       h('div', { class: 'stage-side' }, sideTile.el, spotTile.el)),
     observer ? null : h('div', { class: 'classroom-bar' },
       h('div', { class: 'toolbar' }, hand.el, mic.el),
-      selfTile.el)));
+      selfTile.el),
+    dataSaver.el));
   roomAudio(room, banners);
 
   let myRung = null;
@@ -127,16 +140,23 @@ export async function mount(root, ctx) {
     if (what === 'link' && frame.participant === room.me) {
       const paused = frame.paused || [];
       const teacher = (room.session?.participants || []).find((p) => TEACHER_ROLES.has(p.role));
-      const shown = rungBanner(frame.rung, myRung, paused, myPaused, teacher?.id ?? null);
+      const shown = rungBanner(frame.rung, myRung, paused, myPaused, teacher?.id ?? null,
+        frame.reason);
       myRung = frame.rung;
       myPaused = paused;
       clearTimeout(recoveredTimer);
       if (shown) {
         banners.show(...shown);
         if (shown[1] === 'ok') recoveredTimer = setTimeout(() => banners.clear(), 8000);
-      } else if (['classroom.weak_network', 'classroom.camera_paused'].includes(banners.key)) {
+      } else if (PAUSED_BANNERS.includes(banners.key)) {
         banners.clear();
       }
+      return;
+    }
+    if (what === 'data') {
+      const key = verdictBanner(frame);
+      if (key) banners.show(key, 'warn');
+      else if (banners.key === 'data.below_audio') banners.clear();
       return;
     }
     if (what === 'media') {

@@ -8,6 +8,7 @@ import { get, post } from '../api.js';
 import { isTaken, isWaiting, normalizeTicket, specialtyName, ticketSession, ticketState, URGENCIES }
   from '../consults.js';
 import { bannerArea, micButton, roomAudio, showEnded } from '../controls.js';
+import { dataSaverControl } from '../datasaver.js';
 import { field, h, replaceChildren, select } from '../dom.js';
 import { language, setText } from '../i18n.js';
 import { Room } from '../room.js';
@@ -56,7 +57,8 @@ export async function mount(root, ctx) {
   ctx.attachRoom(room);
   const banners = bannerArea();
   const body = h('div', { class: 'clinic-body' });
-  replaceChildren(root, h('div', { class: 'clinic-view' }, banners.el, body));
+  const dataSaver = dataSaverControl(room, channel);  // a village clinic on prepaid data
+  replaceChildren(root, h('div', { class: 'clinic-view' }, banners.el, body, dataSaver.el));
   roomAudio(room, banners);
   let ticket = null;
   let pollTimer = null;
