@@ -18,7 +18,8 @@ came back gets its video back at once. Each tick also sets the downlink's pacing
 the estimator when a probe starts or fails, so that the probe is judged on the reports about it.
 
 A VP8 camera offers `low` (at its measured bitrate once it runs, `LOW_RUNG_NOMINAL_BPS`
-before); a screen share or another codec does not.
+before); a screen share or another codec does not. A simulcast camera's rungs are its spatial
+layers (`media.adapt.spatial`): no transcoder.
 One clock (monotonic, passed in) serves every input and the tick.
 """
 
@@ -58,6 +59,7 @@ from media.adapt.rung import (
     RungReason,
     padding_probe_passed,
 )
+from media.adapt.spatial import apply_layer, simulcast_costs
 from media.adapt.ticker import Ticker
 from media.adapt.transcode import low_rendition, offers_low
 from media.forward.forwarder import PACKET_OVERHEAD, InboundTrack, OutboundStream
@@ -212,6 +214,9 @@ def apply_decision(stream: OutboundStream, decision: RungDecision) -> None:
     (which runs while anyone is on it), or nothing."""
     track = stream.track
     if track is None:
+        return
+    if track.spatial_layers:
+        apply_layer(stream, track, decision)
         return
     rendition = low_rendition(track) if decision.rung is Rung.LOW else None
     if rendition is not None:
@@ -390,6 +395,11 @@ class DownlinkAdaptation:
             rates = track.layer_rates(now)
             if stream.kind == "audio":
                 incoming.append(IncomingTrack(track_id, self._priority_of(track), sum(rates)))
+            elif track.spatial_layers:  # simulcast: the rungs are its layers (adapt/spatial)
+                layer_rates = [layer.layer_rates(now) for layer in track.spatial_layers]
+                incoming.append(IncomingTrack(
+                    track_id, self._priority_of(track), costs=simulcast_costs(layer_rates)
+                ))
             else:
                 low: float | None = None
                 if offers_low(track):

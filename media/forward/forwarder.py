@@ -254,6 +254,11 @@ class InboundTrack:
             self._rates_from = (now, list(octets))
         return self._rates
 
+    @property
+    def last_rates(self) -> tuple[float, float, float, float]:
+        """What `layer_rates` last measured (zeros before), without measuring again."""
+        return self._rates
+
     def add_tap(self, tap: PacketTap) -> None:
         if tap not in self.taps:
             self.taps = (*self.taps, tap)
