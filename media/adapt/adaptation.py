@@ -336,6 +336,14 @@ class DownlinkAdaptation:
         self.steady_ticks = 0
         """Ticks that found every video track on `full` with room to spare (no decision)."""
         self._stats_at: float | None = None
+        self.ceiling_bps: float | None = None
+        """What the subscriber declared it takes at most (`b=AS`/`b=TIAS` in its answer,
+        `media.peers.sdp_bandwidth`): the estimate is never above it."""
+
+    def _estimate(self, now: float) -> LinkEstimate:
+        link = self.estimator.estimate(now)
+        ceiling = self.ceiling_bps
+        return link if ceiling is None or link.bps <= ceiling else replace(link, bps=ceiling)
 
     # -- what the subscriber reports (called by its outbound streams) -------------------------
 
@@ -380,7 +388,7 @@ class DownlinkAdaptation:
         now = self._clock()
         streams = [s for s in self._streams() if s.track is not None]
         self._count_sent(streams, now)
-        link = self.estimator.estimate(now)
+        link = self._estimate(now)
         if self._stats_at is None or now - self._stats_at >= STATS_EVERY_S:
             if self._stats_at is not None:  # the first sample would only show the default
                 self._emit(link_stats_event(self.participant_id, self.rung, link))
@@ -419,7 +427,7 @@ class DownlinkAdaptation:
         # a failing probe's loss is its own, as a failed rung probe's (the others wait)
         probing = self.probe.running or probe.verdict is ProbeVerdict.FAILED
         if probe.verdict is ProbeVerdict.PASSED:  # the estimate it proved, for this decision
-            link = self.estimator.estimate(now)
+            link = self._estimate(now)
         # a probe's padding is sent on purpose, beside the allocation; what is left out is
         # what went beyond it tick after tick (one keyframe or burst of retransmissions
         # would make the shares jump, and a shortfall timer start and stop with them)
