@@ -18,7 +18,8 @@ came back gets its video back at once. Each tick also sets the downlink's pacing
 the estimator when a probe starts or fails, so that the probe is judged on the reports about it.
 
 A VP8 camera offers `low` (at its measured bitrate once it runs, `LOW_RUNG_NOMINAL_BPS`
-before); a screen share or another codec does not.
+before); a screen share or another codec does not. A simulcast camera's rungs are its spatial
+layers (`media.adapt.spatial`): no transcoder.
 One clock (monotonic, passed in) serves every input and the tick.
 """
 
@@ -59,6 +60,7 @@ from media.adapt.rung import (
     RungReason,
     padding_probe_passed,
 )
+from media.adapt.spatial import apply_layer, simulcast_costs
 from media.adapt.ticker import Ticker
 from media.adapt.transcode import low_rendition, offers_low
 from media.forward.forwarder import PACKET_OVERHEAD, InboundTrack, OutboundStream
@@ -214,6 +216,9 @@ def apply_decision(stream: OutboundStream, decision: RungDecision) -> None:
     track = stream.track
     if track is None:
         return
+    if track.spatial_layers:
+        apply_layer(stream, track, decision)
+        return
     rendition = low_rendition(track) if decision.rung is Rung.LOW else None
     if rendition is not None:
         rendition.acquire(stream)
@@ -334,6 +339,14 @@ class DownlinkAdaptation:
         self._stats_at: float | None = None
         self.data_saver: DataSaver | None = None
         """The participant's data meter and budget: caps the estimate (`media.adapt.data_saver`)."""
+        self.ceiling_bps: float | None = None
+        """What the subscriber declared it takes at most (`b=AS`/`b=TIAS` in its answer,
+        `media.peers.sdp_bandwidth`): the estimate is never above it."""
+
+    def _estimate(self, now: float) -> LinkEstimate:
+        link = self.estimator.estimate(now)
+        ceiling = self.ceiling_bps
+        return link if ceiling is None or link.bps <= ceiling else replace(link, bps=ceiling)
 
     # -- what the subscriber reports (called by its outbound streams) -------------------------
 
@@ -378,7 +391,7 @@ class DownlinkAdaptation:
         now = self._clock()
         streams = [s for s in self._streams() if s.track is not None]
         self._count_sent(streams, now)
-        link = self.estimator.estimate(now)
+        link = self._estimate(now)
         if self._stats_at is None or now - self._stats_at >= STATS_EVERY_S:
             if self._stats_at is not None:  # the first sample would only show the default
                 self._emit(link_stats_event(self.participant_id, self.rung, link))
@@ -393,6 +406,11 @@ class DownlinkAdaptation:
             rates = track.layer_rates(now)
             if stream.kind == "audio":
                 incoming.append(IncomingTrack(track_id, self._priority_of(track), sum(rates)))
+            elif track.spatial_layers:  # simulcast: the rungs are its layers (adapt/spatial)
+                layer_rates = [layer.layer_rates(now) for layer in track.spatial_layers]
+                incoming.append(IncomingTrack(
+                    track_id, self._priority_of(track), costs=simulcast_costs(layer_rates)
+                ))
             else:
                 low: float | None = None
                 if offers_low(track):
@@ -412,7 +430,7 @@ class DownlinkAdaptation:
         # a failing probe's loss is its own, as a failed rung probe's (the others wait)
         probing = self.probe.running or probe.verdict is ProbeVerdict.FAILED
         if probe.verdict is ProbeVerdict.PASSED:  # the estimate it proved, for this decision
-            link = self.estimator.estimate(now)
+            link = self._estimate(now)
         if self.data_saver is not None:  # min(estimate, what the data budget allows now)
             link = self.data_saver.limit(link, streams, incoming, self.allocation, now)
         # a probe's padding is sent on purpose, beside the allocation; what is left out is

@@ -52,8 +52,12 @@ AUDIO_ONLY_BPS = AUDIO_BPS + HEARTBEAT_BPS
 
 VIDEO_PAYLOAD_BYTES = 1100
 """Typical payload of a video packet (the forwarded header costs `PACKET_OVERHEAD` more)."""
-CAMERA_FULL_BPS = 800_000
-"""The page's camera encoding in full mode (web/js/codecs.js `MODE_PROFILES.full`)."""
+CAMERA_LAYER_BPS = (150_000, 500_000, 1_700_000)
+"""The page's simulcast camera layers in full mode, 180p, 360p and 720p (web/js/codecs.js
+`CAMERA_LAYERS`); a classroom receives one of them."""
+CAMERA_FULL_BPS = CAMERA_LAYER_BPS[-1]
+"""The page's camera encoding in full mode (web/js/codecs.js `MODE_PROFILES.full`): its top
+layer."""
 SCREEN_FULL_BPS = 1_200_000
 """The page's screen share encoding in full mode: a cap (slides that do not move cost less)."""
 L1T3_SHARES = (0.4, 0.2, 0.4)
@@ -156,10 +160,10 @@ def video_wire_bps(payload_bps: float) -> float:
 
 
 MODE_COSTS: dict[str, float] = {
-    "full": AUDIO_BPS + video_wire_bps(CAMERA_FULL_BPS),
-    "reduced_fps (15 fps)": AUDIO_BPS + video_wire_bps(CAMERA_FULL_BPS * sum(L1T3_SHARES[:2])),
-    "reduced_fps (7.5 fps)": AUDIO_BPS + video_wire_bps(CAMERA_FULL_BPS * L1T3_SHARES[0]),
-    "low": AUDIO_BPS + video_wire_bps(LOW_BITRATE),
+    "full (720p layer)": AUDIO_BPS + video_wire_bps(CAMERA_LAYER_BPS[2]),
+    "reduced_fps (360p layer)": AUDIO_BPS + video_wire_bps(CAMERA_LAYER_BPS[1]),
+    "low (180p layer)": AUDIO_BPS + video_wire_bps(CAMERA_LAYER_BPS[0]),
+    "low (transcoded, a one-layer camera)": AUDIO_BPS + video_wire_bps(LOW_BITRATE),
     "audio_only": AUDIO_ONLY_BPS,
     "audio_only, RED on (lossy link)": AUDIO_BPS * (1 + RED_EXTRA) + HEARTBEAT_BPS,
     "screen share full, camera paused": (

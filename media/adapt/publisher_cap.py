@@ -6,7 +6,9 @@ its budget: if one of them takes the full stream with room to grow, the track is
 otherwise the cap is what the best of them can take (its share, scaled so the capped stream
 then fits it on `full`), never below what the low rung's transcoder needs as input.
 `publisher_cap` adds the publisher's tracks up: one uncapped track (or none with subscribers)
-means no cap at all, since a browser applies REMB to its whole send rate.
+means no cap at all, since a browser applies REMB to its whole send rate. A simulcast camera
+is never capped: its weak subscribers take a lower layer (`media.adapt.spatial`), and capping
+the publisher would take the top layer from its strong ones.
 
 `PublisherRemb` ticks once a second per uplink and sends the cap as REMB over the uplink's
 RTCP; after a cap it keeps sending a high value for a few seconds, because a browser keeps
@@ -158,7 +160,9 @@ class PublisherRemb:
         video = [t for t in tracks if t.kind == "video"]
         now = self._clock()
         caps = [
-            track_cap(subscriber_views(t), sum(t.layer_rates(now)), self._policy) for t in video
+            None if t.spatial_layers  # simulcast: a weak subscriber takes a lower layer instead
+            else track_cap(subscriber_views(t), sum(t.layer_rates(now)), self._policy)
+            for t in video
         ]
         audio = sum(sum(t.layer_rates(now)) for t in tracks if t.kind == "audio")
         cap = publisher_cap(caps, audio)

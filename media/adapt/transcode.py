@@ -70,9 +70,13 @@ def running_renditions() -> list[LowRendition]:
 
 
 def offers_low(track: InboundTrack) -> bool:
-    """True when `track` can have a low rendition: a VP8 camera (a screen share keeps its
-    resolution: slides must stay legible; audio and other codecs are forwarded only)."""
-    return track.kind == "video" and track.source != "screen" and track.codec.name.lower() == "vp8"
+    """True when `track` can have a low rendition: a single-layer VP8 camera (a screen share
+    keeps its resolution: slides must stay legible; audio and other codecs are forwarded only;
+    a simulcast camera's lowest layer is its low rung, `media.adapt.spatial`)."""
+    return (
+        track.kind == "video" and track.source != "screen" and track.codec.name.lower() == "vp8"
+        and not track.spatial_layers
+    )
 
 
 def low_size(width: int, height: int, target_width: int = LOW_WIDTH) -> tuple[int, int]:

@@ -143,9 +143,17 @@ class InboundTrack:
         self.low_rendition: SharedRendition | None = None
         """The shared low rendition of this track once someone needed it (`media.adapt.transcode`);
         closed with the track."""
+        self.rid: str | None = None
+        """The simulcast layer (RTP stream id) this track carries, None without simulcast."""
+        self.spatial_layers: tuple[InboundTrack, ...] = ()
+        """A simulcast publication: every layer's track, lowest resolution first, the last one
+        this track itself (the published track that subscribers attach to); each layer is
+        a source an `OutboundStream` switches to (`media.forward.simulcast`). Empty for a
+        single-layer track; the other layers close with this one."""
 
     def __repr__(self) -> str:
-        return f"InboundTrack({self.participant_id}/{self.source} {self.codec.mimeType})"
+        rid = f" rid={self.rid}" if self.rid is not None else ""
+        return f"InboundTrack({self.participant_id}/{self.source}{rid} {self.codec.mimeType})"
 
     # -- the hot path ------------------------------------------------------------------------
 
@@ -246,6 +254,11 @@ class InboundTrack:
             self._rates_from = (now, list(octets))
         return self._rates
 
+    @property
+    def last_rates(self) -> tuple[float, float, float, float]:
+        """What `layer_rates` last measured (zeros before), without measuring again."""
+        return self._rates
+
     def add_tap(self, tap: PacketTap) -> None:
         if tap not in self.taps:
             self.taps = (*self.taps, tap)
@@ -317,3 +330,7 @@ class InboundTrack:
         rendition, self.low_rendition = self.low_rendition, None
         if rendition is not None:
             rendition.close()
+        layers, self.spatial_layers = self.spatial_layers, ()
+        for layer in layers:
+            if layer is not self and not layer.closed:
+                layer.close()

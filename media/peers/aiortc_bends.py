@@ -63,7 +63,13 @@ from aiortc.codecs.h264 import H264Encoder
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcdtlstransport import RTCDtlsTransport, State
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpReceiveParameters
+from aiortc.rtcrtpparameters import (
+    RTCRtpCodecParameters,
+    RTCRtpHeaderExtensionParameters,
+    RTCRtpParameters,
+    RTCRtpReceiveParameters,
+)
+from aiortc.rtcrtpreceiver import NackGenerator
 from aiortc.rtp import (
     RTCP_PSFB_APP,
     AnyRtcpPacket,
@@ -79,6 +85,8 @@ from av.stream import Stream
 from pylibsrtp._binding import ffi
 from pylibsrtp._binding import lib as srtp_lib
 
+from media.rtp.rid import LayerKey, identify
+
 LEAN_BUFFER_SIZE = 2048
 NTP_EPOCH_OFFSET = 2208988800  # aiortc's millisecond clock counts from 1900
 
@@ -90,6 +98,7 @@ BENT_PRIVATE_NAMES: frozenset[str] = frozenset({
     "_RTCRtpReceiver__decoder_queue", "_RTCRtpReceiver__decoder_thread",
     "_RTCRtpReceiver__jitter_buffer", "_RTCRtpReceiver__remote_bitrate_estimator",
     "_RTCRtpReceiver__timestamp_mapper", "_RTCRtpReceiver__rtcp_ssrc",
+    "_RTCRtpReceiver__nack_generator",
     "_handle_rtp_packet", "_send_rtcp_pli",
     # RTCRtpSender (and the receiver's `_send_rtcp`)
     "_ssrc", "_rtx_ssrc", "_send_rtcp", "_handle_rtcp_packet", "_send_keyframe",
@@ -229,6 +238,9 @@ def tap_relay_receiver(receiver: RTCRtpReceiver) -> EncodedFrameSink:
 # --- 2. decrypted RTP on the uplink, and the uplink's own RTCP -------------------------------
 
 
+_SimulcastRoute = tuple[RTCRtpReceiver, dict[str, PacketCallback], dict[int, int]]
+
+
 class UplinkRtpTap:
     """Replaces one DTLS transport's RTP handling: parse once, forward, then let aiortc count.
 
@@ -242,6 +254,13 @@ class UplinkRtpTap:
         self._routes: dict[RTCRtpReceiver, PacketCallback] = {}
         # RTX SSRC -> (receiver, primary SSRC, {rtx payload type: original payload type})
         self._rtx: dict[int, tuple[RTCRtpReceiver, int, dict[int, int]]] = {}
+        # simulcast: mid -> (receiver, rid -> callback, {rtx pt: original pt})
+        self._simulcast: dict[str, _SimulcastRoute] = {}
+        self._simulcast_rids: dict[str, tuple[str, ...]] = {}
+        self._learned: dict[int, LayerKey] = {}
+        """SSRC -> the simulcast layer stream it carries (learned from its first packets)."""
+        self._layer_ssrcs: dict[tuple[str, str], int] = {}
+        """(mid, rid) -> the media SSRC of that layer (what its RTX repairs)."""
         dtls._handle_rtp_data = self._handle_rtp_data  # type: ignore[method-assign]
 
     @classmethod
@@ -264,23 +283,79 @@ class UplinkRtpTap:
         """Send this receiver's packets (RTX unwrapped) to `on_packet`."""
         self._routes[receiver] = on_packet
         if primary_ssrc is not None and rtx_ssrc is not None:
-            apts = {
-                c.payloadType: int(str(c.parameters["apt"]))
-                for c in codecs
-                if is_rtx(c) and c.payloadType is not None and "apt" in c.parameters
-            }
-            self._rtx[rtx_ssrc] = (receiver, primary_ssrc, apts)
+            self._rtx[rtx_ssrc] = (receiver, primary_ssrc, _rtx_apts(codecs))
+
+    def route_simulcast(
+        self,
+        receiver: RTCRtpReceiver,
+        mid: str,
+        layers: dict[str, PacketCallback],
+        codecs: Iterable[RTCRtpCodecParameters] = (),
+    ) -> None:
+        """Send each simulcast layer (by RID) of the m-line `mid` to its callback, RTX
+        unwrapped; aiortc's receiver still sees every layer (statistics, reports, NACKs)."""
+        self.unroute(receiver)
+        apts = _rtx_apts(codecs)
+        self._simulcast[mid] = (receiver, dict(layers), apts)
+        self._simulcast_rids[mid] = tuple(layers)
+        nack_per_ssrc(receiver)
 
     def unroute(self, receiver: RTCRtpReceiver) -> None:
         self._routes.pop(receiver, None)
         for ssrc in [s for s, (r, _, _) in self._rtx.items() if r is receiver]:
             del self._rtx[ssrc]
+        for mid in [m for m, (r, _, _) in self._simulcast.items() if r is receiver]:
+            del self._simulcast[mid]
+            del self._simulcast_rids[mid]
+            for ssrc in [s for s, key in self._learned.items() if key.mid == mid]:
+                del self._learned[ssrc]
+                self._dtls._rtp_router.ssrc_table.pop(ssrc, None)
+            for layer in [k for k in self._layer_ssrcs if k[0] == mid]:
+                del self._layer_ssrcs[layer]
+
+    def _layer_packet(self, key: LayerKey, packet: RtpPacket) -> RtpPacket | None:
+        """The packet of a simulcast layer for its callback and aiortc's receiver (RTX
+        unwrapped), or None to drop it; remembers a newly seen SSRC."""
+        route = self._simulcast.get(key.mid)
+        if route is None:
+            return None
+        receiver, _, apts = route
+        ssrc = packet.ssrc
+        if ssrc not in self._learned:
+            self._learned[ssrc] = key
+            if not key.repair:
+                self._layer_ssrcs[(key.mid, key.rid)] = ssrc
+                # RTCP (the publisher's sender reports) about it reaches the receiver too
+                self._dtls._rtp_router.ssrc_table[ssrc] = receiver
+        if not key.repair:
+            return packet
+        primary = self._layer_ssrcs.get((key.mid, key.rid))
+        apt = apts.get(packet.payload_type)
+        if primary is None or apt is None or len(packet.payload) < 2:
+            return None  # RTX before its layer, or a padding-only probe
+        return unwrap_rtx(packet, payload_type=apt, ssrc=primary)
 
     async def _handle_rtp_data(self, data: bytes, arrival_time_ms: int) -> None:
         try:
             packet = RtpPacket.parse(data, self._dtls._rtp_header_extensions_map)
         except ValueError:
             return
+        if self._simulcast:
+            ext = packet.extensions
+            key = identify(
+                self._learned, self._simulcast_rids, packet.ssrc, ext.mid, ext.rtp_stream_id,
+                ext.repaired_rtp_stream_id,
+            )
+            if key is not None:
+                layer_packet = self._layer_packet(key, packet)
+                if layer_packet is None:
+                    return
+                receiver, layers, _ = self._simulcast[key.mid]
+                on_layer = layers.get(key.rid)
+                if on_layer is not None:
+                    on_layer(layer_packet)
+                await receiver._handle_rtp_packet(layer_packet, arrival_time_ms=arrival_time_ms)
+                return
         rtx = self._rtx.get(packet.ssrc)
         if rtx is not None:
             receiver, ssrc, apts = rtx
@@ -297,6 +372,67 @@ class UplinkRtpTap:
         if on_packet is not None:
             on_packet(packet)
         await receiver._handle_rtp_packet(packet, arrival_time_ms=arrival_time_ms)
+
+
+def _rtx_apts(codecs: Iterable[RTCRtpCodecParameters]) -> dict[int, int]:
+    """{RTX payload type: the payload type it repairs}."""
+    return {
+        c.payloadType: int(str(c.parameters["apt"]))
+        for c in codecs
+        if is_rtx(c) and c.payloadType is not None and "apt" in c.parameters
+    }
+
+
+class _NackPerSsrc:
+    """What aiortc's receiver uses as its NACK generator, one `NackGenerator` per SSRC: the
+    receiver calls `add(packet)` then reads `missing` for that packet's SSRC at once."""
+
+    def __init__(self) -> None:
+        self._by_ssrc: dict[int, NackGenerator] = {}
+        self._last = NackGenerator()
+
+    def add(self, packet: RtpPacket) -> bool:
+        generator = self._by_ssrc.get(packet.ssrc)
+        if generator is None:
+            generator = self._by_ssrc[packet.ssrc] = NackGenerator()
+        self._last = generator
+        return generator.add(packet)
+
+    @property
+    def missing(self) -> set[int]:
+        return self._last.missing
+
+
+def nack_per_ssrc(receiver: RTCRtpReceiver) -> None:
+    """The receiver NACKs each SSRC against its own sequence (a simulcast m-line's layers).
+
+    Replaces `RTCRtpReceiver.__nack_generator` (a video receiver's single `NackGenerator`,
+    which read the jumps between the layers' sequence numbers as thousands of lost packets);
+    aiortc assumes one media SSRC per receiver. Idempotent; audio receivers (no generator)
+    are left alone.
+    """
+    current = receiver._RTCRtpReceiver__nack_generator  # type: ignore[attr-defined]
+    if current is None or isinstance(current, _NackPerSsrc):
+        return
+    receiver._RTCRtpReceiver__nack_generator = _NackPerSsrc()  # type: ignore[attr-defined]
+
+
+def add_header_extensions(dtls: RTCDtlsTransport, extensions: dict[str, int]) -> None:
+    """Parse these header extensions (URI -> id) in the transport's incoming RTP too.
+
+    Configures `RTCDtlsTransport._rtp_header_extensions_map` (which aiortc configures only
+    with the extensions it negotiates itself: not the RID ones, which it neither offers nor
+    answers, though its parser knows them). aiortc's later `configure` calls only set the
+    ids they know, so these stay.
+    """
+    dtls._rtp_header_extensions_map.configure(
+        RTCRtpParameters(
+            headerExtensions=[
+                RTCRtpHeaderExtensionParameters(id=ext_id, uri=uri)
+                for uri, ext_id in extensions.items()
+            ]
+        )
+    )
 
 
 _pending: set[asyncio.Future[None]] = set()

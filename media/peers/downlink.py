@@ -36,6 +36,7 @@ from media.peers.aiortc_bends import (
 )
 from media.peers.codec_match import preferences_for
 from media.peers.config import PeerConfig
+from media.peers.sdp_bandwidth import declared_max_bps
 from media.peers.uplink import SDP_ERRORS, connection_state_event
 from media.rtp.header import URI_ABS_SEND_TIME, ExtensionLayout
 from media.rtp.red import offer_with_red, red_payload_type
@@ -131,6 +132,12 @@ class Downlink:
                 error = None
                 self._offer = None
                 self._answer_sdp = answer_sdp
+                ceiling = declared_max_bps(answer_sdp)
+                if ceiling != self.adaptation.ceiling_bps:
+                    logger.info("subscriber declares %s participant=%s",
+                                "no bandwidth" if ceiling is None else f"{ceiling / 1000:.0f}k",
+                                self.participant_id)  # fmt: skip
+                self.adaptation.ceiling_bps = ceiling
                 for slot in self._slots:
                     slot.answered = True
                 self._configure_slots()

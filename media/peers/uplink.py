@@ -2,8 +2,10 @@
 
 Every offer is answered with one codec per track (the publisher's first choice) so what
 arrives can be forwarded as is; each sending m-line named in `sources` becomes an
-`InboundTrack` fed straight from the decrypted RTP. An offer with new ICE credentials is a
-new connection (the client reconnected): the old one is closed first.
+`InboundTrack` fed straight from the decrypted RTP. A video m-line offered as simulcast (RIDs,
+`media.peers.simulcast_sdp`) is answered with the RIDs, and becomes one `InboundTrack` per
+layer, the highest the published one (`InboundTrack.spatial_layers`). An offer with new ICE
+credentials is a new connection (the client reconnected): the old one is closed first.
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ from aiortc.exceptions import (
     InvalidStateError,
     OperationError,
 )
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from media.adapt.publisher_cap import PublisherRemb, remb_sender
 from media.errors import NegotiationError
 from media.forward.forwarder import InboundTrack
 from media.peers.aiortc_bends import (
     UplinkRtpTap,
+    add_header_extensions,
     bind_host_candidates,
     negotiated_codecs,
     receive_directly,
@@ -38,6 +42,14 @@ from media.peers.aiortc_bends import (
 )
 from media.peers.codec_match import forwarded_codecs
 from media.peers.config import PeerConfig
+from media.peers.simulcast_sdp import (
+    MID_URI,
+    REPAIRED_RID_URI,
+    RID_URI,
+    SimulcastOffer,
+    answer_simulcast,
+    simulcast_offer,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +130,15 @@ class Uplink:
         assert dtls is not None
         tap = UplinkRtpTap.on(dtls)
         media = {m.rtp.muxId: m for m in parsed.media if m.kind in ("audio", "video")}
+        simulcast = simulcast_offer(offer_sdp)
+        for offered in simulcast.values():
+            extensions = {RID_URI: offered.rid_ext}
+            if offered.repaired_ext is not None:
+                extensions[REPAIRED_RID_URI] = offered.repaired_ext
+            if offered.mid_ext is not None:
+                extensions[MID_URI] = offered.mid_ext
+            add_header_extensions(dtls, extensions)
+        answered: dict[str, SimulcastOffer] = {}
         changed = False
         for transceiver in pc.getTransceivers():
             receiver = transceiver.receiver
@@ -129,25 +150,60 @@ class Uplink:
             sending = m is not None and m.direction in SENDING and m.port != 0
             source = sources.get(mid) if sending and mid is not None else None
             current = self.tracks.get(mid) if mid is not None else None
-            if current is not None and mid is not None and current.source != source:
+            rids = simulcast[mid].rids if mid in simulcast else ()
+            if current is not None and mid is not None and (
+                current.source != source or _rids(current) != rids
+            ):
                 self._remove_track(mid, receiver, tap)
                 current = None
                 changed = True
             if source is not None and current is None and codecs and m is not None:
                 assert mid is not None  # `source` is only looked up for an m-line with a mid
-                primary, rtx = _ssrcs(m)
-                track = InboundTrack(
-                    self.participant_id, source, list(codecs), send_pli=_pli_sender(receiver)
-                )
-                tap.route(receiver, track.on_packet, primary, rtx, codecs)
+                offer = simulcast.get(mid) if m.kind == "video" else None
+                if offer is not None:
+                    track = self._simulcast_track(source, list(codecs), receiver, offer, tap)
+                    answered[mid] = offer
+                else:
+                    primary, rtx = _ssrcs(m)
+                    track = InboundTrack(
+                        self.participant_id, source, list(codecs),
+                        send_pli=_pli_sender(receiver),
+                    )
+                    tap.route(receiver, track.on_packet, primary, rtx, codecs)
                 self.tracks[mid] = track
                 changed = True
+            elif current is not None and mid is not None and mid in simulcast:
+                answered[mid] = simulcast[mid]  # a renegotiation: the same layers again
         answer = await pc.createAnswer()
         bind_host_candidates(pc, self._config.udp_host)
         await pc.setLocalDescription(answer)
         if changed:
             self._on_tracks_changed()
-        return pc.localDescription.sdp
+        return answer_simulcast(pc.localDescription.sdp, answered)
+
+    def _simulcast_track(
+        self,
+        source: str,
+        codecs: list[RTCRtpCodecParameters],
+        receiver: RTCRtpReceiver,
+        offer: SimulcastOffer,
+        tap: UplinkRtpTap,
+    ) -> InboundTrack:
+        """One track per simulcast layer, the highest the published one; the tap sends each
+        layer's packets (learned by RID) to its track."""
+        send_pli = _pli_sender(receiver)
+        layers: list[InboundTrack] = []
+        for rid in offer.rids:
+            layer = InboundTrack(self.participant_id, source, codecs, send_pli=send_pli)
+            layer.rid = rid
+            layers.append(layer)
+        published = layers[-1]
+        for layer in layers:
+            layer.spatial_layers = tuple(layers) if layer is published else ()
+        tap.route_simulcast(
+            receiver, offer.mid, {layer.rid or "": layer.on_packet for layer in layers}, codecs
+        )
+        return published
 
     def _remove_track(self, mid: str, receiver: RTCRtpReceiver, tap: UplinkRtpTap) -> None:
         track = self.tracks.pop(mid)
@@ -191,6 +247,11 @@ class Uplink:
         await self.remb.stop()
         async with self._lock:
             await self._close_connection()
+
+
+def _rids(track: InboundTrack) -> tuple[str, ...]:
+    """The RIDs of a simulcast track's layers, lowest first (empty for a single layer)."""
+    return tuple(layer.rid or "" for layer in track.spatial_layers)
 
 
 def _ssrcs(media: aiortc_sdp.MediaDescription) -> tuple[int | None, int | None]:

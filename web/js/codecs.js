@@ -2,6 +2,12 @@
  * Codec choices for published tracks: VP8 first for video (the relay forwards VP8 temporal
  * layers), Opus first for audio with RED kept offered, and the send encodings of each source
  * for a connection mode (full video, low video, audio only).
+ *
+ * Cameras publish simulcast in `full` mode: up to three spatial layers (180p, 360p, 720p, RIDs
+ * q, h, f, lowest first: the relay reads the order of the offer's `a=simulcast` line as lowest
+ * first), each with VP8 temporal layers; the relay forwards one layer per subscriber. How many
+ * layers: as many as the capture has (a 360p camera sends two) and the join page's network
+ * check allows (`cameraLayerCount`). The screen stays one high-resolution, low-fps stream.
  */
 
 /** `codecs` reordered so those of `mimeType` come first; the rest keep their order. */
@@ -35,7 +41,7 @@ export function applyCodecPreference(transceiver, kind) {
  */
 export const MODE_PROFILES = {
   full: {
-    camera: { width: 640, height: 360, frameRate: 30, maxBitrate: 800_000 },
+    camera: { width: 1280, height: 720, frameRate: 30, maxBitrate: 1_700_000 },
     screen: { frameRate: 10, maxBitrate: 1_200_000 },
   },
   low: {
@@ -61,4 +67,48 @@ export function sendEncoding(source, mode, layered) {
   if (profile?.frameRate) encoding.maxFramerate = profile.frameRate;
   if (layered) encoding.scalabilityMode = 'L1T3';
   return encoding;
+}
+
+/** Simulcast layers of a camera, lowest first: RID, height and bitrate ceiling. */
+export const CAMERA_LAYERS = [
+  { rid: 'q', height: 180, maxBitrate: 150_000 },
+  { rid: 'h', height: 360, maxBitrate: 500_000 },
+  { rid: 'f', height: 720, maxBitrate: 1_700_000 },
+];
+
+/** Link (kbit/s, the network check's download) a camera needs for 2 and 3 layers. */
+export const LAYER_LINK_KBPS = [0, 800, 2500];
+
+/**
+ * How many simulcast layers a camera sends: 1 outside `full` mode (the relay's low rung
+ * covers a single-layer publisher); else as many of 180p/360p/720p as the capture height has,
+ * and as the network check's download allows (unknown: the capture decides).
+ */
+export function cameraLayerCount(mode, captureHeight, linkKbps) {
+  if (mode !== 'full') return 1;
+  const height = captureHeight || 360;
+  const byCapture = CAMERA_LAYERS.filter((l) => l.height <= height * 1.1).length;
+  const byLink = linkKbps === null || linkKbps === undefined
+    ? CAMERA_LAYERS.length
+    : LAYER_LINK_KBPS.filter((kbps) => linkKbps >= kbps).length;
+  return Math.max(1, Math.min(byCapture, byLink));
+}
+
+/**
+ * The send encodings of a simulcast camera: the lowest `count` layers, each scaled down from
+ * the capture height, lowest first; `layered` adds VP8 temporal layers to each.
+ */
+export function cameraEncodings(count, captureHeight, layered) {
+  const height = captureHeight || 360;
+  return CAMERA_LAYERS.slice(0, count).map((layer) => {
+    const encoding = {
+      rid: layer.rid,
+      active: true,
+      scaleResolutionDownBy: Math.max(1, height / layer.height),
+      maxBitrate: layer.maxBitrate,
+      maxFramerate: 30,
+    };
+    if (layered) encoding.scalabilityMode = 'L1T3';
+    return encoding;
+  });
 }

@@ -1,9 +1,12 @@
 /**
  * The join page's network check: round trip (a few GET /healthz) and download throughput (a
  * sized download), then a plain verdict and the mode it suggests: full | low | audio_only.
+ * The result is kept for the tab (`lastNetworkCheck`): the publisher's simulcast layers start
+ * from it.
  */
 
 const PROBES = 5;
+const STORAGE_KEY = 'tongxin.netcheck';
 const DOWNLOAD_BYTES = 1_000_000;
 const DOWNLOAD_TIMEOUT_MS = 6000;
 
@@ -72,5 +75,20 @@ export async function runNetworkCheck(onProgress = () => {}) {
   onProgress('download');
   let downKbps = await timeDownload(`/api/v1/netcheck?bytes=${DOWNLOAD_BYTES}`);
   if (downKbps === null) downKbps = await timeDownload('/static/js/pages/operator.js');
-  return { rttMs, downKbps, mode: suggestMode({ downKbps, rttMs }) };
+  const result = { rttMs, downKbps, mode: suggestMode({ downKbps, rttMs }) };
+  try {
+    sessionStorage.setItem(STORAGE_KEY, JSON.stringify(result));
+  } catch {
+    // No storage: the publisher decides its layers from the capture alone.
+  }
+  return result;
+}
+
+/** The last network check of this tab ({rttMs, downKbps, mode}), or null. */
+export function lastNetworkCheck() {
+  try {
+    return JSON.parse(sessionStorage.getItem(STORAGE_KEY) || 'null');
+  } catch {
+    return null;
+  }
 }

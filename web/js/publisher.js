@@ -6,7 +6,10 @@
  * bring it back, a fresh peer connection publishes again.
  */
 
-import { applyCodecPreference, sendEncoding } from './codecs.js';
+import {
+  applyCodecPreference, cameraEncodings, cameraLayerCount, sendEncoding,
+} from './codecs.js';
+import { lastNetworkCheck } from './netcheck.js';
 import { iceGatheringComplete, peerConfig, watchConnection } from './rtc.js';
 
 const ANSWER_TIMEOUT_MS = 20_000;
@@ -35,6 +38,7 @@ export class Publisher {
     this.restartTried = false;
     this.stopWatching = null;
     this.closed = false;
+    this.simulcastRids = null;
   }
 
   /** Sets (or clears, with null) the track of a source; call `publish()` afterwards. */
@@ -76,10 +80,31 @@ export class Publisher {
     });
   }
 
+  /** The camera's simulcast encodings (null: a single layer), from its capture height and
+   * the join page's network check. */
+  cameraSimulcast(track, layered) {
+    const height = track.getSettings?.().height || 0;
+    const count = cameraLayerCount(this.mode, height, lastNetworkCheck()?.downKbps ?? null);
+    return count > 1 ? cameraEncodings(count, height, layered) : null;
+  }
+
   addTransceiver(source, track) {
     const init = { direction: 'sendonly' };
     if (track.kind === 'video') {
       if ('contentHint' in track) track.contentHint = source === 'screen' ? 'detail' : 'motion';
+      if (source === 'camera') {
+        for (const layered of [true, false]) {
+          const sendEncodings = this.cameraSimulcast(track, layered);
+          if (!sendEncodings) break;
+          try {
+            const transceiver = this.pc.addTransceiver(track, { ...init, sendEncodings });
+            this.simulcastRids = sendEncodings.map((e) => e.rid);
+            return transceiver;
+          } catch {
+            // No temporal layers (or no simulcast) here: try without, then a single layer.
+          }
+        }
+      }
       try {
         return this.pc.addTransceiver(track, {
           ...init, sendEncodings: [sendEncoding(source, this.mode, true)],

@@ -4,7 +4,9 @@
 import { chooseLanguage, format } from '/static/js/i18n.js';
 import { linkQuality, linkReport, snapshot } from '/static/js/linkstats.js';
 import { median, suggestMode } from '/static/js/netcheck.js';
-import { preferCodec, sendEncoding, sendsCamera } from '/static/js/codecs.js';
+import {
+  cameraEncodings, cameraLayerCount, preferCodec, sendEncoding, sendsCamera,
+} from '/static/js/codecs.js';
 import { reconnectDelay, redirectSocketUrl, retryUrl, SignalingChannel, socketUrl }
   from '/static/js/signaling.js';
 import { isExpired, tokenFromPath } from '/static/js/credential.js';
@@ -106,6 +108,24 @@ table('sendEncoding', sendEncoding, [
   [['camera', 'low', true], { maxBitrate: 150000, maxFramerate: 15, scalabilityMode: 'L1T3' }],
   [['camera', 'audio_only', false], {}],
   [['screen', 'full', false], { maxBitrate: 1200000, maxFramerate: 10 }],
+]);
+table('cameraLayerCount: the capture and the checked link bound the simulcast layers',
+  cameraLayerCount, [
+    [['full', 720, 10000], 3],
+    [['full', 720, null], 3],
+    [['full', 720, 1500], 2],
+    [['full', 720, 500], 1],
+    [['full', 360, 10000], 2],
+    [['full', 180, 10000], 1],
+    [['low', 720, 10000], 1],
+    [['audio_only', 720, 10000], 1],
+  ]);
+table('cameraEncodings: lowest first, scaled from the capture', (count, height, layered) =>
+  cameraEncodings(count, height, layered).map((e) =>
+    [e.rid, e.scaleResolutionDownBy, e.maxBitrate, e.scalabilityMode || null]), [
+  [[3, 720, true], [['q', 4, 150000, 'L1T3'], ['h', 2, 500000, 'L1T3'], ['f', 1, 1700000, 'L1T3']]],
+  [[2, 720, false], [['q', 4, 150000, null], ['h', 2, 500000, null]]],
+  [[2, 360, true], [['q', 2, 150000, 'L1T3'], ['h', 1, 500000, 'L1T3']]],
 ]);
 table('sendsCamera', sendsCamera, [[['full'], true], [['low'], true], [['audio_only'], false]]);
 table('reconnectDelay', reconnectDelay, [[[0], 500], [[1], 1000], [[3], 4000], [[10], 4000]]);

@@ -13,6 +13,7 @@ from media.adapt.data_budget import (
     AUDIO_BPS,
     AUDIO_ONLY_BPS,
     CAMERA_FULL_BPS,
+    CAMERA_LAYER_BPS,
     HEARTBEAT_BPS,
     MAX_BUDGET_MB_H,
     MB,
@@ -158,6 +159,10 @@ def test_the_costs_use_the_pages_encodings() -> None:
     screen = re.search(r"screen: \{[^}]*maxBitrate: ([\d_]+)", full)
     assert camera is not None and int(camera.group(1).replace("_", "")) == CAMERA_FULL_BPS
     assert screen is not None and int(screen.group(1).replace("_", "")) == SCREEN_FULL_BPS
+    layers = codecs[codecs.index("CAMERA_LAYERS = [") :]
+    layers = layers[: layers.index("];")]
+    rates = [int(r.replace("_", "")) for r in re.findall(r"maxBitrate: ([\d_]+)", layers)]
+    assert tuple(rates) == CAMERA_LAYER_BPS
 
 
 def test_the_readme_quotes_the_computed_cost_of_a_45_minute_class() -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import aioice.ice
 import aiortc.rtcrtpreceiver as aiortc_receiver_module
+import aiortc.rtp
 import pytest
 from aiortc import (
     RTCPeerConnection,
@@ -34,7 +35,12 @@ from aiortc.codecs.opus import OpusEncoder
 from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcdtlstransport import RTCDtlsTransport
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpReceiveParameters
+from aiortc.rtcrtpparameters import (
+    RTCRtpCodecParameters,
+    RTCRtpHeaderExtensionParameters,
+    RTCRtpParameters,
+    RTCRtpReceiveParameters,
+)
 from aiortc.rtcrtpreceiver import RemoteStreamTrack
 from aiortc.rtp import (
     RTCP_PSFB_APP,
@@ -55,12 +61,14 @@ from media.peers.aiortc_bends import (
     BENT_PRIVATE_NAMES,
     HeldTrack,
     UplinkRtpTap,
+    add_header_extensions,
     bind_host_candidates,
     datagram_sender,
     h264_nal_units,
     has_decoder_thread,
     install_sink_decoder_threads,
     lean_protect,
+    nack_per_ssrc,
     negotiated_codecs,
     negotiated_header_extension_ids,
     on_keyframe_request,
@@ -142,6 +150,18 @@ BEND_INTERNALS: dict[str, tuple[Callable[[Objects], list[str]], frozenset[str]]]
         + has(o.receiver, "_handle_rtp_packet"),
         frozenset({"_handle_rtp_data", "_rtp_header_extensions_map", "_rtp_router",
                    "_handle_rtp_packet"}),
+    ),
+    "nack_per_ssrc": (
+        lambda o: has(o.receiver, "_RTCRtpReceiver__nack_generator")
+        + calls(RTCRtpReceiver._handle_rtp_packet, "self.__nack_generator.add(packet)",
+                "sorted(self.__nack_generator.missing)"),
+        frozenset({"_RTCRtpReceiver__nack_generator"}),
+    ),
+    "add_header_extensions": (
+        lambda o: has(o.dtls._rtp_header_extensions_map, "configure")
+        + calls(aiortc.rtp.HeaderExtensionsMap.configure, "rtp-stream-id",
+                "repaired-rtp-stream-id"),
+        frozenset({"_rtp_header_extensions_map"}),
     ),
     "send_pli": (
         lambda o: has(o.receiver, "_send_rtcp_pli"),
@@ -540,6 +560,64 @@ async def test_a_relay_sender_feeds_a_relay_receiver_over_loopback() -> None:
     finally:
         await down.close()
         await up.close()
+
+
+async def test_the_tap_demultiplexes_simulcast_layers_by_mid_and_rid() -> None:
+    """Unannounced SSRCs: learned from the MID/RID extensions of their first packets, then
+    routed by SSRC alone; RTX by its repaired RID; aiortc's receiver NACKs per SSRC."""
+    pc = RTCPeerConnection()
+    try:
+        transceiver = pc.addTransceiver("video", direction="recvonly")
+        receiver = transceiver.receiver
+        dtls = transceiver.sender.transport
+        tap = UplinkRtpTap.on(dtls)
+        uris = {"urn:ietf:params:rtp-hdrext:sdes:mid": 4,
+                "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id": 10,
+                "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id": 11}
+        add_header_extensions(dtls, uris)
+        codecs = [RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96),
+                  RTCRtpCodecParameters(mimeType="video/rtx", clockRate=90000, payloadType=97,
+                                        parameters={"apt": 96})]
+        got: dict[str, list[RtpPacket]] = {"q": [], "f": []}
+        tap.route_simulcast(receiver, "1", {"q": got["q"].append, "f": got["f"].append}, codecs)
+        writer = aiortc.rtp.HeaderExtensionsMap()
+        writer.configure(RTCRtpParameters(headerExtensions=[
+            RTCRtpHeaderExtensionParameters(id=i, uri=u) for u, i in uris.items()]))
+
+        async def send(ssrc: int, seq: int, *, pt: int = 96, mid: str | None = None,
+                       rid: str | None = None, rrid: str | None = None,
+                       payload: bytes = b"\x10\x00\x00") -> None:
+            packet = RtpPacket(payload_type=pt, sequence_number=seq, ssrc=ssrc, payload=payload)
+            packet.extensions.mid = mid
+            packet.extensions.rtp_stream_id = rid
+            packet.extensions.repaired_rtp_stream_id = rrid
+            await tap._handle_rtp_data(packet.serialize(writer), 0)
+
+        await send(1111, 10, mid="1", rid="q")
+        await send(2222, 500, mid="1", rid="f")
+        await send(1111, 11)  # no extensions any more: by SSRC
+        await send(3333, 7, mid="1", rid="x")  # a RID the m-line does not send
+        await send(4444, 1, pt=97, mid="1", rrid="f", payload=b"\x01\xf5\x10\x00")
+        await send(2222, 502)
+        assert [p.sequence_number for p in got["q"]] == [10, 11]
+        assert [(p.sequence_number, p.ssrc) for p in got["f"]] == [
+            (500, 2222), (501, 2222), (502, 2222)]
+        assert got["f"][1].payload == b"\x10\x00", "RTX unwrapped onto its layer"
+        assert dtls._rtp_router.ssrc_table[1111] is receiver
+
+        nack_per_ssrc(receiver)
+        generator = receiver._RTCRtpReceiver__nack_generator  # type: ignore[attr-defined]
+        for ssrc, seq in ((1111, 10), (2222, 500), (1111, 11), (2222, 503), (1111, 12)):
+            generator.add(RtpPacket(sequence_number=seq, ssrc=ssrc))
+            if ssrc == 2222 and seq == 503:
+                assert generator.missing == {501, 502}, "only the layer's own gap"
+        assert generator.missing == set()
+
+        tap.unroute(receiver)
+        await send(1111, 13)
+        assert len(got["q"]) == 2 and 1111 not in dtls._rtp_router.ssrc_table
+    finally:
+        await pc.close()
 
 
 @dataclass

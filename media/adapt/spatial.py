@@ -1,0 +1,108 @@
+"""Simulcast layers on the rung ladder: which spatial layer a subscriber's rung stands for.
+
+A simulcast publisher (`InboundTrack.spatial_layers`, lowest resolution first) sends e.g.
+180p, 360p and 720p. Its rungs map onto the layers that flow (measured rate above zero), at
+no server CPU and with no transcoder:
+
+| rung | layer |
+| --- | --- |
+| `full` | the highest layer that flows |
+| `reduced_fps` (n) | layer n, all its frames (360p rather than 720p at 7.5 fps) |
+| `low` | the lowest layer (the 180p one instead of the transcoded rendition) |
+| `audio_only` | none (paused) |
+
+so `rung.decide` keeps its hysteresis (down fast, up slow, probes, ceilings) unchanged, on
+costs measured per layer (`simulcast_costs`): `full` costs the top layer, each `reduced_fps`
+step a lower one, `low` the lowest. While a single layer flows, its own temporal layers make
+the ladder, as for a single-layer publisher (but without a low rung). The switch itself is
+the stream's: `OutboundStream.switch_source` to the layer's track, up or down, taking over at
+that layer's next keyframe (requested at once); the current layer goes on until then.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+from media.adapt.rung import Rung, RungCosts, RungDecision
+from media.forward.forwarder import InboundTrack, OutboundStream
+
+MIN_STEP_BPS = 1.0
+"""A higher layer never counts as cheaper than the one below it (rates measured a window
+apart can cross)."""
+
+Rates = tuple[float, float, float, float]
+
+
+def flowing(totals: Sequence[float]) -> tuple[int, ...]:
+    """The indices of the layers whose measured rate is above zero, lowest first."""
+    return tuple(i for i, bps in enumerate(totals) if bps > 0.0)
+
+
+def simulcast_costs(layer_rates: Sequence[Rates]) -> RungCosts:
+    """The rung costs of a simulcast track from each layer's temporal-layer rates (lowest layer
+    first): with two layers or more flowing, `layer_bps` holds the second lowest layer's rate
+    then each higher layer's extra cost, and `low_bps` the lowest layer's; with one flowing,
+    its temporal layers; with none, nothing measured yet."""
+    totals = [sum(rates) for rates in layer_rates]
+    ids = flowing(totals)
+    if len(ids) == 1:
+        return temporal_costs(layer_rates[ids[0]])
+    if not ids:
+        return RungCosts.single_layer(0.0)
+    steps = [totals[ids[1]]]
+    for below, above in itertools.pairwise(ids[1:]):
+        steps.append(max(totals[above] - totals[below], MIN_STEP_BPS))
+    return RungCosts(tuple(steps), totals[ids[0]])
+
+
+def temporal_costs(rates: Rates) -> RungCosts:
+    """One layer's costs per temporal layer (TID 0, 1, 2; packets without layer information
+    count with the base), as `adaptation.rung_costs` without a low rung."""
+    layered = rates[:3]
+    count = max((i + 1 for i, bps in enumerate(layered) if bps > 0), default=0)
+    if count == 0:
+        return RungCosts.single_layer(rates[3])
+    return RungCosts((layered[0] + rates[3], *layered[1:count]))
+
+
+def layer_for(decision: RungDecision, totals: Sequence[float]) -> int:
+    """The layer (index, lowest first) a decision stands for, given each layer's measured
+    rate: see the module's table. With one layer flowing, that one; with none, the top."""
+    ids = flowing(totals)
+    if len(ids) <= 1:
+        return ids[0] if ids else len(totals) - 1
+    if decision.rung is Rung.LOW:
+        return ids[0]
+    if decision.rung is Rung.REDUCED_FPS:
+        return ids[min(max(decision.temporal_layers, 1), len(ids) - 1)]
+    return ids[-1]
+
+
+def temporal_layers_for(decision: RungDecision, totals: Sequence[float]) -> int:
+    """Temporal layers to send of the chosen layer: all of them while the ladder is made of
+    spatial layers, the decision's own while it is one layer's temporal ladder."""
+    if len(flowing(totals)) >= 2 or decision.rung is Rung.FULL:
+        return 3
+    return max(1, decision.temporal_layers)
+
+
+def layer_totals(track: InboundTrack) -> list[float]:
+    """Each layer's last measured rate (`InboundTrack.last_rates`), lowest first."""
+    return [sum(layer.last_rates) for layer in track.spatial_layers]
+
+
+def apply_layer(stream: OutboundStream, track: InboundTrack, decision: RungDecision) -> None:
+    """Make a subscriber's stream of a simulcast `track` send what the rung says: switch to the
+    rung's layer (at that layer's next keyframe, requested now), with all its frames or the
+    decision's, or pause it."""
+    totals = layer_totals(track)
+    layer = track.spatial_layers[layer_for(decision, totals)]
+    if decision.video_paused:
+        stream.pause()
+        if stream.source is not layer:
+            stream.switch_source(layer)  # paused: switches at once, resumes at its keyframe
+        return
+    stream.switch_source(layer)
+    stream.set_temporal_layers(temporal_layers_for(decision, totals))
+    stream.resume()

@@ -1,0 +1,153 @@
+"""Simulcast layers on the rung ladder: costs per layer, the layer a rung stands for, and a
+subscriber's stream switched between layers (no transcoder)."""
+
+from __future__ import annotations
+
+import pytest
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+from media.adapt.rung import (
+    AUDIO_ONLY,
+    LOW,
+    Rung,
+    RungChoice,
+    RungCosts,
+    RungDecision,
+    RungReason,
+    decide,
+)
+from media.adapt.spatial import (
+    apply_layer,
+    layer_for,
+    simulcast_costs,
+    temporal_layers_for,
+)
+from media.adapt.transcode import offers_low
+from media.forward.emit import DatagramSink
+from media.forward.forwarder import InboundTrack, OutboundStream
+
+VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
+FULL3 = RungChoice(Rung.FULL, 3)
+FULL2 = RungChoice(Rung.FULL, 2)
+REDUCED1 = RungChoice(Rung.REDUCED_FPS, 1)
+REDUCED2 = RungChoice(Rung.REDUCED_FPS, 2)
+
+Q = (60_000.0, 30_000.0, 30_000.0, 0.0)  # 180p: 120k
+H = (200_000.0, 100_000.0, 100_000.0, 0.0)  # 360p: 400k
+F = (700_000.0, 350_000.0, 350_000.0, 0.0)  # 720p: 1400k
+OFF = (0.0, 0.0, 0.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("layers", "costs"),
+    [
+        # three layers: full = 720p, reduced_fps(1) = 360p, low = 180p
+        ((Q, H, F), RungCosts((400_000.0, 1_000_000.0), 120_000.0)),
+        # two layers: full = 360p, low = 180p
+        ((Q, H), RungCosts((400_000.0,), 120_000.0)),
+        # the browser stopped the top layer (its uplink): the ladder is what flows
+        ((Q, H, OFF), RungCosts((400_000.0,), 120_000.0)),
+        ((OFF, H, F), RungCosts((1_400_000.0,), 400_000.0)),
+        # one layer flows: its temporal layers, and no low rung
+        ((Q, OFF, OFF), RungCosts((60_000.0, 30_000.0, 30_000.0))),
+        # nothing measured yet
+        ((OFF, OFF, OFF), RungCosts((0.0,))),
+        # rates measured a window apart never make a higher layer cheaper
+        ((Q, F, H), RungCosts((1_400_000.0, 1.0), 120_000.0)),
+    ],
+)
+def test_simulcast_costs(
+    layers: tuple[tuple[float, float, float, float], ...], costs: RungCosts
+) -> None:
+    assert simulcast_costs(layers) == costs
+
+
+def test_the_ladder_of_three_layers_is_720p_360p_180p_then_audio_only() -> None:
+    costs = simulcast_costs((Q, H, F))
+    assert costs.ladder() == (FULL2, REDUCED1, LOW, AUDIO_ONLY)
+    assert [costs.cost(c) for c in costs.ladder()] == [1_400_000.0, 400_000.0, 120_000.0, 0.0]
+
+
+def decision(choice: RungChoice) -> RungDecision:
+    return RungDecision(choice, RungReason.START, True, 0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("choice", "totals", "layer", "temporal"),
+    [
+        (FULL2, (120e3, 400e3, 1400e3), 2, 3),
+        (REDUCED1, (120e3, 400e3, 1400e3), 1, 3),
+        (LOW, (120e3, 400e3, 1400e3), 0, 3),
+        (AUDIO_ONLY, (120e3, 400e3, 1400e3), 2, 3),
+        (FULL2, (120e3, 400e3, 0.0), 1, 3),
+        (LOW, (120e3, 400e3, 0.0), 0, 3),
+        (FULL2, (0.0, 400e3, 1400e3), 2, 3),
+        (LOW, (0.0, 400e3, 1400e3), 1, 3),
+        # one layer flows: that one, with the decision's temporal layers
+        (FULL3, (120e3, 0.0, 0.0), 0, 3),
+        (REDUCED1, (120e3, 0.0, 0.0), 0, 1),
+        (REDUCED2, (120e3, 0.0, 0.0), 0, 2),
+        # nothing measured: the top (what a stream starts on)
+        (FULL3, (0.0, 0.0, 0.0), 2, 3),
+    ],
+)
+def test_layer_for(
+    choice: RungChoice, totals: tuple[float, ...], layer: int, temporal: int
+) -> None:
+    assert layer_for(decision(choice), totals) == layer
+    assert temporal_layers_for(decision(choice), totals) == temporal
+
+
+@pytest.mark.parametrize(
+    ("share", "rung", "layer"),
+    [(3_000_000.0, Rung.FULL, 2), (800_000.0, Rung.REDUCED_FPS, 1), (200_000.0, Rung.LOW, 0),
+     (50_000.0, Rung.AUDIO_ONLY, 2)],
+)
+def test_a_share_picks_the_layer_that_fits(share: float, rung: Rung, layer: int) -> None:
+    chosen = decide(share, 0.0, 0.05, simulcast_costs((Q, H, F)), None, 0.0)
+    assert chosen.rung is rung
+    assert layer_for(chosen, (120e3, 400e3, 1400e3)) == layer
+
+
+class Layers:
+    """A simulcast publication of three layers, their rates as measured, and one subscriber."""
+
+    def __init__(self) -> None:
+        self.plis: list[int] = []
+        self.tracks = [
+            InboundTrack("teacher", "camera", [VP8], send_pli=self.plis.append)
+            for _ in ("q", "h", "f")
+        ]
+        for rid, track in zip(("q", "h", "f"), self.tracks, strict=True):
+            track.rid = rid
+            track.ssrc = {"q": 1, "h": 2, "f": 3}[rid]
+            track._rates = {"q": Q, "h": H, "f": F}[rid]  # type: ignore[assignment]
+        self.top = self.tracks[-1]
+        self.top.spatial_layers = tuple(self.tracks)
+        self.sink = DatagramSink()
+        self.stream = OutboundStream("video", ssrc=11, rtx_ssrc=12, sink=self.sink)
+        self.stream.attach(self.top)
+
+
+async def test_a_simulcast_camera_has_no_transcoded_low_rung() -> None:
+    layers = Layers()
+    assert not offers_low(layers.top)
+    single = InboundTrack("teacher", "camera", [VP8], send_pli=lambda ssrc: None)
+    assert offers_low(single)
+
+
+async def test_apply_layer_switches_to_the_rungs_layer_and_pauses() -> None:
+    layers = Layers()
+    stream = layers.stream
+    assert stream.source is layers.top
+    apply_layer(stream, layers.top, decision(LOW))
+    # nothing was forwarded yet: nothing to keep on screen, the switch is at once
+    assert stream.source is layers.tracks[0] and layers.plis[-1] == 1
+    assert layers.top.low_rendition is None, "no transcoder"
+    apply_layer(stream, layers.top, decision(REDUCED1))
+    assert stream.source is layers.tracks[1] and layers.plis[-1] == 2
+    apply_layer(stream, layers.top, decision(AUDIO_ONLY))
+    assert stream.paused and stream not in layers.tracks[1].streams
+    apply_layer(stream, layers.top, decision(FULL2))
+    assert not stream.paused and stream.source is layers.top and stream in layers.top.streams
+    assert stream.target_tid == 2
