@@ -488,7 +488,7 @@ def teacher_camera(sends: dict[str, Any]) -> str | None:
 
 COLUMNS = (
     ("profile", "profile", 10),
-    ("adaptation", "adapt", 5),
+    ("adaptation", "adapt", 6),
     ("video_kbps", "kbit/s", 6),
     ("fps", "fps", 5),
     ("height", "height", 6),
