@@ -486,6 +486,17 @@ def teacher_camera(sends: dict[str, Any]) -> str | None:
     return f"{text} {cam['scalability']}" if cam.get("scalability") else text
 
 
+def teacher_limited(sends: dict[str, Any]) -> str | None:
+    """What limits the teacher browser's camera at the end (`bandwidth`, `cpu`, `none`), and
+    its send estimate, e.g. `bandwidth, est 420k`."""
+    videos = sorted((k for k in sends if k.startswith("video-")), key=lambda k: int(k[6:] or 0))
+    if not videos:
+        return None
+    reason = str(sends[videos[0]].get("limited") or "?")
+    estimate = sends.get("estimate_kbps")
+    return f"{reason}, est {estimate}k" if estimate is not None else reason
+
+
 COLUMNS = (
     ("profile", "profile", 10),
     ("adaptation", "adapt", 6),
@@ -925,6 +936,7 @@ def sweep_cell(cell: sweep.Cell, run: dict[str, Any], path: str) -> dict[str, An
             "camera_paused_pct", "unpaused_fps", "max_unpaused_freeze_s", "verdict", "why",
             "rungs", "survived", "teacher_camera", "codec", "adaptation")  # fmt: skip
     row = {**head, **{k: run.get(k) for k in keys}}
+    row["teacher_limited"] = teacher_limited(run.get("teacher_sends") or {})
     if path == "direct":
         row["mode"] = row["mode_end"] = "n/a"
     return row

@@ -329,3 +329,17 @@ def test_the_heatmap_without_matplotlib_says_how_to_get_it(
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import fails
     with pytest.raises(RuntimeError, match=r"tongxin\[bench\]"):
         sweep.write_heatmap([_cell("relay", 500, 0)], tmp_path / "x.png")
+
+
+@pytest.mark.parametrize(
+    ("sends", "shown"),
+    [
+        ({}, None),
+        ({"estimate_kbps": 420, "video-1": {"limited": "bandwidth"}}, "bandwidth, est 420k"),
+        ({"video-2": {"limited": "cpu"}, "video-1": {"limited": "none"}}, "none"),
+    ],
+)
+def test_the_row_says_what_limits_the_teachers_camera(
+    sends: dict[str, Any], shown: str | None
+) -> None:
+    assert weaklink.teacher_limited(sends) == shown
