@@ -904,6 +904,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="sweep: seconds on the cell's link before its window (default %(default)s)",
     )  # fmt: skip
     parser.add_argument(
+        "--from-json", metavar="JSON",
+        help="sweep: no runs; the table, goals and --heatmap of a saved `--sweep --json` result",
+    )  # fmt: skip
+    parser.add_argument(
         "--heatmap", metavar="PNG",
         help="sweep: draw fps per cell (and relay/direct bitrate) into PNG (needs matplotlib)",
     )  # fmt: skip
@@ -996,9 +1000,7 @@ async def run_sweep(
         "note": "shared, noisy 2-core machine: figures vary between runs",
     }
     if args.heatmap:
-        title = (f"tongxin bench weaklink --sweep: {duration:g} s per cell after"
-                 f" {settings['settle_s']:g} s, {time.strftime('%Y-%m-%d')} (loaded 2-core"
-                 " machine); p = camera paused")  # fmt: skip
+        title = sweep_title(settings, time.strftime("%Y-%m-%d"))
         sweep.write_heatmap(rows, Path(args.heatmap), title)
         result["heatmap"] = args.heatmap
     if not getattr(args, "json", False):
@@ -1007,9 +1009,38 @@ async def run_sweep(
     return result
 
 
+def sweep_title(settings: dict[str, Any], day: str) -> str:
+    """The heatmap's title: how the sweep was measured."""
+    return (
+        f"tongxin bench weaklink --sweep: {settings['duration_s']:g} s per cell after"
+        f" {settings['settle_s']:g} s settling, {day} (loaded 2-core machine); p. = camera paused"
+    )
+
+
+def replot(args: argparse.Namespace) -> dict[str, Any]:
+    """A saved sweep (`--from-json`): its table and goals again, and `--heatmap` drawn."""
+    saved = json.loads(Path(args.from_json).read_text(encoding="utf-8"))
+    cells = saved["cells"]
+    checks = sweep.goals(cells)
+    result: dict[str, Any] = {**saved, "goals": checks}
+    if args.heatmap:
+        day = time.strftime("%Y-%m-%d", time.localtime(Path(args.from_json).stat().st_mtime))
+        try:
+            sweep.write_heatmap(cells, Path(args.heatmap), sweep_title(saved["sweep"], day))
+        except RuntimeError as exc:
+            raise SystemExit(f"tongxin bench weaklink: {exc}") from None
+        result["heatmap"] = args.heatmap
+    if not getattr(args, "json", False):
+        print(sweep.format_table(cells, checks))
+        return {k: result[k] for k in result.keys() & {"heatmap", "note"}}
+    return result
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     """Every chosen profile with each adaptation mode (or the sweep's grid, `--sweep`); the
     runs, goals and (not --json) the printed table."""
+    if getattr(args, "from_json", None):
+        return replot(args)
     ok, why = lab_available()
     if not ok:
         raise SystemExit(f"tongxin bench weaklink: {why}")

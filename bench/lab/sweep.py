@@ -320,7 +320,10 @@ def _label(cell: dict[str, Any] | None) -> str:
     mark = {"ok": "", "paused": " (p)", "FAIL": " FAIL"}.get(cell.get("verdict", ""), "")
     mode = cell.get("mode") or ""
     short = {"full": "full", "reduced_fps": "red.fps", "low": "low", "audio_only": "audio"}
-    return f"{cell['fps']:g} fps{mark}\n{short.get(mode, mode)}".rstrip()
+    second = short.get(mode, mode)
+    if cell.get("camera_paused_pct"):
+        second = f"{second}, {cell['camera_paused_pct']}% p."
+    return f"{cell['fps']:g} fps{mark}\n{second}".rstrip()
 
 
 def heatmap_panels(cells: Sequence[dict[str, Any]]) -> list[Panel]:
@@ -375,7 +378,7 @@ def write_heatmap(cells: Sequence[dict[str, Any]], path: Path, title: str = "") 
     fig, axes = plt.subplots(
         1,
         len(panels),
-        figsize=(4.2 * len(panels) + 1, 0.8 * len(panels[0].rates) + 2.2),
+        figsize=(5.0 * len(panels) + 1, 0.8 * len(panels[0].rates) + 2.2),
         squeeze=False,
     )
     for ax, panel in zip(axes[0], panels, strict=True):
@@ -393,7 +396,7 @@ def write_heatmap(cells: Sequence[dict[str, Any]], path: Path, title: str = "") 
         for i, row in enumerate(panel.labels):
             for j, text in enumerate(row):
                 if text:
-                    ax.text(j, i, text, ha="center", va="center", fontsize=7)
+                    ax.text(j, i, text, ha="center", va="center", fontsize=6.5)
         fig.colorbar(image, ax=ax, shrink=0.8)
     if title:
         fig.suptitle(title, fontsize=9)

@@ -6,6 +6,7 @@ layout. No root, no network, no browser (matplotlib only where it is installed).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -297,14 +298,15 @@ def test_the_table_has_a_row_per_cell_and_path_then_the_goals() -> None:
 def test_the_heatmap_has_rates_as_rows_losses_as_columns_and_a_ratio_panel_with_both() -> None:
     cells = [
         _cell("relay", 500, 0, fps=25.0), _cell("relay", 500, 3, fps=12.0, mode="low"),
-        _cell("relay", 200, 0, fps=0.0, verdict="paused", mode="audio_only"),
+        _cell("relay", 200, 0, fps=0.0, verdict="paused", mode="audio_only",
+              camera_paused_pct=95),
         _cell("direct", 500, 0, camera_kbps=400), _cell("direct", 500, 3, fps=20.0),
         _cell("direct", 200, 0, fps=5.0, verdict="FAIL"),
     ]  # fmt: skip
     relay, direct, ratio = sweep.heatmap_panels(cells)
     assert (relay.rates, relay.losses) == ([200.0, 500.0], [0.0, 3.0])
     assert relay.values == [[0.0, None], [25.0, 12.0]]  # 200k 3% did not run
-    assert relay.labels[0] == ["0 fps (p)\naudio", ""]
+    assert relay.labels[0] == ["0 fps (p)\naudio, 95% p.", ""]
     assert relay.labels[1][1] == "12 fps\nlow"
     assert direct.labels[0][0] == "5 fps FAIL\nn/a"
     assert ratio.values == [[1.0, None], [1.25, 1.0]]
@@ -343,3 +345,21 @@ def test_the_row_says_what_limits_the_teachers_camera(
     sends: dict[str, Any], shown: str | None
 ) -> None:
     assert weaklink.teacher_limited(sends) == shown
+
+
+async def test_a_saved_sweep_is_shown_again_without_running(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    saved = tmp_path / "sweep.json"
+    cells = [_cell("relay", 500, 3, fps=14.0), _cell("direct", 500, 3)]
+    saved.write_text(
+        json.dumps({"sweep": {"duration_s": 25, "settle_s": 5}, "cells": cells, "note": "n"}),
+        encoding="utf-8",
+    )
+    shown = await weaklink.run(_args(["--from-json", str(saved)]))
+    assert shown == {"note": "n"}
+    out = capsys.readouterr().out
+    assert "500/250k 3%   relay" in out
+    assert "goal 500k 3%: relay >= 25 fps: NOT met (14.0)" in out
+    again = await weaklink.run(_args(["--json", "--from-json", str(saved)]))
+    assert again["cells"] == cells and again["goals"][0]["met"] is False
