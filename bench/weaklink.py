@@ -17,6 +17,15 @@ by `bench.lab.qoe`. The steady profiles are impaired from the window's start (th
         --publisher aiortc --subscriber aiortc
     tongxin bench weaklink --down-kbps 300 --up-kbps 200 --loss-pct 2 --duration 40
 
+`--path direct|both` measures a direct Chromium-to-Chromium call (no relay, `bench.lab.direct`)
+on the same link, after the relay's run; `--sweep` runs steady links over a grid of rates x
+losses instead of the profiles, one fresh lab per (cell, path), and prints per cell the figures
+and the verdict of `bench.lab.sweep` (`--heatmap PNG` draws them; `--from-json` shows a saved
+sweep again):
+
+    tongxin bench weaklink --sweep --rates 200,500,1000,2000 --losses 0,3,6 --path both \
+        --duration 25 --heatmap test-artifacts/weaklink-sweep.png
+
 Needs root, iproute2, nftables (and /usr/bin/chromium for the browsers).
 """
 
