@@ -17,6 +17,15 @@ by `bench.lab.qoe`. The steady profiles are impaired from the window's start (th
         --publisher aiortc --subscriber aiortc
     tongxin bench weaklink --down-kbps 300 --up-kbps 200 --loss-pct 2 --duration 40
 
+`--path direct|both` measures a direct Chromium-to-Chromium call (no relay, `bench.lab.direct`)
+on the same link, after the relay's run; `--sweep` runs steady links over a grid of rates x
+losses instead of the profiles, one fresh lab per (cell, path), and prints per cell the figures
+and the verdict of `bench.lab.sweep` (`--heatmap PNG` draws them; `--from-json` shows a saved
+sweep again):
+
+    tongxin bench weaklink --sweep --rates 200,500,1000,2000 --losses 0,3,6 --path both \
+        --duration 25 --heatmap test-artifacts/weaklink-sweep.png
+
 Needs root, iproute2, nftables (and /usr/bin/chromium for the browsers).
 """
 
@@ -34,11 +43,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.lab import qoe
+from bench.lab import qoe, sweep
 from bench.lab.linkprofile import GOOD, Profile, custom_profile, drop_profile, flap_profile
 from bench.lab.netlab import SERVER_IP, Side, WeakLink, lab_available
 from bench.processes import node_env, stop_popen
@@ -64,6 +73,11 @@ only with the notice' even when the window ends during a probe of the low rung."
 STEADY = ("good", "village-4g", "weak", "very-weak")
 PROFILE_NAMES = (*STEADY, "flap", "drop")
 MODES = {"on": ("on",), "off": ("off",), "both": ("on", "off")}
+SWEEP_DURATION_S = 25.0
+"""Measured seconds per sweep cell and path."""
+SWEEP_SETTLE_S = 5.0
+"""Seconds on a sweep cell's link before its window: the figures are of the steady state (how
+fast adaptation happens is the flap profile's)."""
 
 
 def bench_profiles() -> dict[str, Profile]:
@@ -125,13 +139,16 @@ class Received:
     chrome_freezes: list[qoe.Point] | None
     chrome_freeze_s: list[qoe.Point] | None
     connected_at_end: bool
+    camera_bytes: list[qoe.Point] = field(default_factory=list)
+    """The camera's own cumulative bytes (empty when unknown)."""
+    camera_widths: list[qoe.Point] = field(default_factory=list)
 
 
 def _series(rows: Sequence[dict[str, Any]], source: str, field: str) -> list[qoe.Point]:
     return [
         (float(r["t"]), float(r["tracks"][source][field]))
         for r in rows
-        if source in r.get("tracks", {})
+        if field in r.get("tracks", {}).get(source, {})
     ]
 
 
@@ -157,6 +174,8 @@ def received_from_browser(samples: Sequence[dict[str, Any]]) -> Received:
         chrome_freezes=counter("camera", "freezes"),
         chrome_freeze_s=counter("camera", "freeze_s"),
         connected_at_end=last.get("pc") == "connected",
+        camera_bytes=counter("camera", "bytes"),
+        camera_widths=_series(samples, "camera", "width"),
     )
 
 
@@ -177,6 +196,7 @@ def received_from_peer(result: dict[str, Any]) -> Received:
         chrome_freezes=None,
         chrome_freeze_s=None,
         connected_at_end=result.get("state", {}).get("down") == "connected",
+        camera_bytes=counter("camera", "bytes"),
     )
 
 
@@ -301,6 +321,7 @@ def summarize(
     result: dict[str, Any] = {
         "window_s": round(window, 1),
         "video_kbps": round(qoe.rate_per_s(got.video_bytes, start, end) * 8 / 1000),
+        "camera_kbps": round(qoe.rate_per_s(got.camera_bytes, start, end) * 8 / 1000),
         "fps": _round(qoe.rate_per_s(got.camera_frames, start, end)),
         "screen_fps": _round(qoe.rate_per_s(got.screen_frames, start, end)),
         "height": _height(got.camera_heights, start, end),
@@ -370,6 +391,45 @@ def summarize(
     return result
 
 
+def shifted(line: Timeline, settle_s: float) -> Timeline:
+    """The timeline of a run whose window starts `settle_s` after the profile was applied."""
+    if not settle_s:
+        return line
+    return Timeline(
+        None if line.drop_at is None else line.drop_at - settle_s,
+        None if line.lift_at is None else line.lift_at - settle_s,
+        line.cut,
+    )
+
+
+def camera_figures(
+    got: Received, start: float, end: float, paused: Sequence[tuple[float, float]] = ()
+) -> dict[str, Any]:
+    """The sweep's figures of the camera over [start, end]: its picture size, the longest
+    freeze, the frame rate and longest freeze outside the `paused` spans, and the verdict of
+    the issue's rule (`bench.lab.sweep.verdict`)."""
+    frozen = qoe.freezes(got.camera_frames, start, end)
+    free = sweep.unpaused(start, end, paused)
+    free_s = sum(b - a for a, b in free)
+    free_fps = sweep.rate_over(got.camera_frames, free)
+    longest_free = sweep.longest_unpaused(frozen, paused)
+    share = spans_share(
+        [(max(a, start), min(b, end)) for a, b in paused if min(b, end) > max(a, start)],
+        start, end,
+    )  # fmt: skip
+    width, height = _height(got.camera_widths, start, end), _height(got.camera_heights, start, end)
+    mark, why = sweep.verdict(free_fps, longest_free, share, free_s)
+    return {
+        "width": width,
+        "resolution": f"{width}x{height}" if width and height else None,
+        "max_freeze_s": round(max((f.seconds for f in frozen), default=0.0), 1),
+        "unpaused_fps": _round(free_fps),
+        "max_unpaused_freeze_s": round(longest_free, 1),
+        "verdict": mark,
+        "why": why,
+    }
+
+
 # --- goals and the table (pure) ---------------------------------------------------------------
 
 
@@ -435,9 +495,20 @@ def teacher_camera(sends: dict[str, Any]) -> str | None:
     return f"{text} {cam['scalability']}" if cam.get("scalability") else text
 
 
+def teacher_limited(sends: dict[str, Any]) -> str | None:
+    """What limits the teacher browser's camera at the end (`bandwidth`, `cpu`, `none`), and
+    its send estimate, e.g. `bandwidth, est 420k`."""
+    videos = sorted((k for k in sends if k.startswith("video-")), key=lambda k: int(k[6:] or 0))
+    if not videos:
+        return None
+    reason = str(sends[videos[0]].get("limited") or "?")
+    estimate = sends.get("estimate_kbps")
+    return f"{reason}, est {estimate}k" if estimate is not None else reason
+
+
 COLUMNS = (
     ("profile", "profile", 10),
-    ("adaptation", "adapt", 5),
+    ("adaptation", "adapt", 6),
     ("video_kbps", "kbit/s", 6),
     ("fps", "fps", 5),
     ("height", "height", 6),
@@ -599,6 +670,10 @@ class RunSpec:
     screen: bool = True
     """The Chromium teacher shares its screen too (`--screen off`: camera and mic only, as in
     the Chrome-to-Chrome anchors in docs/measuring.md)."""
+    path: str = "relay"
+    """`relay` (through Tongxin) or `direct` (Chromium to Chromium, `bench.lab.direct`)."""
+    settle_s: float = 0.0
+    """Seconds between applying the profile and the window's start (the sweep's cells)."""
 
 
 async def _wait_receiving_page(page: Any, within: float) -> None:
@@ -621,8 +696,11 @@ async def run_once(spec: RunSpec, log_dir: Path) -> dict[str, Any]:
 
     from bench.lab import browser as browser
 
+    if spec.path == "direct":
+        return await run_direct(spec, log_dir)
     head: dict[str, Any] = {
         "profile": spec.profile.name,
+        "path": "relay",
         "adaptation": spec.adaptation,
         "publisher": spec.publisher,
         "subscriber": spec.subscriber,
@@ -667,6 +745,9 @@ async def run_once(spec: RunSpec, log_dir: Path) -> dict[str, Any]:
                       f" {spec.duration_s:g} s")
             start = time.time()
             player = asyncio.create_task(lab.play(spec.profile))
+            if spec.settle_s:
+                await asyncio.sleep(spec.settle_s)
+                start = time.time()
             await asyncio.sleep(spec.duration_s)
             end = time.time()
             if room_page is not None:
@@ -689,11 +770,13 @@ async def run_once(spec: RunSpec, log_dir: Path) -> dict[str, Any]:
                 head["teacher_camera"] = teacher_camera(head["teacher_sends"])
             events = rung_events(links, room_id, start)
             paused = camera_paused_spans(links, room_id, start, end)
-            summary = summarize(
-                got, start, end, timeline(spec.profile), events, notices, paused
-            )
+            line = shifted(timeline(spec.profile), spec.settle_s)
+            summary = summarize(got, start, end, line, events, notices, paused)
             summary["camera_paused"] = camera_paused_at_end(links, room_id)
             summary["camera_paused_pct"] = round(100 * spans_share(paused, start, end))
+            summary.update(camera_figures(got, start, end, paused))
+            summary["mode"] = sweep.predominant_mode(events, end - start)
+            summary["mode_end"] = events[-1][1] if events else None
             return {**head, **summary}
         finally:
             if player is not None:
@@ -703,6 +786,70 @@ async def run_once(spec: RunSpec, log_dir: Path) -> dict[str, Any]:
             await asyncio.gather(*(p.stop(5.0) for p in peers), return_exceptions=True)
             await browser.close_quietly(*browsers)
             await node.stop()
+
+
+async def run_direct(spec: RunSpec, log_dir: Path) -> dict[str, Any]:
+    """One run of the direct call (`bench.lab.direct`) on `spec`'s link: its QoE summary,
+    read from the classroom's getStats as the relay path's."""
+    from playwright.async_api import async_playwright
+
+    from bench.lab import browser as browser
+    from bench.lab import direct as direct
+
+    head: dict[str, Any] = {
+        "profile": spec.profile.name,
+        "path": "direct",
+        "adaptation": "direct",
+        "publisher": "chromium",
+        "subscriber": "chromium",
+    }
+    async with WeakLink() as lab, async_playwright() as playwright:
+        browsers: list[Any] = []
+        player: asyncio.Task[None] | None = None
+        try:
+            camera = await asyncio.to_thread(browser.camera_clip)
+            extra = direct.CHROMIUM_DIRECT_ARGS
+            teacher_browser = await browser.launch_in(
+                playwright, lab.server_ns, ORIGIN, camera=camera, extra_args=extra
+            )
+            browsers.append(teacher_browser)
+            room_browser = await browser.launch_in(
+                playwright, lab.client_ns, ORIGIN, extra_args=extra
+            )
+            browsers.append(room_browser)
+            _ctx, teacher_page = await direct.open_page(teacher_browser, ORIGIN, camera=True)
+            _ctx, room_page = await direct.open_page(room_browser, ORIGIN, camera=False)
+            await direct.connect(teacher_page, room_page, RECEIVING_TIMEOUT_S)
+            await direct.start_sampling(room_page)
+            await _wait_receiving_page(room_page, RECEIVING_TIMEOUT_S)
+            head["codec"] = await direct.received_codec(room_page)
+            _progress(f"{spec.profile.name}/direct: receiving; measuring {spec.duration_s:g} s")
+            start = time.time()
+            player = asyncio.create_task(lab.play(spec.profile))
+            if spec.settle_s:
+                await asyncio.sleep(spec.settle_s)
+                start = time.time()
+            await asyncio.sleep(spec.duration_s)
+            end = time.time()
+            data = await browser.collect(room_page)
+            got = received_from_browser(data["samples"])
+            if spec.save_dir is not None:
+                raw = {**head, "start": start, "end": end, "raw": data}
+                name = f"{spec.profile.name}-direct.json"
+                (spec.save_dir / name).write_text(json.dumps(raw), encoding="utf-8")
+            head["teacher_sends"] = await direct.sender_stats(teacher_page)
+            head["teacher_camera"] = teacher_camera(head["teacher_sends"])
+            line = shifted(timeline(spec.profile), spec.settle_s)
+            summary = summarize(got, start, end, line)
+            summary.update(camera_paused=False, camera_paused_pct=0, mode=None, mode_end=None)
+            summary.update(camera_figures(got, start, end))
+            return {**head, **summary}
+        finally:
+            if player is not None:
+                player.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await player
+            await browser.close_quietly(*browsers)
 
 
 def chosen_profiles(args: argparse.Namespace) -> list[Profile]:
@@ -730,11 +877,48 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument("--publisher", choices=("chromium", "aiortc"), default="chromium")
     parser.add_argument("--subscriber", choices=("chromium", "aiortc"), default="chromium")
-    parser.add_argument("--adaptation", choices=tuple(MODES), default="both")
+    parser.add_argument(
+        "--adaptation", choices=tuple(MODES), default="both",
+        help="the relay's adaptation (default both; a sweep runs one: on, unless off)",
+    )  # fmt: skip
     parser.add_argument("--save", metavar="DIR", help="write each run's raw samples into DIR")
     parser.add_argument(
-        "--screen", choices=("on", "off"), default="on",
-        help="the Chromium teacher also shares its screen (default on)",
+        "--screen", choices=("on", "off"),
+        help="the Chromium teacher also shares its screen (default on; a sweep: off, as the"
+        " direct call)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--path", choices=tuple(sweep.PATHS), default="relay",
+        help="relay (through Tongxin), direct (Chromium to Chromium, no relay) or both, back"
+        " to back on the same link (default relay)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--sweep", action="store_true",
+        help="steady links over a grid of --rates x --losses instead of the profiles",
+    )  # fmt: skip
+    parser.add_argument(
+        "--rates", default=",".join(map(str, sweep.DEFAULT_RATES)),
+        help="sweep: down rates, kbit/s (default %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--losses", default=",".join(map(str, sweep.DEFAULT_LOSSES)),
+        help="sweep: random loss both ways, %% (default %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--up-ratio", type=float,
+        help="sweep: up rate as a share of the down rate (default min(down/2, 1000 kbit/s))",
+    )  # fmt: skip
+    parser.add_argument(
+        "--settle", type=float, default=SWEEP_SETTLE_S,
+        help="sweep: seconds on the cell's link before its window (default %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--from-json", metavar="JSON",
+        help="sweep: no runs; the table, goals and --heatmap of a saved `--sweep --json` result",
+    )  # fmt: skip
+    parser.add_argument(
+        "--heatmap", metavar="PNG",
+        help="sweep: draw fps per cell (and relay/direct bitrate) into PNG (needs matplotlib)",
     )  # fmt: skip
     parser.add_argument(
         "--trace", action="store_true",
@@ -742,13 +926,138 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def sweep_grid(args: argparse.Namespace) -> list[sweep.Cell]:
+    """The sweep's cells from --rates, --losses and --up-ratio (SystemExit if malformed)."""
+    try:
+        rates = sweep.parse_numbers(args.rates, what="--rates", lowest=1)
+        losses = sweep.parse_numbers(args.losses, what="--losses", lowest=0, highest=100)
+    except ValueError as exc:
+        raise SystemExit(f"tongxin bench weaklink: {exc}") from None
+    if args.up_ratio is not None and args.up_ratio <= 0:
+        raise SystemExit("tongxin bench weaklink: --up-ratio must be > 0")
+    return sweep.grid(rates, losses, args.up_ratio)
+
+
+def sweep_cell(cell: sweep.Cell, run: dict[str, Any], path: str) -> dict[str, Any]:
+    """A sweep row: the cell's link, the path and the run's figures the table shows."""
+    head = {"cell": cell.name, "down_kbps": cell.down_kbps, "up_kbps": cell.up_kbps,
+            "loss_pct": cell.loss_pct, "path": path}  # fmt: skip
+    if "error" in run:
+        return {**head, "error": run["error"], "survived": False}
+    keys = ("video_kbps", "camera_kbps", "resolution", "height", "fps", "max_freeze_s",
+            "freezes", "freeze_s", "audio_gaps", "audio_concealed_pct", "mode", "mode_end",
+            "camera_paused_pct", "unpaused_fps", "max_unpaused_freeze_s", "verdict", "why",
+            "rungs", "survived", "teacher_camera", "codec", "adaptation")  # fmt: skip
+    row = {**head, **{k: run.get(k) for k in keys}}
+    row["teacher_limited"] = teacher_limited(run.get("teacher_sends") or {})
+    if path == "direct":
+        row["mode"] = row["mode_end"] = "n/a"
+    return row
+
+
+async def run_sweep(
+    args: argparse.Namespace, log_dir: Path, save_dir: Path | None
+) -> dict[str, Any]:
+    """Every cell of the grid on each path: the cells, the goals and (not --json) the table."""
+    cells = sweep_grid(args)
+    mode = "off" if args.adaptation == "off" else "on"
+    if (args.publisher, args.subscriber) != ("chromium", "chromium"):
+        raise SystemExit("tongxin bench weaklink: a sweep runs Chromium on both sides")
+    if args.heatmap:  # fail before the runs, not after them
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise SystemExit(
+                "tongxin bench weaklink: --heatmap needs matplotlib"
+                " (pip install 'tongxin[bench]')"
+            ) from None
+    duration = args.duration or SWEEP_DURATION_S
+    rows: list[dict[str, Any]] = []
+    started = time.monotonic()
+    for cell in cells:
+        name = f"sweep-{cell.down_kbps:g}k-{cell.loss_pct:g}pct"
+        profile = custom_profile(cell.down_kbps, cell.up_kbps, cell.loss_pct, name=name)
+        for path in sweep.PATHS[args.path]:
+            spec = RunSpec(profile, mode, "chromium", "chromium", duration, save_dir,
+                           trace=getattr(args, "trace", False),
+                           screen=(args.screen or "off") == "on", path=path,
+                           settle_s=max(0.0, args.settle))  # fmt: skip
+            _progress(f"{cell.name} {path}")
+            try:
+                run_result = await run_once(spec, log_dir)
+            except Exception as exc:
+                _progress(f"{cell.name} {path} failed: {exc!r} (logs in {log_dir})")
+                run_result = {"error": str(exc) or type(exc).__name__}
+            row = sweep_cell(cell, run_result, path)
+            rows.append(row)
+            _progress(" ".join(f"{k}={row.get(k)}" for k in (
+                "video_kbps", "resolution", "fps", "max_freeze_s", "audio_concealed_pct",
+                "mode", "verdict", "error") if k in row))  # fmt: skip
+    checks = sweep.goals(rows)
+    settings = {
+        "rates": sorted({c.down_kbps for c in cells}),
+        "losses": sorted({c.loss_pct for c in cells}),
+        "duration_s": duration, "settle_s": max(0.0, args.settle), "path": args.path,
+        "adaptation": mode, "screen": (args.screen or "off"),
+    }  # fmt: skip
+    result: dict[str, Any] = {
+        "sweep": settings,
+        "cells": rows,
+        "goals": checks,
+        "wall_s": round(time.monotonic() - started, 1),
+        "logs": str(log_dir),
+        "note": "shared, noisy 2-core machine: figures vary between runs",
+    }
+    if args.heatmap:
+        title = sweep_title(settings, time.strftime("%Y-%m-%d"))
+        sweep.write_heatmap(rows, Path(args.heatmap), title)
+        result["heatmap"] = args.heatmap
+    if not getattr(args, "json", False):
+        print(sweep.format_table(rows, checks))
+        return {k: result[k] for k in ("wall_s", "logs", "note", *result.keys() & {"heatmap"})}
+    return result
+
+
+def sweep_title(settings: dict[str, Any], day: str) -> str:
+    """The heatmap's title: how the sweep was measured."""
+    return (
+        f"tongxin bench weaklink --sweep: {settings['duration_s']:g} s per cell after"
+        f" {settings['settle_s']:g} s settling, {day} (loaded 2-core machine); p. = camera paused"
+    )
+
+
+def replot(args: argparse.Namespace) -> dict[str, Any]:
+    """A saved sweep (`--from-json`): its table and goals again, and `--heatmap` drawn."""
+    saved = json.loads(Path(args.from_json).read_text(encoding="utf-8"))
+    cells = saved["cells"]
+    checks = sweep.goals(cells)
+    result: dict[str, Any] = {**saved, "goals": checks}
+    if args.heatmap:
+        day = time.strftime("%Y-%m-%d", time.localtime(Path(args.from_json).stat().st_mtime))
+        try:
+            sweep.write_heatmap(cells, Path(args.heatmap), sweep_title(saved["sweep"], day))
+        except RuntimeError as exc:
+            raise SystemExit(f"tongxin bench weaklink: {exc}") from None
+        result["heatmap"] = args.heatmap
+    if not getattr(args, "json", False):
+        print(sweep.format_table(cells, checks))
+        return {k: result[k] for k in result.keys() & {"heatmap", "note"}}
+    return result
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Every chosen profile with each adaptation mode; the runs, goals and (not --json) the
-    printed table."""
+    """Every chosen profile with each adaptation mode (or the sweep's grid, `--sweep`); the
+    runs, goals and (not --json) the printed table."""
+    if getattr(args, "from_json", None):
+        return replot(args)
     ok, why = lab_available()
     if not ok:
         raise SystemExit(f"tongxin bench weaklink: {why}")
-    if "chromium" in (args.publisher, args.subscriber):
+    if getattr(args, "sweep", False):
+        sweep_grid(args)  # malformed options fail before anything starts
+    elif getattr(args, "heatmap", None):
+        raise SystemExit("tongxin bench weaklink: --heatmap draws a --sweep")
+    if "chromium" in (args.publisher, args.subscriber) or getattr(args, "path", "relay") != "relay":
         from bench.lab.browser import chromium_available
 
         present, detail = chromium_available()
@@ -758,20 +1067,25 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     save_dir = Path(args.save) if getattr(args, "save", None) else None
     if save_dir is not None:
         save_dir.mkdir(parents=True, exist_ok=True)
+    if getattr(args, "sweep", False):
+        return await run_sweep(args, log_dir, save_dir)
     runs: list[dict[str, Any]] = []
     started = time.monotonic()
+    path = getattr(args, "path", "relay")
     for profile in chosen_profiles(args):
         duration = args.duration or default_duration(profile)
-        for mode in MODES[args.adaptation]:
+        plan = [("relay", m) for m in MODES[args.adaptation] if path != "direct"]
+        plan += [("direct", "direct")] if path != "relay" else []
+        for way, mode in plan:
             spec = RunSpec(profile, mode, args.publisher, args.subscriber, duration, save_dir,
                            trace=getattr(args, "trace", False),
-                           screen=getattr(args, "screen", "on") == "on")
-            _progress(f"{profile.name}: adaptation {mode}")
+                           screen=(getattr(args, "screen", None) or "on") == "on", path=way)
+            _progress(f"{profile.name}: {way}, adaptation {mode}")
             try:
                 runs.append(await run_once(spec, log_dir))
             except Exception as exc:
                 _progress(f"{profile.name}/{mode} failed: {exc!r} (logs in {log_dir})")
-                runs.append({"profile": profile.name, "adaptation": mode,
+                runs.append({"profile": profile.name, "adaptation": mode, "path": way,
                              "publisher": args.publisher, "subscriber": args.subscriber,
                              "error": str(exc) or type(exc).__name__, "survived": False})
     checks = goals(runs)

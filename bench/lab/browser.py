@@ -16,6 +16,7 @@ import fractions
 import os
 import stat
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,10 +85,20 @@ def namespace_wrapper(namespace: str, directory: Path) -> Path:
 
 
 async def launch_in(
-    playwright: Playwright, namespace: str, origin: str, *, camera: Path | None = None
+    playwright: Playwright,
+    namespace: str,
+    origin: str,
+    *,
+    camera: Path | None = None,
+    extra_args: Sequence[str] = (),
 ) -> Browser:
-    """Chromium inside `namespace`, treating `origin` (plain http) as secure for the camera."""
-    args = [*LAB_CHROMIUM_ARGS, f"--unsafely-treat-insecure-origin-as-secure={origin}"]
+    """Chromium inside `namespace`, treating `origin` (plain http) as secure for the camera
+    (and `extra_args` on its command line)."""
+    args = [
+        *LAB_CHROMIUM_ARGS,
+        f"--unsafely-treat-insecure-origin-as-secure={origin}",
+        *extra_args,
+    ]
     if camera is not None:
         args.append(f"--use-file-for-fake-video-capture={camera}")
     wrapper_dir = Path(tempfile.mkdtemp(prefix="tongxin-weaklink-"))
