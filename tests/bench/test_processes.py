@@ -28,9 +28,14 @@ from bench.processes import (
 )
 from tests.helpers.redis_server import require_redis_server
 
-SLEEPER = [sys.executable, "-c", "import time\nprint('ready', flush=True)\ntime.sleep(60)"]
-"""Stops on any signal. It says when it is ready: a SIGINT that reaches Python while it is
-still starting up can be lost (seen once on a loaded machine: the bounded stop had to kill)."""
+SLEEPER = [sys.executable, "-c",
+           "import signal, time\n"
+           "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+           "print('ready', flush=True)\n"
+           "time.sleep(60)"]
+"""Stops on SIGTERM and SIGINT. It sets Python's SIGINT handler itself: a process started in
+the background by a non-interactive shell (as CI may run the tests) inherits SIGINT ignored,
+and Python then keeps it ignored. It says when it is ready, so no signal arrives before."""
 STUBBORN = [sys.executable, "-c",
             "import signal, sys, time\n"
             "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
