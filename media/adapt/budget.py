@@ -298,6 +298,7 @@ def allocate(
                 may_probe=not (probing or crowded or probe_started),
                 overfull=overfull,
                 probe_room_bps=probe_room,
+                guessed=link.bound is EstimateBound.INITIAL,
             )
             if bystander:
                 decision = replace(decision, last_loss_step_at=now)
