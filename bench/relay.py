@@ -122,12 +122,16 @@ class RelayUnderTest:
         self.service = MediaService(1, udp_host="127.0.0.1", adaptation=adaptation)
         self.links: dict[str, list[dict[str, Any]]] = {}
         """Per subscriber, its `link` events, each with `at` (monotonic) added."""
+        self.stats: dict[str, dict[str, Any]] = {}
+        """Per subscriber, its latest `link_stats` event (estimate, loss, RTT)."""
 
         def on_event(room: str, pid: str, event: dict[str, Any]) -> None:
             if event["type"] == "offer":
                 on_offer(pid, event)
             elif event["type"] == "link":
                 self.links.setdefault(pid, []).append({**event, "at": time.monotonic()})
+            elif event["type"] == "link_stats":
+                self.stats[pid] = event
 
         self.service.on_event(on_event)
         self.pid = 0
@@ -348,6 +352,7 @@ class Measurement:
         ]
         spread = [p for p in per_subscriber if p is not None]
         links: dict[str, list[dict[str, Any]]] | None = getattr(system, "links", None)
+        stats: dict[str, dict[str, Any]] = getattr(system, "stats", {})
         return {
             "subscribers": n,
             "started_at": round(t0, 3),
@@ -372,6 +377,10 @@ class Measurement:
             "video_delivered_pct_max": max(spread) if spread else None,
             "video_delivered_pct_by_subscriber": per_subscriber,
             **(rung_summary(links, self.ids, m0, m1) if links is not None else {}),
+            **({"estimate_kbps_by_subscriber": [
+                round(stats[pid]["estimate_bps"] / 1000) if pid in stats else None
+                for pid in self.ids
+            ]} if links is not None else {}),
         }
 
 

@@ -220,11 +220,16 @@ def allocate(
     # short of its cost steps down at once (at the start on weak, while the publisher's rates
     # rose, 517-579k went out under a 420k estimate for the second the shortfall waited, and
     # the overflow paused everything). On a good link a receiver's REMB trails what it gets
-    # by design, without a queue: there the shortfall waits as before
+    # by design, without a queue: there the shortfall waits as before. Nor is a link without
+    # an RTT sample yet, and without loss, known to queue: an aiortc subscriber's first
+    # reports carry no LSR, and a healthy loopback one, sent its first keyframes a little
+    # over the estimate the first report gave, went from full to low at once
+    queued = link.rtt_s > 0.0 and not link.rtt_settled
     overfull = (
         not probing
         and link.bound is not EstimateBound.INITIAL
         and not link.rtt_settled
+        and (queued or link.loss >= policy.rung.probe_loss_floor)
         and link.sent_bps > link.bps * (1.0 + policy.rung.shortfall_tolerance)
     )
     # nor while what is allocated, or what is actually sent (retransmissions and headers

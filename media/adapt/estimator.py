@@ -53,7 +53,8 @@ class EstimateBound(enum.StrEnum):
     """Which input limits the estimate (metric label, debugging)."""
 
     INITIAL = "initial"
-    """No feedback yet: the configured starting guess."""
+    """No feedback yet, or none that moved the configured starting guess (the first reports
+    of a subscriber that was sent little yet, without loss): the guess."""
     REMB = "remb"
     """The receiver's REMB."""
     LOSS = "loss"
@@ -294,6 +295,7 @@ class DownlinkEstimator:
         self._remb_contradicted_since: float | None = None
         self._loss_at: float | None = None
         self._loss_bound: float | None = None  # None until the first receiver report
+        self._guess_only = False  # the loss bound is still the starting guess, untouched
         self._loss: float | None = None
         self._rtt_s: float | None = None
         self._rtt_floor = RecentValues(policy.rtt_floor_window_s)
@@ -468,6 +470,10 @@ class DownlinkEstimator:
         bound = self._loss_bound
         if bound is None:
             bound = self._remb_or_initial(now)
+            self._guess_only = self._fresh_remb(now) is None
+        before = bound
+        if loss >= policy.increase_below:  # the link said something: it loses packets
+            self._guess_only = False
         if loss > policy.decrease_above:
             wait = policy.decrease_interval_s + (self._rtt_s or 0.0)
             due = self._last_decrease_at is None or now - self._last_decrease_at >= wait
@@ -504,7 +510,10 @@ class DownlinkEstimator:
                 self._remb_contradicted_since = now
         else:
             self._remb_contradicted_since = None
-        self._loss_bound = min(max(bound, policy.min_bps), policy.max_bps)
+        bound = min(max(bound, policy.min_bps), policy.max_bps)
+        if bound != before:
+            self._guess_only = False
+        self._loss_bound = bound
         self._expire_remb(now)
 
     def _since_last(
@@ -555,6 +564,7 @@ class DownlinkEstimator:
         policy = self.policy
         bps = min(max(bps, policy.min_bps), policy.max_bps)
         self._loss_bound = max(self._loss_bound or 0.0, bps)
+        self._guess_only = False
         self._probed_bps = bps
         self._probed_at = now
         self._carried.add(bps, now)
@@ -570,8 +580,11 @@ class DownlinkEstimator:
         policy = self.policy
         self._expire_remb(now)
         remb = self._fresh_remb(now)
-        if self._loss_bound is None:
-            bps = remb if remb is not None else policy.initial_bps
+        if self._loss_bound is None or (self._guess_only and remb is None):
+            # before any report, or while the reports have neither moved the starting guess
+            # nor shown loss (an aiortc receiver's first report comes when little was sent
+            # yet): the estimate is still only the guess, and says so
+            bps = remb if remb is not None else self._loss_bound or policy.initial_bps
             bound = EstimateBound.REMB if remb is not None else EstimateBound.INITIAL
         elif remb is not None and remb < self._loss_bound:
             bps, bound = remb, EstimateBound.REMB
