@@ -147,6 +147,23 @@ class EstimatorPolicy:
     receives, so it falls with what we send when we send little) is not congestion."""
     rtt_rise_s: float = 0.05
     """See `remb_distrust_quick_s`."""
+    remb_queue_min_s: float = 0.25
+    """... or at once when the queue the REMB implies is missing: a link that carries only
+    the REMB, sent what got through for the time since the contradiction began, would have
+    queued the difference, (delivered - REMB) / REMB seconds of delay for each second. Once
+    that implied delay is at least this and the latest RTT sample is above its floor by less
+    than `remb_queue_share` of it, the REMB is not the link: an aiortc receiver's
+    delay-based REMB computed on a busy event loop read 300-440k while 1.1 Mbit/s got
+    through loopback without a loss, and the camera stepped down within a second, long
+    before `remb_distrust_s` (the busy loop's RTT jitter kept the quick path off). Real
+    congestion fills the queue (the RTT rises with it) or, when the queue is short, loses
+    packets (which ends the contradiction)."""
+    remb_queue_share: float = 0.5
+    """See `remb_queue_min_s`."""
+    remb_queue_rtt_max_s: float = 0.2
+    """... and only while the RTT rose less than this: a rise of 200 ms is a queue, whatever
+    the REMB implies (the lab's bottlenecks queue 100 ms; a busy loop's jitter is tens of
+    milliseconds), and the REMB then keeps `remb_distrust_s`."""
     rtt_floor_window_s: float = 30.0
     """The RTT floor is the smallest RTT sample over this window."""
     remb_distrust_reach: float = 1.5
@@ -296,6 +313,7 @@ class DownlinkEstimator:
         self._loss_at: float | None = None
         self._loss_bound: float | None = None  # None until the first receiver report
         self._guess_only = False  # the loss bound is still the starting guess, untouched
+        self._last_clean = False  # the last report's loss let the bound rise
         self._loss: float | None = None
         self._rtt_s: float | None = None
         self._rtt_floor = RecentValues(policy.rtt_floor_window_s)
@@ -331,10 +349,16 @@ class DownlinkEstimator:
         return self._remb_bps + self._remb_unseen.bps(now)
 
     def on_remb(self, bps: float, now: float) -> None:
-        """A REMB bitrate from the subscriber."""
+        """A REMB bitrate from the subscriber. One below what the last clean report says got
+        through starts the contradiction at once (a receiver sends several REMBs a second,
+        receiver reports about one), so its missing queue shows sooner."""
         self._remb_bps = float(bps)
         self._remb_at = now
         self._remb_expired = False
+        if self._remb_contradicted_since is None and self._last_clean:
+            link = self.remb_link_bps(now)
+            if link is not None and self._delivered_bps > link * self.policy.remb_distrust_margin:
+                self._remb_contradicted_since = now
 
     def on_remb_fci(self, fci: bytes, now: float) -> bool:
         """A REMB from its feedback control information; False (ignored) if malformed."""
@@ -500,6 +524,7 @@ class DownlinkEstimator:
             self._last_increase_at = now
         else:
             self._last_increase_at = None
+        self._last_clean = loss < increase_below
         remb = self.remb_link_bps(now)
         if (
             loss < increase_below
@@ -631,9 +656,24 @@ class DownlinkEstimator:
         policy = self.policy
         wait = policy.remb_distrust_quick_s if self.rtt_settled() else policy.remb_distrust_s
         remb = max(link, self._probed(now))
-        if since is not None and now - since >= wait:
+        if since is not None and (now - since >= wait or self._queue_missing(link, now - since)):
             return max(remb, self._delivered_bps * policy.remb_distrust_reach)
         return remb
+
+    def _queue_missing(self, remb_link: float, elapsed: float) -> bool:
+        """Whether the queue a contradicted REMB implies after `elapsed` seconds is missing
+        from the RTT (see `remb_queue_min_s`); False without an RTT sample (no evidence)."""
+        policy = self.policy
+        floor, latest = self._rtt_floor.floor, self._rtt_floor.latest
+        if floor is None or latest is None or remb_link <= 0:
+            return False
+        implied = (self._delivered_bps - remb_link) / remb_link * elapsed
+        rise = latest - floor
+        return (
+            implied >= policy.remb_queue_min_s
+            and rise < implied * policy.remb_queue_share
+            and rise < policy.remb_queue_rtt_max_s
+        )
 
     def _remb_or_initial(self, now: float) -> float:
         remb = self._fresh_remb(now)
