@@ -176,6 +176,10 @@ class RungPolicy:
     """A probe's rung costs at most this times the track's share (or `probe_floor_bps`): the
     next rung up may cost twice the current one (15 -> 30 fps), and a probe that overflows the
     link costs every track a second of loss."""
+    probe_reach_app_limited: float = 1.25
+    """See `decide`'s `app_limited`: the probe's rung costs at most this times the estimate
+    (GCC's application-limited probes go to twice the rate sent; the estimate is already
+    up to twice it)."""
     probe_floor_bps: float = 150_000.0
     """A rung this cheap may always be probed (the low rendition, from audio only: a share
     next to nothing must not keep video off a link that came back)."""
@@ -298,6 +302,7 @@ def decide(
     overfull: bool = False,
     probe_room_bps: float = math.inf,
     guessed: bool = False,
+    app_limited: bool = False,
 ) -> RungDecision:
     """The rung for the next interval, given the link estimate for this track (its share of the
     subscriber's budget), the loss fraction (0..1), the RTT, the publisher's measured costs, the
@@ -309,6 +314,13 @@ def decide(
     queues it (`budget.allocate` decides), so a shortfall steps down at once rather than after
     `down_after_s`. `probe_room_bps`: what the subscriber's budget leaves this track beside
     what the others spend now; a probe above `probe_floor_bps` must fit in it.
+    `app_limited`: the estimate is the loss bound, far above what is sent, with the RTT at
+    its floor: it is limited by what the relay sends (the loss bound rises only to twice
+    that), not by the link, and says nothing about what lies above it. Then a probe may
+    reach `probe_reach_app_limited` times the estimate, beyond the room the estimate leaves
+    (`probe_room_bps`): from a low rung (150k with the audio, an estimate of at most 300k)
+    the 400k base layer of a 1 Mbit/s camera was out of every probe's reach, and a 700k link
+    stayed on low for good.
     `guessed`: the estimate is only the estimator's starting guess (no feedback yet). Then a
     start goes no lower than the publisher's cheapest layers, and for `guess_hold_s` after it
     the rung holds: the guess is no evidence, and the `low` rung it picked for a 1 Mbit/s
@@ -400,7 +412,11 @@ def decide(
         and available.cost(ladder[current - 1])
         <= min(
             limit_bps,
-            max(min(estimate_bps * policy.probe_reach, probe_room_bps), policy.probe_floor_bps),
+            max(
+                min(estimate_bps * policy.probe_reach, probe_room_bps),
+                policy.probe_floor_bps,
+                estimate_bps * policy.probe_reach_app_limited if app_limited else 0.0,
+            ),
         )
     ):
         if now - state.probe_clock >= _interval_for(state, ladder, current - 1, policy):

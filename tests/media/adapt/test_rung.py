@@ -760,3 +760,23 @@ def test_under_the_starting_guess_the_start_holds_for_guess_hold_s(
         previous = decide(400_000, 0.0, 0.0, SINGLE, previous, t, guessed=guessed)
         t += 0.5
     assert (previous.choice.rung is Rung.FULL) is held
+
+
+@pytest.mark.parametrize(
+    ("estimate", "app_limited", "probed"),
+    [
+        (373_000, False, False),  # 400k is beyond the room the estimate leaves
+        (373_000, True, True),  # the estimate only says what is sent: probe 25% above it
+        (300_000, True, False),  # 400k is more than 1.25 times it
+    ],
+)
+def test_an_estimate_limited_by_what_is_sent_lets_a_probe_reach_above_it(
+    estimate: float, app_limited: bool, probed: bool
+) -> None:
+    previous = decide(200_000, 0.0, 0.05, L1T3, None, 0.0)
+    assert previous.choice is LOW
+    later = decide(
+        estimate, 0.0, 0.05, L1T3, previous, POLICY.probe_interval_s + 1,
+        probe_room_bps=estimate - 40_000, app_limited=app_limited,
+    )  # fmt: skip
+    assert (later.reason is RungReason.PROBE) is probed
