@@ -123,6 +123,15 @@ class EstimatorPolicy:
     """... and the bound rises only up to this multiple of what is sent: a loss-free link
     that carries everything offered must not keep the bound at its starting guess (which,
     through the publisher's REMB cap, would hold the publisher's rate down with it)."""
+    clean_reach: float = 1.25
+    """The report that first lifts the bound above the starting guess, clean (loss below
+    the increase threshold, the RTT not above its floor), lifts it to what got through
+    times this: what a link carried without loss or queue is a floor under its capacity,
+    not the capacity. At exactly what got through, the share left for a 1 Mbit/s camera
+    after the audio fell within the shortfall tolerance of its cost (the sent meter reads
+    a little low in a stream's first second), and healthy loopback subscribers went from
+    full to low a second after joining. Later reports raise it as GCC does
+    (`increase_per_s`)."""
     decrease_interval_s: float = 0.3
     """At most one decrease per this interval plus one RTT (GCC)."""
     loss_weight: float = 0.5
@@ -391,6 +400,12 @@ class DownlinkEstimator:
             return self._rtt_floor.latest
         return self._rtt_floor.peak_since(since)
 
+    def _queued(self) -> bool:
+        """Whether the latest RTT sample is above the floor by `rtt_rise_s` (False before
+        any sample)."""
+        floor, latest = self._rtt_floor.floor, self._rtt_floor.latest
+        return floor is not None and latest is not None and latest > floor + self.policy.rtt_rise_s
+
     def rtt_settled(self) -> bool:
         """Whether the latest RTT sample is within `rtt_rise_s` of the floor (no queue
         building); False before any sample (nothing says so)."""
@@ -513,6 +528,8 @@ class DownlinkEstimator:
                 self._probed_bps = None
             self._last_increase_at = None
         elif loss < increase_below:
+            if self._guess_only and self._delivered_bps > bound and not self._queued():
+                bound = self._delivered_bps * policy.clean_reach  # see `clean_reach`
             bound = max(bound, self._delivered_bps)
             if self._last_increase_at is not None:
                 elapsed = min(now - self._last_increase_at, 1.0)
