@@ -169,6 +169,18 @@ class EstimatorPolicy:
     packets (which ends the contradiction)."""
     remb_queue_share: float = 0.5
     """See `remb_queue_min_s`."""
+    remb_doubt_rtt_s: float = 0.1
+    """A contradicted REMB (below what gets through loss-free), until it is judged (dropped
+    as above, or believed after `remb_distrust_s`), bounds the estimate no lower than what
+    gets through unless the RTT rose this much: an aiortc receiver's REMB on a busy loop
+    hovered 10-15% under what it received, the camera fell within the shortfall tolerance,
+    and a second later it was on low, where such a REMB kept it for good. A link that
+    overflows shows it in the RTT (its queue) or in loss, which ends the contradiction."""
+    remb_doubt_share: float = 0.75
+    """... for a REMB at least this share of what gets through: a delay-based estimator that
+    detects overuse backs off to 0.85 times what it receives, so a REMB that near what got
+    through says the receiver got it all (on a link at capacity it receives only the
+    capacity, and its REMB falls further below what we send)."""
     remb_queue_rtt_max_s: float = 0.2
     """... and only while the RTT rose less than this: a rise of 200 ms is a queue, whatever
     the REMB implies (the lab's bottlenecks queue 100 ms; a busy loop's jitter is tens of
@@ -675,7 +687,24 @@ class DownlinkEstimator:
         remb = max(link, self._probed(now))
         if since is not None and (now - since >= wait or self._queue_missing(link, now - since)):
             return max(remb, self._delivered_bps * policy.remb_distrust_reach)
+        if (
+            since is not None
+            and link >= self._delivered_bps * policy.remb_doubt_share
+            and not self._queue_evident()
+        ):
+            # doubted: until it is judged, not below what got through loss-free (see
+            # `remb_doubt_rtt_s`)
+            return max(remb, self._delivered_bps)
         return remb
+
+    def _queue_evident(self) -> bool:
+        """Whether the latest RTT sample is above the floor by `remb_doubt_rtt_s`."""
+        floor, latest = self._rtt_floor.floor, self._rtt_floor.latest
+        return (
+            floor is not None
+            and latest is not None
+            and latest - floor >= self.policy.remb_doubt_rtt_s
+        )
 
     def _queue_missing(self, remb_link: float, elapsed: float) -> bool:
         """Whether the queue a contradicted REMB implies after `elapsed` seconds is missing

@@ -769,3 +769,31 @@ def test_a_remb_with_its_queue_in_the_rtt_is_believed() -> None:
     seen = busy_loop(est, [700_000], rtts, 2.6)
     assert all(e.bound is EstimateBound.REMB and e.bps < 1_000_000 for t, e in seen.items()
                if t >= 1.0)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("remb", "rtt_rise", "covers"),
+    [
+        # a busy loop's receiver backs off to 0.85 of what it receives: it received it all
+        (950_000, 0.02, True),
+        (900_000, 0.06, True),
+        (850_000, 0.0, True),
+        # with 150 ms more RTT, a queue: the REMB bounds
+        (950_000, 0.15, False),
+        # far below what gets through (a link at capacity receives only the capacity): the
+        # REMB bounds until it is judged (`remb_distrust_s`, or its missing queue)
+        (500_000, 0.02, False),
+    ],
+)
+def test_a_remb_just_under_what_gets_through_loss_free_does_not_cut_below_it(
+    remb: float, rtt_rise: float, covers: bool
+) -> None:
+    est = DownlinkEstimator(POLICY)
+    est.on_rtt(0.01, 0.0)
+    for t in range(1, 4):
+        est.on_remb(2_000_000, t - 0.5)
+        step(est, 1_100_000, t - 1, t, 0.0)
+    est.on_rtt(0.01 + rtt_rise, 3.1)
+    est.on_remb(remb, 3.2)
+    e = est.estimate(3.3)  # a tick 0.1 s later: nothing judged yet
+    assert (e.bps >= 1_100_000 * 0.99) is covers, e
