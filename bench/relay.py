@@ -434,6 +434,18 @@ COMPARED = (
 """The figures `compare_adaptation` reports for each run and as medians."""
 
 
+def step_downs(stepped: dict[str, list[str]]) -> dict[str, int]:
+    """How many switches of `rung_summary`'s `stepped_down` went to each `rung/reason`
+    (starts left out): why subscribers left `full`, in one line per run."""
+    counts: dict[str, int] = {}
+    for switches in stepped.values():
+        for switch in switches:
+            key = switch.split("@", 1)[0]
+            if not key.endswith("/start"):
+                counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
 def compare_adaptation(
     on: list[dict[str, Any]], off: list[dict[str, Any]]
 ) -> dict[str, Any]:
@@ -455,7 +467,8 @@ def compare_adaptation(
         "adaptation_off": off_m,
         "adaptation_runs": [
             {"adaptation": r["adaptation"], **{k: r.get(k) for k in COMPARED},
-             "rungs_final": r.get("rungs_final")}
+             "rungs_final": r.get("rungs_final"), "rung_switches": r.get("rung_switches"),
+             "step_downs": step_downs(r.get("stepped_down") or {})}
             for r in sorted(on + off, key=lambda r: r["started_at"])
         ],
         "on_off_cpu_ratio": round(on_cpu / off_cpu, 3) if on_cpu and off_cpu else None,

@@ -85,3 +85,11 @@ def test_a_stepped_down_subscriber_shows_in_the_rung_summary() -> None:
     assert out["rung_switches"] == 1
     assert list(out["stepped_down"]) == ["s1"]
     assert out["stepped_down"]["s1"][-1].startswith("low/shortfall@+2.0")
+
+
+def test_step_downs_count_why_subscribers_left_full() -> None:
+    stepped = {
+        "s1": ["full/start@-3.0(400k,0.0%,0ms)", "low/shortfall@+2.0(900k,0.0%,1ms)"],
+        "s2": ["low/shortfall@+1.0(900k,0.0%,1ms)", "full/probe@+5.0(1500k,0.0%,1ms)"],
+    }
+    assert bench_relay.step_downs(stepped) == {"low/shortfall": 2, "full/probe": 1}
