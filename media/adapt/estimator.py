@@ -156,7 +156,7 @@ class EstimatorPolicy:
     receives, so it falls with what we send when we send little) is not congestion."""
     rtt_rise_s: float = 0.05
     """See `remb_distrust_quick_s`."""
-    remb_queue_min_s: float = 0.25
+    remb_queue_min_s: float = 0.15
     """... or at once when the queue the REMB implies is missing: a link that carries only
     the REMB, sent what got through for the time since the contradiction began, would have
     queued the difference, (delivered - REMB) / REMB seconds of delay for each second. Once
