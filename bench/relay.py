@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import multiprocessing
@@ -41,6 +42,7 @@ logger = logging.getLogger(__name__)
 
 ROOM = "bench"
 MIN_DELIVERED_PCT = 99.0
+ADAPTATION_MODES = ("on", "off", "both")
 PUBLISHER = "teacher"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -63,6 +65,17 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         " each, far more than a browser; off by default to spare the load generators)",
     )
     parser.add_argument("--profile", metavar="DIR", help="cProfile the relay worker into DIR")
+    parser.add_argument(
+        "--adaptation", choices=ADAPTATION_MODES, default="on",
+        help="the relay's bandwidth adaptation: on (the default, as `tongxin serve`), off, or"
+        " both: measured on and off in the same run, interleaved (on, off, off, on, ...), with"
+        " the on/off CPU ratio",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=1,
+        help="measurements of the relay (each way, with --adaptation both) (1); the figures"
+        " are those of the median run",
+    )
 
 
 # --- /proc ------------------------------------------------------------------------------------
@@ -101,13 +114,26 @@ class SystemUnderTest(Protocol):
 
 
 class RelayUnderTest:
-    """Tongxin's relay: a `MediaService` with one worker process."""
+    """Tongxin's relay: a `MediaService` with one worker process. Its `link` events (a rung
+    switched, a video paused) are kept per subscriber, so a subscriber the adaptation stepped
+    down shows in the result."""
 
-    def __init__(self, on_offer: OfferHandler) -> None:
-        self.service = MediaService(1, udp_host="127.0.0.1")
-        self.service.on_event(
-            lambda room, pid, event: on_offer(pid, event) if event["type"] == "offer" else None
-        )
+    def __init__(self, on_offer: OfferHandler, adaptation: bool = True) -> None:
+        self.service = MediaService(1, udp_host="127.0.0.1", adaptation=adaptation)
+        self.links: dict[str, list[dict[str, Any]]] = {}
+        """Per subscriber, its `link` events, each with `at` (monotonic) added."""
+        self.stats: dict[str, dict[str, Any]] = {}
+        """Per subscriber, its latest `link_stats` event (estimate, loss, RTT)."""
+
+        def on_event(room: str, pid: str, event: dict[str, Any]) -> None:
+            if event["type"] == "offer":
+                on_offer(pid, event)
+            elif event["type"] == "link":
+                self.links.setdefault(pid, []).append({**event, "at": time.monotonic()})
+            elif event["type"] == "link_stats":
+                self.stats[pid] = event
+
+        self.service.on_event(on_event)
         self.pid = 0
 
     async def start(self) -> None:
@@ -292,11 +318,13 @@ class Measurement:
             await asyncio.sleep(1.0)
         progress(f"all receiving; warming up {warmup:.0f} s, then measuring {duration:.0f} s")
         await asyncio.sleep(warmup)
+        m0 = time.monotonic()
         t0, (user0, sys0) = time.time(), cpu_times(system.pid)
         sent0 = dict(log.counts)
         video0, audio0, lg_cpu0 = await self.counts()
         await asyncio.sleep(duration)
         t1, (user1, sys1) = time.time(), cpu_times(system.pid)
+        m1 = time.monotonic()
         sent1 = dict(log.counts)
         video1, audio1, lg_cpu1 = await self.counts()
         rss_after = rss_mb(system.pid)
@@ -319,8 +347,15 @@ class Measurement:
         got_audio = sum(b - a for a, b in zip(audio0, audio1, strict=True))
         cpu_ms = (user1 - user0 + sys1 - sys0) * 1000
         per_sub_second = cpu_ms / (n * window)
+        per_subscriber = [
+            _pct(b - a, sent_video) for a, b in zip(video0, video1, strict=True)
+        ]
+        spread = [p for p in per_subscriber if p is not None]
+        links: dict[str, list[dict[str, Any]]] | None = getattr(system, "links", None)
+        stats: dict[str, dict[str, Any]] = getattr(system, "stats", {})
         return {
             "subscribers": n,
+            "started_at": round(t0, 3),
             "window_s": round(window, 2),
             "delivered_pct": _pct(got_video + got_audio, n * (sent_video + sent_audio)),
             "video_delivered_pct": _pct(got_video, n * sent_video),
@@ -338,7 +373,106 @@ class Measurement:
             "rss_mb": round(rss_after, 1),
             "rss_mb_per_subscriber": round(max(0.0, rss_after - rss_before) / n, 3),
             "failures": self.failures[:5],
+            "video_delivered_pct_min": min(spread) if spread else None,
+            "video_delivered_pct_max": max(spread) if spread else None,
+            "video_delivered_pct_by_subscriber": per_subscriber,
+            **(rung_summary(links, self.ids, m0, m1) if links is not None else {}),
+            **({"estimate_kbps_by_subscriber": [
+                round(stats[pid]["estimate_bps"] / 1000) if pid in stats else None
+                for pid in self.ids
+            ]} if links is not None else {}),
         }
+
+
+def rung_summary(
+    links: dict[str, list[dict[str, Any]]], ids: list[str], start: float, end: float
+) -> dict[str, Any]:
+    """What the adaptation did to each subscriber, from its `link` events: how many ended the
+    window on each rung, how many rung switches fell in the window, and for each subscriber
+    that was ever below `full` (or paused), its switches as `rung/reason@seconds` (from the
+    window's start; negative before it)."""
+    final: dict[str, int] = {}
+    switches = 0
+    stepped: dict[str, list[str]] = {}
+    for pid in ids:
+        events = [e for e in links.get(pid, []) if e["at"] <= end]
+        rung = str(events[-1]["rung"]) if events else "none"
+        final[rung] = final.get(rung, 0) + 1
+        switches += sum(1 for e in events if e["at"] >= start)
+        if any(e["rung"] != "full" or e.get("paused") for e in events):
+            stepped[pid] = [
+                f"{e['rung']}/{e['reason']}@{e['at'] - start:+.1f}"
+                f"({e['estimate_kbps']:.0f}k,{e['loss_pct']:.1f}%,{e['rtt_ms']:.0f}ms)"
+                for e in events
+            ][-8:]
+    return {"rungs_final": final, "rung_switches": switches, "stepped_down": stepped}
+
+
+def adaptation_order(mode: str, rounds: int) -> list[bool]:
+    """The relay's measurements, adaptation on (True) or off, in the order they run: `both`
+    alternates, on-off then off-on (ABBA), so a machine that gets busier or quieter during the
+    run weighs on both alike."""
+    if mode != "both":
+        return [mode == "on"] * rounds
+    order: list[bool] = []
+    for i in range(rounds):
+        order += [True, False] if i % 2 == 0 else [False, True]
+    return order
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run whose CPU per subscriber-second is the median (the lower middle one of an even
+    count), so the figures reported together come from one measurement."""
+    ordered = sorted(runs, key=lambda r: r["cpu_ms_per_subscriber_second"])
+    return ordered[(len(ordered) - 1) // 2]
+
+
+COMPARED = (
+    "cpu_ms_per_subscriber_second", "delivered_pct", "video_delivered_pct",
+    "video_delivered_pct_min",
+)
+"""The figures `compare_adaptation` reports for each run and as medians."""
+
+
+def step_downs(stepped: dict[str, list[str]]) -> dict[str, int]:
+    """How many switches of `rung_summary`'s `stepped_down` went to each `rung/reason`
+    (starts left out): why subscribers left `full`, in one line per run."""
+    counts: dict[str, int] = {}
+    for switches in stepped.values():
+        for switch in switches:
+            key = switch.split("@", 1)[0]
+            if not key.endswith("/start"):
+                counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def compare_adaptation(
+    on: list[dict[str, Any]], off: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The figures of `--adaptation both`: each side's medians, every run's figures, and the
+    on/off ratio of the median CPU per subscriber-second (1.0: adaptation costs nothing)."""
+
+    def medians(runs: list[dict[str, Any]]) -> dict[str, float | None]:
+        out: dict[str, float | None] = {}
+        for key in COMPARED:
+            values = [r[key] for r in runs if r.get(key) is not None]
+            out[key] = round(statistics.median(values), 3) if values else None
+        return out
+
+    on_m, off_m = medians(on), medians(off)
+    on_cpu, off_cpu = on_m["cpu_ms_per_subscriber_second"], off_m["cpu_ms_per_subscriber_second"]
+    return {
+        "adaptation": "both",
+        "adaptation_on": on_m,
+        "adaptation_off": off_m,
+        "adaptation_runs": [
+            {"adaptation": r["adaptation"], **{k: r.get(k) for k in COMPARED},
+             "rungs_final": r.get("rungs_final"), "rung_switches": r.get("rung_switches"),
+             "step_downs": step_downs(r.get("stepped_down") or {})}
+            for r in sorted(on + off, key=lambda r: r["started_at"])
+        ],
+        "on_off_cpu_ratio": round(on_cpu / off_cpu, 3) if on_cpu and off_cpu else None,
+    }
 
 
 def _pct(part: int, whole: int) -> float | None:
@@ -389,7 +523,8 @@ async def _with_loadgens(
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Measure the relay, then aiortc's own path, and compare."""
+    """Measure the relay (adaptation on, off, or both interleaved), then aiortc's own path,
+    and compare."""
     progress: Progress = _progress
     progress("preparing the clips (encoded once, then cached)")
     load_clip("vp8")
@@ -398,16 +533,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if profile_dir:
         os.environ[PROFILE_ENV] = profile_dir
 
-    async def relay_phase(loadgens: list[Process]) -> dict[str, Any]:
+    async def relay_phase(loadgens: list[Process], adaptation: bool) -> dict[str, Any]:
         measurement = Measurement(loadgens, args.subscribers)
-        system = RelayUnderTest(measurement.on_offer)
+        system = RelayUnderTest(measurement.on_offer, adaptation)
         await system.start()
         try:
-            progress(f"relay worker pid={system.pid}: {args.subscribers} subscribers")
-            return await measurement.run(system, args.duration, args.warmup, progress)
+            progress(
+                f"relay worker pid={system.pid}: {args.subscribers} subscribers, adaptation"
+                f" {'on' if adaptation else 'off'}"
+            )
+            result = await measurement.run(system, args.duration, args.warmup, progress)
+            result["adaptation"] = "on" if adaptation else "off"
+            return result
         finally:
             await system.close()
-            os.environ.pop(PROFILE_ENV, None)
 
     async def baseline_phase(loadgens: list[Process]) -> dict[str, Any]:
         measurement = Measurement(loadgens, args.baseline_subscribers)
@@ -419,8 +558,22 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             await system.close()
 
-    relay = await _with_loadgens(args.loadgens, args.remb, relay_phase)
+    mode = getattr(args, "adaptation", "on")
+    order = adaptation_order(mode, max(1, getattr(args, "rounds", 1)))
+    runs: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
+    try:
+        for adaptation in order:
+            runs[adaptation].append(
+                await _with_loadgens(
+                    args.loadgens, args.remb, functools.partial(relay_phase, adaptation=adaptation)
+                )
+            )
+    finally:
+        os.environ.pop(PROFILE_ENV, None)
+    relay = median_run(runs[True] or runs[False])
     result: dict[str, Any] = dict(relay)
+    if mode == "both":
+        result.update(compare_adaptation(runs[True], runs[False]))
     result["valid"] = (relay["delivered_pct"] or 0) >= MIN_DELIVERED_PCT
     if not result["valid"]:
         progress(

@@ -92,6 +92,12 @@ PROBE_PACKET_COST = PROBE_PADDING_BYTES + PACKET_OVERHEAD
 """What one probe packet costs on the wire, as the estimator counts it."""
 PACE_BELOW_BPS = 4_000_000.0
 """Downlinks estimated at this or more are not paced (no queue in the relay on a good link)."""
+UNPACED_HEADROOM = 1.5
+"""... nor downlinks whose estimate is at least this times everything they would receive at
+every track's best rung: nothing is constrained, and bursts have room. A loss-free link sent a
+1 Mbit/s camera is estimated at twice what it is sent at most (`app_limited_reach`), never
+`PACE_BELOW_BPS`: every healthy subscriber was paced, the pacer's timers and queue costing
+more CPU than forwarding (8.6-9.3 against 5.5 ms per subscriber-second on loopback)."""
 PACE_FACTOR = 1.25
 """Pacing rate over the estimate: room for audio, RTCP and retransmissions."""
 PACE_VIDEO_FLOOR_BPS = 40_000.0
@@ -197,17 +203,30 @@ def decision_trace(participant_id: str, link: LinkEstimate, allocation: Allocati
     )
 
 
-def pacing_rate(estimate_bps: float, spent_bps: float, guessed: bool = False) -> float | None:
+def pacing_rate(
+    estimate_bps: float, spent_bps: float, guessed: bool = False, wanted_bps: float = 0.0
+) -> float | None:
     """The rate a downlink's video is paced at (`media.forward.pacer`), or None for unpaced: a
     constrained link is paced a little above both its estimate and what was allocated, so
     bursts (keyframes, retransmissions) are spread out rather than dropped by the bottleneck's
     short queue, while the allocation, which fits the estimate, keeps the average below it.
     An estimate that is only the starting guess (`guessed`: no feedback yet) says nothing
     about the link: paced at it, a 1 Mbit/s stream overflowed the pacer's queue on loopback
-    and the loss paused it."""
+    and the loss paused it. `wanted_bps`: what every track at its best rung would cost (0:
+    unknown); an estimate `UNPACED_HEADROOM` times that is not constrained either."""
     if guessed or estimate_bps >= PACE_BELOW_BPS:
         return None
+    if wanted_bps > 0 and estimate_bps >= wanted_bps * UNPACED_HEADROOM:
+        return None
     return max(estimate_bps, spent_bps) * PACE_FACTOR + PACE_VIDEO_FLOOR_BPS
+
+
+def wanted_bps(incoming: list[IncomingTrack]) -> float:
+    """What every track would cost at its best rung (audio without RED)."""
+    return sum(
+        t.audio_bps if t.is_audio else t.costs.full_bps if t.costs is not None else 0.0
+        for t in incoming
+    )
 
 
 def apply_decision(stream: OutboundStream, decision: RungDecision) -> None:
@@ -448,7 +467,9 @@ class DownlinkAdaptation:
             self.steady_ticks += 1
             self._note_spent(self.allocation)
             if self._pace is not None:
-                self._pace(pacing_rate(link.bps, self.allocation.spent_bps, guessed))
+                self._pace(
+                    pacing_rate(link.bps, self.allocation.spent_bps, guessed, wanted_bps(incoming))
+                )
             return self.allocation
         allocation = allocate(
             link, incoming, self.allocation, now, self._policy,
@@ -457,7 +478,7 @@ class DownlinkAdaptation:
         self.allocation = allocation
         self._note_spent(allocation)
         if self._pace is not None:  # for what is sent from now on (a probe's keyframe too)
-            rate = pacing_rate(link.bps, allocation.spent_bps, guessed)
+            rate = pacing_rate(link.bps, allocation.spent_bps, guessed, wanted_bps(incoming))
             if rate is not None and probe.pad_bps > 0:
                 rate = max(rate, self.probe.target_bps * PACE_FACTOR)
             self._pace(rate)

@@ -93,6 +93,9 @@ class BudgetPolicy:
     """While a camera is also received, the screen share leaves it enough for its cheapest
     picture (the low rendition, or the base layer) when the budget allows both: slides stay
     legible at a few frames a second, and the teacher's face keeps some video."""
+    app_limited_share: float = 0.6
+    """A loss-bound estimate that the relay sends less than this share of is limited by what
+    it sends (`rung.decide`'s `app_limited`)."""
     unaccounted_max: float = 0.25
     """What the relay sends beyond the allocation's costs is left out of the budget up to this
     share of the estimate (`unaccounted_bps`)."""
@@ -220,11 +223,16 @@ def allocate(
     # short of its cost steps down at once (at the start on weak, while the publisher's rates
     # rose, 517-579k went out under a 420k estimate for the second the shortfall waited, and
     # the overflow paused everything). On a good link a receiver's REMB trails what it gets
-    # by design, without a queue: there the shortfall waits as before
+    # by design, without a queue: there the shortfall waits as before. Nor is a link without
+    # an RTT sample yet, and without loss, known to queue: an aiortc subscriber's first
+    # reports carry no LSR, and a healthy loopback one, sent its first keyframes a little
+    # over the estimate the first report gave, went from full to low at once
+    queued = link.rtt_s > 0.0 and not link.rtt_settled
     overfull = (
         not probing
         and link.bound is not EstimateBound.INITIAL
         and not link.rtt_settled
+        and (queued or link.loss >= policy.rung.probe_loss_floor)
         and link.sent_bps > link.bps * (1.0 + policy.rung.shortfall_tolerance)
     )
     # nor while what is allocated, or what is actually sent (retransmissions and headers
@@ -240,6 +248,12 @@ def allocate(
     # nor while a paused track is about to resume within the estimate: that tests the link,
     # and the probe's two seconds (with every other track held) would delay it
     crowded = crowded or (previous is not None and previous.resuming)
+    # the estimate is limited by what is sent, not by the link (see `decide`)
+    app_limited = (
+        link.bound is EstimateBound.LOSS
+        and link.rtt_settled
+        and link.sent_bps < link.bps * policy.app_limited_share
+    )
     probe_started = probe_failed = False
     for priority in video_priorities:
         in_class = [t for t in ordered if t.priority == priority]
@@ -301,6 +315,8 @@ def allocate(
                 may_probe=not (probing or crowded or probe_started),
                 overfull=overfull,
                 probe_room_bps=probe_room,
+                guessed=link.bound is EstimateBound.INITIAL,
+                app_limited=app_limited,
             )
             if bystander:
                 decision = replace(decision, last_loss_step_at=now)

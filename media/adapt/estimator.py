@@ -53,7 +53,8 @@ class EstimateBound(enum.StrEnum):
     """Which input limits the estimate (metric label, debugging)."""
 
     INITIAL = "initial"
-    """No feedback yet: the configured starting guess."""
+    """No feedback yet, or none that moved the configured starting guess (the first reports
+    of a subscriber that was sent little yet, without loss): the guess."""
     REMB = "remb"
     """The receiver's REMB."""
     LOSS = "loss"
@@ -127,6 +128,15 @@ class EstimatorPolicy:
     """... and the bound rises only up to this multiple of what is sent: a loss-free link
     that carries everything offered must not keep the bound at its starting guess (which,
     through the publisher's REMB cap, would hold the publisher's rate down with it)."""
+    clean_reach: float = 1.25
+    """The report that first lifts the bound above the starting guess, clean (loss below
+    the increase threshold, the RTT not above its floor), lifts it to what got through
+    times this: what a link carried without loss or queue is a floor under its capacity,
+    not the capacity. At exactly what got through, the share left for a 1 Mbit/s camera
+    after the audio fell within the shortfall tolerance of its cost (the sent meter reads
+    a little low in a stream's first second), and healthy loopback subscribers went from
+    full to low a second after joining. Later reports raise it as GCC does
+    (`increase_per_s`)."""
     decrease_interval_s: float = 0.3
     """At most one decrease per this interval plus one RTT (GCC)."""
     loss_weight: float = 0.5
@@ -151,6 +161,35 @@ class EstimatorPolicy:
     receives, so it falls with what we send when we send little) is not congestion."""
     rtt_rise_s: float = 0.05
     """See `remb_distrust_quick_s`."""
+    remb_queue_min_s: float = 0.15
+    """... or at once when the queue the REMB implies is missing: a link that carries only
+    the REMB, sent what got through for the time since the contradiction began, would have
+    queued the difference, (delivered - REMB) / REMB seconds of delay for each second. Once
+    that implied delay is at least this and the latest RTT sample is above its floor by less
+    than `remb_queue_share` of it, the REMB is not the link: an aiortc receiver's
+    delay-based REMB computed on a busy event loop read 300-440k while 1.1 Mbit/s got
+    through loopback without a loss, and the camera stepped down within a second, long
+    before `remb_distrust_s` (the busy loop's RTT jitter kept the quick path off). Real
+    congestion fills the queue (the RTT rises with it) or, when the queue is short, loses
+    packets (which ends the contradiction)."""
+    remb_queue_share: float = 0.5
+    """See `remb_queue_min_s`."""
+    remb_doubt_rtt_s: float = 0.1
+    """A contradicted REMB (below what gets through loss-free), until it is judged (dropped
+    as above, or believed after `remb_distrust_s`), bounds the estimate no lower than what
+    gets through unless the RTT rose this much: an aiortc receiver's REMB on a busy loop
+    hovered 10-15% under what it received, the camera fell within the shortfall tolerance,
+    and a second later it was on low, where such a REMB kept it for good. A link that
+    overflows shows it in the RTT (its queue) or in loss, which ends the contradiction."""
+    remb_doubt_share: float = 0.75
+    """... for a REMB at least this share of what gets through: a delay-based estimator that
+    detects overuse backs off to 0.85 times what it receives, so a REMB that near what got
+    through says the receiver got it all (on a link at capacity it receives only the
+    capacity, and its REMB falls further below what we send)."""
+    remb_queue_rtt_max_s: float = 0.2
+    """... and only while the RTT rose less than this: a rise of 200 ms is a queue, whatever
+    the REMB implies (the lab's bottlenecks queue 100 ms; a busy loop's jitter is tens of
+    milliseconds), and the REMB then keeps `remb_distrust_s`."""
     rtt_floor_window_s: float = 30.0
     """The RTT floor is the smallest RTT sample over this window."""
     remb_distrust_reach: float = 1.5
@@ -299,6 +338,8 @@ class DownlinkEstimator:
         self._remb_contradicted_since: float | None = None
         self._loss_at: float | None = None
         self._loss_bound: float | None = None  # None until the first receiver report
+        self._guess_only = False  # the loss bound is still the starting guess, untouched
+        self._last_clean = False  # the last report's loss let the bound rise
         self._loss: float | None = None
         self._rtt_s: float | None = None
         self._rtt_floor = RecentValues(policy.rtt_floor_window_s)
@@ -334,10 +375,16 @@ class DownlinkEstimator:
         return self._remb_bps + self._remb_unseen.bps(now)
 
     def on_remb(self, bps: float, now: float) -> None:
-        """A REMB bitrate from the subscriber."""
+        """A REMB bitrate from the subscriber. One below what the last clean report says got
+        through starts the contradiction at once (a receiver sends several REMBs a second,
+        receiver reports about one), so its missing queue shows sooner."""
         self._remb_bps = float(bps)
         self._remb_at = now
         self._remb_expired = False
+        if self._remb_contradicted_since is None and self._last_clean:
+            link = self.remb_link_bps(now)
+            if link is not None and self._delivered_bps > link * self.policy.remb_distrust_margin:
+                self._remb_contradicted_since = now
 
     def on_remb_fci(self, fci: bytes, now: float) -> bool:
         """A REMB from its feedback control information; False (ignored) if malformed."""
@@ -369,6 +416,12 @@ class DownlinkEstimator:
         if since is None:
             return self._rtt_floor.latest
         return self._rtt_floor.peak_since(since)
+
+    def _queued(self) -> bool:
+        """Whether the latest RTT sample is above the floor by `rtt_rise_s` (False before
+        any sample)."""
+        floor, latest = self._rtt_floor.floor, self._rtt_floor.latest
+        return floor is not None and latest is not None and latest > floor + self.policy.rtt_rise_s
 
     def rtt_settled(self) -> bool:
         """Whether the latest RTT sample is within `rtt_rise_s` of the floor (no queue
@@ -473,6 +526,10 @@ class DownlinkEstimator:
         bound = self._loss_bound
         if bound is None:
             bound = self._remb_or_initial(now)
+            self._guess_only = self._fresh_remb(now) is None
+        before = bound
+        if loss >= policy.increase_below:  # the link said something: it loses packets
+            self._guess_only = False
         if loss > policy.decrease_above:
             wait = policy.decrease_interval_s + (self._rtt_s or 0.0)
             due = self._last_decrease_at is None or now - self._last_decrease_at >= wait
@@ -488,6 +545,8 @@ class DownlinkEstimator:
                 self._probed_bps = None
             self._last_increase_at = None
         elif loss < increase_below:
+            if self._guess_only and self._delivered_bps > bound and not self._queued():
+                bound = self._delivered_bps * policy.clean_reach  # see `clean_reach`
             bound = max(bound, self._delivered_bps)
             if self._last_increase_at is not None:
                 elapsed = min(now - self._last_increase_at, 1.0)
@@ -499,6 +558,7 @@ class DownlinkEstimator:
             self._last_increase_at = now
         else:
             self._last_increase_at = None
+        self._last_clean = loss < increase_below
         remb = self.remb_link_bps(now)
         if (
             loss < increase_below
@@ -509,7 +569,10 @@ class DownlinkEstimator:
                 self._remb_contradicted_since = now
         else:
             self._remb_contradicted_since = None
-        self._loss_bound = min(max(bound, policy.min_bps), policy.max_bps)
+        bound = min(max(bound, policy.min_bps), policy.max_bps)
+        if bound != before:
+            self._guess_only = False
+        self._loss_bound = bound
         self._expire_remb(now)
 
     def _since_last(
@@ -560,6 +623,7 @@ class DownlinkEstimator:
         policy = self.policy
         bps = min(max(bps, policy.min_bps), policy.max_bps)
         self._loss_bound = max(self._loss_bound or 0.0, bps)
+        self._guess_only = False
         self._probed_bps = bps
         self._probed_at = now
         self._carried.add(bps, now)
@@ -575,8 +639,11 @@ class DownlinkEstimator:
         policy = self.policy
         self._expire_remb(now)
         remb = self._fresh_remb(now)
-        if self._loss_bound is None:
-            bps = remb if remb is not None else policy.initial_bps
+        if self._loss_bound is None or (self._guess_only and remb is None):
+            # before any report, or while the reports have neither moved the starting guess
+            # nor shown loss (an aiortc receiver's first report comes when little was sent
+            # yet): the estimate is still only the guess, and says so
+            bps = remb if remb is not None else self._loss_bound or policy.initial_bps
             bound = EstimateBound.REMB if remb is not None else EstimateBound.INITIAL
         elif remb is not None and remb < self._loss_bound:
             bps, bound = remb, EstimateBound.REMB
@@ -623,9 +690,41 @@ class DownlinkEstimator:
         policy = self.policy
         wait = policy.remb_distrust_quick_s if self.rtt_settled() else policy.remb_distrust_s
         remb = max(link, self._probed(now))
-        if since is not None and now - since >= wait:
+        if since is not None and (now - since >= wait or self._queue_missing(link, now - since)):
             return max(remb, self._delivered_bps * policy.remb_distrust_reach)
+        if (
+            since is not None
+            and link >= self._delivered_bps * policy.remb_doubt_share
+            and not self._queue_evident()
+        ):
+            # doubted: until it is judged, not below what got through loss-free (see
+            # `remb_doubt_rtt_s`)
+            return max(remb, self._delivered_bps)
         return remb
+
+    def _queue_evident(self) -> bool:
+        """Whether the latest RTT sample is above the floor by `remb_doubt_rtt_s`."""
+        floor, latest = self._rtt_floor.floor, self._rtt_floor.latest
+        return (
+            floor is not None
+            and latest is not None
+            and latest - floor >= self.policy.remb_doubt_rtt_s
+        )
+
+    def _queue_missing(self, remb_link: float, elapsed: float) -> bool:
+        """Whether the queue a contradicted REMB implies after `elapsed` seconds is missing
+        from the RTT (see `remb_queue_min_s`); False without an RTT sample (no evidence)."""
+        policy = self.policy
+        floor, latest = self._rtt_floor.floor, self._rtt_floor.latest
+        if floor is None or latest is None or remb_link <= 0:
+            return False
+        implied = (self._delivered_bps - remb_link) / remb_link * elapsed
+        rise = latest - floor
+        return (
+            implied >= policy.remb_queue_min_s
+            and rise < implied * policy.remb_queue_share
+            and rise < policy.remb_queue_rtt_max_s
+        )
 
     def _remb_or_initial(self, now: float) -> float:
         remb = self._fresh_remb(now)

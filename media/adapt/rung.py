@@ -176,6 +176,10 @@ class RungPolicy:
     """A probe's rung costs at most this times the track's share (or `probe_floor_bps`): the
     next rung up may cost twice the current one (15 -> 30 fps), and a probe that overflows the
     link costs every track a second of loss."""
+    probe_reach_app_limited: float = 1.25
+    """See `decide`'s `app_limited`: the probe's rung costs at most this times the estimate
+    (GCC's application-limited probes go to twice the rate sent; the estimate is already
+    up to twice it)."""
     probe_floor_bps: float = 150_000.0
     """A rung this cheap may always be probed (the low rendition, from audio only: a share
     next to nothing must not keep video off a link that came back)."""
@@ -189,6 +193,10 @@ class RungPolicy:
     """After a successful probe, a shortfall in the estimate is ignored this long unless loss
     or the RTT rises (`proven_rtt_rise_s`): receiver estimates (REMB) lag the rate a probe
     proved."""
+    guess_hold_s: float = 3.0
+    """While the estimate is only the starting guess (no receiver report, no REMB yet), a
+    start does not go below the publisher's cheapest layers and nothing moves for this long
+    after it (see `decide`'s `guessed`): the guess says nothing about the link."""
     proven_rtt_rise_s: float = 0.1
     """After the grace, the proven rung is kept against a short estimate while the loss stays
     below what would have failed the probe and the RTT has not risen by this much since the
@@ -274,6 +282,13 @@ def best_fitting(ladder: tuple[RungChoice, ...], costs: RungCosts, budget_bps: f
     return len(ladder) - 1
 
 
+def cheapest_forwarded(ladder: tuple[RungChoice, ...]) -> int:
+    """Index in `ladder` of the cheapest rung forwarded from the publisher (neither the
+    transcoded `low` nor `audio_only`)."""
+    forwarded = [i for i, c in enumerate(ladder) if c.rung in (Rung.FULL, Rung.REDUCED_FPS)]
+    return forwarded[-1] if forwarded else len(ladder) - 1
+
+
 def decide(
     estimate_bps: float,
     loss: float,
@@ -286,6 +301,8 @@ def decide(
     may_probe: bool = True,
     overfull: bool = False,
     probe_room_bps: float = math.inf,
+    guessed: bool = False,
+    app_limited: bool = False,
 ) -> RungDecision:
     """The rung for the next interval, given the link estimate for this track (its share of the
     subscriber's budget), the loss fraction (0..1), the RTT, the publisher's measured costs, the
@@ -296,10 +313,27 @@ def decide(
     subscriber is sent more than its whole estimate (by the shortfall tolerance) and its link
     queues it (`budget.allocate` decides), so a shortfall steps down at once rather than after
     `down_after_s`. `probe_room_bps`: what the subscriber's budget leaves this track beside
-    what the others spend now; a probe above `probe_floor_bps` must fit in it."""
+    what the others spend now; a probe above `probe_floor_bps` must fit in it.
+    `app_limited`: the estimate is the loss bound, far above what is sent, with the RTT at
+    its floor: it is limited by what the relay sends (the loss bound rises only to twice
+    that), not by the link, and says nothing about what lies above it. Then a probe may
+    reach `probe_reach_app_limited` times the estimate, beyond the room the estimate leaves
+    (`probe_room_bps`): from a low rung (150k with the audio, an estimate of at most 300k)
+    the 400k base layer of a 1 Mbit/s camera was out of every probe's reach, and a 700k link
+    stayed on low for good.
+    `guessed`: the estimate is only the estimator's starting guess (no feedback yet). Then a
+    start goes no lower than the publisher's cheapest layers, and for `guess_hold_s` after it
+    the rung holds: the guess is no evidence, and the `low` rung it picked for a 1 Mbit/s
+    camera without temporal layers started the transcoder for every late joiner on a healthy
+    loopback (which then had no way back up: a low rung sends too little to show the link
+    carries nine times more). The stream sends the publisher's base layer anyway until the
+    low rendition's first keyframe, so a weak link loses nothing to it: its first receiver
+    report, a second later, decides."""
     ladder = available.ladder()
     if previous is None:
         index = best_fitting(ladder, available, estimate_bps * policy.headroom)
+        if guessed:
+            index = min(index, cheapest_forwarded(ladder))
         return RungDecision(
             choice=ladder[index],
             reason=RungReason.START,
@@ -319,6 +353,8 @@ def decide(
             up_hold_s=previous.up_hold_s if ceiling else policy.up_hold_s,
             probe_interval_s=previous.probe_interval_s if ceiling else policy.probe_interval_s,
         )
+    if guessed and now - previous.changed_at < policy.guess_hold_s:
+        return _hold(previous, available.cost(previous.choice))
     if previous.probe_until is not None:
         return _judge_probe(previous, ladder, estimate_bps, loss, rtt_s, available, now, policy)
     state = _judge_last_up(previous, ladder, now, policy)
@@ -376,7 +412,11 @@ def decide(
         and available.cost(ladder[current - 1])
         <= min(
             limit_bps,
-            max(min(estimate_bps * policy.probe_reach, probe_room_bps), policy.probe_floor_bps),
+            max(
+                min(estimate_bps * policy.probe_reach, probe_room_bps),
+                policy.probe_floor_bps,
+                estimate_bps * policy.probe_reach_app_limited if app_limited else 0.0,
+            ),
         )
     ):
         if now - state.probe_clock >= _interval_for(state, ladder, current - 1, policy):

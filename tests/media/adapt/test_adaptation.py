@@ -504,3 +504,21 @@ async def test_a_padding_probe_finds_a_link_that_came_back_while_the_remb_stays_
     assert sub.adaptation.rung is Rung.FULL
     seqs = [int.from_bytes(p[2:4], "big") for p in sub.sent[sent - 1 :]]
     assert all((b - a) & 0xFFFF == 1 for a, b in itertools.pairwise(seqs)), "one sequence"
+
+
+@pytest.mark.parametrize(
+    ("estimate", "wanted", "paced"),
+    [
+        # a loss-free link sent a 1.1 Mbit/s subscription: its estimate stays within twice
+        # that, never PACE_BELOW_BPS; with room for everything half again, it is not paced
+        (2.2e6, 1.1e6, False),
+        (1.65e6, 1.1e6, False),
+        (1.5e6, 1.1e6, True),  # a constrained link is paced as before
+        (400e3, 1.1e6, True),
+        (2.2e6, 0.0, True),  # what it wants unknown: as before
+    ],
+)
+def test_a_link_with_room_for_everything_wanted_is_not_paced(
+    estimate: float, wanted: float, paced: bool
+) -> None:
+    assert (pacing_rate(estimate, 1.0e6, wanted_bps=wanted) is not None) is paced

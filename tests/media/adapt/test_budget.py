@@ -475,3 +475,41 @@ def test_sending_more_than_the_estimate_into_a_queue_steps_down_at_once(
     after = allocate(dip, tracks, previous, 0.5)
     assert (rungs(after)["teacher-cam"] != "full") is at_once
 
+
+
+@pytest.mark.parametrize(
+    ("rtt_s", "settled", "loss", "at_once"),
+    [
+        (0.0, False, 0.0, False),  # no RTT sample yet and no loss: nothing says it queues
+        (0.0, False, 0.03, True),  # no RTT sample, but loss: the link overflows
+        (0.2, False, 0.0, True),  # the RTT above its floor: a queue
+        (0.2, True, 0.03, False),  # random loss on a link whose RTT is at its floor
+    ],
+)
+def test_sending_over_the_estimate_steps_down_at_once_only_on_evidence_of_a_queue(
+    rtt_s: float, settled: bool, loss: float, at_once: bool
+) -> None:
+    """An aiortc subscriber's first reports carry no RTT (no LSR yet): a healthy loopback one,
+    sent its first keyframes a little over the estimate the first report gave, went from full
+    to low at once."""
+    tracks = [TEACHER_CAM, TEACHER_MIC]
+    previous = allocate(link(2_000_000), tracks, None, 0.0)
+    dip = LinkEstimate(
+        560_000, loss, rtt_s, 0.0, EstimateBound.LOSS, 700_000, 500_000, rtt_settled=settled
+    )
+    after = allocate(dip, tracks, previous, 0.5)
+    assert (rungs(after)["teacher-cam"] != "full") is at_once
+
+
+def test_a_late_joiner_on_the_starting_guess_gets_the_publishers_stream_not_the_transcoder() -> (
+    None
+):
+    cam = IncomingTrack(
+        "teacher-cam", Priority.SPEAKER_VIDEO,
+        costs=RungCosts.single_layer(1_000_000.0, low_bps=110_000.0),
+    )  # fmt: skip
+    guess = LinkEstimate(400_000, 0.0, 0.0, 0.0, EstimateBound.INITIAL, 0.0, 0.0)
+    first = allocate(guess, [cam, TEACHER_MIC], None, 0.0)
+    assert rungs(first)["teacher-cam"] == "full"
+    held = allocate(guess, [cam, TEACHER_MIC], first, 1.5)
+    assert rungs(held)["teacher-cam"] == "full", "no shortfall on a guess"

@@ -447,7 +447,9 @@ def test_with_the_first_packets_number_the_first_report_counts(
     e = est.estimate(1.0)
     assert (e.bound, e.loss) == (bound, pytest.approx(loss))
     if bound is EstimateBound.LOSS and loss == 0.0:
-        assert e.bps == pytest.approx(1_000_000, rel=0.05), "what got through lifts the guess"
+        # what got through lifts the guess, with `clean_reach` above it (no loss, no queue)
+        reach = EstimatorPolicy().clean_reach
+        assert e.bps == pytest.approx(1_000_000 * reach, rel=0.05), "what got through lifts it"
 
 
 def test_with_counters_too_few_packets_in_the_window_hold_the_loss() -> None:
@@ -695,3 +697,103 @@ def test_recent_values_keep_the_floor_peak_and_latest_of_their_window() -> None:
         assert (window.floor, window.peak) == (min(values), max(values)) == (floor, peak)
         assert window.latest == value
     assert window.peak_since(12.8) == 2.0
+
+
+@pytest.mark.parametrize(
+    ("sent_bps", "loss", "bound"),
+    [
+        (100_000, 0.0, EstimateBound.INITIAL),  # little sent yet, nothing lost: still the guess
+        (100_000, 0.05, EstimateBound.LOSS),  # the link loses: it said something
+        (1_000_000, 0.0, EstimateBound.LOSS),  # what got through moved the guess up
+    ],
+)
+def test_reports_that_neither_move_the_guess_nor_show_loss_leave_it_a_guess(
+    sent_bps: float, loss: float, bound: EstimateBound
+) -> None:
+    """An aiortc receiver's first report can come when little was sent yet: the bound then
+    still is the starting guess, and the estimate says so (the rung does not act on it)."""
+    est = DownlinkEstimator(EstimatorPolicy(initial_bps=400_000))
+    step(est, sent_bps, 0.0, 1.0, loss)
+    e = est.estimate(1.0)
+    assert e.bound is bound
+    assert e.bps == pytest.approx(400_000, rel=0.05) or bound is not EstimateBound.INITIAL
+
+
+def busy_loop(
+    est: DownlinkEstimator, rembs: list[float], rtts: list[float], until: float
+) -> dict[float, LinkEstimate]:
+    """1.1 Mbit/s sent and delivered loss-free, receiver reports each second with the given
+    RTT samples (cycled), REMBs every 0.1 s (cycled); the estimate at each tick (0.5 s)."""
+    seen: dict[float, LinkEstimate] = {}
+    t, i = 0.0, 0
+    while t < until:
+        est.on_remb(rembs[i % len(rembs)], t)
+        if i % 10 == 9:
+            send(est, 1_100_000, t - 0.9, t + 0.1)
+            est.on_rtt(rtts[(i // 10) % len(rtts)], t)
+            est.on_receiver_report(0, 0, 0, 0, t)
+        if i % 5 == 4:
+            seen[round(t, 1)] = est.estimate(t)
+        t, i = round(t + 0.1, 1), i + 1
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("rembs", "rtts"),
+    [
+        # an aiortc receiver on a busy loop: its delay-based REMB at a third of what gets
+        # through, the RTT jittering by tens of milliseconds, not a packet lost
+        ([300_000, 440_000, 380_000], [0.005, 0.06, 0.02, 0.045]),
+        ([600_000, 750_000], [0.001, 0.03]),
+        ([250_000], [0.002, 0.09, 0.01]),
+    ],
+)
+def test_a_busy_loop_remb_below_what_gets_through_loss_free_is_not_believed_for_long(
+    rembs: list[float], rtts: list[float]
+) -> None:
+    """The queue such a REMB implies (seconds of it, a second after it began) is missing from
+    the RTT: within two seconds the estimate covers what gets through, as the rung's
+    shortfall (`down_after_s`, 1 s, from the first short tick) would otherwise step down."""
+    seen = busy_loop(DownlinkEstimator(POLICY), rembs, rtts, 6.0)
+    late = [e for t, e in seen.items() if t >= 2.0]
+    assert late and all(e.bps >= 1_100_000 for e in late), [(t, e.bps) for t, e in seen.items()]
+
+
+def test_a_remb_with_its_queue_in_the_rtt_is_believed() -> None:
+    """Real congestion: 1.1 Mbit/s into a 700k link, the RTT growing with the queue (and no
+    loss yet): the REMB bounds the estimate (for `remb_distrust_s`, as before)."""
+    est = DownlinkEstimator(POLICY)
+    est.on_rtt(0.02, -1.0)  # the floor, before the link shrank
+    # 400k too much into 700k: 0.57 s more queue each second, from 0
+    rtts = [0.02 + 0.57 * (k + 0.9) for k in range(10)]
+    seen = busy_loop(est, [700_000], rtts, 2.6)
+    assert all(e.bound is EstimateBound.REMB and e.bps < 1_000_000 for t, e in seen.items()
+               if t >= 1.0)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("remb", "rtt_rise", "covers"),
+    [
+        # a busy loop's receiver backs off to 0.85 of what it receives: it received it all
+        (950_000, 0.02, True),
+        (900_000, 0.06, True),
+        (850_000, 0.0, True),
+        # with 150 ms more RTT, a queue: the REMB bounds
+        (950_000, 0.15, False),
+        # far below what gets through (a link at capacity receives only the capacity): the
+        # REMB bounds until it is judged (`remb_distrust_s`, or its missing queue)
+        (500_000, 0.02, False),
+    ],
+)
+def test_a_remb_just_under_what_gets_through_loss_free_does_not_cut_below_it(
+    remb: float, rtt_rise: float, covers: bool
+) -> None:
+    est = DownlinkEstimator(POLICY)
+    est.on_rtt(0.01, 0.0)
+    for t in range(1, 4):
+        est.on_remb(2_000_000, t - 0.5)
+        step(est, 1_100_000, t - 1, t, 0.0)
+    est.on_rtt(0.01 + rtt_rise, 3.1)
+    est.on_remb(remb, 3.2)
+    e = est.estimate(3.3)  # a tick 0.1 s later: nothing judged yet
+    assert (e.bps >= 1_100_000 * 0.99) is covers, e

@@ -713,3 +713,70 @@ def test_a_moderate_loss_spike_does_not_pause_a_video_its_share_covers(
     assert short(start.choice) == ("reduced_fps/1" if start_estimate > 150_000 else "low")
     decision = decide(estimate, loss, 0.05, SMALL_CAMERA, start, 0.25)
     assert short(decision.choice) == expected
+
+
+SINGLE = RungCosts.single_layer(1_000_000.0, low_bps=110_000.0)
+"""A 1 Mbit/s camera without temporal layers (the relay bench's clip, an aiortc publisher):
+full, then only the transcoded low rung."""
+
+
+@pytest.mark.parametrize(
+    ("costs", "estimate", "guessed", "expected"),
+    [
+        # the starting guess (400k) is no evidence: no transcoder, no lower than the
+        # publisher's cheapest layers
+        (SINGLE, 400_000, True, "full"),
+        (L1T3, 400_000, True, "reduced_fps/1"),
+        (L1T3, 2_000_000, True, "full"),
+        (SINGLE, 50_000, True, "full"),
+        # an estimate from feedback decides as before
+        (SINGLE, 400_000, False, "low"),
+        (L1T3, 400_000, False, "low"),
+        (SINGLE, 50_000, False, "audio_only"),
+    ],
+)
+def test_a_start_on_the_starting_guess_does_not_go_below_the_publishers_layers(
+    costs: RungCosts, estimate: float, guessed: bool, expected: str
+) -> None:
+    decision = decide(estimate, 0.0, 0.0, costs, None, 0.0, guessed=guessed)
+    assert short(decision.choice) == expected and decision.reason is RungReason.START
+
+
+@pytest.mark.parametrize(
+    ("at", "guessed", "held"),
+    [
+        (1.5, True, True),  # a shortfall under the guess: nothing says the link is short
+        (2.5, True, True),
+        (POLICY.guess_hold_s + 1.5, True, False),  # no feedback at all for long: decide
+        (1.5, False, False),  # feedback said so: the shortfall steps down as before
+    ],
+)
+def test_under_the_starting_guess_the_start_holds_for_guess_hold_s(
+    at: float, guessed: bool, held: bool
+) -> None:
+    previous = decide(400_000, 0.0, 0.0, SINGLE, None, 0.0, guessed=True)
+    t = 0.5
+    while t <= at:
+        previous = decide(400_000, 0.0, 0.0, SINGLE, previous, t, guessed=guessed)
+        t += 0.5
+    assert (previous.choice.rung is Rung.FULL) is held
+
+
+@pytest.mark.parametrize(
+    ("estimate", "app_limited", "probed"),
+    [
+        (373_000, False, False),  # 400k is beyond the room the estimate leaves
+        (373_000, True, True),  # the estimate only says what is sent: probe 25% above it
+        (300_000, True, False),  # 400k is more than 1.25 times it
+    ],
+)
+def test_an_estimate_limited_by_what_is_sent_lets_a_probe_reach_above_it(
+    estimate: float, app_limited: bool, probed: bool
+) -> None:
+    previous = decide(200_000, 0.0, 0.05, L1T3, None, 0.0)
+    assert previous.choice is LOW
+    later = decide(
+        estimate, 0.0, 0.05, L1T3, previous, POLICY.probe_interval_s + 1,
+        probe_room_bps=estimate - 40_000, app_limited=app_limited,
+    )  # fmt: skip
+    assert (later.reason is RungReason.PROBE) is probed
