@@ -276,3 +276,55 @@ def test_a_ceiling_the_ladder_lost_does_not_break_the_decision() -> None:
     assert after.choice == LOW  # held until the surplus lasted
     later = decide(10_000_000.0, 0.0, 0.02, two_layers, after, 10.0)
     assert later.choice.rung is Rung.FULL
+
+
+# -- through the relay: a real aiortc publisher, its camera made a simulcast track -------------
+
+
+async def test_the_relay_tells_the_publisher_which_layers_to_send() -> None:
+    """An aiortc publisher cannot send simulcast: its camera track gets two layer tracks
+    beside it (measured, as the uplink tap would feed them). The classroom watches the top
+    one; the middle one, watched by nobody, is paused after `PAUSE_AFTER_S`: a `layers`
+    event to the teacher, through the relay's event path."""
+    from client.peer import FrameLog
+    from media.service import MediaService
+    from tests.media.relay_harness import RelayHarness, clip_tracks, wait_until
+
+    service = MediaService(0)
+    await service.start()
+    relay = RelayHarness(service)
+    try:
+        await service.open_room("class-1", "class")
+        teacher = await relay.join("class-1", "t", "teacher")
+        room1 = await relay.join("class-1", "a", "assistant")
+        await teacher.publish(clip_tracks(FrameLog()))
+        await wait_until(lambda: room1.track("t", "camera").frames >= 10,
+                         what="the teacher's camera at the classroom")
+        room = service._local.rooms["class-1"]  # type: ignore[union-attr]
+        uplink = room._participants["t"].uplink
+        assert uplink is not None and uplink.dynacast.ticker.running
+        camera = next(t for t in uplink.tracks.values() if t.source == "camera")
+        layers = []
+        small = {"q": (10_000.0, 0.0, 0.0, 0.0), "h": (20_000.0, 0.0, 0.0, 0.0)}
+        for rid, rates in small.items():
+            layer = InboundTrack("t", "camera", [camera.codec], send_pli=lambda ssrc: None)
+            layer.rid, layer._rates = rid, rates
+            layer.layer_rates = lambda now, rates=rates: rates  # type: ignore[method-assign]
+            layers.append(layer)
+        camera.rid = "f"
+        camera.spatial_layers = (*layers, camera)
+        uplink.dynacast.ticker.interval_s = 0.1
+
+        def layer_events() -> list[dict[str, Any]]:
+            return [e for r, p, e in relay.events if p == "t" and e.get("type") == "layers"]
+
+        await wait_until(lambda: layer_events(), what="a layers event to the teacher",
+                         timeout=PAUSE_AFTER_S + 20)
+        assert layer_events()[0] == {"type": "layers", "source": "camera", "active": ["q", "f"]}
+        assert media_event_frame(layer_events()[0]) == m.Layers(source="camera",
+                                                                active=["q", "f"])
+        assert layers[1].held_rates == small["h"]
+        camera.spatial_layers = ()  # the fake layers are not the uplink's to close
+    finally:
+        await relay.close()
+        await service.stop()
