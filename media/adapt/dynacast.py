@@ -146,23 +146,23 @@ class Dynacast:
         self._emit = emit
         self._clock = clock
         self._pause_after_s = pause_after_s
-        self._states: dict[int, LayerState] = {}
-        """id(track) -> its state (tracks that went away are forgotten at the next tick)."""
-        self._resumed_at: dict[tuple[int, int], float] = {}
+        self._states: dict[InboundTrack, LayerState] = {}
+        """Each simulcast track's state (tracks that went away are forgotten at the next tick)."""
+        self._resumed_at: dict[tuple[InboundTrack, int], float] = {}
         self.ticker = Ticker(self.tick, TICK_S, "dynacast tick")
 
     def active(self, track: InboundTrack) -> frozenset[int] | None:
         """The layers of `track` the publisher is asked to send (None: not decided yet)."""
-        state = self._states.get(id(track))
+        state = self._states.get(track)
         return state.active if state is not None else None
 
     def tick(self) -> None:
         now = self._clock()
         live = [t for t in self._tracks() if t.spatial_layers and not t.closed]
-        states: dict[int, LayerState] = {}
+        states: dict[InboundTrack, LayerState] = {}
         for track in live:
             layers = track.spatial_layers
-            previous = self._states.get(id(track)) or initial_state(len(layers))
+            previous = self._states.get(track) or initial_state(len(layers))
             tapped = [i for i, layer in enumerate(layers) if layer.taps]
             wanted = wanted_layers(subscribed_layers(track), len(layers), tapped)
             measured = frozenset(
@@ -170,7 +170,7 @@ class Dynacast:
                 if sum(layer.last_rates) > 0.0 or layer.held_rates is not None
             )
             state = next_active(previous, wanted, now, self._pause_after_s, measured)
-            states[id(track)] = state
+            states[track] = state
             self._hold(track, previous.active, state.active, now)
             if state.active != previous.active:
                 rids = [layer.rid or "" for layer in layers]
@@ -181,6 +181,7 @@ class Dynacast:
                 )  # fmt: skip
                 self._emit(layers_event(track.source, rids, state.active))
         self._states = states
+        self._resumed_at = {k: at for k, at in self._resumed_at.items() if k[0] in states}
 
     def _hold(
         self, track: InboundTrack, before: frozenset[int], after: frozenset[int], now: float
@@ -188,7 +189,7 @@ class Dynacast:
         """Keep a paused layer's rates for the ladders while it is paused (and a moment after
         it is resumed, until it flows again)."""
         for i, layer in enumerate(track.spatial_layers):
-            key = (id(track), i)
+            key = (track, i)
             if i in before and i not in after:
                 rates = layer.last_rates
                 if sum(rates) > 0.0:
