@@ -92,7 +92,9 @@ DECLARE_CAP = """(() => {
   const createAnswer = RTCPeerConnection.prototype.createAnswer;
   RTCPeerConnection.prototype.createAnswer = async function (...args) {
     const answer = await createAnswer.apply(this, args);
-    const sdp = answer.sdp.replace(/(m=video[^\\r]*\\r\\nc=[^\\r]*\\r\\n)/g, '$1b=AS:CAP\\r\\n');
+    const cap = window.__tongxinCapKbps ?? CAP;  // 0: lifted
+    if (!cap) return answer;
+    const sdp = answer.sdp.replace(/(m=video[^\\r]*\\r\\nc=[^\\r]*\\r\\n)/g, `$1b=AS:${cap}\\r\\n`);
     return { type: answer.type, sdp };
   };
 })();""".replace("CAP", str(CAPPED_KBPS))
@@ -236,5 +238,37 @@ async def test_dynacast_pauses_the_layers_a_lone_capped_classroom_does_not_watch
 
     print("bytes sent per layer over 2 s", await wait_for(
         only_q_sent, within=30, what="the teacher's 720p layer no longer sent"))
+    for watched in (teacher, capped):
+        assert watched.errors == []
+
+
+@pytest.mark.timeout(600)
+async def test_lifting_the_cap_brings_the_paused_layers_back(
+    browser: Browser, tongxin_node: TongxinNode
+) -> None:
+    """The lone capped classroom's link is freed (a new down connection whose answer declares
+    no bandwidth): its rung climbs, wants the paused layers, and the teacher resumes them."""
+    teacher = await join(browser, tongxin_node.link("教师"))
+    capped = await join_capped(browser, tongxin_node.link("教学点 2 "))
+    teacher_id = await participant_id(teacher.page)
+    await wait_video_playing(capped.page, f'.tile-main video[data-participant="{teacher_id}"]',
+                             within=LOADED)
+    await wait_for(lambda: _layers_if(teacher.page, {"q": True, "h": False, "f": False}),
+                   within=LOADED, what="the teacher sending only 180p")
+    await capped.page.evaluate(
+        "() => { window.__tongxinCapKbps = 0; window.tongxin.room.subscriber.rebuild(); }")
+    try:
+        await wait_for(lambda: playing(capped.page, lambda h: h >= 360), within=LOADED,
+                       what="360p or more at the freed classroom")
+        async def resumed() -> dict[str, bool] | None:
+            layers = await sender_layers(teacher.page)
+            return layers if layers.get("q") and layers.get("h") else None
+
+        layers = await wait_for(resumed, within=LOADED, what="the teacher sending 360p again")
+    finally:
+        print("teacher layers", await outbound_layers(teacher.page),
+              await sender_layers(teacher.page))
+        print("freed", await inbound_video(capped.page))
+    print("teacher encodings", layers)
     for watched in (teacher, capped):
         assert watched.errors == []
