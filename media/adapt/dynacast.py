@@ -39,6 +39,10 @@ PAUSE_AFTER_S = 5.0
 RESUME_GRACE_S = 4.0
 """After a resume, a layer that still does not flow is no longer offered by its held rates
 (the publisher's own estimator keeps it off)."""
+RESEND_S = 10.0
+"""While a layer is paused, the `layers` event is repeated this often: a frame lost to a
+WebSocket reconnect must not leave the page sending what the relay thinks it paused (or,
+worse, paused what the relay asked back)."""
 TICK_S = 0.5
 """How often a publisher's layers are decided (as often as the subscribers' rungs)."""
 
@@ -149,6 +153,7 @@ class Dynacast:
         self._states: dict[InboundTrack, LayerState] = {}
         """Each simulcast track's state (tracks that went away are forgotten at the next tick)."""
         self._resumed_at: dict[tuple[InboundTrack, int], float] = {}
+        self._sent_at: dict[InboundTrack, float] = {}
         self.ticker = Ticker(self.tick, TICK_S, "dynacast tick")
 
     def active(self, track: InboundTrack) -> frozenset[int] | None:
@@ -172,15 +177,21 @@ class Dynacast:
             state = next_active(previous, wanted, now, self._pause_after_s, measured)
             states[track] = state
             self._hold(track, previous.active, state.active, now)
+            rids = [layer.rid or "" for layer in layers]
             if state.active != previous.active:
-                rids = [layer.rid or "" for layer in layers]
                 logger.info(
                     "dynacast participant=%s source=%s active=%s",
                     track.participant_id, track.source,
                     ",".join(r for i, r in enumerate(rids) if i in state.active),
                 )  # fmt: skip
-                self._emit(layers_event(track.source, rids, state.active))
+            elif len(state.active) == len(layers) or (
+                now - self._sent_at.get(track, now) < RESEND_S
+            ):
+                continue
+            self._sent_at[track] = now
+            self._emit(layers_event(track.source, rids, state.active))
         self._states = states
+        self._sent_at = {t: at for t, at in self._sent_at.items() if t in states}
         self._resumed_at = {k: at for k, at in self._resumed_at.items() if k[0] in states}
 
     def _hold(
