@@ -12,6 +12,8 @@ signaling process's event loop, as JSON-able dicts:
   and the participant must reconnect (join, publish and receive again).
 - `{"type": "link", ...}`: downlink quality and the adaptation rung (`reason` is
   `data_saver` when the participant's data budget, not its link, caused a step down).
+- `{"type": "layers", "source": "camera", "active": [rid, ...]}`: to a simulcast publisher,
+  the layers someone watches (`media.adapt.dynacast`); the others should be paused.
 - `{"type": "data", "used_mb", "elapsed_s", "budget_mb_h", "allowed_mb", "ceiling_kbps",
   "verdict"}`: what the participant was sent since it joined and its data budget
   (`media.adapt.data_saver`), every few seconds and when the budget changes.

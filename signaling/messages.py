@@ -255,6 +255,14 @@ class Link(ServerFrame, tag="link"):
     """Video tracks (`participant:source`) the subscriber does not receive now."""
 
 
+class Layers(ServerFrame, tag="layers"):
+    """To a simulcast publisher (dynacast): send only these layers (RIDs) of this source,
+    pause the others."""
+
+    source: str
+    active: list[str] = msgspec.field(default_factory=list)
+
+
 class DataUsage(ServerFrame, tag="data"):
     """What the relay sent me since I joined the session, and my data budget (every few
     seconds, and when the budget changes)."""

@@ -159,6 +159,11 @@ def media_event_frame(event: dict[str, Any]) -> m.ServerFrame | None:
             reason=str(event.get("reason", "")),
             paused=[str(track) for track in event.get("paused") or ()],
         )
+    if kind == "layers":
+        source, active = event.get("source"), event.get("active")
+        if source not in ("camera", "screen") or not isinstance(active, list):
+            return None
+        return m.Layers(source=source, active=[str(rid) for rid in active if isinstance(rid, str)])
     if kind == "data":
         return m.DataUsage(
             used_mb=_number(event.get("used_mb")) or 0.0,

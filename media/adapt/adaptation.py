@@ -60,7 +60,7 @@ from media.adapt.rung import (
     RungReason,
     padding_probe_passed,
 )
-from media.adapt.spatial import apply_layer, simulcast_costs
+from media.adapt.spatial import apply_layer, ladder_rates, simulcast_costs
 from media.adapt.ticker import Ticker
 from media.adapt.transcode import low_rendition, offers_low
 from media.forward.forwarder import PACKET_OVERHEAD, InboundTrack, OutboundStream
@@ -365,7 +365,12 @@ class DownlinkAdaptation:
     def _estimate(self, now: float) -> LinkEstimate:
         link = self.estimator.estimate(now)
         ceiling = self.ceiling_bps
-        return link if ceiling is None or link.bps <= ceiling else replace(link, bps=ceiling)
+        if ceiling is None:
+            return link
+        # policy, not the link: the budget allows no probe or proven hold above it
+        if link.ceiling_bps is not None:
+            ceiling = min(ceiling, link.ceiling_bps)
+        return replace(link, bps=min(link.bps, ceiling), ceiling_bps=ceiling)
 
     # -- what the subscriber reports (called by its outbound streams) -------------------------
 
@@ -426,7 +431,7 @@ class DownlinkAdaptation:
             if stream.kind == "audio":
                 incoming.append(IncomingTrack(track_id, self._priority_of(track), sum(rates)))
             elif track.spatial_layers:  # simulcast: the rungs are its layers (adapt/spatial)
-                layer_rates = [layer.layer_rates(now) for layer in track.spatial_layers]
+                layer_rates = [ladder_rates(layer, now) for layer in track.spatial_layers]
                 incoming.append(IncomingTrack(
                     track_id, self._priority_of(track), costs=simulcast_costs(layer_rates)
                 ))

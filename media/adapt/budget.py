@@ -255,6 +255,10 @@ def allocate(
         and link.sent_bps < link.bps * policy.app_limited_share
     )
     probe_started = probe_failed = False
+    # an estimate that is a policy ceiling (a data budget, a bandwidth the subscriber
+    # declared) has nothing above it for a rung probe to find: a rung comes only with the
+    # up margin (a 360p layer probed into a 350k declared cap's last 10% lost a third of it)
+    ceiling_binds = link.ceiling_bps is not None and link.bps >= link.ceiling_bps
     for priority in video_priorities:
         in_class = [t for t in ordered if t.priority == priority]
         share = remaining / len(in_class)
@@ -312,7 +316,7 @@ def allocate(
                 now,
                 policy.rung,
                 track_limit,
-                may_probe=not (probing or crowded or probe_started),
+                may_probe=not (probing or crowded or probe_started or ceiling_binds),
                 overfull=overfull,
                 probe_room_bps=probe_room,
                 guessed=link.bound is EstimateBound.INITIAL,

@@ -475,7 +475,9 @@ def _proven(
 
 
 def _at_or_above_ceiling(state: RungDecision, ladder: tuple[RungChoice, ...], index: int) -> bool:
-    return state.ceiling is not None and index <= ladder.index(state.ceiling)
+    # a ceiling the ladder no longer has (a simulcast layer stopped) holds nothing back
+    ceiling = state.ceiling
+    return ceiling is not None and ceiling in ladder and index <= ladder.index(ceiling)
 
 
 def _hold_for(

@@ -87,9 +87,30 @@ def temporal_layers_for(decision: RungDecision, totals: Sequence[float]) -> int:
     return max(1, decision.temporal_layers)
 
 
+def ladder_rates(layer: InboundTrack, now: float) -> Rates:
+    """A layer's measured rates (`InboundTrack.layer_rates`), or, while the relay has it
+    paused at the publisher (`media.adapt.dynacast`) and it does not flow, the rates it had:
+    a paused layer stays on the ladder, and a subscriber's rung that wants it resumes it."""
+    rates = layer.layer_rates(now)
+    held = layer.held_rates
+    if held is not None and sum(rates) <= 0.0:
+        return held
+    return rates
+
+
+def held_or_last(layer: InboundTrack) -> float:
+    """A layer's last measured rate, or its held rate while paused (`ladder_rates`)."""
+    total = sum(layer.last_rates)
+    held = layer.held_rates
+    if held is not None and total <= 0.0:
+        return sum(held)
+    return total
+
+
 def layer_totals(track: InboundTrack) -> list[float]:
-    """Each layer's last measured rate (`InboundTrack.last_rates`), lowest first."""
-    return [sum(layer.last_rates) for layer in track.spatial_layers]
+    """Each layer's last measured rate (`InboundTrack.last_rates`, or the held rate of a
+    layer paused at the publisher), lowest first."""
+    return [held_or_last(layer) for layer in track.spatial_layers]
 
 
 def apply_layer(stream: OutboundStream, track: InboundTrack, decision: RungDecision) -> None:

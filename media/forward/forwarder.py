@@ -117,6 +117,8 @@ class InboundTrack:
         self.closed = False
         self.packets = 0
         self.keyframes_seen = 0
+        self.duplicates = 0
+        """Packets dropped as copies of one in the history (RTX probes, repeats)."""
         self.plis_sent = 0
         self._detect_keyframe = keyframe_detector(codec)
         self._is_vp8 = codec.name.lower() == "vp8"
@@ -150,6 +152,10 @@ class InboundTrack:
         this track itself (the published track that subscribers attach to); each layer is
         a source an `OutboundStream` switches to (`media.forward.simulcast`). Empty for a
         single-layer track; the other layers close with this one."""
+        self.held_rates: tuple[float, float, float, float] | None = None
+        """A simulcast layer the relay asked the publisher to pause (`media.adapt.dynacast`):
+        its rates when it was paused, so subscribers' ladders still offer it (wanting it
+        resumes it)."""
 
     def __repr__(self) -> str:
         rid = f" rid={self.rid}" if self.rid is not None else ""
@@ -162,11 +168,26 @@ class InboundTrack:
         payload = packet.payload
         if not payload:
             return  # padding-only bandwidth probe
+        seq = packet.sequence_number
+        history = self._history
+        if history:
+            kept = history[seq & HISTORY_MASK]
+            if (
+                kept is not None
+                and kept.sequence_number == seq
+                and kept.timestamp == packet.timestamp
+                and kept.ssrc == packet.ssrc
+            ):
+                # a duplicate: the publisher's RTX of a packet we have (Chromium probes its
+                # uplink with RTX copies of recent packets): neither a rate nor a packet to
+                # forward again (subscribers' NACKs are answered from the history); a source
+                # that restarted its numbering (a new SSRC, a new clock) is not one
+                self.duplicates += 1
+                return
         self.packets += 1
         if self.taps:
             for tap in self.taps:
                 tap(packet)
-        seq = packet.sequence_number
         if packet.ssrc != self.ssrc:  # the first packet (or a new SSRC): PLI if one is owed
             self.ssrc = packet.ssrc
             self._highest_seq = (seq - 1) & 0xFFFF
@@ -177,7 +198,7 @@ class InboundTrack:
         if detect is None:
             keyframe = True
         else:
-            self._history[seq & HISTORY_MASK] = packet
+            history[seq & HISTORY_MASK] = packet
             # Only the first packet of a frame, arriving in order, can start a keyframe (an
             # H.264 IDR fragment after the SPS packet must not).
             keyframe = False

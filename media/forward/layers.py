@@ -72,7 +72,14 @@ class LayerDropper:
         frame is left out. The first packet of a frame decides for the whole frame."""
         tid, sync, pid, bits, tl0 = layer
         mask = 0x7FFF if bits == 15 else 0x7F
-        if pid != self._picture:  # the first packet of a new frame: change layers here
+        current = self._picture
+        if current is not None and 0 < (current - pid) & mask <= mask // 2:
+            # a packet of an earlier frame, late (a repair): the ids its frame was sent
+            # with, without moving the renumbering (read as a new frame, it shifted every id
+            # after it and the subscriber's decoder stalled)
+            sent_pid = self._sent_pictures.get(pid)
+            return None if sent_pid is None else (sent_pid, (tl0 - self.tl0_delta) & 0xFF)
+        if pid != current:  # the first packet of a new frame: change layers here
             self._picture = pid
             self.max_tid = next_max_tid(self.max_tid, self.target_tid, tid, sync, keyframe)
             self._dropping = tid > self.max_tid

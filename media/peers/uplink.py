@@ -15,6 +15,7 @@ import contextlib
 import logging
 import re
 from collections.abc import Callable
+from typing import Any
 
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
 from aiortc import sdp as aiortc_sdp
@@ -26,6 +27,7 @@ from aiortc.exceptions import (
 )
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
+from media.adapt.dynacast import Dynacast
 from media.adapt.publisher_cap import PublisherRemb, remb_sender
 from media.errors import NegotiationError
 from media.forward.forwarder import InboundTrack
@@ -89,6 +91,7 @@ class Uplink:
         config: PeerConfig,
         on_tracks_changed: Callable[[], None],
         on_state: ConnectionStateCallback,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.participant_id = participant_id
         self.tracks: dict[str, InboundTrack] = {}
@@ -102,6 +105,8 @@ class Uplink:
         self._state: str | None = None
         self.remb = PublisherRemb(lambda: list(self.tracks.values()), remb_sender(lambda: self._pc))
         """REMB capping the publisher when every subscriber of it is weak (media/publisher_cap)."""
+        self.dynacast = Dynacast(lambda: list(self.tracks.values()), on_event or _ignore)
+        """The simulcast layers nobody watches, paused at the publisher (media/adapt/dynacast)."""
 
     @property
     def connection_state(self) -> str:
@@ -224,6 +229,7 @@ class Uplink:
                     receive_directly(dtls)
                 if self._config.adaptation:
                     self.remb.start()
+                    self.dynacast.start()
             state = connection_state_event(pc.connectionState)
             if state is not None and state != self._state:
                 self._state = state
@@ -245,8 +251,13 @@ class Uplink:
     async def close(self) -> None:
         """Close the connection; its tracks stop being forwarded."""
         await self.remb.stop()
+        await self.dynacast.stop()
         async with self._lock:
             await self._close_connection()
+
+
+def _ignore(_event: dict[str, Any]) -> None:
+    """No one to tell (an uplink made without an event callback)."""
 
 
 def _rids(track: InboundTrack) -> tuple[str, ...]:

@@ -100,7 +100,10 @@ class Room:
                 self._emit(participant_id, {"type": "media_state", "state": state,
                                             "direction": "up"})
 
-            participant.uplink = Uplink(participant_id, self._config, self._reroute, uplink_state)
+            participant.uplink = Uplink(
+                participant_id, self._config, self._reroute, uplink_state,
+                functools.partial(self._emit, participant_id),
+            )
         return await participant.uplink.handle_offer(offer_sdp, sources)
 
     async def subscriber_answer(self, participant_id: str, answer_sdp: str) -> None:

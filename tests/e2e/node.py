@@ -3,6 +3,7 @@ port with the demo directory, its printed join links parsed from stdout."""
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -36,6 +37,7 @@ class TongxinNode:
             sys.executable, "-m", "signaling.cli", "serve",
             "--host", "127.0.0.1", "--port", str(self.port),
             "--media-workers", str(self.media_workers), "--demo",
+            "--log-level", os.environ.get("E2E_NODE_LOG_LEVEL", "INFO"),
         ]  # fmt: skip
 
     def start(self) -> None:

@@ -24,6 +24,18 @@ export function sourcesByMid(transceivers, tracks) {
   return sources;
 }
 
+/**
+ * The `active` flags a `layers` frame asks of a simulcast sender's encodings: a list of
+ * booleans, one per encoding, or null when nothing should change (one encoding, a frame
+ * naming none of its layers, or already so). `active` must be a list of RIDs.
+ */
+export function activeFlags(encodings, active) {
+  if (!Array.isArray(encodings) || encodings.length < 2 || !Array.isArray(active)) return null;
+  if (!encodings.some((e) => active.includes(e.rid))) return null;
+  const flags = encodings.map((e) => active.includes(e.rid));
+  return flags.some((on, i) => encodings[i].active !== on) ? flags : null;
+}
+
 export class Publisher {
   constructor({ send, iceServers, mode = 'full', onState = () => {} }) {
     this.send = send;
@@ -39,6 +51,7 @@ export class Publisher {
     this.stopWatching = null;
     this.closed = false;
     this.simulcastRids = null;
+    this.wantedLayers = new Map();
   }
 
   /** Sets (or clears, with null) the track of a source; call `publish()` afterwards. */
@@ -158,6 +171,7 @@ export class Publisher {
     const sdp = await answer;
     if (pc !== this.pc || this.closed) return;
     await pc.setRemoteDescription({ type: 'answer', sdp });
+    for (const source of this.wantedLayers.keys()) await this.setActiveLayers(source);
   }
 
   /** The server's `answer` to our last `publish`. */
@@ -172,6 +186,35 @@ export class Publisher {
     const pending = this.pending;
     this.pending = null;
     pending?.reject(Object.assign(new Error(frame.message), { code: frame.code }));
+  }
+
+  /**
+   * The relay's `layers {source, active}` frame (dynacast): send only the simulcast layers
+   * someone watches. Each encoding whose `rid` is listed is active, the others are paused;
+   * a frame naming no known layer, or for a source without simulcast, changes nothing.
+   * Applied in order with negotiations, and again after a new negotiation.
+   */
+  applyLayers(frame) {
+    const source = typeof frame?.source === 'string' ? frame.source : null;
+    const active = Array.isArray(frame?.active)
+      ? frame.active.filter((rid) => typeof rid === 'string') : null;
+    if (!source || !SOURCES.includes(source) || !active) return this.chain;
+    this.wantedLayers.set(source, active);
+    this.chain = this.chain.then(() => this.setActiveLayers(source)).catch((err) => {
+      console.warn('layers not applied', err);
+    });
+    return this.chain;
+  }
+
+  async setActiveLayers(source) {
+    const active = this.wantedLayers.get(source);
+    const sender = this.transceivers.get(source)?.sender;
+    if (!active || !sender || this.closed) return;
+    const params = sender.getParameters();
+    const flags = activeFlags(params.encodings, active);
+    if (!flags) return;
+    params.encodings.forEach((encoding, i) => { encoding.active = flags[i]; });
+    await sender.setParameters(params);
   }
 
   /** First an ICE restart; when that was already tried, a fresh peer connection. */
@@ -202,6 +245,7 @@ export class Publisher {
     this.pc?.close();
     this.pc = null;
     this.transceivers = new Map();
+    this.wantedLayers = new Map(); // a new connection's layers start all active
   }
 
   close() {

@@ -53,6 +53,7 @@ export class Room extends EventTarget {
       channel.on('error', (frame) => {
         if (frame.ref === 'publish') this.publisher?.handleRefusal(frame);
       }),
+      channel.on('layers', (frame) => this.publisher?.applyLayers(frame)),
       channel.on('link', (frame) => {
         this.links.set(frame.participant, frame);
         this.changed('link', frame);

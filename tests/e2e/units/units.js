@@ -24,7 +24,7 @@ import { auditTarget, itemsOf, splitList } from '/static/js/pages/operator.js';
 import { devicesPass, levelFromSamples } from '/static/js/devices.js';
 import { combinedMediaState } from '/static/js/room.js';
 import { statusFor } from '/static/js/shell.js';
-import { sourcesByMid } from '/static/js/publisher.js';
+import { activeFlags, sourcesByMid } from '/static/js/publisher.js';
 import { receivedTracks } from '/static/js/subscriber.js';
 import { formatDuration } from '/static/js/controls.js';
 import { dataSaverFrame, storedBudget, usageText, verdictBanner } from '/static/js/datasaver.js';
@@ -230,6 +230,17 @@ table('statusFor', statusFor, [
 table('sourcesByMid maps only sources with a track', sourcesByMid, [
   [[new Map([['mic', { mid: '0' }], ['camera', { mid: '1' }], ['screen', { mid: null }]]),
     new Map([['mic', {}], ['camera', null], ['screen', {}]])], { 0: 'mic' }],
+]);
+table('activeFlags: the encodings a layers frame keeps sending', activeFlags, [
+  [[[{ rid: 'q', active: true }, { rid: 'h', active: true }, { rid: 'f', active: true }],
+    ['q', 'h']], [true, true, false]],
+  [[[{ rid: 'q', active: true }, { rid: 'h', active: false }, { rid: 'f', active: false }],
+    ['q', 'f']], [true, false, true]],
+  [[[{ rid: 'q', active: true }, { rid: 'h', active: false }], ['q']], null], // already so
+  [[[{ rid: 'q', active: true }, { rid: 'h', active: true }], ['x']], null], // no known layer
+  [[[{ active: true }], ['q']], null], // a single layer
+  [[[{ rid: 'q', active: true }, { rid: 'h', active: true }], 'q'], null], // malformed
+  [[undefined, ['q']], null],
 ]);
 table('receivedTracks follows offer.tracks', (transceivers, tracks) =>
   receivedTracks(transceivers, tracks).map((t) => [t.mid, t.participant, t.source, t.kind]), [

@@ -199,17 +199,21 @@ async def test_switching_to_the_low_rendition_and_back_keeps_every_id_running() 
     assert stream.source is track and stream not in low.streams and stream.pending is None
 
 
-def clip_packets(frames: int, width: int = 640, height: int = 360) -> list[RtpPacket]:
-    """RTP packets of a real VP8 clip (30 fps), as aiortc would send it."""
+def clip_packets(
+    frames: int, width: int = 640, height: int = 360, later: int = 0
+) -> list[RtpPacket]:
+    """RTP packets of a real VP8 clip (30 fps), as aiortc would send it; `later`: numbered
+    as if that many frames had been sent before (a publisher never sends the same packet
+    twice, and the relay drops a copy of one it has as a duplicate)."""
     clip = load_clip("vp8", width=width, height=height, bitrate=600_000)
     packets = []
-    seq = 1000
+    seq = 1000 + later * 100
     for i in range(frames):
         payloads = Vp8Encoder._packetize(clip.frames[i % len(clip.frames)], i & 0x7FFF)
         for j, payload in enumerate(payloads):
-            packets.append(
-                RtpPacket(96, int(j == len(payloads) - 1), seq & 0xFFFF, 3000 * i, 4321, payload)
-            )
+            packets.append(RtpPacket(
+                96, int(j == len(payloads) - 1), seq & 0xFFFF, 3000 * (i + later), 4321, payload
+            ))
             seq += 1
     return packets
 
@@ -304,7 +308,7 @@ async def test_a_rendition_started_again_is_a_new_stream_whose_keyframes_are_see
         for run in (1, 2):
             rendition.acquire(stream)  # type: ignore[arg-type]
             seen = rendition.track.keyframes_seen
-            for packet in clip_packets(30):
+            for packet in clip_packets(30, later=(run - 1) * 30):
                 source.on_packet(packet)
                 if packet.marker:
                     await asyncio.sleep(1 / 30)

@@ -99,3 +99,53 @@ async def test_layer_switches_wait_for_the_target_layers_keyframe_and_stay_conti
         if vp8.is_keyframe_start(p.payload)
     ]
     assert keyframes == [0, 9, 17], "each layer starts at its keyframe"
+
+
+async def test_rtx_copies_after_a_switch_are_neither_counted_nor_forwarded_nor_shift_ids() -> None:
+    """Chromium probes its uplink with RTX copies of packets already sent (mostly on the
+    lowest layer): after a switch to that layer they were forwarded again and, on the
+    renumbering path, read as new frames, shifting every picture id after them (the capped
+    classroom's 180p picture froze a second or two after the switch)."""
+    low_track = InboundTrack("teacher", "camera", [VP8], send_pli=lambda ssrc: None)
+    top_track = InboundTrack("teacher", "camera", [VP8], send_pli=lambda ssrc: None)
+    top_track.spatial_layers = (low_track, top_track)
+    low = Layer(low_track, ssrc=10, seq0=65530, ts0=4_000_000_000, pid0=32760)
+    top = Layer(top_track, ssrc=30, seq0=100, ts0=7, pid0=5000)
+    capture = Capture()
+    stream = subscriber_stream(capture)
+    stream.attach(top_track)
+    for n in range(4):
+        top.frame(n)
+        low.frame(n)
+    stream.switch_source(low_track)
+    top.frame(4)
+    low.frame(4, keyframe=True)
+    octets = list(low_track.layer_octets)
+    for n in range(5, 12):
+        top.frame(n)
+        low.frame(n)
+        low.frame(n - 2)  # an RTX probe: a copy of a packet already forwarded
+        low.frame(n - 1)
+    assert low_track.duplicates == 14
+    copies = sum(len(payload) + 60 for payload in
+                 (layer_payload(n, 32760, False) for n in range(5, 12)))
+    assert sum(low_track.layer_octets) - sum(octets) == copies, "copies are no rate"
+    frames = received_frames(capture)  # sequence numbers and picture ids without a gap
+    assert len(frames) == 4 + 1 + 1 + 7  # top 0-4 (4 while waiting), low 4-11
+
+
+def test_a_late_packet_of_an_earlier_frame_keeps_its_ids_and_moves_nothing() -> None:
+    from media.forward.layers import LayerDropper
+
+    dropper = LayerDropper()
+    dropper.set_layers(1)
+    placed = [dropper.place((tid, False, 200 + n, 15, n // 4), keyframe=n == 0)
+              for n, tid in enumerate((0, 2, 1, 2, 0, 2))]
+    assert placed == [(200, 0), None, None, None, (201, 1), None]
+    # repairs of frames 4 (sent) and 3 (left out) arrive late
+    assert dropper.place((0, False, 204, 15, 1), keyframe=False) == (201, 1)
+    assert dropper.place((2, False, 203, 15, 0), keyframe=False) is None
+    # the next frame follows on as if nothing happened
+    assert dropper.place((1, True, 206, 15, 1), keyframe=False) is None
+    assert dropper.place((2, True, 207, 15, 1), keyframe=False) is None
+    assert dropper.place((0, False, 208, 15, 2), keyframe=False) == (202, 2)

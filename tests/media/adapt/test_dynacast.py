@@ -1,0 +1,352 @@
+"""Dynacast: the simulcast layers nobody watches are paused at the publisher, with hysteresis,
+and a subscriber whose rung wants a paused layer gets it resumed, then switched to at its
+keyframe."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+from media.adapt.dynacast import (
+    PAUSE_AFTER_S,
+    Dynacast,
+    LayerState,
+    initial_state,
+    layers_event,
+    next_active,
+    subscribed_layers,
+    wanted_layers,
+)
+from media.adapt.rung import Rung, RungChoice, RungDecision, RungReason
+from media.adapt.spatial import apply_layer, ladder_rates, simulcast_costs
+from media.forward.forwarder import InboundTrack, OutboundStream
+from signaling import messages as m
+from signaling.ws_media import media_event_frame
+from tests.media.forward.test_forwarder import KEY, Capture, source_packet, subscriber_stream
+
+VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
+
+
+@pytest.mark.parametrize(
+    ("subscribed", "count", "tapped", "wanted"),
+    [
+        ((), 3, (), {0}),  # nobody: the lowest only (a new subscriber starts on it)
+        ((0, 0), 3, (), {0}),  # every classroom capped: 180p
+        ((2,), 3, (), {0, 2}),  # one on 720p: 180p kept for a step down at once
+        ((1, 2), 3, (), {0, 1, 2}),
+        ((1,), 2, (), {0, 1}),
+        ((), 3, (2,), {0, 2}),  # the recording taps the top layer
+        ((5, -1), 3, (), {0}),  # out of range: ignored
+        ((), 0, (), set()),
+    ],
+)
+def test_wanted_layers(
+    subscribed: tuple[int, ...], count: int, tapped: tuple[int, ...], wanted: set[int]
+) -> None:
+    assert wanted_layers(subscribed, count, tapped) == frozenset(wanted)
+
+
+ALL = frozenset({0, 1, 2})
+
+
+@pytest.mark.parametrize(
+    ("state", "wanted", "now", "active", "since"),
+    [
+        # unwanted: paused only after PAUSE_AFTER_S
+        (LayerState(ALL), {0}, 10.0, ALL, {1: 10.0, 2: 10.0}),
+        (LayerState(ALL, {1: 10.0, 2: 10.0}), {0}, 14.9, ALL, {1: 10.0, 2: 10.0}),
+        (LayerState(ALL, {1: 10.0, 2: 10.0}), {0}, 15.0, {0}, {}),
+        # wanted again before that: the timer is forgotten
+        (LayerState(ALL, {1: 10.0, 2: 12.0}), {0, 1}, 14.0, ALL, {2: 12.0}),
+        (LayerState(ALL, {2: 12.0}), {0, 1, 2}, 20.0, ALL, {}),
+        # a paused layer resumes at once
+        (LayerState(frozenset({0})), {0, 2}, 30.0, {0, 2}, {}),
+        # the timers of each layer are their own
+        (LayerState(ALL, {1: 10.0}), {0}, 15.0, {0, 2}, {2: 15.0}),
+    ],
+)
+def test_next_active_pauses_late_and_resumes_at_once(
+    state: LayerState, wanted: set[int], now: float, active: set[int], since: dict[int, float]
+) -> None:
+    after = next_active(state, frozenset(wanted), now, pause_after_s=5.0)
+    assert after.active == frozenset(active)
+    assert after.unwanted_since == since
+
+
+def test_a_layer_never_measured_is_not_paused() -> None:
+    """720p not flowing yet (the publisher's encoder ramps up): on nobody's ladder, so
+    nobody could ask for it back; it stays active, and its time unwanted counts from when
+    it flows (subscribers' rungs take it a tick or two later)."""
+    state = LayerState(ALL, {1: 0.0, 2: 0.0})
+    after = next_active(state, frozenset({0}), 10.0, 5.0, pausable=frozenset({0, 1}))
+    assert after.active == frozenset({0, 2}) and after.unwanted_since == {2: 10.0}
+    after = next_active(after, frozenset({0}), 14.5, 5.0, pausable=frozenset({0, 2}))
+    assert after.active == frozenset({0, 2})
+    after = next_active(after, frozenset({0}), 15.0, 5.0, pausable=frozenset({0, 2}))
+    assert after.active == frozenset({0})
+
+
+async def test_the_controller_leaves_a_layer_that_does_not_flow_yet_alone() -> None:
+    track = simulcast_track()
+    measured(track, Q, H, OFF)
+    publisher = Publisher(track)
+    stream = subscriber(track)
+    apply_layer(stream, track, decision(Rung.LOW))
+    track.spatial_layers[0].on_packet(source_packet(1, 0, KEY, marker=1, ssrc=10))
+    publisher.run(PAUSE_AFTER_S + 1.0)
+    assert publisher.events == [{"type": "layers", "source": "camera", "active": ["q", "f"]}]
+
+
+def test_layers_event_names_the_active_rids_lowest_first() -> None:
+    assert layers_event("camera", ["q", "h", "f"], frozenset({2, 0})) == {
+        "type": "layers", "source": "camera", "active": ["q", "f"],
+    }
+    assert initial_state(3).active == ALL
+
+
+@pytest.mark.parametrize(
+    ("event", "frame"),
+    [
+        ({"type": "layers", "source": "camera", "active": ["q", "h"]},
+         m.Layers(source="camera", active=["q", "h"])),
+        ({"type": "layers", "source": "camera", "active": ["q", 3, None]},
+         m.Layers(source="camera", active=["q"])),
+        ({"type": "layers", "source": "mic", "active": ["q"]}, None),
+        ({"type": "layers", "source": "camera", "active": "q"}, None),
+        ({"type": "layers"}, None),
+    ],
+)
+def test_the_layers_event_becomes_a_frame_only_when_well_formed(
+    event: dict[str, Any], frame: m.Layers | None
+) -> None:
+    assert media_event_frame(event) == frame
+
+
+# -- the controller, with layer tracks and subscribers' streams ---------------------------------
+
+Q = (60_000.0, 30_000.0, 30_000.0, 0.0)
+H = (200_000.0, 100_000.0, 100_000.0, 0.0)
+F = (700_000.0, 350_000.0, 350_000.0, 0.0)
+OFF = (0.0, 0.0, 0.0, 0.0)
+
+
+def simulcast_track() -> InboundTrack:
+    layers = []
+    for rid in ("q", "h", "f"):
+        layer = InboundTrack("teacher", "camera", [VP8], send_pli=lambda ssrc: None)
+        layer.rid = rid
+        layer.ssrc = {"q": 10, "h": 20, "f": 30}[rid]
+        layers.append(layer)
+    layers[-1].spatial_layers = tuple(layers)
+    return layers[-1]
+
+
+def measured(track: InboundTrack, *rates: tuple[float, float, float, float]) -> None:
+    for layer, layer_rates in zip(track.spatial_layers, rates, strict=True):
+        layer._rates = layer_rates
+
+
+def subscriber(track: InboundTrack) -> OutboundStream:
+    """A classroom's stream of `track`, playing its top layer (a keyframe forwarded)."""
+    stream = subscriber_stream(Capture())
+    stream.attach(track)
+    track.on_packet(source_packet(1, 0, KEY, marker=1, ssrc=30))
+    assert not stream.waiting
+    return stream
+
+
+def decision(rung: Rung, layers: int = 3) -> RungDecision:
+    choice = RungChoice(rung, layers)
+    return RungDecision(choice, RungReason.SHORTFALL, True, 0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+class Publisher:
+    def __init__(self, track: InboundTrack) -> None:
+        self.now = 0.0
+        self.events: list[dict[str, Any]] = []
+        self.dynacast = Dynacast(lambda: [track], self.events.append, clock=lambda: self.now)
+
+    def run(self, seconds: float) -> None:
+        end = self.now + seconds
+        while self.now < end:
+            self.dynacast.tick()
+            self.now += 0.5
+
+
+def actives(publisher: Publisher) -> list[list[str]]:
+    """The successive `active` lists sent (repeats left out)."""
+    out: list[list[str]] = []
+    for event in publisher.events:
+        if not out or out[-1] != event["active"]:
+            out.append(event["active"])
+    return out
+
+
+async def test_a_capped_classroom_alone_pauses_the_upper_layers_after_a_few_seconds() -> None:
+    track = simulcast_track()
+    measured(track, Q, H, F)
+    publisher = Publisher(track)
+    stream = subscriber(track)  # on the top layer (attach)
+    assert subscribed_layers(track) == [2]
+    publisher.run(PAUSE_AFTER_S + 1.0)
+    # 360p: nobody on it
+    assert publisher.events == [{"type": "layers", "source": "camera", "active": ["q", "f"]}]
+    # the classroom's rung goes to low: it switches to q (pending until q's keyframe)
+    apply_layer(stream, track, decision(Rung.LOW))
+    assert stream.pending is track.spatial_layers[0]
+    publisher.run(PAUSE_AFTER_S - 1.0)
+    assert actives(publisher) == [["q", "f"]], "f still on screen until q's keyframe"
+    track.spatial_layers[0].on_packet(source_packet(1, 0, KEY, marker=1, ssrc=10))  # q's key
+    assert stream.source is track.spatial_layers[0]
+    publisher.run(PAUSE_AFTER_S - 1.0)
+    assert actives(publisher) == [["q", "f"]], "not before PAUSE_AFTER_S"
+    publisher.run(2.0)
+    assert actives(publisher) == [["q", "f"], ["q"]]
+    assert publisher.dynacast.active(track) == frozenset({0})
+    # the paused layers keep their rates for the ladder while they do not flow
+    measured(track, Q, OFF, OFF)
+    assert ladder_rates(track.spatial_layers[2], 100.0) == F
+    costs = simulcast_costs([ladder_rates(layer, 100.0) for layer in track.spatial_layers])
+    assert costs.low_bps == sum(Q) and len(costs.layer_bps) == 2, "720p still on the ladder"
+
+
+async def test_while_a_layer_is_paused_the_event_is_repeated() -> None:
+    """A frame lost to a WebSocket reconnect must not leave the page out of step for good."""
+    from media.adapt.dynacast import RESEND_S
+
+    track = simulcast_track()
+    measured(track, Q, H, F)
+    publisher = Publisher(track)
+    subscriber(track)
+    publisher.run(PAUSE_AFTER_S + 1.0)
+    assert len(publisher.events) == 1
+    publisher.run(RESEND_S)
+    assert publisher.events == [publisher.events[0]] * 2
+
+
+async def test_a_rung_that_wants_a_paused_layer_resumes_it_then_switches_at_its_keyframe() -> None:
+    track = simulcast_track()
+    q, _, f = track.spatial_layers
+    measured(track, Q, H, F)
+    publisher = Publisher(track)
+    stream = subscriber(track)
+    apply_layer(stream, track, decision(Rung.LOW))
+    q.on_packet(source_packet(1, 0, KEY, marker=1, ssrc=10))  # q's keyframe: switched
+    assert stream.source is q and not stream.waiting
+    publisher.run(PAUSE_AFTER_S + 1.0)
+    assert publisher.dynacast.active(track) == frozenset({0})
+    measured(track, Q, OFF, OFF)  # the publisher stopped them
+    publisher.events.clear()
+    # the link recovered: the rung goes back to full, the top layer (held) is its layer
+    apply_layer(stream, track, decision(Rung.FULL))
+    assert stream.pending is f and stream.source is q, "q goes on until f's keyframe"
+    publisher.run(0.5)
+    assert publisher.events == [{"type": "layers", "source": "camera", "active": ["q", "f"]}]
+    # the resumed encoder starts with a keyframe: the switch completes there
+    f.on_packet(source_packet(2, 9000, KEY, marker=1, ssrc=30))
+    assert stream.source is f and stream.pending is None
+    # f flows again: its measured rates replace the held ones
+    measured(track, Q, OFF, F)
+    publisher.run(1.0)
+    assert f.held_rates is None
+
+
+async def test_a_resumed_layer_that_never_flows_leaves_the_ladder() -> None:
+    track = simulcast_track()
+    f = track.spatial_layers[2]
+    measured(track, Q, H, F)
+    publisher = Publisher(track)
+    stream = subscriber(track)
+    apply_layer(stream, track, decision(Rung.LOW))
+    track.spatial_layers[0].on_packet(source_packet(1, 0, KEY, marker=1, ssrc=10))  # q's key
+    assert stream.source is track.spatial_layers[0]
+    publisher.run(PAUSE_AFTER_S + 1.0)
+    measured(track, Q, OFF, OFF)
+    apply_layer(stream, track, decision(Rung.FULL))
+    publisher.run(10.0)  # the publisher's own estimator keeps f off
+    assert f.held_rates is None
+    assert ladder_rates(f, 100.0) == OFF
+
+
+async def test_a_paused_subscriber_wants_nothing_and_the_recording_keeps_the_top_layer() -> None:
+    track = simulcast_track()
+    measured(track, Q, H, F)
+    publisher = Publisher(track)
+    stream = subscriber(track)
+    stream.pause()
+    assert subscribed_layers(track) == []
+    track.add_tap(lambda packet: None)  # the recorder taps the published (top) track
+    publisher.run(PAUSE_AFTER_S + 1.0)
+    assert publisher.events == [{"type": "layers", "source": "camera", "active": ["q", "f"]}]
+
+
+def test_a_ceiling_the_ladder_lost_does_not_break_the_decision() -> None:
+    """The 360p layer a failed step up left as the ceiling stopped (paused, or the browser
+    dropped it): the ladder no longer has that rung, and the next decision must still be
+    made (it raised ValueError in every tick of the teacher's adaptation)."""
+    from dataclasses import replace
+
+    from media.adapt.rung import LOW, RungCosts, decide
+
+    two_layers = RungCosts((400_000.0,), 120_000.0)
+    start = decide(200_000.0, 0.0, 0.02, two_layers, None, 0.0)
+    assert start.choice == LOW
+    lost = replace(start, ceiling=RungChoice(Rung.REDUCED_FPS, 2))
+    after = decide(10_000_000.0, 0.0, 0.02, two_layers, lost, 1.0)
+    assert after.choice == LOW  # held until the surplus lasted
+    later = decide(10_000_000.0, 0.0, 0.02, two_layers, after, 10.0)
+    assert later.choice.rung is Rung.FULL
+
+
+# -- through the relay: a real aiortc publisher, its camera made a simulcast track -------------
+
+
+async def test_the_relay_tells_the_publisher_which_layers_to_send() -> None:
+    """An aiortc publisher cannot send simulcast: its camera track gets two layer tracks
+    beside it (measured, as the uplink tap would feed them). The classroom watches the top
+    one; the middle one, watched by nobody, is paused after `PAUSE_AFTER_S`: a `layers`
+    event to the teacher, through the relay's event path."""
+    from client.peer import FrameLog
+    from media.service import MediaService
+    from tests.media.relay_harness import RelayHarness, clip_tracks, wait_until
+
+    service = MediaService(0)
+    await service.start()
+    relay = RelayHarness(service)
+    try:
+        await service.open_room("class-1", "class")
+        teacher = await relay.join("class-1", "t", "teacher")
+        room1 = await relay.join("class-1", "a", "assistant")
+        await teacher.publish(clip_tracks(FrameLog()))
+        await wait_until(lambda: room1.track("t", "camera").frames >= 10,
+                         what="the teacher's camera at the classroom")
+        room = service._local.rooms["class-1"]  # type: ignore[union-attr]
+        uplink = room._participants["t"].uplink
+        assert uplink is not None and uplink.dynacast.ticker.running
+        camera = next(t for t in uplink.tracks.values() if t.source == "camera")
+        layers = []
+        small = {"q": (10_000.0, 0.0, 0.0, 0.0), "h": (20_000.0, 0.0, 0.0, 0.0)}
+        for rid, rates in small.items():
+            layer = InboundTrack("t", "camera", [camera.codec], send_pli=lambda ssrc: None)
+            layer.rid, layer._rates = rid, rates
+            layer.layer_rates = lambda now, rates=rates: rates  # type: ignore[method-assign]
+            layers.append(layer)
+        camera.rid = "f"
+        camera.spatial_layers = (*layers, camera)
+        uplink.dynacast.ticker.interval_s = 0.1
+
+        def layer_events() -> list[dict[str, Any]]:
+            return [e for r, p, e in relay.events if p == "t" and e.get("type") == "layers"]
+
+        await wait_until(lambda: layer_events(), what="a layers event to the teacher",
+                         timeout=PAUSE_AFTER_S + 20)
+        assert layer_events()[0] == {"type": "layers", "source": "camera", "active": ["q", "f"]}
+        assert media_event_frame(layer_events()[0]) == m.Layers(source="camera",
+                                                                active=["q", "f"])
+        assert layers[1].held_rates == small["h"]
+        camera.spatial_layers = ()  # the fake layers are not the uplink's to close
+    finally:
+        await relay.close()
+        await service.stop()
