@@ -690,6 +690,22 @@ async def _wait_receiving_page(page: Any, within: float) -> None:
     raise RuntimeError("the classroom received no camera frame")
 
 
+
+async def _measure_window(lab: WeakLink, spec: RunSpec) -> tuple[float, float, asyncio.Task[None]]:
+    """Play the link's schedule, let it settle, wait the measured window: (start, end, the
+    playing task, which the caller cancels when it is done). Relay and direct runs share it."""
+    start = time.time()
+    player = asyncio.create_task(lab.play(spec.profile))
+    try:
+        if spec.settle_s:
+            await asyncio.sleep(spec.settle_s)
+            start = time.time()
+        await asyncio.sleep(spec.duration_s)
+    except BaseException:
+        player.cancel()
+        raise
+    return start, time.time(), player
+
 async def run_once(spec: RunSpec, log_dir: Path) -> dict[str, Any]:
     """One (profile, adaptation) run: its QoE summary."""
     from playwright.async_api import async_playwright
@@ -743,13 +759,7 @@ async def run_once(spec: RunSpec, log_dir: Path) -> dict[str, Any]:
                 await room_peer.expect("receiving", RECEIVING_TIMEOUT_S)
             _progress(f"{spec.profile.name}/{spec.adaptation}: receiving; measuring"
                       f" {spec.duration_s:g} s")
-            start = time.time()
-            player = asyncio.create_task(lab.play(spec.profile))
-            if spec.settle_s:
-                await asyncio.sleep(spec.settle_s)
-                start = time.time()
-            await asyncio.sleep(spec.duration_s)
-            end = time.time()
+            start, end, player = await _measure_window(lab, spec)
             if room_page is not None:
                 data = await browser.collect(room_page)
                 got = received_from_browser(data["samples"])
@@ -824,13 +834,7 @@ async def run_direct(spec: RunSpec, log_dir: Path) -> dict[str, Any]:
             await _wait_receiving_page(room_page, RECEIVING_TIMEOUT_S)
             head["codec"] = await direct.received_codec(room_page)
             _progress(f"{spec.profile.name}/direct: receiving; measuring {spec.duration_s:g} s")
-            start = time.time()
-            player = asyncio.create_task(lab.play(spec.profile))
-            if spec.settle_s:
-                await asyncio.sleep(spec.settle_s)
-                start = time.time()
-            await asyncio.sleep(spec.duration_s)
-            end = time.time()
+            start, end, player = await _measure_window(lab, spec)
             data = await browser.collect(room_page)
             got = received_from_browser(data["samples"])
             if spec.save_dir is not None:
