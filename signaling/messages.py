@@ -313,7 +313,7 @@ class ErrorFrame(ServerFrame, tag="error"):
 
 ServerMessage = (
     Welcome | SessionState | Offer | ServerAnswer | Queue | Notice | Link | Reconnect | Redirect
-    | Ended | Pong | ErrorFrame | RecordingState | ConsentRequest | DataUsage
+    | Ended | Pong | ErrorFrame | RecordingState | ConsentRequest | DataUsage | Layers
 )
 
 client_decoder = msgspec.json.Decoder(ClientMessage)
