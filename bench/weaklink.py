@@ -702,9 +702,17 @@ async def _measure_window(lab: WeakLink, spec: RunSpec) -> tuple[float, float, a
             start = time.time()
         await asyncio.sleep(spec.duration_s)
     except BaseException:
-        player.cancel()
+        await _stop_playing(player)
         raise
     return start, time.time(), player
+
+
+async def _stop_playing(player: asyncio.Task[None] | None) -> None:
+    """Stop the link schedule `_measure_window` started (if it did), whatever became of it."""
+    if player is not None:
+        player.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await player
 
 async def run_once(spec: RunSpec, log_dir: Path) -> dict[str, Any]:
     """One (profile, adaptation) run: its QoE summary."""
@@ -789,10 +797,7 @@ async def run_once(spec: RunSpec, log_dir: Path) -> dict[str, Any]:
             summary["mode_end"] = events[-1][1] if events else None
             return {**head, **summary}
         finally:
-            if player is not None:
-                player.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await player
+            await _stop_playing(player)
             await asyncio.gather(*(p.stop(5.0) for p in peers), return_exceptions=True)
             await browser.close_quietly(*browsers)
             await node.stop()
@@ -849,10 +854,7 @@ async def run_direct(spec: RunSpec, log_dir: Path) -> dict[str, Any]:
             summary.update(camera_figures(got, start, end))
             return {**head, **summary}
         finally:
-            if player is not None:
-                player.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await player
+            await _stop_playing(player)
             await browser.close_quietly(*browsers)
 
 
