@@ -482,26 +482,38 @@ def goals(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return checks
 
 
+def _camera_streams(sends: dict[str, Any]) -> list[dict[str, Any]]:
+    """The teacher's camera streams (the first video m-line): one, or one per simulcast
+    layer (`video-<mid>:<rid>`), lowest resolution first."""
+    mids = sorted({k[6:].split(":")[0] for k in sends if k.startswith("video-")},
+                  key=lambda mid: int(mid or 0))
+    if not mids:
+        return []
+    camera = [v for k, v in sends.items() if k.startswith("video-")
+              and k[6:].split(":")[0] == mids[0]]
+    return sorted(camera, key=lambda v: int(v.get("height") or 0))
+
+
 def teacher_camera(sends: dict[str, Any]) -> str | None:
-    """The teacher browser's camera as sent at the end, e.g. `320x180@3 L1T3` (the camera is
-    the first video m-line)."""
-    videos = sorted(
-        (k for k in sends if k.startswith("video-")), key=lambda k: int(k[6:] or 0)
-    )
-    if not videos:
+    """The teacher browser's camera as sent at the end, e.g. `320x180@3 L1T3`, or each
+    simulcast layer's, e.g. `320x180@15 + 640x360@30 L1T3`."""
+    streams = _camera_streams(sends)
+    if not streams:
         return None
-    cam = sends[videos[0]]
-    text = f"{cam.get('width', 0)}x{cam.get('height', 0)}@{cam.get('fps', 0)}"
-    return f"{text} {cam['scalability']}" if cam.get("scalability") else text
+    text = " + ".join(
+        f"{cam.get('width', 0)}x{cam.get('height', 0)}@{cam.get('fps', 0)}" for cam in streams
+    )
+    scalability = streams[-1].get("scalability")
+    return f"{text} {scalability}" if scalability else text
 
 
 def teacher_limited(sends: dict[str, Any]) -> str | None:
-    """What limits the teacher browser's camera at the end (`bandwidth`, `cpu`, `none`), and
-    its send estimate, e.g. `bandwidth, est 420k`."""
-    videos = sorted((k for k in sends if k.startswith("video-")), key=lambda k: int(k[6:] or 0))
-    if not videos:
+    """What limits the teacher browser's camera at the end (`bandwidth`, `cpu`, `none`; its top
+    layer's when simulcast), and its send estimate, e.g. `bandwidth, est 420k`."""
+    streams = _camera_streams(sends)
+    if not streams:
         return None
-    reason = str(sends[videos[0]].get("limited") or "?")
+    reason = str(streams[-1].get("limited") or "?")
     estimate = sends.get("estimate_kbps")
     return f"{reason}, est {estimate}k" if estimate is not None else reason
 

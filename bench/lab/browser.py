@@ -199,7 +199,8 @@ SENDER_JS = """async () => {
       out.estimate_kbps = Math.round(s.availableOutgoingBitrate / 1000);
     }
     if (s.type !== 'outbound-rtp') continue;
-    const key = s.kind === 'audio' ? 'audio' : `video-${s.mid}`;
+    const layer = s.rid ? `:${s.rid}` : '';
+    const key = s.kind === 'audio' ? 'audio' : `video-${s.mid}${layer}`;
     out[key] = { codec: codecs[s.codecId] || '', scalability: s.scalabilityMode || '',
                  width: s.frameWidth || 0, height: s.frameHeight || 0,
                  fps: s.framesPerSecond || 0, kbytes: Math.round((s.bytesSent || 0) / 1000),
@@ -210,7 +211,8 @@ SENDER_JS = """async () => {
 
 
 async def sender_stats(page: Page) -> dict[str, Any]:
-    """What the teacher's browser sends, per outbound stream (`video-<mid>`, `audio`): codec,
+    """What the teacher's browser sends, per outbound stream (`video-<mid>`, `video-<mid>:<rid>`
+    for each simulcast layer, `audio`): codec,
     scalability mode, size, frame rate, what limits its quality; and its send estimate."""
     with contextlib.suppress(Exception):
         return dict(await page.evaluate(SENDER_JS))

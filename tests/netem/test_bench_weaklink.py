@@ -266,6 +266,10 @@ def test_the_table_has_a_row_per_run_and_the_goals() -> None:
           "video-1": {"width": 320, "height": 180, "fps": 3, "scalability": "L1T3"}},
          "320x180@3 L1T3"),
         ({"video-0": {"width": 640, "height": 360, "fps": 30}}, "640x360@30"),
+        ({"video-1:h": {"width": 640, "height": 360, "fps": 28, "scalability": "L1T3"},
+          "video-1:q": {"width": 320, "height": 180, "fps": 30, "scalability": "L1T3"},
+          "video-2": {"width": 1280, "height": 720, "fps": 5}},
+         "320x180@30 + 640x360@28 L1T3"),
     ],
 )
 def test_the_teacher_camera_is_the_first_video_line(

@@ -339,6 +339,8 @@ def test_the_heatmap_without_matplotlib_says_how_to_get_it(
         ({}, None),
         ({"estimate_kbps": 420, "video-1": {"limited": "bandwidth"}}, "bandwidth, est 420k"),
         ({"video-2": {"limited": "cpu"}, "video-1": {"limited": "none"}}, "none"),
+        ({"video-1:q": {"height": 180, "limited": "none"},
+          "video-1:h": {"height": 360, "limited": "cpu"}}, "cpu"),
     ],
 )
 def test_the_row_says_what_limits_the_teachers_camera(
