@@ -309,10 +309,12 @@ class Downlink:
 
     def _set_pacing_rate(self, bps: float | None) -> None:
         self._pacer.set_rate(bps)
-        logger.debug(
-            "pacer %s rate=%s queued=%d late=%d dropped=%d", self.participant_id, bps,
-            self._pacer.queued_bytes, self._pacer.sent_late, self._pacer.dropped,
-        )  # fmt: skip
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "pacer %s rate=%s queued=%d late=%d dropped=%d video=[%s]", self.participant_id,
+                bps, self._pacer.queued_bytes, self._pacer.sent_late, self._pacer.dropped,
+                "; ".join(_video_state(s) for s in self.streams if s.kind == "video"),
+            )  # fmt: skip
 
     def _on_rtcp(self, data: bytes) -> None:
         deliver_feedback(data, self._by_ssrc)
@@ -339,3 +341,15 @@ class Downlink:
             self.generation += 1
         self._busy = False
         self._kick()
+
+
+def _video_state(stream: OutboundStream) -> str:
+    """A video stream's source layer and temporal layers, for the DEBUG pacer line."""
+    source = stream.source
+    rid = source.rid if source is not None else None
+    pending = stream.pending.rid if stream.pending is not None else None
+    layers = stream.layers
+    return (f"{rid or '-'}{'->' + str(pending) if pending else ''} tid={layers.max_tid}/"
+            f"{layers.target_tid} dropped={layers.frames_dropped} paused={stream.paused} "
+            f"sent={stream.packets} nacked={stream.nacks} resent={stream.retransmitted} "
+            f"pli={stream.keyframe_requests}")
