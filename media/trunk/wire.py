@@ -11,8 +11,9 @@ Kinds and bodies:
 - MEDIA: one RTP packet of a published track: `MEDIA_HEADER` (track number, sequence number,
   timestamp, SSRC, flags: marker and whether an audio level follows, payload type, audio
   level) then the payload. One `struct.pack` and one AES-GCM call per packet.
-- ANNOUNCE: the sender's local publications (`Announce`, msgspec JSON), every `ANNOUNCE_S`
-  and on change: state, not deltas, so a lost one heals with the next.
+- ANNOUNCE: the sender's local publications (`Announce`, msgspec JSON, zlib-compressed: a
+  class of a hundred publishing classrooms stays one datagram), every `ANNOUNCE_S` and on
+  change: state, not deltas, so a lost one heals with the next.
 - KEYFRAME: a track number (`TRACK_NUMBER`): a subscriber of the receiver wants a keyframe.
 - WANTS: `Wants` (msgspec JSON): per simulcast publication, the layers the sender's
   subscribers watch (dynacast at the owner keeps those on).
@@ -26,6 +27,7 @@ from __future__ import annotations
 import itertools
 import os
 import struct
+import zlib
 from enum import IntEnum
 
 import msgspec
@@ -49,6 +51,8 @@ TAG_SIZE = 16
 MARKER_FLAG = 0x80
 LEVEL_FLAG = 0x40
 MAX_TRACK_NUMBER = 0xFFFF
+MAX_ANNOUNCE = 1 << 20
+"""Bytes an announce may inflate to (a bigger one is refused, not unpacked)."""
 
 
 class Kind(IntEnum):
@@ -120,13 +124,17 @@ _ENCODER = msgspec.json.Encoder()
 
 
 def encode_announce(announce: Announce) -> bytes:
-    return _ENCODER.encode(announce)
+    return zlib.compress(_ENCODER.encode(announce), 6)
 
 
 def decode_announce(body: bytes) -> Announce | None:
     try:
-        return _ANNOUNCE_DECODER.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+        inflater = zlib.decompressobj()
+        text = inflater.decompress(body, MAX_ANNOUNCE)
+        if inflater.unconsumed_tail or not inflater.eof:
+            return None
+        return _ANNOUNCE_DECODER.decode(text)
+    except (zlib.error, msgspec.DecodeError, msgspec.ValidationError):
         return None
 
 

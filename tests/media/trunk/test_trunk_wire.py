@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import zlib
+
 import pytest
 
 from media.trunk.wire import (
     HEADER,
+    MAX_ANNOUNCE,
     MEDIA_HEADER,
     Announce,
     AnnouncedCodec,
@@ -88,9 +91,12 @@ ANNOUNCE = Announce(
     [
         (encode_announce(ANNOUNCE), ANNOUNCE),
         (encode_announce(Announce("n")), Announce("n")),
-        (b"{}", None),  # no node
-        (b"not json", None),
-        (b'{"node": "n", "tracks": [{"number": "one"}]}', None),
+        (zlib.compress(b"{}"), None),  # no node
+        (zlib.compress(b"not json"), None),
+        (zlib.compress(b'{"node": "n", "tracks": [{"number": "one"}]}'), None),
+        (b'{"node": "n"}', None),  # not compressed
+        (encode_announce(ANNOUNCE)[:-3], None),  # cut short
+        (zlib.compress(b" " * (MAX_ANNOUNCE + 1) + b'{"node": "n"}'), None),  # a bomb
     ],
 )
 def test_announces_decode_or_are_refused(body: bytes, expected: Announce | None) -> None:
@@ -149,3 +155,20 @@ def test_every_datagram_gets_a_new_nonce() -> None:
     nonces = {sealer.seal(Kind.MEDIA, b"same")[1:HEADER.size] for _ in range(100)}
     other = Sealer(SECRET, "room", "origin").seal(Kind.MEDIA, b"same")[1:HEADER.size]
     assert len(nonces) == 100 and other not in nonces
+
+
+def test_an_announce_of_a_big_class_fits_one_datagram() -> None:
+    codec = AnnouncedCodec("video/VP8", 90000, None, 96, {}, [("nack", None), ("nack", "pli"),
+                                                               ("goog-remb", None)])
+    opus = AnnouncedCodec("audio/opus", 48000, 2, 111, {"minptime": 10, "useinbandfec": 1})
+    participants = [AnnouncedParticipant(f"classroom-{i:03d}", "classroom") for i in range(150)]
+    tracks = []
+    for i in range(150):
+        pid = f"classroom-{i:03d}"
+        tracks.append(AnnouncedTrack(3 * i + 1, pid, "mic", opus))
+        tracks.append(AnnouncedTrack(3 * i + 2, pid, "camera", codec, rtx=True, rid="q"))
+        tracks.append(AnnouncedTrack(3 * i + 3, pid, "camera", codec, rtx=True, rid="f",
+                                     layers=[3 * i + 2, 3 * i + 3]))
+    body = encode_announce(Announce("origin", participants, tracks))
+    assert len(body) < 60_000
+    assert decode_announce(body) == Announce("origin", participants, tracks)
