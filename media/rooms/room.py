@@ -118,14 +118,13 @@ class Room:
         await self._get(participant_id).downlink.request_offer()
 
     def set_spotlight(self, participant_id: str | None) -> None:
-        if participant_id is not None and participant_id not in self._remote():
-            self._get(participant_id)
+        if participant_id is not None:
+            self._known(participant_id)
         self.spotlight = participant_id
         self._reroute()
 
     def set_muted(self, participant_id: str, muted: bool) -> None:
-        if participant_id not in self._remote():
-            self._get(participant_id)
+        self._known(participant_id)
         if muted:
             self.muted.add(participant_id)
         else:
@@ -253,6 +252,12 @@ class Room:
         if participant is None:
             raise UnknownParticipant(f"{participant_id!r} has not joined room {self.room_id!r}")
         return participant
+
+    def _known(self, participant_id: str) -> None:
+        """UnknownParticipant unless the participant is here, or (with a trunk open) may be
+        served by another node: one that has not published yet is known to none here."""
+        if self.trunk is None:
+            self._get(participant_id)
 
     @staticmethod
     def _tracks_of(participant: _Participant) -> list[InboundTrack]:
