@@ -119,9 +119,12 @@ class RoomHost:
             self._config.udp_host, node_id or self.node_id, self._trunk_secret
         )
 
-    async def set_trunk_peers(self, room_id: str, peers: Mapping[str, str]) -> None:
-        """The other nodes serving the room (node id -> trunk "host:port"), replacing the last."""
-        await self.room(room_id).set_trunk_peers(dict(peers))
+    async def set_trunk_peers(
+        self, room_id: str, peers: Mapping[str, str], siblings: list[str] | None = None
+    ) -> None:
+        """The other nodes serving the room (node id -> trunk "host:port"), replacing the last;
+        `siblings`: those that are other workers of this node (`media.workers.pool`)."""
+        await self.room(room_id).set_trunk_peers(dict(peers), siblings or ())
 
     async def start_recording(self, room_id: str, recording_id: str, directory: str) -> None:
         """Record the room's tracks into `directory` (continuing a recording found there)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -160,12 +160,15 @@ class Room:
             self.trunk = trunk
         return self.trunk.address
 
-    async def set_trunk_peers(self, peers: Mapping[str, str]) -> None:
-        """The other nodes serving the room now (node id -> trunk "host:port")."""
+    async def set_trunk_peers(
+        self, peers: Mapping[str, str], siblings: Iterable[str] = ()
+    ) -> None:
+        """The other nodes serving the room now (node id -> trunk "host:port"); `siblings`
+        those that are other workers of this node (`media.trunk.remote.Trunk.set_peers`)."""
         if self.trunk is None:
             raise MediaUserError(f"room {self.room_id!r} has no trunk open")
         try:
-            await self.trunk.set_peers(peers)
+            await self.trunk.set_peers(peers, siblings)
         except (ValueError, OSError) as exc:
             raise MediaUserError(f"bad trunk peers: {exc}") from None
 

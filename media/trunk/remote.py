@@ -184,7 +184,10 @@ class Trunk:
         self._numbers: dict[InboundTrack, int] = {}
         self._local: dict[int, InboundTrack] = {}
         self._next_number = 1
-        self._last_announce = b""
+        self._last_announce: dict[frozenset[str], bytes] = {}
+        self._targets: dict[InboundTrack, frozenset[str] | None] = {}
+        """Where each numbered track's packets go (None: every peer)."""
+        self._siblings: frozenset[str] = frozenset()
         self._announce_soon: asyncio.Handle | None = None
         self.ticker = Ticker(self.tick, ANNOUNCE_S, "trunk tick")
         self.ignored_announces = 0
@@ -198,9 +201,15 @@ class Trunk:
         self.ticker.start()
         return address
 
-    async def set_peers(self, peers: Mapping[str, str]) -> None:
+    async def set_peers(
+        self, peers: Mapping[str, str], siblings: Iterable[str] = ()
+    ) -> None:
+        """Replace the peers (node id -> "host:port"). `siblings`: those of them that are other
+        worker processes of this node serving the room (`media.workers.pool`): with other
+        nodes among the peers too, this trunk relays between the two groups."""
         peers = {node: address for node, address in peers.items() if node != self.node_id}
         await self.endpoint.set_peers(peers)
+        self._siblings = frozenset(siblings)
         now = self._clock()
         gone = [node for node in self._peers if node not in peers]
         for node in peers:
@@ -245,6 +254,7 @@ class Trunk:
             track.trunk = None
             track.watched_remotely = False
         self._numbers.clear()
+        self._targets.clear()
         self._local.clear()
         for node in list(self._peers):
             self._drop_peer(node)
@@ -271,28 +281,73 @@ class Trunk:
         self._announce(force=False)
 
     def _announce(self, force: bool) -> None:
-        """Number and tap the local tracks; send the announce (if `force` or it changed)."""
-        publishers = self.room.local_publishers()
-        current: set[InboundTrack] = set()
-        for _pid, _role, tracks in publishers:
+        """Number and tap what crosses; send each group of peers its announce (if `force` or
+        it changed).
+
+        Without siblings every peer gets this node's local publications. A room's home
+        worker is also a gateway between its sibling workers and the other nodes: the
+        siblings get the local publications and those of the other nodes, the other nodes
+        the local ones and the siblings' (each relayed packet crosses once more, never back).
+        """
+        peers = set(self._peers)
+        siblings = frozenset(peers & self._siblings)
+        nodes = frozenset(peers - siblings)
+        local = self.room.local_publishers()
+        plans: list[tuple[frozenset[str], list[tuple[str, str, list[InboundTrack]]]]] = []
+        targets: dict[InboundTrack, frozenset[str] | None] = {}
+        for _pid, _role, tracks in local:
             for track in tracks:
-                current.update(track.spatial_layers or (track,))
+                for layer in track.spatial_layers or (track,):
+                    targets[layer] = None
+        if siblings and nodes:
+            for group, other in ((siblings, nodes), (nodes, siblings)):
+                relayed = self._relayed_from(other)
+                for _pid, _role, tracks in relayed:
+                    for track in tracks:
+                        for layer in track.spatial_layers or (track,):
+                            targets[layer] = group
+                plans.append((group, local + relayed))
+        else:
+            plans.append((frozenset(peers), local))
         for track in list(self._numbers):
-            if track not in current or track.closed:
+            if track not in targets or track.closed:
                 number = self._numbers.pop(track)
                 self._local.pop(number, None)
+                self._targets.pop(track, None)
                 track.trunk = None
                 track.watched_remotely = False
-        for track in current:
+        for track, to in targets.items():
             if track not in self._numbers:
                 number = self._new_number()
                 self._numbers[track] = number
                 self._local[number] = track
-                track.trunk = self._media_sender(number)
-        body = encode_announce(announce_of(self.node_id, publishers, self._numbers.__getitem__))
-        if force or body != self._last_announce:
-            self._last_announce = body
-            self.endpoint.send(Kind.ANNOUNCE, body)
+            if track not in self._targets or self._targets[track] != to:
+                self._targets[track] = to
+                track.trunk = self._media_sender(self._numbers[track], to)
+        sent: dict[frozenset[str], bytes] = {}
+        for group, publishers in plans:
+            body = encode_announce(
+                announce_of(self.node_id, publishers, self._numbers.__getitem__)
+            )
+            sent[group] = body
+            if force or body != self._last_announce.get(group):
+                self.endpoint.send(Kind.ANNOUNCE, body, group)
+        self._last_announce = sent
+
+    def _relayed_from(
+        self, group: frozenset[str]
+    ) -> list[tuple[str, str, list[InboundTrack]]]:
+        """The remote publishers the peers of `group` announced (those not shadowed here)."""
+        found = []
+        for node in sorted(group):
+            peer = self._peers.get(node)
+            if peer is None:
+                continue
+            for pid, participant in peer.participants.items():
+                tracks = [t for t in participant.tracks.values() if not t.closed]
+                if tracks and not self.room.is_local(pid):
+                    found.append((pid, participant.role, tracks))
+        return found
 
     def _new_number(self) -> int:
         for _ in range(MAX_TRACK_NUMBER):
@@ -302,7 +357,11 @@ class Trunk:
                 return number
         raise RuntimeError("no free trunk track number")
 
-    def _media_sender(self, number: int) -> Callable[[RtpPacket], None]:
+    def _media_sender(
+        self, number: int, to: frozenset[str] | None
+    ) -> Callable[[RtpPacket], None]:
+        """The `InboundTrack.trunk` of a track numbered `number`: every packet to `to` (None:
+        every peer)."""
         send = self.endpoint.send
         media = Kind.MEDIA
 
@@ -311,7 +370,7 @@ class Trunk:
                 number, packet.sequence_number, packet.timestamp, packet.ssrc,
                 bool(packet.marker), packet.payload_type, packet.extensions.audio_level,
                 packet.payload,
-            ))
+            ), to)
 
         return send_packet
 
@@ -323,7 +382,10 @@ class Trunk:
                 if not track.spatial_layers:
                     continue
                 watched = set(subscribed_layers(track))
-                watched.update(i for i, layer in enumerate(track.spatial_layers) if layer.taps)
+                watched.update(
+                    i for i, layer in enumerate(track.spatial_layers)
+                    if layer.taps or layer.watched_remotely  # relayed: watched further on
+                )
                 layers[number] = sorted(watched)
             if layers:
                 self.endpoint.send(Kind.WANTS, encode_wants(Wants(layers)), node)

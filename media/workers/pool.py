@@ -403,8 +403,8 @@ class WorkerPool:
             await self._call(worker, "set_spotlight", room_id, record.spotlight)
 
     async def _link(self, room_id: str, record: _RoomRecord) -> None:
-        """Give every worker of the room the others as trunk peers (the home: the other
-        nodes too)."""
+        """Give every worker of the room the others as trunk peers (its siblings); the home
+        gets the other nodes too, and relays between them and its siblings."""
         workers = self._workers_of(record)
         if len(workers) < 2 and not record.trunk_addresses:
             return
@@ -415,9 +415,10 @@ class WorkerPool:
         for worker in workers:
             me = self._trunk_node(record, worker)
             peers = {node: a for node, a in addresses.items() if node != me}
+            siblings = sorted(peers)
             if worker is record.worker:
                 peers.update(record.trunk_peers)
-            await self._call(worker, "set_trunk_peers", room_id, peers)
+            await self._call(worker, "set_trunk_peers", room_id, peers, siblings)
 
     async def open_room(self, room_id: str, kind: str) -> None:
         record = self._rooms.get(room_id)
