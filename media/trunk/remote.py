@@ -13,9 +13,14 @@ Receiving: an ANNOUNCE from a peer is applied as state: its participants become
 `InboundTrack`s built with the announced codec (simulcast: the same `spatial_layers`
 structure, held layers with their held rates) and fed from MEDIA datagrams. Their `send_pli`
 sends KEYFRAME to the owner. Every tick the layers this node's subscribers watch go back as
-WANTS. A peer dropped from the set, or silent for `TRUNK_SILENCE_S`, takes its remote
-participants with it. What is per subscriber (NACKs from the history here, adaptation, layer
-choice) works on these tracks as on local ones.
+WANTS. A video packet lost on the trunk is asked for again (NACK, `media.trunk.losses`) and
+the owner resends it from its history, to that node only. A peer dropped from the set, or
+silent for `TRUNK_SILENCE_S`, takes its remote participants with it. What is per subscriber
+(NACKs from the history here, adaptation, layer choice) works on these tracks as on local
+ones.
+
+A room's home worker whose room spans sibling workers (`media.workers.pool`) is also the
+gateway between them and the other nodes (`Trunk._announce`).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from media.adapt.dynacast import subscribed_layers
 from media.adapt.ticker import Ticker
 from media.forward.forwarder import InboundTrack
 from media.trunk.endpoint import TrunkEndpoint
+from media.trunk.losses import MAX_GAP, gap
 from media.trunk.wire import (
     ANNOUNCE_S,
     MAX_TRACK_NUMBER,
@@ -50,8 +56,10 @@ from media.trunk.wire import (
     encode_wants,
     keyframe_body,
     media_body,
+    nack_body,
     parse_keyframe,
     parse_media,
+    parse_nack,
 )
 
 logger = logging.getLogger(__name__)
@@ -85,6 +93,7 @@ class RemoteParticipant:
 class _Peer:
     """What this node knows of one peer node of the room."""
 
+    node: str
     last_heard: float
     participants: dict[str, RemoteParticipant] = field(default_factory=dict)
     by_number: dict[int, InboundTrack] = field(default_factory=dict)
@@ -93,6 +102,8 @@ class _Peer:
     """What each published track was built from (a change rebuilds it)."""
     wants: dict[int, list[int]] = field(default_factory=dict)
     """The peer's WANTS: local published track number -> layer indices watched there."""
+    highest: dict[int, int] = field(default_factory=dict)
+    """Video track number -> the highest sequence number arrived (`losses.gap`)."""
 
 
 # -- codecs across the trunk ------------------------------------------------------------------
@@ -191,6 +202,10 @@ class Trunk:
         self._announce_soon: asyncio.Handle | None = None
         self.ticker = Ticker(self.tick, ANNOUNCE_S, "trunk tick")
         self.ignored_announces = 0
+        self.nacks_sent = 0
+        """Trunk NACKs this node sent (packets that did not arrive from a peer)."""
+        self.resent = 0
+        """Packets sent again because a peer's NACK asked."""
 
     @property
     def address(self) -> str:
@@ -213,7 +228,7 @@ class Trunk:
         now = self._clock()
         gone = [node for node in self._peers if node not in peers]
         for node in peers:
-            self._peers.setdefault(node, _Peer(last_heard=now))
+            self._peers.setdefault(node, _Peer(node, last_heard=now))
         changed = False
         for node in gone:
             changed |= self._drop_peer(node)
@@ -242,6 +257,8 @@ class Trunk:
             "node": self.node_id,
             "peers": {node: f"{a[0]}:{a[1]}" for node, a in self.endpoint.peers.items()},
             "sending": len(self._local),
+            "nacks_sent": self.nacks_sent,
+            "resent": self.resent,
             **self.endpoint.counters(),
         }
 
@@ -424,6 +441,8 @@ class Trunk:
             track = self._local.get(number) if number is not None else None
             if track is not None:
                 track.request_keyframe()
+        elif kind is Kind.NACK:
+            self._on_nack(node, body)
         elif kind is Kind.WANTS:
             wants = decode_wants(body)
             if wants is not None:
@@ -444,6 +463,30 @@ class Trunk:
         )
         packet.extensions.audio_level = media.audio_level
         track.on_packet(packet)
+        if track.kind == "video":  # the owner keeps a history of video only
+            number = media.number
+            highest, missing = gap(peer.highest.get(number), media.seq)
+            peer.highest[number] = highest
+            if missing:
+                self.nacks_sent += 1
+                self.endpoint.send(Kind.NACK, nack_body(number, missing), peer.node)
+
+    def _on_nack(self, node: str, body: bytes) -> None:
+        """Send a peer the packets it missed again (those still in the track's history)."""
+        parsed = parse_nack(body)
+        track = self._local.get(parsed[0]) if parsed is not None else None
+        if parsed is None or track is None:
+            return
+        number, seqs = parsed
+        for seq in seqs[:MAX_GAP]:
+            packet = track.from_history(seq)
+            if packet is not None:
+                self.resent += 1
+                self.endpoint.send(Kind.MEDIA, media_body(
+                    number, packet.sequence_number, packet.timestamp, packet.ssrc,
+                    bool(packet.marker), packet.payload_type, packet.extensions.audio_level,
+                    packet.payload,
+                ), node)
 
     def _apply_announce(self, node: str, peer: _Peer, announce: Announce) -> bool:
         """Make the peer's remote participants what it announced; True if anything changed."""
@@ -541,5 +584,5 @@ class Trunk:
         for participant in peer.participants.values():
             self._close_remote(peer, participant)
         if node in self.endpoint.peers:  # silent, still a peer: it may come back
-            self._peers[node] = _Peer(last_heard=self._clock())
+            self._peers[node] = _Peer(node, last_heard=self._clock())
         return had
