@@ -3,6 +3,9 @@ participant goes, and subscribers on two workers all receiving one publisher."""
 
 from __future__ import annotations
 
+import os
+import signal
+
 import pytest
 
 from client.clip import ClipTrack, load_clip
@@ -81,6 +84,56 @@ async def test_a_room_over_two_workers_reaches_every_subscriber() -> None:
         await wait_until(lambda: (far.participant_id, "camera") not in teacher.receiving(),
                          what="the far classroom gone from the teacher's offer")
         assert relay.errors == []
+    finally:
+        await relay.close()
+        await service.stop()
+
+
+@pytest.mark.timeout(180)
+async def test_losing_a_worker_the_room_spans_to_loses_only_its_participants() -> None:
+    clip = load_clip("vp8", width=320, height=180, bitrate=300_000)
+    service = MediaService(2, span_after=1)
+    await service.start()
+    relay = RelayHarness(service)
+    try:
+        await service.open_room("big", "class")
+        log = FrameLog(keep_order=False)
+        teacher = await relay.join("big", "t", "teacher", log)
+        rooms = [await relay.join("big", name, "classroom", log) for name in ("a", "b", "c")]
+        await teacher.publish({"camera": ClipTrack(clip, on_frame=log.recorder("camera"))})
+        described = await service.describe_room("big")
+        home = described["worker"]["index"]
+        placed = {pid: e["worker"] for pid, e in described["participants"].items()}
+        away = {pid for pid, index in placed.items() if index != home}
+        assert away, placed
+        span_index = placed[next(iter(away))]
+        pid = (await service.health())["pids"][span_index]
+
+        os.kill(pid, signal.SIGKILL)
+        lost = lambda: {p for r, p, e in relay.events if e["type"] == "room_lost"}  # noqa: E731
+        await wait_until(lambda: lost() == away, what=f"room_lost for {sorted(away)} only")
+        for room in rooms:
+            if room.participant_id not in away:
+                before = room.track("t", "camera").frames
+                await wait_until(
+                    lambda room=room, before=before: (
+                        room.track("t", "camera").frames >= before + 10
+                    ),
+                    what=f"frames go on at {room.participant_id}",
+                )
+        described = await service.describe_room("big")
+        assert described["participants"].keys() == {"t"} | {
+            r.participant_id for r in rooms if r.participant_id not in away
+        }
+        # the lost participants come back (as signaling makes them), on a live worker
+        for name in sorted(away):
+            client = relay.clients[("big", name)]
+            await client.close()
+            again = await relay.join("big", name, "classroom", log)
+            await wait_until(lambda again=again: again.track("t", "camera").frames >= 10,
+                             what=f"{name} receiving again")
+        health = await service.health()
+        assert (health["rooms"], health["participants"]) == (1, 4)
     finally:
         await relay.close()
         await service.stop()
