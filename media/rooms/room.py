@@ -9,6 +9,7 @@ with their role, never receivers) and the local publications cross to those node
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import Callable, Iterable, Mapping
@@ -61,6 +62,7 @@ class Room:
         """The recording in progress (media/recording/recorder.py), if any."""
         self.trunk: Trunk | None = None
         """The room's trunk to the other nodes serving it (`media.trunk`), once opened."""
+        self._trunk_opening = asyncio.Lock()
 
     @property
     def participant_ids(self) -> list[str]:
@@ -154,11 +156,12 @@ class Room:
 
     async def open_trunk(self, host: str | None, node_id: str, secret: bytes) -> str:
         """Open the room's trunk endpoint on `host` (idempotent); its "host:port"."""
-        if self.trunk is None:
-            trunk = Trunk(self, node_id, secret)
-            await trunk.open(host)
-            self.trunk = trunk
-        return self.trunk.address
+        async with self._trunk_opening:
+            if self.trunk is None:
+                trunk = Trunk(self, node_id, secret)
+                await trunk.open(host)
+                self.trunk = trunk
+            return self.trunk.address
 
     async def set_trunk_peers(
         self, peers: Mapping[str, str], siblings: Iterable[str] = ()

@@ -394,11 +394,11 @@ class WorkerPool:
         """Open the room on one more worker and link it with the others."""
         await self._call(worker, "open_room", room_id, record.kind)
         record.spans[worker.index] = worker
-        for muted in sorted(record.muted):
-            await self._call(worker, "set_muted", room_id, muted, True)
         logger.info("room spans workers room=%s workers=%s", room_id,
                     [w.index for w in self._workers_of(record)])
         await self._link(room_id, record)
+        for muted in sorted(record.muted):  # (with its trunk open it takes any participant)
+            await self._call(worker, "set_muted", room_id, muted, True)
         if record.spotlight is not None:
             await self._call(worker, "set_spotlight", room_id, record.spotlight)
 

@@ -50,7 +50,9 @@ async def test_a_room_over_two_workers_reaches_every_subscriber() -> None:
         await service.open_room("big", "class")
         log = FrameLog(keep_order=False)
         teacher = await relay.join("big", "t", "teacher", log)
-        rooms = [await relay.join("big", name, "classroom", log) for name in ("a", "b", "c")]
+        rooms = [await relay.join("big", "a", "classroom", log)]
+        await service.set_muted("big", "a", True)  # the room spans after: the mute carries over
+        rooms += [await relay.join("big", name, "classroom", log) for name in ("b", "c")]
         await teacher.publish({
             "camera": ClipTrack(clip, on_frame=log.recorder("camera")),
             "mic": ClipTrack(load_clip("opus"), on_frame=log.recorder("mic")),
@@ -67,6 +69,7 @@ async def test_a_room_over_two_workers_reaches_every_subscriber() -> None:
         assert set(workers.values()) == {0, 1}, workers
         assert workers["t"] == described["worker"]["index"]
         assert described["participants"].keys() == {"t", "a", "b", "c"}
+        assert described["muted"] == ["a"]
         health = await service.health()
         assert (health["rooms"], health["participants"]) == (1, 4)
 
