@@ -296,3 +296,19 @@ async def test_a_room_spanning_workers_is_served_across_nodes_through_its_home()
         for harness in (pair.origin, pair.edge):
             await harness.close()
             await harness.service.stop()
+
+
+async def test_h264_crosses_with_its_codec_parameters(nodes: Nodes) -> None:
+    await nodes.open_linked("consult-3", "consult")
+    log = FrameLog(keep_order=False)
+    doctor = await nodes.origin.join("consult-3", "doctor", "doctor", log)
+    clinic = await nodes.edge.join("consult-3", "clinic", "clinic", log)
+    clip = load_clip("h264", width=320, height=180, bitrate=300_000)
+    await doctor.publish({"camera": ClipTrack(clip, on_frame=log.recorder("camera"))},
+                         codecs={"camera": "h264"})
+    await frames_flow(clinic, "doctor", "camera")
+    assert clinic.track("doctor", "camera").codec == "h264"
+    origin_codec = local_track(nodes.origin.service, "consult-3", "doctor", "camera").codec
+    edge_codec = local_track(nodes.edge.service, "consult-3", "doctor", "camera").codec
+    assert edge_codec.parameters == origin_codec.parameters
+    assert edge_codec.rtcpFeedback == origin_codec.rtcpFeedback
