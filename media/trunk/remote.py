@@ -195,7 +195,8 @@ class Trunk:
         self._numbers: dict[InboundTrack, int] = {}
         self._local: dict[int, InboundTrack] = {}
         self._next_number = 1
-        self._last_announce: dict[frozenset[str], bytes] = {}
+        self._last_announce: dict[frozenset[str], tuple[Announce, bytes]] = {}
+        """What each group of peers was last announced, and its datagram body."""
         self._targets: dict[InboundTrack, frozenset[str] | None] = {}
         """Where each numbered track's packets go (None: every peer)."""
         self._siblings: frozenset[str] = frozenset()
@@ -341,13 +342,16 @@ class Trunk:
             if track not in self._targets or self._targets[track] != to:
                 self._targets[track] = to
                 track.trunk = self._media_sender(self._numbers[track], to)
-        sent: dict[frozenset[str], bytes] = {}
+        sent: dict[frozenset[str], tuple[Announce, bytes]] = {}
         for group, publishers in plans:
-            body = encode_announce(
-                announce_of(self.node_id, publishers, self._numbers.__getitem__)
-            )
-            sent[group] = body
-            if force or body != self._last_announce.get(group):
+            announce = announce_of(self.node_id, publishers, self._numbers.__getitem__)
+            last = self._last_announce.get(group)
+            if last is not None and last[0] == announce:
+                body = last[1]  # unchanged: not encoded and compressed again
+            else:
+                body = encode_announce(announce)
+            sent[group] = (announce, body)
+            if force or last is None or last[1] != body:
                 self.endpoint.send(Kind.ANNOUNCE, body, group)
         self._last_announce = sent
 
