@@ -538,14 +538,16 @@ class Trunk:
             for layer, layer_track in zip(layers, track.spatial_layers, strict=False):
                 kept[layer.number] = layer_track
                 layer_track.held_rates = layer.held
+        still = set(kept.values())
         for participant in peer.participants.values():
             for source, track in list(participant.tracks.items()):
-                if track not in kept.values():
+                if track not in still:
                     del participant.tracks[source]
                     track.close()
                     changed = True
         peer.by_number = kept
         peer.signatures = kept_signatures
+        peer.highest = {n: seq for n, seq in peer.highest.items() if n in kept}
         return changed
 
     def _remote_track(
