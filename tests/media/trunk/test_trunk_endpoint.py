@@ -41,7 +41,7 @@ def test_the_wildcard_is_advertised_as_an_address_of_this_host() -> None:
     assert advertised_host("0.0.0.0") not in ("0.0.0.0", "")
 
 
-async def test_two_endpoints_talk_and_seal_once_for_every_peer() -> None:
+async def test_endpoints_send_to_one_some_or_every_peer() -> None:
     got: list[tuple[str, Kind, bytes]] = []
 
     def keep(node: str, kind: Kind, body: bytes) -> None:
