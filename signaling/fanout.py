@@ -16,6 +16,7 @@ from signaling import messages as m
 from signaling.connection import Connection
 from signaling.metrics import NodeMetrics
 from signaling.placement import Placement
+from signaling.serving import ServingRooms
 
 LinkReport = dict[str, Any]
 """A participant's last link report (client) or adaptation decision (relay)."""
@@ -38,6 +39,10 @@ class Fanout(Protocol):
     @property
     def placement(self) -> Placement | None:
         """Where rooms live when several nodes share the store (None: every room is here)."""
+
+    @property
+    def serving(self) -> ServingRooms | None:
+        """The rooms this node serves when rooms may span nodes (None: one node)."""
 
     @property
     def links(self) -> LinkReports: ...
