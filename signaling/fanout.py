@@ -9,14 +9,16 @@ hub can depend on them without them depending back on the hub.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from media.backend import MediaBackend
 from signaling import messages as m
 from signaling.connection import Connection
 from signaling.metrics import NodeMetrics
 from signaling.placement import Placement
-from signaling.serving import ServingRooms
+
+if TYPE_CHECKING:  # signaling.serving reads session_view, which sees the hub as a Fanout
+    from signaling.serving import ServingRooms
 
 LinkReport = dict[str, Any]
 """A participant's last link report (client) or adaptation decision (relay)."""
