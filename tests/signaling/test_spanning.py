@@ -47,7 +47,8 @@ LANZHOU = ("甘肃省", "兰州市", "城关区")
     ([], "assistant", WEIYUAN, 1000, 0, "class", None, "o"),
 ])
 def test_choose_serving_node(nodes, role, region, load, span_after, kind, here, served_by):
-    chosen = choose_serving_node(nodes, ORIGIN, role, region, load, span_after, kind=kind, here=here)
+    chosen = choose_serving_node(nodes, ORIGIN, role, region, load, span_after, kind=kind,
+                                 here=here)
     assert chosen.id == served_by
 
 
