@@ -82,6 +82,8 @@ def create_app(
             if media is not None:
                 hub.serving = ServingRooms(services, media, placement)
                 placement.on_beat = hub.serving.beat
+            metrics.node_info.labels(placement.node_id, placement.role,
+                                     placement.region or "").set(1)
         app[HUB] = hub
         specs, extra_types = install_routes(app)
         specs = [*specs, *install_recording_routes(app)]
