@@ -132,7 +132,8 @@ class SessionFlow:
         if identity.role in SITE_ROLES:
             site = await self.services.directory.find_site(identity.participant_id)
             region = tuple(site.region) if site is not None else ()
-        nodes = [n for n in await placement.live_nodes() if n.id != placement.node_id]
+        nodes = [n for n in await placement.live_nodes(beating=True)
+                 if n.id != placement.node_id]
         return choose_serving_node([*nodes, placement.me], origin, identity.role, region, load,
                                    config.span_after, kind=kind, here=placement.node_id)
 
