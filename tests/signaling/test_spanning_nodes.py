@@ -1,7 +1,8 @@
 """A class spanning three nodes on one real redis-server: the origin holds the teacher, two
 edge nodes serve the classrooms, and the media crosses between them over the trunk.
 Classrooms on both edges see and hear the teacher; a classroom whose edge dies is served by
-the other edge again; a classroom called on from one edge is seen on the other."""
+the other edge again; a classroom called on from one edge is seen on the other; a classroom
+joining through the origin is sent to the edge of its site's region."""
 
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ class Node:
         await self.store.close()
 
 
-NodeFactory = Callable[[str, str], Awaitable[Node]]
+NodeFactory = Callable[..., Awaitable[Node]]
 
 
 @pytest.fixture
@@ -62,17 +63,18 @@ async def start_node(redis_url: str, aiohttp_server, tmp_path) -> AsyncIterator[
     prefix = unique_prefix()
     nodes: list[Node] = []
 
-    async def start(name: str, role: str) -> Node:
+    async def start(name: str, role: str, region: str | None = None) -> Node:
         store = RedisStore(redis_url, prefix=prefix)
         config = ServeConfig(media_workers=0, demo=False, data_dir=tmp_path / name,
-                             rate_limit_per_minute=100_000, media_role=role, span_after=0)
+                             rate_limit_per_minute=100_000, media_role=role, region=region,
+                             span_after=0)
         # the trunk is sealed with the secret the nodes share through Redis, as `serve` does
         media = MediaService(workers=0, node_id=name,
                              trunk_secret=await trunk_secret(config, store))
         await media.start()
         services = Services(config, store, media)
         await services.start()
-        placement = Placement(store, name, "http://unset", role=role)
+        placement = Placement(store, name, "http://unset", role=role, region=region)
         server = await aiohttp_server(create_app(config, store, media=media, services=services,
                                                  placement=placement))
         placement.url = str(server.make_url("")).rstrip("/")
@@ -200,3 +202,26 @@ async def test_a_classroom_called_on_from_one_edge_is_seen_on_the_other(start_no
         assert spotlight == called.id
     finally:
         await c.close()
+
+
+async def test_a_classroom_joining_through_the_origin_is_sent_to_the_edge_of_its_region(
+        start_node):
+    origin = await start_node("origin", "origin")
+    await start_node("edge-1", "edge", "兰州市")  # first by id among equally loaded edges
+    near = await start_node("edge-2", "edge", "渭源县")  # the demo's classrooms are there
+    s = origin.services
+    demo = await load_demo(s.directory, s.classes, s.consults, s.tokens, s.clock())
+    teacher = RemoteParticipant(origin.base_url)
+    classroom = RemoteParticipant(origin.base_url)
+    try:
+        await teacher.join_token(demo.host_token)
+        await teacher.signaling.expect("session")
+        await classroom.join_token(next(iter(demo.classroom_tokens.values())))
+        redirect = await classroom.signaling.expect("redirect")
+        assert redirect["url"] == near.base_url
+        await classroom.signaling.expect("session", timeout=15)
+        assert classroom.signaling.base_url == near.base_url and classroom.moves == 1
+        assert served_by(near) == {classroom.id}
+    finally:
+        await teacher.close()
+        await classroom.close()
