@@ -242,7 +242,10 @@ class SessionFlow:
         hub = self.hub
         hub.broadcast(session_id, await self.view.state(session_id))
         hub.broadcast(session_id, m.Ended(session=session_id, outcome=outcome))
-        await recording_control.on_session_ended(self.services, hub, session_id)
+        if hub.placement is None or session_id in hub.placement.held:
+            # the recording is on the room's origin: an edge serving the class too must not
+            # win the race to stop it (it has neither the recorder nor the tracks)
+            await recording_control.on_session_ended(self.services, hub, session_id)
         for conn in hub.local_members(session_id):
             conn.media_session = None
         if hub.serving is not None:
