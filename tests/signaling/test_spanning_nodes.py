@@ -6,6 +6,8 @@ joining through the origin is sent to the edge of its site's region."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -63,13 +65,14 @@ async def start_node(redis_url: str, aiohttp_server, tmp_path) -> AsyncIterator[
     prefix = unique_prefix()
     nodes: list[Node] = []
 
-    async def start(name: str, role: str, region: str | None = None) -> Node:
+    async def start(name: str, role: str, region: str | None = None,
+                    workers: int = 0) -> Node:
         store = RedisStore(redis_url, prefix=prefix)
-        config = ServeConfig(media_workers=0, demo=False, data_dir=tmp_path / name,
+        config = ServeConfig(media_workers=workers, demo=False, data_dir=tmp_path / name,
                              rate_limit_per_minute=100_000, media_role=role, region=region,
                              span_after=0)
         # the trunk is sealed with the secret the nodes share through Redis, as `serve` does
-        media = MediaService(workers=0, node_id=name,
+        media = MediaService(workers=workers, node_id=name,
                              trunk_secret=await trunk_secret(config, store))
         await media.start()
         services = Services(config, store, media)
@@ -108,9 +111,10 @@ class SpannedClass:
             await p.close()
 
 
-async def spanned_class(start_node: NodeFactory) -> SpannedClass:
+async def spanned_class(start_node: NodeFactory, edge_workers: int = 0) -> SpannedClass:
     origin = await start_node("origin", "origin")
-    edges = [await start_node("edge-1", "edge"), await start_node("edge-2", "edge")]
+    edges = [await start_node("edge-1", "edge", workers=edge_workers),
+             await start_node("edge-2", "edge")]
     s = origin.services
     demo = await load_demo(s.directory, s.classes, s.consults, s.tokens, s.clock())
     teacher = RemoteParticipant(origin.base_url)
@@ -225,3 +229,44 @@ async def test_a_classroom_joining_through_the_origin_is_sent_to_the_edge_of_its
     finally:
         await teacher.close()
         await classroom.close()
+
+
+@pytest.mark.slow
+async def test_an_edge_whose_media_worker_died_opens_its_trunk_again(start_node):
+    """The edge's room is placed again on a live worker of that edge (`room_lost`): its trunk
+    is opened there and registered again, and the classroom hears the teacher again."""
+    c = await spanned_class(start_node, edge_workers=2)
+    edge, classroom = c.edges[0], c.classrooms[0]
+    try:
+        await wait_until(lambda: all(hears_and_sees(room, c.teacher) for room in c.classrooms),
+                         within=30, what="both edges' classrooms see and hear the teacher")
+        serving = edge.server.app[HUB].serving
+        assert serving is not None
+        trunk = serving.rooms[c.demo.class_id].trunk
+        pids = (await edge.media.health())["pids"]
+        holder = max(pids, key=socket_count)  # the room's worker; the other one takes the room
+        assert socket_count(holder) > min(socket_count(p) for p in pids), "the room's worker"
+        os.kill(holder, signal.SIGKILL)
+        await wait_until(lambda: classroom.reconnects > 0, within=30,
+                         what="the edge's classroom told to reconnect")
+        await wait_until(lambda: serving.rooms[c.demo.class_id].trunk != trunk, within=30,
+                         what="the edge's trunk opened again")
+        await wait_until(lambda: hears_and_sees(classroom, c.teacher), within=30,
+                         what="the classroom hears the teacher again through the new trunk")
+        await wait_until(lambda: c.teacher.frames_from(classroom.id, "camera") > 10, within=30,
+                         what="the teacher sees the classroom again")
+    finally:
+        await c.close()
+
+
+
+def socket_count(pid: int) -> int:
+    """Sockets a process holds: a worker carrying a room holds its peer connections' and its
+    trunk's besides the one to the node."""
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            count += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
+        except OSError:
+            pass
+    return count
