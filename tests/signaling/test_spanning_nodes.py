@@ -1,8 +1,9 @@
 """A class spanning three nodes on one real redis-server: the origin holds the teacher, two
 edge nodes serve the classrooms, and the media crosses between them over the trunk.
 Classrooms on both edges see and hear the teacher; a classroom whose edge dies is served by
-the other edge again; a classroom called on from one edge is seen on the other; a classroom
-joining through the origin is sent to the edge of its site's region."""
+the other edge again; a classroom called on from one edge is seen on the other, and one the
+teacher mutes is muted on every node; a classroom joining through the origin is sent to the
+edge of its site's region; an edge whose media worker dies opens its trunk again."""
 
 from __future__ import annotations
 
@@ -229,6 +230,36 @@ async def test_a_classroom_joining_through_the_origin_is_sent_to_the_edge_of_its
     finally:
         await teacher.close()
         await classroom.close()
+
+
+async def test_a_classroom_muted_by_the_teacher_is_muted_on_every_serving_node(start_node):
+    c = await spanned_class(start_node)
+    muted, other = c.classrooms
+    try:
+        await wait_until(lambda: all(hears_and_sees(room, c.teacher) for room in c.classrooms),
+                         within=30, what="both edges' classrooms see and hear the teacher")
+        await c.teacher.send({"type": "mute", "participant": muted.id, "muted": True})
+
+        async def muted_everywhere() -> bool:
+            for node in (c.origin, *c.edges):
+                described = await node.media.describe_room(c.demo.class_id)
+                if described["muted"] != [muted.id]:
+                    return False
+            return True
+
+        # its own edge, the origin and the other edge (where it is a remote publisher)
+        await wait_until(muted_everywhere, within=15, what="the classroom muted on all nodes")
+        assert not [f for f in c.teacher.signaling.history if f["type"] == "error"]
+        await c.teacher.send({"type": "mute", "participant": muted.id, "muted": False})
+
+        async def unmuted_everywhere() -> bool:
+            return all([(await node.media.describe_room(c.demo.class_id))["muted"] == []
+                        for node in (c.origin, *c.edges)])
+
+        await wait_until(unmuted_everywhere, within=15, what="the classroom unmuted everywhere")
+        assert hears_and_sees(other, c.teacher)
+    finally:
+        await c.close()
 
 
 @pytest.mark.slow
