@@ -12,7 +12,7 @@ import asyncio
 import ipaddress
 import logging
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import cast
 
 from media.trunk.wire import Kind, Opener, Sealer
@@ -123,14 +123,18 @@ class TrunkEndpoint(asyncio.DatagramProtocol):
     def seal(self, kind: Kind, body: bytes) -> bytes:
         return self._sealer.seal(kind, body)
 
-    def send_sealed(self, datagram: bytes, node: str | None = None) -> None:
-        """Send a sealed datagram to one peer, or to every peer (None)."""
+    def send_sealed(self, datagram: bytes, to: str | Collection[str] | None = None) -> None:
+        """Send a sealed datagram to one peer, some peers, or every peer (None)."""
         transport = self._transport
         if transport is None:
             return
-        targets = self._addresses.values() if node is None else (
-            [self._addresses[node]] if node in self._addresses else []
-        )
+        addresses = self._addresses
+        if to is None:
+            targets: Iterable[Address] = addresses.values()
+        elif isinstance(to, str):
+            targets = [addresses[to]] if to in addresses else []
+        else:
+            targets = [addresses[node] for node in to if node in addresses]
         for address in targets:
             try:
                 transport.sendto(datagram, address)
@@ -138,10 +142,10 @@ class TrunkEndpoint(asyncio.DatagramProtocol):
             except OSError:
                 self.send_errors += 1
 
-    def send(self, kind: Kind, body: bytes, node: str | None = None) -> None:
-        """Seal once and send to one peer, or to every peer (None)."""
+    def send(self, kind: Kind, body: bytes, to: str | Collection[str] | None = None) -> None:
+        """Seal once and send to one peer, some peers, or every peer (None)."""
         if self._addresses:
-            self.send_sealed(self._sealer.seal(kind, body), node)
+            self.send_sealed(self._sealer.seal(kind, body), to)
 
     # -- asyncio -----------------------------------------------------------------------------
 

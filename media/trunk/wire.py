@@ -17,6 +17,8 @@ Kinds and bodies:
 - KEYFRAME: a track number (`TRACK_NUMBER`): a subscriber of the receiver wants a keyframe.
 - WANTS: `Wants` (msgspec JSON): per simulcast publication, the layers the sender's
   subscribers watch (dynacast at the owner keeps those on).
+- NACK: a track number and the sequence numbers (u16 each) that did not arrive
+  (`media.trunk.losses`); the owner sends them again from its history.
 
 `open_datagram` returns None for anything that does not open (short, garbage, wrong key,
 unknown kind); callers count those and move on.
@@ -60,6 +62,7 @@ class Kind(IntEnum):
     ANNOUNCE = 2
     KEYFRAME = 3
     WANTS = 4
+    NACK = 5
 
 
 # -- the announce -----------------------------------------------------------------------------
@@ -204,6 +207,19 @@ def parse_keyframe(body: bytes) -> int | None:
     if len(body) != TRACK_NUMBER.size:
         return None
     return int(TRACK_NUMBER.unpack(body)[0])
+
+
+def nack_body(number: int, seqs: list[int]) -> bytes:
+    return TRACK_NUMBER.pack(number) + struct.pack(f"!{len(seqs)}H", *seqs)
+
+
+def parse_nack(body: bytes) -> tuple[int, list[int]] | None:
+    """(track number, sequence numbers) of a NACK body (None: malformed or empty)."""
+    if len(body) < TRACK_NUMBER.size + 2 or (len(body) - TRACK_NUMBER.size) % 2:
+        return None
+    (number,) = TRACK_NUMBER.unpack_from(body)
+    count = (len(body) - TRACK_NUMBER.size) // 2
+    return int(number), list(struct.unpack_from(f"!{count}H", body, TRACK_NUMBER.size))
 
 
 # -- sealing ----------------------------------------------------------------------------------
