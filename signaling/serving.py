@@ -10,9 +10,10 @@ last participant this node serves leaves, it stops serving: its record goes, and
 closed here unless this node is its origin.
 
 The class's controls (the spotlight and the muted participants) live in the store; every
-serving node applies them to its own relay when the session changes, again after someone
-joined here, and on the next heartbeats while its relay refuses one (the participant is not in
-its room yet: a remote publisher appears once its media crosses the trunk).
+serving node applies them to its own relay when the session changes and again after someone
+joined here (a participant leaving a room takes its spotlight and mute along). A relay with the
+room's trunk open keeps them for participants it has not seen yet (they may publish through
+another node); one it refuses is tried again on the next heartbeats.
 Consults never span, so they are served without a trunk or a record.
 """
 
