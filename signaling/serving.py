@@ -45,6 +45,8 @@ class ServingRecord(msgspec.Struct, frozen=True):
     """Where that node's relay takes this room's trunk datagrams ("host:port")."""
     participants: int = 0
     """How many of the room's participants that node serves."""
+    members: list[str] = []
+    """Which ones (a participant who comes back through another node returns to its seat)."""
 
 
 def serve_prefix(room_id: str) -> str:
@@ -147,7 +149,7 @@ class ServingRooms:
     async def _register(self, room_id: str, room: ServedRoom) -> None:
         if room.trunk is None:
             return
-        record = ServingRecord(room.trunk, len(room.members))
+        record = ServingRecord(room.trunk, len(room.members), sorted(room.members))
         await self.store.set(serve_key(room_id, self.node_id), msgspec.json.encode(record),
                              ttl=SERVE_TTL_S)
 
@@ -164,6 +166,14 @@ class ServingRooms:
             except (msgspec.ValidationError, msgspec.DecodeError):
                 continue
         return found
+
+    async def server_of(self, room_id: str, participant_id: str) -> str | None:
+        """The other node whose record says it carries `participant_id` in the room (its seat
+        is there, kept for the resume grace even while its connection is away)."""
+        for node, record in (await self.servers(room_id)).items():
+            if node != self.node_id and participant_id in record.members:
+                return node
+        return None
 
     async def participants_on(self, room_id: str, node_id: str) -> int:
         """How many of the room's participants `node_id` serves (0 when it serves none)."""

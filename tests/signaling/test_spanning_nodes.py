@@ -20,6 +20,7 @@ from broker.demo import DemoLinks, load_demo
 from broker.redis_store import RedisStore
 from client.clip import ClipTrack, load_clip
 from client.participant import RemoteParticipant
+from client.ws import SignalingClient
 from media.service import MediaService
 from signaling.app import create_app
 from signaling.appkeys import HUB
@@ -259,6 +260,21 @@ async def test_a_classroom_muted_by_the_teacher_is_muted_on_every_serving_node(s
         await wait_until(unmuted_everywhere, within=15, what="the classroom unmuted everywhere")
         assert hears_and_sees(other, c.teacher)
     finally:
+        await c.close()
+
+
+async def test_a_classroom_coming_back_through_the_origin_returns_to_its_seat_on_its_edge(
+        start_node):
+    c = await spanned_class(start_node)
+    seated = c.classrooms[1]  # on edge-2; edge-1 would win a choice among equal edges
+    again = SignalingClient(c.origin.base_url, follow=False)
+    try:
+        again.grant = seated.signaling.grant  # the same credential, e.g. after a network change
+        await again.connect()
+        redirect = await again.expect("redirect")
+        assert redirect["url"] == c.edges[1].base_url
+    finally:
+        await again.close()
         await c.close()
 
 
