@@ -32,7 +32,7 @@ class MediaService:
         udp_host: str | None = "127.0.0.1",
         adaptation: bool = True,
         node_id: str = "local",
-        trunk_secret: bytes | None = None,
+        trunk_secret: bytes | str | None = None,
         span_after: int = SPAN_AFTER,
     ) -> None:
         self.workers = os.cpu_count() or 1 if workers is None else workers
@@ -42,6 +42,8 @@ class MediaService:
         """This node's name on the trunks of the rooms it serves (`media.trunk`)."""
         self.span_after = span_after
         """A room whose home worker carries more of its participants spans another worker."""
+        if isinstance(trunk_secret, str):
+            trunk_secret = trunk_secret.encode()
         self._trunk_secret = trunk_secret or os.urandom(32)
         """Seals trunk datagrams (a random one: only this process's workers understand it)."""
         self._callbacks: list[MediaEventCallback] = []

@@ -77,7 +77,8 @@ class TrunkEndpoint(asyncio.DatagramProtocol):
         self.unknown = 0
         """Datagrams from addresses that are not peers."""
         self.rejected = 0
-        """Datagrams from peers that did not open (garbage, wrong key, other room)."""
+        """Datagrams from peers that did not open (garbage, wrong key, other room, or a copy
+        of one opened before: `replayed` of them, counted by the peers' openers)."""
         self.send_errors = 0
 
     async def bind(self, host: str | None) -> str:
@@ -181,4 +182,5 @@ class TrunkEndpoint(asyncio.DatagramProtocol):
         return {
             "sent": self.sent, "received": self.received, "unknown": self.unknown,
             "rejected": self.rejected, "send_errors": self.send_errors,
+            "replayed": sum(opener.replayed for _node, opener in self._peers.values()),
         }
