@@ -845,7 +845,7 @@ async def run_direct(spec: RunSpec, log_dir: Path) -> dict[str, Any]:
             )
             browsers.append(room_browser)
             _ctx, teacher_page = await direct.open_page(teacher_browser, ORIGIN, camera=True)
-            _ctx, room_page = await direct.open_page(room_browser, ORIGIN, camera=False)
+            _ctx, room_page = await direct.open_page(room_browser, ORIGIN, camera=True)
             await direct.connect(teacher_page, room_page, RECEIVING_TIMEOUT_S)
             await direct.start_sampling(room_page)
             await _wait_receiving_page(room_page, RECEIVING_TIMEOUT_S)

@@ -5,9 +5,12 @@ The same two browsers as the relay path (the teacher in the server namespace wit
 camera playing the lab's clip, the classroom in the client namespace behind the impaired link)
 open a plain page each (`DIRECT_PATH` on the lab's origin, answered by Playwright itself, so no
 server runs and the origin counts as secure for the camera) and connect peer to peer: one
-RTCPeerConnection each, the teacher's camera (the constraints of Tongxin's `full` mode: 640x360
-ideal, 30 fps) and microphone added as they are, with Chromium's default encodings (no bitrate
-cap, no temporal layers): a plain browser call. Signaling goes through Playwright (offer and
+RTCPeerConnection each, the teacher's camera (640x360 ideal, 30 fps: the lab's clip) and
+microphone added as they are, with Chromium's default encodings (no bitrate cap, no temporal
+layers): a plain browser call. It is a two-way call, as the class it stands for: the classroom
+sends its (fake) camera and microphone back, as the classroom does through the relay, so its
+uplink carries the same load on both paths (the feedback about the teacher's video queues
+behind it on a narrow uplink). Signaling goes through Playwright (offer and
 answer with every ICE candidate gathered, no trickle). The classroom page samples its own
 `getStats()` every 250 ms into `window.__weaklink` in the same shape as the relay path's
 sampler (`bench.lab.browser.SAMPLER_JS`: tracks `camera` and `mic`), so `browser.collect` and
@@ -60,6 +63,10 @@ CLASSROOM_ANSWER_JS = (
     + GATHER_JS
     + """;
   const pc = new RTCPeerConnection();
+  const own = await navigator.mediaDevices.getUserMedia({
+    audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+    video: { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 30, max: 30 } },
+  });
   const video = document.getElementById('v');
   const audio = document.getElementById('a');
   const remote = new MediaStream();
@@ -72,6 +79,8 @@ CLASSROOM_ANSWER_JS = (
   };
   window.__direct = { pc };
   await pc.setRemoteDescription({ type: 'offer', sdp: offer });
+  // the offered sendrecv transceivers carry the classroom's own camera and microphone back
+  for (const track of own.getTracks()) pc.addTrack(track, own);
   await pc.setLocalDescription(await pc.createAnswer());
   await gathered(pc);
   return pc.localDescription.sdp;
