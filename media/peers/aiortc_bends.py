@@ -20,8 +20,9 @@ used anywhere else). What changes:
    loop handled each packet, so on a busy relay it read queueing as congestion and held a
    Chromium teacher at ~60 kbit/s and 1-3 fps on a clean link (measured by
    `tongxin bench weaklink`). A publisher is capped only by `media.adapt.publisher_cap`'s REMB
-   (`send_remb`), and otherwise by its own loss-based control; the forwarder asks for
-   keyframes with `send_pli`.
+   (`send_remb`), and otherwise by its own congestion control, fed with transport-cc feedback
+   when negotiated (`UplinkRtpTap.on_transport_sequence`, `send_rtcp_bytes`,
+   `media.peers.twcc_feedback`); the forwarder asks for keyframes with `send_pli`.
 3. Relay senders: they get a `HeldTrack` whose `recv()` never returns, so aiortc's encoder
    loop never encodes; their sender reports are filled from the forwarder's counters (aiortc
    would report zeros) and the RTCP a subscriber sends about them goes to the forwarder. The
@@ -261,6 +262,9 @@ class UplinkRtpTap:
         """SSRC -> the simulcast layer stream it carries (learned from its first packets)."""
         self._layer_ssrcs: dict[tuple[str, str], int] = {}
         """(mid, rid) -> the media SSRC of that layer (what its RTX repairs)."""
+        self.on_transport_sequence: Callable[[int, int], None] | None = None
+        """Called `(transport-wide sequence number, ssrc)` for every packet that carries one
+        (RTX and padding probes included), before anything else: transport-cc feedback."""
         dtls._handle_rtp_data = self._handle_rtp_data  # type: ignore[method-assign]
 
     @classmethod
@@ -340,6 +344,11 @@ class UplinkRtpTap:
             packet = RtpPacket.parse(data, self._dtls._rtp_header_extensions_map)
         except ValueError:
             return
+        on_transport_sequence = self.on_transport_sequence
+        if on_transport_sequence is not None:
+            seq = packet.extensions.transport_sequence_number
+            if seq is not None:
+                on_transport_sequence(seq, packet.ssrc)
         if self._simulcast:
             ext = packet.extensions
             key = identify(
@@ -451,6 +460,22 @@ def send_pli(receiver: RTCRtpReceiver, media_ssrc: int) -> None:
     decoder asks, and the relay has none; no public API sends RTCP.
     """
     _spawn(receiver._send_rtcp_pli(media_ssrc))
+
+
+def send_rtcp_bytes(receiver: RTCRtpReceiver, build: Callable[[int], list[bytes]]) -> bool:
+    """Send the RTCP packets `build(rtcp_sender_ssrc)` returns through this receiver's
+    transport. False when the receiver has no RTCP SSRC yet (`build` is not called).
+
+    Reads `RTCRtpReceiver.__rtcp_ssrc` and calls `RTCDtlsTransport._send_rtp` (driven by
+    `run_now`, no task unless it must wait): aiortc writes only the RTCP packets it knows,
+    and transport-cc feedback is not one of them.
+    """
+    rtcp_ssrc = receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
+    if rtcp_ssrc is None:
+        return False
+    for data in build(rtcp_ssrc):
+        run_now(_send_quietly(receiver.transport, data))
+    return True
 
 
 def send_remb(receiver: RTCRtpReceiver, bitrate: int, ssrcs: list[int]) -> bool:
