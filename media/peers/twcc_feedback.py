@@ -33,19 +33,14 @@ MAX_SPAN = 0x4000
 """At most this many sequence numbers per collect: after a longer gap (a publisher's
 restarted sequence) reporting starts again near the highest received."""
 
-FeedbackSender = Callable[[list[TransportFeedback]], None]
 Clock = Callable[[], int]
-"""Microseconds on a monotonic clock."""
-
-
-def monotonic_us() -> int:
-    return time.monotonic_ns() // 1000
+"""Nanoseconds on a monotonic clock (a builtin: `record` calls it per packet)."""
 
 
 class FeedbackWindow:
-    """Arrivals (transport-wide sequence number, µs) -> the next feedback packets."""
+    """Arrivals (transport-wide sequence number, ns) -> the next feedback packets."""
 
-    def __init__(self, clock: Clock = monotonic_us, *, max_span: int = MAX_SPAN) -> None:
+    def __init__(self, clock: Clock = time.monotonic_ns, *, max_span: int = MAX_SPAN) -> None:
         self._clock = clock
         self._epoch = clock()
         """Arrival times count from here, so the 24-bit reference time starts near 0."""
@@ -68,10 +63,10 @@ class FeedbackWindow:
         self._arrivals.append((seq, self._clock()))
         self.media_ssrc = ssrc
 
-    def record_at(self, seq: int, arrival_us: int) -> None:
-        """One packet arrived at `arrival_us` (the clock's time base, not before the window
+    def record_at(self, seq: int, arrival_ns: int) -> None:
+        """One packet arrived at `arrival_ns` (the clock's time base, not before the window
         was made)."""
-        self._arrivals.append((seq, arrival_us))
+        self._arrivals.append((seq, arrival_ns))
 
     def discard(self) -> None:
         """Forget what arrived since the last collect (no RTCP path to report it on yet)."""
@@ -97,7 +92,7 @@ class FeedbackWindow:
             unwrapped = self._unwrap(seq)
             if unwrapped < self._highest - HISTORY or unwrapped in received:
                 continue  # too late to report, or a duplicate
-            received[unwrapped] = arrival - self._epoch
+            received[unwrapped] = (arrival - self._epoch) // 1000
             if unwrapped > self._highest:
                 self._highest = unwrapped
             if earliest is None or unwrapped < earliest:
@@ -133,9 +128,12 @@ class TwccFeedback:
         send: Callable[[Callable[[int], list[TransportFeedback]]], bool],
         *,
         interval_s: float = INTERVAL_S,
-        clock: Clock = monotonic_us,
+        clock: Clock = time.monotonic_ns,
+        label: str = "",
     ) -> None:
         self.window = FeedbackWindow(clock)
+        self._label = label
+        """Who the feedback goes to, in the two INFO lines (first packet, count at stop)."""
         self.record = self.window.record
         """What the uplink's RTP tap calls per packet: `record(seq, ssrc)`."""
         self._send = send
@@ -155,11 +153,15 @@ class TwccFeedback:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+            logger.info("transport-cc feedback to %s: %d packets sent", self._label, self.sent)
 
     def _tick(self) -> None:
         self._timer = asyncio.get_running_loop().call_later(self._interval_s, self._tick)
+        before = self.window.sent
         try:
             if not self._send(self.window.collect):
                 self.window.discard()
+            elif before == 0 and self.window.sent:
+                logger.info("transport-cc feedback to %s: flowing", self._label)
         except Exception:  # a bad packet must never stop the feedback
             logger.exception("transport-cc feedback failed")

@@ -152,7 +152,7 @@ class Uplink:
         if ext_id is not None:
             add_header_extensions(dtls, {TRANSPORT_CC_URI: ext_id})
             if self.twcc is None:
-                self.twcc = TwccFeedback(self._send_rtcp)
+                self.twcc = TwccFeedback(self._send_rtcp, label=self.participant_id)
                 if pc.connectionState == "connected":
                     self.twcc.start()
             tap.on_transport_sequence = self.twcc.record

@@ -30,7 +30,7 @@ def reports(rounds: list[Arrivals], *, max_span: int = 0x4000) -> list[list[Repo
     out: list[list[Report]] = []
     for arrivals in rounds:
         for seq, ms in arrivals:
-            window.record_at(seq, 1_000_000 + ms * MS)
+            window.record_at(seq, (1_000_000 + ms * MS) * 1000)
         out.append([(f.base_seq, f.statuses) for f in window.collect(1)])
     return out
 
@@ -63,9 +63,9 @@ def test_feedback_window(rounds: list[Arrivals], expected: list[list[Report]]) -
 
 
 def test_arrival_times_survive_the_wire() -> None:
-    window = FeedbackWindow(lambda: 500_000)
+    window = FeedbackWindow(lambda: 500_000_000)
     for seq, us in [(10, 600_000), (11, 601_250), (13, 700_000), (12, 650_000)]:
-        window.record_at(seq, us)
+        window.record_at(seq, us * 1000)
     (feedback,) = window.collect(77)
     decoded = decode_feedback(encode_feedback(feedback))
     assert decoded is not None
@@ -77,9 +77,9 @@ def test_arrival_times_survive_the_wire() -> None:
 def test_feedback_counts_and_long_runs_split() -> None:
     window = FeedbackWindow(lambda: 0)
     for seq in range(600):
-        window.record_at(seq, seq * 500)
+        window.record_at(seq, seq * 500_000)
     first = window.collect(1)
-    window.record_at(600, 400_000)
+    window.record_at(600, 400_000_000)
     second = window.collect(1)
     assert [len(f.statuses) for f in first] == [250, 250, 100]
     assert [f.feedback_count for f in first + second] == [0, 1, 2, 3]
@@ -87,10 +87,10 @@ def test_feedback_counts_and_long_runs_split() -> None:
 
 
 def test_record_stamps_with_the_clock() -> None:
-    now = [2_000_000]
+    now = [2_000_000_000]
     window = FeedbackWindow(lambda: now[0])
     window.record(5, 1234)
-    now[0] += 3000
+    now[0] += 3_000_000
     window.record(6, 1234)
     (feedback,) = window.collect(1)
     assert feedback.media_ssrc == 1234
