@@ -48,7 +48,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable, Iterator
@@ -700,8 +702,44 @@ async def _resume(coro: Coroutine[Any, Any, None], awaited: asyncio.Future[Any] 
             return
 
 
+SIOCGSTAMPNS = 0x8907
+"""Linux ioctl: the kernel's receive time of the last datagram read from a socket."""
+_TIMESPEC = struct.Struct("@qq")
+
+
+class KernelArrivalClock:
+    """When the datagram being handled reached the host, by the kernel's receive timestamp.
+
+    `receive_directly(..., arrival_clock=...)` asks the kernel (`SIOCGSTAMPNS`, one ioctl per
+    RTP datagram) for the receive time of each datagram it reads and holds it while the
+    packet is handled: transport-cc feedback must report when packets arrived, not when a busy
+    event loop (another room's forwarding, a transcoder thread holding the GIL) got to them,
+    or the publisher's delay-based estimator reads the relay's lateness as congestion, as
+    aiortc's REMB did. `now()` is that time in ns (CLOCK_REALTIME), or the current time
+    outside a datagram or where the kernel has none.
+    """
+
+    __slots__ = ("current_ns",)
+
+    def __init__(self) -> None:
+        self.current_ns = 0
+
+    def now(self) -> int:
+        return self.current_ns or time.time_ns()
+
+    def stamp(self, fd: int) -> None:
+        try:
+            sec, nsec = _TIMESPEC.unpack(fcntl.ioctl(fd, SIOCGSTAMPNS, bytes(16)))
+        except OSError:  # ENOENT: no timestamp (the first datagrams after enabling)
+            self.current_ns = 0
+            return
+        self.current_ns = sec * 1_000_000_000 + nsec
+
+
 def receive_directly(
-    dtls: RTCDtlsTransport, on_rtcp: Callable[[bytes], None] | None = None
+    dtls: RTCDtlsTransport,
+    on_rtcp: Callable[[bytes], None] | None = None,
+    arrival_clock: KernelArrivalClock | None = None,
 ) -> bool:
     """Decrypt and handle SRTP/SRTCP in the socket callback, as each datagram is read.
 
@@ -709,8 +747,9 @@ def receive_directly(
     and wakes the DTLS task for it: a task hop per packet. Here RTP goes straight to the
     transport's `_handle_rtp_data` (driven by `run_now`), and RTCP to `on_rtcp` when given
     (the relay's downlinks read subscribers' feedback themselves), else to aiortc's
-    `_handle_rtcp_data`. STUN and DTLS still take aiortc's path. False if not installed (not
-    connected, or not plain UDP).
+    `_handle_rtcp_data`. With `arrival_clock`, each RTP datagram's kernel receive time is
+    held in it while the datagram is handled. STUN and DTLS still take aiortc's path. False
+    if not installed (not connected, or not plain UDP).
 
     Reads `RTCDtlsTransport._state` and `_rx_srtp`, the nominated pair (as `datagram_sender`)
     and replaces the pair's `StunProtocol.datagram_received`: aioice offers no hook between
@@ -728,6 +767,9 @@ def receive_directly(
     unprotect_rtcp = dtls._rx_srtp.unprotect_rtcp
     handle_rtcp_data = dtls._handle_rtcp_data
     handle_rtcp = on_rtcp or (lambda plain: run_now(handle_rtcp_data(plain)))
+    sock = protocol.transport.get_extra_info("socket") if protocol.transport else None
+    fd = sock.fileno() if arrival_clock is not None and sock is not None else -1
+    stamp = arrival_clock.stamp if arrival_clock is not None and fd >= 0 else None
 
     def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:
         if len(data) > 1 and 127 < data[0] < 192:
@@ -735,12 +777,17 @@ def receive_directly(
                 if 191 < data[1] < 209:
                     handle_rtcp(unprotect_rtcp(data))
                 else:
+                    if stamp is not None:
+                        stamp(fd)
                     plain = unprotect(data)
                     arrival_ms = int((time.time() + NTP_EPOCH_OFFSET) * 1000)
                     # looked up per packet: an `UplinkRtpTap` may replace it later
                     run_now(dtls._handle_rtp_data(plain, arrival_time_ms=arrival_ms))
             except pylibsrtp.Error:
                 pass
+            finally:
+                if arrival_clock is not None:
+                    arrival_clock.current_ns = 0
             return
         original(data, addr)
 

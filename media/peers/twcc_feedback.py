@@ -19,11 +19,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from media.rtp.twcc import TransportFeedback, feedback_from_arrivals
+from media.rtp.twcc import NOT_RECEIVED, TransportFeedback, feedback_from_arrivals
 
 logger = logging.getLogger(__name__)
 
+TRACE_EVERY = 20
+"""Collects between two DEBUG lines (one a second)."""
 INTERVAL_S = 0.05
 """Feedback period: libwebrtc's receiver sends every 50-250 ms by bitrate; 50 ms keeps the
 publisher's estimator fed during the ramp at a few hundred bytes per feedback."""
@@ -35,6 +38,19 @@ restarted sequence) reporting starts again near the highest received."""
 
 Clock = Callable[[], int]
 """Nanoseconds on a monotonic clock (a builtin: `record` calls it per packet)."""
+
+
+@dataclass(slots=True)
+class WindowStats:
+    """Counters of what a window's feedback said (re-reported packets count again)."""
+
+    packets: int = 0
+    received: int = 0
+    lost: int = 0
+    late: int = 0
+    """Collects that reported again from a packet behind an earlier feedback."""
+    max_gap_ns: int = 0
+    """The longest time between two packets recorded one after the other."""
 
 
 class FeedbackWindow:
@@ -57,6 +73,8 @@ class FeedbackWindow:
         """The SSRC the feedback names (the last packet's; receivers ignore it)."""
         self.sent = 0
         """Feedback packets collected so far."""
+        self.stats = WindowStats()
+        """What the feedback said, since the last `take_stats` (for the DEBUG trace)."""
 
     def record(self, seq: int, ssrc: int) -> None:
         """One packet arrived now (called per packet: keep it an append)."""
@@ -88,7 +106,12 @@ class FeedbackWindow:
         arrivals, self._arrivals = self._arrivals, []
         received = self._received
         earliest: int | None = None
+        stats = self.stats
+        previous = arrivals[0][1] if arrivals else 0
         for seq, arrival in arrivals:
+            if arrival - previous > stats.max_gap_ns:
+                stats.max_gap_ns = arrival - previous
+            previous = arrival
             unwrapped = self._unwrap(seq)
             if unwrapped < self._highest - HISTORY or unwrapped in received:
                 continue  # too late to report, or a duplicate
@@ -99,6 +122,8 @@ class FeedbackWindow:
                 earliest = unwrapped
         if earliest is None:
             return []
+        if self._next is not None and earliest < self._next:
+            stats.late += 1
         start = earliest if self._next is None else min(self._next, earliest)
         end = self._highest
         if end - start >= self._max_span:
@@ -109,6 +134,10 @@ class FeedbackWindow:
         )
         self._feedback_count = (self._feedback_count + len(feedback)) & 0xFF
         self.sent += len(feedback)
+        stats.packets += len(feedback)
+        for item in feedback:
+            stats.received += len(item.deltas)
+            stats.lost += item.statuses.count(NOT_RECEIVED)
         self._next = end + 1
         if len(received) > 2 * HISTORY:
             cutoff = end - HISTORY
@@ -139,6 +168,7 @@ class TwccFeedback:
         self._send = send
         self._interval_s = interval_s
         self._timer: asyncio.TimerHandle | None = None
+        self._ticks = 0
 
     @property
     def sent(self) -> int:
@@ -165,3 +195,11 @@ class TwccFeedback:
                 logger.info("transport-cc feedback to %s: flowing", self._label)
         except Exception:  # a bad packet must never stop the feedback
             logger.exception("transport-cc feedback failed")
+        self._ticks += 1
+        if self._ticks % TRACE_EVERY == 0 and logger.isEnabledFor(logging.DEBUG):
+            stats, self.window.stats = self.window.stats, WindowStats()
+            logger.debug(
+                "transport-cc %s: %d feedback, %d received, %d lost, %d late, max gap %.1f ms",
+                self._label, stats.packets, stats.received, stats.lost, stats.late,
+                stats.max_gap_ns / 1e6,
+            )

@@ -32,6 +32,7 @@ from media.adapt.publisher_cap import PublisherRemb, remb_sender
 from media.errors import NegotiationError
 from media.forward.forwarder import InboundTrack
 from media.peers.aiortc_bends import (
+    KernelArrivalClock,
     UplinkRtpTap,
     add_header_extensions,
     bind_host_candidates,
@@ -115,6 +116,8 @@ class Uplink:
         """REMB capping the publisher when every subscriber of it is weak (media/publisher_cap)."""
         self.dynacast = Dynacast(lambda: list(self.tracks.values()), on_event or _ignore)
         """The simulcast layers nobody watches, paused at the publisher (media/adapt/dynacast)."""
+        self._arrival = KernelArrivalClock()
+        """The kernel's receive time of the RTP datagram being handled (transport-cc)."""
         self.twcc: TwccFeedback | None = None
         """Transport-cc feedback to the publisher, when its offer has the transport-wide
         sequence number extension (media/peers/twcc_feedback)."""
@@ -152,7 +155,9 @@ class Uplink:
         if ext_id is not None:
             add_header_extensions(dtls, {TRANSPORT_CC_URI: ext_id})
             if self.twcc is None:
-                self.twcc = TwccFeedback(self._send_rtcp, label=self.participant_id)
+                self.twcc = TwccFeedback(
+                    self._send_rtcp, clock=self._arrival.now, label=self.participant_id
+                )
                 if pc.connectionState == "connected":
                     self.twcc.start()
             tap.on_transport_sequence = self.twcc.record
@@ -262,7 +267,10 @@ class Uplink:
             if pc.connectionState == "connected":
                 dtls = transport_of(pc)
                 if dtls is not None:
-                    receive_directly(dtls)
+                    # kernel receive times only where transport-cc reports them
+                    receive_directly(
+                        dtls, arrival_clock=self._arrival if self.twcc is not None else None
+                    )
                 if self.twcc is not None:
                     self.twcc.start()
                 if self._config.adaptation:

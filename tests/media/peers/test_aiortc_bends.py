@@ -13,6 +13,7 @@ import ast
 import asyncio
 import inspect
 import os
+import socket
 import struct
 import threading
 import time
@@ -61,6 +62,7 @@ from media.peers import aiortc_bends
 from media.peers.aiortc_bends import (
     BENT_PRIVATE_NAMES,
     HeldTrack,
+    KernelArrivalClock,
     UplinkRtpTap,
     add_header_extensions,
     bind_host_candidates,
@@ -637,6 +639,29 @@ async def test_the_tap_demultiplexes_simulcast_layers_by_mid_and_rid() -> None:
         assert len(got["q"]) == 2 and 1111 not in dtls._rtp_router.ssrc_table
     finally:
         await pc.close()
+
+
+def test_the_kernel_arrival_clock_reads_when_a_datagram_arrived() -> None:
+    """The ioctl's time is the datagram's arrival, not its (later) read; outside a datagram,
+    or before the kernel stamps (the first read enables stamping), it is the current time."""
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        receiver.bind(("127.0.0.1", 0))
+        clock = KernelArrivalClock()
+        clock.stamp(receiver.fileno())  # nothing read yet: no stamp
+        assert clock.current_ns == 0
+        assert abs(clock.now() - time.time_ns()) < 1_000_000_000
+        sent_ns = time.time_ns()
+        sender.sendto(b"x", receiver.getsockname())
+        time.sleep(0.2)  # the datagram waits in the socket, as behind a busy event loop
+        receiver.recvfrom(16)
+        read_ns = time.time_ns()
+        clock.stamp(receiver.fileno())
+        assert sent_ns - 50_000_000 <= clock.now() < read_ns - 100_000_000
+    finally:
+        receiver.close()
+        sender.close()
 
 
 async def test_the_tap_reports_every_transport_sequence_number() -> None:
