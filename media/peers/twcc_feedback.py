@@ -10,7 +10,9 @@ collect into feedback packets (`media.rtp.twcc`): from the first packet not yet 
 a late one, reordered behind an earlier feedback: the range is then reported again from it,
 as libwebrtc's receiver does) to the highest received, gaps reported as not received.
 `TwccFeedback` collects every `INTERVAL_S` on a `loop.call_later` timer and hands the packets
-to `send` (the uplink's RTCP path).
+to `send` (the uplink's RTCP path). Arrival times come from the clock passed in: the uplink
+passes the kernel's receive time of the datagram being handled
+(`aiortc_bends.KernelArrivalClock`), so a busy event loop does not read as a congested link.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ MAX_SPAN = 0x4000
 restarted sequence) reporting starts again near the highest received."""
 
 Clock = Callable[[], int]
-"""Nanoseconds on a monotonic clock (a builtin: `record` calls it per packet)."""
+"""Nanoseconds, the arrival time of the packet being recorded (`record` calls it per packet:
+keep it a builtin or one attribute read)."""
 
 
 @dataclass(slots=True)
