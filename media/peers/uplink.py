@@ -150,7 +150,7 @@ class Uplink:
         tap = UplinkRtpTap.on(dtls)
         media = {m.rtp.muxId: m for m in parsed.media if m.kind in ("audio", "video")}
         simulcast = simulcast_offer(offer_sdp)
-        transport_cc = transport_cc_offer(offer_sdp)
+        transport_cc = transport_cc_offer(offer_sdp) if self._config.transport_cc else {}
         ext_id = transport_cc_ext_id(transport_cc)
         if ext_id is not None:
             add_header_extensions(dtls, {TRANSPORT_CC_URI: ext_id})
