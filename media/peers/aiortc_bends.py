@@ -20,8 +20,9 @@ used anywhere else). What changes:
    loop handled each packet, so on a busy relay it read queueing as congestion and held a
    Chromium teacher at ~60 kbit/s and 1-3 fps on a clean link (measured by
    `tongxin bench weaklink`). A publisher is capped only by `media.adapt.publisher_cap`'s REMB
-   (`send_remb`), and otherwise by its own loss-based control; the forwarder asks for
-   keyframes with `send_pli`.
+   (`send_remb`), and otherwise by its own congestion control, fed with transport-cc feedback
+   when negotiated (`UplinkRtpTap.on_transport_sequence`, `send_rtcp_bytes`,
+   `media.peers.twcc_feedback`); the forwarder asks for keyframes with `send_pli`.
 3. Relay senders: they get a `HeldTrack` whose `recv()` never returns, so aiortc's encoder
    loop never encodes; their sender reports are filled from the forwarder's counters (aiortc
    would report zeros) and the RTCP a subscriber sends about them goes to the forwarder. The
@@ -47,7 +48,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable, Iterator
@@ -261,6 +264,9 @@ class UplinkRtpTap:
         """SSRC -> the simulcast layer stream it carries (learned from its first packets)."""
         self._layer_ssrcs: dict[tuple[str, str], int] = {}
         """(mid, rid) -> the media SSRC of that layer (what its RTX repairs)."""
+        self.on_transport_sequence: Callable[[int, int], None] | None = None
+        """Called `(transport-wide sequence number, ssrc)` for every packet that carries one
+        (RTX and padding probes included), before anything else: transport-cc feedback."""
         dtls._handle_rtp_data = self._handle_rtp_data  # type: ignore[method-assign]
 
     @classmethod
@@ -340,6 +346,11 @@ class UplinkRtpTap:
             packet = RtpPacket.parse(data, self._dtls._rtp_header_extensions_map)
         except ValueError:
             return
+        on_transport_sequence = self.on_transport_sequence
+        if on_transport_sequence is not None:
+            seq = packet.extensions.transport_sequence_number
+            if seq is not None:
+                on_transport_sequence(seq, packet.ssrc)
         if self._simulcast:
             ext = packet.extensions
             key = identify(
@@ -451,6 +462,22 @@ def send_pli(receiver: RTCRtpReceiver, media_ssrc: int) -> None:
     decoder asks, and the relay has none; no public API sends RTCP.
     """
     _spawn(receiver._send_rtcp_pli(media_ssrc))
+
+
+def send_rtcp_bytes(receiver: RTCRtpReceiver, build: Callable[[int], list[bytes]]) -> bool:
+    """Send the RTCP packets `build(rtcp_sender_ssrc)` returns through this receiver's
+    transport. False when the receiver has no RTCP SSRC yet (`build` is not called).
+
+    Reads `RTCRtpReceiver.__rtcp_ssrc` and calls `RTCDtlsTransport._send_rtp` (driven by
+    `run_now`, no task unless it must wait): aiortc writes only the RTCP packets it knows,
+    and transport-cc feedback is not one of them.
+    """
+    rtcp_ssrc = receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
+    if rtcp_ssrc is None:
+        return False
+    for data in build(rtcp_ssrc):
+        run_now(_send_quietly(receiver.transport, data))
+    return True
 
 
 def send_remb(receiver: RTCRtpReceiver, bitrate: int, ssrcs: list[int]) -> bool:
@@ -675,8 +702,44 @@ async def _resume(coro: Coroutine[Any, Any, None], awaited: asyncio.Future[Any] 
             return
 
 
+SIOCGSTAMPNS = 0x8907
+"""Linux ioctl: the kernel's receive time of the last datagram read from a socket."""
+_TIMESPEC = struct.Struct("@qq")
+
+
+class KernelArrivalClock:
+    """When the datagram being handled reached the host, by the kernel's receive timestamp.
+
+    `receive_directly(..., arrival_clock=...)` asks the kernel (`SIOCGSTAMPNS`, one ioctl per
+    RTP datagram) for the receive time of each datagram it reads and holds it while the
+    packet is handled: transport-cc feedback must report when packets arrived, not when a busy
+    event loop (another room's forwarding, a transcoder thread holding the GIL) got to them,
+    or the publisher's delay-based estimator reads the relay's lateness as congestion, as
+    aiortc's REMB did. `now()` is that time in ns (CLOCK_REALTIME), or the current time
+    outside a datagram or where the kernel has none.
+    """
+
+    __slots__ = ("current_ns",)
+
+    def __init__(self) -> None:
+        self.current_ns = 0
+
+    def now(self) -> int:
+        return self.current_ns or time.time_ns()
+
+    def stamp(self, fd: int) -> None:
+        try:
+            sec, nsec = _TIMESPEC.unpack(fcntl.ioctl(fd, SIOCGSTAMPNS, bytes(16)))
+        except OSError:  # ENOENT: no timestamp (the first datagrams after enabling)
+            self.current_ns = 0
+            return
+        self.current_ns = sec * 1_000_000_000 + nsec
+
+
 def receive_directly(
-    dtls: RTCDtlsTransport, on_rtcp: Callable[[bytes], None] | None = None
+    dtls: RTCDtlsTransport,
+    on_rtcp: Callable[[bytes], None] | None = None,
+    arrival_clock: KernelArrivalClock | None = None,
 ) -> bool:
     """Decrypt and handle SRTP/SRTCP in the socket callback, as each datagram is read.
 
@@ -684,8 +747,9 @@ def receive_directly(
     and wakes the DTLS task for it: a task hop per packet. Here RTP goes straight to the
     transport's `_handle_rtp_data` (driven by `run_now`), and RTCP to `on_rtcp` when given
     (the relay's downlinks read subscribers' feedback themselves), else to aiortc's
-    `_handle_rtcp_data`. STUN and DTLS still take aiortc's path. False if not installed (not
-    connected, or not plain UDP).
+    `_handle_rtcp_data`. With `arrival_clock`, each RTP datagram's kernel receive time is
+    held in it while the datagram is handled. STUN and DTLS still take aiortc's path. False
+    if not installed (not connected, or not plain UDP).
 
     Reads `RTCDtlsTransport._state` and `_rx_srtp`, the nominated pair (as `datagram_sender`)
     and replaces the pair's `StunProtocol.datagram_received`: aioice offers no hook between
@@ -703,6 +767,9 @@ def receive_directly(
     unprotect_rtcp = dtls._rx_srtp.unprotect_rtcp
     handle_rtcp_data = dtls._handle_rtcp_data
     handle_rtcp = on_rtcp or (lambda plain: run_now(handle_rtcp_data(plain)))
+    sock = protocol.transport.get_extra_info("socket") if protocol.transport else None
+    fd = sock.fileno() if arrival_clock is not None and sock is not None else -1
+    stamp = arrival_clock.stamp if arrival_clock is not None and fd >= 0 else None
 
     def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:
         if len(data) > 1 and 127 < data[0] < 192:
@@ -710,12 +777,17 @@ def receive_directly(
                 if 191 < data[1] < 209:
                     handle_rtcp(unprotect_rtcp(data))
                 else:
+                    if stamp is not None:
+                        stamp(fd)
                     plain = unprotect(data)
                     arrival_ms = int((time.time() + NTP_EPOCH_OFFSET) * 1000)
                     # looked up per packet: an `UplinkRtpTap` may replace it later
                     run_now(dtls._handle_rtp_data(plain, arrival_time_ms=arrival_ms))
             except pylibsrtp.Error:
                 pass
+            finally:
+                if arrival_clock is not None:
+                    arrival_clock.current_ns = 0
             return
         original(data, addr)
 

@@ -31,6 +31,9 @@ class PeerConfig:
     adaptation: bool = True
     """Adapt each subscriber's downlink to its link; False always forwards everything in full
     (never paused, no lower rung): the baseline of side-by-side benchmarks."""
+    transport_cc: bool = True
+    """Answer a publisher's transport-wide congestion control and send it feedback
+    (`media.peers.twcc_feedback`); False: its loss-based control only (as before)."""
 
     def new_peer_connection(self) -> RTCPeerConnection:
         """One transport per connection (max-bundle), no implicit public STUN server."""

@@ -32,12 +32,14 @@ from media.adapt.publisher_cap import PublisherRemb, remb_sender
 from media.errors import NegotiationError
 from media.forward.forwarder import InboundTrack
 from media.peers.aiortc_bends import (
+    KernelArrivalClock,
     UplinkRtpTap,
     add_header_extensions,
     bind_host_candidates,
     negotiated_codecs,
     receive_directly,
     send_pli,
+    send_rtcp_bytes,
     set_negotiated_codecs,
     tap_relay_receiver,
     transport_of,
@@ -52,6 +54,13 @@ from media.peers.simulcast_sdp import (
     answer_simulcast,
     simulcast_offer,
 )
+from media.peers.transport_cc_sdp import (
+    answer_transport_cc,
+    transport_cc_ext_id,
+    transport_cc_offer,
+)
+from media.peers.twcc_feedback import TwccFeedback
+from media.rtp.twcc import TRANSPORT_CC_URI, TransportFeedback, encode_feedback
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +116,11 @@ class Uplink:
         """REMB capping the publisher when every subscriber of it is weak (media/publisher_cap)."""
         self.dynacast = Dynacast(lambda: list(self.tracks.values()), on_event or _ignore)
         """The simulcast layers nobody watches, paused at the publisher (media/adapt/dynacast)."""
+        self._arrival = KernelArrivalClock()
+        """The kernel's receive time of the RTP datagram being handled (transport-cc)."""
+        self.twcc: TwccFeedback | None = None
+        """Transport-cc feedback to the publisher, when its offer has the transport-wide
+        sequence number extension (media/peers/twcc_feedback)."""
 
     @property
     def connection_state(self) -> str:
@@ -136,6 +150,17 @@ class Uplink:
         tap = UplinkRtpTap.on(dtls)
         media = {m.rtp.muxId: m for m in parsed.media if m.kind in ("audio", "video")}
         simulcast = simulcast_offer(offer_sdp)
+        transport_cc = transport_cc_offer(offer_sdp) if self._config.transport_cc else {}
+        ext_id = transport_cc_ext_id(transport_cc)
+        if ext_id is not None:
+            add_header_extensions(dtls, {TRANSPORT_CC_URI: ext_id})
+            if self.twcc is None:
+                self.twcc = TwccFeedback(
+                    self._send_rtcp, clock=self._arrival.now, label=self.participant_id
+                )
+                if pc.connectionState == "connected":
+                    self.twcc.start()
+            tap.on_transport_sequence = self.twcc.record
         for offered in simulcast.values():
             extensions = {RID_URI: offered.rid_ext}
             if offered.repaired_ext is not None:
@@ -184,7 +209,23 @@ class Uplink:
         await pc.setLocalDescription(answer)
         if changed:
             self._on_tracks_changed()
-        return answer_simulcast(pc.localDescription.sdp, answered)
+        return answer_transport_cc(
+            answer_simulcast(pc.localDescription.sdp, answered), transport_cc
+        )
+
+    def _send_rtcp(self, build: Callable[[int], list[TransportFeedback]]) -> bool:
+        """Send `build(rtcp_sender_ssrc)` as RTCP through one of the connection's receivers
+        (all share the bundled transport)."""
+        pc = self._pc
+        if pc is None:
+            return False
+        for transceiver in pc.getTransceivers():
+            if send_rtcp_bytes(
+                transceiver.receiver,
+                lambda ssrc: [encode_feedback(feedback) for feedback in build(ssrc)],
+            ):
+                return True
+        return False
 
     def _simulcast_track(
         self,
@@ -226,7 +267,12 @@ class Uplink:
             if pc.connectionState == "connected":
                 dtls = transport_of(pc)
                 if dtls is not None:
-                    receive_directly(dtls)
+                    # kernel receive times only where transport-cc reports them
+                    receive_directly(
+                        dtls, arrival_clock=self._arrival if self.twcc is not None else None
+                    )
+                if self.twcc is not None:
+                    self.twcc.start()
                 if self._config.adaptation:
                     self.remb.start()
                     self.dynacast.start()
@@ -237,6 +283,9 @@ class Uplink:
 
     async def _close_connection(self) -> None:
         pc, self._pc = self._pc, None
+        if self.twcc is not None:
+            self.twcc.stop()
+            self.twcc = None
         had_tracks = bool(self.tracks)
         for track in self.tracks.values():
             track.close()

@@ -13,11 +13,12 @@ import ast
 import asyncio
 import inspect
 import os
+import socket
 import struct
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import aioice.ice
@@ -48,6 +49,7 @@ from aiortc.rtp import (
     AnyRtcpPacket,
     RtcpPacket,
     RtcpPsfbPacket,
+    RtcpRtpfbPacket,
     RtcpSrPacket,
     RtpPacket,
     unpack_remb_fci,
@@ -60,6 +62,7 @@ from media.peers import aiortc_bends
 from media.peers.aiortc_bends import (
     BENT_PRIVATE_NAMES,
     HeldTrack,
+    KernelArrivalClock,
     UplinkRtpTap,
     add_header_extensions,
     bind_host_candidates,
@@ -75,6 +78,7 @@ from media.peers.aiortc_bends import (
     receive_directly,
     send_pli,
     send_remb,
+    send_rtcp_bytes,
     sender_ssrcs,
     set_negotiated_codecs,
     stop_remote_bitrate_estimate,
@@ -85,6 +89,7 @@ from media.peers.aiortc_bends import (
 )
 from media.peers.codec_match import forwarded_codecs
 from media.peers.config import PeerConfig
+from media.rtp.twcc import TRANSPORT_CC_URI, TransportFeedback, encode_feedback
 from media.service import MediaService
 from tests.media.relay_harness import RelayHarness, clip_tracks, wait_until
 
@@ -160,7 +165,8 @@ BEND_INTERNALS: dict[str, tuple[Callable[[Objects], list[str]], frozenset[str]]]
     "add_header_extensions": (
         lambda o: has(o.dtls._rtp_header_extensions_map, "configure")
         + calls(aiortc.rtp.HeaderExtensionsMap.configure, "rtp-stream-id",
-                "repaired-rtp-stream-id"),
+                "repaired-rtp-stream-id", TRANSPORT_CC_URI)
+        + has(aiortc.rtp.HeaderExtensions(), "transport_sequence_number"),
         frozenset({"_rtp_header_extensions_map"}),
     ),
     "send_pli": (
@@ -170,6 +176,11 @@ BEND_INTERNALS: dict[str, tuple[Callable[[Objects], list[str]], frozenset[str]]]
     "send_remb": (
         lambda o: has(o.receiver, "_RTCRtpReceiver__rtcp_ssrc", "_send_rtcp"),
         frozenset({"_RTCRtpReceiver__rtcp_ssrc", "_send_rtcp"}),
+    ),
+    "send_rtcp_bytes": (
+        lambda o: has(o.receiver, "_RTCRtpReceiver__rtcp_ssrc", "transport")
+        + has(o.dtls, "_send_rtp"),
+        frozenset({"_RTCRtpReceiver__rtcp_ssrc", "_send_rtp"}),
     ),
     "sender_ssrcs": (
         lambda o: has(o.sender, "_ssrc", "_rtx_ssrc"),
@@ -386,6 +397,7 @@ async def test_send_remb_needs_an_rtcp_ssrc(objects: Objects) -> None:
     assert objects.receiver._RTCRtpReceiver__rtcp_ssrc == sender_ssrcs(objects.sender)[0]  # type: ignore[attr-defined]
     bare = RTCRtpReceiver("video", objects.dtls)
     assert send_remb(bare, 100_000, [1]) is False
+    assert send_rtcp_bytes(bare, lambda ssrc: [b"never built"]) is False
 
 
 # --- 7. codecs -------------------------------------------------------------------------------
@@ -550,6 +562,15 @@ async def test_a_relay_sender_feeds_a_relay_receiver_over_loopback() -> None:
             )
 
         await wait_until(remb_and_pli, 10, "REMB and PLI at the relay sender")
+
+        twcc = TransportFeedback(0, ssrc, 5, 1, 0, (1, 0, 1), (10, 8))
+        assert send_rtcp_bytes(
+            receiver, lambda rtcp_ssrc: [encode_feedback(replace(twcc, sender_ssrc=rtcp_ssrc))]
+        )
+        await wait_until(
+            lambda: any(isinstance(p, RtcpRtpfbPacket) and p.fmt == 15 for p in feedback), 10,
+            "transport-cc feedback at the relay sender",
+        )
         assert keyframe_requests, "the PLI reached on_keyframe_request"
         await wait_until(lambda: bool(reports) and bool(raw_rtcp), 10, "a sender report")
         received = [
@@ -616,6 +637,67 @@ async def test_the_tap_demultiplexes_simulcast_layers_by_mid_and_rid() -> None:
         tap.unroute(receiver)
         await send(1111, 13)
         assert len(got["q"]) == 2 and 1111 not in dtls._rtp_router.ssrc_table
+    finally:
+        await pc.close()
+
+
+def test_the_kernel_arrival_clock_reads_when_a_datagram_arrived() -> None:
+    """The ioctl's time is the datagram's arrival, not its (later) read; outside a datagram,
+    or before the kernel stamps (the first read enables stamping), it is the current time."""
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        receiver.bind(("127.0.0.1", 0))
+        clock = KernelArrivalClock()
+        clock.stamp(receiver.fileno())  # nothing read yet: no stamp
+        assert clock.current_ns == 0
+        assert abs(clock.now() - time.time_ns()) < 1_000_000_000
+        sent_ns = time.time_ns()
+        sender.sendto(b"x", receiver.getsockname())
+        time.sleep(0.2)  # the datagram waits in the socket, as behind a busy event loop
+        receiver.recvfrom(16)
+        read_ns = time.time_ns()
+        clock.stamp(receiver.fileno())
+        assert sent_ns - 50_000_000 <= clock.now() < read_ns - 100_000_000
+    finally:
+        receiver.close()
+        sender.close()
+
+
+async def test_the_tap_reports_every_transport_sequence_number() -> None:
+    """Every packet with the transport-wide sequence number reaches
+    `on_transport_sequence` first: routed, unknown and dropped (an RTX padding probe) alike."""
+    pc = RTCPeerConnection()
+    try:
+        transceiver = pc.addTransceiver("video", direction="recvonly")
+        receiver = transceiver.receiver
+        dtls = transceiver.sender.transport
+        tap = UplinkRtpTap.on(dtls)
+        add_header_extensions(dtls, {TRANSPORT_CC_URI: 3})
+        codecs = [RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96),
+                  RTCRtpCodecParameters(mimeType="video/rtx", clockRate=90000, payloadType=97,
+                                        parameters={"apt": 96})]
+        got: list[RtpPacket] = []
+        tap.route(receiver, got.append, 1111, 2222, codecs)
+        dtls._rtp_router.register_receiver(receiver, ssrcs=[1111], payload_types=[96])
+        seen: list[tuple[int, int]] = []
+        tap.on_transport_sequence = lambda seq, ssrc: seen.append((seq, ssrc))
+        writer = aiortc.rtp.HeaderExtensionsMap()
+        writer.configure(RTCRtpParameters(headerExtensions=[
+            RTCRtpHeaderExtensionParameters(id=3, uri=TRANSPORT_CC_URI)]))
+
+        async def send(ssrc: int, twcc: int | None, pt: int = 96, payload: bytes = b"\x10\x00"
+                       ) -> None:
+            packet = RtpPacket(payload_type=pt, sequence_number=1, ssrc=ssrc, payload=payload)
+            packet.extensions.transport_sequence_number = twcc
+            await tap._handle_rtp_data(packet.serialize(writer), 0)
+
+        await send(1111, 65535)
+        await send(2222, 0, pt=97, payload=b"")  # a padding probe on RTX: dropped
+        await send(3333, 1, pt=100)  # nobody's SSRC or payload type
+        await send(1111, None)
+        assert seen == [(65535, 1111), (0, 2222), (1, 3333)]
+        assert len(got) == 2
     finally:
         await pc.close()
 
