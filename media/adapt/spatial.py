@@ -68,10 +68,15 @@ def temporal_costs(rates: Rates) -> RungCosts:
 
 def layer_for(decision: RungDecision, totals: Sequence[float]) -> int:
     """The layer (index, lowest first) a decision stands for, given each layer's measured
-    rate: see the module's table. With one layer flowing, that one; with none, the top."""
+    rate: see the module's table. With one layer flowing, that one; with none measured yet
+    (a subscriber's first decision, before a second of the layers has been seen), the lowest:
+    the top may cost anything (a teacher whose browser has transport-cc sends 1.3 Mbit/s of
+    360p from its first second, and a 500 kbit/s classroom started on it lost 80% of that
+    second and went to audio only), the lowest is the one layer every link is meant to carry,
+    and the ladder climbs from there once the costs are known."""
     ids = flowing(totals)
     if len(ids) <= 1:
-        return ids[0] if ids else len(totals) - 1
+        return ids[0] if ids else 0
     if decision.rung is Rung.LOW:
         return ids[0]
     if decision.rung is Rung.REDUCED_FPS:

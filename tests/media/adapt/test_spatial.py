@@ -87,8 +87,8 @@ def decision(choice: RungChoice) -> RungDecision:
         (FULL3, (120e3, 0.0, 0.0), 0, 3),
         (REDUCED1, (120e3, 0.0, 0.0), 0, 1),
         (REDUCED2, (120e3, 0.0, 0.0), 0, 2),
-        # nothing measured: the top (what a stream starts on)
-        (FULL3, (0.0, 0.0, 0.0), 2, 3),
+        # nothing measured yet: the lowest (the one every link is meant to carry)
+        (FULL3, (0.0, 0.0, 0.0), 0, 3),
     ],
 )
 def test_layer_for(
