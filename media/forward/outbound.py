@@ -166,21 +166,23 @@ class OutboundStream:
 
     # -- sources -------------------------------------------------------------------------------
 
-    def attach(self, track: InboundTrack) -> None:
-        """Start forwarding `track` here, from its next keyframe, continuing our sequence."""
+    def attach(self, track: InboundTrack, source: InboundTrack | None = None) -> None:
+        """Start forwarding `track` here, from its next keyframe, continuing our sequence;
+        from `source` (one of a simulcast track's layers) rather than the track itself if
+        given."""
         if self.track is track:
             return
         self.detach()
         self.track = track
-        self.source = track
+        self.source = source if source is not None else track
         track.subscribers.add(self)
         self.continuity.restart()
         self.continuity.clock_rate = track.codec.clockRate
         self._map_payload_types()
         if self.paused:
             return
-        track.add_stream(self)
-        track.request_keyframe()
+        self.source.add_stream(self)
+        self.source.request_keyframe()
 
     def detach(self) -> None:
         if self.source is not None:

@@ -20,6 +20,7 @@ from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
 
 from media.adapt.adaptation import DownlinkAdaptation, PriorityOf, default_priority
 from media.adapt.data_saver import DataSaver
+from media.adapt.spatial import start_layer
 from media.errors import NegotiationError
 from media.forward.forwarder import InboundTrack, OutboundStream, deliver_feedback
 from media.forward.pacer import Pacer
@@ -276,7 +277,9 @@ class Downlink:
                 slot.stream.red_pt = red_payload_type(self._answer_sdp, t.mid)
                 slot.stream.set_red(slot.stream.red_on)
             if self._pacer.connected and track in wanted and not track.closed:
-                slot.stream.attach(track)
+                # adapted, a simulcast track starts on its lowest layer (`spatial.start_layer`)
+                start = start_layer(track) if self._config.adaptation else None
+                slot.stream.attach(track, start)
 
     # -- the connection ----------------------------------------------------------------------
 

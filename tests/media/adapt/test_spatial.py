@@ -20,6 +20,7 @@ from media.adapt.spatial import (
     apply_layer,
     layer_for,
     simulcast_costs,
+    start_layer,
     temporal_layers_for,
 )
 from media.adapt.transcode import offers_low
@@ -127,6 +128,19 @@ class Layers:
         self.sink = DatagramSink()
         self.stream = OutboundStream("video", ssrc=11, rtx_ssrc=12, sink=self.sink)
         self.stream.attach(self.top)
+
+
+async def test_a_new_subscriber_starts_on_the_lowest_layer_and_asks_it_for_a_keyframe() -> None:
+    layers = Layers()
+    assert start_layer(layers.top) is layers.tracks[0]
+    single = InboundTrack("teacher", "camera", [VP8], send_pli=lambda ssrc: None)
+    assert start_layer(single) is None
+    stream = OutboundStream("video", ssrc=21, rtx_ssrc=22, sink=DatagramSink())
+    layers.plis.clear()
+    stream.attach(layers.top, start_layer(layers.top))
+    assert stream.track is layers.top and stream.source is layers.tracks[0]
+    assert stream in layers.tracks[0].streams and stream not in layers.top.streams
+    assert layers.plis == [1]  # the lowest layer's SSRC, not the top's
 
 
 async def test_a_simulcast_camera_has_no_transcoded_low_rung() -> None:
