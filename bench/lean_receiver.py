@@ -56,6 +56,10 @@ from media.rtp import h264, vp8
 REPORT_INTERVAL_S = 0.5
 """Receiver reports and REMB, twice a second (a browser sends about one RR a second and
 REMB on change)."""
+FIRST_REPORT_S = 1.0
+"""The first report waits this long after the connection, as a browser's does: a report on
+a stream's first packets reads like a weak link to the relay (its estimate still at its
+starting guess), which then starts the viewer on the low rung and transcodes for it."""
 REMB_BPS = 8_000_000
 """What the REMB says: far above any rung, so the relay's estimate never caps a lean receiver
 (loss and RTT, from its reports, still would)."""
@@ -281,6 +285,7 @@ class LeanPeer:
         return pc
 
     async def _report(self, send: Callable[[bytes], None]) -> None:
+        await asyncio.sleep(FIRST_REPORT_S - REPORT_INTERVAL_S)
         while True:
             await asyncio.sleep(REPORT_INTERVAL_S)
             send(rtcp_reports(self._rtcp_ssrc, self.counter.streams, self.counter.lsr,

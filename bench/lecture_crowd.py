@@ -84,7 +84,9 @@ class Joined:
 
     def counts(self) -> dict[str, Any]:
         p = self.participant
+        rungs = [f.get("rung") for f in p.signaling.history if f.get("type") == "link"]
         out: dict[str, Any] = {"id": self.id, "node": p.signaling.base_url, "moves": p.moves,
+                               "rung": rungs[-1] if rungs else None,
                                "first_frame_s": self.first_frame_s,
                                "errors": self.errors + [error_kind("offer", e)
                                                         for e in p.offer_errors]}

@@ -56,6 +56,7 @@ def window_counts(before: Sequence[Mapping[str, Any]], after: Sequence[Mapping[s
         out.append({
             "id": r["id"],
             "node": node_names.get(str(r.get("node", "")).rstrip("/"), "?"),
+            "rung": r.get("rung"),
             **{key: delta(b, r, key) for key in ("video_frames", "audio_frames",
                                                  "video_packets", "audio_packets", "lost",
                                                  "expected")},
@@ -89,6 +90,15 @@ def node_cpu(cpu_before: Mapping[str, float], cpu_after: Mapping[str, float],
     return out
 
 
+def rungs(counts: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """How many receivers the relay's adaptation has on each rung (`none`: no `link` yet)."""
+    by: dict[str, int] = {}
+    for c in counts:
+        rung = str(c.get("rung") or "none")
+        by[rung] = by.get(rung, 0) + 1
+    return by
+
+
 def subscribers_by_node(counts: Sequence[Mapping[str, Any]]) -> dict[str, int]:
     by: dict[str, int] = {}
     for c in counts:
@@ -114,6 +124,7 @@ def step_figures(*, subscribers: int, window_s: float, sent: Mapping[str, int],
         "window_s": round(window_s, 2),
         "sent_frames": dict(sent),
         "delivered_pct": delivered(counts, sent),
+        "rungs": rungs(counts),
         "nodes": nodes,
         "join_to_first_frame_ms": {
             "median": percentile([s * 1000 for s in first_frame_s], 50),
