@@ -21,7 +21,7 @@ signaling process's event loop, as JSON-able dicts:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 MediaEventCallback = Callable[[str, str, dict[str, Any]], None]
@@ -73,5 +73,16 @@ class MediaBackend(Protocol):
 
     async def stop_recording(self, room_id: str) -> dict[str, Any] | None:
         """Stop recording the room; its manifest once the files are closed (None: none on)."""
+
+    async def open_trunk(self, room_id: str) -> str:
+        """Open the room's trunk endpoint (the room must be open; idempotent) and return its
+        address "host:port": where other nodes send this room's trunk datagrams."""
+
+    async def set_trunk_peers(self, room_id: str, peers: Mapping[str, str]) -> None:
+        """The other nodes serving the room now: node id -> their trunk "host:port". Replaces
+        the previous set. This room's local publications cross to each peer once; the peers'
+        publications appear here as remote participants. A peer dropped from the set (or
+        silent for TRUNK_SILENCE_S) takes its remote participants with it (they leave the
+        local room)."""
 
     def on_event(self, callback: MediaEventCallback) -> None: ...

@@ -31,10 +31,16 @@ class MediaService:
         ice_servers: Iterable[Mapping[str, Any]] | None = None,
         udp_host: str | None = "127.0.0.1",
         adaptation: bool = True,
+        node_id: str = "local",
+        trunk_secret: bytes | None = None,
     ) -> None:
         self.workers = os.cpu_count() or 1 if workers is None else workers
         self._ice_servers = [dict(s) for s in ice_servers or ()]
         self._config = PeerConfig(ice_servers_from(self._ice_servers), udp_host, adaptation)
+        self.node_id = node_id
+        """This node's name on the trunks of the rooms it serves (`media.trunk`)."""
+        self._trunk_secret = trunk_secret or os.urandom(32)
+        """Seals trunk datagrams (a random one: only this process's workers understand it)."""
         self._callbacks: list[MediaEventCallback] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._local: RoomHost | None = None
@@ -57,7 +63,10 @@ class MediaService:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         if self.workers == 0:
-            self._local = RoomHost(self._config, self._emit_soon)
+            self._local = RoomHost(
+                self._config, self._emit_soon, node_id=self.node_id,
+                trunk_secret=self._trunk_secret,
+            )
             return
         self._pool = WorkerPool(
             self.workers,
@@ -65,6 +74,8 @@ class MediaService:
             udp_host=self._config.udp_host,
             emit=self._dispatch,
             adaptation=self._config.adaptation,
+            node_id=self.node_id,
+            trunk_secret=self._trunk_secret,
             # a node run at DEBUG wants its workers' decisions too (`bench weaklink --trace`)
             log_level=min(logging.WARNING, logging.getLogger().getEffectiveLevel()),
         )
@@ -131,6 +142,14 @@ class MediaService:
     async def stop_recording(self, room_id: str) -> dict[str, Any] | None:
         result = await self._backend().stop_recording(room_id)
         return dict(result) if result is not None else None
+
+    async def open_trunk(self, room_id: str) -> str:
+        """Open the room's trunk endpoint (idempotent); its "host:port" (see MediaBackend)."""
+        return str(await self._backend().open_trunk(room_id))
+
+    async def set_trunk_peers(self, room_id: str, peers: Mapping[str, str]) -> None:
+        """The other nodes serving the room now: node id -> trunk "host:port"."""
+        await self._backend().set_trunk_peers(room_id, dict(peers))
 
     async def describe_room(self, room_id: str) -> dict[str, Any]:
         """What the room forwards right now (debugging and tests)."""

@@ -33,6 +33,7 @@ from signaling.ratelimit import RateLimiter
 from signaling.recording_routes import install_recording_routes
 from signaling.routes import install_routes
 from signaling.services import Services
+from signaling.serving import ServingRooms
 from signaling.web_routes import install_web_routes
 
 OPENAPI_KEY = web.AppKey("openapi", dict)
@@ -78,6 +79,11 @@ def create_app(
         if placement is not None:
             hub.placement = placement
             placement.load = hub.media_load
+            if media is not None:
+                hub.serving = ServingRooms(services, media, placement)
+                placement.on_beat = hub.serving.beat
+            metrics.node_info.labels(placement.node_id, placement.role,
+                                     placement.region or "").set(1)
         app[HUB] = hub
         specs, extra_types = install_routes(app)
         specs = [*specs, *install_recording_routes(app)]

@@ -71,6 +71,15 @@ class ServeConfig:
 
     recording_retention_days: int = 90
     """Days a recording is kept before the retention sweep deletes it."""
+    media_role: str = "any"
+    """This node's part in rooms that span nodes: `origin` (holds rooms and their publishers),
+    `edge` (serves a spanned class's receivers), `any` (both); see signaling/spanning.py."""
+    region: str | None = None
+    """Where this node stands, as a directory region (`甘肃省/定西市`) or one of its names
+    (`渭源县`): a class's receivers from sites of that region are served here first."""
+    span_after: int = 100
+    """A class's receivers go to edge nodes once the origin serves this many of the room's
+    participants (0: always, when an edge node is alive)."""
 
     @property
     def display_url(self) -> str:
@@ -94,6 +103,8 @@ class ServeConfig:
 
 
 ENV_PREFIX = "TONGXIN_"
+MEDIA_ROLES = ("origin", "edge", "any")
+MAX_REGION_CHARS = 200
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off"}
 
@@ -132,6 +143,12 @@ def serve_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                    "snapshots are kept (TONGXIN_CONSULT_RETENTION_DAYS, default 365)")
     p.add_argument("--recording-retention-days", help="days recordings are kept "
                    "(TONGXIN_RECORDING_RETENTION_DAYS, default 90)")
+    p.add_argument("--media-role", help="origin, edge or any: this node's part in classes "
+                   "spanning nodes (TONGXIN_MEDIA_ROLE, default any)")
+    p.add_argument("--region", help="this node's region, a directory region such as "
+                   "甘肃省/定西市 (TONGXIN_REGION, default none)")
+    p.add_argument("--span-after", help="participants on a class's origin node before its "
+                   "receivers go to edge nodes; 0 = always (TONGXIN_SPAN_AFTER, default 100)")
     return p
 
 
@@ -179,6 +196,16 @@ def _redis_url(raw: str) -> str:
             f"redis: {raw!r} is not a Redis URL (expected redis://host:port/db or rediss://…)"
         )
     return raw
+
+
+def _region(raw: str) -> str | None:
+    region = raw.strip().strip("/")
+    if not region:
+        return None
+    if len(region) > MAX_REGION_CHARS or any(c.isspace() or not c.isprintable() for c in region):
+        raise ConfigError(f"region: {raw!r} must be a region name or path without spaces "
+                          f"(at most {MAX_REGION_CHARS} characters)")
+    return region
 
 
 def _networks(name: str, raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
@@ -240,6 +267,14 @@ def parse_serve_config(argv: Sequence[str], environ: Mapping[str, str]) -> Serve
         kwargs["consult_retention_days"] = _int("consult-retention-days", raw, 1, 36_500)
     if (raw := get("recording_retention_days")) is not None:
         kwargs["recording_retention_days"] = _int("recording-retention-days", raw, 1, 36_500)
+    if (raw := get("media_role")) is not None:
+        if raw not in MEDIA_ROLES:
+            raise ConfigError(f"media-role: {raw!r} must be origin, edge or any")
+        kwargs["media_role"] = raw
+    if (raw := get("region")) is not None:
+        kwargs["region"] = _region(raw)
+    if (raw := get("span_after")) is not None:
+        kwargs["span_after"] = _int("span-after", raw, 0, 1_000_000)
     if (raw := environ.get(ENV_PREFIX + "TOKEN_SECRET")) is not None:
         if len(raw.encode()) < 32:
             raise ConfigError("token-secret: TONGXIN_TOKEN_SECRET must be at least 32 bytes")

@@ -9,13 +9,16 @@ hub can depend on them without them depending back on the hub.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from media.backend import MediaBackend
 from signaling import messages as m
 from signaling.connection import Connection
 from signaling.metrics import NodeMetrics
 from signaling.placement import Placement
+
+if TYPE_CHECKING:  # signaling.serving reads session_view, which sees the hub as a Fanout
+    from signaling.serving import ServingRooms
 
 LinkReport = dict[str, Any]
 """A participant's last link report (client) or adaptation decision (relay)."""
@@ -38,6 +41,10 @@ class Fanout(Protocol):
     @property
     def placement(self) -> Placement | None:
         """Where rooms live when several nodes share the store (None: every room is here)."""
+
+    @property
+    def serving(self) -> ServingRooms | None:
+        """The rooms this node serves when rooms may span nodes (None: one node)."""
 
     @property
     def links(self) -> LinkReports: ...

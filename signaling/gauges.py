@@ -2,8 +2,9 @@
 
 Prometheus scrapes can come from anywhere and alert rules must not fire because nobody polled
 /readyz, so one task refreshes these every `GAUGE_INTERVAL_S`. Session and queue counts are
-global (read from the shared store, the same on every node; rules take their max), media and
-participants are this node's own (rules sum them).
+global (read from the shared store, the same on every node; rules take their max), media,
+participants and the rooms served (as origin or edge, with their trunk peers) are this node's
+own (rules sum them; `tongxin_node_info` names the node's media role and region).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from broker.class_state import ClassState
 from broker.consult_state import ConsultState
 from broker.errors import StoreUnavailable
 from broker.models import Urgency
-from signaling.appkeys import MEDIA, METRICS, SERVICES, STORE
+from signaling.appkeys import HUB, MEDIA, METRICS, SERVICES, STORE
 from signaling.cancellation import cancel_and_wait
 from signaling.metrics import RUNGS, NodeMetrics
 from signaling.proc_cpu import descendants_cpu_seconds
@@ -55,6 +56,13 @@ async def refresh_gauges(app: web.Application) -> None:
             counts = Counter(t.urgency.value for t in waiting)
             for urgency in Urgency:
                 metrics.consult_queue_length.labels(urgency.value).set(counts[urgency.value])
+    hub = app.get(HUB)
+    if hub is not None and hub.serving is not None and hub.placement is not None:
+        rooms = hub.serving.rooms
+        held = hub.placement.held
+        metrics.rooms_served.labels("origin").set(sum(1 for r in rooms if r in held))
+        metrics.rooms_served.labels("edge").set(sum(1 for r in rooms if r not in held))
+        metrics.trunk_peers.set(sum(len(r.peers or ()) for r in rooms.values()))
     media = app.get(MEDIA)
     if media is not None:
         try:

@@ -38,6 +38,7 @@ from signaling.metrics import NodeMetrics
 from signaling.middleware import client_address
 from signaling.placement import Placement
 from signaling.services import Services
+from signaling.serving import ServingRooms
 from signaling.ws_frames import frame_table
 from signaling.ws_session import SessionFlow
 
@@ -86,6 +87,8 @@ class SessionHub:
         self.frames = frame_table(self.flow)
         self.placement: Placement | None = None
         """Where rooms live when several nodes share the store (None: every room is here)."""
+        self.serving: ServingRooms | None = None
+        """The rooms this node serves, with the other nodes serving them (with `placement`)."""
         self.revocations_heard = asyncio.Event()
         """Set while this node is subscribed to `tokens:revoked` (tests wait for it)."""
 

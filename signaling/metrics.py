@@ -37,6 +37,9 @@ class NodeMetrics:
     subscriber_estimate: Histogram
     relay_packets_forwarded: Counter
     ws_errors: Counter
+    node_info: Gauge
+    rooms_served: Gauge
+    trunk_peers: Gauge
 
 
 def create_metrics() -> NodeMetrics:
@@ -104,5 +107,18 @@ def create_metrics() -> NodeMetrics:
         ws_errors=Counter(
             "websocket_errors", "Error frames sent on WebSockets", ["code"],
             namespace=ns, registry=r,
+        ),
+        node_info=Gauge(
+            "node_info", "1, labelled with this node's id, media role and region (join on "
+            "instance to read any figure per role or region)", ["node", "media_role", "region"],
+            namespace=ns, registry=r,
+        ),
+        rooms_served=Gauge(
+            "rooms_served", "Class rooms this node serves, as their origin or as an edge",
+            ["part"], namespace=ns, registry=r,
+        ),
+        trunk_peers=Gauge(
+            "trunk_peers", "Other nodes this node's rooms exchange media with (summed over "
+            "rooms)", namespace=ns, registry=r,
         ),
     )

@@ -24,7 +24,7 @@ from signaling.appkeys import HUB
 from signaling.config import ServeConfig
 from signaling.logs import configure_logging
 from signaling.placement import Placement
-from signaling.services import Services, build_services
+from signaling.services import Services, build_services, shared_secret
 
 log = logging.getLogger("tongxin.node")
 
@@ -42,7 +42,23 @@ def make_store(config: ServeConfig) -> Store:
     return MemoryStore()
 
 
-def make_media(config: ServeConfig) -> MediaBackend | None:
+def new_node_id() -> str:
+    """This node's id in the placement registry and on the media trunk."""
+    return f"{socket.gethostname()}-{secrets.token_hex(4)}"
+
+
+async def trunk_secret(config: ServeConfig, store: Store) -> bytes | None:
+    """What seals the media trunk between nodes: the token secret every node of the cluster
+    shares (configured, or agreed through Redis); None on a lone node."""
+    if config.token_secret:
+        return config.token_secret.encode()
+    if store.name == "redis":
+        return (await shared_secret(store)).encode()
+    return None
+
+
+def make_media(config: ServeConfig, node_id: str = "local",
+               secret: bytes | None = None) -> MediaBackend | None:
     try:
         from media.service import MediaService
     except ModuleNotFoundError:
@@ -53,22 +69,23 @@ def make_media(config: ServeConfig) -> MediaBackend | None:
     loopback = config.host in ("127.0.0.1", "localhost", "::1")
     return MediaService(workers=config.media_workers, ice_servers=None,
                         udp_host="127.0.0.1" if loopback else None,
-                        adaptation=config.adaptation)
+                        adaptation=config.adaptation, node_id=node_id, trunk_secret=secret)
 
 
 def make_services(config: ServeConfig, store: Store, media: MediaBackend | None) -> Services:
     return build_services(config, store, media)
 
 
-def make_placement(config: ServeConfig, store: Store,
-                   media: MediaBackend | None) -> Placement | None:
+def make_placement(config: ServeConfig, store: Store, media: MediaBackend | None,
+                   node_id: str | None = None) -> Placement | None:
     """Room placement across nodes: only with media on a shared (Redis) store. The node is
     reached at `config.placement_url` (TONGXIN_NODE_URL: each node's own address, while
-    TONGXIN_PUBLIC_URL stays the service address printed in join links)."""
+    TONGXIN_PUBLIC_URL stays the service address printed in join links); its media role and
+    region go into its registration."""
     if store.name != "redis" or media is None:
         return None
-    node_id = f"{socket.gethostname()}-{secrets.token_hex(4)}"
-    return Placement(store, node_id, config.placement_url)
+    return Placement(store, node_id or new_node_id(), config.placement_url,
+                     role=config.media_role, region=config.region)
 
 
 def _ssl_context(config: ServeConfig) -> ssl.SSLContext | None:
@@ -100,11 +117,13 @@ async def run_node(config: ServeConfig, stop: asyncio.Event,
                    started: asyncio.Future[str] | None = None) -> None:
     """Run one node until `stop` is set; `started` receives the base URL once serving."""
     store = make_store(config)
-    media = make_media(config)
+    node_id = new_node_id()
+    media: MediaBackend | None = None
     runner: web.AppRunner | None = None
     services: Services | None = None
     placement: Placement | None = None
     try:
+        media = make_media(config, node_id, await trunk_secret(config, store))
         if media is not None:
             await media.start()
         services = make_services(config, store, media)
@@ -112,7 +131,7 @@ async def run_node(config: ServeConfig, stop: asyncio.Event,
         await services.start()
         if config.demo:
             links = await services.load_demo()
-        placement = make_placement(config, store, media)
+        placement = make_placement(config, store, media, node_id)
         app = create_app(config, store, media=media, services=services, placement=placement)
         # keepalive_timeout also bounds a slow-loris client trickling its headers
         # (aiohttp has no separate header timeout; its default keep-alive is an hour).
@@ -135,6 +154,9 @@ async def run_node(config: ServeConfig, stop: asyncio.Event,
             if hub is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(hub.close_all(), SHUTDOWN_TIMEOUT_S)
+                if hub.serving is not None:  # other nodes drop this one's trunk at once
+                    with contextlib.suppress(Exception):
+                        await hub.serving.stop()
             await runner.cleanup()
         if placement is not None:
             with contextlib.suppress(Exception):

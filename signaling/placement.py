@@ -1,13 +1,17 @@
 """Which node holds a room's media, when several nodes share one Redis.
 
-Each node registers itself as `node:<id>` (its URL and load, as JSON) with a short time to live
-and refreshes it every `HEARTBEAT_S`; a node whose key has expired is dead. A room is placed on
-one node by an atomic compare-and-set of `room:<id>:node` (the least-loaded live node, this node
-on a tie); the holder refreshes that key while it holds the room. When the holder dies, the
-next node asked about the room sees a dead holder and places the room again. Nodes that do not
-hold a room send its participants a `redirect` frame (signaling/ws_session.py).
+Each node registers itself as `node:<id>` (its URL, load, media role and region, as JSON) with a
+short time to live and refreshes it every `HEARTBEAT_S`; a node whose key has expired is dead.
+A room is placed on one node, its origin, by an atomic compare-and-set of `room:<id>:node`:
+the least-loaded live node that may hold rooms (media role `origin` or `any`; an `edge` node
+only when no other is alive), this node on a tie. The holder refreshes that key while it holds
+the room. When the holder dies, the next node asked about the room sees a dead holder and
+places the room again. Nodes that do not hold a room send its participants a `redirect` frame
+(signaling/ws_session.py), unless the room spans nodes and they serve it too
+(signaling/spanning.py, signaling/serving.py).
 
-`choose_node` is the pure decision; `Placement` is the thin I/O around it.
+`choose_node` and `choose_origin` are the pure decisions; `Placement` is the thin I/O around
+them.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 import msgspec
 
@@ -35,6 +39,7 @@ PLACE_ATTEMPTS = 4
 
 LoadSource = Callable[[], tuple[int, int]]
 """(rooms, participants) this node carries now."""
+BeatHook = Callable[[], Awaitable[None]]
 
 
 class NodeLoad(msgspec.Struct, frozen=True):
@@ -44,6 +49,10 @@ class NodeLoad(msgspec.Struct, frozen=True):
     url: str
     rooms: int = 0
     participants: int = 0
+    role: str = "any"
+    """Its media role: `origin`, `edge` or `any` (signaling/spanning.py)."""
+    region: str | None = None
+    """Its region (a directory region path or name), when configured."""
 
 
 def node_key(node_id: str) -> str:
@@ -60,23 +69,37 @@ def choose_node(nodes: Iterable[NodeLoad], prefer: str | None = None) -> NodeLoa
                default=None)
 
 
+def choose_origin(nodes: Iterable[NodeLoad], prefer: str | None = None) -> NodeLoad | None:
+    """The node to hold a room: `choose_node` among the nodes that may hold rooms (not
+    `edge`), or among all of them when only edge nodes are alive."""
+    alive = list(nodes)
+    holders = [n for n in alive if n.role != "edge"] or alive
+    return choose_node(holders, prefer=prefer)
+
+
 class Placement:
     """This node's registration and its rooms; see the module docstring."""
 
     def __init__(self, store: Store, node_id: str, url: str,
-                 load: LoadSource | None = None) -> None:
+                 load: LoadSource | None = None, *, role: str = "any",
+                 region: str | None = None) -> None:
         self.store = store
         self.node_id = node_id
         self.url = url.rstrip("/")
         self.load: LoadSource = load or (lambda: (0, 0))
+        self.role = role
+        self.region = region
         self.held: set[str] = set()
+        self.on_beat: BeatHook | None = None
+        """Run after each heartbeat (the serving registry refreshes itself there)."""
         self._beat: asyncio.Task[None] | None = None
         self._decoder = msgspec.json.Decoder(NodeLoad)
 
     @property
     def me(self) -> NodeLoad:
         rooms, participants = self.load()
-        return NodeLoad(self.node_id, self.url, max(rooms, len(self.held)), participants)
+        return NodeLoad(self.node_id, self.url, max(rooms, len(self.held)), participants,
+                        role=self.role, region=self.region)
 
     async def start(self) -> None:
         await self._register()
@@ -109,6 +132,8 @@ class Placement:
                     if not await self.store.compare_and_set(room_key(room), mine, mine,
                                                             ttl=ROOM_TTL_S):
                         self.held.discard(room)  # placed elsewhere while we were away
+                if self.on_beat is not None:
+                    await self.on_beat()
             except StoreUnavailable:
                 continue
             except Exception:
@@ -145,7 +170,7 @@ class Placement:
                 if holder is not None:
                     return holder
             others = [n for n in await self.live_nodes() if n.id != self.node_id]
-            chosen = choose_node([*others, self.me], prefer=self.node_id)
+            chosen = choose_origin([*others, self.me], prefer=self.node_id)
             assert chosen is not None
             if await self.store.compare_and_set(key, raw, chosen.id.encode(), ttl=ROOM_TTL_S):
                 if chosen.id == self.node_id:

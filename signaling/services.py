@@ -55,6 +55,15 @@ HOME_OF_ROLE = {
 }
 
 
+async def shared_secret(store: Store) -> str:
+    """The generated secret every node on this store agrees on (the first to ask claims it)."""
+    await store.claim(SHARED_SECRET_KEY, secrets.token_urlsafe(32))
+    shared = await store.get(SHARED_SECRET_KEY)
+    if shared is None:
+        raise StoreUnavailable("the shared signing key vanished; retry")
+    return shared.decode()
+
+
 class SessionGrant(msgspec.Struct, frozen=True):
     """Answer of POST /api/v1/session: the credential that replaces the join link."""
 
@@ -102,11 +111,8 @@ class Services:
         """Sign with the key every node on this store agrees on: the first node to start claims
         a generated one atomically (`SHARED_SECRET_KEY`), the others adopt it. Set
         TONGXIN_TOKEN_SECRET instead to keep the key out of the store."""
-        await self.store.claim(SHARED_SECRET_KEY, secrets.token_urlsafe(32))
-        shared = await self.store.get(SHARED_SECRET_KEY)
-        if shared is None:
-            raise StoreUnavailable("the shared signing key vanished; retry")
-        self.tokens.keyring = Keyring.from_spec(f"k1:{shared.decode()}")
+        shared = await shared_secret(self.store)
+        self.tokens.keyring = Keyring.from_spec(f"k1:{shared}")
 
     async def stop(self) -> None:
         await self.retention.stop()

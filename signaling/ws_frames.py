@@ -93,14 +93,16 @@ class SessionFrames:
         present = [p.id for p in state.participants]
         if target != "*" and target not in present:
             raise NotFound("no such participant in this session")
-        store, media = self.services.store, self.hub.media
+        store, media, serving = self.services.store, self.hub.media, self.hub.serving
         for pid in [p for p in present if p != me] if target == "*" else [target]:
             if frame.muted:
                 await store.map_set(muted_map(session), pid, b"1")
             else:
                 await store.map_delete(muted_map(session), pid)
-            if media is not None:
+            if media is not None and serving is None:
                 await media.set_muted(session, pid, frame.muted)
+        if serving is not None:  # the participant may be served by another node: each applies
+            await serving.apply_controls(session)
         await store.publish(f"session:{session}", REFRESH_EVENT)
         await self.flow.view.push(session)
 
@@ -117,7 +119,9 @@ class SessionFrames:
         session = in_media_session(conn)
         require_role(conn, {"teacher"}, "call on a classroom")
         await self.services.classes.set_spotlight(session, frame.participant, actor_of(conn))
-        if self.hub.media is not None:
+        if self.hub.serving is not None:  # every serving node applies it (signaling/serving.py)
+            await self.hub.serving.apply_controls(session)
+        elif self.hub.media is not None:
             await self.hub.media.set_spotlight(session, frame.participant)
 
     async def claim(self, conn: Connection, frame: m.Claim) -> None:

@@ -8,7 +8,10 @@ The broker's events (published on `session:<id>`, `expert:<id>`, `queue:…`) dr
 node pushes: a full `session` frame to the members of a session, `queue` frames to doctor
 consoles and clinic lobbies. Lobbies and consoles are also refreshed every few seconds, so a
 missed event (a store outage, another node) heals by itself. The handlers of the frames a
-client sends live in signaling/ws_frames.py.
+client sends live in signaling/ws_frames.py. With several nodes, `enter_media` places the room
+on its origin node and chooses the node serving this participant (signaling/spanning.py): a
+class's receivers may be sent to an edge node, which serves the room too
+(signaling/serving.py).
 """
 
 from __future__ import annotations
@@ -31,9 +34,11 @@ from signaling import messages as m
 from signaling import recording_control
 from signaling.connection import Connection, Identity
 from signaling.fanout import Fanout
+from signaling.placement import NodeLoad
 from signaling.services import Services
 from signaling.session_view import SessionView, muted_map
-from signaling.ws_media import apply_data_budget, joined, media_event_frame
+from signaling.spanning import choose_serving_node, may_span, spans
+from signaling.ws_media import SITE_ROLES, apply_data_budget, joined, media_event_frame
 
 log = logging.getLogger("tongxin.session")
 
@@ -77,9 +82,10 @@ class SessionFlow:
         conn.redirected = False
         if hub.placement is not None and media is not None:
             home = await hub.placement.place(session_id)
-            if home.id != hub.placement.node_id:
+            server = await self._serving_node(identity, session_id, kind, home)
+            if server.id != hub.placement.node_id:
                 conn.redirected = True
-                conn.send(m.Redirect(url=home.url, session=session_id,
+                conn.send(m.Redirect(url=server.url, session=session_id,
                                      reason="this session's media is on another node"))
                 return
         conn.media_session = session_id
@@ -87,6 +93,8 @@ class SessionFlow:
         if media is not None:
             pid = identity.participant_id
             await media.open_room(session_id, kind)
+            if hub.serving is not None:
+                await hub.serving.serve(session_id, kind, pid)
             if fresh:  # back within the seat's grace with new peer connections: the old ones
                 with contextlib.suppress(MediaError):  # lead nowhere (nor a pending offer)
                     await media.leave(session_id, pid)
@@ -97,11 +105,36 @@ class SessionFlow:
                 await apply_data_budget(self.services, media, session_id, pid, identity.role)
             except BrokerError as exc:
                 log.warning("data budget not applied participant=%s: %s", pid, exc)
-            if fresh and kind == "class":
+            if hub.serving is not None:
+                await hub.serving.apply_controls(session_id)
+            elif fresh and kind == "class":
                 klass = await self.services.classes.find(session_id)
                 if klass is not None and klass.spotlight == pid:
                     await media.set_spotlight(session_id, pid)
         await self.view.push(session_id)
+
+    async def _serving_node(self, identity: Identity, session_id: str, kind: str,
+                            origin: NodeLoad) -> NodeLoad:
+        """The node that serves this participant (signaling/spanning.py): this one when it
+        carries the participant's media already (a resumed seat stays put)."""
+        placement, serving = self.hub.placement, self.hub.serving
+        assert placement is not None
+        if serving is None or not may_span(kind, identity.role):
+            return origin
+        served = serving.rooms.get(session_id)
+        if served is not None and identity.participant_id in served.members:
+            return placement.me
+        load = await serving.participants_on(session_id, origin.id)
+        config = self.services.config
+        if not spans(kind, identity.role, load, config.span_after):
+            return origin
+        region: tuple[str, ...] = ()
+        if identity.role in SITE_ROLES:
+            site = await self.services.directory.find_site(identity.participant_id)
+            region = tuple(site.region) if site is not None else ()
+        nodes = [n for n in await placement.live_nodes() if n.id != placement.node_id]
+        return choose_serving_node([*nodes, placement.me], origin, identity.role, region, load,
+                                   config.span_after, kind=kind, here=placement.node_id)
 
     async def enter_consult(self, conn: Connection, consult_id: str, *,
                             fresh: bool = True) -> None:
@@ -128,6 +161,9 @@ class SessionFlow:
         if media is not None:
             with contextlib.suppress(Exception):
                 await media.leave(session_id, participant_id)
+        if self.hub.serving is not None:
+            with contextlib.suppress(StoreUnavailable):
+                await self.hub.serving.release(session_id, participant_id)
         with contextlib.suppress(BrokerError):
             await self.view.push(session_id)
 
@@ -175,6 +211,7 @@ class SessionFlow:
             event = decode_event(data)
         except (msgspec.ValidationError, msgspec.DecodeError):
             await self.view.push(session_id)  # e.g. a mute change: just refresh
+            await self._apply_controls(session_id)
             return
         ended = (isinstance(event, ClassStateChanged)
                  and event.state == ClassState.ENDED.value) or (
@@ -187,6 +224,17 @@ class SessionFlow:
             await self._end(session_id, getattr(event, "outcome", None))
             return
         await self.view.push(session_id)
+        await self._apply_controls(session_id)
+
+    async def _apply_controls(self, session_id: str) -> None:
+        """The class's spotlight and mutes, as the store has them, on this node's relay (every
+        node serving the room does this: signaling/serving.py)."""
+        if self.hub.serving is None:
+            return
+        try:
+            await self.hub.serving.apply_controls(session_id)
+        except MediaError as exc:
+            log.warning("controls not applied room=%s: %r", session_id, exc)
 
     async def _end(self, session_id: str, outcome: str | None) -> None:
         """The session is over: last frames, recording stopped, room closed, unfollowed."""
@@ -196,6 +244,8 @@ class SessionFlow:
         await recording_control.on_session_ended(self.services, hub, session_id)
         for conn in hub.local_members(session_id):
             conn.media_session = None
+        if hub.serving is not None:
+            await hub.serving.forget(session_id)
         if hub.media is not None:
             with contextlib.suppress(Exception):
                 await hub.media.close_room(session_id)
@@ -327,6 +377,8 @@ class SessionFlow:
                 return
             klass = await self.services.classes.find(room_id)
             await media.open_room(room_id, "class" if klass is not None else "consult")
+            if self.hub.serving is not None:
+                await self.hub.serving.reopen(room_id)
             await media.join(room_id, participant_id, conn.identity.role)
         finally:
             if reconnect is not None:

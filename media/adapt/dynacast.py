@@ -9,7 +9,7 @@ which layers are wanted and tells the publisher (a `layers` event, the page sets
 - `wanted_layers` (pure): the union of the layers the track's subscribers are on or switching
   to (a paused subscriber counts for none), plus the lowest layer always (a subscriber steps
   down to it at once, a new one starts on it), plus every layer something taps (the recording
-  records the top layer);
+  records the top layer), plus every layer another node's subscribers watch (`media.trunk`);
 - `next_active` (pure): hysteresis. A wanted layer resumes at once; an unwanted one pauses
   only once it has been unwanted for `PAUSE_AFTER_S`, so a subscriber flapping between two
   layers does not make the publisher's encoder start and stop;
@@ -168,7 +168,9 @@ class Dynacast:
         for track in live:
             layers = track.spatial_layers
             previous = self._states.get(track) or initial_state(len(layers))
-            tapped = [i for i, layer in enumerate(layers) if layer.taps]
+            tapped = [
+                i for i, layer in enumerate(layers) if layer.taps or layer.watched_remotely
+            ]
             wanted = wanted_layers(subscribed_layers(track), len(layers), tapped)
             measured = frozenset(
                 i for i, layer in enumerate(layers)

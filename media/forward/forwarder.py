@@ -142,6 +142,11 @@ class InboundTrack:
         """Audio: (timestamp, payload) of the last packets, repeated in RED packets."""
         self.taps: tuple[PacketTap, ...] = ()
         """Callbacks given every packet (the low rendition's transcoder while it runs)."""
+        self.trunk: PacketTap | None = None
+        """Sends every packet to the room's other nodes (`media.trunk`); unlike a tap, no
+        reason for dynacast to keep a layer on (`watched_remotely` is)."""
+        self.watched_remotely = False
+        """A simulcast layer some other node's subscribers watch (`media.trunk`, WANTS)."""
         self.low_rendition: SharedRendition | None = None
         """The shared low rendition of this track once someone needed it (`media.adapt.transcode`);
         closed with the track."""
@@ -188,6 +193,9 @@ class InboundTrack:
         if self.taps:
             for tap in self.taps:
                 tap(packet)
+        trunk = self.trunk
+        if trunk is not None:
+            trunk(packet)
         if packet.ssrc != self.ssrc:  # the first packet (or a new SSRC): PLI if one is owed
             self.ssrc = packet.ssrc
             self._highest_seq = (seq - 1) & 0xFFFF
@@ -348,6 +356,7 @@ class InboundTrack:
             stream.detach()
         self.streams = ()
         self.taps = ()
+        self.trunk = None
         rendition, self.low_rendition = self.low_rendition, None
         if rendition is not None:
             rendition.close()

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +29,19 @@ EventCallback = Callable[[str, str, dict[str, Any]], None]
 class RoomHost:
     """Opens, serves and closes rooms in the current process."""
 
-    def __init__(self, config: PeerConfig, emit: EventCallback) -> None:
+    def __init__(
+        self,
+        config: PeerConfig,
+        emit: EventCallback,
+        *,
+        node_id: str = "local",
+        trunk_secret: bytes | None = None,
+    ) -> None:
         self._config = config
         self._emit = emit
+        self.node_id = node_id
+        """This host's name on its rooms' trunks (`media.trunk`)."""
+        self._trunk_secret = trunk_secret or os.urandom(32)
         self.rooms: dict[str, Room] = {}
 
     def load(self) -> dict[str, Any]:
@@ -99,6 +110,16 @@ class RoomHost:
 
     async def describe_room(self, room_id: str) -> dict[str, Any]:
         return self.room(room_id).describe()
+
+    async def open_trunk(self, room_id: str) -> str:
+        """Open the room's trunk endpoint (idempotent); its "host:port" for the other nodes."""
+        return await self.room(room_id).open_trunk(
+            self._config.udp_host, self.node_id, self._trunk_secret
+        )
+
+    async def set_trunk_peers(self, room_id: str, peers: Mapping[str, str]) -> None:
+        """The other nodes serving the room (node id -> trunk "host:port"), replacing the last."""
+        await self.room(room_id).set_trunk_peers(dict(peers))
 
     async def start_recording(self, room_id: str, recording_id: str, directory: str) -> None:
         """Record the room's tracks into `directory` (continuing a recording found there)."""

@@ -2,14 +2,16 @@
 
 Whenever something routing depends on changes (a track comes or goes, someone joins or
 leaves, the spotlight moves, a classroom is muted) the room recomputes who receives what and
-hands each participant's downlink its new set of tracks.
+hands each participant's downlink its new set of tracks. With a trunk open (`media.trunk`),
+the publishers other nodes serve take part in routing as remote participants (publishers
+with their role, never receivers) and the local publications cross to those nodes.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +23,7 @@ from media.peers.downlink import Downlink
 from media.peers.uplink import Uplink
 from media.recording.recorder import RoomRecorder
 from media.rooms.routing import ROOM_KINDS, SOURCES, route, routing_role
+from media.trunk.remote import RemoteParticipant, Trunk
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +59,8 @@ class Room:
         self._participants: dict[str, _Participant] = {}
         self.recorder: RoomRecorder | None = None
         """The recording in progress (media/recording/recorder.py), if any."""
+        self.trunk: Trunk | None = None
+        """The room's trunk to the other nodes serving it (`media.trunk`), once opened."""
 
     @property
     def participant_ids(self) -> list[str]:
@@ -113,13 +118,14 @@ class Room:
         await self._get(participant_id).downlink.request_offer()
 
     def set_spotlight(self, participant_id: str | None) -> None:
-        if participant_id is not None:
+        if participant_id is not None and participant_id not in self._remote():
             self._get(participant_id)
         self.spotlight = participant_id
         self._reroute()
 
     def set_muted(self, participant_id: str, muted: bool) -> None:
-        self._get(participant_id)
+        if participant_id not in self._remote():
+            self._get(participant_id)
         if muted:
             self.muted.add(participant_id)
         else:
@@ -147,7 +153,44 @@ class Room:
             recorder.stop()
         return recorder
 
+    async def open_trunk(self, host: str | None, node_id: str, secret: bytes) -> str:
+        """Open the room's trunk endpoint on `host` (idempotent); its "host:port"."""
+        if self.trunk is None:
+            trunk = Trunk(self, node_id, secret)
+            await trunk.open(host)
+            self.trunk = trunk
+        return self.trunk.address
+
+    async def set_trunk_peers(self, peers: Mapping[str, str]) -> None:
+        """The other nodes serving the room now (node id -> trunk "host:port")."""
+        if self.trunk is None:
+            raise MediaUserError(f"room {self.room_id!r} has no trunk open")
+        try:
+            await self.trunk.set_peers(peers)
+        except (ValueError, OSError) as exc:
+            raise MediaUserError(f"bad trunk peers: {exc}") from None
+
+    # -- what the trunk asks (`media.trunk.remote.TrunkRoom`) -------------------------------
+
+    def local_publishers(self) -> list[tuple[str, str, list[InboundTrack]]]:
+        """(id, role, published tracks) of each local participant publishing something."""
+        found = []
+        for pid, participant in self._participants.items():
+            tracks = [t for t in self._tracks_of(participant) if not t.closed]
+            if tracks:
+                found.append((pid, participant.role, tracks))
+        return found
+
+    def is_local(self, participant_id: str) -> bool:
+        return participant_id in self._participants
+
+    def remote_changed(self) -> None:
+        self._reroute()
+
     async def close(self) -> None:
+        trunk, self.trunk = self.trunk, None
+        if trunk is not None:
+            await trunk.close()
         self.stop_recording()
         participants = list(self._participants.values())
         self._participants.clear()
@@ -156,7 +199,15 @@ class Room:
 
     def describe(self) -> dict[str, Any]:
         """What the room forwards right now (for health checks, debugging and tests)."""
-        return {
+        remote: dict[str, Any] = {
+            pid: {
+                "remote": p.node,
+                "role": p.role,
+                "publishing": sorted(p.tracks),
+            }
+            for pid, p in self._remote().items()
+        }
+        described: dict[str, Any] = {
             "kind": self.kind,
             "spotlight": self.spotlight,
             "muted": sorted(self.muted),
@@ -177,6 +228,10 @@ class Room:
                 for pid, p in self._participants.items()
             },
         }
+        described["participants"].update(remote)
+        if self.trunk is not None:
+            described["trunk"] = self.trunk.describe()
+        return described
 
     def rungs(self) -> dict[str, int]:
         """How many subscribers are on each rung (those receiving video and decided)."""
@@ -203,10 +258,36 @@ class Room:
     def _tracks_of(participant: _Participant) -> list[InboundTrack]:
         return list(participant.uplink.tracks.values()) if participant.uplink else []
 
+    def _remote(self) -> dict[str, RemoteParticipant]:
+        """The publishers other nodes serve (none without a trunk)."""
+        return self.trunk.remote_participants() if self.trunk is not None else {}
+
+    def _published(self) -> tuple[dict[tuple[str, str], InboundTrack], dict[str, str]]:
+        """Every track routing may hand out, local and remote, and every publisher's role."""
+        tracks: dict[tuple[str, str], InboundTrack] = {}
+        roles = {pid: p.role for pid, p in self._participants.items()}
+        for pid, participant in self._participants.items():
+            for track in self._tracks_of(participant):
+                tracks[(pid, track.source)] = track
+        for pid, remote in self._remote().items():
+            roles[pid] = remote.role
+            for source, track in remote.tracks.items():
+                tracks[(pid, source)] = track
+        return tracks, roles
+
     def _priority(self, track: InboundTrack) -> Priority:
         """Priority of a track inside a subscriber's budget (see `budget.Priority`)."""
         publisher = self._participants.get(track.participant_id)
-        role = routing_role(self.kind, publisher.role) if publisher is not None else ""
+        role_name = publisher.role if publisher is not None else None
+        if role_name is None:
+            remote = self._remote().get(track.participant_id)
+            role_name = remote.role if remote is not None else None
+        role = ""
+        if role_name is not None:
+            try:
+                role = routing_role(self.kind, role_name)
+            except ValueError:
+                role = ""
         lead = role in LEAD_ROLES
         if track.kind == "audio":
             return Priority.LEAD_AUDIO if lead else Priority.AUDIO
@@ -217,29 +298,36 @@ class Room:
         return Priority.OTHER_VIDEO
 
     def _reroute(self) -> None:
-        tracks: dict[tuple[str, str], InboundTrack] = {}
+        tracks, roles = self._published()
+        roles = {pid: role for pid, role in roles.items() if _valid_role(self.kind, role)}
         published: dict[str, list[str]] = {}
-        for pid, participant in self._participants.items():
-            for track in self._tracks_of(participant):
-                tracks[(pid, track.source)] = track
-                published.setdefault(pid, []).append(track.source)
-        roles = {pid: p.role for pid, p in self._participants.items()}
+        for pid, source in tracks:
+            published.setdefault(pid, []).append(source)
         routes = route(self.kind, roles, published, self.spotlight, self.muted)
         for pid, participant in self._participants.items():
             wanted = sorted(routes.get(pid, ()), key=lambda r: (r[0], SOURCES.index(r[1])))
             participant.downlink.set_tracks([tracks[r] for r in wanted])
         self._sync_recorder()
+        if self.trunk is not None:
+            self.trunk.local_changed()
 
     def _sync_recorder(self) -> None:
         """Tell the recording (if any) the published tracks, roles and spotlight now."""
         if self.recorder is None:
             return
-        tracks = {(pid, track.source): track for pid, participant in self._participants.items()
-                  for track in self._tracks_of(participant)}
-        roles = {pid: p.role for pid, p in self._participants.items()}
+        tracks, roles = self._published()
         self.recorder.sync(tracks, roles, self.spotlight)
 
     async def _close_participant(self, participant: _Participant) -> None:
         if participant.uplink is not None:
             await participant.uplink.close()
         await participant.downlink.close()
+
+
+def _valid_role(kind: str, role: str) -> bool:
+    """Whether `role` has a place in a `kind` room (a remote node may announce anything)."""
+    try:
+        routing_role(kind, role)
+    except ValueError:
+        return False
+    return True

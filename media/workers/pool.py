@@ -14,6 +14,7 @@ import contextlib
 import itertools
 import logging
 import multiprocessing
+import os
 import socket
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -93,6 +94,8 @@ class WorkerPool:
         emit: EventCallback,
         log_level: int = logging.WARNING,
         adaptation: bool = True,
+        node_id: str = "local",
+        trunk_secret: bytes | None = None,
     ) -> None:
         if count < 1:
             raise ValueError("a worker pool needs at least one worker")
@@ -102,6 +105,8 @@ class WorkerPool:
         self._emit = emit
         self._log_level = log_level
         self._adaptation = adaptation
+        self.node_id = node_id
+        self._trunk_secret = trunk_secret or os.urandom(32)
         self._context = multiprocessing.get_context("spawn")
         self._workers: dict[int, _Worker] = {}
         self._rooms: dict[str, _RoomRecord] = {}
@@ -131,7 +136,8 @@ class WorkerPool:
         process = self._context.Process(
             target=worker_main,
             args=(
-                child_sock, self._ice_servers, self._udp_host, self._log_level, self._adaptation
+                child_sock, self._ice_servers, self._udp_host, self._log_level, self._adaptation,
+                self.node_id, self._trunk_secret,
             ),
             name=f"tongxin-media-{index}",
             daemon=True,
@@ -364,6 +370,14 @@ class WorkerPool:
         record.recording = None
         result = await self._call(record.worker, "stop_recording", room_id)
         return dict(result) if result is not None else None
+
+    async def open_trunk(self, room_id: str) -> str:
+        record = self._record(room_id)
+        return str(await self._call(record.worker, "open_trunk", room_id))
+
+    async def set_trunk_peers(self, room_id: str, peers: Mapping[str, str]) -> None:
+        record = self._record(room_id)
+        await self._call(record.worker, "set_trunk_peers", room_id, dict(peers))
 
     async def _resume_recording(self, room_id: str, lost: _RoomRecord) -> None:
         """A recorded room reopened on another worker records on into the same directory."""

@@ -25,7 +25,7 @@ OPERATIONS = frozenset(
     {
         "open_room", "close_room", "join", "leave", "publish", "subscriber_answer",
         "request_offer", "set_spotlight", "set_muted", "set_data_budget", "describe_room",
-        "load", "close", "start_recording", "stop_recording",
+        "load", "close", "start_recording", "stop_recording", "open_trunk", "set_trunk_peers",
     }
 )
 """What the parent may call on the worker's `RoomHost`."""
@@ -39,6 +39,8 @@ def worker_main(
     udp_host: str | None,
     log_level: int,
     adaptation: bool = True,
+    node_id: str = "local",
+    trunk_secret: bytes | None = None,
 ) -> None:
     """Process entry point."""
     logging.basicConfig(
@@ -50,16 +52,24 @@ def worker_main(
     if profiler is not None:
         profiler.enable()
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(sock, config))
+        asyncio.run(serve(sock, config, node_id, trunk_secret))
     if profiler is not None and profile_dir:
         profiler.disable()
         profiler.dump_stats(os.path.join(profile_dir, f"media-worker-{os.getpid()}.prof"))
 
 
-async def serve(sock: socket.socket, config: PeerConfig) -> None:
+async def serve(
+    sock: socket.socket,
+    config: PeerConfig,
+    node_id: str = "local",
+    trunk_secret: bytes | None = None,
+) -> None:
     """Answer calls until the parent closes the socket or asks us to close."""
     reader, writer = await open_socket(sock)
-    host = RoomHost(config, lambda room, pid, event: push_event(writer, room, pid, event))
+    host = RoomHost(
+        config, lambda room, pid, event: push_event(writer, room, pid, event),
+        node_id=node_id, trunk_secret=trunk_secret,
+    )
     stop = asyncio.Event()
 
     def dispatch(op: str, args: list[Any]) -> Any:

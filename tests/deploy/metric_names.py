@@ -21,6 +21,9 @@ GAUGES = (
     "tongxin_media_rooms",
     "tongxin_subscribers_by_rung",
     "tongxin_process_resident_memory_bytes",
+    "tongxin_node_info",
+    "tongxin_rooms_served",
+    "tongxin_trunk_peers",
 )
 HISTOGRAMS = (
     "tongxin_http_request_duration_seconds",

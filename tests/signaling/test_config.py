@@ -32,6 +32,17 @@ from signaling.config import ConfigError, ServeConfig, parse_serve_config
         (["--adaptation", "off"], {}, "adaptation", False),
         ([], {"TONGXIN_ADAPTATION": "off"}, "adaptation", False),
         (["--adaptation", "on"], {"TONGXIN_ADAPTATION": "off"}, "adaptation", True),
+        ([], {}, "media_role", "any"),
+        (["--media-role", "edge"], {}, "media_role", "edge"),
+        ([], {"TONGXIN_MEDIA_ROLE": "origin"}, "media_role", "origin"),
+        (["--media-role", "any"], {"TONGXIN_MEDIA_ROLE": "edge"}, "media_role", "any"),
+        ([], {}, "region", None),
+        (["--region", "甘肃省/定西市"], {}, "region", "甘肃省/定西市"),
+        ([], {"TONGXIN_REGION": "/渭源县/"}, "region", "渭源县"),
+        ([], {"TONGXIN_REGION": ""}, "region", None),
+        ([], {}, "span_after", 100),
+        (["--span-after", "0"], {}, "span_after", 0),
+        ([], {"TONGXIN_SPAN_AFTER": "40"}, "span_after", 40),
     ],
 )
 def test_settings_come_from_flags_then_environment_then_defaults(argv, env, field, expected):
@@ -57,6 +68,12 @@ def test_settings_come_from_flags_then_environment_then_defaults(argv, env, fiel
         ([], {"TONGXIN_TURN_URLS": "http://turn"}, "turn-urls"),
         (["--bogus"], {}, "--bogus"),
         (["--adaptation", "sometimes"], {}, "adaptation"),
+        (["--media-role", "relay"], {}, "media-role"),
+        ([], {"TONGXIN_MEDIA_ROLE": "EDGE"}, "media-role"),
+        (["--region", "gansu dingxi"], {}, "region"),
+        ([], {"TONGXIN_REGION": "x" * 201}, "region"),
+        (["--span-after", "-1"], {}, "span-after"),
+        ([], {"TONGXIN_SPAN_AFTER": "lots"}, "span-after"),
     ],
 )
 def test_a_wrong_setting_is_named_in_one_line(argv, env, names):
