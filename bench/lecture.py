@@ -128,9 +128,11 @@ class LectureCluster:
         elif self.edges == 0:
             self.nodes = [self._node("origin", "origin", [])]
         else:
-            self.nodes = [self._node("origin", "origin", [
-                "--media-role", "origin", "--span-after", str(self.span_after)])]
-            self.nodes += [self._node(f"edge-{i + 1}", "edge", ["--media-role", "edge"])
+            # every node decides with the same threshold (with the edges at the default of
+            # 100, an edge sent a viewer back to the origin, which sent it to the edge again)
+            span = ["--span-after", str(self.span_after)]
+            self.nodes = [self._node("origin", "origin", ["--media-role", "origin", *span])]
+            self.nodes += [self._node(f"edge-{i + 1}", "edge", ["--media-role", "edge", *span])
                            for i in range(self.edges)]
         # the origin first (it opens the room), then the edges together; every start runs to
         # its end before a failure is raised, so `close` never races a spawning node
