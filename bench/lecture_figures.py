@@ -12,6 +12,7 @@ delivery at least `MIN_DELIVERED_PCT`. `render` prints it all as a table.
 
 from __future__ import annotations
 
+import itertools
 import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -177,6 +178,25 @@ def edge_vs_single(lecture: Sequence[Mapping[str, Any]],
     return out
 
 
+def marginal(steps: Sequence[Mapping[str, Any]], role: str) -> list[dict[str, Any]]:
+    """Between successive steps: the added CPU ms per second of the nodes of `role` (summed)
+    per added subscriber on them, the cost of one more viewer without the node's fixed cost
+    (the publisher's uplink, the trunk, the idle service), which weighs on ms/sub-s at small
+    counts."""
+    def totals(step: Mapping[str, Any]) -> tuple[float, int]:
+        nodes = [n for n in step["nodes"].values() if n.get("role") == role]
+        return sum(n["cpu_ms_per_s"] for n in nodes), sum(n["subscribers"] for n in nodes)
+
+    out = []
+    for a, b in itertools.pairwise(steps):
+        (cpu_a, subs_a), (cpu_b, subs_b) = totals(a), totals(b)
+        added = subs_b - subs_a
+        out.append({"from": a["subscribers"], "to": b["subscribers"],
+                    "cpu_ms_per_added_subscriber_second":
+                    round((cpu_b - cpu_a) / added, 3) if added > 0 else None})
+    return out
+
+
 def delivered_ok(steps: Sequence[Mapping[str, Any]]) -> bool | None:
     """Every step delivered at least `MIN_DELIVERED_PCT` of video and audio."""
     values = [s["delivered_pct"].get(k) for s in steps for k in ("video", "audio")]
@@ -193,6 +213,8 @@ def checks(phases: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
         "delivered_ok": delivered_ok(lecture),
         "origin": origin_flatness(lecture) if lecture else None,
         "edge_vs_single": edge_vs_single(lecture, single),
+        "marginal_edge": marginal(lecture, "edge"),
+        "marginal_single": marginal(single, "single"),
     }
 
 
@@ -242,6 +264,11 @@ def render(result: Mapping[str, Any]) -> str:
     for e in c.get("edge_vs_single") or []:
         lines.append(f"{e['subscribers']} subscribers: edge {e['edge']} vs single {e['single']}"
                      f" ms/sub-s, ratio {e['ratio']}, within {EDGE_TOLERANCE:.0%}: {e['within']}")
+    for key in ("marginal_edge", "marginal_single"):
+        for m in c.get(key) or []:
+            lines.append(f"{key.split('_')[1]} {m['from']}->{m['to']} subscribers: "
+                         f"{m['cpu_ms_per_added_subscriber_second']} ms per added "
+                         "subscriber-second")
     for key in ("clip", "notes"):
         if key in result:
             lines.append(f"{key}: {result[key]}")
