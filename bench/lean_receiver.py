@@ -315,8 +315,9 @@ class LeanParticipant:
     """A receive-only participant joined through a join link, media counted by `LeanPeer`s
     (a new one after each move to another node; the old ones' counts are kept)."""
 
-    def __init__(self, base_url: str, config: PeerConfig | None = None) -> None:
-        self.signaling = SignalingClient(base_url)
+    def __init__(self, base_url: str, config: PeerConfig | None = None,
+                 signaling: SignalingClient | None = None) -> None:
+        self.signaling = signaling or SignalingClient(base_url)
         self._config = config or PeerConfig()
         self.peer = LeanPeer(self._send_answer, self._config)
         self.retired: list[PacketCounter] = []

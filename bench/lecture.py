@@ -255,8 +255,8 @@ async def run_phase(name: str, edges: int | None, receiver: str, args: argparse.
                   for _ in range(max(1, args.receiver_processes))]
         joined = 0
         for count in args.subscribers:
-            jobs = [{"id": f"viewer-{i}", "link": cluster.viewer_link(class_id, i)}
-                    for i in range(joined, count)]
+            jobs = [{"id": f"viewer-{i}", "link": cluster.viewer_link(class_id, i),
+                     "local_addr": viewer_address(i)} for i in range(joined, count)]
             share = [jobs[k::len(crowds)] for k in range(len(crowds))]
             timeout = 60.0 + len(jobs)
             progress(f"{name}: {len(jobs)} more {receiver} viewers joining ({count} in all)")
@@ -290,6 +290,12 @@ async def run_phase(name: str, edges: int | None, receiver: str, args: argparse.
         await teacher.close()
         await cluster.close()
     return {"receiver": receiver, "edges": edges, "steps": steps}
+
+
+def viewer_address(i: int) -> str:
+    """Viewer `i`'s own loopback source address, 127.1.0.1 onwards (a node takes at most 64
+    WebSockets from one address; every 127.x.y.z is loopback on Linux)."""
+    return f"127.1.{i // 250}.{i % 250 + 1}"
 
 
 def phase_plan(args: argparse.Namespace) -> list[tuple[str, int | None, str]]:

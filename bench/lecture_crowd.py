@@ -1,7 +1,9 @@
 """A receiver process of `tongxin bench lecture`: many receive-only participants of one class.
 
 The bench drives it over a `Channel` (bench/relay.py's `Process`): `join(jobs, timeout_s)`
-joins receivers through their join links (following redirects to the node that serves them)
+joins receivers through their join links (following redirects to the node that serves them),
+each from its own loopback source address (`local_addr`: a node takes 64 WebSockets from one
+address),
 and returns once each has its first video packet or failed; `counts()` reports what each has
 received so far and this process's CPU; `close()` ends everything. A receiver is either the
 lean one (bench/lean_receiver.py: packets counted after SRTP, its own RTCP) or the usual
@@ -20,9 +22,11 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import aiohttp
+
 from bench.lean_receiver import LeanParticipant
 from bench.load_crowd import LoadParticipant, error_kind
-from client.ws import split_join_link
+from client.ws import SignalingClient, split_join_link
 from media.peers.config import PeerConfig
 from media.workers.channel import open_socket, serve_calls
 
@@ -46,11 +50,17 @@ class Joined:
         self.kind = kind
         base, self.token = split_join_link(self.link)
         config = PeerConfig((), udp_host)
+        # its own loopback source address: a node takes at most MAX_CONNECTIONS_PER_ADDRESS
+        # WebSockets from one address
+        self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(
+            local_addr=(str(job.get("local_addr") or "127.0.0.1"), 0)))
+        signaling = SignalingClient(base, self.http, recover=kind != "lean")
         self.participant: LeanParticipant | LoadParticipant
         if kind == "lean":
-            self.participant = LeanParticipant(base, config)
+            self.participant = LeanParticipant(base, config, signaling)
         else:
             self.participant = LoadParticipant(base)
+            self.participant.signaling = signaling
         self.first_frame_s: float | None = None
         self.errors: list[str] = []
 
@@ -111,6 +121,7 @@ class Joined:
     async def close(self) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.participant.close(), CLOSE_TIMEOUT_S)
+        await self.http.close()
 
 
 class Crowd:

@@ -300,3 +300,10 @@ async def test_a_tiny_lecture_over_an_origin_and_two_edges() -> None:
     assert any(n["subscribers"] for n in last["nodes"].values() if n["role"] == "edge")
     assert set(result["checks"]) >= {"delivered_ok", "origin", "edge_vs_single"}
     assert "origin" in render(result)
+
+
+def test_every_viewer_has_its_own_loopback_address() -> None:
+    addresses = [bench_lecture.viewer_address(i) for i in range(2000)]
+    assert len(set(addresses)) == len(addresses)
+    assert all(a.startswith("127.") and not a.endswith(".0") for a in addresses)
+    assert bench_lecture.viewer_address(0) == "127.1.0.1"
