@@ -9,9 +9,9 @@ class, all pointing at the origin) join from `--receiver-processes` child proces
 each subscriber count of `--subscribers` (joined incrementally), after a warm-up: delivered %
 per kind, CPU per node over the window (its process tree from /proc, media workers
 included) as ms per second and per subscriber-second, join-to-first-frame of the viewers that
-step added, and the receivers' own CPU. Then the same viewers against one node alone (the
-`single` phase), so an edge's cost per subscriber compares with a single node's in the same
-run. Figures: bench/lecture_figures.py.
+step added, the receivers' own CPU, and Redis commands per join and per second. Then the
+same viewers against one node alone (the `single` phase), so an edge's cost per subscriber
+compares with a single node's in the same run. Figures: bench/lecture_figures.py.
 
     tongxin bench lecture --json --subscribers 20,40 --edges 2
 """
@@ -31,11 +31,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import redis
 
 from bench.lecture_crowd import RECEIVER_KINDS, crowd_main
-from bench.lecture_figures import checks, render, step_figures, window_counts
+from bench.lecture_figures import checks, redis_load, render, step_figures, window_counts
 from bench.load_setup import ServiceApi
-from bench.processes import NodeProcess, RedisServerProcess
+from bench.processes import LOOPBACK, NodeProcess, RedisServerProcess
 from bench.relay import Process
 from broker.memory_store import MemoryStore
 from broker.models import Role
@@ -156,6 +157,16 @@ class LectureCluster:
         stats = read_all_stats()
         return {n.name: sum(tree_cpu(stats, n.pid)) for n in self.nodes}
 
+    def redis_commands(self) -> int:
+        """Commands the redis-server has processed so far (INFO stats; blocking: call it in
+        a thread)."""
+        assert self.redis is not None
+        client = redis.Redis(host=LOOPBACK, port=self.redis.port, socket_timeout=5)
+        try:
+            return int(client.info("stats")["total_commands_processed"])
+        finally:
+            client.close()
+
     def crashed(self) -> list[str]:
         return [n.name for n in self.nodes if n.returncode is not None]
 
@@ -260,6 +271,7 @@ async def run_phase(name: str, edges: int | None, receiver: str, args: argparse.
             share = [jobs[k::len(crowds)] for k in range(len(crowds))]
             timeout = 60.0 + len(jobs)
             progress(f"{name}: {len(jobs)} more {receiver} viewers joining ({count} in all)")
+            redis_at_join = await asyncio.to_thread(cluster.redis_commands)
             results = await asyncio.gather(*(
                 c.call("join", part, timeout, timeout=timeout + 60.0)
                 for c, part in zip(crowds, share, strict=True) if part))
@@ -267,10 +279,12 @@ async def run_phase(name: str, edges: int | None, receiver: str, args: argparse.
             joined = count
             await asyncio.sleep(args.warmup)
             before, rx_before = await _crowd_counts(crowds)
+            redis_before = await asyncio.to_thread(cluster.redis_commands)
             cpu_before, sent_before, t0 = cluster.cpu(), teacher.sent(), time.monotonic()
             await asyncio.sleep(args.duration)
             after, rx_after = await _crowd_counts(crowds)
             cpu_after, sent_after, t1 = cluster.cpu(), teacher.sent(), time.monotonic()
+            redis_after = await asyncio.to_thread(cluster.redis_commands)
             sent = {k: sent_after[k] - sent_before[k] for k in sent_after}
             counts = window_counts(before, after, cluster.node_names())
             failures = [f"{r['id']}: {e}" for r in after for e in r["errors"]]
@@ -281,6 +295,8 @@ async def run_phase(name: str, edges: int | None, receiver: str, args: argparse.
                 first_frame_s=[r["first_frame_s"] for r in fresh
                                if r["first_frame_s"] is not None],
                 receiver_cpu_s=rx_after - rx_before, failures=failures)
+            step["redis"] = redis_load(redis_at_join, redis_before, redis_after, len(jobs),
+                                       t1 - t0)
             steps.append(step)
             progress(f"{name}: {count} viewers: delivered {step['delivered_pct']}, nodes "
                      + ", ".join(f"{k} {v['subscribers']} subs {v['cpu_ms_per_s']} ms/s"

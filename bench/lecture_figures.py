@@ -139,6 +139,14 @@ def step_figures(*, subscribers: int, window_s: float, sent: Mapping[str, int],
     }
 
 
+def redis_load(at_join: int, before: int, after: int, joined: int,
+               window_s: float) -> dict[str, float | None]:
+    """Redis commands per viewer joined (from the step's first join to the window, warm-up
+    included) and per second over the window (INFO's counter, this bench's reads included)."""
+    return {"commands_per_join": round((before - at_join) / joined, 1) if joined else None,
+            "commands_per_s": round((after - before) / window_s, 1) if window_s > 0 else None}
+
+
 def role_figure(step: Mapping[str, Any], role: str, key: str) -> float | None:
     """The mean of `key` over the nodes of `role` in a step (None if none has it)."""
     values = [n[key] for n in step["nodes"].values()

@@ -29,6 +29,7 @@ from bench.lecture_figures import (
     origin_flatness,
     pct,
     percentile,
+    redis_load,
     render,
     rungs,
     window_counts,
@@ -307,3 +308,12 @@ def test_every_viewer_has_its_own_loopback_address() -> None:
     assert len(set(addresses)) == len(addresses)
     assert all(a.startswith("127.") and not a.endswith(".0") for a in addresses)
     assert bench_lecture.viewer_address(0) == "127.1.0.1"
+
+
+@pytest.mark.parametrize(("counts", "joined", "window", "expected"), [
+    ((1000, 3000, 3500), 20, 10.0, {"commands_per_join": 100.0, "commands_per_s": 50.0}),
+    ((1000, 1000, 1000), 0, 0.0, {"commands_per_join": None, "commands_per_s": None}),
+])
+def test_redis_load(counts: tuple[int, int, int], joined: int, window: float,
+                    expected: dict[str, float | None]) -> None:
+    assert redis_load(*counts, joined, window) == expected
