@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import secrets
 import shutil
 import sys
@@ -295,6 +296,7 @@ async def run_phase(name: str, edges: int | None, receiver: str, args: argparse.
                 first_frame_s=[r["first_frame_s"] for r in fresh
                                if r["first_frame_s"] is not None],
                 receiver_cpu_s=rx_after - rx_before, failures=failures)
+            step["load_avg_1m"] = round(os.getloadavg()[0], 2)  # a shared machine shows here
             step["redis"] = redis_load(redis_at_join, redis_before, redis_after, len(jobs),
                                        t1 - t0)
             steps.append(step)

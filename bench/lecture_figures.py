@@ -250,7 +250,8 @@ def table_rows(result: Mapping[str, Any]) -> list[list[Any]]:
                              d.get("audio"), d.get("packet_loss"), None, None, None])
             d = step["delivered_pct"]
             ttff = step["join_to_first_frame_ms"]
-            rows.append([label, step["subscribers"], "all", "", step["subscribers"], None, None,
+            rows.append([label, step["subscribers"], "all", f"ld{step.get('load_avg_1m', '')}",
+                         step["subscribers"], None, None,
                          d.get("video"), d.get("audio"), d.get("packet_loss"), ttff["median"],
                          ttff["p95"], step["receiver_cpu_ms_per_receiver_second"]])
     return rows
