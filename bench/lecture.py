@@ -45,9 +45,13 @@ from broker.tokens import Keyring, TokenService
 from client.clip import ClipTrack, load_clip
 from client.participant import RemoteParticipant
 from client.peer import FrameLog
+from media.errors import MediaError
 from signaling.proc_cpu import read_all_stats, tree_cpu
 
 START_TIMEOUT_S = 90.0
+JOIN_BUDGET_S = 90.0
+JOIN_BUDGET_PER_VIEWER_S = 1.5
+"""A step's joins must all be done within JOIN_BUDGET_S + this x the viewers it adds."""
 STOP_TIMEOUT_S = 15.0
 SCHOOL = "lecture-school"
 CLASSROOM = "lecture-room"
@@ -258,6 +262,7 @@ async def run_phase(name: str, edges: int | None, receiver: str, args: argparse.
     teacher = Teacher()
     crowds: list[Process] = []
     steps: list[dict[str, Any]] = []
+    stopped: str | None = None
     try:
         await cluster.start()
         progress(f"{name}: nodes {[n.name for n in cluster.nodes]} up; scheduling the class")
@@ -270,12 +275,17 @@ async def run_phase(name: str, edges: int | None, receiver: str, args: argparse.
             jobs = [{"id": f"viewer-{i}", "link": cluster.viewer_link(class_id, i),
                      "local_addr": viewer_address(i)} for i in range(joined, count)]
             share = [jobs[k::len(crowds)] for k in range(len(crowds))]
-            timeout = 60.0 + len(jobs)
+            timeout = JOIN_BUDGET_S + JOIN_BUDGET_PER_VIEWER_S * len(jobs)
             progress(f"{name}: {len(jobs)} more {receiver} viewers joining ({count} in all)")
             redis_at_join = await asyncio.to_thread(cluster.redis_commands)
-            results = await asyncio.gather(*(
-                c.call("join", part, timeout, timeout=timeout + 60.0)
-                for c, part in zip(crowds, share, strict=True) if part))
+            try:
+                results = await asyncio.gather(*(
+                    c.call("join", part, timeout, timeout=timeout + 30.0)
+                    for c, part in zip(crowds, share, strict=True) if part))
+            except MediaError as exc:  # a receiver process stuck: the steps so far stand
+                progress(f"{name}: stopped at {count} viewers: {exc}")
+                stopped = f"{count} viewers: {exc}"
+                break
             fresh = [r for part in results for r in part]
             joined = count
             await asyncio.sleep(args.warmup)
@@ -307,7 +317,7 @@ async def run_phase(name: str, edges: int | None, receiver: str, args: argparse.
         await asyncio.gather(*(c.stop() for c in crowds), return_exceptions=True)
         await teacher.close()
         await cluster.close()
-    return {"receiver": receiver, "edges": edges, "steps": steps}
+    return {"receiver": receiver, "edges": edges, "steps": steps, "stopped": stopped}
 
 
 def viewer_address(i: int) -> str:

@@ -133,13 +133,20 @@ class Crowd:
         self.receivers: list[Joined] = []
 
     async def join(self, jobs: list[dict[str, Any]], timeout_s: float) -> list[dict[str, Any]]:
+        """Join these receivers, `JOIN_CONCURRENCY` at a time, all within `timeout_s`: one
+        still waiting for its turn at the end counts `join:no_time`."""
         fresh = [Joined(job, self.kind, self.udp_host) for job in jobs]
         self.receivers += fresh
         gate = asyncio.Semaphore(JOIN_CONCURRENCY)
+        deadline = time.monotonic() + timeout_s
 
         async def one(r: Joined) -> None:
             async with gate:
-                await r.join(timeout_s)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    r.errors.append("join:no_time")
+                    return
+                await r.join(left)
 
         await asyncio.gather(*(one(r) for r in fresh))
         return [r.counts() for r in fresh]

@@ -273,6 +273,9 @@ def render(result: Mapping[str, Any]) -> str:
     for e in c.get("edge_vs_single") or []:
         lines.append(f"{e['subscribers']} subscribers: edge {e['edge']} vs single {e['single']}"
                      f" ms/sub-s, ratio {e['ratio']}, within {EDGE_TOLERANCE:.0%}: {e['within']}")
+    for phase_name, phase in result.get("phases", {}).items():
+        if phase.get("stopped"):
+            lines.append(f"{phase_name} stopped at {phase['stopped']}")
     for key in ("marginal_edge", "marginal_single"):
         for m in c.get(key) or []:
             lines.append(f"{key.split('_')[1]} {m['from']}->{m['to']} subscribers: "
