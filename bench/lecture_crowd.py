@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -35,6 +36,7 @@ JOIN_CONCURRENCY = 8
 """Joins in flight at once per process (each is an HTTP exchange, a WebSocket and ICE/DTLS)."""
 POLL_S = 0.05
 CLOSE_TIMEOUT_S = 10.0
+HISTORY_KEPT = 200
 
 
 class Receiver(Protocol):
@@ -63,6 +65,32 @@ class Joined:
             self.participant.signaling = signaling
         self.first_frame_s: float | None = None
         self.errors: list[str] = []
+        self.rung: str | None = None
+        self.session_frames = 0
+        """`session` frames received (one per roster change the node pushes)."""
+        self.roster_entries = 0
+        """Participants listed in them, summed (what the roster pushes weigh)."""
+        self.session_bytes_per_entry: float | None = None
+        """The JSON size per listed participant of the first `session` frame."""
+        signaling.listeners.append(self._on_frame)
+
+    def _on_frame(self, frame: dict[str, Any]) -> None:
+        """Count what signaling brings, and keep the client's history and queue short (a
+        viewer never reads them after its join, and roster pushes grow with the class)."""
+        kind = frame.get("type")
+        if kind == "session":
+            entries = len(frame.get("participants") or ())
+            self.session_frames += 1
+            self.roster_entries += entries
+            if self.session_bytes_per_entry is None and entries:
+                self.session_bytes_per_entry = len(json.dumps(frame)) / entries
+        elif kind == "link":
+            self.rung = frame.get("rung")
+        signaling = self.participant.signaling
+        if len(signaling.history) > HISTORY_KEPT:
+            del signaling.history[:-HISTORY_KEPT // 2]
+        while signaling.frames.qsize() > HISTORY_KEPT:
+            signaling.frames.get_nowait()
 
     def first_video_at(self) -> float | None:
         p = self.participant
@@ -94,9 +122,10 @@ class Joined:
 
     def counts(self) -> dict[str, Any]:
         p = self.participant
-        rungs = [f.get("rung") for f in p.signaling.history if f.get("type") == "link"]
         out: dict[str, Any] = {"id": self.id, "node": p.signaling.base_url, "moves": p.moves,
-                               "rung": rungs[-1] if rungs else None,
+                               "rung": self.rung, "session_frames": self.session_frames,
+                               "roster_entries": self.roster_entries,
+                               "session_bytes_per_entry": self.session_bytes_per_entry,
                                "first_frame_s": self.first_frame_s,
                                "errors": self.errors + [error_kind("offer", e)
                                                         for e in p.offer_errors]}

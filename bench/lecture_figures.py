@@ -61,6 +61,9 @@ def window_counts(before: Sequence[Mapping[str, Any]], after: Sequence[Mapping[s
             **{key: delta(b, r, key) for key in ("video_frames", "audio_frames",
                                                  "video_packets", "audio_packets", "lost",
                                                  "expected")},
+            "roster_entries": r.get("roster_entries"),
+            "session_frames": r.get("session_frames"),
+            "session_bytes_per_entry": r.get("session_bytes_per_entry"),
         })
     return out
 
@@ -126,6 +129,7 @@ def step_figures(*, subscribers: int, window_s: float, sent: Mapping[str, int],
         "sent_frames": dict(sent),
         "delivered_pct": delivered(counts, sent),
         "rungs": rungs(counts),
+        "roster_pushes": roster_pushes(counts),
         "nodes": nodes,
         "join_to_first_frame_ms": {
             "median": percentile([s * 1000 for s in first_frame_s], 50),
@@ -145,6 +149,19 @@ def redis_load(at_join: int, before: int, after: int, joined: int,
     included) and per second over the window (INFO's counter, this bench's reads included)."""
     return {"commands_per_join": round((before - at_join) / joined, 1) if joined else None,
             "commands_per_s": round((after - before) / window_s, 1) if window_s > 0 else None}
+
+
+def roster_pushes(counts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """What signaling sent the viewers so far: `session` frames and the participants listed
+    in them (every viewer present is listed, so a class of N viewers joining one by one
+    sends on the order of N^2 / 2 entries to each node's viewers), summed, and the JSON
+    bytes per listed participant."""
+    frames = [c["session_frames"] for c in counts if c.get("session_frames") is not None]
+    entries = [c["roster_entries"] for c in counts if c.get("roster_entries") is not None]
+    sizes = [c["session_bytes_per_entry"] for c in counts
+             if c.get("session_bytes_per_entry") is not None]
+    return {"session_frames": sum(frames), "roster_entries": sum(entries),
+            "bytes_per_entry": round(statistics.fmean(sizes), 1) if sizes else None}
 
 
 def role_figure(step: Mapping[str, Any], role: str, key: str) -> float | None:

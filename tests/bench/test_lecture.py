@@ -31,6 +31,7 @@ from bench.lecture_figures import (
     percentile,
     redis_load,
     render,
+    roster_pushes,
     rungs,
     window_counts,
 )
@@ -150,7 +151,8 @@ def test_window_counts_take_the_difference_and_name_the_node() -> None:
     out = window_counts(before, after, {"http://e1": "edge-1"})
     assert out[0] == {"id": "a", "node": "edge-1", "rung": "full", "video_frames": 30,
                       "audio_frames": 10, "video_packets": 90, "audio_packets": 10, "lost": 1,
-                      "expected": 101}
+                      "expected": 101, "roster_entries": None, "session_frames": None,
+                      "session_bytes_per_entry": None}
     assert out[1]["node"] == "?" and out[1]["video_frames"] == 3 and out[1]["lost"] is None
 
 
@@ -317,3 +319,11 @@ def test_every_viewer_has_its_own_loopback_address() -> None:
 def test_redis_load(counts: tuple[int, int, int], joined: int, window: float,
                     expected: dict[str, float | None]) -> None:
     assert redis_load(*counts, joined, window) == expected
+
+
+def test_roster_pushes_sum_frames_and_entries() -> None:
+    counts = [{"session_frames": 3, "roster_entries": 6, "session_bytes_per_entry": 100.0},
+              {"session_frames": 2, "roster_entries": 5, "session_bytes_per_entry": 120.0},
+              {"session_frames": None, "roster_entries": None, "session_bytes_per_entry": None}]
+    assert roster_pushes(counts) == {"session_frames": 5, "roster_entries": 11,
+                                     "bytes_per_entry": 110.0}
