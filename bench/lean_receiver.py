@@ -63,6 +63,10 @@ starting guess), which then starts the viewer on the low rung and transcodes for
 REMB_BPS = 8_000_000
 """What the REMB says: far above any rung, so the relay's estimate never caps a lean receiver
 (loss and RTT, from its reports, still would)."""
+RECEIVE_BUFFER = 2 * 1024 * 1024
+"""SO_RCVBUF of a lean viewer's socket: about 8 s of the lecture, so a load generator the
+machine starves for a moment (other work on a shared 2-core machine) drops nothing; the
+default 208 KB held under a second, and the kernel dropped what the relay had sent."""
 RTP_HEADER = struct.Struct("!BBHII")
 SEQ_MOD = 1 << 16
 NTP_EPOCH_OFFSET = 2208988800
@@ -277,7 +281,7 @@ class LeanPeer:
             dtls = transport_of(pc)
             if pc.connectionState != "connected" or dtls is None:
                 return
-            if receive_raw(dtls, self.counter.on_rtp, self.counter.on_rtcp):
+            if receive_raw(dtls, self.counter.on_rtp, self.counter.on_rtcp, RECEIVE_BUFFER):
                 send = rtcp_sender(dtls)
                 if send is not None and self._reports is None:
                     self._reports = asyncio.get_running_loop().create_task(self._report(send))

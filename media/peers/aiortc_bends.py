@@ -825,12 +825,15 @@ def tap_client_receiver(
 
 
 def receive_raw(
-    dtls: RTCDtlsTransport, on_rtp: Callable[[bytes], None], on_rtcp: Callable[[bytes], None]
+    dtls: RTCDtlsTransport, on_rtp: Callable[[bytes], None], on_rtcp: Callable[[bytes], None],
+    receive_buffer: int | None = None,
 ) -> bool:
     """A lean load-test receiver: decrypted RTP and RTCP datagrams go straight to `on_rtp` and
     `on_rtcp` in the socket callback; aiortc's receivers (jitter buffer, NACK generator,
     statistics, decoders) never see them. STUN and DTLS still take aiortc's path. False if
-    not installed (not connected, not plain UDP, or already installed).
+    not installed (not connected, not plain UDP, or already installed). `receive_buffer`:
+    the socket's SO_RCVBUF in bytes (the kernel caps it at net.core.rmem_max), so a load
+    generator the machine starves for a moment drops nothing.
 
     The same internals as `receive_directly` (`RTCDtlsTransport._state` and `_rx_srtp`, the
     nominated pair's `StunProtocol.datagram_received`): aiortc has no way to hand over
@@ -843,6 +846,11 @@ def receive_raw(
     if not isinstance(protocol, StunProtocol) or getattr(protocol, "_tongxin_direct", False):
         return False
     protocol._tongxin_direct = True  # type: ignore[attr-defined]
+    if receive_buffer is not None:
+        sock = protocol.transport.get_extra_info("socket") if protocol.transport else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
     original = protocol.datagram_received
     unprotect = dtls._rx_srtp.unprotect
     unprotect_rtcp = dtls._rx_srtp.unprotect_rtcp
