@@ -82,6 +82,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="media workers per node (1)")
     parser.add_argument("--no-single", action="store_true",
                         help="skip the single-node comparison")
+    parser.add_argument("--join-gap", type=float, default=0.0,
+                        help="seconds between two viewers' joins (0: all at once, 8 at a time"
+                        " per process); over a second, each edge's load is known to the"
+                        " origin before the next join, so viewers spread evenly")
     parser.add_argument("--span-after", type=int, default=0,
                         help="viewers the origin keeps before it sends them to edges (0)")
 
@@ -273,9 +277,11 @@ async def run_phase(name: str, edges: int | None, receiver: str, args: argparse.
         joined = 0
         for count in args.subscribers:
             jobs = [{"id": f"viewer-{i}", "link": cluster.viewer_link(class_id, i),
-                     "local_addr": viewer_address(i)} for i in range(joined, count)]
+                     "local_addr": viewer_address(i), "delay_s": k * args.join_gap}
+                    for k, i in enumerate(range(joined, count))]
             share = [jobs[k::len(crowds)] for k in range(len(crowds))]
-            timeout = JOIN_BUDGET_S + JOIN_BUDGET_PER_VIEWER_S * len(jobs)
+            timeout = (JOIN_BUDGET_S + JOIN_BUDGET_PER_VIEWER_S * len(jobs)
+                       + args.join_gap * len(jobs))
             progress(f"{name}: {len(jobs)} more {receiver} viewers joining ({count} in all)")
             redis_at_join = await asyncio.to_thread(cluster.redis_commands)
             try:

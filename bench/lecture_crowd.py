@@ -63,6 +63,8 @@ class Joined:
         else:
             self.participant = LoadParticipant(base)
             self.participant.signaling = signaling
+        self.delay_s = float(job.get("delay_s") or 0.0)
+        """When to start joining, after the `join` call (`--join-gap`)."""
         self.first_frame_s: float | None = None
         self.errors: list[str] = []
         self.rung: str | None = None
@@ -170,6 +172,7 @@ class Crowd:
         deadline = time.monotonic() + timeout_s
 
         async def one(r: Joined) -> None:
+            await asyncio.sleep(r.delay_s)
             async with gate:
                 left = deadline - time.monotonic()
                 if left <= 0:
