@@ -27,7 +27,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,7 @@ from client.clip import ClipTrack, load_clip
 from client.participant import RemoteParticipant
 from client.peer import FrameLog
 from media.errors import MediaError
-from signaling.proc_cpu import read_all_stats, tree_cpu
+from signaling.proc_cpu import read_all_stats, tree_cpu, tree_pids
 
 START_TIMEOUT_S = 90.0
 JOIN_BUDGET_S = 90.0
@@ -103,6 +103,37 @@ def _counts(text: str) -> list[int]:
 def _progress(message: str) -> None:
     sys.stderr.write(f"[bench lecture] {message}\n")
     sys.stderr.flush()
+
+
+# --- UDP drops -----------------------------------------------------------------------------------
+
+
+def parse_udp_drops(text: str) -> dict[int, int]:
+    """{socket inode: datagrams the kernel dropped for it (its receive buffer was full)} from
+    the text of /proc/net/udp or udp6."""
+    drops: dict[int, int] = {}
+    for line in text.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) >= 13 and fields[9].isdigit() and fields[-1].isdigit():
+            drops[int(fields[9])] = int(fields[-1])
+    return drops
+
+
+def udp_drops(pids: Iterable[int]) -> int:
+    """Datagrams dropped so far on the UDP sockets these processes hold open."""
+    drops: dict[int, int] = {}
+    for name in ("/proc/net/udp", "/proc/net/udp6"):
+        with contextlib.suppress(OSError):
+            drops.update(parse_udp_drops(Path(name).read_text()))
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in os.scandir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd.path)
+                    if target.startswith("socket:["):
+                        total += drops.get(int(target[8:-1]), 0)
+    return total
 
 
 # --- the nodes ---------------------------------------------------------------------------------
@@ -175,6 +206,11 @@ class LectureCluster:
             return int(client.info("stats")["total_commands_processed"])
         finally:
             client.close()
+
+    def drops(self) -> dict[str, int]:
+        """Node name -> UDP datagrams dropped on its process tree's sockets so far."""
+        stats = read_all_stats()
+        return {n.name: udp_drops(tree_pids(stats, n.pid)) for n in self.nodes}
 
     def crashed(self) -> list[str]:
         return [n.name for n in self.nodes if n.returncode is not None]
@@ -296,12 +332,16 @@ async def run_phase(name: str, edges: int | None, receiver: str, args: argparse.
             joined = count
             await asyncio.sleep(args.warmup)
             before, rx_before = await _crowd_counts(crowds)
+            drops_before = await asyncio.to_thread(cluster.drops)
+            rx_drops_before = await asyncio.to_thread(udp_drops, [c.pid for c in crowds])
             redis_before = await asyncio.to_thread(cluster.redis_commands)
             cpu_before, sent_before, t0 = cluster.cpu(), teacher.sent(), time.monotonic()
             await asyncio.sleep(args.duration)
             after, rx_after = await _crowd_counts(crowds)
             cpu_after, sent_after, t1 = cluster.cpu(), teacher.sent(), time.monotonic()
             redis_after = await asyncio.to_thread(cluster.redis_commands)
+            drops_after = await asyncio.to_thread(cluster.drops)
+            rx_drops_after = await asyncio.to_thread(udp_drops, [c.pid for c in crowds])
             sent = {k: sent_after[k] - sent_before[k] for k in sent_after}
             counts = window_counts(before, after, cluster.node_names())
             failures = [f"{r['id']}: {e}" for r in after for e in r["errors"]]
@@ -313,6 +353,9 @@ async def run_phase(name: str, edges: int | None, receiver: str, args: argparse.
                                if r["first_frame_s"] is not None],
                 receiver_cpu_s=rx_after - rx_before, failures=failures)
             step["load_avg_1m"] = round(os.getloadavg()[0], 2)  # a shared machine shows here
+            step["udp_drops"] = {  # where packets were lost: the kernel dropped them there
+                **{n: drops_after[n] - drops_before.get(n, 0) for n in drops_after},
+                "receivers": rx_drops_after - rx_drops_before}
             step["redis"] = redis_load(redis_at_join, redis_before, redis_after, len(jobs),
                                        t1 - t0)
             steps.append(step)

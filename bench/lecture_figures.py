@@ -291,6 +291,10 @@ def render(result: Mapping[str, Any]) -> str:
         lines.append(f"{e['subscribers']} subscribers: edge {e['edge']} vs single {e['single']}"
                      f" ms/sub-s, ratio {e['ratio']}, within {EDGE_TOLERANCE:.0%}: {e['within']}")
     for phase_name, phase in result.get("phases", {}).items():
+        for st in phase.get("steps", []):
+            if any(st.get("udp_drops", {}).values()):
+                lines.append(f"{phase_name} {st['subscribers']}: UDP datagrams dropped by the"
+                             f" kernel (full receive buffers): {st['udp_drops']}")
         if phase.get("stopped"):
             lines.append(f"{phase_name} stopped at {phase['stopped']}")
     for key in ("marginal_edge", "marginal_single"):

@@ -327,3 +327,16 @@ def test_roster_pushes_sum_frames_and_entries() -> None:
               {"session_frames": None, "roster_entries": None, "session_bytes_per_entry": None}]
     assert roster_pushes(counts) == {"session_frames": 5, "roster_entries": 11,
                                      "bytes_per_entry": 110.0}
+
+
+def test_udp_drops_are_read_per_socket_inode() -> None:
+    text = (
+        "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid"
+        "  timeout inode ref pointer drops\n"
+        "  312: 0100007F:8A82 00000000:0000 07 00000000:00000000 00:00000000 00000000     0"
+        "        0 1590825 2 00000000fc8b4d72 0\n"
+        "  459: 0100007F:8B15 00000000:0000 07 00000000:00000000 00:00000000 00000000     0"
+        "        0 1591923 2 000000007a3cfaea 17\n"
+    )
+    assert bench_lecture.parse_udp_drops(text) == {1590825: 0, 1591923: 17}
+    assert bench_lecture.udp_drops([]) == 0
