@@ -16,7 +16,7 @@ from media.backend import MediaEventCallback
 from media.errors import MediaUnavailable
 from media.peers.config import PeerConfig, ice_servers_from
 from media.rooms.host import RoomHost
-from media.workers.pool import WorkerPool
+from media.workers.pool import SPAN_AFTER, WorkerPool
 
 logger = logging.getLogger(__name__)
 
@@ -32,13 +32,18 @@ class MediaService:
         udp_host: str | None = "127.0.0.1",
         adaptation: bool = True,
         node_id: str = "local",
-        trunk_secret: bytes | None = None,
+        trunk_secret: bytes | str | None = None,
+        span_after: int = SPAN_AFTER,
     ) -> None:
         self.workers = os.cpu_count() or 1 if workers is None else workers
         self._ice_servers = [dict(s) for s in ice_servers or ()]
         self._config = PeerConfig(ice_servers_from(self._ice_servers), udp_host, adaptation)
         self.node_id = node_id
         """This node's name on the trunks of the rooms it serves (`media.trunk`)."""
+        self.span_after = span_after
+        """A room whose home worker carries more of its participants spans another worker."""
+        if isinstance(trunk_secret, str):
+            trunk_secret = trunk_secret.encode()
         self._trunk_secret = trunk_secret or os.urandom(32)
         """Seals trunk datagrams (a random one: only this process's workers understand it)."""
         self._callbacks: list[MediaEventCallback] = []
@@ -76,6 +81,7 @@ class MediaService:
             adaptation=self._config.adaptation,
             node_id=self.node_id,
             trunk_secret=self._trunk_secret,
+            span_after=self.span_after,
             # a node run at DEBUG wants its workers' decisions too (`bench weaklink --trace`)
             log_level=min(logging.WARNING, logging.getLogger().getEffectiveLevel()),
         )

@@ -33,6 +33,9 @@ NODE_TTL_S = 3.0
 """A node whose registration is older than this is dead."""
 HEARTBEAT_S = 1.0
 """How often a node refreshes its registration and its rooms."""
+BEATING_S = 2 * HEARTBEAT_S
+"""A node that has not refreshed its registration for this long has missed a heartbeat: no new
+participant is sent to it."""
 ROOM_TTL_S = 10.0
 """A room key not refreshed by its holder for this long is free to take."""
 PLACE_ATTEMPTS = 4
@@ -148,10 +151,17 @@ class Placement:
         except (msgspec.ValidationError, msgspec.DecodeError):
             return None
 
-    async def live_nodes(self) -> list[NodeLoad]:
+    async def live_nodes(self, *, beating: bool = False) -> list[NodeLoad]:
+        """The registered nodes; `beating`: only those that refreshed their registration
+        within `BEATING_S` (a node that just died is left out before its key expires)."""
         nodes = []
         for key in await self.store.keys("node:"):
-            found = await self.node(key.removeprefix("node:"))
+            node_id = key.removeprefix("node:")
+            if beating and node_id != self.node_id:
+                left = await self.store.ttl(key)
+                if left is None or left < NODE_TTL_S - BEATING_S:
+                    continue
+            found = await self.node(node_id)
             if found is not None:
                 nodes.append(found)
         return nodes

@@ -10,8 +10,10 @@ last participant this node serves leaves, it stops serving: its record goes, and
 closed here unless this node is its origin.
 
 The class's controls (the spotlight and the muted participants) live in the store; every
-serving node applies them to its own relay when the session changes and on each heartbeat
-(a remote participant that appears later, or comes back through another edge, gets them too).
+serving node applies them to its own relay when the session changes and again after someone
+joined here (a participant leaving a room takes its spotlight and mute along). A relay with the
+room's trunk open keeps them for participants it has not seen yet (they may publish through
+another node); one it refuses is tried again on the next heartbeats.
 Consults never span, so they are served without a trunk or a record.
 """
 
@@ -43,6 +45,8 @@ class ServingRecord(msgspec.Struct, frozen=True):
     """Where that node's relay takes this room's trunk datagrams ("host:port")."""
     participants: int = 0
     """How many of the room's participants that node serves."""
+    members: list[str] = []
+    """Which ones (a participant who comes back through another node returns to its seat)."""
 
 
 def serve_prefix(room_id: str) -> str:
@@ -67,6 +71,9 @@ class ServedRoom:
     spotlight: str | None = None
     muted: frozenset[str] = frozenset()
     """The controls last applied to the relay."""
+    stale: bool = True
+    """The relay may not have them (someone joined here, or an apply was refused): apply all
+    again."""
 
 
 class ServingRooms:
@@ -90,6 +97,7 @@ class ServingRooms:
         register as serving it, then tell the relay who else does."""
         room = self.rooms.setdefault(room_id, ServedRoom(kind))
         room.members.add(participant_id)
+        room.stale = True  # a participant who left took its spotlight and mute along
         if kind != "class":
             return
         if room.trunk is None:
@@ -104,6 +112,7 @@ class ServingRooms:
             return
         room.trunk = await self.media.open_trunk(room_id)
         room.peers = None
+        room.stale = True
         await self._register(room_id, room)
         await self.sync_peers(room_id)
 
@@ -140,7 +149,7 @@ class ServingRooms:
     async def _register(self, room_id: str, room: ServedRoom) -> None:
         if room.trunk is None:
             return
-        record = ServingRecord(room.trunk, len(room.members))
+        record = ServingRecord(room.trunk, len(room.members), sorted(room.members))
         await self.store.set(serve_key(room_id, self.node_id), msgspec.json.encode(record),
                              ttl=SERVE_TTL_S)
 
@@ -157,6 +166,14 @@ class ServingRooms:
             except (msgspec.ValidationError, msgspec.DecodeError):
                 continue
         return found
+
+    async def server_of(self, room_id: str, participant_id: str) -> str | None:
+        """The other node whose record says it carries `participant_id` in the room (its seat
+        is there, kept for the resume grace even while its connection is away)."""
+        for node, record in (await self.servers(room_id)).items():
+            if node != self.node_id and participant_id in record.members:
+                return node
+        return None
 
     async def participants_on(self, room_id: str, node_id: str) -> int:
         """How many of the room's participants `node_id` serves (0 when it serves none)."""
@@ -187,7 +204,9 @@ class ServingRooms:
     # --- the class's controls -----------------------------------------------------------------
     async def apply_controls(self, room_id: str) -> None:
         """Apply the class's spotlight and muted participants (from the store) to this node's
-        relay: what changed, and what is set again (a participant that appeared since)."""
+        relay when they changed, or all of them when the relay may have lost them. One the
+        relay refuses (that participant is not in this node's room yet) is tried again on
+        the next heartbeat."""
         room = self.rooms.get(room_id)
         if room is None or room.kind != "class":
             return
@@ -196,12 +215,18 @@ class ServingRooms:
             return
         spotlight = klass.spotlight
         muted = frozenset(await self.store.map_all(muted_map(room_id)))
-        if spotlight is not None or spotlight != room.spotlight:
-            with contextlib.suppress(MediaUserError):  # not (yet) in this node's room
+        stale, room.stale = room.stale, False
+        if stale or spotlight != room.spotlight:
+            try:
                 await self.media.set_spotlight(room_id, spotlight)
-        for pid in muted | (room.muted - muted):
-            with contextlib.suppress(MediaUserError):
+            except MediaUserError:
+                room.stale = True
+        changed = muted ^ room.muted
+        for pid in (muted | room.muted) if stale else changed:
+            try:
                 await self.media.set_muted(room_id, pid, pid in muted)
+            except MediaUserError:  # nothing to unmute there; a mute is tried again
+                room.stale = room.stale or pid in muted
         room.spotlight, room.muted = spotlight, muted
 
     # --- the heartbeat ------------------------------------------------------------------------
@@ -214,7 +239,8 @@ class ServingRooms:
             try:
                 await self._register(room_id, room)
                 await self.sync_peers(room_id)
-                await self.apply_controls(room_id)
+                if room.stale:
+                    await self.apply_controls(room_id)
             except StoreUnavailable:
                 raise
             except MediaError as exc:

@@ -115,24 +115,31 @@ class SessionFlow:
 
     async def _serving_node(self, identity: Identity, session_id: str, kind: str,
                             origin: NodeLoad) -> NodeLoad:
-        """The node that serves this participant (signaling/spanning.py): this one when it
-        carries the participant's media already (a resumed seat stays put)."""
+        """The node that serves this participant (signaling/spanning.py), unless a live node
+        carries its seat already (this one, or another it comes back through): the seat
+        stays put."""
         placement, serving = self.hub.placement, self.hub.serving
         assert placement is not None
         if serving is None or not may_span(kind, identity.role):
             return origin
+        pid = identity.participant_id
         served = serving.rooms.get(session_id)
-        if served is not None and identity.participant_id in served.members:
+        if served is not None and pid in served.members:
             return placement.me
+        nodes = [n for n in await placement.live_nodes(beating=True)
+                 if n.id != placement.node_id]
+        seat = await serving.server_of(session_id, pid)
+        for node in nodes:
+            if node.id == seat:
+                return node
         load = await serving.participants_on(session_id, origin.id)
         config = self.services.config
         if not spans(kind, identity.role, load, config.span_after):
             return origin
         region: tuple[str, ...] = ()
         if identity.role in SITE_ROLES:
-            site = await self.services.directory.find_site(identity.participant_id)
+            site = await self.services.directory.find_site(pid)
             region = tuple(site.region) if site is not None else ()
-        nodes = [n for n in await placement.live_nodes() if n.id != placement.node_id]
         return choose_serving_node([*nodes, placement.me], origin, identity.role, region, load,
                                    config.span_after, kind=kind, here=placement.node_id)
 
@@ -241,7 +248,10 @@ class SessionFlow:
         hub = self.hub
         hub.broadcast(session_id, await self.view.state(session_id))
         hub.broadcast(session_id, m.Ended(session=session_id, outcome=outcome))
-        await recording_control.on_session_ended(self.services, hub, session_id)
+        if hub.placement is None or session_id in hub.placement.held:
+            # the recording is on the room's origin: an edge serving the class too must not
+            # win the race to stop it (it has neither the recorder nor the tracks)
+            await recording_control.on_session_ended(self.services, hub, session_id)
         for conn in hub.local_members(session_id):
             conn.media_session = None
         if hub.serving is not None:

@@ -8,7 +8,8 @@ then fits it on `full`), never below what the low rung's transcoder needs as inp
 `publisher_cap` adds the publisher's tracks up: one uncapped track (or none with subscribers)
 means no cap at all, since a browser applies REMB to its whole send rate. A simulcast camera
 is never capped: its weak subscribers take a lower layer (`media.adapt.spatial`), and capping
-the publisher would take the top layer from its strong ones.
+the publisher would take the top layer from its strong ones. Nor is a track that crosses the
+trunk to other nodes (`media.trunk`): their subscribers are not seen here.
 
 `PublisherRemb` ticks once a second per uplink and sends the cap as REMB over the uplink's
 RTCP; after a cap it keeps sending a high value for a few seconds, because a browser keeps
@@ -161,6 +162,7 @@ class PublisherRemb:
         now = self._clock()
         caps = [
             None if t.spatial_layers  # simulcast: a weak subscriber takes a lower layer instead
+            or t.trunk is not None  # crosses to other nodes: their subscribers are unseen here
             else track_cap(subscriber_views(t), sum(t.layer_rates(now)), self._policy)
             for t in video
         ]

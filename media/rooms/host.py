@@ -111,15 +111,20 @@ class RoomHost:
     async def describe_room(self, room_id: str) -> dict[str, Any]:
         return self.room(room_id).describe()
 
-    async def open_trunk(self, room_id: str) -> str:
-        """Open the room's trunk endpoint (idempotent); its "host:port" for the other nodes."""
+    async def open_trunk(self, room_id: str, node_id: str | None = None) -> str:
+        """Open the room's trunk endpoint (idempotent); its "host:port" for the other nodes.
+        `node_id`: this host's name on that trunk if not its own (a worker a big room spans
+        to, `media.workers.pool`)."""
         return await self.room(room_id).open_trunk(
-            self._config.udp_host, self.node_id, self._trunk_secret
+            self._config.udp_host, node_id or self.node_id, self._trunk_secret
         )
 
-    async def set_trunk_peers(self, room_id: str, peers: Mapping[str, str]) -> None:
-        """The other nodes serving the room (node id -> trunk "host:port"), replacing the last."""
-        await self.room(room_id).set_trunk_peers(dict(peers))
+    async def set_trunk_peers(
+        self, room_id: str, peers: Mapping[str, str], siblings: list[str] | None = None
+    ) -> None:
+        """The other nodes serving the room (node id -> trunk "host:port"), replacing the last;
+        `siblings`: those that are other workers of this node (`media.workers.pool`)."""
+        await self.room(room_id).set_trunk_peers(dict(peers), siblings or ())
 
     async def start_recording(self, room_id: str, recording_id: str, directory: str) -> None:
         """Record the room's tracks into `directory` (continuing a recording found there)."""

@@ -9,9 +9,10 @@ with their role, never receivers) and the local publications cross to those node
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +62,7 @@ class Room:
         """The recording in progress (media/recording/recorder.py), if any."""
         self.trunk: Trunk | None = None
         """The room's trunk to the other nodes serving it (`media.trunk`), once opened."""
+        self._trunk_opening = asyncio.Lock()
 
     @property
     def participant_ids(self) -> list[str]:
@@ -118,14 +120,13 @@ class Room:
         await self._get(participant_id).downlink.request_offer()
 
     def set_spotlight(self, participant_id: str | None) -> None:
-        if participant_id is not None and participant_id not in self._remote():
-            self._get(participant_id)
+        if participant_id is not None:
+            self._known(participant_id)
         self.spotlight = participant_id
         self._reroute()
 
     def set_muted(self, participant_id: str, muted: bool) -> None:
-        if participant_id not in self._remote():
-            self._get(participant_id)
+        self._known(participant_id)
         if muted:
             self.muted.add(participant_id)
         else:
@@ -155,18 +156,22 @@ class Room:
 
     async def open_trunk(self, host: str | None, node_id: str, secret: bytes) -> str:
         """Open the room's trunk endpoint on `host` (idempotent); its "host:port"."""
-        if self.trunk is None:
-            trunk = Trunk(self, node_id, secret)
-            await trunk.open(host)
-            self.trunk = trunk
-        return self.trunk.address
+        async with self._trunk_opening:
+            if self.trunk is None:
+                trunk = Trunk(self, node_id, secret)
+                await trunk.open(host)
+                self.trunk = trunk
+            return self.trunk.address
 
-    async def set_trunk_peers(self, peers: Mapping[str, str]) -> None:
-        """The other nodes serving the room now (node id -> trunk "host:port")."""
+    async def set_trunk_peers(
+        self, peers: Mapping[str, str], siblings: Iterable[str] = ()
+    ) -> None:
+        """The other nodes serving the room now (node id -> trunk "host:port"); `siblings`
+        those that are other workers of this node (`media.trunk.remote.Trunk.set_peers`)."""
         if self.trunk is None:
             raise MediaUserError(f"room {self.room_id!r} has no trunk open")
         try:
-            await self.trunk.set_peers(peers)
+            await self.trunk.set_peers(peers, siblings)
         except (ValueError, OSError) as exc:
             raise MediaUserError(f"bad trunk peers: {exc}") from None
 
@@ -253,6 +258,12 @@ class Room:
         if participant is None:
             raise UnknownParticipant(f"{participant_id!r} has not joined room {self.room_id!r}")
         return participant
+
+    def _known(self, participant_id: str) -> None:
+        """UnknownParticipant unless the participant is here, or (with a trunk open) may be
+        served by another node: one that has not published yet is known to none here."""
+        if self.trunk is None:
+            self._get(participant_id)
 
     @staticmethod
     def _tracks_of(participant: _Participant) -> list[InboundTrack]:

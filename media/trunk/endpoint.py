@@ -12,7 +12,7 @@ import asyncio
 import ipaddress
 import logging
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import cast
 
 from media.trunk.wire import Kind, Opener, Sealer
@@ -77,7 +77,8 @@ class TrunkEndpoint(asyncio.DatagramProtocol):
         self.unknown = 0
         """Datagrams from addresses that are not peers."""
         self.rejected = 0
-        """Datagrams from peers that did not open (garbage, wrong key, other room)."""
+        """Datagrams from peers that did not open (garbage, wrong key, other room, or a copy
+        of one opened before: `replayed` of them, counted by the peers' openers)."""
         self.send_errors = 0
 
     async def bind(self, host: str | None) -> str:
@@ -123,14 +124,18 @@ class TrunkEndpoint(asyncio.DatagramProtocol):
     def seal(self, kind: Kind, body: bytes) -> bytes:
         return self._sealer.seal(kind, body)
 
-    def send_sealed(self, datagram: bytes, node: str | None = None) -> None:
-        """Send a sealed datagram to one peer, or to every peer (None)."""
+    def send_sealed(self, datagram: bytes, to: str | Collection[str] | None = None) -> None:
+        """Send a sealed datagram to one peer, some peers, or every peer (None)."""
         transport = self._transport
         if transport is None:
             return
-        targets = self._addresses.values() if node is None else (
-            [self._addresses[node]] if node in self._addresses else []
-        )
+        addresses = self._addresses
+        if to is None:
+            targets: Iterable[Address] = addresses.values()
+        elif isinstance(to, str):
+            targets = [addresses[to]] if to in addresses else []
+        else:
+            targets = [addresses[node] for node in to if node in addresses]
         for address in targets:
             try:
                 transport.sendto(datagram, address)
@@ -138,10 +143,10 @@ class TrunkEndpoint(asyncio.DatagramProtocol):
             except OSError:
                 self.send_errors += 1
 
-    def send(self, kind: Kind, body: bytes, node: str | None = None) -> None:
-        """Seal once and send to one peer, or to every peer (None)."""
+    def send(self, kind: Kind, body: bytes, to: str | Collection[str] | None = None) -> None:
+        """Seal once and send to one peer, some peers, or every peer (None)."""
         if self._addresses:
-            self.send_sealed(self._sealer.seal(kind, body), node)
+            self.send_sealed(self._sealer.seal(kind, body), to)
 
     # -- asyncio -----------------------------------------------------------------------------
 
@@ -177,4 +182,5 @@ class TrunkEndpoint(asyncio.DatagramProtocol):
         return {
             "sent": self.sent, "received": self.received, "unknown": self.unknown,
             "rejected": self.rejected, "send_errors": self.send_errors,
+            "replayed": sum(opener.replayed for _node, opener in self._peers.values()),
         }

@@ -13,9 +13,14 @@ Receiving: an ANNOUNCE from a peer is applied as state: its participants become
 `InboundTrack`s built with the announced codec (simulcast: the same `spatial_layers`
 structure, held layers with their held rates) and fed from MEDIA datagrams. Their `send_pli`
 sends KEYFRAME to the owner. Every tick the layers this node's subscribers watch go back as
-WANTS. A peer dropped from the set, or silent for `TRUNK_SILENCE_S`, takes its remote
-participants with it. What is per subscriber (NACKs from the history here, adaptation, layer
-choice) works on these tracks as on local ones.
+WANTS. A video packet lost on the trunk is asked for again (NACK, `media.trunk.losses`) and
+the owner resends it from its history, to that node only. A peer dropped from the set, or
+silent for `TRUNK_SILENCE_S`, takes its remote participants with it. What is per subscriber
+(NACKs from the history here, adaptation, layer choice) works on these tracks as on local
+ones.
+
+A room's home worker whose room spans sibling workers (`media.workers.pool`) is also the
+gateway between them and the other nodes (`Trunk._announce`).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from media.adapt.dynacast import subscribed_layers
 from media.adapt.ticker import Ticker
 from media.forward.forwarder import InboundTrack
 from media.trunk.endpoint import TrunkEndpoint
+from media.trunk.losses import MAX_GAP, gap
 from media.trunk.wire import (
     ANNOUNCE_S,
     MAX_TRACK_NUMBER,
@@ -50,8 +56,10 @@ from media.trunk.wire import (
     encode_wants,
     keyframe_body,
     media_body,
+    nack_body,
     parse_keyframe,
     parse_media,
+    parse_nack,
 )
 
 logger = logging.getLogger(__name__)
@@ -85,6 +93,7 @@ class RemoteParticipant:
 class _Peer:
     """What this node knows of one peer node of the room."""
 
+    node: str
     last_heard: float
     participants: dict[str, RemoteParticipant] = field(default_factory=dict)
     by_number: dict[int, InboundTrack] = field(default_factory=dict)
@@ -93,6 +102,8 @@ class _Peer:
     """What each published track was built from (a change rebuilds it)."""
     wants: dict[int, list[int]] = field(default_factory=dict)
     """The peer's WANTS: local published track number -> layer indices watched there."""
+    highest: dict[int, int] = field(default_factory=dict)
+    """Video track number -> the highest sequence number arrived (`losses.gap`)."""
 
 
 # -- codecs across the trunk ------------------------------------------------------------------
@@ -184,10 +195,18 @@ class Trunk:
         self._numbers: dict[InboundTrack, int] = {}
         self._local: dict[int, InboundTrack] = {}
         self._next_number = 1
-        self._last_announce = b""
+        self._last_announce: dict[frozenset[str], tuple[Announce, bytes]] = {}
+        """What each group of peers was last announced, and its datagram body."""
+        self._targets: dict[InboundTrack, frozenset[str] | None] = {}
+        """Where each numbered track's packets go (None: every peer)."""
+        self._siblings: frozenset[str] = frozenset()
         self._announce_soon: asyncio.Handle | None = None
         self.ticker = Ticker(self.tick, ANNOUNCE_S, "trunk tick")
         self.ignored_announces = 0
+        self.nacks_sent = 0
+        """Trunk NACKs this node sent (packets that did not arrive from a peer)."""
+        self.resent = 0
+        """Packets sent again because a peer's NACK asked."""
 
     @property
     def address(self) -> str:
@@ -198,13 +217,19 @@ class Trunk:
         self.ticker.start()
         return address
 
-    async def set_peers(self, peers: Mapping[str, str]) -> None:
+    async def set_peers(
+        self, peers: Mapping[str, str], siblings: Iterable[str] = ()
+    ) -> None:
+        """Replace the peers (node id -> "host:port"). `siblings`: those of them that are other
+        worker processes of this node serving the room (`media.workers.pool`): with other
+        nodes among the peers too, this trunk relays between the two groups."""
         peers = {node: address for node, address in peers.items() if node != self.node_id}
         await self.endpoint.set_peers(peers)
+        self._siblings = frozenset(siblings)
         now = self._clock()
         gone = [node for node in self._peers if node not in peers]
         for node in peers:
-            self._peers.setdefault(node, _Peer(last_heard=now))
+            self._peers.setdefault(node, _Peer(node, last_heard=now))
         changed = False
         for node in gone:
             changed |= self._drop_peer(node)
@@ -233,6 +258,8 @@ class Trunk:
             "node": self.node_id,
             "peers": {node: f"{a[0]}:{a[1]}" for node, a in self.endpoint.peers.items()},
             "sending": len(self._local),
+            "nacks_sent": self.nacks_sent,
+            "resent": self.resent,
             **self.endpoint.counters(),
         }
 
@@ -245,6 +272,7 @@ class Trunk:
             track.trunk = None
             track.watched_remotely = False
         self._numbers.clear()
+        self._targets.clear()
         self._local.clear()
         for node in list(self._peers):
             self._drop_peer(node)
@@ -271,28 +299,76 @@ class Trunk:
         self._announce(force=False)
 
     def _announce(self, force: bool) -> None:
-        """Number and tap the local tracks; send the announce (if `force` or it changed)."""
-        publishers = self.room.local_publishers()
-        current: set[InboundTrack] = set()
-        for _pid, _role, tracks in publishers:
+        """Number and tap what crosses; send each group of peers its announce (if `force` or
+        it changed).
+
+        Without siblings every peer gets this node's local publications. A room's home
+        worker is also a gateway between its sibling workers and the other nodes: the
+        siblings get the local publications and those of the other nodes, the other nodes
+        the local ones and the siblings' (each relayed packet crosses once more, never back).
+        """
+        peers = set(self._peers)
+        siblings = frozenset(peers & self._siblings)
+        nodes = frozenset(peers - siblings)
+        local = self.room.local_publishers()
+        plans: list[tuple[frozenset[str], list[tuple[str, str, list[InboundTrack]]]]] = []
+        targets: dict[InboundTrack, frozenset[str] | None] = {}
+        for _pid, _role, tracks in local:
             for track in tracks:
-                current.update(track.spatial_layers or (track,))
+                for layer in track.spatial_layers or (track,):
+                    targets[layer] = None
+        if siblings and nodes:
+            for group, other in ((siblings, nodes), (nodes, siblings)):
+                relayed = self._relayed_from(other)
+                for _pid, _role, tracks in relayed:
+                    for track in tracks:
+                        for layer in track.spatial_layers or (track,):
+                            targets[layer] = group
+                plans.append((group, local + relayed))
+        else:
+            plans.append((frozenset(peers), local))
         for track in list(self._numbers):
-            if track not in current or track.closed:
+            if track not in targets or track.closed:
                 number = self._numbers.pop(track)
                 self._local.pop(number, None)
+                self._targets.pop(track, None)
                 track.trunk = None
                 track.watched_remotely = False
-        for track in current:
+        for track, to in targets.items():
             if track not in self._numbers:
                 number = self._new_number()
                 self._numbers[track] = number
                 self._local[number] = track
-                track.trunk = self._media_sender(number)
-        body = encode_announce(announce_of(self.node_id, publishers, self._numbers.__getitem__))
-        if force or body != self._last_announce:
-            self._last_announce = body
-            self.endpoint.send(Kind.ANNOUNCE, body)
+            if track not in self._targets or self._targets[track] != to:
+                self._targets[track] = to
+                track.trunk = self._media_sender(self._numbers[track], to)
+        sent: dict[frozenset[str], tuple[Announce, bytes]] = {}
+        for group, publishers in plans:
+            announce = announce_of(self.node_id, publishers, self._numbers.__getitem__)
+            last = self._last_announce.get(group)
+            if last is not None and last[0] == announce:
+                body = last[1]  # unchanged: not encoded and compressed again
+            else:
+                body = encode_announce(announce)
+            sent[group] = (announce, body)
+            if force or last is None or last[1] != body:
+                self.endpoint.send(Kind.ANNOUNCE, body, group)
+        self._last_announce = sent
+
+    def _relayed_from(
+        self, group: frozenset[str]
+    ) -> list[tuple[str, str, list[InboundTrack]]]:
+        """The remote publishers the peers of `group` announced (those not shadowed here)."""
+        found = []
+        for node in sorted(group):
+            peer = self._peers.get(node)
+            if peer is None:
+                continue
+            for pid, participant in peer.participants.items():
+                tracks = [t for t in participant.tracks.values() if not t.closed]
+                if tracks and not self.room.is_local(pid):
+                    found.append((pid, participant.role, tracks))
+        return found
 
     def _new_number(self) -> int:
         for _ in range(MAX_TRACK_NUMBER):
@@ -302,7 +378,11 @@ class Trunk:
                 return number
         raise RuntimeError("no free trunk track number")
 
-    def _media_sender(self, number: int) -> Callable[[RtpPacket], None]:
+    def _media_sender(
+        self, number: int, to: frozenset[str] | None
+    ) -> Callable[[RtpPacket], None]:
+        """The `InboundTrack.trunk` of a track numbered `number`: every packet to `to` (None:
+        every peer)."""
         send = self.endpoint.send
         media = Kind.MEDIA
 
@@ -311,7 +391,7 @@ class Trunk:
                 number, packet.sequence_number, packet.timestamp, packet.ssrc,
                 bool(packet.marker), packet.payload_type, packet.extensions.audio_level,
                 packet.payload,
-            ))
+            ), to)
 
         return send_packet
 
@@ -323,7 +403,10 @@ class Trunk:
                 if not track.spatial_layers:
                     continue
                 watched = set(subscribed_layers(track))
-                watched.update(i for i, layer in enumerate(track.spatial_layers) if layer.taps)
+                watched.update(
+                    i for i, layer in enumerate(track.spatial_layers)
+                    if layer.taps or layer.watched_remotely  # relayed: watched further on
+                )
                 layers[number] = sorted(watched)
             if layers:
                 self.endpoint.send(Kind.WANTS, encode_wants(Wants(layers)), node)
@@ -362,6 +445,8 @@ class Trunk:
             track = self._local.get(number) if number is not None else None
             if track is not None:
                 track.request_keyframe()
+        elif kind is Kind.NACK:
+            self._on_nack(node, body)
         elif kind is Kind.WANTS:
             wants = decode_wants(body)
             if wants is not None:
@@ -382,6 +467,30 @@ class Trunk:
         )
         packet.extensions.audio_level = media.audio_level
         track.on_packet(packet)
+        if track.kind == "video":  # the owner keeps a history of video only
+            number = media.number
+            highest, missing = gap(peer.highest.get(number), media.seq)
+            peer.highest[number] = highest
+            if missing:
+                self.nacks_sent += 1
+                self.endpoint.send(Kind.NACK, nack_body(number, missing), peer.node)
+
+    def _on_nack(self, node: str, body: bytes) -> None:
+        """Send a peer the packets it missed again (those still in the track's history)."""
+        parsed = parse_nack(body)
+        track = self._local.get(parsed[0]) if parsed is not None else None
+        if parsed is None or track is None:
+            return
+        number, seqs = parsed
+        for seq in seqs[:MAX_GAP]:
+            packet = track.from_history(seq)
+            if packet is not None:
+                self.resent += 1
+                self.endpoint.send(Kind.MEDIA, media_body(
+                    number, packet.sequence_number, packet.timestamp, packet.ssrc,
+                    bool(packet.marker), packet.payload_type, packet.extensions.audio_level,
+                    packet.payload,
+                ), node)
 
     def _apply_announce(self, node: str, peer: _Peer, announce: Announce) -> bool:
         """Make the peer's remote participants what it announced; True if anything changed."""
@@ -429,14 +538,16 @@ class Trunk:
             for layer, layer_track in zip(layers, track.spatial_layers, strict=False):
                 kept[layer.number] = layer_track
                 layer_track.held_rates = layer.held
+        still = set(kept.values())
         for participant in peer.participants.values():
             for source, track in list(participant.tracks.items()):
-                if track not in kept.values():
+                if track not in still:
                     del participant.tracks[source]
                     track.close()
                     changed = True
         peer.by_number = kept
         peer.signatures = kept_signatures
+        peer.highest = {n: seq for n, seq in peer.highest.items() if n in kept}
         return changed
 
     def _remote_track(
@@ -479,5 +590,5 @@ class Trunk:
         for participant in peer.participants.values():
             self._close_remote(peer, participant)
         if node in self.endpoint.peers:  # silent, still a peer: it may come back
-            self._peers[node] = _Peer(last_heard=self._clock())
+            self._peers[node] = _Peer(node, last_heard=self._clock())
         return had

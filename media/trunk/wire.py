@@ -4,7 +4,8 @@ Every datagram is `kind (1 byte) | nonce (12 bytes) | AES-GCM(body)`, the first 
 authenticated as associated data. The key is derived with HKDF-SHA256 from the cluster's
 trunk secret, the room id and the SENDING node's id, so a receiver opens a peer's datagrams
 with that peer's key, and a datagram replayed to another room (or claimed from another node)
-does not open. The nonce is 4 random bytes chosen when a `Sealer` is made and a 64-bit counter.
+does not open. The nonce is 4 random bytes chosen when a `Sealer` is made and a 64-bit counter;
+a receiver opens each nonce once (`media.trunk.replay`).
 
 Kinds and bodies:
 
@@ -17,6 +18,8 @@ Kinds and bodies:
 - KEYFRAME: a track number (`TRACK_NUMBER`): a subscriber of the receiver wants a keyframe.
 - WANTS: `Wants` (msgspec JSON): per simulcast publication, the layers the sender's
   subscribers watch (dynacast at the owner keeps those on).
+- NACK: a track number and the sequence numbers (u16 each) that did not arrive
+  (`media.trunk.losses`); the owner sends them again from its history.
 
 `open_datagram` returns None for anything that does not open (short, garbage, wrong key,
 unknown kind); callers count those and move on.
@@ -36,6 +39,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from media.trunk.replay import ReplayWindow
+
 ANNOUNCE_S = 0.5
 """How often a node announces its local publications to each peer (and on every change)."""
 TRUNK_SILENCE_S = 5.0
@@ -51,6 +56,8 @@ TAG_SIZE = 16
 MARKER_FLAG = 0x80
 LEVEL_FLAG = 0x40
 MAX_TRACK_NUMBER = 0xFFFF
+PREFIXES_KEPT = 4
+"""Nonce prefixes of one peer whose replay windows are kept (a prefix a restart)."""
 MAX_ANNOUNCE = 1 << 20
 """Bytes an announce may inflate to (a bigger one is refused, not unpacked)."""
 
@@ -60,6 +67,7 @@ class Kind(IntEnum):
     ANNOUNCE = 2
     KEYFRAME = 3
     WANTS = 4
+    NACK = 5
 
 
 # -- the announce -----------------------------------------------------------------------------
@@ -206,6 +214,19 @@ def parse_keyframe(body: bytes) -> int | None:
     return int(TRACK_NUMBER.unpack(body)[0])
 
 
+def nack_body(number: int, seqs: list[int]) -> bytes:
+    return TRACK_NUMBER.pack(number) + struct.pack(f"!{len(seqs)}H", *seqs)
+
+
+def parse_nack(body: bytes) -> tuple[int, list[int]] | None:
+    """(track number, sequence numbers) of a NACK body (None: malformed or empty)."""
+    if len(body) < TRACK_NUMBER.size + 2 or (len(body) - TRACK_NUMBER.size) % 2:
+        return None
+    (number,) = TRACK_NUMBER.unpack_from(body)
+    count = (len(body) - TRACK_NUMBER.size) // 2
+    return int(number), list(struct.unpack_from(f"!{count}H", body, TRACK_NUMBER.size))
+
+
 # -- sealing ----------------------------------------------------------------------------------
 
 
@@ -230,22 +251,37 @@ class Sealer:
 
 
 class Opener:
-    """Opens the datagrams one peer node sealed for one room."""
+    """Opens the datagrams one peer node sealed for one room, each once (`replay`)."""
 
     def __init__(self, secret: bytes, room_id: str, node_id: str) -> None:
         self._aead = AESGCM(trunk_key(secret, room_id, node_id))
+        self._windows: dict[bytes, ReplayWindow] = {}
+        """Nonce prefix -> its counters seen (the newest `PREFIXES_KEPT` prefixes)."""
+        self.replayed = 0
 
     def open(self, datagram: bytes) -> tuple[Kind, bytes] | None:
-        """(kind, body), or None when it does not open or its kind is unknown."""
+        """(kind, body), or None when it does not open, its kind is unknown or it was
+        opened before."""
         if len(datagram) < HEADER.size + TAG_SIZE:
             return None
         kind, nonce = HEADER.unpack_from(datagram)
         if kind not in _KINDS:
             return None
+        prefix = nonce[:4]
+        counter = int.from_bytes(nonce[4:], "big")
+        window = self._windows.get(prefix)
+        if window is not None and not window.check(counter):
+            self.replayed += 1
+            return None
         try:
             body = self._aead.decrypt(nonce, datagram[HEADER.size:], datagram[:HEADER.size])
         except InvalidTag:
             return None
+        if window is None:
+            window = self._windows[prefix] = ReplayWindow()
+            if len(self._windows) > PREFIXES_KEPT:  # the peer restarted: forget its oldest
+                del self._windows[next(iter(self._windows))]
+        window.record(counter)
         return _KINDS[kind], body
 
 

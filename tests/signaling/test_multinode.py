@@ -249,7 +249,8 @@ async def test_a_consult_entered_through_two_nodes_meets_on_one_and_exchanges_me
 def test_two_serve_processes_register_as_nodes_and_accept_each_others_links(redis_url,
                                                                            tmp_path):
     """`tongxin serve --redis` twice, no TONGXIN_TOKEN_SECRET: a link printed by the first
-    node is good on the second (the signing key is shared through Redis)."""
+    node is good on the second (the signing key is shared through Redis), and the second's
+    media role and region are in its registration."""
     import json
     import os
     import subprocess
@@ -273,7 +274,9 @@ def test_two_serve_processes_register_as_nodes_and_accept_each_others_links(redi
                 stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
 
     procs = [serve(port, extra, log)
-             for port, extra, log in zip(ports, ([], ["--no-demo"]), logs, strict=True)]
+             for port, extra, log in zip(
+                 ports, ([], ["--no-demo", "--media-role", "edge", "--region", "渭源县"]), logs,
+                 strict=True)]
     try:
         link = ""
         assert procs[0].stdout is not None
@@ -302,6 +305,8 @@ def test_two_serve_processes_register_as_nodes_and_accept_each_others_links(redi
         nodes = [json.loads(client.get(key)) for key in client.keys("tx:key:node:*")]
         assert sorted(n["url"] for n in nodes) == sorted(
             f"http://127.0.0.1:{port}" for port in ports)
+        assert sorted((n["role"], n["region"]) for n in nodes) == [
+            ("any", None), ("edge", "渭源县")]  # the second node's flags, in its registration
         client.close()
     finally:
         for proc in procs:

@@ -61,3 +61,22 @@ async def test_a_node_that_leaves_gracefully_frees_its_rooms_at_once(store: Stor
     finally:
         await a.stop()
         await b.stop()
+
+
+async def test_a_node_that_missed_its_heartbeat_is_not_offered_for_new_participants(
+        store: Store):
+    a = Placement(store, "a", "http://a")
+    b = Placement(store, "b", "http://b")
+    await a.start()
+    await b.start()
+    try:
+        assert {n.id for n in await a.live_nodes(beating=True)} == {"a", "b"}
+        await b.stop(graceful=False)  # b stops beating; its key lives on for a while
+        registration = await store.get(node_key("b"))
+        assert registration is not None
+        await store.set(node_key("b"), registration, ttl=0.5)  # as if it beat 2.5 s ago
+        assert {n.id for n in await a.live_nodes()} == {"a", "b"}
+        assert {n.id for n in await a.live_nodes(beating=True)} == {"a"}
+    finally:
+        await a.stop()
+        await b.stop()

@@ -104,6 +104,20 @@ async def test_the_cap_is_sent_each_tick_and_lifted_explicitly_a_few_times() -> 
     assert list(track.subscribers) == []
 
 
+async def test_a_track_crossing_the_trunk_is_not_capped_by_the_subscribers_seen_here() -> None:
+    track = InboundTrack("t", "camera", [VP8], send_pli=lambda ssrc: None)
+    track.on_packet(RtpPacket(96, 1, 1, 0, 4242, b"\x10" + b"x" * 500))
+    stream = OutboundStream("video", 1, 2, DatagramSink())
+    stream.attach(track)
+    stream.link = _Link(LOW, 250e3)  # type: ignore[assignment]
+    sent: list[tuple[int, list[int]]] = []
+    remb = PublisherRemb(lambda: [track], lambda bps, ssrcs: sent.append((bps, ssrcs)))
+    track.trunk = lambda packet: None  # other nodes' subscribers take it too (media.trunk)
+    assert remb.tick() is None and sent == []
+    track.trunk = None
+    assert remb.tick() == CapPolicy().low_input_bps
+
+
 @pytest.mark.timeout(120)
 async def test_a_publisher_whose_only_subscriber_is_weak_gets_a_remb_cap_then_none() -> None:
     service = MediaService(0)

@@ -282,6 +282,20 @@ async def test_a_paused_subscriber_wants_nothing_and_the_recording_keeps_the_top
     assert publisher.events == [{"type": "layers", "source": "camera", "active": ["q", "f"]}]
 
 
+async def test_a_layer_another_node_watches_stays_on_and_a_trunk_alone_keeps_none() -> None:
+    track = simulcast_track()
+    measured(track, Q, H, F)
+    publisher = Publisher(track)
+    for layer in track.spatial_layers:  # every layer crosses the trunk (media.trunk) ...
+        layer.trunk = lambda packet: None
+    track.spatial_layers[1].watched_remotely = True  # ... and an edge's subscriber is on h
+    publisher.run(PAUSE_AFTER_S + 1.0)
+    assert publisher.events == [{"type": "layers", "source": "camera", "active": ["q", "h"]}]
+    track.spatial_layers[1].watched_remotely = False
+    publisher.run(PAUSE_AFTER_S + 1.0)
+    assert actives(publisher) == [["q", "h"], ["q"]]
+
+
 def test_a_ceiling_the_ladder_lost_does_not_break_the_decision() -> None:
     """The 360p layer a failed step up left as the ceiling stopped (paused, or the browser
     dropped it): the ladder no longer has that rung, and the next decision must still be

@@ -152,3 +152,24 @@ async def test_a_local_participant_shadows_a_remote_one_of_the_same_id(linked: L
     assert linked.remote("t") is None
     described = linked.edge.describe()
     assert described["node"] == "edge" and described["peers"].keys() == {"origin"}
+
+
+async def test_a_packet_lost_on_the_trunk_is_sent_again(linked: Linked) -> None:
+    plis: list[int] = []
+    camera = InboundTrack("t", "camera", [VP8], send_pli=plis.append)
+    linked.origin_room.publishers = [("t", "teacher", [camera])]
+    linked.origin.local_changed()
+    await wait_until(lambda: linked.remote("t") is not None, what="the teacher announced")
+    remote = linked.remote("t").tracks["camera"]  # type: ignore[union-attr]
+    delta = b"\x90\x80\x80\x02\x01" + b"D" * 50
+    camera.on_packet(packet(1, 5, KEY))
+    await wait_until(lambda: remote.packets == 1, what="the first packet across")
+    sender, camera.trunk = camera.trunk, None  # the trunk loses 2 and 3 ...
+    camera.on_packet(packet(2, 5, delta))
+    camera.on_packet(packet(3, 5, delta))
+    camera.trunk = sender
+    camera.on_packet(packet(4, 5, delta))  # ... which 4 reveals
+    await wait_until(lambda: remote.packets == 4, what="the lost packets sent again")
+    assert all(remote.from_history(seq) is not None for seq in (1, 2, 3, 4))
+    assert linked.edge.nacks_sent == 1 and linked.origin.resent == 2
+    assert linked.origin.describe()["resent"] == 2

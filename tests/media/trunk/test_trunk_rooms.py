@@ -259,3 +259,56 @@ async def test_a_worker_process_node_links_with_an_in_process_one() -> None:
         for harness in (pair.origin, pair.edge):
             await harness.close()
             await harness.service.stop()
+
+
+async def test_a_room_spanning_workers_is_served_across_nodes_through_its_home() -> None:
+    spanning = MediaService(2, node_id="origin", trunk_secret=SECRET, span_after=1)
+    await spanning.start()
+    pair = Nodes(spanning, await started(0, "edge"))
+    try:
+        await pair.open_linked("class-6", "class")
+        log = FrameLog(keep_order=False)
+        teacher = await pair.edge.join("class-6", "t", "teacher", log)
+        rooms = [await pair.origin.join("class-6", name, "classroom", log) for name in "abc"]
+        await teacher.publish(small_tracks(log, ("mic", "camera")))
+        for room in rooms:
+            await frames_flow(room, "t", "camera")
+            await frames_flow(room, "t", "mic")
+        described = await spanning.describe_room("class-6")
+        placed = {pid: e["worker"] for pid, e in described["participants"].items()
+                  if "worker" in e}
+        assert set(placed.values()) == {0, 1} and described["participants"]["t"]["remote"] == "edge"
+        home = described["worker"]["index"]
+
+        far = next(r for r in rooms if placed[r.participant_id] != home)
+        for service in (spanning, pair.edge.service):
+            await service.set_spotlight("class-6", far.participant_id)
+        await far.publish(small_tracks(log, ("camera",)))
+        await frames_flow(teacher, far.participant_id, "camera")  # span -> home -> edge
+        near = next(r for r in rooms if placed[r.participant_id] == home)
+        await frames_flow(near, far.participant_id, "camera")
+        on_edge = await pair.edge.service.describe_room("class-6")
+        assert on_edge["participants"][far.participant_id] == {
+            "remote": "origin", "role": "classroom", "publishing": ["camera"],
+        }
+        assert pair.origin.errors == [] and pair.edge.errors == []
+    finally:
+        for harness in (pair.origin, pair.edge):
+            await harness.close()
+            await harness.service.stop()
+
+
+async def test_h264_crosses_with_its_codec_parameters(nodes: Nodes) -> None:
+    await nodes.open_linked("consult-3", "consult")
+    log = FrameLog(keep_order=False)
+    doctor = await nodes.origin.join("consult-3", "doctor", "doctor", log)
+    clinic = await nodes.edge.join("consult-3", "clinic", "clinic", log)
+    clip = load_clip("h264", width=320, height=180, bitrate=300_000)
+    await doctor.publish({"camera": ClipTrack(clip, on_frame=log.recorder("camera"))},
+                         codecs={"camera": "h264"})
+    await frames_flow(clinic, "doctor", "camera")
+    assert clinic.track("doctor", "camera").codec == "h264"
+    origin_codec = local_track(nodes.origin.service, "consult-3", "doctor", "camera").codec
+    edge_codec = local_track(nodes.edge.service, "consult-3", "doctor", "camera").codec
+    assert edge_codec.parameters == origin_codec.parameters
+    assert edge_codec.rtcpFeedback == origin_codec.rtcpFeedback

@@ -25,8 +25,10 @@ from media.trunk.wire import (
     encode_wants,
     keyframe_body,
     media_body,
+    nack_body,
     parse_keyframe,
     parse_media,
+    parse_nack,
 )
 
 SECRET = b"s" * 32
@@ -69,6 +71,20 @@ def test_a_short_media_body_is_refused(body: bytes) -> None:
 )
 def test_keyframe_bodies(body: bytes, expected: int | None) -> None:
     assert parse_keyframe(body) == expected
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (nack_body(3, [7]), (3, [7])),
+        (nack_body(65535, [65535, 0, 1]), (65535, [65535, 0, 1])),
+        (nack_body(3, []), None),  # asks for nothing
+        (b"\x00", None),
+        (b"\x00\x03\x00", None),  # half a sequence number
+    ],
+)
+def test_nack_bodies(body: bytes, expected: tuple[int, list[int]] | None) -> None:
+    assert parse_nack(body) == expected
 
 
 ANNOUNCE = Announce(
