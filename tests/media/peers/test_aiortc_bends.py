@@ -221,6 +221,19 @@ BEND_INTERNALS: dict[str, tuple[Callable[[Objects], list[str]], frozenset[str]]]
         + has(aioice.ice.StunProtocol, "datagram_received"),
         frozenset({"_rx_srtp", "_handle_rtcp_data"}),
     ),
+    "receive_raw": (
+        lambda o: has(o.dtls, "_state", "_rx_srtp", "transport")
+        + has(o.dtls.transport, "_connection")
+        + has(o.connection, "_nominated")
+        + has(aioice.ice.StunProtocol, "datagram_received"),
+        frozenset({"_rx_srtp", "_connection", "_nominated"}),
+    ),
+    "rtcp_sender": (
+        lambda o: has(o.dtls, "_state", "_tx_srtp", "_send_rtp", "transport")
+        + has(o.session, "protect_rtcp")
+        + calls(aioice.ice.StunProtocol.send_data, "self.transport.sendto("),
+        frozenset({"_tx_srtp", "_send_rtp", "_sock"}),
+    ),
     "bind_host_candidates": (
         lambda o: has(o.connection, "_local_candidates_start", "_local_candidates",
                       "_local_candidates_end", "_components", "gather_candidates",
