@@ -61,24 +61,31 @@ class LoadGenerator:
             self._answers.pop(pid, None)
 
     def counts(self) -> dict[str, Any]:
-        """Frames and bytes received per kind, summed and per subscriber."""
+        """Frames and bytes received per kind, summed and per subscriber, and per subscriber
+        the height of the last video keyframe it received (a simulcast layer's)."""
         video: list[int] = []
         audio: list[int] = []
+        heights: list[int | None] = []
         nbytes = 0
         for client in self.clients.values():
             v = a = 0
+            height = None
             for track in client.received.values():
                 nbytes += track.bytes
                 if track.kind == "video":
                     v += track.frames
+                    if track.keyframe_sizes:
+                        height = track.keyframe_sizes[-1][1]
                 else:
                     a += track.frames
             video.append(v)
             audio.append(a)
+            heights.append(height)
         times = os.times()
         return {
             "video": video,
             "audio": audio,
+            "heights": heights,
             "bytes": nbytes,
             "cpu_s": times.user + times.system,
         }

@@ -204,6 +204,7 @@ class LayerSender:
         self.index = 0
         self.active = True
         self.sent_packets = 0
+        self.sent_frames = 0
         self.keyframe_requests = 0
         self._jump = False
         self.digests = [frame_digest(f) for f in clip.frames]
@@ -238,6 +239,7 @@ class LayerSender:
             tid, tid is not None and tid > 0 and layer_sync(index),
         )
         self.picture_id = (self.picture_id + 1) & 0x7FFF
+        self.sent_frames += 1
         out: list[bytes] = []
         for i, payload in enumerate(payloads):
             packet = RtpPacket(
@@ -288,6 +290,22 @@ class SimulcastPublisher:
         """One `camera` frame a capture instant (what a subscriber on any layer should get)."""
         self._record_more: Callable[[bytes, float], None] | None = None
         """The other layers' frames of that instant (their send times, for latency)."""
+
+    @staticmethod
+    def prepare(layers: Sequence[LayerSpec] = LAYERS, temporal_layers: int = 3) -> None:
+        """Encode the layers' clips now (once; they are cached on disk after)."""
+        for spec in layers:
+            layer_clip(spec, temporal_layers)
+        load_clip("opus")
+
+    @staticmethod
+    def layer_kbps(
+        layers: Sequence[LayerSpec] = LAYERS, temporal_layers: int = 3
+    ) -> dict[str, int]:
+        """Each layer's clip bitrate, kbit/s, by RID."""
+        return {
+            spec.rid: round(layer_clip(spec, temporal_layers).bitrate / 1000) for spec in layers
+        }
 
     @property
     def state(self) -> str:
