@@ -2,7 +2,8 @@
 
 Its CPU is not the relay's. The benchmark drives it over a `Channel`: `add` creates
 subscribers, `offer` answers the relay's offer for one of them (returning the answer SDP),
-`counts` and `samples` report what arrived, `close` ends everything.
+`counts` and `samples` report what arrived, `stalls` when its event loop was starved,
+`close` ends everything.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import contextlib
 import logging
 import os
 import socket
+import time
+from collections import deque
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -22,11 +25,35 @@ from media.workers.channel import open_socket, serve_calls
 
 logger = logging.getLogger(__name__)
 
+STALL_PROBE_S = 0.05
+"""How often the event loop's lag is probed."""
+STALL_MS = 100.0
+"""A probe this late is a stall: the process was starved of CPU (or blocked). aiortc's
+receivers then read the stall as network delay: their delay-based REMB drops and their
+receiver reports inflate the RTT, and the relay may step them down."""
+STALLS_KEPT = 500
+
+
+class StallMonitor:
+    """Records (unix time, lag ms) of every stall of this process's event loop."""
+
+    def __init__(self) -> None:
+        self.stalls: deque[tuple[float, float]] = deque(maxlen=STALLS_KEPT)
+
+    async def run(self) -> None:
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(STALL_PROBE_S)
+            lag_ms = (time.monotonic() - before - STALL_PROBE_S) * 1000
+            if lag_ms >= STALL_MS:
+                self.stalls.append((time.time(), round(lag_ms, 1)))
+
 
 class LoadGenerator:
     """Subscribers that count frames without decoding them."""
 
     def __init__(self, config: PeerConfig, sample_every: int, estimate_bandwidth: bool) -> None:
+        self.monitor = StallMonitor()
         self._config = config
         self._sample_every = sample_every
         self._estimate_bandwidth = estimate_bandwidth
@@ -90,6 +117,10 @@ class LoadGenerator:
             "cpu_s": times.user + times.system,
         }
 
+    def stalls(self, since: float, until: float) -> list[tuple[float, float]]:
+        """(unix time, lag ms) of the event loop's stalls in [since, until]."""
+        return [(at, lag) for at, lag in self.monitor.stalls if since <= at <= until]
+
     def samples(self, since: float, until: float) -> list[tuple[bytes, float]]:
         """(digest, arrival) of sampled video frames that arrived in [since, until]."""
         return [
@@ -123,6 +154,7 @@ async def _serve(
 ) -> None:
     reader, writer = await open_socket(sock)
     generator = LoadGenerator(config, sample_every, estimate_bandwidth)
+    monitor = asyncio.ensure_future(generator.monitor.run())
     stop = asyncio.Event()
 
     async def close() -> None:
@@ -134,9 +166,11 @@ async def _serve(
         "offer": generator.offer,
         "counts": generator.counts,
         "samples": generator.samples,
+        "stalls": generator.stalls,
         "remove_all": generator.remove_all,
         "close": close,
     }
     await serve_calls(reader, writer, lambda op, args: operations[op](*args), stop)
+    monitor.cancel()
     await generator.remove_all()
     writer.close()

@@ -440,6 +440,9 @@ class Measurement:
         samples = [
             s for lg in self.loadgens for s in await lg.call("samples", t0, t1, timeout=120.0)
         ]
+        stalls = [
+            lag for lg in self.loadgens for _, lag in await lg.call("stalls", t0, t1)
+        ]
         latencies = sorted(
             lat for digest, at in samples if (lat := log.latency_ms(bytes(digest), at)) is not None
         )
@@ -479,6 +482,8 @@ class Measurement:
             if cpu_ms
             else None,
             "loadgen_cpu_pct": round((lg_cpu1 - lg_cpu0) / window * 100, 1),
+            "loadgen_stalls": len(stalls),
+            "loadgen_stall_max_ms": max(stalls, default=0.0),
             "latency_p50_ms": _percentile(latencies, 50),
             "latency_p95_ms": _percentile(latencies, 95),
             "latency_samples": len(latencies),
@@ -547,7 +552,8 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 COMPARED = (
     "cpu_ms_per_subscriber_second", "delivered_pct", "video_delivered_pct",
-    "video_delivered_pct_min",
+    "video_delivered_pct_min", "other_threads_cpu_ms_per_subscriber_second",
+    "loadgen_stalls", "loadgen_stall_max_ms",
 )
 """The figures `compare_adaptation` reports for each run and as medians."""
 
