@@ -104,26 +104,32 @@ def encode_video_clip(
     """Encode a synthetic moving picture (test pattern with temporal noise) with a real encoder.
 
     `temporal_layers=3` (VP8): libvpx's own 3-layer pattern (ffmpeg's `ts_layering_mode=3`:
-    layers 0,2,1,2 over every 4 frames, as a browser's L1T3), each frame's layer in
-    `temporal_ids`; `keyframe_interval` must then be a multiple of 4 so keyframes are base."""
+    layers 0,2,1,2 over every 4 frames, as a browser's L1T3), error resilient as WebRTC
+    encodes it, each frame's layer in `temporal_ids`; `keyframe_interval` must then be a
+    multiple of 4 so keyframes are base. Dropping layer 2, or 1 and 2, leaves the frames
+    kept decoding exactly as in the whole stream (tests/bench/test_simulcast_publisher.py)."""
     time_base = fractions.Fraction(1, fps)
     layered = temporal_layers > 1
     if layered and (codec != "vp8" or temporal_layers != 3 or keyframe_interval % 4):
         raise ValueError("temporal layers: VP8, 3 layers, a keyframe interval multiple of 4")
     if codec == "vp8":
         enc = av.CodecContext.create("libvpx", "w")
-        enc.options = {
+        options = {
             "deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0",
             "minrate": str(bitrate), "maxrate": str(bitrate), "bufsize": str(bitrate),
             "undershoot-pct": "95", "overshoot-pct": "15", "static-thresh": "0",
         }
         if layered:
             kbps = bitrate // 1000
-            enc.options["ts-parameters"] = (
+            options["ts-parameters"] = (
                 f"ts_number_layers=3:ts_target_bitrate={kbps * 4 // 10},{kbps * 6 // 10},{kbps}"
                 ":ts_rate_decimator=4,2,1:ts_periodicity=4:ts_layer_id=0,2,1,2"
                 ":ts_layering_mode=3"
             )
+            # as WebRTC's libvpx for temporal layers: no entropy carried across frames, so a
+            # frame of an upper layer can be dropped without corrupting the ones after it
+            options["error-resilient"] = "default"
+        enc.options = options  # one assignment: `enc.options` hands out a copy
     elif codec == "h264":
         enc = av.CodecContext.create("libx264", "w")
         enc.profile = "Baseline"

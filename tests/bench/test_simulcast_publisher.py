@@ -3,6 +3,7 @@ SSRCs, which a real relay demultiplexes into three layers and forwards one of to
 
 from __future__ import annotations
 
+import av
 import pytest
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket
@@ -139,3 +140,23 @@ async def test_a_relay_demultiplexes_the_three_layers_and_forwards_one() -> None
             await publisher.close()
         await relay.close()
         await service.stop()
+
+
+@pytest.mark.parametrize("kept", [0, 1])
+def test_a_layer_clip_decodes_the_same_with_its_upper_temporal_layers_dropped(kept: int) -> None:
+    """L1T3 for real: the frames of layers up to `kept` decode bit-exactly as in the whole
+    stream (what a subscriber on fewer frames a second gets)."""
+    clip = layer_clip(LAYERS[0])
+
+    def decoded(max_tid: int) -> dict[int, bytes]:
+        decoder = av.CodecContext.create("libvpx", "r")
+        out: dict[int, bytes] = {}
+        for i, (data, tid) in enumerate(zip(clip.frames, clip.temporal_ids, strict=True)):
+            if tid <= max_tid:
+                for frame in decoder.decode(av.Packet(data)):
+                    out[i] = bytes(frame.to_ndarray().tobytes())
+        return out
+
+    whole, part = decoded(2), decoded(kept)
+    assert len(part) == len(clip.frames) * (1 if kept == 0 else 2) // 4
+    assert all(whole[i] == frame for i, frame in part.items())
