@@ -118,8 +118,10 @@ def rss_mb(pid: int) -> float:
 
 
 def other_threads_cpu(pid: int) -> float:
-    """CPU seconds (user + system) of a process's threads other than its main one (the low
-    rung's transcoder, aiortc's and asyncio's helper threads); 0.0 if unreadable."""
+    """CPU seconds (user + system) of a process's live threads other than its main one (the
+    low rung's transcoder, aiortc's and asyncio's helper threads); 0.0 if unreadable. A
+    thread that ends between two reads takes its time with it: the difference is a lower
+    bound (it can even read negative)."""
     total = 0.0
     try:
         tids = os.listdir(f"/proc/{pid}/task")
