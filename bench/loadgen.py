@@ -32,6 +32,9 @@ STALL_MS = 100.0
 receivers then read the stall as network delay: their delay-based REMB drops and their
 receiver reports inflate the RTT, and the relay may step them down."""
 STALLS_KEPT = 500
+REMB_HOLD_S = 2.0
+"""After a stall, the subscribers send no REMB for this long, then start estimating afresh
+(`hold_remb_while`): what their estimators saw was the stall, not the link."""
 
 
 class StallMonitor:
@@ -39,13 +42,26 @@ class StallMonitor:
 
     def __init__(self) -> None:
         self.stalls: deque[tuple[float, float]] = deque(maxlen=STALLS_KEPT)
+        self._probed_at = time.monotonic()
+        self._stalled_at = -REMB_HOLD_S
+
+    def stalled(self) -> bool:
+        """Whether the loop is late now (a probe overdue: it is working off a stall's backlog)
+        or was within the last `REMB_HOLD_S`."""
+        now = time.monotonic()
+        if now - self._probed_at > STALL_PROBE_S + STALL_MS / 1000:
+            self._stalled_at = now
+        return now - self._stalled_at < REMB_HOLD_S
 
     async def run(self) -> None:
         while True:
-            before = time.monotonic()
+            before = self._probed_at = time.monotonic()
             await asyncio.sleep(STALL_PROBE_S)
-            lag_ms = (time.monotonic() - before - STALL_PROBE_S) * 1000
+            now = time.monotonic()
+            lag_ms = (now - before - STALL_PROBE_S) * 1000
+            self._probed_at = now
             if lag_ms >= STALL_MS:
+                self._stalled_at = now
                 self.stalls.append((time.time(), round(lag_ms, 1)))
 
 
@@ -70,6 +86,7 @@ class LoadGenerator:
                 keep_digests=False,
                 sample_every=self._sample_every,
                 estimate_bandwidth=self._estimate_bandwidth,
+                stalled=self.monitor.stalled,
             )
         return len(self.clients)
 
