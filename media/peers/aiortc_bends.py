@@ -39,9 +39,11 @@ used anywhere else). What changes:
 6. Client receivers: aiortc maps RTP timestamps to start at zero; `tap_client_receiver` keeps
    them as sent, records when each timestamp's last packet arrived (for latency), and routes
    RTX by SSRC (aiortc routes it by payload type, ambiguous with several video m-lines);
-   `stop_remote_bitrate_estimate` spares a load-test client aiortc's costliest receive step;
-   `receive_raw` and `rtcp_sender` let the lean load-test receiver (bench/lean_receiver.py)
-   count decrypted packets and send its own reports without aiortc's receive path at all.
+   `stop_remote_bitrate_estimate` spares a load-test client aiortc's costliest receive step,
+   and `hold_remb_while` keeps one whose process was starved from reporting the stall as
+   the link; `receive_raw` and `rtcp_sender` let the lean load-test receiver
+   (bench/lean_receiver.py) count decrypted packets and send its own reports without
+   aiortc's receive path at all.
 7. Codecs: `h264_nal_units` splits H.264 the way aiortc's packetizer does, so the client can
    name a frame by the bytes a receiver reassembles.
 """
@@ -67,6 +69,7 @@ from aiortc.codecs import is_rtx
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import MediaStreamTrack
+from aiortc.rate import RemoteBitrateEstimator
 from aiortc.rtcdtlstransport import RTCDtlsTransport, State
 from aiortc.rtcrtpparameters import (
     RTCRtpCodecParameters,
@@ -220,6 +223,36 @@ def stop_remote_bitrate_estimate(receiver: RTCRtpReceiver) -> None:
     and on a relay it reads event-loop queueing as congestion (see the module docstring).
     """
     receiver._RTCRtpReceiver__remote_bitrate_estimator = None  # type: ignore[attr-defined]
+
+
+def hold_remb_while(receiver: RTCRtpReceiver, stalled: Callable[[], bool]) -> None:
+    """Send none of this receiver's REMBs while `stalled()` is true, and give it a fresh
+    estimator when that ends (a load-test client whose own event loop was starved).
+
+    Wraps `RTCRtpReceiver._send_rtcp` and replaces `__remote_bitrate_estimator`: aiortc
+    computes its delay-based REMB from the times its event loop handled each packet, so in a
+    process starved of CPU for 100-600 ms (a load generator on a shared machine) the backlog
+    read as a queue on the link, the REMB fell to 0.6-0.8 of what it received, stayed there
+    while the estimator climbed back, and the relay stepped healthy subscribers down. A
+    browser estimates on its network thread, which a busy page does not stall.
+    """
+    original = receiver._send_rtcp
+    held = [False]
+
+    async def send_rtcp(packet: AnyRtcpPacket) -> None:
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            if stalled():
+                held[0] = True
+                return
+            if held[0]:  # the estimator's history is the stall's: start again
+                held[0] = False
+                receiver._RTCRtpReceiver__remote_bitrate_estimator = (  # type: ignore[attr-defined]
+                    RemoteBitrateEstimator()
+                )
+                return
+        await original(packet)
+
+    receiver._send_rtcp = send_rtcp  # type: ignore[method-assign]
 
 
 def tap_relay_receiver(receiver: RTCRtpReceiver) -> EncodedFrameSink:
