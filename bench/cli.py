@@ -1,8 +1,8 @@
 """`tongxin bench …`: the benchmarks' command line (figures, not tests).
 
 Each benchmark module offers `configure_parser(parser)` and `async run(args) -> dict`; this
-module gives each one a subcommand and prints its result as one JSON object (`--json`) or as
-aligned lines.
+module gives each one a subcommand and prints its result as one JSON object (`--json`), else
+with the module's `render(result) -> str` when it has one, else as aligned lines.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ BENCHES = {
     "load": ("bench.load", "many classes and consults on two nodes sharing Redis"),
     "soak": ("bench.soak", "resource use under constant churn"),
     "recorder": ("bench.recorder", "CPU per recorded track on the live path"),
+    "lecture": ("bench.lecture", "one teacher, an origin and edge nodes, many lean viewers"),
 }
 """Subcommand -> (module, one-line help)."""
 
@@ -37,6 +38,8 @@ def main(argv: Sequence[str]) -> int:
     result = asyncio.run(module.run(args))
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
+    elif hasattr(module, "render"):
+        print(module.render(result))
     else:
         for key, value in result.items():
             print(f"{key:>40}: {value}")

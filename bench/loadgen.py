@@ -2,7 +2,8 @@
 
 Its CPU is not the relay's. The benchmark drives it over a `Channel`: `add` creates
 subscribers, `offer` answers the relay's offer for one of them (returning the answer SDP),
-`counts` and `samples` report what arrived, `close` ends everything.
+`counts` and `samples` report what arrived, `stalls` when its event loop was starved,
+`close` ends everything.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import contextlib
 import logging
 import os
 import socket
+import time
+from collections import deque
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -22,11 +25,51 @@ from media.workers.channel import open_socket, serve_calls
 
 logger = logging.getLogger(__name__)
 
+STALL_PROBE_S = 0.05
+"""How often the event loop's lag is probed."""
+STALL_MS = 100.0
+"""A probe this late is a stall: the process was starved of CPU (or blocked). aiortc's
+receivers then read the stall as network delay: their delay-based REMB drops and their
+receiver reports inflate the RTT, and the relay may step them down."""
+STALLS_KEPT = 500
+REMB_HOLD_S = 2.0
+"""After a stall, the subscribers send no REMB for this long, then start estimating afresh
+(`hold_remb_while`): what their estimators saw was the stall, not the link."""
+
+
+class StallMonitor:
+    """Records (unix time, lag ms) of every stall of this process's event loop."""
+
+    def __init__(self) -> None:
+        self.stalls: deque[tuple[float, float]] = deque(maxlen=STALLS_KEPT)
+        self._probed_at = time.monotonic()
+        self._stalled_at = -REMB_HOLD_S
+
+    def stalled(self) -> bool:
+        """Whether the loop is late now (a probe overdue: it is working off a stall's backlog)
+        or was within the last `REMB_HOLD_S`."""
+        now = time.monotonic()
+        if now - self._probed_at > STALL_PROBE_S + STALL_MS / 1000:
+            self._stalled_at = now
+        return now - self._stalled_at < REMB_HOLD_S
+
+    async def run(self) -> None:
+        while True:
+            before = self._probed_at = time.monotonic()
+            await asyncio.sleep(STALL_PROBE_S)
+            now = time.monotonic()
+            lag_ms = (now - before - STALL_PROBE_S) * 1000
+            self._probed_at = now
+            if lag_ms >= STALL_MS:
+                self._stalled_at = now
+                self.stalls.append((time.time(), round(lag_ms, 1)))
+
 
 class LoadGenerator:
     """Subscribers that count frames without decoding them."""
 
     def __init__(self, config: PeerConfig, sample_every: int, estimate_bandwidth: bool) -> None:
+        self.monitor = StallMonitor()
         self._config = config
         self._sample_every = sample_every
         self._estimate_bandwidth = estimate_bandwidth
@@ -43,6 +86,7 @@ class LoadGenerator:
                 keep_digests=False,
                 sample_every=self._sample_every,
                 estimate_bandwidth=self._estimate_bandwidth,
+                stalled=self.monitor.stalled,
             )
         return len(self.clients)
 
@@ -61,27 +105,38 @@ class LoadGenerator:
             self._answers.pop(pid, None)
 
     def counts(self) -> dict[str, Any]:
-        """Frames and bytes received per kind, summed and per subscriber."""
+        """Frames and bytes received per kind, summed and per subscriber, and per subscriber
+        the height of the last video keyframe it received (a simulcast layer's)."""
         video: list[int] = []
         audio: list[int] = []
+        heights: list[int | None] = []
         nbytes = 0
         for client in self.clients.values():
             v = a = 0
+            height = None
             for track in client.received.values():
                 nbytes += track.bytes
                 if track.kind == "video":
                     v += track.frames
+                    if track.keyframe_sizes:
+                        height = track.keyframe_sizes[-1][1]
                 else:
                     a += track.frames
             video.append(v)
             audio.append(a)
+            heights.append(height)
         times = os.times()
         return {
             "video": video,
             "audio": audio,
+            "heights": heights,
             "bytes": nbytes,
             "cpu_s": times.user + times.system,
         }
+
+    def stalls(self, since: float, until: float) -> list[tuple[float, float]]:
+        """(unix time, lag ms) of the event loop's stalls in [since, until]."""
+        return [(at, lag) for at, lag in self.monitor.stalls if since <= at <= until]
 
     def samples(self, since: float, until: float) -> list[tuple[bytes, float]]:
         """(digest, arrival) of sampled video frames that arrived in [since, until]."""
@@ -116,6 +171,7 @@ async def _serve(
 ) -> None:
     reader, writer = await open_socket(sock)
     generator = LoadGenerator(config, sample_every, estimate_bandwidth)
+    monitor = asyncio.ensure_future(generator.monitor.run())
     stop = asyncio.Event()
 
     async def close() -> None:
@@ -127,9 +183,11 @@ async def _serve(
         "offer": generator.offer,
         "counts": generator.counts,
         "samples": generator.samples,
+        "stalls": generator.stalls,
         "remove_all": generator.remove_all,
         "close": close,
     }
     await serve_calls(reader, writer, lambda op, args: operations[op](*args), stop)
+    monitor.cancel()
     await generator.remove_all()
     writer.close()

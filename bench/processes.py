@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, BinaryIO, Self
@@ -347,7 +347,8 @@ class NodeProcess:
     def __init__(self, workdir: Path, *, name: str | None = None, port: int | None = None,
                  redis_url: str | None = None, media_workers: int = 0, demo: bool = False,
                  adaptation: bool | None = None, env: Mapping[str, str] | None = None,
-                 log_level: str = "WARNING", ready_path: str = "/healthz") -> None:
+                 log_level: str = "WARNING", ready_path: str = "/healthz",
+                 extra_args: Sequence[str] = ()) -> None:
         self.workdir = workdir
         self.port = port or free_port()
         self.name = name or f"node-{self.port}"
@@ -359,6 +360,8 @@ class NodeProcess:
         self.env = dict(env or {})
         self.log_level = log_level
         self.ready_path = ready_path
+        self.extra_args = tuple(extra_args)
+        """More `tongxin serve` flags (e.g. `--media-role edge`), after the usual ones."""
         self.proc: asyncio.subprocess.Process | None = None
         self.starts = 0
 
@@ -394,7 +397,7 @@ class NodeProcess:
             cmd += ["--redis", self.redis_url]
         if self.adaptation is not None:
             cmd += ["--adaptation", "on" if self.adaptation else "off"]
-        return cmd
+        return cmd + list(self.extra_args)
 
     async def start(self, timeout: float = START_TIMEOUT_S) -> None:
         """Start and return once `ready_path` answers (and the banner is out, with the demo);

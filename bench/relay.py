@@ -31,6 +31,14 @@ from typing import Any, Protocol
 
 from bench.baseline_sfu import baseline_main
 from bench.loadgen import loadgen_main
+from bench.simulcast_layers import (
+    LAYER_CAPS_KBPS,
+    capped_answer,
+    layer_mix,
+    layer_summary,
+    preferred_layers,
+)
+from bench.simulcast_publisher import SimulcastPublisher
 from client.clip import ClipTrack, load_clip
 from client.peer import FrameLog, PeerClient
 from media.peers.config import PeerConfig
@@ -43,6 +51,7 @@ logger = logging.getLogger(__name__)
 ROOM = "bench"
 MIN_DELIVERED_PCT = 99.0
 ADAPTATION_MODES = ("on", "off", "both")
+PUBLISHERS = ("clip", "simulcast")
 PUBLISHER = "teacher"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -72,6 +81,18 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         " the on/off CPU ratio",
     )
     parser.add_argument(
+        "--publisher", choices=PUBLISHERS, default="clip",
+        help="clip: one 640x360 VP8 layer (the default); simulcast: three VP8 layers"
+        " (q/h/f = 180p/360p/720p, L1T3) as a browser sends them, the subscribers a mix"
+        " preferring q, h or f (`--layer-mix`) by the bandwidth their answer declares",
+    )
+    parser.add_argument(
+        "--layer-mix", default="q,h,f", metavar="RIDS",
+        help="with --publisher simulcast: the layer each subscriber prefers, in turn (q,h,f:"
+        " a third each); q and h declare b=AS of"
+        f" {LAYER_CAPS_KBPS['q']} and {LAYER_CAPS_KBPS['h']} kbit/s, f nothing",
+    )
+    parser.add_argument(
         "--rounds", type=int, default=1,
         help="measurements of the relay (each way, with --adaptation both) (1); the figures"
         " are those of the median run",
@@ -94,6 +115,47 @@ def rss_mb(pid: int) -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return 0.0
+
+
+def other_threads_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a process's live threads other than its main one (the
+    low rung's transcoder, aiortc's and asyncio's helper threads); 0.0 if unreadable. A
+    thread that ends between two reads takes its time with it: the difference is a lower
+    bound (it can even read negative)."""
+    total = 0.0
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0.0
+    for tid in tids:
+        if tid == str(pid):
+            continue
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended meanwhile
+        total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return total
+
+
+def _layer_counters(publisher: object) -> dict[str, tuple[int, int]]:
+    """A simulcast publisher's (packets, frames) sent so far per RID (empty for another)."""
+    if not isinstance(publisher, SimulcastPublisher):
+        return {}
+    return {layer.spec.rid: (layer.sent_packets, layer.sent_frames) for layer in publisher.layers}
+
+
+def _packets_per_frame(
+    before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]
+) -> dict[str, float]:
+    """Per RID, the packets of one frame on average over the window."""
+    out: dict[str, float] = {}
+    for rid, (packets, frames) in after.items():
+        p0, f0 = before.get(rid, (0, 0))
+        if frames > f0:
+            out[rid] = (packets - p0) / (frames - f0)
+    return out
 
 
 # --- the two systems under test ---------------------------------------------------------------
@@ -124,9 +186,14 @@ class RelayUnderTest:
         """Per subscriber, its `link` events, each with `at` (monotonic) added."""
         self.stats: dict[str, dict[str, Any]] = {}
         """Per subscriber, its latest `link_stats` event (estimate, loss, RTT)."""
+        self.publisher_events: Callable[[dict[str, Any]], None] | None = None
+        """Where the publisher's own events go (a simulcast publisher's `layers`)."""
 
         def on_event(room: str, pid: str, event: dict[str, Any]) -> None:
-            if event["type"] == "offer":
+            if pid == PUBLISHER:
+                if self.publisher_events is not None:
+                    self.publisher_events(event)
+            elif event["type"] == "offer":
                 on_offer(pid, event)
             elif event["type"] == "link":
                 self.links.setdefault(pid, []).append({**event, "at": time.monotonic()})
@@ -238,10 +305,15 @@ class BaselineUnderTest:
 class Measurement:
     """Publisher + N subscribers on one system, measured over a fixed window."""
 
-    def __init__(self, loadgens: list[Process], subscribers: int) -> None:
+    def __init__(
+        self, loadgens: list[Process], subscribers: int, simulcast_mix: list[str] | None = None
+    ) -> None:
         self.loadgens = loadgens
         self.ids = [f"s{i}" for i in range(subscribers)]
         self.home = {pid: loadgens[i % len(loadgens)] for i, pid in enumerate(self.ids)}
+        self.simulcast = simulcast_mix is not None
+        """A simulcast publisher, and subscribers preferring its layers (`preferred`)."""
+        self.preferred = preferred_layers(self.ids, simulcast_mix) if simulcast_mix else {}
         self.system: SystemUnderTest | None = None
         self.answered: set[str] = set()
         self.failures: list[str] = []
@@ -258,16 +330,35 @@ class Measurement:
         assert self.system is not None
         try:
             sdp = await self.home[participant_id].call("offer", participant_id, event)
+            cap = LAYER_CAPS_KBPS.get(self.preferred.get(participant_id, ""))
+            if cap is not None:
+                sdp = capped_answer(sdp, cap)
             await self.system.subscriber_answer(ROOM, participant_id, sdp)
             self.answered.add(participant_id)
         except Exception as exc:
             self.failures.append(f"{participant_id}: {exc}")
 
     async def counts(self) -> tuple[list[int], list[int], float]:
+        video, audio, cpu, _ = await self.counts_and_heights()
+        return video, audio, cpu
+
+    async def counts_and_heights(
+        self,
+    ) -> tuple[list[int], list[int], float, list[int | None]]:
+        """Per subscriber (in `ids` order): video and audio frames so far, the height of the
+        last keyframe it received (which simulcast layer it is on); the generators' CPU."""
         results = await asyncio.gather(*(lg.call("counts") for lg in self.loadgens))
-        video = [v for r in results for v in r["video"]]
-        audio = [a for r in results for a in r["audio"]]
-        return video, audio, sum(r["cpu_s"] for r in results)
+        by_id: dict[str, tuple[int, int, int | None]] = {}
+        for lg, r in zip(self.loadgens, results, strict=True):
+            mine = [pid for pid in self.ids if self.home[pid] is lg]
+            heights = r.get("heights") or [None] * len(r["video"])
+            for pid, v, a, h in zip(mine, r["video"], r["audio"], heights, strict=False):
+                by_id[pid] = (v, a, h)
+        rows = [by_id.get(pid, (0, 0, None)) for pid in self.ids]
+        return (
+            [v for v, _, _ in rows], [a for _, a, _ in rows],
+            sum(r["cpu_s"] for r in results), [h for _, _, h in rows],
+        )
 
     async def run(
         self, system: SystemUnderTest, duration: float, warmup: float, progress: Progress
@@ -282,19 +373,35 @@ class Measurement:
         async def no_answer(sdp: str) -> None:
             return None
 
-        publisher = PeerClient(
-            PUBLISHER, publish_offer=publish_offer, send_answer=no_answer,
-            config=PeerConfig(), keep_digests=False,
-        )
         await system.open_room(ROOM, "class")
         await system.join(ROOM, PUBLISHER, "teacher")
-        await publisher.publish(
-            {
-                "camera": ClipTrack(video_clip, on_frame=log.recorder("camera")),
-                "mic": ClipTrack(audio_clip, on_frame=log.recorder("mic")),
-            }
-        )
-        await _until(lambda: publisher.up_state == "connected", 20, "the publisher to connect")
+        publisher: PeerClient | SimulcastPublisher
+        if self.simulcast:
+            simulcast = publisher = SimulcastPublisher(
+                PUBLISHER, publish_offer, config=PeerConfig(), frame_log=log
+            )
+            if isinstance(system, RelayUnderTest):
+                system.publisher_events = simulcast.on_event
+            await simulcast.publish()
+
+            def connected() -> bool:
+                return simulcast.state == "connected"
+        else:
+            client = publisher = PeerClient(
+                PUBLISHER, publish_offer=publish_offer, send_answer=no_answer,
+                config=PeerConfig(), keep_digests=False,
+            )
+            await client.publish(
+                {
+                    "camera": ClipTrack(video_clip, on_frame=log.recorder("camera")),
+                    "mic": ClipTrack(audio_clip, on_frame=log.recorder("mic")),
+                }
+            )
+
+            def connected() -> bool:
+                return client.up_state == "connected"
+
+        await _until(connected, 20, "the publisher to connect")
         await asyncio.sleep(1.0)
         rss_before = rss_mb(system.pid)
         for lg in self.loadgens:
@@ -320,16 +427,23 @@ class Measurement:
         await asyncio.sleep(warmup)
         m0 = time.monotonic()
         t0, (user0, sys0) = time.time(), cpu_times(system.pid)
+        threads0 = other_threads_cpu(system.pid)
         sent0 = dict(log.counts)
         video0, audio0, lg_cpu0 = await self.counts()
+        layer_sent0 = _layer_counters(publisher)
         await asyncio.sleep(duration)
         t1, (user1, sys1) = time.time(), cpu_times(system.pid)
+        threads1 = other_threads_cpu(system.pid)
         m1 = time.monotonic()
         sent1 = dict(log.counts)
-        video1, audio1, lg_cpu1 = await self.counts()
+        video1, audio1, lg_cpu1, heights = await self.counts_and_heights()
+        layer_sent1 = _layer_counters(publisher)
         rss_after = rss_mb(system.pid)
         samples = [
             s for lg in self.loadgens for s in await lg.call("samples", t0, t1, timeout=120.0)
+        ]
+        stalls = [
+            lag for lg in self.loadgens for _, lag in await lg.call("stalls", t0, t1)
         ]
         latencies = sorted(
             lat for digest, at in samples if (lat := log.latency_ms(bytes(digest), at)) is not None
@@ -363,10 +477,15 @@ class Measurement:
             "cpu_ms_per_subscriber_second": round(per_sub_second, 3),
             "subscribers_per_core": round(1000 / per_sub_second, 1) if per_sub_second else None,
             "process_cpu_pct": round(cpu_ms / window / 10, 1),
+            "other_threads_cpu_ms_per_subscriber_second": round(
+                (threads1 - threads0) * 1000 / (n * window), 3
+            ),
             "process_kernel_share_pct": round(100 * (sys1 - sys0) * 1000 / cpu_ms, 1)
             if cpu_ms
             else None,
             "loadgen_cpu_pct": round((lg_cpu1 - lg_cpu0) / window * 100, 1),
+            "loadgen_stalls": len(stalls),
+            "loadgen_stall_max_ms": max(stalls, default=0.0),
             "latency_p50_ms": _percentile(latencies, 50),
             "latency_p95_ms": _percentile(latencies, 95),
             "latency_samples": len(latencies),
@@ -377,6 +496,12 @@ class Measurement:
             "video_delivered_pct_max": max(spread) if spread else None,
             "video_delivered_pct_by_subscriber": per_subscriber,
             **(rung_summary(links, self.ids, m0, m1) if links is not None else {}),
+            **({"publisher": "simulcast", "layers": layer_summary(
+                self.ids, self.preferred, heights,
+                [b - a for a, b in zip(video0, video1, strict=True)],
+                [b - a for a, b in zip(audio0, audio1, strict=True)],
+                sent_video, _packets_per_frame(layer_sent0, layer_sent1), cpu_ms, window,
+            )} if self.simulcast else {"publisher": "clip"}),
             **({"estimate_kbps_by_subscriber": [
                 round(stats[pid]["estimate_bps"] / 1000) if pid in stats else None
                 for pid in self.ids
@@ -429,7 +554,8 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 COMPARED = (
     "cpu_ms_per_subscriber_second", "delivered_pct", "video_delivered_pct",
-    "video_delivered_pct_min",
+    "video_delivered_pct_min", "other_threads_cpu_ms_per_subscriber_second",
+    "loadgen_stalls", "loadgen_stall_max_ms",
 )
 """The figures `compare_adaptation` reports for each run and as medians."""
 
@@ -460,6 +586,11 @@ def compare_adaptation(
         return out
 
     on_m, off_m = medians(on), medians(off)
+    layers = (
+        {"layers_on": median_run(on)["layers"], "layers_off": median_run(off)["layers"]}
+        if on and off and "layers" in on[0] and "layers" in off[0]
+        else {}
+    )
     on_cpu, off_cpu = on_m["cpu_ms_per_subscriber_second"], off_m["cpu_ms_per_subscriber_second"]
     return {
         "adaptation": "both",
@@ -468,10 +599,12 @@ def compare_adaptation(
         "adaptation_runs": [
             {"adaptation": r["adaptation"], **{k: r.get(k) for k in COMPARED},
              "rungs_final": r.get("rungs_final"), "rung_switches": r.get("rung_switches"),
-             "step_downs": step_downs(r.get("stepped_down") or {})}
+             "step_downs": step_downs(r.get("stepped_down") or {}),
+             **({"layers": r["layers"]} if "layers" in r else {})}
             for r in sorted(on + off, key=lambda r: r["started_at"])
         ],
         "on_off_cpu_ratio": round(on_cpu / off_cpu, 3) if on_cpu and off_cpu else None,
+        **layers,
     }
 
 
@@ -533,8 +666,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if profile_dir:
         os.environ[PROFILE_ENV] = profile_dir
 
+    simulcast = getattr(args, "publisher", "clip") == "simulcast"
+    mix = layer_mix(getattr(args, "layer_mix", "q,h,f")) if simulcast else None
+    if simulcast:
+        progress("preparing the simulcast layers' clips (encoded once, then cached)")
+        SimulcastPublisher.prepare()
+
     async def relay_phase(loadgens: list[Process], adaptation: bool) -> dict[str, Any]:
-        measurement = Measurement(loadgens, args.subscribers)
+        measurement = Measurement(loadgens, args.subscribers, mix)
         system = RelayUnderTest(measurement.on_offer, adaptation)
         await system.start()
         try:
@@ -549,7 +688,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await system.close()
 
     async def baseline_phase(loadgens: list[Process]) -> dict[str, Any]:
-        measurement = Measurement(loadgens, args.baseline_subscribers)
+        measurement = Measurement(loadgens, args.baseline_subscribers)  # aiortc: one layer
         system = BaselineUnderTest(measurement.on_offer)
         await system.start()
         try:
@@ -602,6 +741,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     result["clip"] = {
         "video": "VP8 640x360 30 fps",
         "video_kbps": round(load_clip("vp8").bitrate / 1000),
+    } if not simulcast else {
+        "video": "VP8 simulcast q/h/f 320x180, 640x360, 1280x720 30 fps L1T3",
+        "video_kbps": SimulcastPublisher.layer_kbps(),
+        "layer_mix": mix,
     }
     if profile_dir:
         result["profile_dir"] = profile_dir

@@ -23,6 +23,8 @@ from aiortc.mediastreams import MediaStreamTrack
 from av.stream import Stream
 
 CLIP_FORMAT_VERSION = 1
+TEMPORAL_PATTERN = (0, 2, 1, 2)
+"""The temporal layer of each frame of a 3-layer VP8 clip, repeating from its first frame."""
 VIDEO_SOURCE = "testsrc2=size={w}x{h}:rate={fps},noise=alls=8:allf=t"
 AUDIO_SOURCE = "aevalsrc=0.3*sin(2*PI*(300+150*sin(2*PI*t/3))*t):s=48000:c=stereo"
 
@@ -40,6 +42,9 @@ class EncodedClip(msgspec.Struct, frozen=True):
     """Encoded frames in decoding order."""
     keyframes: list[int]
     """Indices of the frames that are keyframes (the first one always is)."""
+    temporal_ids: list[int] = msgspec.field(default_factory=list)
+    """Per frame, its temporal layer (0 = base) when encoded with temporal layers, else empty
+    (one layer). `temporal_pattern` says how they were produced."""
 
     @property
     def kind(self) -> str:
@@ -64,11 +69,13 @@ def cache_dir() -> Path:
 def load_clip(
     codec: str, *, seconds: float = 10.0, width: int = 640, height: int = 360,
     fps: int = 30, bitrate: int = 1_000_000, keyframe_interval: int = 60,
+    temporal_layers: int = 1,
 ) -> EncodedClip:
-    """The clip for these settings, generated on first use and read from the cache after."""
+    """The clip for these settings, generated on first use and read from the cache after.
+    `temporal_layers=3` (VP8 only) encodes L1T3 (`TEMPORAL_PATTERN`)."""
     key = (
         f"v{CLIP_FORMAT_VERSION}-{codec}-{seconds}-{width}x{height}-{fps}-{bitrate}"
-        f"-{keyframe_interval}"
+        f"-{keyframe_interval}" + (f"-t{temporal_layers}" if temporal_layers > 1 else "")
     )
     path = cache_dir() / f"{key}.msgpack"
     try:
@@ -81,6 +88,7 @@ def load_clip(
         clip = encode_video_clip(
             codec, seconds=seconds, width=width, height=height, fps=fps,
             bitrate=bitrate, keyframe_interval=keyframe_interval,
+            temporal_layers=temporal_layers,
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
@@ -91,17 +99,37 @@ def load_clip(
 
 def encode_video_clip(
     codec: str, *, seconds: float, width: int, height: int, fps: int, bitrate: int,
-    keyframe_interval: int,
+    keyframe_interval: int, temporal_layers: int = 1,
 ) -> EncodedClip:
-    """Encode a synthetic moving picture (test pattern with temporal noise) with a real encoder."""
+    """Encode a synthetic moving picture (test pattern with temporal noise) with a real encoder.
+
+    `temporal_layers=3` (VP8): libvpx's own 3-layer pattern (ffmpeg's `ts_layering_mode=3`:
+    layers 0,2,1,2 over every 4 frames, as a browser's L1T3), error resilient as WebRTC
+    encodes it, each frame's layer in `temporal_ids`; `keyframe_interval` must then be a
+    multiple of 4 so keyframes are base. Dropping layer 2, or 1 and 2, leaves the frames
+    kept decoding exactly as in the whole stream (tests/bench/test_simulcast_publisher.py)."""
     time_base = fractions.Fraction(1, fps)
+    layered = temporal_layers > 1
+    if layered and (codec != "vp8" or temporal_layers != 3 or keyframe_interval % 4):
+        raise ValueError("temporal layers: VP8, 3 layers, a keyframe interval multiple of 4")
     if codec == "vp8":
         enc = av.CodecContext.create("libvpx", "w")
-        enc.options = {
+        options = {
             "deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0",
             "minrate": str(bitrate), "maxrate": str(bitrate), "bufsize": str(bitrate),
             "undershoot-pct": "95", "overshoot-pct": "15", "static-thresh": "0",
         }
+        if layered:
+            kbps = bitrate // 1000
+            options["ts-parameters"] = (
+                f"ts_number_layers=3:ts_target_bitrate={kbps * 4 // 10},{kbps * 6 // 10},{kbps}"
+                ":ts_rate_decimator=4,2,1:ts_periodicity=4:ts_layer_id=0,2,1,2"
+                ":ts_layering_mode=3"
+            )
+            # as WebRTC's libvpx for temporal layers: no entropy carried across frames, so a
+            # frame of an upper layer can be dropped without corrupting the ones after it
+            options["error-resilient"] = "default"
+        enc.options = options  # one assignment: `enc.options` hands out a copy
     elif codec == "h264":
         enc = av.CodecContext.create("libx264", "w")
         enc.profile = "Baseline"
@@ -131,7 +159,8 @@ def encode_video_clip(
             frame.pict_type = av.video.frame.PictureType.NONE
             take(enc.encode(frame))
     take(enc.encode(None))
-    return EncodedClip(codec, 90000, 90000 // fps, frames, keyframes)
+    temporal_ids = [TEMPORAL_PATTERN[i % 4] for i in range(len(frames))] if layered else []
+    return EncodedClip(codec, 90000, 90000 // fps, frames, keyframes, temporal_ids)
 
 
 def encode_audio_clip(*, seconds: float, bitrate: int = 32000) -> EncodedClip:

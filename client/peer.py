@@ -27,6 +27,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
 from client.clip import ClipTrack, frame_digest
 from media.peers.aiortc_bends import (
     bind_host_candidates,
+    hold_remb_while,
     on_keyframe_request,
     receive_directly,
     stop_remote_bitrate_estimate,
@@ -110,7 +111,9 @@ class PeerClient:
         keep_digests: bool = True,
         sample_every: int = 0,
         estimate_bandwidth: bool = True,
+        stalled: Callable[[], bool] | None = None,
     ) -> None:
+        """`stalled`: while true, the receivers send no REMB (see `hold_remb_while`)."""
         self.participant_id = participant_id
         self.received: dict[tuple[str, str], ReceivedTrack] = {}
         self.frame_log = frame_log
@@ -121,6 +124,7 @@ class PeerClient:
         self._keep_digests = keep_digests
         self._sample_every = sample_every
         self._estimate_bandwidth = estimate_bandwidth
+        self._stalled = stalled
         self._up: RTCPeerConnection | None = None
         self._up_transceivers: dict[str, RTCRtpTransceiver] = {}
         self._down: RTCPeerConnection | None = None
@@ -235,6 +239,8 @@ class PeerClient:
         if not self._estimate_bandwidth:
             # no REMB: aiortc's estimator is the costliest part of its receive path
             stop_remote_bitrate_estimate(receiver)
+        elif self._stalled is not None:
+            hold_remb_while(receiver, self._stalled)
 
         def on_frame(codec: RTCRtpCodecParameters, frame: JitterFrame, arrival: float) -> None:
             mid = transceiver.mid

@@ -189,7 +189,17 @@ class EstimatorPolicy:
     remb_queue_rtt_max_s: float = 0.2
     """... and only while the RTT rose less than this: a rise of 200 ms is a queue, whatever
     the REMB implies (the lab's bottlenecks queue 100 ms; a busy loop's jitter is tens of
-    milliseconds), and the REMB then keeps `remb_distrust_s`."""
+    milliseconds), and the REMB then keeps `remb_distrust_s`. For a REMB at least
+    `remb_stall_share` of what gets through, the rise must hold over two samples
+    (`held_rtt_rise`)."""
+    remb_stall_share: float = 0.6
+    """A REMB this near what gets through, with one RTT sample 200 ms or more up and the one
+    before it not, is a receiver whose event loop stalled, not a queue: a load generator
+    starved of CPU for 200-370 ms (`tongxin bench relay --remb`, 20 subscribers on two
+    shared cores) showed as one such sample, its aiortc receivers' REMBs at 0.6-0.8 of what
+    got through, in every subscriber of that process at once; believing them stepped the
+    subscribers down to the transcoded low rung (and started its transcoder). A link that
+    collapses leaves its REMB far below (what it carries), and a queue lasts."""
     rtt_floor_window_s: float = 30.0
     """The RTT floor is the smallest RTT sample over this window."""
     remb_distrust_reach: float = 1.5
@@ -314,6 +324,15 @@ class RecentValues:
     def peak(self) -> float | None:
         """The greatest value in the window (None before any)."""
         return self._highs[0][1] if self._highs else None
+
+    @property
+    def held(self) -> float | None:
+        """The lesser of the two newest values (the newest alone while there is one; None
+        before any): a level the values held, not a one-off spike."""
+        values = self._values
+        if not values:
+            return None
+        return min(values[-1][1], values[-2][1]) if len(values) > 1 else values[-1][1]
 
     def peak_since(self, since: float) -> float | None:
         """The greatest value seen at or after `since` within the window (None if none)."""
@@ -702,6 +721,15 @@ class DownlinkEstimator:
             return max(remb, self._delivered_bps)
         return remb
 
+    def held_rtt_rise(self) -> float:
+        """How far above the floor the RTT held over its last two samples (the lesser of
+        their rises; 0.0 before any sample): a queue lasts from one sample to the next, a
+        receiver's stalled event loop inflates one (see `remb_stall_share`)."""
+        floor, held = self._rtt_floor.floor, self._rtt_floor.held
+        if floor is None or held is None:
+            return 0.0
+        return held - floor
+
     def _queue_evident(self) -> bool:
         """Whether the latest RTT sample is above the floor by `remb_doubt_rtt_s`."""
         floor, latest = self._rtt_floor.floor, self._rtt_floor.latest
@@ -720,10 +748,12 @@ class DownlinkEstimator:
             return False
         implied = (self._delivered_bps - remb_link) / remb_link * elapsed
         rise = latest - floor
+        near = remb_link >= self._delivered_bps * policy.remb_stall_share
+        queue_rise = self.held_rtt_rise() if near else rise
         return (
             implied >= policy.remb_queue_min_s
             and rise < implied * policy.remb_queue_share
-            and rise < policy.remb_queue_rtt_max_s
+            and queue_rise < policy.remb_queue_rtt_max_s
         )
 
     def _remb_or_initial(self, now: float) -> float:

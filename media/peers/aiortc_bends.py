@@ -39,7 +39,11 @@ used anywhere else). What changes:
 6. Client receivers: aiortc maps RTP timestamps to start at zero; `tap_client_receiver` keeps
    them as sent, records when each timestamp's last packet arrived (for latency), and routes
    RTX by SSRC (aiortc routes it by payload type, ambiguous with several video m-lines);
-   `stop_remote_bitrate_estimate` spares a load-test client aiortc's costliest receive step.
+   `stop_remote_bitrate_estimate` spares a load-test client aiortc's costliest receive step,
+   and `hold_remb_while` keeps one whose process was starved from reporting the stall as
+   the link; `receive_raw` and `rtcp_sender` let the lean load-test receiver
+   (bench/lean_receiver.py) count decrypted packets and send its own reports without
+   aiortc's receive path at all.
 7. Codecs: `h264_nal_units` splits H.264 the way aiortc's packetizer does, so the client can
    name a frame by the bytes a receiver reassembles.
 """
@@ -65,6 +69,7 @@ from aiortc.codecs import is_rtx
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import MediaStreamTrack
+from aiortc.rate import RemoteBitrateEstimator
 from aiortc.rtcdtlstransport import RTCDtlsTransport, State
 from aiortc.rtcrtpparameters import (
     RTCRtpCodecParameters,
@@ -218,6 +223,36 @@ def stop_remote_bitrate_estimate(receiver: RTCRtpReceiver) -> None:
     and on a relay it reads event-loop queueing as congestion (see the module docstring).
     """
     receiver._RTCRtpReceiver__remote_bitrate_estimator = None  # type: ignore[attr-defined]
+
+
+def hold_remb_while(receiver: RTCRtpReceiver, stalled: Callable[[], bool]) -> None:
+    """Send none of this receiver's REMBs while `stalled()` is true, and give it a fresh
+    estimator when that ends (a load-test client whose own event loop was starved).
+
+    Wraps `RTCRtpReceiver._send_rtcp` and replaces `__remote_bitrate_estimator`: aiortc
+    computes its delay-based REMB from the times its event loop handled each packet, so in a
+    process starved of CPU for 100-600 ms (a load generator on a shared machine) the backlog
+    read as a queue on the link, the REMB fell to 0.6-0.8 of what it received, stayed there
+    while the estimator climbed back, and the relay stepped healthy subscribers down. A
+    browser estimates on its network thread, which a busy page does not stall.
+    """
+    original = receiver._send_rtcp
+    held = [False]
+
+    async def send_rtcp(packet: AnyRtcpPacket) -> None:
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            if stalled():
+                held[0] = True
+                return
+            if held[0]:  # the estimator's history is the stall's: start again
+                held[0] = False
+                receiver._RTCRtpReceiver__remote_bitrate_estimator = (  # type: ignore[attr-defined]
+                    RemoteBitrateEstimator()
+                )
+                return
+        await original(packet)
+
+    receiver._send_rtcp = send_rtcp  # type: ignore[method-assign]
 
 
 def tap_relay_receiver(receiver: RTCRtpReceiver) -> EncodedFrameSink:
@@ -892,6 +927,87 @@ def tap_client_receiver(
     receiver._handle_rtp_packet = handle_rtp_packet  # type: ignore[method-assign]
     receiver.receive = receive  # type: ignore[method-assign]
     return sink
+
+
+def receive_raw(
+    dtls: RTCDtlsTransport, on_rtp: Callable[[bytes], None], on_rtcp: Callable[[bytes], None],
+    receive_buffer: int | None = None,
+) -> bool:
+    """A lean load-test receiver: decrypted RTP and RTCP datagrams go straight to `on_rtp` and
+    `on_rtcp` in the socket callback; aiortc's receivers (jitter buffer, NACK generator,
+    statistics, decoders) never see them. STUN and DTLS still take aiortc's path. False if
+    not installed (not connected, not plain UDP, or already installed). `receive_buffer`:
+    the socket's SO_RCVBUF in bytes (the kernel caps it at net.core.rmem_max), so a load
+    generator the machine starves for a moment drops nothing.
+
+    The same internals as `receive_directly` (`RTCDtlsTransport._state` and `_rx_srtp`, the
+    nominated pair's `StunProtocol.datagram_received`): aiortc has no way to hand over
+    decrypted packets without its receive path.
+    """
+    if dtls._state != State.CONNECTED or dtls._rx_srtp is None:
+        return False
+    nominated = _nominated_protocol(dtls)
+    protocol = nominated[0] if nominated is not None else None
+    if not isinstance(protocol, StunProtocol) or getattr(protocol, "_tongxin_direct", False):
+        return False
+    protocol._tongxin_direct = True  # type: ignore[attr-defined]
+    if receive_buffer is not None:
+        sock = protocol.transport.get_extra_info("socket") if protocol.transport else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    original = protocol.datagram_received
+    unprotect = dtls._rx_srtp.unprotect
+    unprotect_rtcp = dtls._rx_srtp.unprotect_rtcp
+
+    def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:
+        if len(data) > 1 and 127 < data[0] < 192:
+            try:
+                if 191 < data[1] < 209:
+                    on_rtcp(unprotect_rtcp(data))
+                else:
+                    on_rtp(unprotect(data))
+            except pylibsrtp.Error:
+                pass
+            return
+        original(data, addr)
+
+    protocol.datagram_received = datagram_received  # type: ignore[assignment]
+    return True
+
+
+def rtcp_sender(dtls: RTCDtlsTransport) -> Callable[[bytes], None] | None:
+    """A function that SRTCP-protects one (compound) RTCP packet and writes it to the UDP
+    socket, for a receiver that builds its own reports (`receive_raw`). None while the
+    transport is not connected; through anything but plain UDP it falls back to aiortc's
+    `RTCDtlsTransport._send_rtp` (which protects RTCP as RTCP).
+
+    Reads what `datagram_sender` reads (`_state`, `_tx_srtp`, the nominated pair, `_sock`):
+    aiortc sends RTCP only from its own receivers and senders.
+    """
+    if dtls._state != State.CONNECTED or dtls._tx_srtp is None:
+        return None
+    nominated = _nominated_protocol(dtls)
+    if nominated is None:
+        return None
+    protocol, addr = nominated
+    protect_rtcp = dtls._tx_srtp.protect_rtcp
+    sock = getattr(getattr(protocol, "transport", None), "_sock", None)
+    if type(protocol).send_data is StunProtocol.send_data and isinstance(sock, socket.socket):
+        sendto = sock.sendto
+
+        def send(data: bytes) -> None:
+            try:
+                sendto(protect_rtcp(data), addr)
+            except (OSError, pylibsrtp.Error):
+                pass
+
+        return send
+
+    def send_slow(data: bytes) -> None:
+        _spawn(_send_quietly(dtls, data))
+
+    return send_slow
 
 
 # --- 7. codecs -------------------------------------------------------------------------------

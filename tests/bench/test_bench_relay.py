@@ -23,7 +23,8 @@ async def test_the_benchmark_reports_its_figures() -> None:
         "subscribers", "delivered_pct", "cpu_ms_per_subscriber_second", "subscribers_per_core",
         "baseline_cpu_ms_per_subscriber_second", "baseline_subscribers_per_core", "ratio",
         "latency_p95_ms", "rss_mb_per_subscriber", "adaptation", "video_delivered_pct_min",
-        "video_delivered_pct_by_subscriber", "rungs_final", "stepped_down",
+        "video_delivered_pct_by_subscriber", "rungs_final", "stepped_down", "loadgen_stalls",
+        "other_threads_cpu_ms_per_subscriber_second", "publisher",
     ):
         assert key in result, key
     assert result["subscribers"] == 2

@@ -52,6 +52,7 @@ from aiortc.rtp import (
     RtcpRtpfbPacket,
     RtcpSrPacket,
     RtpPacket,
+    pack_remb_fci,
     unpack_remb_fci,
 )
 from pylibsrtp import Policy, Session
@@ -69,6 +70,7 @@ from media.peers.aiortc_bends import (
     datagram_sender,
     h264_nal_units,
     has_decoder_thread,
+    hold_remb_while,
     install_sink_decoder_threads,
     lean_protect,
     nack_per_ssrc,
@@ -143,6 +145,11 @@ BEND_INTERNALS: dict[str, tuple[Callable[[Objects], list[str]], frozenset[str]]]
         lambda o: has(o.receiver, "_RTCRtpReceiver__remote_bitrate_estimator")
         + calls(RTCRtpReceiver._handle_rtp_packet, "self.__remote_bitrate_estimator is not None"),
         frozenset({"_RTCRtpReceiver__remote_bitrate_estimator"}),
+    ),
+    "hold_remb_while": (
+        lambda o: has(o.receiver, "_send_rtcp", "_RTCRtpReceiver__remote_bitrate_estimator")
+        + calls(RTCRtpReceiver._handle_rtp_packet, "await self._send_rtcp(rtcp_packet)"),
+        frozenset({"_send_rtcp", "_RTCRtpReceiver__remote_bitrate_estimator"}),
     ),
     "tap_relay_receiver": (
         lambda o: has(o.receiver, *RECEIVER_PRIVATES, "_RTCRtpReceiver__jitter_buffer")
@@ -220,6 +227,19 @@ BEND_INTERNALS: dict[str, tuple[Callable[[Objects], list[str]], frozenset[str]]]
         lambda o: has(o.dtls, "_state", "_rx_srtp", "_handle_rtp_data", "_handle_rtcp_data")
         + has(aioice.ice.StunProtocol, "datagram_received"),
         frozenset({"_rx_srtp", "_handle_rtcp_data"}),
+    ),
+    "receive_raw": (
+        lambda o: has(o.dtls, "_state", "_rx_srtp", "transport")
+        + has(o.dtls.transport, "_connection")
+        + has(o.connection, "_nominated")
+        + has(aioice.ice.StunProtocol, "datagram_received"),
+        frozenset({"_rx_srtp", "_connection", "_nominated"}),
+    ),
+    "rtcp_sender": (
+        lambda o: has(o.dtls, "_state", "_tx_srtp", "_send_rtp", "transport")
+        + has(o.session, "protect_rtcp")
+        + calls(aioice.ice.StunProtocol.send_data, "self.transport.sendto("),
+        frozenset({"_tx_srtp", "_send_rtp", "_sock"}),
     ),
     "bind_host_candidates": (
         lambda o: has(o.connection, "_local_candidates_start", "_local_candidates",
@@ -389,6 +409,29 @@ async def test_stop_remote_bitrate_estimate(objects: Objects) -> None:
     assert receiver._RTCRtpReceiver__remote_bitrate_estimator is not None  # type: ignore[attr-defined]
     stop_remote_bitrate_estimate(receiver)
     assert receiver._RTCRtpReceiver__remote_bitrate_estimator is None  # type: ignore[attr-defined]
+
+
+async def test_a_held_receiver_sends_no_remb_then_estimates_afresh(objects: Objects) -> None:
+    receiver = objects.receiver
+    sent: list[object] = []
+
+    async def record(packet: object) -> None:
+        sent.append(packet)
+
+    receiver._send_rtcp = record  # type: ignore[method-assign]
+    stalled = [True]
+    hold_remb_while(receiver, lambda: stalled[0])
+    remb = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=pack_remb_fci(1000, [2]))
+    pli = RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=2)
+    before = receiver._RTCRtpReceiver__remote_bitrate_estimator  # type: ignore[attr-defined]
+    await receiver._send_rtcp(remb)
+    await receiver._send_rtcp(pli)
+    assert sent == [pli], "held: no REMB, other RTCP as usual"
+    stalled[0] = False
+    await receiver._send_rtcp(remb)  # the first after the hold: dropped, estimator replaced
+    assert receiver._RTCRtpReceiver__remote_bitrate_estimator is not before  # type: ignore[attr-defined]
+    await receiver._send_rtcp(remb)
+    assert sent == [pli, remb]
 
 
 async def test_send_remb_needs_an_rtcp_ssrc(objects: Objects) -> None:
