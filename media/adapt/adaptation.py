@@ -60,7 +60,7 @@ from media.adapt.rung import (
     RungReason,
     padding_probe_passed,
 )
-from media.adapt.spatial import apply_layer, ladder_rates, simulcast_costs
+from media.adapt.spatial import apply_layer, below_top_layer, ladder_rates, simulcast_costs
 from media.adapt.ticker import Ticker
 from media.adapt.transcode import low_rendition, offers_low
 from media.forward.forwarder import PACKET_OVERHEAD, InboundTrack, OutboundStream
@@ -399,8 +399,9 @@ class DownlinkAdaptation:
         for stream in streams:
             if stream.track is None:
                 continue
-            packets = stream.packets + stream.retransmitted
-            total = stream.octets + stream.retransmitted_octets + packets * PACKET_OVERHEAD
+            packets = stream.packets + stream.retransmitted + stream.probe_packets
+            total = (stream.octets + stream.retransmitted_octets + stream.probe_octets
+                     + packets * PACKET_OVERHEAD)
             headers = packets * PACKET_OVERHEAD
             before, before_headers = self._counted.get(stream, (0, 0))
             sent += total - before
@@ -542,7 +543,7 @@ class DownlinkAdaptation:
             return ProbeStep(self.probe, ProbeVerdict.IDLE)
         # no padding probe under a data budget (`media.adapt.data_saver`: data spent on nothing)
         saving = self.data_saver is not None and self.data_saver.active
-        can_pad = bool(paused_tracks(previous)) and not saving
+        can_pad = (bool(paused_tracks(previous)) or self._climbing()) and not saving
         if not can_pad and not self.probe.running:
             # nothing to carry padding, nothing to judge: `probe_step` would stay idle (the
             # usual tick, on a link that carries every video)
@@ -601,7 +602,9 @@ class DownlinkAdaptation:
     ) -> bool:
         """Padding on each video stream the allocation pauses: its reports and the REMB keep
         coming while the video is off (`OutboundStream.send_padding`); on the first of them,
-        a padding probe's `pad_bps` as well. Whether that was sent (a stream was paused)."""
+        a padding probe's `pad_bps` as well, or, with none paused, on the RTX stream beside a
+        simulcast layer below its top (`OutboundStream.send_rtx_padding`). Whether the probe's
+        padding was sent."""
         stamp = abs_send_time(time.time())
         for item in allocation.tracks:
             if item.decision is not None and item.decision.video_paused:
@@ -611,7 +614,20 @@ class DownlinkAdaptation:
                     count = math.ceil(pad_bps * self._interval_s / 8 / PROBE_PACKET_COST)
                     stream.send_padding(count, PROBE_PADDING_BYTES, stamp)
                     pad_bps = 0.0
+        if pad_bps > 0:  # no paused stream: beside a simulcast layer below its top (RTX)
+            count = math.ceil(pad_bps * self._interval_s / 8 / PROBE_PACKET_COST)
+            for stream in by_id.values():
+                if below_top_layer(stream) and stream.send_rtx_padding(
+                    count, PROBE_PADDING_BYTES, stamp
+                ):
+                    pad_bps = 0.0
+                    break
         return pad_bps == 0.0
+
+    def _climbing(self) -> bool:
+        """Some video stream could carry a padding probe beside its video: a simulcast layer
+        below its top (`spatial.below_top_layer`)."""
+        return any(below_top_layer(s) for s in self._streams() if s.kind == "video")
 
     def start(self) -> None:
         """Tick every `interval_s` until `stop` (idempotent)."""

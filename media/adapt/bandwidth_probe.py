@@ -16,11 +16,13 @@ padding on a link that could not carry it (no video was at stake), and the next 
 twice as long.
 
 When: the allocation wants more than the estimate gives, a video stream is paused (the padding
-needs one), no rung probe runs, the loss is low (or its reading stale) and the RTT is at its
-floor (no queue: a dip's queue keeps probes off until it drains). Where to: what the link
-carried lately (the most that got through over the last minute), or `estimate_factor` times
-the estimate if more, never more than everything wanted with the margin a rung needs to be in
-reach.
+needs one) or a simulcast subscriber is on a layer below the top (the padding then goes on the
+RTX stream beside its video: what it is sent keeps the estimate near the small layer's rate, so
+without a probe it would never reach the next layer's cost), no rung probe runs, the loss is
+low (or its reading stale) and the RTT is at its floor (no queue: a dip's queue keeps probes
+off until it drains). Where to: what the link carried lately (the most that got through over
+the last minute), or `estimate_factor` times the estimate if more, never more than everything
+wanted with the margin a rung needs to be in reach.
 
 `probe_step` is the pure decision, one call a tick with the clock passed in.
 """

@@ -75,6 +75,23 @@ def start_layer(track: InboundTrack) -> InboundTrack | None:
     return track.spatial_layers[0] if track.spatial_layers else None
 
 
+def below_top_layer(stream: OutboundStream) -> bool:
+    """Whether `stream` forwards (or is switching to) a layer of a simulcast track below the
+    highest one on its ladder (flowing, or paused at the publisher with its held rates), with
+    RTX to carry a padding probe beside it: a subscriber that started on the lowest layer (or
+    stepped down) climbs by probing, since what it is sent keeps its receiver's REMB and the
+    loss bound within twice the small layer's rate, far below the next layer's cost."""
+    track = stream.track
+    if track is None or not track.spatial_layers or stream.paused or stream.rtx_pt is None:
+        return False
+    ids = flowing(layer_totals(track))
+    current = stream.pending if stream.pending is not None else stream.source
+    for index, layer in enumerate(track.spatial_layers):
+        if layer is current:
+            return bool(ids) and index < ids[-1]
+    return False
+
+
 def layer_for(decision: RungDecision, totals: Sequence[float]) -> int:
     """The layer (index, lowest first) a decision stands for, given each layer's measured
     rate: see the module's table. With one layer flowing, that one; with none measured yet

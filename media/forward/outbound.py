@@ -96,6 +96,9 @@ class OutboundStream:
         self.nacks = 0
         self.retransmitted = 0
         self.retransmitted_octets = 0
+        self.probe_packets = 0
+        """Padding-only packets sent on the RTX stream beside the video (`send_rtx_padding`)."""
+        self.probe_octets = 0
         """Payload bytes of the retransmissions (not in `octets`, which the sender reports
         give for the media SSRC alone), for what the downlink is sent."""
         self.keyframe_requests = 0
@@ -374,6 +377,25 @@ class OutboundStream:
             self.writer.write(pt, continuity.seqmap.take(), ts, self.ssrc, body, PADDING_BIT)
             self.packets += 1
             self.octets += len(padding)
+
+    def send_rtx_padding(self, count: int, size: int, abs_time: int) -> bool:
+        """While forwarding, send `count` padding-only packets of `size` padding bytes (1..255)
+        on the RTX stream, beside the video, as libwebrtc pads its probes: a bandwidth probe
+        that puts no picture at stake and no sequence number into the video's (a receiver
+        drops an RTX packet without a payload once its link estimate has counted it). Whether
+        they were sent: not while paused (`send_padding` pads the stream itself), nor without
+        RTX or before the first packet."""
+        rtx_pt, ts = self.rtx_pt, self.continuity.last_ts
+        if self.paused or rtx_pt is None or ts is None:
+            return False
+        body = extension_tail(self.variant, abs_time, None) + padding_payload(size)
+        write = self.writer.write
+        for _ in range(count):
+            write(rtx_pt, self.rtx_seq, ts, self.rtx_ssrc, body, PADDING_BIT)
+            self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
+        self.probe_packets += count
+        self.probe_octets += count * size
+        return True
 
     # -- feedback from the subscriber ----------------------------------------------------------
 
