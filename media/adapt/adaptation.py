@@ -543,7 +543,8 @@ class DownlinkAdaptation:
             return ProbeStep(self.probe, ProbeVerdict.IDLE)
         # no padding probe under a data budget (`media.adapt.data_saver`: data spent on nothing)
         saving = self.data_saver is not None and self.data_saver.active
-        can_pad = (bool(paused_tracks(previous)) or self._climbing()) and not saving
+        climbing = self._climbing()
+        can_pad = (bool(paused_tracks(previous)) or climbing) and not saving
         if not can_pad and not self.probe.running:
             # nothing to carry padding, nothing to judge: `probe_step` would stay idle (the
             # usual tick, on a link that carries every video)
@@ -568,6 +569,7 @@ class DownlinkAdaptation:
             wanted_bps=wanted,
             can_pad=can_pad,
             busy=previous.rung_probe_running or previous.resuming,
+            climbing=climbing and not paused_tracks(previous),
         )
         step = probe_step(self.probe, inputs, now)
         self.probe = step.state

@@ -89,6 +89,9 @@ class RungCosts:
     low_bps: float | None = None
     """Bitrate of the shared low rendition (`LOW_RUNG_NOMINAL_BPS` until it runs), or None when
     this track has none (a screen share: slides must stay legible, so it only drops frames)."""
+    low_forwarded: bool = False
+    """The `low` rung is a layer the publisher sends (a simulcast track's lowest,
+    `media.adapt.spatial`), forwarded at no server CPU, not a transcoded rendition."""
 
     @classmethod
     def single_layer(cls, full_bps: float, low_bps: float | None = None) -> RungCosts:
@@ -282,10 +285,13 @@ def best_fitting(ladder: tuple[RungChoice, ...], costs: RungCosts, budget_bps: f
     return len(ladder) - 1
 
 
-def cheapest_forwarded(ladder: tuple[RungChoice, ...]) -> int:
-    """Index in `ladder` of the cheapest rung forwarded from the publisher (neither the
-    transcoded `low` nor `audio_only`)."""
-    forwarded = [i for i, c in enumerate(ladder) if c.rung in (Rung.FULL, Rung.REDUCED_FPS)]
+def cheapest_forwarded(ladder: tuple[RungChoice, ...], low_forwarded: bool = False) -> int:
+    """Index in `ladder` of the cheapest rung forwarded from the publisher (neither a
+    transcoded `low` nor `audio_only`; a simulcast track's `low` is its lowest layer, so it
+    counts when `low_forwarded`)."""
+    kept = (Rung.FULL, Rung.REDUCED_FPS, Rung.LOW) if low_forwarded else (
+        Rung.FULL, Rung.REDUCED_FPS)
+    forwarded = [i for i, c in enumerate(ladder) if c.rung in kept]
     return forwarded[-1] if forwarded else len(ladder) - 1
 
 
@@ -330,10 +336,21 @@ def decide(
     low rendition's first keyframe, so a weak link loses nothing to it: its first receiver
     report, a second later, decides."""
     ladder = available.ladder()
+    if (
+        previous is not None
+        and available.low_forwarded
+        and previous.reason is RungReason.START
+        and previous.cost_bps <= 0.0
+        and available.full_bps > 0.0
+    ):
+        # a simulcast start decided before any layer was measured: decide it now they are
+        # (held as `full` for `guess_hold_s`, it sent a 500 kbit/s classroom the 1.5 Mbit/s
+        # top layer of a teacher with transport-cc, and 74% of it was lost)
+        previous = None
     if previous is None:
         index = best_fitting(ladder, available, estimate_bps * policy.headroom)
         if guessed:
-            index = min(index, cheapest_forwarded(ladder))
+            index = min(index, cheapest_forwarded(ladder, available.low_forwarded))
         return RungDecision(
             choice=ladder[index],
             reason=RungReason.START,

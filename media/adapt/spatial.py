@@ -53,7 +53,7 @@ def simulcast_costs(layer_rates: Sequence[Rates]) -> RungCosts:
     steps = [totals[ids[1]]]
     for below, above in itertools.pairwise(ids[1:]):
         steps.append(max(totals[above] - totals[below], MIN_STEP_BPS))
-    return RungCosts(tuple(steps), totals[ids[0]])
+    return RungCosts(tuple(steps), totals[ids[0]], low_forwarded=True)
 
 
 def temporal_costs(rates: Rates) -> RungCosts:

@@ -43,18 +43,18 @@ OFF = (0.0, 0.0, 0.0, 0.0)
     ("layers", "costs"),
     [
         # three layers: full = 720p, reduced_fps(1) = 360p, low = 180p
-        ((Q, H, F), RungCosts((400_000.0, 1_000_000.0), 120_000.0)),
+        ((Q, H, F), RungCosts((400_000.0, 1_000_000.0), 120_000.0, low_forwarded=True)),
         # two layers: full = 360p, low = 180p
-        ((Q, H), RungCosts((400_000.0,), 120_000.0)),
+        ((Q, H), RungCosts((400_000.0,), 120_000.0, low_forwarded=True)),
         # the browser stopped the top layer (its uplink): the ladder is what flows
-        ((Q, H, OFF), RungCosts((400_000.0,), 120_000.0)),
-        ((OFF, H, F), RungCosts((1_400_000.0,), 400_000.0)),
+        ((Q, H, OFF), RungCosts((400_000.0,), 120_000.0, low_forwarded=True)),
+        ((OFF, H, F), RungCosts((1_400_000.0,), 400_000.0, low_forwarded=True)),
         # one layer flows: its temporal layers, and no low rung
         ((Q, OFF, OFF), RungCosts((60_000.0, 30_000.0, 30_000.0))),
         # nothing measured yet
         ((OFF, OFF, OFF), RungCosts((0.0,))),
         # rates measured a window apart never make a higher layer cheaper
-        ((Q, F, H), RungCosts((1_400_000.0, 1.0), 120_000.0)),
+        ((Q, F, H), RungCosts((1_400_000.0, 1.0), 120_000.0, low_forwarded=True)),
     ],
 )
 def test_simulcast_costs(
@@ -141,6 +141,22 @@ async def test_a_new_subscriber_starts_on_the_lowest_layer_and_asks_it_for_a_key
     assert stream.track is layers.top and stream.source is layers.tracks[0]
     assert stream in layers.tracks[0].streams and stream not in layers.top.streams
     assert layers.plis == [1]  # the lowest layer's SSRC, not the top's
+
+
+@pytest.mark.parametrize(
+    ("estimate", "rung"),
+    [(400_000.0, Rung.LOW), (700_000.0, Rung.REDUCED_FPS), (3_000_000.0, Rung.FULL)],
+)
+def test_a_start_made_before_the_layers_were_measured_is_made_again_once_they_are(
+    estimate: float, rung: Rung
+) -> None:
+    first = decide(estimate, 0.0, 0.0, simulcast_costs((OFF, OFF, OFF)), None, 0.0, guessed=True)
+    assert first.rung is Rung.FULL and first.cost_bps == 0.0  # nothing to go by yet
+    # half a second later the layers are measured, the estimate is still the guess: not held
+    # on the top layer for the guess's hold, but started again on the layer the guess fits
+    # (a simulcast `low` is a forwarded layer, so the guess may start there)
+    again = decide(estimate, 0.0, 0.0, simulcast_costs((Q, H, F)), first, 0.5, guessed=True)
+    assert again.rung is rung and again.reason is RungReason.START
 
 
 async def test_a_simulcast_camera_has_no_transcoded_low_rung() -> None:
