@@ -62,12 +62,13 @@ class ProbePolicy:
     wanted_margin: float = 1.25
     """... but never more than everything wanted times this (a rung is in reach at its cost
     times 1 + `RungPolicy.up_margin`)."""
-    climb_factor: float = 1.6
+    climb_factor: float = 2.0
     """Beside a simulcast layer below the top (`ProbeInputs.climbing`) on a link whose loss is
     below `climb_loss_max`, a probe aims at this times the estimate instead: the next layer
-    costs several times the current one (180p 150k, 360p 1.5 Mbit/s), and climbing there 25%
-    a probe took a 2 Mbit/s classroom 15 s of 180p; at 1.6 it is three probes..."""
-    climb_loss_max: float = 0.02
+    costs several times the current one (180p 150k, 360p 1.5 Mbit/s); climbing there 25% a
+    probe would take a 2 Mbit/s classroom seven probes, 1.6 times took four (11 s of 180p),
+    twice takes three..."""
+    climb_loss_max: float = 0.025
     """... see `climb_factor`: on a lossier (village) link probes keep `estimate_factor`, as a
     probe that overflows it costs its audio."""
     min_gain: float = 1.25
