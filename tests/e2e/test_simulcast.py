@@ -247,10 +247,6 @@ async def test_dynacast_pauses_the_layers_a_lone_capped_classroom_does_not_watch
         assert watched.errors == []
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "climbing back from the 180p layer on a freed link depends on the receiver's REMB, which "
-    "Chromium keeps near 1.5x what it receives: 360p (~300-400k) is then beyond both the up "
-    "margin and the rung probe's room (passed 1 of 2 runs; docs/media.md, dynacast limits)"))
 @pytest.mark.timeout(600)
 async def test_lifting_the_cap_brings_the_paused_layers_back(
     browser: Browser, tongxin_node: TongxinNode
