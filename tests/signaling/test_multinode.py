@@ -7,49 +7,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from broker.demo import DemoLinks, load_demo
-from broker.redis_store import RedisStore
-from client.clip import ClipTrack, load_clip
 from client.participant import RemoteParticipant
 from client.ws import SignalingClient
-from media.service import MediaService
-from signaling.app import create_app
-from signaling.config import ServeConfig
-from signaling.placement import Placement
-from signaling.services import Services
-from tests.helpers.stores import unique_prefix
+from tests.helpers.cluster import Node, NodeStarter, clip_tracks
 from tests.helpers.waiting import wait_until
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.redis]
-
-
-@dataclass
-class Node:
-    name: str
-    base_url: str
-    store: RedisStore
-    services: Services
-    media: MediaService
-    placement: Placement
-    server: Any
-    alive: bool = True
-
-    async def kill(self) -> None:
-        """Die without a goodbye: the registration and room keys are left to expire."""
-        if not self.alive:
-            return
-        self.alive = False
-        await self.placement.stop(graceful=False)
-        await self.server.close()
-        await self.services.stop()
-        await self.media.stop()
-        await self.store.close()
 
 
 NodeFactory = Callable[[str], Awaitable[Node]]
@@ -57,31 +25,11 @@ NodeFactory = Callable[[str], Awaitable[Node]]
 
 @pytest.fixture
 async def start_node(redis_url: str, aiohttp_server, tmp_path) -> AsyncIterator[NodeFactory]:
-    prefix = unique_prefix()
-    nodes: list[Node] = []
-
-    async def start(name: str) -> Node:
-        store = RedisStore(redis_url, prefix=prefix)
-        config = ServeConfig(media_workers=0, demo=False, data_dir=tmp_path,
-                             rate_limit_per_minute=100_000)
-        media = MediaService(workers=0)
-        await media.start()
-        services = Services(config, store, media)
-        await services.start()  # no TONGXIN_TOKEN_SECRET: adopts the key shared in Redis
-        placement = Placement(store, name, "http://unset")
-        server = await aiohttp_server(create_app(config, store, media=media, services=services,
-                                                 placement=placement))
-        placement.url = str(server.make_url("")).rstrip("/")
-        await placement.start()
-        node = Node(name, placement.url, store, services, media, placement, server)
-        nodes.append(node)
-        return node
-
+    starter = NodeStarter(redis_url, aiohttp_server, tmp_path)
     try:
-        yield start
+        yield starter.start
     finally:
-        for node in nodes:
-            await node.kill()
+        await starter.kill_all()
 
 
 async def two_nodes(start_node: NodeFactory) -> tuple[Node, Node, DemoLinks]:
@@ -90,10 +38,6 @@ async def two_nodes(start_node: NodeFactory) -> tuple[Node, Node, DemoLinks]:
     s = a.services
     demo = await load_demo(s.directory, s.classes, s.consults, s.tokens, s.clock())
     return a, b, demo
-
-
-def clip_tracks() -> dict[str, ClipTrack]:
-    return {"mic": ClipTrack(load_clip("opus")), "camera": ClipTrack(load_clip("vp8"))}
 
 
 async def test_a_consult_requested_on_one_node_is_claimed_once_by_doctors_racing_on_two(

@@ -12,50 +12,18 @@ import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import pytest
 
 from broker.demo import DemoLinks, load_demo
-from broker.redis_store import RedisStore
-from client.clip import ClipTrack, load_clip
 from client.participant import RemoteParticipant
 from client.ws import SignalingClient
-from media.service import MediaService
-from signaling.app import create_app
 from signaling.appkeys import HUB
-from signaling.config import ServeConfig
-from signaling.node import trunk_secret
-from signaling.placement import Placement
-from signaling.services import Services
 from signaling.serving import serve_prefix
-from tests.helpers.stores import unique_prefix
+from tests.helpers.cluster import Node, NodeStarter, clip_tracks
 from tests.helpers.waiting import wait_until
 
 pytestmark = [pytest.mark.timeout(150), pytest.mark.redis]
-
-
-@dataclass
-class Node:
-    name: str
-    base_url: str
-    store: RedisStore
-    services: Services
-    media: MediaService
-    placement: Placement
-    server: Any
-    alive: bool = True
-
-    async def kill(self) -> None:
-        """Die without a goodbye: registration, room and serving keys are left to expire."""
-        if not self.alive:
-            return
-        self.alive = False
-        await self.placement.stop(graceful=False)
-        await self.server.close()
-        await self.services.stop()
-        await self.media.stop()
-        await self.store.close()
 
 
 NodeFactory = Callable[..., Awaitable[Node]]
@@ -64,39 +32,16 @@ NodeFactory = Callable[..., Awaitable[Node]]
 @pytest.fixture
 async def start_node(redis_url: str, aiohttp_server, tmp_path) -> AsyncIterator[NodeFactory]:
     """Start a node with a media role; its classes span to edges at once (span_after 0)."""
-    prefix = unique_prefix()
-    nodes: list[Node] = []
+    starter = NodeStarter(redis_url, aiohttp_server, tmp_path)
 
     async def start(name: str, role: str, region: str | None = None,
                     workers: int = 0) -> Node:
-        store = RedisStore(redis_url, prefix=prefix)
-        config = ServeConfig(media_workers=workers, demo=False, data_dir=tmp_path / name,
-                             rate_limit_per_minute=100_000, media_role=role, region=region,
-                             span_after=0)
-        # the trunk is sealed with the secret the nodes share through Redis, as `serve` does
-        media = MediaService(workers=workers, node_id=name,
-                             trunk_secret=await trunk_secret(config, store))
-        await media.start()
-        services = Services(config, store, media)
-        await services.start()
-        placement = Placement(store, name, "http://unset", role=role, region=region)
-        server = await aiohttp_server(create_app(config, store, media=media, services=services,
-                                                 placement=placement))
-        placement.url = str(server.make_url("")).rstrip("/")
-        await placement.start()
-        node = Node(name, placement.url, store, services, media, placement, server)
-        nodes.append(node)
-        return node
+        return await starter.start(name, role, region, workers, span_after=0)
 
     try:
         yield start
     finally:
-        for node in nodes:
-            await node.kill()
-
-
-def clip_tracks() -> dict[str, ClipTrack]:
-    return {"mic": ClipTrack(load_clip("opus")), "camera": ClipTrack(load_clip("vp8"))}
+        await starter.kill_all()
 
 
 @dataclass
