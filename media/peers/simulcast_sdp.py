@@ -38,7 +38,7 @@ class SimulcastOffer:
     """Header extension id of `sdes:mid`, if offered."""
 
 
-def _sections(sdp: str) -> list[list[str]]:
+def sdp_sections(sdp: str) -> list[list[str]]:
     """The SDP's lines split at each `m=` line (the session part first)."""
     sections: list[list[str]] = [[]]
     for line in sdp.splitlines():
@@ -65,7 +65,7 @@ def simulcast_offer(sdp: str) -> dict[str, SimulcastOffer]:
     """mid -> what that m-section sends as simulcast, for each m-section that offers at least
     two RIDs and the `rtp-stream-id` header extension."""
     found: dict[str, SimulcastOffer] = {}
-    for section in _sections(sdp)[1:]:
+    for section in sdp_sections(sdp)[1:]:
         mid = None
         rids: tuple[str, ...] = ()
         ids: dict[str, int] = {}
@@ -92,7 +92,7 @@ def answer_simulcast(answer: str, offers: dict[str, SimulcastOffer]) -> str:
         return answer
     eol = "\r\n" if "\r\n" in answer else "\n"
     out: list[str] = []
-    for section in _sections(answer):
+    for section in sdp_sections(answer):
         mid = next((line[6:].strip() for line in section if line.startswith("a=mid:")), None)
         offer = offers.get(mid) if mid is not None else None
         rejected = bool(section) and section[0].startswith("m=") and section[0].split()[1] == "0"

@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from media.peers.simulcast_sdp import sdp_sections
 from media.rtp.twcc import TRANSPORT_CC_URI
 
 _EXTMAP = re.compile(r"^a=extmap:(\d+)(?:/\w+)? (\S+)")
@@ -36,15 +37,6 @@ class TransportCcOffer:
     """Payload types offered with `a=rtcp-fb:<pt> transport-cc`."""
 
 
-def _sections(sdp: str) -> list[list[str]]:
-    sections: list[list[str]] = [[]]
-    for line in sdp.splitlines():
-        if line.startswith("m="):
-            sections.append([])
-        sections[-1].append(line)
-    return sections
-
-
 def _mid(section: list[str]) -> str | None:
     return next((line[6:].strip() for line in section if line.startswith("a=mid:")), None)
 
@@ -53,7 +45,7 @@ def transport_cc_offer(sdp: str) -> dict[str, TransportCcOffer]:
     """mid -> what that m-section offers, for each audio/video m-section with the
     transport-wide sequence number extension."""
     found: dict[str, TransportCcOffer] = {}
-    for section in _sections(sdp)[1:]:
+    for section in sdp_sections(sdp)[1:]:
         if not section[0].startswith(("m=audio", "m=video")):
             continue
         ext_id: int | None = None
@@ -85,7 +77,7 @@ def answer_transport_cc(answer: str, offers: dict[str, TransportCcOffer]) -> str
         return answer
     eol = "\r\n" if "\r\n" in answer else "\n"
     out: list[str] = []
-    for section in _sections(answer):
+    for section in sdp_sections(answer):
         mid = _mid(section)
         offer = offers.get(mid) if mid is not None else None
         head = section[0].split() if section and section[0].startswith("m=") else []
