@@ -85,7 +85,8 @@ def make_placement(config: ServeConfig, store: Store, media: MediaBackend | None
     if store.name != "redis" or media is None:
         return None
     return Placement(store, node_id or new_node_id(), config.placement_url,
-                     role=config.media_role, region=config.region)
+                     role=config.media_role, region=config.region,
+                     span_after=config.span_after)
 
 
 def _ssl_context(config: ServeConfig) -> ssl.SSLContext | None:

@@ -56,6 +56,9 @@ class NodeLoad(msgspec.Struct, frozen=True):
     """Its media role: `origin`, `edge` or `any` (signaling/spanning.py)."""
     region: str | None = None
     """Its region (a directory region path or name), when configured."""
+    span_after: int | None = None
+    """Its `span_after` setting (signaling/spanning.py): a room's origin's value is the one
+    every node applies to that room (None: a node from before the setting)."""
 
 
 def node_key(node_id: str) -> str:
@@ -85,13 +88,14 @@ class Placement:
 
     def __init__(self, store: Store, node_id: str, url: str,
                  load: LoadSource | None = None, *, role: str = "any",
-                 region: str | None = None) -> None:
+                 region: str | None = None, span_after: int | None = None) -> None:
         self.store = store
         self.node_id = node_id
         self.url = url.rstrip("/")
         self.load: LoadSource = load or (lambda: (0, 0))
         self.role = role
         self.region = region
+        self.span_after = span_after
         self.held: set[str] = set()
         self.on_beat: BeatHook | None = None
         """Run after each heartbeat (the serving registry refreshes itself there)."""
@@ -102,7 +106,7 @@ class Placement:
     def me(self) -> NodeLoad:
         rooms, participants = self.load()
         return NodeLoad(self.node_id, self.url, max(rooms, len(self.held)), participants,
-                        role=self.role, region=self.region)
+                        role=self.role, region=self.region, span_after=self.span_after)
 
     async def start(self) -> None:
         await self._register()

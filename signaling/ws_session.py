@@ -133,15 +133,19 @@ class SessionFlow:
             if node.id == seat:
                 return node
         load = await serving.participants_on(session_id, origin.id)
-        config = self.services.config
-        if not spans(kind, identity.role, load, config.span_after):
+        # the origin's threshold, so that nodes configured differently agree (each applying
+        # its own, an origin at 0 and an edge at 100 sent a viewer back and forth 300 times)
+        span_after = origin.span_after
+        if span_after is None:
+            span_after = self.services.config.span_after
+        if not spans(kind, identity.role, load, span_after):
             return origin
         region: tuple[str, ...] = ()
         if identity.role in SITE_ROLES:
             site = await self.services.directory.find_site(pid)
             region = tuple(site.region) if site is not None else ()
         return choose_serving_node([*nodes, placement.me], origin, identity.role, region, load,
-                                   config.span_after, kind=kind, here=placement.node_id)
+                                   span_after, kind=kind, here=placement.node_id)
 
     async def enter_consult(self, conn: Connection, consult_id: str, *,
                             fresh: bool = True) -> None:

@@ -69,7 +69,8 @@ class NodeStarter:
         await media.start()
         services = Services(config, store, media)
         await services.start()
-        placement = Placement(store, name, "http://unset", role=role, region=region)
+        placement = Placement(store, name, "http://unset", role=role, region=region,
+                              span_after=config.span_after)
         server = await self.aiohttp_server(create_app(config, store, media=media,
                                                       services=services, placement=placement))
         placement.url = str(server.make_url("")).rstrip("/")

@@ -35,8 +35,8 @@ async def start_node(redis_url: str, aiohttp_server, tmp_path) -> AsyncIterator[
     starter = NodeStarter(redis_url, aiohttp_server, tmp_path)
 
     async def start(name: str, role: str, region: str | None = None,
-                    workers: int = 0) -> Node:
-        return await starter.start(name, role, region, workers, span_after=0)
+                    workers: int = 0, span_after: int = 0) -> Node:
+        return await starter.start(name, role, region, workers, span_after=span_after)
 
     try:
         yield start
@@ -173,6 +173,28 @@ async def test_a_classroom_joining_through_the_origin_is_sent_to_the_edge_of_its
         await classroom.signaling.expect("session", timeout=15)
         assert classroom.signaling.base_url == near.base_url and classroom.moves == 1
         assert served_by(near) == {classroom.id}
+    finally:
+        await teacher.close()
+        await classroom.close()
+
+
+async def test_nodes_configured_with_different_span_after_follow_the_origins(start_node):
+    # the origin spans at once; the edge, left at the default, would keep 100 on the origin:
+    # each applying its own, they sent a classroom back and forth (300 moves in 8 s)
+    origin = await start_node("origin", "origin", span_after=0)
+    edge = await start_node("edge-1", "edge", span_after=100)
+    s = origin.services
+    demo = await load_demo(s.directory, s.classes, s.consults, s.tokens, s.clock())
+    teacher = RemoteParticipant(origin.base_url)
+    classroom = RemoteParticipant(edge.base_url)  # its link reaches the edge first
+    try:
+        await teacher.join_token(demo.host_token)
+        await teacher.signaling.expect("session")
+        await classroom.join_token(next(iter(demo.classroom_tokens.values())))
+        await classroom.signaling.expect("session", timeout=15)
+        assert classroom.signaling.base_url == edge.base_url and classroom.moves == 0
+        assert served_by(edge) == {classroom.id}
+        assert (await origin.placement.node("edge-1")).span_after == 100  # registered
     finally:
         await teacher.close()
         await classroom.close()
