@@ -95,39 +95,21 @@ export function cameraLayerCount(mode, captureHeight, linkKbps) {
 }
 
 /**
- * The bitrate ceiling a direct call's encoder gives a camera picture of this height (16:9), as
- * libwebrtc's defaults by pixel count: up to 320x240 600 kbit/s, 640x480 1.7 Mbit/s,
- * 960x540 2 Mbit/s, above 2.5 Mbit/s.
- */
-export function directCallBitrate(height) {
-  const pixels = (height * height * 16) / 9;
-  if (pixels <= 320 * 240) return 600_000;
-  if (pixels <= 640 * 480) return 1_700_000;
-  if (pixels <= 960 * 540) return 2_000_000;
-  return 2_500_000;
-}
-
-/**
  * The send encodings of a simulcast camera: the lowest `count` layers, each scaled down from
- * the capture height, lowest first; `layered` adds VP8 temporal layers to each. The top layer
- * is the picture the best links get: it may use what a direct call would give its resolution
- * (`directCallBitrate`, within the `full` camera's ceiling), so a 360p camera's top layer is
- * not held at the 500 kbit/s a 360p layer under a 720p one has.
+ * the capture height, lowest first; `layered` adds VP8 temporal layers to each. Each layer
+ * keeps its own ceiling, also when it is the top one (a 360p camera's 360p layer: 500 kbit/s):
+ * with its top at what a direct call gives 360p (1.7 Mbit/s), every classroom link between
+ * 300 kbit/s and 1.7 Mbit/s got the 180p layer (the weak-link sweep, December 2026), where
+ * 500k serves 360p from about 700 kbit/s.
  */
 export function cameraEncodings(count, captureHeight, layered) {
   const height = captureHeight || 360;
-  const top = Math.min(count, CAMERA_LAYERS.length) - 1;
-  return CAMERA_LAYERS.slice(0, count).map((layer, index) => {
-    const scale = Math.max(1, height / layer.height);
-    const ceiling = index === top
-      ? Math.max(layer.maxBitrate,
-        Math.min(directCallBitrate(height / scale), MODE_PROFILES.full.camera.maxBitrate))
-      : layer.maxBitrate;
+  return CAMERA_LAYERS.slice(0, count).map((layer) => {
     const encoding = {
       rid: layer.rid,
       active: true,
-      scaleResolutionDownBy: scale,
-      maxBitrate: ceiling,
+      scaleResolutionDownBy: Math.max(1, height / layer.height),
+      maxBitrate: layer.maxBitrate,
       maxFramerate: 30,
     };
     if (layered) encoding.scalabilityMode = 'L1T3';

@@ -5,7 +5,7 @@ import { chooseLanguage, format } from '/static/js/i18n.js';
 import { linkQuality, linkReport, snapshot } from '/static/js/linkstats.js';
 import { median, suggestMode } from '/static/js/netcheck.js';
 import {
-  cameraEncodings, cameraLayerCount, directCallBitrate, preferCodec, sendEncoding, sendsCamera,
+  cameraEncodings, cameraLayerCount, preferCodec, sendEncoding, sendsCamera,
 } from '/static/js/codecs.js';
 import { reconnectDelay, redirectSocketUrl, retryUrl, SignalingChannel, socketUrl }
   from '/static/js/signaling.js';
@@ -124,12 +124,8 @@ table('cameraEncodings: lowest first, scaled from the capture', (count, height, 
   cameraEncodings(count, height, layered).map((e) =>
     [e.rid, e.scaleResolutionDownBy, e.maxBitrate, e.scalabilityMode || null]), [
   [[3, 720, true], [['q', 4, 150000, 'L1T3'], ['h', 2, 500000, 'L1T3'], ['f', 1, 1700000, 'L1T3']]],
-  [[2, 720, false], [['q', 4, 150000, null], ['h', 2, 1700000, null]]],
-  [[2, 360, true], [['q', 2, 150000, 'L1T3'], ['h', 1, 1700000, 'L1T3']]],
-  [[1, 180, true], [['q', 1, 600000, 'L1T3']]],
-]);
-table('directCallBitrate: libwebrtc\'s default ceiling by picture size', directCallBitrate, [
-  [[180], 600000], [[360], 1700000], [[540], 2000000], [[720], 2500000],
+  [[2, 720, false], [['q', 4, 150000, null], ['h', 2, 500000, null]]],
+  [[2, 360, true], [['q', 2, 150000, 'L1T3'], ['h', 1, 500000, 'L1T3']]],
 ]);
 table('sendsCamera', sendsCamera, [[['full'], true], [['low'], true], [['audio_only'], false]]);
 table('reconnectDelay', reconnectDelay, [[[0], 500], [[1], 1000], [[3], 4000], [[10], 4000]]);
