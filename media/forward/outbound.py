@@ -96,11 +96,12 @@ class OutboundStream:
         self.nacks = 0
         self.retransmitted = 0
         self.retransmitted_octets = 0
+        """Payload bytes of the retransmissions (not in `octets`, which the sender reports
+        give for the media SSRC alone), for what the downlink is sent."""
         self.probe_packets = 0
         """Padding-only packets sent on the RTX stream beside the video (`send_rtx_padding`)."""
         self.probe_octets = 0
-        """Payload bytes of the retransmissions (not in `octets`, which the sender reports
-        give for the media SSRC alone), for what the downlink is sent."""
+        """Their padding bytes (not in `octets` either), for what the downlink is sent."""
         self.keyframe_requests = 0
 
     def __repr__(self) -> str:
