@@ -65,9 +65,9 @@ class ProbePolicy:
     climb_factor: float = 2.0
     """Beside a simulcast layer below the top (`ProbeInputs.climbing`) on a link whose loss is
     below `climb_loss_max`, a probe aims at this times the estimate instead: the next layer
-    costs several times the current one (180p 150k, 360p 1.5 Mbit/s); climbing there 25% a
-    probe would take a 2 Mbit/s classroom seven probes, 1.6 times took four (11 s of 180p),
-    twice takes three..."""
+    costs several times the current one (180p 150k, 360p 500k, 720p 1.7 Mbit/s); climbing to
+    a 1.5 Mbit/s layer 25% a probe would take a 2 Mbit/s classroom seven probes, 1.6 times
+    took four (11 s of 180p), twice takes three..."""
     climb_loss_max: float = 0.025
     """... see `climb_factor`: on a lossier (village) link probes keep `estimate_factor`, as a
     probe that overflows it costs its audio."""
