@@ -790,13 +790,9 @@ def receive_directly(
     and replaces the pair's `StunProtocol.datagram_received`: aioice offers no hook between
     the socket and its queue.
     """
-    if dtls._state != State.CONNECTED or dtls._rx_srtp is None:
+    protocol = _claim_receiving_socket(dtls)
+    if protocol is None:
         return False
-    nominated = _nominated_protocol(dtls)
-    protocol = nominated[0] if nominated is not None else None
-    if not isinstance(protocol, StunProtocol) or getattr(protocol, "_tongxin_direct", False):
-        return False
-    protocol._tongxin_direct = True  # type: ignore[attr-defined]
     original = protocol.datagram_received
     unprotect = dtls._rx_srtp.unprotect
     unprotect_rtcp = dtls._rx_srtp.unprotect_rtcp
@@ -828,6 +824,20 @@ def receive_directly(
 
     protocol.datagram_received = datagram_received  # type: ignore[assignment]
     return True
+
+
+def _claim_receiving_socket(dtls: RTCDtlsTransport) -> StunProtocol | None:
+    """The connected transport's nominated plain-UDP `StunProtocol`, marked as taken, for
+    `receive_directly` or `receive_raw` to replace its `datagram_received`; None while not
+    connected (`_state`, `_rx_srtp`), through anything but plain UDP, or once taken."""
+    if dtls._state != State.CONNECTED or dtls._rx_srtp is None:
+        return None
+    nominated = _nominated_protocol(dtls)
+    protocol = nominated[0] if nominated is not None else None
+    if not isinstance(protocol, StunProtocol) or getattr(protocol, "_tongxin_direct", False):
+        return None
+    protocol._tongxin_direct = True  # type: ignore[attr-defined]
+    return protocol
 
 
 def transport_of(pc: RTCPeerConnection) -> RTCDtlsTransport | None:
@@ -944,13 +954,9 @@ def receive_raw(
     nominated pair's `StunProtocol.datagram_received`): aiortc has no way to hand over
     decrypted packets without its receive path.
     """
-    if dtls._state != State.CONNECTED or dtls._rx_srtp is None:
+    protocol = _claim_receiving_socket(dtls)
+    if protocol is None:
         return False
-    nominated = _nominated_protocol(dtls)
-    protocol = nominated[0] if nominated is not None else None
-    if not isinstance(protocol, StunProtocol) or getattr(protocol, "_tongxin_direct", False):
-        return False
-    protocol._tongxin_direct = True  # type: ignore[attr-defined]
     if receive_buffer is not None:
         sock = protocol.transport.get_extra_info("socket") if protocol.transport else None
         if sock is not None:
