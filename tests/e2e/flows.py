@@ -28,6 +28,11 @@ async def wait_role_page(page: Page) -> str:
     return str(await wait_for(home, within=JOIN_TIMEOUT, what="the role's page"))
 
 
+def main_video(participant: str) -> str:
+    """The selector of a participant's video in a page's main tiles."""
+    return f'.tile-main video[data-participant="{participant}"]'
+
+
 async def participant_id(page: Page) -> str:
     async def pid() -> str | None:
         return await page.evaluate(

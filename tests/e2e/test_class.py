@@ -8,7 +8,7 @@ import pytest
 from playwright.async_api import Browser
 
 from tests.e2e.browser import screenshot, wait_audio_from, wait_for, wait_video_playing
-from tests.e2e.flows import join, participant_id
+from tests.e2e.flows import join, main_video, participant_id
 from tests.e2e.node import TongxinNode
 
 pytestmark = [
@@ -32,7 +32,7 @@ async def test_class_teacher_and_two_classrooms_see_and_hear_each_other(
         await wait_audio_from(teacher.page, pid)
     # Both classrooms see and hear the teacher on the stage.
     for room in (room1, room2):
-        await wait_video_playing(room.page, f'.tile-main video[data-participant="{teacher_id}"]')
+        await wait_video_playing(room.page, main_video(teacher_id))
         await wait_audio_from(room.page, teacher_id)
 
     # Calling on classroom 2: classroom 1 sees and hears it.

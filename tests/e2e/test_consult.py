@@ -8,7 +8,7 @@ import pytest
 from playwright.async_api import Browser
 
 from tests.e2e.browser import screenshot, wait_audio_from, wait_for, wait_video_playing
-from tests.e2e.flows import join, participant_id
+from tests.e2e.flows import join, main_video, participant_id
 from tests.e2e.node import TongxinNode
 
 pytestmark = [
@@ -47,8 +47,8 @@ async def test_consult_from_request_to_outcome(browser: Browser, tongxin_node: T
 
     clinic_id = await participant_id(cpage)
     doctor_id = await participant_id(dpage)
-    await wait_video_playing(dpage, f'.tile-main video[data-participant="{clinic_id}"]')
-    await wait_video_playing(cpage, f'.tile-main video[data-participant="{doctor_id}"]')
+    await wait_video_playing(dpage, main_video(clinic_id))
+    await wait_video_playing(cpage, main_video(doctor_id))
     await wait_audio_from(dpage, clinic_id)
     await wait_audio_from(cpage, doctor_id)
 

@@ -7,7 +7,7 @@ import pytest
 from playwright.async_api import Browser
 
 from tests.e2e.browser import screenshot, wait_video_playing
-from tests.e2e.flows import join, participant_id, wait_role_page
+from tests.e2e.flows import join, main_video, participant_id, wait_role_page
 from tests.e2e.node import TongxinNode
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(240)]
@@ -19,7 +19,7 @@ async def test_a_classroom_sets_a_data_budget_and_sees_the_mb_used(
     teacher = await join(browser, tongxin_node.link("教师"), locale="en-US")
     room = await join(browser, tongxin_node.link("教学点 1 "), locale="en-US")
     teacher_id = await participant_id(teacher.page)
-    await wait_video_playing(room.page, f'.tile-main video[data-participant="{teacher_id}"]')
+    await wait_video_playing(room.page, main_video(teacher_id))
     usage = room.page.get_by_test_id("data-usage")
     await usage.filter(has_text="MB used").wait_for(timeout=30_000)
 

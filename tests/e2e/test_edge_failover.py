@@ -12,7 +12,7 @@ import pytest
 from playwright.async_api import Browser
 
 from tests.e2e.browser import require_chromium, wait_for, wait_video_playing
-from tests.e2e.flows import join, participant_id
+from tests.e2e.flows import join, main_video, participant_id
 from tests.signaling.test_spanning_nodes import start_node  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.redis, pytest.mark.slow,
@@ -40,7 +40,7 @@ async def test_a_classroom_page_moves_to_the_live_edge_when_its_edge_dies(
     classroom = await join(browser, f"{origin.base_url}/join/{demo.classroom_tokens[room]}",
                            locale="en-US")
     page = classroom.page
-    teacher_video = f'.tile-main video[data-participant="{teacher_id}"]'
+    teacher_video = main_video(teacher_id)
 
     async def channel_url() -> str:
         return str(await page.evaluate("() => window.tongxin.channel.url"))

@@ -12,7 +12,7 @@ import pytest
 from playwright.async_api import Browser, Page
 
 from tests.e2e.browser import WatchedPage, screenshot, wait_for, wait_video_playing
-from tests.e2e.flows import join, participant_id
+from tests.e2e.flows import join, main_video, participant_id
 from tests.e2e.node import TongxinNode
 from tests.e2e.test_recordings_ui import PLAYER_STATE, press_play, wait_playing
 
@@ -53,7 +53,7 @@ async def test_a_recorded_class_is_processed_and_plays_in_both_renditions(
     room = await join(browser, tongxin_node.link("教学点 1 "), locale="zh-CN")
     tpage, rpage = teacher.page, room.page
     teacher_id = await participant_id(tpage)
-    await wait_video_playing(rpage, f'.tile-main video[data-participant="{teacher_id}"]')
+    await wait_video_playing(rpage, main_video(teacher_id))
 
     await tpage.get_by_role("button", name="Start recording").click()
     await tpage.locator("#rec-indicator").get_by_text("Recording").wait_for()
@@ -126,7 +126,7 @@ async def consult_in_progress(browser: Browser, node: TongxinNode, reason: str
     await item.get_by_role("button", name="Take").click()
     await item.get_by_role("button", name="Admit").click()
     clinic_id = await participant_id(cpage)
-    await wait_video_playing(dpage, f'.tile-main video[data-participant="{clinic_id}"]')
+    await wait_video_playing(dpage, main_video(clinic_id))
     return doctor, clinic
 
 

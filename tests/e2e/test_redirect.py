@@ -9,7 +9,7 @@ import pytest
 from playwright.async_api import Browser
 
 from tests.e2e.browser import require_chromium, wait_video_playing
-from tests.e2e.flows import join, participant_id
+from tests.e2e.flows import join, main_video, participant_id
 from tests.signaling.test_multinode import start_node, two_nodes  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.redis, pytest.mark.slow,
@@ -27,7 +27,7 @@ async def test_a_classroom_on_the_other_node_is_redirected_and_sees_the_teacher(
     classroom = await join(browser, f"{b.base_url}/join/{demo.classroom_tokens[room]}",
                            locale="en-US")
     cpage = classroom.page
-    await wait_video_playing(cpage, f'.tile-main video[data-participant="{teacher_id}"]',
+    await wait_video_playing(cpage, main_video(teacher_id),
                              within=60)
     url = await cpage.evaluate("() => window.tongxin.channel.url")
     assert url == a.base_url.replace("http://", "ws://") + "/ws"

@@ -13,7 +13,7 @@ import pytest
 from playwright.async_api import Browser, Page
 
 from tests.e2e.browser import WatchedPage, open_page, wait_for, wait_video_playing
-from tests.e2e.flows import join, participant_id, wait_role_page
+from tests.e2e.flows import join, main_video, participant_id, wait_role_page
 from tests.e2e.node import TongxinNode
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(240)]
@@ -68,7 +68,7 @@ async def test_teacher_publishes_three_layers_and_a_classroom_gets_720p(
     teacher = await join(browser, tongxin_node.link("教师"))
     room1 = await join(browser, tongxin_node.link("教学点 1 "))
     teacher_id = await participant_id(teacher.page)
-    await wait_video_playing(room1.page, f'.tile-main video[data-participant="{teacher_id}"]',
+    await wait_video_playing(room1.page, main_video(teacher_id),
                              within=LOADED)
 
     async def three_layers() -> list[dict[str, Any]] | None:
@@ -171,7 +171,7 @@ async def test_a_capped_classroom_gets_the_low_layer_and_a_clean_one_the_high_on
     capped = await join_capped(browser, tongxin_node.link("教学点 2 "))
     teacher_id = await participant_id(teacher.page)
     for room in (clean, capped):
-        await wait_video_playing(room.page, f'.tile-main video[data-participant="{teacher_id}"]',
+        await wait_video_playing(room.page, main_video(teacher_id),
                                  within=LOADED)
     hd = lambda h: h >= 720  # noqa: E731
     low = lambda h: 0 < h <= 180  # noqa: E731
@@ -220,7 +220,7 @@ async def test_dynacast_pauses_the_layers_a_lone_capped_classroom_does_not_watch
     teacher = await join(browser, tongxin_node.link("教师"))
     capped = await join_capped(browser, tongxin_node.link("教学点 2 "))
     teacher_id = await participant_id(teacher.page)
-    await wait_video_playing(capped.page, f'.tile-main video[data-participant="{teacher_id}"]',
+    await wait_video_playing(capped.page, main_video(teacher_id),
                              within=LOADED)
     try:
         layers = await wait_for(
@@ -256,7 +256,7 @@ async def test_lifting_the_cap_brings_the_paused_layers_back(
     teacher = await join(browser, tongxin_node.link("教师"))
     capped = await join_capped(browser, tongxin_node.link("教学点 2 "))
     teacher_id = await participant_id(teacher.page)
-    await wait_video_playing(capped.page, f'.tile-main video[data-participant="{teacher_id}"]',
+    await wait_video_playing(capped.page, main_video(teacher_id),
                              within=LOADED)
     await wait_for(lambda: _layers_if(teacher.page, {"q": True, "h": False, "f": False}),
                    within=LOADED, what="the teacher sending only 180p")

@@ -10,7 +10,7 @@ from playwright.async_api import Browser, Page
 
 from media.rtp.twcc import TRANSPORT_CC_URI
 from tests.e2e.browser import wait_for, wait_video_playing
-from tests.e2e.flows import join, participant_id
+from tests.e2e.flows import join, main_video, participant_id
 from tests.e2e.node import TongxinNode
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(300)]
@@ -49,7 +49,7 @@ async def test_a_chromium_publisher_gets_transport_cc_feedback(
     teacher = await join(browser, tongxin_node.link("教师"))
     room = await join(browser, tongxin_node.link("教学点 1 "))
     teacher_id = await participant_id(teacher.page)
-    await wait_video_playing(room.page, f'.tile-main video[data-participant="{teacher_id}"]',
+    await wait_video_playing(room.page, main_video(teacher_id),
                              within=LOADED)
 
     state = await wait_for(lambda: publisher(teacher.page), within=LOADED, what="an answer")
