@@ -3,13 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from client.clip import ClipTrack, load_clip
 from client.peer import FrameLog, PeerClient
 from media.service import MediaService
+
+
+@contextlib.asynccontextmanager
+async def running_relay(
+    *args: Any, **kwargs: Any
+) -> AsyncIterator[tuple[MediaService, RelayHarness]]:
+    """A started `MediaService(*args, **kwargs)` and a `RelayHarness` on it, both closed
+    when the block ends."""
+    service = MediaService(*args, **kwargs)
+    await service.start()
+    relay = RelayHarness(service)
+    try:
+        yield service, relay
+    finally:
+        await relay.close()
+        await service.stop()
 
 
 class RelayHarness:

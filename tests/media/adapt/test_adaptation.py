@@ -43,11 +43,10 @@ from media.adapt.rung import LOW_RUNG_NOMINAL_BPS, Rung, RungCosts
 from media.forward.forwarder import PACKET_OVERHEAD, DatagramSink, InboundTrack, OutboundStream
 from media.rtp.header import URI_ABS_SEND_TIME, URI_MID, ExtensionLayout
 from media.rtp.rtcp_feedback import ReportBlock
-from media.service import MediaService
 from media.workers.pool import summed_rungs
 from signaling.metrics import create_metrics
 from signaling.ws_session import SessionFlow
-from tests.media.relay_harness import RelayHarness, wait_until
+from tests.media.relay_harness import running_relay, wait_until
 
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
 SUB_VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=100)
@@ -459,10 +458,7 @@ def test_signaling_turns_link_samples_into_histograms_and_tells_no_client() -> N
 
 @pytest.mark.timeout(120)
 async def test_with_adaptation_off_nothing_is_decided_and_everything_goes_in_full() -> None:
-    service = MediaService(0, adaptation=False)
-    await service.start()
-    relay = RelayHarness(service)
-    try:
+    async with running_relay(0, adaptation=False) as (service, relay):
         await service.open_room("class-1", "class")
         teacher = await relay.join("class-1", "t", "teacher")
         classroom = await relay.join("class-1", "a", "assistant")
@@ -475,9 +471,6 @@ async def test_with_adaptation_off_nothing_is_decided_and_everything_goes_in_ful
         assert stream.source is stream.track and not stream.paused and stream.target_tid == 2
         assert not [e for _, _, e in relay.events if e["type"] in ("link", "link_stats")]
         assert (await service.health())["rungs"] == {}
-    finally:
-        await relay.close()
-        await service.stop()
 
 
 async def test_a_padding_probe_finds_a_link_that_came_back_while_the_remb_stays_low() -> None:

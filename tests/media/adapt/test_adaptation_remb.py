@@ -21,8 +21,7 @@ from media.adapt.publisher_cap import (
 )
 from media.adapt.rung import Rung
 from media.forward.forwarder import DatagramSink, InboundTrack, OutboundStream
-from media.service import MediaService
-from tests.media.relay_harness import RelayHarness, wait_until
+from tests.media.relay_harness import running_relay, wait_until
 
 FULL, REDUCED, LOW, AUDIO_ONLY = Rung.FULL, Rung.REDUCED_FPS, Rung.LOW, Rung.AUDIO_ONLY
 
@@ -120,10 +119,7 @@ async def test_a_track_crossing_the_trunk_is_not_capped_by_the_subscribers_seen_
 
 @pytest.mark.timeout(120)
 async def test_a_publisher_whose_only_subscriber_is_weak_gets_a_remb_cap_then_none() -> None:
-    service = MediaService(0)
-    await service.start()
-    relay = RelayHarness(service)
-    try:
+    async with running_relay(0) as (service, relay):
         await service.open_room("class-1", "class")
         log = FrameLog(keep_order=False)
         teacher = await relay.join("class-1", "t", "teacher", log)
@@ -154,6 +150,3 @@ async def test_a_publisher_whose_only_subscriber_is_weak_gets_a_remb_cap_then_no
         link(10_000_000, 0.0)  # strong again: the cap is lifted
         await wait_until(lambda: rembs[-1] == 20_000_000, what="the cap lifted")
         assert relay.errors == []
-    finally:
-        await relay.close()
-        await service.stop()

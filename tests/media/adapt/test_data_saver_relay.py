@@ -13,8 +13,7 @@ from client.peer import FrameLog, PeerClient
 from media.adapt.data_budget import MB
 from media.errors import MediaUserError
 from media.peers.aiortc_bends import _nominated_protocol, transport_of
-from media.service import MediaService
-from tests.media.relay_harness import RelayHarness, clip_tracks, wait_until
+from tests.media.relay_harness import clip_tracks, running_relay, wait_until
 
 IP_UDP_BYTES = 28
 """What each datagram costs below DTLS (IPv4 and UDP headers): the data plan pays for it."""
@@ -45,10 +44,7 @@ async def test_a_small_budget_keeps_a_classroom_under_it_while_another_gets_full
     """40 MB/h (89 kbit/s) is less than the low rung with audio: the classroom with that
     budget gets audio only (its audio goes on), what it receives stays under the budget, and
     a classroom beside it without one gets the teacher's video in full."""
-    service = MediaService(0)
-    await service.start()
-    relay = RelayHarness(service)
-    try:
+    async with running_relay(0) as (service, relay):
         await service.open_room("class-1", "class")
         teacher = await relay.join("class-1", "t", "teacher")
         saver = await relay.join("class-1", "a", "assistant")
@@ -103,6 +99,3 @@ async def test_a_small_budget_keeps_a_classroom_under_it_while_another_gets_full
             await service.set_data_budget("class-1", "a", 3)
         await service.set_data_budget("class-1", "a", None)
         assert data.budget_mb_h is None
-    finally:
-        await relay.close()
-        await service.stop()

@@ -323,13 +323,9 @@ async def test_the_relay_tells_the_publisher_which_layers_to_send() -> None:
     one; the middle one, watched by nobody, is paused after `PAUSE_AFTER_S`: a `layers`
     event to the teacher, through the relay's event path."""
     from client.peer import FrameLog
-    from media.service import MediaService
-    from tests.media.relay_harness import RelayHarness, clip_tracks, wait_until
+    from tests.media.relay_harness import clip_tracks, running_relay, wait_until
 
-    service = MediaService(0)
-    await service.start()
-    relay = RelayHarness(service)
-    try:
+    async with running_relay(0) as (service, relay):
         await service.open_room("class-1", "class")
         teacher = await relay.join("class-1", "t", "teacher")
         room1 = await relay.join("class-1", "a", "assistant")
@@ -361,6 +357,3 @@ async def test_the_relay_tells_the_publisher_which_layers_to_send() -> None:
                                                                 active=["q", "f"])
         assert layers[1].held_rates == small["h"]
         camera.spatial_layers = ()  # the fake layers are not the uplink's to close
-    finally:
-        await relay.close()
-        await service.stop()

@@ -26,8 +26,7 @@ from media.adapt.transcode import (
 from media.forward.forwarder import DatagramSink, InboundTrack, OutboundStream
 from media.rtp import vp8
 from media.rtp.header import URI_ABS_SEND_TIME, URI_MID, ExtensionLayout
-from media.service import MediaService
-from tests.media.relay_harness import RelayHarness, wait_until
+from tests.media.relay_harness import running_relay, wait_until
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -328,10 +327,7 @@ def _link(bps: float, loss: float) -> LinkEstimate:
 
 
 async def test_a_weak_subscriber_receives_the_shared_low_rendition_while_others_get_full() -> None:
-    service = MediaService(0)
-    await service.start()
-    relay = RelayHarness(service)
-    try:
+    async with running_relay(0) as (service, relay):
         await service.open_room("class-1", "class")
         log = FrameLog(keep_order=False)
         teacher = await relay.join("class-1", "t", "teacher", log)
@@ -397,9 +393,6 @@ async def test_a_weak_subscriber_receives_the_shared_low_rendition_while_others_
         assert relay.errors == []
         events = [e for _, pid, e in relay.events if e["type"] == "link" and pid == "b"]
         assert [e["rung"] for e in events][-2:] == ["low", "full"]
-    finally:
-        await relay.close()
-        await service.stop()
 
 
 async def test_a_switch_waiting_for_a_keyframe_can_be_called_off_or_paused() -> None:

@@ -92,8 +92,7 @@ from media.peers.aiortc_bends import (
 from media.peers.codec_match import forwarded_codecs
 from media.peers.config import PeerConfig
 from media.rtp.twcc import TRANSPORT_CC_URI, TransportFeedback, encode_feedback
-from media.service import MediaService
-from tests.media.relay_harness import RelayHarness, clip_tracks, wait_until
+from tests.media.relay_harness import clip_tracks, running_relay, wait_until
 
 ROOT = Path(__file__).resolve().parents[3]
 PRODUCT = ("broker", "signaling", "media", "web", "client", "bench")
@@ -847,10 +846,7 @@ async def test_the_relay_forwards_without_decoding_or_encoding(
             return _orig(self, frame, force_keyframe)
 
         monkeypatch.setattr(encoder, "encode", counting)
-    service = MediaService(0)
-    await service.start()
-    relay = RelayHarness(service)
-    try:
+    async with running_relay(0) as (service, relay):
         await service.open_room("c", "consult")
         log = FrameLog()
         doctor = await relay.join("c", "doctor", "doctor", frame_log=log)
@@ -889,7 +885,4 @@ async def test_the_relay_forwards_without_decoding_or_encoding(
                 break
             await asyncio.sleep(0.1)
         assert await reported_packets() > 0
-    finally:
-        await relay.close()
-        await service.stop()
 

@@ -28,8 +28,7 @@ from media.recording.recorder import (
     read_manifest,
     vp8_dimensions,
 )
-from media.service import MediaService
-from tests.media.relay_harness import RelayHarness, wait_until
+from tests.media.relay_harness import RelayHarness, running_relay, wait_until
 
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
 H264 = RTCRtpCodecParameters(
@@ -247,10 +246,7 @@ def test_a_stalled_disk_drops_frames_up_to_a_keyframe_instead_of_blocking(
 async def test_a_worker_killed_mid_recording_leaves_a_playable_file(tmp_path: Path) -> None:
     video = load_clip("vp8", width=320, height=180, bitrate=300_000)
     audio = load_clip("opus")
-    service = MediaService(1)
-    await service.start()
-    relay = RelayHarness(service)
-    try:
+    async with running_relay(1) as (service, relay):
         log = FrameLog(keep_order=False)
         await service.open_room("class1", "class")
         teacher = await relay.join("class1", "teacher", "teacher", log)
@@ -307,6 +303,3 @@ async def test_a_worker_killed_mid_recording_leaves_a_playable_file(tmp_path: Pa
         assert stopped is not None and stopped["recording"] == "rec1"
         assert [t["file"] for t in stopped["tracks"][:2]] == [
             t["file"] for t in manifest["tracks"]], "the first files are still listed"
-    finally:
-        await relay.close()
-        await service.stop()

@@ -29,8 +29,7 @@ from media.rtp.red import (
     red_payload_type,
     red_wanted,
 )
-from media.service import MediaService
-from tests.media.relay_harness import RelayHarness, wait_until
+from tests.media.relay_harness import running_relay, wait_until
 
 OPUS = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2, payloadType=111)
 SUB_OPUS = RTCRtpCodecParameters(
@@ -200,10 +199,7 @@ async def test_a_subscriber_gets_red_only_while_its_link_is_lossy_and_only_if_ne
 
 @pytest.mark.timeout(120)
 async def test_through_the_relay_a_subscriber_that_accepts_red_gets_it_only_when_lossy() -> None:
-    service = MediaService(0)
-    await service.start()
-    relay = RelayHarness(service)
-    try:
+    async with running_relay(0) as (service, relay):
         await service.open_room("class-1", "class")
         teacher = await relay.join("class-1", "t", "teacher")
         browser = await relay.join("class-1", "b", "assistant")
@@ -240,6 +236,3 @@ async def test_through_the_relay_a_subscriber_that_accepts_red_gets_it_only_when
             lambda: browser.track("t", "mic").frames >= frames + 20, what="plain audio again"
         )
         assert relay.errors == []
-    finally:
-        await relay.close()
-        await service.stop()

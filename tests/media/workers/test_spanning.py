@@ -10,9 +10,8 @@ import pytest
 
 from client.clip import ClipTrack, load_clip
 from client.peer import FrameLog
-from media.service import MediaService
 from media.workers.pool import place_participant
-from tests.media.relay_harness import RelayHarness, wait_until
+from tests.media.relay_harness import running_relay, wait_until
 
 
 @pytest.mark.parametrize(
@@ -43,10 +42,7 @@ def test_where_a_new_participant_goes(
 @pytest.mark.timeout(180)
 async def test_a_room_over_two_workers_reaches_every_subscriber() -> None:
     clip = load_clip("vp8", width=320, height=180, bitrate=300_000)
-    service = MediaService(2, span_after=1)
-    await service.start()
-    relay = RelayHarness(service)
-    try:
+    async with running_relay(2, span_after=1) as (service, relay):
         await service.open_room("big", "class")
         log = FrameLog(keep_order=False)
         teacher = await relay.join("big", "t", "teacher", log)
@@ -87,18 +83,12 @@ async def test_a_room_over_two_workers_reaches_every_subscriber() -> None:
         await wait_until(lambda: (far.participant_id, "camera") not in teacher.receiving(),
                          what="the far classroom gone from the teacher's offer")
         assert relay.errors == []
-    finally:
-        await relay.close()
-        await service.stop()
 
 
 @pytest.mark.timeout(180)
 async def test_losing_a_worker_the_room_spans_to_loses_only_its_participants() -> None:
     clip = load_clip("vp8", width=320, height=180, bitrate=300_000)
-    service = MediaService(2, span_after=1)
-    await service.start()
-    relay = RelayHarness(service)
-    try:
+    async with running_relay(2, span_after=1) as (service, relay):
         await service.open_room("big", "class")
         log = FrameLog(keep_order=False)
         teacher = await relay.join("big", "t", "teacher", log)
@@ -137,6 +127,3 @@ async def test_losing_a_worker_the_room_spans_to_loses_only_its_participants() -
                              what=f"{name} receiving again")
         health = await service.health()
         assert (health["rooms"], health["participants"]) == (1, 4)
-    finally:
-        await relay.close()
-        await service.stop()

@@ -10,9 +10,8 @@ import pytest
 
 from client.clip import ClipTrack, load_clip
 from client.peer import FrameLog
-from media.service import MediaService
 from media.workers.pool import choose_worker
-from tests.media.relay_harness import RelayHarness, wait_until
+from tests.media.relay_harness import running_relay, wait_until
 
 
 @pytest.mark.parametrize(
@@ -44,10 +43,7 @@ def light(log: FrameLog, source: str) -> ClipTrack:
 @pytest.mark.timeout(150)
 async def test_killing_a_worker_loses_only_its_rooms() -> None:
     load_clip("vp8", width=320, height=180, bitrate=300_000)  # cached before the clock starts
-    service = MediaService(2)
-    await service.start()
-    relay = RelayHarness(service)
-    try:
+    async with running_relay(2) as (service, relay):
         log = FrameLog(keep_order=False)
         clients = {}
         for room in ("r1", "r2"):
@@ -99,9 +95,6 @@ async def test_killing_a_worker_loses_only_its_rooms() -> None:
         await wait_until(lambda: clinic.track("doctor", "camera").frames >= 30,
                          what="frames in the re-placed room")
         assert relay.errors == []
-    finally:
-        await relay.close()
-        await service.stop()
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
