@@ -134,8 +134,20 @@ async def share_screen(page: Page) -> bool:
     return True
 
 
+INBOUND_ROW_JS = """(s) => ({
+  kind: s.kind, bytes: s.bytesReceived || 0, packets: s.packetsReceived || 0,
+  lost: s.packetsLost || 0, frames: s.framesDecoded || 0,
+  width: s.frameWidth || 0, height: s.frameHeight || 0,
+  freezes: s.freezeCount || 0, freeze_s: s.totalFreezesDuration || 0,
+  samples: s.totalSamplesReceived || 0, concealed: s.concealedSamples || 0,
+  silent: s.silentConcealedSamples || 0, events: s.concealmentEvents || 0,
+})"""
+"""One received track of a `getStats()` inbound-rtp entry, as both paths' samplers record it
+(`SAMPLER_JS` here, `bench.lab.direct.SAMPLER_JS`)."""
+
 SAMPLER_JS = """(publisher) => {
   if (window.__weaklink) return;
+  const inboundRow = """ + INBOUND_ROW_JS + """;
   const state = { samples: [], links: [], notices: [], errors: 0 };
   window.__weaklink = state;
   const channel = window.tongxin.channel;
@@ -154,14 +166,7 @@ SAMPLER_JS = """(publisher) => {
           if (s.type !== 'inbound-rtp') continue;
           const who = tracks[s.mid];
           if (!who || (publisher && who.participant !== publisher)) continue;
-          row.tracks[who.source] = {
-            kind: s.kind, bytes: s.bytesReceived || 0, packets: s.packetsReceived || 0,
-            lost: s.packetsLost || 0, frames: s.framesDecoded || 0,
-            width: s.frameWidth || 0, height: s.frameHeight || 0,
-            freezes: s.freezeCount || 0, freeze_s: s.totalFreezesDuration || 0,
-            samples: s.totalSamplesReceived || 0, concealed: s.concealedSamples || 0,
-            silent: s.silentConcealedSamples || 0, events: s.concealmentEvents || 0,
-          };
+          row.tracks[who.source] = inboundRow(s);
         }
       } catch (e) { state.errors += 1; }
     }

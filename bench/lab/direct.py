@@ -24,7 +24,7 @@ from typing import Any
 
 from playwright.async_api import Browser, BrowserContext, Page, Route
 
-from bench.lab.browser import JOIN_TIMEOUT_MS, SENDER_JS
+from bench.lab.browser import INBOUND_ROW_JS, JOIN_TIMEOUT_MS, SENDER_JS
 
 DIRECT_PATH = "/direct-call"
 """The page both browsers open on the lab's origin (fulfilled by Playwright)."""
@@ -93,6 +93,7 @@ TEACHER_ANSWERED_JS = """async (answer) => {
 
 SAMPLER_JS = """() => {
   if (window.__weaklink) return;
+  const inboundRow = """ + INBOUND_ROW_JS + """;
   const state = { samples: [], links: [], notices: [], errors: 0 };
   window.__weaklink = state;
   const sample = async () => {
@@ -106,15 +107,7 @@ SAMPLER_JS = """() => {
         for (const s of stats.values()) {
           if (s.type !== 'inbound-rtp') continue;
           const source = s.kind === 'video' ? 'camera' : 'mic';
-          row.tracks[source] = {
-            kind: s.kind, bytes: s.bytesReceived || 0, packets: s.packetsReceived || 0,
-            lost: s.packetsLost || 0, frames: s.framesDecoded || 0,
-            width: s.frameWidth || 0, height: s.frameHeight || 0,
-            freezes: s.freezeCount || 0, freeze_s: s.totalFreezesDuration || 0,
-            samples: s.totalSamplesReceived || 0, concealed: s.concealedSamples || 0,
-            silent: s.silentConcealedSamples || 0, events: s.concealmentEvents || 0,
-            codec: codecs[s.codecId] || '',
-          };
+          row.tracks[source] = { ...inboundRow(s), codec: codecs[s.codecId] || '' };
         }
       } catch (e) { state.errors += 1; }
     }
