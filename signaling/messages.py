@@ -257,10 +257,12 @@ class Link(ServerFrame, tag="link"):
 
 class Layers(ServerFrame, tag="layers"):
     """To a simulcast publisher (dynacast): send only these layers (RIDs) of this source,
-    pause the others."""
+    pause the others; and hold each layer named in `max_kbps` to that bitrate (kbit/s; the
+    others keep the page's own ceilings, and the page never goes above its own)."""
 
     source: str
     active: list[str] = msgspec.field(default_factory=list)
+    max_kbps: dict[str, float] = msgspec.field(default_factory=dict)
 
 
 class DataUsage(ServerFrame, tag="data"):

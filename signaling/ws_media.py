@@ -163,7 +163,16 @@ def media_event_frame(event: dict[str, Any]) -> m.ServerFrame | None:
         source, active = event.get("source"), event.get("active")
         if source not in ("camera", "screen") or not isinstance(active, list):
             return None
-        return m.Layers(source=source, active=[str(rid) for rid in active if isinstance(rid, str)])
+        ceilings = event.get("max_kbps")
+        return m.Layers(
+            source=source,
+            active=[str(rid) for rid in active if isinstance(rid, str)],
+            max_kbps={
+                rid: float(kbps)
+                for rid, kbps in (ceilings.items() if isinstance(ceilings, dict) else ())
+                if isinstance(rid, str) and _number(kbps) is not None and kbps > 0
+            },
+        )
     if kind == "data":
         return m.DataUsage(
             used_mb=_number(event.get("used_mb")) or 0.0,

@@ -498,6 +498,7 @@ class DownlinkAdaptation:
             decision = item.decision
             if decision is None:
                 continue
+            by_id[item.track_id].share_bps = item.share_bps
             apply_decision(by_id[item.track_id], decision)
             if decision.switched and switched is None:
                 switched = decision

@@ -52,9 +52,14 @@ AUDIO_ONLY_BPS = AUDIO_BPS + HEARTBEAT_BPS
 
 VIDEO_PAYLOAD_BYTES = 1100
 """Typical payload of a video packet (the forwarded header costs `PACKET_OVERHEAD` more)."""
-CAMERA_LAYER_BPS = (150_000, 500_000, 1_700_000)
-"""The page's simulcast camera layers in full mode, 180p, 360p and 720p (web/js/codecs.js
-`CAMERA_LAYERS`); a classroom receives one of them."""
+CAMERA_LAYER_BPS = (300_000, 500_000, 1_700_000)
+"""The ceilings of the page's simulcast camera layers in full mode, 180p, 360p and 720p
+(web/js/codecs.js `CAMERA_LAYERS`); a classroom receives one of them. Below a higher layer a
+browser gives 180p only its target, `LOW_LAYER_TARGET_BPS`; alone, when every classroom can
+take it, up to 300k (`media.adapt.dynacast.lowest_ceiling`)."""
+LOW_LAYER_TARGET_BPS = 150_000
+"""What a browser gives the 180p layer below a higher one (libwebrtc's target for 320x180),
+and about what the relay holds it at for a classroom on a small data budget."""
 CAMERA_FULL_BPS = CAMERA_LAYER_BPS[-1]
 """The page's camera encoding in full mode (web/js/codecs.js `MODE_PROFILES.full`): its top
 layer."""
@@ -162,7 +167,10 @@ def video_wire_bps(payload_bps: float) -> float:
 MODE_COSTS: dict[str, float] = {
     "full (720p layer)": AUDIO_BPS + video_wire_bps(CAMERA_LAYER_BPS[2]),
     "reduced_fps (360p layer)": AUDIO_BPS + video_wire_bps(CAMERA_LAYER_BPS[1]),
-    "low (180p layer)": AUDIO_BPS + video_wire_bps(CAMERA_LAYER_BPS[0]),
+    "low (180p layer)": AUDIO_BPS + video_wire_bps(LOW_LAYER_TARGET_BPS),
+    "low (180p layer alone, every classroom on it)": (
+        AUDIO_BPS + video_wire_bps(CAMERA_LAYER_BPS[0])
+    ),
     "low (transcoded, a one-layer camera)": AUDIO_BPS + video_wire_bps(LOW_BITRATE),
     "audio_only": AUDIO_ONLY_BPS,
     "audio_only, RED on (lossy link)": AUDIO_BPS * (1 + RED_EXTRA) + HEARTBEAT_BPS,

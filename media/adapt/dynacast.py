@@ -19,6 +19,23 @@ which layers are wanted and tells the publisher (a `layers` event, the page sets
   it: a subscriber whose rung wants a paused layer switches to it (`switch_source`, pending
   until that layer's keyframe), which makes it wanted, which resumes it; the switch completes
   at the first keyframe the resumed encoder sends.
+
+It also sets the bitrate ceiling of the highest layer sending (`top_ceiling`, pure;
+`max_kbps` in the same event). A browser gives a lower layer only its resolution's target
+(180p: 150k, 360p: 500k) and the highest active one everything up to its ceiling; fixed
+ceilings leave a hole either way: with the top at what a direct call gives (1.7 Mbit/s), a
+1 Mbit/s classroom cannot take it and gets 180p; with the top near the middle layer, a
+2 Mbit/s classroom gets a third of a direct call. So the highest active layer costs what its
+best-linked subscriber can take: a share of that subscriber's budget for the track
+(`OutboundStream.share_bps`, set by its adaptation), at least the layer below's rate doubled,
+never above the page's own ceiling. A watcher on that layer keeps it within its budget
+(`TOP_STAY_SHARE`); one below brings it into reach (`TOP_CLIMB_SHARE`, the rung's up margin),
+and its padding probes then aim at that cost, not beyond the link. The paused layer above it
+is held at what it would cost by the same rule (`_cap_held`), so a ladder can climb to it.
+The lowest layer is everyone's last step before audio only, so when it is the highest
+sending (every classroom watches 180p) its ceiling follows the weakest subscriber instead
+(`lowest_ceiling`, paused ones included): from 150k (what it has below another layer) up to
+the page's 300k (30 fps, where 150k drops to 21-25 fps on a noisy camera) when all can take it.
 """
 
 from __future__ import annotations
@@ -29,6 +46,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from media.adapt.spatial import held_or_last
 from media.adapt.ticker import Ticker
 from media.forward.forwarder import InboundTrack
 
@@ -45,6 +63,29 @@ WebSocket reconnect must not leave the page sending what the relay thinks it pau
 worse, paused what the relay asked back)."""
 TICK_S = 0.5
 """How often a publisher's layers are decided (as often as the subscribers' rungs)."""
+
+TOP_STAY_SHARE = 0.8
+"""The top layer may cost this share of the best budget among subscribers on it: a rung is
+kept while the budget covers its cost less `RungPolicy.shortfall_tolerance`, and a layer's
+measured rate runs above the encoder's target (RTP headers, keyframes)..."""
+TOP_CLIMB_SHARE = 0.72
+"""... and this share of the best budget among subscribers below it: a rung comes into reach
+at its cost times 1 + `RungPolicy.up_margin` (1.25), with a little to spare."""
+TOP_FLOOR_OVER_BELOW = 2.0
+"""The top layer's ceiling is never below the layer under it times this (a layer barely
+better than the one below is not worth its encoder)..."""
+TOP_FLOOR_MIN_BPS = 300_000.0
+"""... nor below this."""
+LOWEST_FLOOR_BPS = 150_000.0
+"""The lowest layer, when it is the highest sending, costs at least this (what a browser
+gives it below another layer: no worse for anyone than before its ceiling followed them)."""
+TOP_CEILING_MAX_BPS = 3_000_000.0
+"""Above this the page's own ceiling (1.7 Mbit/s) decides: no need to follow a loopback
+subscriber's estimate."""
+CEILING_STEP = 0.12
+"""A new ceiling is sent when it differs from the last one sent by this share..."""
+CEILING_EVERY_S = 1.0
+"""... at most this often (the encoder needs a second or two to settle on a new rate)."""
 
 Event = dict[str, Any]
 
@@ -125,13 +166,80 @@ def subscribed_layers(track: InboundTrack) -> list[int]:
     return found
 
 
-def layers_event(source: str, rids: Sequence[str], active: frozenset[int]) -> Event:
-    """The media event signaling turns into a `layers` frame to the publisher."""
+def top_ceiling(watchers: Iterable[tuple[bool, float]], below_bps: float) -> float | None:
+    """The bitrate ceiling of the highest layer sending, above the lowest, from its
+    subscribers' budgets: `watchers` holds, for each subscriber that receives the track,
+    whether it is on that layer and its budget for the track (bits per second); `below_bps` is
+    the measured rate of the layer under it. None: no budget known (the page's own ceiling)."""
+    reach = [
+        share * (TOP_STAY_SHARE if on_top else TOP_CLIMB_SHARE)
+        for on_top, share in watchers
+        if share > 0.0
+    ]
+    if not reach:
+        return None
+    floor = max(TOP_FLOOR_MIN_BPS, below_bps * TOP_FLOOR_OVER_BELOW)
+    return min(max(floor, max(reach)), TOP_CEILING_MAX_BPS)
+
+
+def lowest_ceiling(shares: Iterable[float]) -> float | None:
+    """The lowest layer's ceiling while it is the highest sending: what the weakest subscriber
+    (`shares`: each one's budget for the track, paused ones too) keeps within its budget, at
+    least `LOWEST_FLOOR_BPS`. None: no budget known."""
+    known = [share for share in shares if share > 0.0]
+    if not known:
+        return None
+    return min(max(LOWEST_FLOOR_BPS, min(known) * TOP_STAY_SHARE), TOP_CEILING_MAX_BPS)
+
+
+def ceiling_due(
+    sent: float | None, ceiling: float | None, sent_at: float | None, now: float
+) -> bool:
+    """Whether to tell the publisher `ceiling` when it was last told `sent` at `sent_at`: a
+    ceiling set or lifted at once, a change of `CEILING_STEP` or more at most every
+    `CEILING_EVERY_S`."""
+    if (sent is None) != (ceiling is None):
+        return True
+    if sent is None or ceiling is None or sent_at is None:
+        return False
+    return abs(ceiling - sent) >= CEILING_STEP * sent and now - sent_at >= CEILING_EVERY_S
+
+
+def layers_event(
+    source: str,
+    rids: Sequence[str],
+    active: frozenset[int],
+    ceilings: dict[int, float] | None = None,
+) -> Event:
+    """The media event signaling turns into a `layers` frame to the publisher: the active
+    RIDs and, per RID, a bitrate ceiling in kbit/s (`max_kbps`; a RID not named keeps the
+    page's own)."""
     return {
         "type": "layers",
         "source": source,
         "active": [rid for i, rid in enumerate(rids) if i in active],
+        "max_kbps": {
+            rids[i]: round(bps / 1000.0)
+            for i, bps in sorted((ceilings or {}).items())
+            if 0 <= i < len(rids)
+        },
     }
+
+
+def layer_watchers(track: InboundTrack, layer: InboundTrack) -> list[tuple[bool, float]]:
+    """For `top_ceiling`: each subscriber stream of `track` that receives video and has a
+    budget, whether it is on (or switching to) `layer`, and that budget."""
+    found: list[tuple[bool, float]] = []
+    for stream in list(track.subscribers):
+        if stream.paused or stream.share_bps is None:
+            continue
+        found.append((layer in (stream.source, stream.pending), stream.share_bps))
+    return found
+
+
+def subscriber_shares(track: InboundTrack) -> list[float]:
+    """For `lowest_ceiling`: the budget of each subscriber stream of `track`, paused or not."""
+    return [s.share_bps for s in list(track.subscribers) if s.share_bps is not None]
 
 
 class Dynacast:
@@ -154,6 +262,8 @@ class Dynacast:
         """Each simulcast track's state (tracks that went away are forgotten at the next tick)."""
         self._resumed_at: dict[tuple[InboundTrack, int], float] = {}
         self._sent_at: dict[InboundTrack, float] = {}
+        self._ceilings: dict[InboundTrack, tuple[int, float | None, float]] = {}
+        """Each simulcast track's ceiling last sent: the layer, the ceiling, when."""
         self.ticker = Ticker(self.tick, TICK_S, "dynacast tick")
 
     def active(self, track: InboundTrack) -> frozenset[int] | None:
@@ -180,21 +290,50 @@ class Dynacast:
             states[track] = state
             self._hold(track, previous.active, state.active, now)
             rids = [layer.rid or "" for layer in layers]
+            top = max(state.active, default=0)
+            ceiling = self._ceiling(track, top, tapped)
+            sent_top, sent, ceiling_at = self._ceilings.get(track, (top, None, None))
+            new_ceiling = sent_top != top or ceiling_due(sent, ceiling, ceiling_at, now)
+            if new_ceiling:
+                self._ceilings[track] = (top, ceiling, now)
+                sent = ceiling
+                logger.info(
+                    "dynacast participant=%s source=%s layer=%s ceiling=%s",
+                    track.participant_id, track.source, rids[top],
+                    "page" if ceiling is None else f"{ceiling / 1000:.0f}k",
+                )  # fmt: skip
+            if top + 1 < len(layers):  # what the paused layer above would cost, resumed
+                above = self._ceiling(track, top + 1, tapped)
+                if above is not None:
+                    _cap_held(layers[top + 1], above)
             if state.active != previous.active:
                 logger.info(
                     "dynacast participant=%s source=%s active=%s",
                     track.participant_id, track.source,
                     ",".join(r for i, r in enumerate(rids) if i in state.active),
                 )  # fmt: skip
-            elif len(state.active) == len(layers) or (
-                now - self._sent_at.get(track, now) < RESEND_S
+            elif not new_ceiling and (
+                len(state.active) == len(layers) or now - self._sent_at.get(track, now) < RESEND_S
             ):
                 continue
             self._sent_at[track] = now
-            self._emit(layers_event(track.source, rids, state.active))
+            ceilings = {top: sent} if sent is not None else None
+            self._emit(layers_event(track.source, rids, state.active, ceilings))
         self._states = states
         self._sent_at = {t: at for t, at in self._sent_at.items() if t in states}
+        self._ceilings = {t: c for t, c in self._ceilings.items() if t in states}
         self._resumed_at = {k: at for k, at in self._resumed_at.items() if k[0] in states}
+
+    @staticmethod
+    def _ceiling(track: InboundTrack, index: int, tapped: Sequence[int]) -> float | None:
+        """Layer `index`'s ceiling were it the highest sending (None: the page's own, also
+        while the recording or another node takes it: their budgets are not known here)."""
+        layers = track.spatial_layers
+        if index in tapped or not 0 <= index < len(layers):
+            return None
+        if index == 0:
+            return lowest_ceiling(subscriber_shares(track))
+        return top_ceiling(layer_watchers(track, layers[index]), held_or_last(layers[index - 1]))
 
     def _hold(
         self, track: InboundTrack, before: frozenset[int], after: frozenset[int], now: float
@@ -222,3 +361,13 @@ class Dynacast:
 
     async def stop(self) -> None:
         await self.ticker.stop()
+
+
+def _cap_held(layer: InboundTrack, ceiling: float) -> None:
+    """A paused top layer's held rates scaled down to its new ceiling: the ladders must see
+    what it will cost when resumed, not what it cost before (`media.adapt.spatial`)."""
+    held = layer.held_rates
+    total = sum(held) if held is not None else 0.0
+    if held is not None and total > ceiling:
+        scale = ceiling / total
+        layer.held_rates = (held[0] * scale, held[1] * scale, held[2] * scale, held[3] * scale)

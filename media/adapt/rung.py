@@ -336,20 +336,27 @@ def decide(
     low rendition's first keyframe, so a weak link loses nothing to it: its first receiver
     report, a second later, decides."""
     ladder = available.ladder()
+    redecided = False
     if (
         previous is not None
         and available.low_forwarded
         and previous.reason is RungReason.START
         and previous.cost_bps <= 0.0
+        and not previous.video_paused
         and available.full_bps > 0.0
     ):
         # a simulcast start decided before any layer was measured: decide it now they are
         # (held as `full` for `guess_hold_s`, it sent a 500 kbit/s classroom the 1.5 Mbit/s
-        # top layer of a teacher with transport-cc, and 74% of it was lost)
+        # top layer of a teacher with transport-cc, and 74% of it was lost), on the lowest
+        # layer at least: the estimate is a browser's first REMB (its own starting guess,
+        # about 250k), and below the 180p layer's first second (keyframes) it paused every
+        # classroom for a second at join, on any link; a link that cannot carry 180p shows it
+        # a second later (the shortfall)
         previous = None
+        redecided = True
     if previous is None:
         index = best_fitting(ladder, available, estimate_bps * policy.headroom)
-        if guessed:
+        if guessed or redecided:
             index = min(index, cheapest_forwarded(ladder, available.low_forwarded))
         return RungDecision(
             choice=ladder[index],

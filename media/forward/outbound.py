@@ -64,6 +64,10 @@ class OutboundStream:
         """The source it switches to at that source's next keyframe (meanwhile `source` goes
         on)."""
         self.paused = False
+        self.share_bps: float | None = None
+        """What the subscriber's adaptation offered this stream's track at its last decision
+        (`TrackAllocation.share_bps`; None before the first): dynacast sets a simulcast top
+        layer's bitrate ceiling from it (`media.adapt.dynacast.top_ceiling`)."""
         self.first_seq = random.randrange(0, 0x8000)
         """The sequence number of the first packet sent: a receiver's first report counts
         its loss from there."""

@@ -71,10 +71,13 @@ export function sendEncoding(source, mode, layered) {
 
 /** Simulcast layers of a camera, lowest first: RID, height and bitrate ceiling. */
 export const CAMERA_LAYERS = [
-  { rid: 'q', height: 180, maxBitrate: 150_000 },
+  { rid: 'q', height: 180, maxBitrate: 300_000 },
   { rid: 'h', height: 360, maxBitrate: 500_000 },
   { rid: 'f', height: 720, maxBitrate: 1_700_000 },
 ];
+
+/** The top simulcast layer's own ceiling: what a direct call gives a camera on a good link. */
+export const TOP_LAYER_MAX_BPS = 1_700_000;
 
 /** Link (kbit/s, the network check's download) a camera needs for 2 and 3 layers. */
 export const LAYER_LINK_KBPS = [0, 800, 2500];
@@ -96,20 +99,21 @@ export function cameraLayerCount(mode, captureHeight, linkKbps) {
 
 /**
  * The send encodings of a simulcast camera: the lowest `count` layers, each scaled down from
- * the capture height, lowest first; `layered` adds VP8 temporal layers to each. Each layer
- * keeps its own ceiling, also when it is the top one (a 360p camera's 360p layer: 500 kbit/s):
- * with its top at what a direct call gives 360p (1.7 Mbit/s), every classroom link between
- * 300 kbit/s and 1.7 Mbit/s got the 180p layer (the weak-link sweep, December 2026), where
- * 500k serves 360p from about 700 kbit/s.
+ * the capture height, lowest first; `layered` adds VP8 temporal layers to each. The top layer
+ * may use what a direct call gives (`TOP_LAYER_MAX_BPS`, also a 360p camera's 360p layer):
+ * the relay lowers it to what its best-linked classroom takes (the `layers` frame's
+ * `max_kbps`), so a 1 Mbit/s classroom still gets 360p and a 2 Mbit/s one most of its link.
+ * Browsers give a lower layer only its resolution's target bitrate, whatever its ceiling.
  */
 export function cameraEncodings(count, captureHeight, layered) {
   const height = captureHeight || 360;
-  return CAMERA_LAYERS.slice(0, count).map((layer) => {
+  const layers = CAMERA_LAYERS.slice(0, count);
+  return layers.map((layer, i) => {
     const encoding = {
       rid: layer.rid,
       active: true,
       scaleResolutionDownBy: Math.max(1, height / layer.height),
-      maxBitrate: layer.maxBitrate,
+      maxBitrate: i === layers.length - 1 ? TOP_LAYER_MAX_BPS : layer.maxBitrate,
       maxFramerate: 30,
     };
     if (layered) encoding.scalabilityMode = 'L1T3';

@@ -36,6 +36,27 @@ export function activeFlags(encodings, active) {
   return flags.some((on, i) => encodings[i].active !== on) ? flags : null;
 }
 
+/**
+ * The `maxBitrate` a `layers` frame asks of each of a simulcast sender's encodings: the
+ * relay's ceiling for its RID (`maxKbps`, kbit/s), never above what the page configured for it
+ * (`configured`, RID -> bit/s), the configured one for a RID the frame does not name; or null
+ * when nothing should change (one encoding, or already so).
+ */
+export function layerCeilings(encodings, maxKbps, configured) {
+  if (!Array.isArray(encodings) || encodings.length < 2) return null;
+  const asked = maxKbps && typeof maxKbps === 'object' ? maxKbps : {};
+  const own = configured || {};
+  const ceilings = encodings.map((e) => {
+    const mine = own[e.rid];
+    const kbps = asked[e.rid];
+    const relay = typeof kbps === 'number' && Number.isFinite(kbps) && kbps > 0
+      ? Math.round(kbps * 1000) : null;
+    if (relay === null) return mine ?? e.maxBitrate;
+    return mine ? Math.min(mine, relay) : relay;
+  });
+  return ceilings.some((bps, i) => encodings[i].maxBitrate !== bps) ? ceilings : null;
+}
+
 export class Publisher {
   constructor({ send, iceServers, mode = 'full', onState = () => {} }) {
     this.send = send;
@@ -52,6 +73,8 @@ export class Publisher {
     this.closed = false;
     this.simulcastRids = null;
     this.wantedLayers = new Map();
+    this.layerCeilings = new Map();
+    this.configuredCeilings = new Map();
   }
 
   /** Sets (or clears, with null) the track of a source; call `publish()` afterwards. */
@@ -112,6 +135,8 @@ export class Publisher {
           try {
             const transceiver = this.pc.addTransceiver(track, { ...init, sendEncodings });
             this.simulcastRids = sendEncodings.map((e) => e.rid);
+            this.configuredCeilings.set(source,
+              Object.fromEntries(sendEncodings.map((e) => [e.rid, e.maxBitrate])));
             return transceiver;
           } catch {
             // No temporal layers (or no simulcast) here: try without, then a single layer.
@@ -189,10 +214,11 @@ export class Publisher {
   }
 
   /**
-   * The relay's `layers {source, active}` frame (dynacast): send only the simulcast layers
-   * someone watches. Each encoding whose `rid` is listed is active, the others are paused;
-   * a frame naming no known layer, or for a source without simulcast, changes nothing.
-   * Applied in order with negotiations, and again after a new negotiation.
+   * The relay's `layers {source, active, max_kbps}` frame (dynacast): send only the simulcast
+   * layers someone watches, each within the relay's ceiling for it. Each encoding whose `rid`
+   * is listed is active, the others are paused; a frame naming no known layer, or for a
+   * source without simulcast, changes nothing. Applied in order with negotiations, and again
+   * after a new negotiation.
    */
   applyLayers(frame) {
     const source = typeof frame?.source === 'string' ? frame.source : null;
@@ -200,6 +226,8 @@ export class Publisher {
       ? frame.active.filter((rid) => typeof rid === 'string') : null;
     if (!source || !SOURCES.includes(source) || !active) return this.chain;
     this.wantedLayers.set(source, active);
+    const ceilings = frame.max_kbps;
+    this.layerCeilings.set(source, ceilings && typeof ceilings === 'object' ? ceilings : {});
     this.chain = this.chain.then(() => this.setActiveLayers(source)).catch((err) => {
       console.warn('layers not applied', err);
     });
@@ -212,8 +240,13 @@ export class Publisher {
     if (!active || !sender || this.closed) return;
     const params = sender.getParameters();
     const flags = activeFlags(params.encodings, active);
-    if (!flags) return;
-    params.encodings.forEach((encoding, i) => { encoding.active = flags[i]; });
+    const ceilings = layerCeilings(params.encodings, this.layerCeilings.get(source),
+      this.configuredCeilings.get(source));
+    if (!flags && !ceilings) return;
+    params.encodings.forEach((encoding, i) => {
+      if (flags) encoding.active = flags[i];
+      if (ceilings && ceilings[i]) encoding.maxBitrate = ceilings[i];
+    });
     await sender.setParameters(params);
   }
 
@@ -246,6 +279,8 @@ export class Publisher {
     this.pc = null;
     this.transceivers = new Map();
     this.wantedLayers = new Map(); // a new connection's layers start all active
+    this.layerCeilings = new Map(); // ... at the page's own ceilings
+    this.configuredCeilings = new Map();
   }
 
   close() {

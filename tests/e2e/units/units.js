@@ -24,7 +24,7 @@ import { auditTarget, itemsOf, splitList } from '/static/js/pages/operator.js';
 import { devicesPass, levelFromSamples } from '/static/js/devices.js';
 import { combinedMediaState } from '/static/js/room.js';
 import { statusFor } from '/static/js/shell.js';
-import { activeFlags, sourcesByMid } from '/static/js/publisher.js';
+import { activeFlags, layerCeilings, sourcesByMid } from '/static/js/publisher.js';
 import { receivedTracks } from '/static/js/subscriber.js';
 import { formatDuration } from '/static/js/controls.js';
 import { dataSaverFrame, storedBudget, usageText, verdictBanner } from '/static/js/datasaver.js';
@@ -123,9 +123,10 @@ table('cameraLayerCount: the capture and the checked link bound the simulcast la
 table('cameraEncodings: lowest first, scaled from the capture', (count, height, layered) =>
   cameraEncodings(count, height, layered).map((e) =>
     [e.rid, e.scaleResolutionDownBy, e.maxBitrate, e.scalabilityMode || null]), [
-  [[3, 720, true], [['q', 4, 150000, 'L1T3'], ['h', 2, 500000, 'L1T3'], ['f', 1, 1700000, 'L1T3']]],
-  [[2, 720, false], [['q', 4, 150000, null], ['h', 2, 500000, null]]],
-  [[2, 360, true], [['q', 2, 150000, 'L1T3'], ['h', 1, 500000, 'L1T3']]],
+  [[3, 720, true], [['q', 4, 300000, 'L1T3'], ['h', 2, 500000, 'L1T3'], ['f', 1, 1700000, 'L1T3']]],
+  // the top layer may take what a direct call gives; the relay lowers it (max_kbps)
+  [[2, 720, false], [['q', 4, 300000, null], ['h', 2, 1700000, null]]],
+  [[2, 360, true], [['q', 2, 300000, 'L1T3'], ['h', 1, 1700000, 'L1T3']]],
 ]);
 table('sendsCamera', sendsCamera, [[['full'], true], [['low'], true], [['audio_only'], false]]);
 table('reconnectDelay', reconnectDelay, [[[0], 500], [[1], 1000], [[3], 4000], [[10], 4000]]);
@@ -241,6 +242,18 @@ table('activeFlags: the encodings a layers frame keeps sending', activeFlags, [
   [[[{ active: true }], ['q']], null], // a single layer
   [[[{ rid: 'q', active: true }, { rid: 'h', active: true }], 'q'], null], // malformed
   [[undefined, ['q']], null],
+]);
+const twoLayers = [{ rid: 'q', maxBitrate: 300000 }, { rid: 'h', maxBitrate: 1700000 }];
+const configured = { q: 300000, h: 1700000 };
+table('layerCeilings: the relay lowers a layer, never above the page\'s own', layerCeilings, [
+  [[twoLayers, { h: 812 }, configured], [300000, 812000]],
+  [[twoLayers, { h: 5000 }, configured], null], // above the page's own: already so
+  [[[{ rid: 'q', maxBitrate: 300000 }, { rid: 'h', maxBitrate: 812000 }], {}, configured],
+    [300000, 1700000]], // a RID the frame does not name goes back to the page's own
+  [[twoLayers, { q: 200, h: 'x' }, configured], [200000, 1700000]],
+  [[twoLayers, { h: -1, q: Infinity }, configured], null], // malformed values are ignored
+  [[twoLayers, null, configured], null],
+  [[[{ rid: 'q', maxBitrate: 300000 }], { q: 100 }, configured], null], // a single layer
 ]);
 table('receivedTracks follows offer.tracks', (transceivers, tracks) =>
   receivedTracks(transceivers, tracks).map((t) => [t.mid, t.participant, t.source, t.kind]), [

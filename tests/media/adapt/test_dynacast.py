@@ -10,13 +10,18 @@ import pytest
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from media.adapt.dynacast import (
+    LOWEST_FLOOR_BPS,
     PAUSE_AFTER_S,
+    TOP_FLOOR_MIN_BPS,
     Dynacast,
     LayerState,
+    ceiling_due,
     initial_state,
     layers_event,
+    lowest_ceiling,
     next_active,
     subscribed_layers,
+    top_ceiling,
     wanted_layers,
 )
 from media.adapt.rung import Rung, RungChoice, RungDecision, RungReason
@@ -96,12 +101,16 @@ async def test_the_controller_leaves_a_layer_that_does_not_flow_yet_alone() -> N
     apply_layer(stream, track, decision(Rung.LOW))
     track.spatial_layers[0].on_packet(source_packet(1, 0, KEY, marker=1, ssrc=10))
     publisher.run(PAUSE_AFTER_S + 1.0)
-    assert publisher.events == [{"type": "layers", "source": "camera", "active": ["q", "f"]}]
+    assert publisher.events == [{"type": "layers", "source": "camera", "active": ["q", "f"],
+                                 "max_kbps": {}}]
 
 
 def test_layers_event_names_the_active_rids_lowest_first() -> None:
     assert layers_event("camera", ["q", "h", "f"], frozenset({2, 0})) == {
-        "type": "layers", "source": "camera", "active": ["q", "f"],
+        "type": "layers", "source": "camera", "active": ["q", "f"], "max_kbps": {},
+    }
+    assert layers_event("camera", ["q", "h"], frozenset({0, 1}), {1: 812_400.0, 5: 1.0}) == {
+        "type": "layers", "source": "camera", "active": ["q", "h"], "max_kbps": {"h": 812},
     }
     assert initial_state(3).active == ALL
 
@@ -112,6 +121,14 @@ def test_layers_event_names_the_active_rids_lowest_first() -> None:
         ({"type": "layers", "source": "camera", "active": ["q", "h"]},
          m.Layers(source="camera", active=["q", "h"])),
         ({"type": "layers", "source": "camera", "active": ["q", 3, None]},
+         m.Layers(source="camera", active=["q"])),
+        ({"type": "layers", "source": "camera", "active": ["q", "h"], "max_kbps": {"h": 812}},
+         m.Layers(source="camera", active=["q", "h"], max_kbps={"h": 812.0})),
+        # ceilings that are not positive finite numbers for a RID are left out
+        ({"type": "layers", "source": "camera", "active": ["q"],
+          "max_kbps": {"q": -5, "h": "x", "f": float("nan"), "g": True, "x": 1e400}},
+         m.Layers(source="camera", active=["q"])),
+        ({"type": "layers", "source": "camera", "active": ["q"], "max_kbps": [1, 2]},
          m.Layers(source="camera", active=["q"])),
         ({"type": "layers", "source": "mic", "active": ["q"]}, None),
         ({"type": "layers", "source": "camera", "active": "q"}, None),
@@ -192,7 +209,8 @@ async def test_a_capped_classroom_alone_pauses_the_upper_layers_after_a_few_seco
     assert subscribed_layers(track) == [2]
     publisher.run(PAUSE_AFTER_S + 1.0)
     # 360p: nobody on it
-    assert publisher.events == [{"type": "layers", "source": "camera", "active": ["q", "f"]}]
+    assert publisher.events == [{"type": "layers", "source": "camera", "active": ["q", "f"],
+                                 "max_kbps": {}}]
     # the classroom's rung goes to low: it switches to q (pending until q's keyframe)
     apply_layer(stream, track, decision(Rung.LOW))
     assert stream.pending is track.spatial_layers[0]
@@ -243,7 +261,8 @@ async def test_a_rung_that_wants_a_paused_layer_resumes_it_then_switches_at_its_
     apply_layer(stream, track, decision(Rung.FULL))
     assert stream.pending is f and stream.source is q, "q goes on until f's keyframe"
     publisher.run(0.5)
-    assert publisher.events == [{"type": "layers", "source": "camera", "active": ["q", "f"]}]
+    assert publisher.events == [{"type": "layers", "source": "camera", "active": ["q", "f"],
+                                 "max_kbps": {}}]
     # the resumed encoder starts with a keyframe: the switch completes there
     f.on_packet(source_packet(2, 9000, KEY, marker=1, ssrc=30))
     assert stream.source is f and stream.pending is None
@@ -279,7 +298,8 @@ async def test_a_paused_subscriber_wants_nothing_and_the_recording_keeps_the_top
     assert subscribed_layers(track) == []
     track.add_tap(lambda packet: None)  # the recorder taps the published (top) track
     publisher.run(PAUSE_AFTER_S + 1.0)
-    assert publisher.events == [{"type": "layers", "source": "camera", "active": ["q", "f"]}]
+    assert publisher.events == [{"type": "layers", "source": "camera", "active": ["q", "f"],
+                                 "max_kbps": {}}]
 
 
 async def test_a_layer_another_node_watches_stays_on_and_a_trunk_alone_keeps_none() -> None:
@@ -290,7 +310,8 @@ async def test_a_layer_another_node_watches_stays_on_and_a_trunk_alone_keeps_non
         layer.trunk = lambda packet: None
     track.spatial_layers[1].watched_remotely = True  # ... and an edge's subscriber is on h
     publisher.run(PAUSE_AFTER_S + 1.0)
-    assert publisher.events == [{"type": "layers", "source": "camera", "active": ["q", "h"]}]
+    assert publisher.events == [{"type": "layers", "source": "camera", "active": ["q", "h"],
+                                 "max_kbps": {}}]
     track.spatial_layers[1].watched_remotely = False
     publisher.run(PAUSE_AFTER_S + 1.0)
     assert actives(publisher) == [["q", "h"], ["q"]]
@@ -350,10 +371,130 @@ async def test_the_relay_tells_the_publisher_which_layers_to_send() -> None:
         def layer_events() -> list[dict[str, Any]]:
             return [e for r, p, e in relay.events if p == "t" and e.get("type") == "layers"]
 
-        await wait_until(lambda: layer_events(), what="a layers event to the teacher",
+        def pausing() -> list[dict[str, Any]]:
+            return [e for e in layer_events() if e["active"] != ["q", "h", "f"]]
+
+        await wait_until(lambda: pausing(), what="a layers event pausing h to the teacher",
                          timeout=PAUSE_AFTER_S + 20)
-        assert layer_events()[0] == {"type": "layers", "source": "camera", "active": ["q", "f"]}
-        assert media_event_frame(layer_events()[0]) == m.Layers(source="camera",
-                                                                active=["q", "f"])
-        assert layers[1].held_rates == small["h"]
+        paused = pausing()[0]
+        assert paused["active"] == ["q", "f"]
+        # the classroom on f has a budget: f's ceiling follows it, within the page's own
+        ceiling = paused["max_kbps"]["f"]
+        assert set(paused["max_kbps"]) == {"f"} and ceiling >= TOP_FLOOR_MIN_BPS / 1000
+        assert media_event_frame(paused) == m.Layers(
+            source="camera", active=["q", "f"], max_kbps={"f": float(ceiling)}
+        )
+        assert layers[1].held_rates is not None and sum(layers[1].held_rates) <= sum(small["h"])
         camera.spatial_layers = ()  # the fake layers are not the uplink's to close
+
+
+# -- the ceiling of the highest layer sending ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("watchers", "below_bps", "ceiling"),
+    [
+        # no subscriber budget known yet: the page's own ceiling
+        ([], 500_000.0, None),
+        ([(True, 0.0)], 500_000.0, None),
+        # a 2 Mbit/s classroom on the top layer keeps it at 80% of its budget
+        ([(True, 1_900_000.0)], 500_000.0, 1_520_000.0),
+        # one below it brings it into reach (cost x 1.25 within its budget, and a little more)
+        ([(False, 1_900_000.0)], 500_000.0, 1_368_000.0),
+        # the best-linked subscriber decides; the others stay on the layers below
+        ([(False, 700_000.0), (True, 1_500_000.0), (False, 200_000.0)], 500_000.0, 1_200_000.0),
+        # never below twice the layer under it (nor 300k), never above 3 Mbit/s
+        ([(True, 800_000.0)], 500_000.0, 1_000_000.0),
+        ([(True, 200_000.0)], 100_000.0, TOP_FLOOR_MIN_BPS),
+        ([(True, 10_000_000.0)], 500_000.0, 3_000_000.0),
+    ],
+)
+def test_the_top_layer_costs_what_its_best_linked_subscriber_can_take(
+    watchers: list[tuple[bool, float]], below_bps: float, ceiling: float | None
+) -> None:
+    got = top_ceiling(watchers, below_bps)
+    assert got == (pytest.approx(ceiling) if ceiling is not None else None)
+
+
+@pytest.mark.parametrize(
+    ("shares", "ceiling"),
+    [
+        ([], None),
+        # every classroom can take 180p at 300k (the page caps it there)
+        ([400_000.0, 2_000_000.0], 320_000.0),
+        # the weakest decides: a data budget or a 250 kbit/s link keeps it near 150k
+        ([190_000.0, 2_000_000.0], 152_000.0),
+        ([60_000.0, 2_000_000.0], LOWEST_FLOOR_BPS),
+    ],
+)
+def test_the_lowest_layer_alone_costs_what_its_weakest_subscriber_can_take(
+    shares: list[float], ceiling: float | None
+) -> None:
+    got = lowest_ceiling(shares)
+    assert got == (pytest.approx(ceiling) if ceiling is not None else None)
+
+
+@pytest.mark.parametrize(
+    ("sent", "ceiling", "sent_at", "now", "due"),
+    [
+        (None, 1_000_000.0, None, 0.0, True),  # the first ceiling at once
+        (1_000_000.0, None, 0.0, 0.1, True),  # lifted at once
+        (None, None, None, 0.0, False),
+        (1_000_000.0, 1_100_000.0, 0.0, 5.0, False),  # 10%: not worth it
+        (1_000_000.0, 1_200_000.0, 0.0, 0.5, False),  # too soon
+        (1_000_000.0, 1_200_000.0, 0.0, 1.0, True),
+        (1_000_000.0, 800_000.0, 0.0, 1.0, True),
+    ],
+)
+def test_a_new_ceiling_is_sent_when_it_changed_enough(
+    sent: float | None, ceiling: float | None, sent_at: float | None, now: float, due: bool
+) -> None:
+    assert ceiling_due(sent, ceiling, sent_at, now) is due
+
+
+async def test_the_top_layer_follows_its_classroom_and_the_layer_above_is_held_in_reach() -> None:
+    track = simulcast_track()
+    measured(track, Q, H, F)
+    publisher = Publisher(track)
+    stream = subscriber(track)  # on f
+    publisher.run(0.5)
+    assert publisher.events == []  # no budget known yet
+    stream.share_bps = 1_900_000.0
+    publisher.run(0.5)
+    assert publisher.events[-1]["max_kbps"] == {"f": 1520}
+    stream.share_bps = 1_800_000.0  # 5% less: not worth telling
+    publisher.run(2.0)
+    assert len(publisher.events) == 1
+    # the classroom's link shrinks: it steps down to h, f is paused, h is the top now
+    stream.share_bps = 900_000.0
+    apply_layer(stream, track, decision(Rung.REDUCED_FPS, 1))
+    track.spatial_layers[1].on_packet(source_packet(1, 0, KEY, marker=1, ssrc=20))
+    publisher.run(PAUSE_AFTER_S + 1.0)
+    last = publisher.events[-1]
+    assert last["active"] == ["q", "h"]
+    assert last["max_kbps"] == {"h": 720}  # 80% of 900k, above 2 x q (240k)
+    # f, paused, is held at what it would cost resumed: in reach of a 900k budget? no (2 x h)
+    held = track.spatial_layers[2].held_rates
+    assert held is not None and sum(held) == pytest.approx(2 * sum(H))
+
+
+async def test_the_lowest_layer_alone_follows_the_weakest_classroom() -> None:
+    track = simulcast_track()
+    measured(track, Q, H, F)
+    publisher = Publisher(track)
+    strong = subscriber(track)
+    weak = subscriber_stream(Capture())
+    weak.attach(track)
+    track.on_packet(source_packet(2, 3000, KEY, marker=1, ssrc=30))
+    for stream in (strong, weak):
+        apply_layer(stream, track, decision(Rung.LOW))
+    track.spatial_layers[0].on_packet(source_packet(1, 0, KEY, marker=1, ssrc=10))
+    assert subscribed_layers(track) == [0, 0]
+    strong.share_bps, weak.share_bps = 2_000_000.0, 250_000.0
+    publisher.run(PAUSE_AFTER_S + 1.0)
+    last = publisher.events[-1]
+    assert last["active"] == ["q"]
+    assert last["max_kbps"] == {"q": 200}
+    weak.pause()  # gone to audio only: still counted, it must be able to come back
+    publisher.run(2.0)
+    assert publisher.events[-1]["max_kbps"] == {"q": 200}
