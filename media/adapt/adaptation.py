@@ -60,7 +60,13 @@ from media.adapt.rung import (
     RungReason,
     padding_probe_passed,
 )
-from media.adapt.spatial import apply_layer, below_top_layer, ladder_rates, simulcast_costs
+from media.adapt.spatial import (
+    apply_layer,
+    below_top_layer,
+    capped_top_layer,
+    ladder_rates,
+    simulcast_costs,
+)
 from media.adapt.ticker import Ticker
 from media.adapt.transcode import low_rendition, offers_low
 from media.forward.forwarder import PACKET_OVERHEAD, InboundTrack, OutboundStream
@@ -90,6 +96,8 @@ PROBE_PADDING_BYTES = 255
 """Padding bytes of each packet of a padding probe (the most one RTP packet's padding holds)."""
 PROBE_PACKET_COST = PROBE_PADDING_BYTES + PACKET_OVERHEAD
 """What one probe packet costs on the wire, as the estimator counts it."""
+PROBE_PACE_FACTOR = 1.1
+"""While a padding probe pads, the downlink is paced at least at its target times this."""
 PACE_BELOW_BPS = 4_000_000.0
 """Downlinks estimated at this or more are not paced (no queue in the relay on a good link)."""
 UNPACED_HEADROOM = 1.5
@@ -98,6 +106,12 @@ every track's best rung: nothing is constrained, and bursts have room. A loss-fr
 1 Mbit/s camera is estimated at twice what it is sent at most (`app_limited_reach`), never
 `PACE_BELOW_BPS`: every healthy subscriber was paced, the pacer's timers and queue costing
 more CPU than forwarding (8.6-9.3 against 5.5 ms per subscriber-second on loopback)."""
+CAPPED_CLIMB = 2.0
+"""A simulcast top layer held by the ceiling the relay set it (`spatial.capped_top_layer`)
+counts as wanting this times its cost when a padding probe aims (`ProbeInputs.wanted_bps`):
+a passed probe then lifts the subscriber's budget, and the ceiling with it, about twofold a
+round (with the cost alone, a 2 Mbit/s classroom's 360p climbed 5% a second, on its REMB);
+a probe that fails bounds the next ones (`ProbePolicy.failed_memory_s`)."""
 PACE_FACTOR = 1.25
 """Pacing rate over the estimate: room for audio, RTCP and retransmissions."""
 PACE_VIDEO_FLOOR_BPS = 40_000.0
@@ -219,6 +233,26 @@ def pacing_rate(
     if wanted_bps > 0 and estimate_bps >= wanted_bps * UNPACED_HEADROOM:
         return None
     return max(estimate_bps, spent_bps) * PACE_FACTOR + PACE_VIDEO_FLOOR_BPS
+
+
+def stream_shares(
+    allocation: Allocation, estimate_bps: float, by_id: dict[str, OutboundStream]
+) -> None:
+    """Each video stream's `share_bps` (dynacast sets a simulcast top layer's ceiling from it):
+    its track's share of the allocation, with its part of what the allocation left out as
+    sent beyond the costs (`Allocation.unaccounted_bps`: while a layer ramps up to a higher
+    ceiling its measured cost lags what it sends, and that must not lower the ceiling again),
+    moved by its part of the change in the estimate since (`estimate_bps`; on a steady tick,
+    with no new allocation, a budget that grew while the rung stayed, the usual climb on a
+    good link, must lift the ceiling, not wait for the next allocation)."""
+    video = [t for t in allocation.tracks if t.decision is not None]
+    if not video:
+        return
+    delta = (estimate_bps - allocation.estimate_bps + allocation.unaccounted_bps) / len(video)
+    for item in video:
+        stream = by_id.get(item.track_id)
+        if stream is not None:
+            stream.share_bps = max(item.share_bps + delta, 0.0)
 
 
 def wanted_bps(incoming: list[IncomingTrack]) -> float:
@@ -453,7 +487,13 @@ class DownlinkAdaptation:
         guessed = link.bound is EstimateBound.INITIAL
         probe = self._probe_step(link, incoming, now)
         # a failing probe's loss is its own, as a failed rung probe's (the others wait)
-        probing = self.probe.running or probe.verdict is ProbeVerdict.FAILED
+        # (and the second after it: the reports and the sent rate still hold its padding, and
+        # read as an overfull link, a 2 Mbit/s classroom went from 360p to 180p at once)
+        probing = (
+            self.probe.running
+            or probe.verdict is ProbeVerdict.FAILED
+            or now - self.probe.failed_at < LOSS_SETTLE_S
+        )
         if probe.verdict is ProbeVerdict.PASSED:  # the estimate it proved, for this decision
             link = self._estimate(now)
         if self.data_saver is not None:  # min(estimate, what the data budget allows now)
@@ -472,6 +512,7 @@ class DownlinkAdaptation:
         ):
             self.steady_ticks += 1
             self._note_spent(self.allocation)
+            stream_shares(self.allocation, link.bps, by_id)
             if self._pace is not None:
                 self._pace(
                     pacing_rate(link.bps, self.allocation.spent_bps, guessed, wanted_bps(incoming))
@@ -485,20 +526,23 @@ class DownlinkAdaptation:
         self._note_spent(allocation)
         if self._pace is not None:  # for what is sent from now on (a probe's keyframe too)
             rate = pacing_rate(link.bps, allocation.spent_bps, guessed, wanted_bps(incoming))
-            if rate is not None and probe.pad_bps > 0:
-                rate = max(rate, self.probe.target_bps * PACE_FACTOR)
+            if probe.pad_bps > 0:
+                # the padding of a tick is written at once: paced at the probe's target, also
+                # on a link paced at nothing (unpaced, 56 KB of padding left in one burst, a
+                # 2 Mbit/s classroom's queue dropped a third of it and the RTT rose)
+                rate = max(rate or 0.0, self.probe.target_bps * PROBE_PACE_FACTOR)
             self._pace(rate)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s", decision_trace(self.participant_id, link, allocation))
         for stream in streams:
             if stream.kind == "audio":
                 stream.set_red(allocation.red)
+        stream_shares(allocation, link.bps, by_id)
         switched: RungDecision | None = None
         for item in allocation.tracks:
             decision = item.decision
             if decision is None:
                 continue
-            by_id[item.track_id].share_bps = item.share_bps
             apply_decision(by_id[item.track_id], decision)
             if decision.switched and switched is None:
                 switched = decision
@@ -550,13 +594,23 @@ class DownlinkAdaptation:
             # nothing to carry padding, nothing to judge: `probe_step` would stay idle (the
             # usual tick, on a link that carries every video)
             return ProbeStep(self.probe, ProbeVerdict.IDLE)
+        # a top layer held by the ceiling the relay set it could take more: CAPPED_CLIMB times
+        # that ceiling (which a passed probe lifts at once, its encoder a second or two later)
+        capped = {
+            f"{s.track.participant_id}:{s.track.source}": s.source.ceiling_bps or 0.0
+            for s in self._streams()
+            if s.track is not None and s.source is not None and s.kind == "video"
+            and capped_top_layer(s)
+        }  # fmt: skip
         wanted = 0.0
         for track in incoming:
             if track.is_audio:
                 extra = self._policy.red_extra if previous.red else 0.0
                 wanted += track.audio_bps * (1.0 + extra)
             elif track.costs is not None:
-                wanted += track.costs.full_bps
+                full = track.costs.full_bps
+                ceiling = capped.get(track.track_id)
+                wanted += full if ceiling is None else max(full, ceiling) * CAPPED_CLIMB
         inputs = ProbeInputs(
             estimate_bps=link.bps,
             loss=link.loss,
@@ -572,12 +626,14 @@ class DownlinkAdaptation:
             busy=previous.rung_probe_running or previous.resuming,
             climbing=climbing and not paused_tracks(previous),
         )
+        before = self.probe.estimate_before
         step = probe_step(self.probe, inputs, now)
         self.probe = step.state
         if step.verdict is ProbeVerdict.STARTED:
             self.estimator.restart_loss_window(now)
         elif step.verdict is ProbeVerdict.FAILED:  # the next reports still describe it
             self.estimator.restart_loss_window(now + LOSS_SETTLE_S)
+            self.estimator.probe_failed(before, now)
         elif step.verdict is ProbeVerdict.PASSED:
             self.estimator.probe_passed(step.carried_bps, now)
             # the failed steps up that each track remembers were on a link that is gone, and
@@ -620,7 +676,8 @@ class DownlinkAdaptation:
         if pad_bps > 0:  # no paused stream: beside a simulcast layer below its top (RTX)
             count = math.ceil(pad_bps * self._interval_s / 8 / PROBE_PACKET_COST)
             for stream in by_id.values():
-                if below_top_layer(stream) and stream.send_rtx_padding(
+                climbs = below_top_layer(stream) or capped_top_layer(stream)
+                if climbs and stream.send_rtx_padding(
                     count, PROBE_PADDING_BYTES, stamp
                 ):
                     pad_bps = 0.0
@@ -629,8 +686,11 @@ class DownlinkAdaptation:
 
     def _climbing(self) -> bool:
         """Some video stream could carry a padding probe beside its video: a simulcast layer
-        below its top (`spatial.below_top_layer`)."""
-        return any(below_top_layer(s) for s in self._streams() if s.kind == "video")
+        below its top (`spatial.below_top_layer`), or the top one held by the ceiling the
+        relay set it (`spatial.capped_top_layer`)."""
+        return any(
+            below_top_layer(s) or capped_top_layer(s) for s in self._streams() if s.kind == "video"
+        )
 
     def start(self) -> None:
         """Tick every `interval_s` until `stop` (idempotent)."""

@@ -30,6 +30,7 @@ wanted with the margin a rung needs to be in reach.
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, replace
 
 
@@ -90,6 +91,10 @@ class ProbePolicy:
     """... see `loss_rise`."""
     loss_spike: float = 0.10
     """Loss at or above this ends a probe at once, failed."""
+    failed_memory_s: float = 30.0
+    """A probe that failed bounds the next ones for this long: they aim at most halfway
+    between the estimate and its target (a bisection, where aiming at twice the estimate
+    again overflowed the same 2 Mbit/s classroom by half every few seconds)."""
     rtt_rise_s: float = 0.06
     """A probe during which an RTT sample rose this much over the one before it failed: the
     link queued the padding (our sender reports wait in the same queue). A half-second probe
@@ -169,6 +174,17 @@ class ProbeState:
     """The most sent over a second while it ran (the target, or more: media besides)..."""
     delivered_bps: float = 0.0
     """... and the most that got through by a report: the verdict credits the greatest."""
+    estimate_before: float = 0.0
+    """The estimate at its start (`DownlinkEstimator.probe_failed` holds it if it fails)."""
+    loss_peak: float = 0.0
+    """The highest loss reported since it started: the verdict is on the worst report (a
+    probe beside a layer pads on RTX, whose losses no report counts; the layer's reports
+    about the probe's half second are averaged with the seconds around it, 7.5% then 3.5%
+    when a quarter of the padding was dropped)."""
+    failed_bps: float = math.inf
+    """The lowest target that failed lately (`ProbePolicy.failed_memory_s`)..."""
+    failed_at: float = -math.inf
+    """... and when."""
 
     @property
     def running(self) -> bool:
@@ -191,17 +207,38 @@ class ProbeStep:
 def probe_unsent(state: ProbeState, now: float, policy: ProbePolicy = ProbePolicy()) -> ProbeState:
     """The state after a probe that just started could not send its padding (the allocation
     resumed the paused stream in the same tick): no probe, and the next may start soon."""
-    return ProbeState(next_at=now + policy.again_s, interval_s=state.interval_s)
+    return _idle(state, now + policy.again_s, state.interval_s)
 
 
-def probe_target(inputs: ProbeInputs, policy: ProbePolicy = ProbePolicy()) -> float:
-    """Where a probe would aim now (see the module docstring)."""
+def probe_target(
+    inputs: ProbeInputs, policy: ProbePolicy = ProbePolicy(), failed_bps: float = math.inf
+) -> float:
+    """Where a probe would aim now (see the module docstring); `failed_bps`: the lowest
+    target that failed lately, which bounds it halfway from the estimate."""
     factor = policy.estimate_factor
     if inputs.climbing and inputs.loss < policy.climb_loss_max:
         factor = max(factor, policy.climb_factor)
     aim = max(inputs.estimate_bps * factor,
               inputs.carried_bps * policy.carried_share)  # fmt: skip
-    return min(aim, inputs.wanted_bps * policy.wanted_margin)
+    aim = min(aim, inputs.wanted_bps * policy.wanted_margin)
+    if inputs.estimate_bps < failed_bps < math.inf:
+        aim = min(aim, (inputs.estimate_bps + failed_bps) / 2.0)
+    return aim
+
+
+def _failed_lately(state: ProbeState, now: float, policy: ProbePolicy) -> float:
+    """The lowest target that failed within `failed_memory_s` (inf: none)."""
+    return state.failed_bps if now - state.failed_at <= policy.failed_memory_s else math.inf
+
+
+def _idle(state: ProbeState, next_at: float, interval_s: float) -> ProbeState:
+    """No probe running: the next from `next_at`, remembering what failed."""
+    return ProbeState(
+        next_at=next_at,
+        interval_s=interval_s,
+        failed_bps=state.failed_bps,
+        failed_at=state.failed_at,
+    )
 
 
 def probe_step(
@@ -210,7 +247,7 @@ def probe_step(
     """Start, continue or judge a padding probe."""
     if state.started_at is not None:
         return _running(state, inputs, now, policy)
-    target = probe_target(inputs, policy)
+    target = probe_target(inputs, policy, _failed_lately(state, now, policy))
     fresh = inputs.loss_at is not None and now - inputs.loss_at <= policy.loss_stale_s
     loss = inputs.loss if fresh else 0.0
     if (
@@ -230,9 +267,11 @@ def probe_step(
         # a stale reading is no baseline: judge against at most `loss_max` (a link's own
         # random loss must not fail the probe)
         loss_before=loss if fresh else min(inputs.loss, policy.loss_max),
+        estimate_before=inputs.estimate_bps,
         rtt_before_s=inputs.rtt_sample_s,
         sent_bps=0.0,
         delivered_bps=0.0,
+        loss_peak=0.0,
     )
     return ProbeStep(started, ProbeVerdict.STARTED, pad_bps=target - inputs.spent_bps)
 
@@ -251,7 +290,9 @@ def _running(
         )
     # only readings since the start are about the probe (the loss window restarted with it)
     reported = inputs.loss_at is not None and inputs.loss_at > started_at
-    loss = inputs.loss if reported else 0.0
+    if reported:
+        state = replace(state, loss_peak=max(state.loss_peak, inputs.loss))
+    loss = state.loss_peak if reported else 0.0
     before, peak = state.rtt_before_s, inputs.rtt_sample_s
     queued = before is not None and peak is not None and peak > before + policy.rtt_rise_s
     due = elapsed >= policy.duration_s + policy.judge_after_s
@@ -261,12 +302,16 @@ def _running(
     failed_at = max(policy.loss_floor, state.loss_before + policy.loss_rise)
     if loss >= policy.loss_spike or queued or unknown or (judged and loss >= failed_at):
         interval = state.interval_s
-        failed = ProbeState(
-            next_at=now + interval, interval_s=min(interval * 2.0, policy.interval_max_s)
+        failed = replace(
+            _idle(state, now + interval, min(interval * 2.0, policy.interval_max_s)),
+            failed_bps=min(_failed_lately(state, now, policy), state.target_bps),
+            failed_at=now,
         )
         return ProbeStep(failed, ProbeVerdict.FAILED)
     if judged:
-        passed = ProbeState(next_at=now + policy.again_s, interval_s=policy.interval_s)
+        passed = _idle(state, now + policy.again_s, policy.interval_s)
+        if state.target_bps >= passed.failed_bps:  # the link carries what failed before
+            passed = replace(passed, failed_bps=math.inf, failed_at=-math.inf)
         # the link took the target for the probe's duration and lost `loss` of it (the sent
         # and delivered meters, a second long, read a half-second probe at about half)
         carried = max(state.target_bps, state.sent_bps) * (1.0 - loss)

@@ -46,7 +46,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from media.adapt.spatial import held_or_last
+from media.adapt.spatial import TOP_LAYER_MAX_BPS, held_or_last
 from media.adapt.ticker import Ticker
 from media.forward.forwarder import InboundTrack
 
@@ -79,13 +79,10 @@ TOP_FLOOR_MIN_BPS = 300_000.0
 LOWEST_FLOOR_BPS = 150_000.0
 """The lowest layer, when it is the highest sending, costs at least this (what a browser
 gives it below another layer: no worse for anyone than before its ceiling followed them)."""
-TOP_CEILING_MAX_BPS = 3_000_000.0
-"""Above this the page's own ceiling (1.7 Mbit/s) decides: no need to follow a loopback
-subscriber's estimate."""
 CEILING_STEP = 0.12
 """A new ceiling is sent when it differs from the last one sent by this share..."""
-CEILING_EVERY_S = 1.0
-"""... at most this often (the encoder needs a second or two to settle on a new rate)."""
+CEILING_EVERY_S = 0.5
+"""... at most this often (every tick: a ceiling a passed probe lifts is wanted at once)."""
 
 Event = dict[str, Any]
 
@@ -179,7 +176,7 @@ def top_ceiling(watchers: Iterable[tuple[bool, float]], below_bps: float) -> flo
     if not reach:
         return None
     floor = max(TOP_FLOOR_MIN_BPS, below_bps * TOP_FLOOR_OVER_BELOW)
-    return min(max(floor, max(reach)), TOP_CEILING_MAX_BPS)
+    return min(max(floor, max(reach)), TOP_LAYER_MAX_BPS)
 
 
 def lowest_ceiling(shares: Iterable[float]) -> float | None:
@@ -189,7 +186,7 @@ def lowest_ceiling(shares: Iterable[float]) -> float | None:
     known = [share for share in shares if share > 0.0]
     if not known:
         return None
-    return min(max(LOWEST_FLOOR_BPS, min(known) * TOP_STAY_SHARE), TOP_CEILING_MAX_BPS)
+    return min(max(LOWEST_FLOOR_BPS, min(known) * TOP_STAY_SHARE), TOP_LAYER_MAX_BPS)
 
 
 def ceiling_due(
@@ -302,6 +299,8 @@ class Dynacast:
                     track.participant_id, track.source, rids[top],
                     "page" if ceiling is None else f"{ceiling / 1000:.0f}k",
                 )  # fmt: skip
+            for i, layer in enumerate(layers):
+                layer.ceiling_bps = sent if i == top else None
             if top + 1 < len(layers):  # what the paused layer above would cost, resumed
                 above = self._ceiling(track, top + 1, tapped)
                 if above is not None:

@@ -241,6 +241,8 @@ class EstimatorPolicy:
     goes to what got through at once."""
     carried_window_s: float = 60.0
     """See `LinkEstimate.carried_bps`."""
+    probe_failed_hold: float = 0.9
+    """See `probe_failed`."""
     probed_trust_s: float = 10.0
     """A REMB below what a padding probe proved is not believed for this long after it (or
     until loss cuts the bound): time for the receiver's own estimate to climb with what it
@@ -633,6 +635,18 @@ class DownlinkEstimator:
         if total < self.policy.loss_min_packets and lost < self.policy.loss_evident_lost:
             return None
         return lost / total
+
+    def probe_failed(self, before_bps: float, now: float) -> None:
+        """A padding probe overflowed the link, and the estimate was `before_bps` when it
+        started: a REMB below `probe_failed_hold` of that is not believed for `probed_trust_s`
+        or until loss cuts the bound. What the probe overflowed was its own padding: the link
+        carried the media before it, and carries it after, but a receiver's REMB, which saw the
+        queue, falls to what it received and climbs back at 8% a second (a 2 Mbit/s
+        classroom's fell from 1.68 to 1.26 Mbit/s for ten seconds, and its 360p with it)."""
+        held = before_bps * self.policy.probe_failed_hold
+        if held > (self._probed(now) or 0.0):
+            self._probed_bps = held
+            self._probed_at = now
 
     def probe_passed(self, bps: float, now: float) -> None:
         """A padding probe (`media.adapt.bandwidth_probe`) showed that the link carries `bps`: the

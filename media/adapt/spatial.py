@@ -92,6 +92,34 @@ def below_top_layer(stream: OutboundStream) -> bool:
     return False
 
 
+CAPPED_AT = 0.8
+"""A layer sending at least this share of the ceiling the relay set it is held by it..."""
+TOP_LAYER_MAX_BPS = 1_700_000.0
+"""The page's own ceiling of its top camera layer (web/js/codecs.js `TOP_LAYER_MAX_BPS`,
+what a direct call gives a camera on a good link): no relay ceiling goes above it..."""
+CLIMB_BELOW = 0.85
+"""... and a subscriber climbs (`capped_top_layer`) only while the ceiling is below this share
+of it: above, the estimate's own rise lifts the rest, where a probe at twice a 1.8 Mbit/s
+estimate lost half of its half second and took a 2 Mbit/s classroom from 360p to 180p."""
+
+
+def capped_top_layer(stream: OutboundStream) -> bool:
+    """Whether `stream` plays the highest layer a simulcast publisher sends while that layer
+    runs at the ceiling the relay set it from its subscribers' budgets (`InboundTrack.
+    ceiling_bps`, `media.adapt.dynacast`), with RTX to carry a padding probe beside it: the
+    ceiling follows the subscriber's budget, and its budget what it is sent (a receiver's
+    REMB stays within 1.5 times that), so without a probe a 2 Mbit/s classroom climbed 5%
+    a second (600k of 360p over a 20 s window, against 1.6 Mbit/s in a direct call)."""
+    track = stream.track
+    if track is None or not track.spatial_layers or stream.paused or stream.rtx_pt is None:
+        return False
+    current = stream.pending if stream.pending is not None else stream.source
+    ceiling = current.ceiling_bps if current is not None else None
+    if current is None or ceiling is None or ceiling >= TOP_LAYER_MAX_BPS * CLIMB_BELOW:
+        return False
+    return sum(current.last_rates) >= ceiling * CAPPED_AT
+
+
 def layer_for(decision: RungDecision, totals: Sequence[float]) -> int:
     """The layer (index, lowest first) a decision stands for, given each layer's measured
     rate: see the module's table. With one layer flowing, that one; with none measured yet
@@ -121,11 +149,19 @@ def temporal_layers_for(decision: RungDecision, totals: Sequence[float]) -> int:
 def ladder_rates(layer: InboundTrack, now: float) -> Rates:
     """A layer's measured rates (`InboundTrack.layer_rates`), or, while the relay has it
     paused at the publisher (`media.adapt.dynacast`) and it does not flow, the rates it had:
-    a paused layer stays on the ladder, and a subscriber's rung that wants it resumes it."""
+    a paused layer stays on the ladder, and a subscriber's rung that wants it resumes it.
+    Within the ceiling the relay set the highest layer sending (`InboundTrack.ceiling_bps`)."""
     rates = layer.layer_rates(now)
     held = layer.held_rates
     if held is not None and sum(rates) <= 0.0:
         return held
+    ceiling, total = layer.ceiling_bps, sum(rates)
+    if ceiling is not None and total > ceiling:
+        # the relay just lowered its ceiling (`media.adapt.dynacast`): the publisher's encoder
+        # follows within a second or two, and the subscriber whose budget lowered it must not
+        # step down meanwhile (its shortfall steps down after one)
+        scale = ceiling / total
+        return (rates[0] * scale, rates[1] * scale, rates[2] * scale, rates[3] * scale)
     return rates
 
 

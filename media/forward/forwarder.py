@@ -161,6 +161,10 @@ class InboundTrack:
         """A simulcast layer the relay asked the publisher to pause (`media.adapt.dynacast`):
         its rates when it was paused, so subscribers' ladders still offer it (wanting it
         resumes it)."""
+        self.ceiling_bps: float | None = None
+        """A simulcast layer that is the highest the publisher sends: the bitrate ceiling the
+        relay set it to from its subscribers' budgets (`media.adapt.dynacast`); None: the
+        page's own (or not the highest)."""
 
     def __repr__(self) -> str:
         rid = f" rid={self.rid}" if self.rid is not None else ""

@@ -403,10 +403,10 @@ async def test_the_relay_tells_the_publisher_which_layers_to_send() -> None:
         ([(False, 1_900_000.0)], 500_000.0, 1_368_000.0),
         # the best-linked subscriber decides; the others stay on the layers below
         ([(False, 700_000.0), (True, 1_500_000.0), (False, 200_000.0)], 500_000.0, 1_200_000.0),
-        # never below twice the layer under it (nor 300k), never above 3 Mbit/s
+        # never below twice the layer under it (nor 300k), never above the page's 1.7 Mbit/s
         ([(True, 800_000.0)], 500_000.0, 1_000_000.0),
         ([(True, 200_000.0)], 100_000.0, TOP_FLOOR_MIN_BPS),
-        ([(True, 10_000_000.0)], 500_000.0, 3_000_000.0),
+        ([(True, 10_000_000.0)], 500_000.0, 1_700_000.0),
     ],
 )
 def test_the_top_layer_costs_what_its_best_linked_subscriber_can_take(
@@ -441,9 +441,9 @@ def test_the_lowest_layer_alone_costs_what_its_weakest_subscriber_can_take(
         (1_000_000.0, None, 0.0, 0.1, True),  # lifted at once
         (None, None, None, 0.0, False),
         (1_000_000.0, 1_100_000.0, 0.0, 5.0, False),  # 10%: not worth it
-        (1_000_000.0, 1_200_000.0, 0.0, 0.5, False),  # too soon
-        (1_000_000.0, 1_200_000.0, 0.0, 1.0, True),
-        (1_000_000.0, 800_000.0, 0.0, 1.0, True),
+        (1_000_000.0, 1_200_000.0, 0.0, 0.3, False),  # too soon
+        (1_000_000.0, 1_200_000.0, 0.0, 0.5, True),
+        (1_000_000.0, 800_000.0, 0.0, 0.5, True),
     ],
 )
 def test_a_new_ceiling_is_sent_when_it_changed_enough(

@@ -18,6 +18,8 @@ from media.adapt.rung import (
 )
 from media.adapt.spatial import (
     apply_layer,
+    capped_top_layer,
+    ladder_rates,
     layer_for,
     simulcast_costs,
     start_layer,
@@ -181,3 +183,37 @@ async def test_apply_layer_switches_to_the_rungs_layer_and_pauses() -> None:
     apply_layer(stream, layers.top, decision(FULL2))
     assert not stream.paused and stream.source is layers.top and stream in layers.top.streams
     assert stream.target_tid == 2
+
+
+async def test_the_ladder_sees_the_top_layer_within_the_ceiling_the_relay_just_set() -> None:
+    layers = Layers()
+    assert ladder_rates(layers.top, 0.0) == F
+    layers.top.ceiling_bps = 700_000.0  # half of what it sends: its encoder follows in a second
+    assert sum(ladder_rates(layers.top, 0.0)) == pytest.approx(700_000.0)
+    assert ladder_rates(layers.top, 0.0)[0] == pytest.approx(F[0] / 2)
+    layers.top.ceiling_bps = 1_600_000.0  # above what it sends: as measured
+    assert ladder_rates(layers.top, 0.0) == F
+
+
+@pytest.mark.parametrize(
+    ("ceiling", "on", "paused", "rtx", "capped"),
+    [
+        (1_400_000.0, 2, False, True, True),  # 1.4M of 1.4M: held by it
+        (None, 2, False, True, False),  # the page's own ceiling: nothing to climb to
+        (1_500_000.0, 2, False, True, False),  # near the page's own: the estimate lifts it
+        (1_400_000.0, 1, False, True, False),  # not on the top layer (`below_top_layer`)
+        (1_400_000.0, 2, True, True, False),  # paused
+        (1_400_000.0, 2, False, False, False),  # no RTX to carry the padding
+    ],
+)
+async def test_a_stream_on_the_top_layer_held_by_its_ceiling_climbs(
+    ceiling: float | None, on: int, paused: bool, rtx: bool, capped: bool
+) -> None:
+    layers = Layers()
+    layers.top.ceiling_bps = ceiling
+    layers.tracks[1].ceiling_bps = ceiling
+    stream = layers.stream
+    stream.source = layers.tracks[on]
+    stream.paused = paused
+    stream.rtx_pt = 97 if rtx else None
+    assert capped_top_layer(stream) is capped
