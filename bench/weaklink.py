@@ -927,8 +927,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="sweep: up rate as a share of the down rate (default min(down/2, 1000 kbit/s))",
     )  # fmt: skip
     parser.add_argument(
-        "--settle", type=float, default=SWEEP_SETTLE_S,
-        help="sweep: seconds on the cell's link before its window (default %(default)s)",
+        "--settle", type=float, default=None,
+        help=f"seconds on the link before the measured window (sweep default {SWEEP_SETTLE_S:g};"
+        " a single run's window starts with the first frame unless given)",
     )  # fmt: skip
     parser.add_argument(
         "--from-json", metavar="JSON",
@@ -990,6 +991,7 @@ async def run_sweep(
                 " (pip install 'tongxin[bench]')"
             ) from None
     duration = args.duration or SWEEP_DURATION_S
+    settle = max(0.0, SWEEP_SETTLE_S if args.settle is None else args.settle)
     rows: list[dict[str, Any]] = []
     started = time.monotonic()
     for cell in cells:
@@ -999,7 +1001,7 @@ async def run_sweep(
             spec = RunSpec(profile, mode, "chromium", "chromium", duration, save_dir,
                            trace=getattr(args, "trace", False),
                            screen=(args.screen or "off") == "on", path=path,
-                           settle_s=max(0.0, args.settle))  # fmt: skip
+                           settle_s=settle)  # fmt: skip
             _progress(f"{cell.name} {path}")
             try:
                 run_result = await run_once(spec, log_dir)
@@ -1015,7 +1017,7 @@ async def run_sweep(
     settings = {
         "rates": sorted({c.down_kbps for c in cells}),
         "losses": sorted({c.loss_pct for c in cells}),
-        "duration_s": duration, "settle_s": max(0.0, args.settle), "path": args.path,
+        "duration_s": duration, "settle_s": settle, "path": args.path,
         "adaptation": mode, "screen": (args.screen or "off"),
     }  # fmt: skip
     result: dict[str, Any] = {
@@ -1097,7 +1099,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         for way, mode in plan:
             spec = RunSpec(profile, mode, args.publisher, args.subscriber, duration, save_dir,
                            trace=getattr(args, "trace", False),
-                           screen=(getattr(args, "screen", None) or "on") == "on", path=way)
+                           screen=(getattr(args, "screen", None) or "on") == "on", path=way,
+                           settle_s=max(0.0, getattr(args, "settle", None) or 0.0))
             _progress(f"{profile.name}: {way}, adaptation {mode}")
             try:
                 runs.append(await run_once(spec, log_dir))

@@ -51,6 +51,7 @@ from media.adapt.budget import (
     unaccounted_bps,
 )
 from media.adapt.data_saver import DataSaver
+from media.adapt.dynacast import TOP_STAY_SHARE
 from media.adapt.estimator import DownlinkEstimator, EstimateBound, LinkEstimate
 from media.adapt.rung import (
     LOW_RUNG_NOMINAL_BPS,
@@ -61,6 +62,7 @@ from media.adapt.rung import (
     padding_probe_passed,
 )
 from media.adapt.spatial import (
+    TOP_LAYER_MAX_BPS,
     apply_layer,
     below_top_layer,
     capped_top_layer,
@@ -602,15 +604,18 @@ class DownlinkAdaptation:
             if s.track is not None and s.source is not None and s.kind == "video"
             and capped_top_layer(s)
         }  # fmt: skip
-        wanted = 0.0
+        wanted = aim_max = 0.0
         for track in incoming:
             if track.is_audio:
                 extra = self._policy.red_extra if previous.red else 0.0
                 wanted += track.audio_bps * (1.0 + extra)
+                aim_max += track.audio_bps * (1.0 + extra)
             elif track.costs is not None:
                 full = track.costs.full_bps
                 ceiling = capped.get(track.track_id)
                 wanted += full if ceiling is None else max(full, ceiling) * CAPPED_CLIMB
+                # the budget that would lift its ceiling to the page's own, and no further
+                aim_max += full if ceiling is None else TOP_LAYER_MAX_BPS / TOP_STAY_SHARE
         inputs = ProbeInputs(
             estimate_bps=link.bps,
             loss=link.loss,
@@ -622,6 +627,7 @@ class DownlinkAdaptation:
             delivered_bps=link.delivered_bps,
             spent_bps=previous.spent_bps,
             wanted_bps=wanted,
+            aim_max_bps=aim_max if capped else math.inf,
             can_pad=can_pad,
             busy=previous.rung_probe_running or previous.resuming,
             climbing=climbing and not paused_tracks(previous),

@@ -147,6 +147,10 @@ class ProbeInputs:
     busy: bool
     """A rung probe runs (one probe at a time: each is judged on the loss it causes), or a
     paused track is about to resume within the estimate (`Allocation.resuming`)."""
+    aim_max_bps: float = math.inf
+    """No probe aims above this: what would bring everything to the best it can be (a top
+    layer held by the relay's ceiling at the page's own, `media.adapt.dynacast`); above it a
+    probe only risks the link."""
     climbing: bool = False
     """A simulcast stream of the subscriber is on a layer below its top
     (`media.adapt.spatial.below_top_layer`): the probe pads beside it, aiming higher
@@ -220,7 +224,7 @@ def probe_target(
         factor = max(factor, policy.climb_factor)
     aim = max(inputs.estimate_bps * factor,
               inputs.carried_bps * policy.carried_share)  # fmt: skip
-    aim = min(aim, inputs.wanted_bps * policy.wanted_margin)
+    aim = min(aim, inputs.wanted_bps * policy.wanted_margin, inputs.aim_max_bps)
     if inputs.estimate_bps < failed_bps < math.inf:
         aim = min(aim, (inputs.estimate_bps + failed_bps) / 2.0)
     return aim

@@ -64,7 +64,7 @@ worse, paused what the relay asked back)."""
 TICK_S = 0.5
 """How often a publisher's layers are decided (as often as the subscribers' rungs)."""
 
-TOP_STAY_SHARE = 0.8
+TOP_STAY_SHARE = 0.85
 """The top layer may cost this share of the best budget among subscribers on it: a rung is
 kept while the budget covers its cost less `RungPolicy.shortfall_tolerance`, and a layer's
 measured rate runs above the encoder's target (RTP headers, keyframes)..."""
