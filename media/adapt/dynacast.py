@@ -25,12 +25,15 @@ It also sets the bitrate ceiling of the highest layer sending (`top_ceiling`, pu
 (180p: 150k, 360p: 500k) and the highest active one everything up to its ceiling; fixed
 ceilings leave a hole either way: with the top at what a direct call gives (1.7 Mbit/s), a
 1 Mbit/s classroom cannot take it and gets 180p; with the top near the middle layer, a
-2 Mbit/s classroom gets a third of a direct call. So the highest active layer costs what its
-best-linked subscriber can take: a share of that subscriber's budget for the track
-(`OutboundStream.share_bps`, set by its adaptation), at least the layer below's rate doubled,
-never above the page's own ceiling. A watcher on that layer keeps it within its budget
-(`TOP_STAY_SHARE`); one below brings it into reach (`TOP_CLIMB_SHARE`, the rung's up margin),
-and its padding probes then aim at that cost, not beyond the link. The paused layer above it
+2 Mbit/s classroom gets a third of a direct call. So the highest active layer costs what the
+weakest of its subscribers that can take it at all can take: a share of that subscriber's
+budget for the track (`OutboundStream.share_bps`, set by its adaptation), at least the layer
+below's rate doubled, never above the page's own ceiling. A class whose classrooms can all
+watch 360p all do, at the rate the weakest of them carries (no one gets less than the fixed
+ceilings gave); one classroom alone gets most of its link. A watcher on that layer keeps it
+within its budget (`TOP_STAY_SHARE`); one below brings it into reach (`TOP_CLIMB_SHARE`, the
+rung's up margin), and its padding probes then aim at that cost, not beyond the link
+(`media.adapt.spatial.capped_top_layer`). The paused layer above it
 is held at what it would cost by the same rule (`_cap_held`), so a ladder can climb to it.
 The lowest layer is everyone's last step before audio only, so when it is the highest
 sending (every classroom watches 180p) its ceiling follows the weakest subscriber instead
@@ -167,7 +170,9 @@ def top_ceiling(watchers: Iterable[tuple[bool, float]], below_bps: float) -> flo
     """The bitrate ceiling of the highest layer sending, above the lowest, from its
     subscribers' budgets: `watchers` holds, for each subscriber that receives the track,
     whether it is on that layer and its budget for the track (bits per second); `below_bps` is
-    the measured rate of the layer under it. None: no budget known (the page's own ceiling)."""
+    the measured rate of the layer under it. What the weakest subscriber that can take the
+    layer at its floor can take (the floor if none can); None: no budget known (the page's
+    own ceiling)."""
     reach = [
         share * (TOP_STAY_SHARE if on_top else TOP_CLIMB_SHARE)
         for on_top, share in watchers
@@ -176,7 +181,8 @@ def top_ceiling(watchers: Iterable[tuple[bool, float]], below_bps: float) -> flo
     if not reach:
         return None
     floor = max(TOP_FLOOR_MIN_BPS, below_bps * TOP_FLOOR_OVER_BELOW)
-    return min(max(floor, max(reach)), TOP_LAYER_MAX_BPS)
+    capable = [bps for bps in reach if bps >= floor]
+    return min(min(capable, default=floor), TOP_LAYER_MAX_BPS)
 
 
 def lowest_ceiling(shares: Iterable[float]) -> float | None:

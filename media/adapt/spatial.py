@@ -97,6 +97,10 @@ CAPPED_AT = 0.8
 TOP_LAYER_MAX_BPS = 1_700_000.0
 """The page's own ceiling of its top camera layer (web/js/codecs.js `TOP_LAYER_MAX_BPS`,
 what a direct call gives a camera on a good link): no relay ceiling goes above it..."""
+HOLDER_SHARE = 0.75
+"""A stream whose budget times this is above its layer's ceiling is not the one holding it
+(dynacast keeps the top at 85% of the weakest capable budget): another, weaker classroom
+does, and climbing would not lift it."""
 CLIMB_BELOW = 0.85
 """... and a subscriber climbs (`capped_top_layer`) only while the ceiling is below this share
 of it: above, the estimate's own rise lifts the rest, where a probe at twice a 1.8 Mbit/s
@@ -116,6 +120,8 @@ def capped_top_layer(stream: OutboundStream) -> bool:
     current = stream.pending if stream.pending is not None else stream.source
     ceiling = current.ceiling_bps if current is not None else None
     if current is None or ceiling is None or ceiling >= TOP_LAYER_MAX_BPS * CLIMB_BELOW:
+        return False
+    if stream.share_bps is not None and stream.share_bps * HOLDER_SHARE > ceiling:
         return False
     return sum(current.last_rates) >= ceiling * CAPPED_AT
 

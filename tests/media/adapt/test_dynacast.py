@@ -401,15 +401,20 @@ async def test_the_relay_tells_the_publisher_which_layers_to_send() -> None:
         ([(True, 1_900_000.0)], 500_000.0, 1_615_000.0),
         # one below it brings it into reach (cost x 1.25 within its budget, and a little more)
         ([(False, 1_900_000.0)], 500_000.0, 1_368_000.0),
-        # the best-linked subscriber decides; the others stay on the layers below
+        # those that cannot take it at its floor (twice the layer below) stay below
         ([(False, 700_000.0), (True, 1_500_000.0), (False, 200_000.0)], 500_000.0, 1_275_000.0),
+        # of those that can, the weakest decides: two classrooms that can both watch 360p do
+        ([(True, 1_900_000.0), (False, 900_000.0)], 250_000.0, 648_000.0),
+        ([(True, 1_900_000.0), (True, 900_000.0)], 250_000.0, 765_000.0),
+        # none can: the floor (none of them takes it)
+        ([(False, 500_000.0)], 500_000.0, 1_000_000.0),
         # never below twice the layer under it (nor 300k), never above the page's 1.7 Mbit/s
         ([(True, 800_000.0)], 500_000.0, 1_000_000.0),
         ([(True, 200_000.0)], 100_000.0, TOP_FLOOR_MIN_BPS),
         ([(True, 10_000_000.0)], 500_000.0, 1_700_000.0),
     ],
 )
-def test_the_top_layer_costs_what_its_best_linked_subscriber_can_take(
+def test_the_top_layer_costs_what_its_weakest_capable_subscriber_can_take(
     watchers: list[tuple[bool, float]], below_bps: float, ceiling: float | None
 ) -> None:
     got = top_ceiling(watchers, below_bps)

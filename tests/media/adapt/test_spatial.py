@@ -199,6 +199,7 @@ async def test_the_ladder_sees_the_top_layer_within_the_ceiling_the_relay_just_s
     ("ceiling", "on", "paused", "rtx", "capped"),
     [
         (1_400_000.0, 2, False, True, True),  # 1.4M of 1.4M: held by it
+        (1_000_000.0, 2, False, True, False),  # its 2M budget does not hold it: another's does
         (None, 2, False, True, False),  # the page's own ceiling: nothing to climb to
         (1_500_000.0, 2, False, True, False),  # near the page's own: the estimate lifts it
         (1_400_000.0, 1, False, True, False),  # not on the top layer (`below_top_layer`)
@@ -213,6 +214,7 @@ async def test_a_stream_on_the_top_layer_held_by_its_ceiling_climbs(
     layers.top.ceiling_bps = ceiling
     layers.tracks[1].ceiling_bps = ceiling
     stream = layers.stream
+    stream.share_bps = 1_650_000.0 if ceiling != 1_000_000.0 else 2_000_000.0
     stream.source = layers.tracks[on]
     stream.paused = paused
     stream.rtx_pt = 97 if rtx else None
