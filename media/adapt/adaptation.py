@@ -360,6 +360,7 @@ class DownlinkAdaptation:
         interval_s: float = TICK_S,
         pace: Callable[[float | None], None] | None = None,
         drop_paced: Callable[[], object] | None = None,
+        drop_padding: Callable[[], object] | None = None,
     ) -> None:
         self.participant_id = participant_id
         self.estimator = DownlinkEstimator()
@@ -380,6 +381,8 @@ class DownlinkAdaptation:
         self._policy = policy
         self._pace = pace
         self._drop_paced = drop_paced
+        self._drop_padding = drop_padding
+        """Drops the probe padding the pacer still holds from the last tick."""
         """Drops the video waiting in the pacer (called when the last video stream pauses)."""
         # per stream: (bytes counted, of them headers) up to the last count
         self._counted: weakref.WeakKeyDictionary[OutboundStream, tuple[int, int]] = (
@@ -523,6 +526,7 @@ class DownlinkAdaptation:
         allocation = allocate(
             link, incoming, self.allocation, now, self._policy,
             red_negotiated=red_negotiated, padding_probe=probing, unaccounted=unaccounted,
+            padding_probes=not (self.data_saver is not None and self.data_saver.active),
         )  # fmt: skip
         self.allocation = allocation
         self._note_spent(allocation)
@@ -561,6 +565,8 @@ class DownlinkAdaptation:
             logger.debug("paced video dropped participant=%s packets=%s", self.participant_id,
                          dropped)  # fmt: skip
         self._all_paused = all_paused
+        if self._drop_padding is not None:
+            self._drop_padding()  # the last tick's probe padding: its probe tick is over
         padded = self._heartbeat(allocation, by_id, probe.pad_bps)
         if probe.verdict is ProbeVerdict.STARTED and not padded:
             self.probe = probe_unsent(self.probe, now)

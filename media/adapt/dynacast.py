@@ -36,9 +36,10 @@ rung's up margin), and its padding probes then aim at that cost, not beyond the 
 (`media.adapt.spatial.capped_top_layer`). The paused layer above it
 is held at what it would cost by the same rule (`_cap_held`), so a ladder can climb to it.
 The lowest layer is everyone's last step before audio only, so when it is the highest
-sending (every classroom watches 180p) its ceiling follows the weakest subscriber instead
-(`lowest_ceiling`, paused ones included): from 150k (what it has below another layer) up to
-the page's 300k (30 fps, where 150k drops to 21-25 fps on a noisy camera) when all can take it.
+sending (every classroom watches 180p) its ceiling follows the weakest subscriber instead, with
+more margin (`lowest_ceiling`, 60%, paused ones included): from 150k (what it has below another
+layer) up to the page's 300k (30 fps, where 150k drops to 21-25 fps on a noisy camera) when
+all can take it.
 """
 
 from __future__ import annotations
@@ -79,6 +80,9 @@ TOP_FLOOR_OVER_BELOW = 2.0
 better than the one below is not worth its encoder)..."""
 TOP_FLOOR_MIN_BPS = 300_000.0
 """... nor below this."""
+LOWEST_SHARE = 0.6
+"""The lowest layer alone takes this share of the weakest budget: it is everyone's last step
+before audio only, and at 85% a 300 kbit/s classroom's 180p overflowed its link (3 fps)."""
 LOWEST_FLOOR_BPS = 150_000.0
 """The lowest layer, when it is the highest sending, costs at least this (what a browser
 gives it below another layer: no worse for anyone than before its ceiling followed them)."""
@@ -186,13 +190,13 @@ def top_ceiling(watchers: Iterable[tuple[bool, float]], below_bps: float) -> flo
 
 
 def lowest_ceiling(shares: Iterable[float]) -> float | None:
-    """The lowest layer's ceiling while it is the highest sending: what the weakest subscriber
-    (`shares`: each one's budget for the track, paused ones too) keeps within its budget, at
-    least `LOWEST_FLOOR_BPS`. None: no budget known."""
+    """The lowest layer's ceiling while it is the highest sending: `LOWEST_SHARE` of the
+    weakest subscriber's budget (`shares`: each one's budget for the track, paused ones too),
+    at least `LOWEST_FLOOR_BPS`. None: no budget known."""
     known = [share for share in shares if share > 0.0]
     if not known:
         return None
-    return min(max(LOWEST_FLOOR_BPS, min(known) * TOP_STAY_SHARE), TOP_LAYER_MAX_BPS)
+    return min(max(LOWEST_FLOOR_BPS, min(known) * LOWEST_SHARE), TOP_LAYER_MAX_BPS)
 
 
 def ceiling_due(

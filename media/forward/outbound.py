@@ -52,7 +52,14 @@ class LinkFeedback(Protocol):
 class OutboundStream:
     """One subscriber's view of one forwarded track (one relay sender on its downlink)."""
 
-    def __init__(self, kind: str, ssrc: int, rtx_ssrc: int, sink: DatagramSink) -> None:
+    def __init__(
+        self,
+        kind: str,
+        ssrc: int,
+        rtx_ssrc: int,
+        sink: DatagramSink,
+        padding_sink: DatagramSink | None = None,
+    ) -> None:
         self.kind = kind
         self.ssrc = ssrc
         self.rtx_ssrc = rtx_ssrc
@@ -74,6 +81,8 @@ class OutboundStream:
         self.continuity = Continuity(self.first_seq, 90000 if kind == "video" else 48000)
         self.writer = PacketWriter(sink)
         self._write = self.writer.write
+        self.padding_writer = PacketWriter(padding_sink or sink)
+        """RTX padding beside the video (`send_rtx_padding`): the pacer's padding lane."""
         """`writer.write`, bound once (the hot path calls it per packet)."""
         self.layers = LayerDropper()
         self.layered = False
@@ -148,6 +157,7 @@ class OutboundStream:
         """What the subscriber's answer says: extension ids, MID and payload types."""
         self.layout = layout
         self.writer.configure(layout)
+        self.padding_writer.configure(layout)
         self.variant = layout.variant
         self.negotiated = negotiated
         self._map_payload_types()
@@ -394,7 +404,7 @@ class OutboundStream:
         if self.paused or rtx_pt is None or ts is None:
             return False
         body = extension_tail(self.variant, abs_time, None) + padding_payload(size)
-        write = self.writer.write
+        write = self.padding_writer.write
         for _ in range(count):
             write(rtx_pt, self.rtx_seq, ts, self.rtx_ssrc, body, PADDING_BIT)
             self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF

@@ -93,6 +93,7 @@ class Downlink:
             priority_of=priority_of,
             pace=self._set_pacing_rate,
             drop_paced=lambda: self._pacer.drop_queued(),  # the pacer of the connection now
+            drop_padding=lambda: self._pacer.drop_padding(),
         )
         """Estimate, allocation and rungs; ticks while the connection is up."""
         self.data_saver = DataSaver(participant_id, emit)
@@ -249,7 +250,8 @@ class Downlink:
         transceiver = self._pc.addTransceiver(HeldTrack(kind), direction="sendonly")
         sender = transceiver.sender
         sink = self._pacer.audio if kind == "audio" else self._pacer.video
-        stream = OutboundStream(kind, *sender_ssrcs(sender), sink)
+        padding = None if kind == "audio" else self._pacer.padding
+        stream = OutboundStream(kind, *sender_ssrcs(sender), sink, padding)
         stream.link = self.adaptation
         tap_relay_sender(sender, stream.fill_sender_report, stream.on_rtcp)
         slot = _Slot(transceiver, stream)

@@ -341,3 +341,54 @@ async def test_on_the_real_event_loop_the_queue_drains_by_itself() -> None:
         assert len(sent) == 40 and pacer.queued_bytes == 0
     finally:
         pacer.disconnect()
+
+
+# -- the padding lane: a probe's padding beside the video ----------------------------------------
+
+
+def test_padding_leaves_after_the_video_that_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    link = Link(monkeypatch)
+    link.pacer.set_rate(RATE)
+    video = [packet() for _ in range(5)]
+    padding = [packet(300, pt=97) for _ in range(4)]
+    for data in video:  # three leave at once (the burst), two wait
+        link.pacer.video.send(data)
+    for data in padding:
+        link.pacer.padding.send(data)
+    assert len(link.sent) == 3
+    link.loop.run_out()
+    sent = [data[:12] for data in link.datagrams]
+    assert sent[:5] == [data[:12] for data in video]  # padding never goes before video
+    assert sent[5:] == [data[:12] for data in padding]
+
+
+def test_padding_the_next_tick_finds_unsent_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A probe's padding still waiting when its tick is over must not outlast it (drained at
+    the lower rate after the probe, it overflowed a 300 kbit/s link for a second more)."""
+    link = Link(monkeypatch)
+    link.pacer.set_rate(RATE)
+    for _ in range(20):
+        link.pacer.padding.send(packet(300, pt=97))
+    sent = len(link.sent)
+    assert 0 < sent < 20
+    assert link.pacer.drop_padding() == 20 - sent
+    assert link.pacer.padding_dropped == 20 - sent
+    link.loop.run_out()
+    assert len(link.sent) == sent
+    link.pacer.video.send(packet())
+    link.loop.run_out()
+    assert len(link.sent) == sent + 1
+
+
+def test_unpaced_padding_goes_straight_and_waiting_padding_is_not_flushed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    link = Link(monkeypatch)
+    link.pacer.padding.send(first := packet(300, pt=97))
+    assert link.datagrams == [first]
+    link.pacer.set_rate(RATE)
+    for _ in range(20):
+        link.pacer.padding.send(packet(300, pt=97))
+    sent = len(link.sent)
+    link.pacer.set_rate(None)  # video waiting would be flushed; padding is dropped
+    assert len(link.sent) == sent and link.pacer.padding_dropped == 21 - sent
