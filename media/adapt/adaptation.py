@@ -98,6 +98,11 @@ PROBE_PADDING_BYTES = 255
 """Padding bytes of each packet of a padding probe (the most one RTP packet's padding holds)."""
 PROBE_PACKET_COST = PROBE_PADDING_BYTES + PACKET_OVERHEAD
 """What one probe packet costs on the wire, as the estimator counts it."""
+PROBE_QUIET_S = 3.0
+"""No padding probe in a subscriber's first seconds: its first keyframes queue on a weak link,
+and the RTT floor its probes are judged by is still that queue's (a probe 0.4 s after joining
+a 300 kbit/s classroom, at a 165 ms RTT taken as the floor, lost a third of it, the NACKs
+that followed overflowed the link again, and the camera paused for the rest of the class)."""
 PROBE_PACE_FACTOR = 1.1
 """While a padding probe pads, the downlink is paced at least at its target times this."""
 PACE_BELOW_BPS = 4_000_000.0
@@ -391,6 +396,7 @@ class DownlinkAdaptation:
         self._interval_s = interval_s
         self.probe = ProbeState()
         """The padding probe's state (`media.adapt.bandwidth_probe`)."""
+        self._first_tick_at: float | None = None
         self.ticker = Ticker(self.tick, interval_s, f"adaptation tick participant={participant_id}")
         self.steady_ticks = 0
         """Ticks that found every video track on `full` with room to spare (no decision)."""
@@ -453,6 +459,9 @@ class DownlinkAdaptation:
     def tick(self) -> Allocation:
         """Decide once: count what was sent, estimate, allocate, apply, emit on a switch."""
         now = self._clock()
+        if self._first_tick_at is None:
+            self._first_tick_at = now
+            self.probe = replace(self.probe, next_at=max(self.probe.next_at, now + PROBE_QUIET_S))
         streams = [s for s in self._streams() if s.track is not None]
         self._count_sent(streams, now)
         link = self._estimate(now)
