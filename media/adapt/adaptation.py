@@ -603,8 +603,11 @@ class DownlinkAdaptation:
         previous = self.allocation
         if previous is None:
             return ProbeStep(self.probe, ProbeVerdict.IDLE)
-        # no padding probe under a data budget (`media.adapt.data_saver`: data spent on nothing)
+        # no padding probe under a data budget (`media.adapt.data_saver`: data spent on nothing),
+        # nor from the starting guess (no report yet: a probe at twice a guess is no test)
         saving = self.data_saver is not None and self.data_saver.active
+        if link.bound is EstimateBound.INITIAL and not self.probe.running:
+            return ProbeStep(self.probe, ProbeVerdict.IDLE)
         climbing = self._climbing()
         can_pad = (bool(paused_tracks(previous)) or climbing) and not saving
         if not can_pad and not self.probe.running:

@@ -379,6 +379,7 @@ class DownlinkEstimator:
         self._carried = RecentValues(policy.carried_window_s)
         self._probed_bps: float | None = None  # what a padding probe proved, until a decrease
         self._probed_at = 0.0
+        self._probed_by_failure = False  # held after a failed probe, not proved by a passed one
         self.outages = 0
         """Receiver reports left out as describing an outage (see `outage_s`)."""
 
@@ -639,7 +640,8 @@ class DownlinkEstimator:
     def probe_failed(self, before_bps: float, now: float) -> None:
         """A padding probe overflowed the link, and the estimate was `before_bps` when it
         started: a REMB below `probe_failed_hold` of that is not believed for `probed_trust_s`
-        or until loss cuts the bound. What the probe overflowed was its own padding: the link
+        or until loss cuts the bound, nor while the RTT stays above its floor (a queue that
+        outlasts the probe is the link's). What the probe overflowed was its own padding: the link
         carried the media before it, and carries it after, but a receiver's REMB, which saw the
         queue, falls to what it received and climbs back at 8% a second (a 2 Mbit/s
         classroom's fell from 1.68 to 1.26 Mbit/s for ten seconds, and its 360p with it)."""
@@ -647,6 +649,7 @@ class DownlinkEstimator:
         if held > (self._probed(now) or 0.0):
             self._probed_bps = held
             self._probed_at = now
+            self._probed_by_failure = True
 
     def probe_passed(self, bps: float, now: float) -> None:
         """A padding probe (`media.adapt.bandwidth_probe`) showed that the link carries `bps`: the
@@ -659,6 +662,7 @@ class DownlinkEstimator:
         self._guess_only = False
         self._probed_bps = bps
         self._probed_at = now
+        self._probed_by_failure = False
         self._carried.add(bps, now)
         self._last_increase_at = now
 
@@ -711,6 +715,8 @@ class DownlinkEstimator:
         """What a padding probe proved, while it still overrides the REMB (0 otherwise)."""
         if self._probed_bps is None or now - self._probed_at > self.policy.probed_trust_s:
             return 0.0
+        if self._probed_by_failure and not self.rtt_settled():
+            return 0.0  # a queue that stays after a failed probe is the link's, not the probe's
         return self._probed_bps
 
     def _fresh_remb(self, now: float) -> float | None:
