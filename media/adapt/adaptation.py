@@ -386,9 +386,9 @@ class DownlinkAdaptation:
         self._policy = policy
         self._pace = pace
         self._drop_paced = drop_paced
+        """Drops the video waiting in the pacer (called when the last video stream pauses)."""
         self._drop_padding = drop_padding
         """Drops the probe padding the pacer still holds from the last tick."""
-        """Drops the video waiting in the pacer (called when the last video stream pauses)."""
         # per stream: (bytes counted, of them headers) up to the last count
         self._counted: weakref.WeakKeyDictionary[OutboundStream, tuple[int, int]] = (
             weakref.WeakKeyDictionary()

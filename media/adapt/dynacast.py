@@ -69,12 +69,12 @@ TICK_S = 0.5
 """How often a publisher's layers are decided (as often as the subscribers' rungs)."""
 
 TOP_STAY_SHARE = 0.85
-"""The top layer may cost this share of the best budget among subscribers on it: a rung is
-kept while the budget covers its cost less `RungPolicy.shortfall_tolerance`, and a layer's
+"""The top layer may cost this share of the budget of a subscriber on it: a rung is kept
+while the budget covers its cost less `RungPolicy.shortfall_tolerance`, and a layer's
 measured rate runs above the encoder's target (RTP headers, keyframes)..."""
 TOP_CLIMB_SHARE = 0.72
-"""... and this share of the best budget among subscribers below it: a rung comes into reach
-at its cost times 1 + `RungPolicy.up_margin` (1.25), with a little to spare."""
+"""... and this share of the budget of a subscriber below it: a rung comes into reach at its
+cost times 1 + `RungPolicy.up_margin` (1.25), with a little to spare."""
 TOP_FLOOR_OVER_BELOW = 2.0
 """The top layer's ceiling is never below the layer under it times this (a layer barely
 better than the one below is not worth its encoder)..."""

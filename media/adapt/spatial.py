@@ -97,14 +97,14 @@ CAPPED_AT = 0.8
 TOP_LAYER_MAX_BPS = 1_700_000.0
 """The page's own ceiling of its top camera layer (web/js/codecs.js `TOP_LAYER_MAX_BPS`,
 what a direct call gives a camera on a good link): no relay ceiling goes above it..."""
-HOLDER_SHARE = 0.75
-"""A stream whose budget times this is above its layer's ceiling is not the one holding it
-(dynacast keeps the top at 85% of the weakest capable budget): another, weaker classroom
-does, and climbing would not lift it."""
 CLIMB_BELOW = 0.85
 """... and a subscriber climbs (`capped_top_layer`) only while the ceiling is below this share
 of it: above, the estimate's own rise lifts the rest, where a probe at twice a 1.8 Mbit/s
 estimate lost half of its half second and took a 2 Mbit/s classroom from 360p to 180p."""
+HOLDER_SHARE = 0.75
+"""A stream whose budget times this is above its layer's ceiling is not the one holding it
+(dynacast keeps the top at 85% of the weakest capable budget): another, weaker classroom
+does, and climbing would not lift it."""
 
 
 def capped_top_layer(stream: OutboundStream) -> bool:
