@@ -535,7 +535,6 @@ class DownlinkAdaptation:
         allocation = allocate(
             link, incoming, self.allocation, now, self._policy,
             red_negotiated=red_negotiated, padding_probe=probing, unaccounted=unaccounted,
-            padding_probes=not (self.data_saver is not None and self.data_saver.active),
         )  # fmt: skip
         self.allocation = allocation
         self._note_spent(allocation)

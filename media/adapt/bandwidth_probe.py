@@ -180,11 +180,15 @@ class ProbeState:
     """... and the most that got through by a report: the verdict credits the greatest."""
     estimate_before: float = 0.0
     """The estimate at its start (`DownlinkEstimator.probe_failed` holds it if it fails)."""
+    beside: bool = False
+    """It pads on RTX beside a playing layer (`ProbeInputs.climbing`), whose losses no report
+    counts: judged on its worst report (`loss_peak`)..."""
     loss_peak: float = 0.0
-    """The highest loss reported since it started: the verdict is on the worst report (a
-    probe beside a layer pads on RTX, whose losses no report counts; the layer's reports
-    about the probe's half second are averaged with the seconds around it, 7.5% then 3.5%
-    when a quarter of the padding was dropped)."""
+    """... the highest loss reported since it started (the layer's reports about the probe's
+    half second are averaged with the seconds around it: 7.5% then 3.5% when a quarter of the
+    padding was dropped). A probe on a paused stream's own padding is judged on the latest
+    report, which counts its padding: its few packets a second make single reports noisy (one
+    lost of twelve reads 8% on a link losing 3%)."""
     failed_bps: float = math.inf
     """The lowest target that failed lately (`ProbePolicy.failed_memory_s`)..."""
     failed_at: float = -math.inf
@@ -272,6 +276,7 @@ def probe_step(
         # random loss must not fail the probe)
         loss_before=loss if fresh else min(inputs.loss, policy.loss_max),
         estimate_before=inputs.estimate_bps,
+        beside=inputs.climbing,
         rtt_before_s=inputs.rtt_sample_s,
         sent_bps=0.0,
         delivered_bps=0.0,
@@ -296,7 +301,7 @@ def _running(
     reported = inputs.loss_at is not None and inputs.loss_at > started_at
     if reported:
         state = replace(state, loss_peak=max(state.loss_peak, inputs.loss))
-    loss = state.loss_peak if reported else 0.0
+    loss = (state.loss_peak if state.beside else inputs.loss) if reported else 0.0
     before, peak = state.rtt_before_s, inputs.rtt_sample_s
     queued = before is not None and peak is not None and peak > before + policy.rtt_rise_s
     due = elapsed >= policy.duration_s + policy.judge_after_s

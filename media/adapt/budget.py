@@ -194,17 +194,12 @@ def allocate(
     red_negotiated: bool = True,
     padding_probe: bool = False,
     unaccounted: float = 0.0,
-    padding_probes: bool = False,
 ) -> Allocation:
     """Divide `link.bps` among `tracks` by priority; `previous` carries each track's hysteresis
     (tracks it does not know start fresh; tracks gone are forgotten). `padding_probe`: a
     padding probe runs (`media.adapt.bandwidth_probe`), which counts as the subscriber's one probe
     (no rung probe starts, and a loss spike is the probe's). `unaccounted`: what is sent
-    besides the tracks' costs (`unaccounted_bps`), left out of the budget. `padding_probes`:
-    the subscriber's link is probed with padding while a video is paused, so a paused video
-    is not probed by resuming it (a rung probe showed a 150 kbit/s classroom two seconds of a
-    picture at 1 fps every twenty; the padding finds the link without putting a picture at
-    stake, and the video resumes once the estimate carries it)."""
+    besides the tracks' costs (`unaccounted_bps`), left out of the budget."""
     red, lossy_at = red_state(link.loss, previous, now, policy, red_negotiated)
     remaining = link.bps - unaccounted
     allocated: list[TrackAllocation] = []
@@ -321,13 +316,7 @@ def allocate(
                 now,
                 policy.rung,
                 track_limit,
-                may_probe=not (
-                    probing
-                    or crowded
-                    or probe_started
-                    or ceiling_binds
-                    or (padding_probes and prior is not None and prior.video_paused)
-                ),
+                may_probe=not (probing or crowded or probe_started or ceiling_binds),
                 overfull=overfull,
                 probe_room_bps=probe_room,
                 guessed=link.bound is EstimateBound.INITIAL,

@@ -265,8 +265,12 @@ def test_a_failed_probe_bounds_the_next_ones_halfway() -> None:
     assert fresh.state.target_bps == pytest.approx(3_000_000)
 
 
-def test_a_probe_is_judged_on_the_worst_report_about_it() -> None:
+def test_a_probe_beside_a_layer_is_judged_on_the_worst_report_about_it() -> None:
     # padding beside a layer goes on RTX, whose losses no report counts; the layer's two
-    # reports read 7.5% then 3.5%: the first one fails it
-    steps = run(ProbeState(), [read(10.0), read(10.6, loss=0.075), read(11.5, loss=0.035)])
-    assert steps[-1].verdict is ProbeVerdict.FAILED
+    # reports read 7.5% then 3%: the first one fails it
+    beside = [read(10.0, climbing=True), read(10.6, loss=0.075, climbing=True),
+              read(11.5, loss=0.03, climbing=True)]  # fmt: skip
+    assert run(ProbeState(), beside)[-1].verdict is ProbeVerdict.FAILED
+    # a paused stream's own padding is counted by its reports: the latest one judges
+    alone = [read(10.0), read(10.6, loss=0.075), read(11.5, loss=0.03)]
+    assert run(ProbeState(), alone)[-1].verdict is ProbeVerdict.PASSED
