@@ -182,13 +182,16 @@ class ProbeState:
     """The estimate at its start (`DownlinkEstimator.probe_failed` holds it if it fails)."""
     beside: bool = False
     """It pads on RTX beside a playing layer (`ProbeInputs.climbing`), whose losses no report
-    counts: judged on its worst report (`loss_peak`)..."""
-    loss_peak: float = 0.0
-    """... the highest loss reported since it started (the layer's reports about the probe's
-    half second are averaged with the seconds around it: 7.5% then 3.5% when a quarter of the
-    padding was dropped). A probe on a paused stream's own padding is judged on the latest
-    report, which counts its padding: its few packets a second make single reports noisy (one
-    lost of twelve reads 8% on a link losing 3%)."""
+    counts: judged on the mean of the reports since it started (`loss_sum`, `loss_reports`),
+    not the latest (the layer's reports about the probe's half second are averaged with the
+    seconds around it: 7.5% then 3.5% when a quarter of the padding was dropped, where the
+    latest alone passed it; the worst alone failed every probe on a link losing 3% at
+    random). A probe on a paused stream's own padding is judged on the latest report, which
+    counts its padding."""
+    loss_sum: float = 0.0
+    loss_reports: int = 0
+    last_loss_at: float | None = None
+    """The time of the last report counted in the mean."""
     failed_bps: float = math.inf
     """The lowest target that failed lately (`ProbePolicy.failed_memory_s`)..."""
     failed_at: float = -math.inf
@@ -280,7 +283,8 @@ def probe_step(
         rtt_before_s=inputs.rtt_sample_s,
         sent_bps=0.0,
         delivered_bps=0.0,
-        loss_peak=0.0,
+        loss_sum=0.0,
+        loss_reports=0,
     )
     return ProbeStep(started, ProbeVerdict.STARTED, pad_bps=target - inputs.spent_bps)
 
@@ -299,9 +303,17 @@ def _running(
         )
     # only readings since the start are about the probe (the loss window restarted with it)
     reported = inputs.loss_at is not None and inputs.loss_at > started_at
+    loss = 0.0
     if reported:
-        state = replace(state, loss_peak=max(state.loss_peak, inputs.loss))
-    loss = (state.loss_peak if state.beside else inputs.loss) if reported else 0.0
+        if inputs.loss_at != state.last_loss_at:  # a new report (a tick may repeat the last)
+            state = replace(
+                state,
+                loss_sum=state.loss_sum + inputs.loss,
+                loss_reports=state.loss_reports + 1,
+                last_loss_at=inputs.loss_at,
+            )
+        mean = state.loss_sum / state.loss_reports if state.loss_reports else inputs.loss
+        loss = mean if state.beside else inputs.loss
     before, peak = state.rtt_before_s, inputs.rtt_sample_s
     queued = before is not None and peak is not None and peak > before + policy.rtt_rise_s
     due = elapsed >= policy.duration_s + policy.judge_after_s

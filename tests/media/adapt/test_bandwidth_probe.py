@@ -265,12 +265,16 @@ def test_a_failed_probe_bounds_the_next_ones_halfway() -> None:
     assert fresh.state.target_bps == pytest.approx(3_000_000)
 
 
-def test_a_probe_beside_a_layer_is_judged_on_the_worst_report_about_it() -> None:
+def test_a_probe_beside_a_layer_is_judged_on_the_mean_of_the_reports_about_it() -> None:
     # padding beside a layer goes on RTX, whose losses no report counts; the layer's two
-    # reports read 7.5% then 3%: the first one fails it
+    # reports read 7.5% then 3%: their mean (5.25%) fails it, the latest alone would not
     beside = [read(10.0, climbing=True), read(10.6, loss=0.075, climbing=True),
               read(11.5, loss=0.03, climbing=True)]  # fmt: skip
     assert run(ProbeState(), beside)[-1].verdict is ProbeVerdict.FAILED
     # a paused stream's own padding is counted by its reports: the latest one judges
     alone = [read(10.0), read(10.6, loss=0.075), read(11.5, loss=0.03)]
     assert run(ProbeState(), alone)[-1].verdict is ProbeVerdict.PASSED
+    # on a link losing 3% at random, one report reading 6.1% does not fail it
+    lossy = [read(10.0, loss=0.03, climbing=True), read(10.6, loss=0.061, climbing=True),
+             read(11.5, loss=0.03, climbing=True)]  # fmt: skip
+    assert run(ProbeState(), lossy)[-1].verdict is ProbeVerdict.PASSED
