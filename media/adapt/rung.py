@@ -428,14 +428,8 @@ def decide(
                 return replace(up, last_up_at=now, last_up_to=ladder[index], last_up_probed=False)
         return _hold(state, cost, surplus_since=since)
 
-    # between simulcast layers no rung probe: the layer probed starts with its keyframe, a
-    # burst on top of its rate (a 500 kbit/s classroom probing 360p lost 12% and then paused
-    # for 5 s); the padding probes beside the layer (`media.adapt.bandwidth_probe`) raise the
-    # estimate until the next layer is in reach. From audio only, the lowest layer is probed.
-    spatial_step = available.low_forwarded and current < len(ladder) - 1
     if (
         may_probe
-        and not spatial_step
         and current > 0
         and cost <= estimate_bps
         and loss < policy.probe_loss_max

@@ -219,19 +219,3 @@ async def test_a_stream_on_the_top_layer_held_by_its_ceiling_climbs(
     stream.paused = paused
     stream.rtx_pt = 97 if rtx else None
     assert capped_top_layer(stream) is capped
-
-
-def test_no_rung_probe_between_simulcast_layers_but_one_from_audio_only() -> None:
-    """Probing 360p from 180p starts it with its keyframe on top of its rate (a 500 kbit/s
-    classroom lost 12% and paused for 5 s): the padding probes beside the layer raise the
-    estimate until 360p is in reach instead. From audio only, 180p is still probed."""
-    costs = simulcast_costs((Q, H, F))
-    on_low = decide(150_000.0, 0.0, 0.0, costs, None, 0.0)
-    assert on_low.rung is Rung.LOW
-    # 300k: 360p (400k) within a probe's reach (1.5 x), not in reach of a step up
-    later = [decide(300_000.0, 0.0, 0.0, costs, on_low, t) for t in (10.0, 20.0, 40.0)]
-    assert all(d.rung is Rung.LOW and d.reason is not RungReason.PROBE for d in later)
-    paused = decide(50_000.0, 0.0, 0.0, costs, None, 0.0)
-    assert paused.rung is Rung.AUDIO_ONLY
-    probed = decide(110_000.0, 0.0, 0.0, costs, paused, 10.0)
-    assert probed.rung is Rung.LOW and probed.reason is RungReason.PROBE
