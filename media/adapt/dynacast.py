@@ -342,7 +342,10 @@ class Dynacast:
             return None
         if index == 0:
             return lowest_ceiling(subscriber_shares(track))
-        return top_ceiling(layer_watchers(track, layers[index]), held_or_last(layers[index - 1]))
+        below = held_or_last(layers[index - 1])
+        if index == 1:  # the lowest below it costs its target there, not what it took alone
+            below = min(below, LOWEST_FLOOR_BPS)
+        return top_ceiling(layer_watchers(track, layers[index]), below)
 
     def _hold(
         self, track: InboundTrack, before: frozenset[int], after: frozenset[int], now: float
