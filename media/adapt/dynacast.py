@@ -78,8 +78,9 @@ cost times 1 + `RungPolicy.up_margin` (1.25), with a little to spare."""
 TOP_FLOOR_OVER_BELOW = 2.0
 """The top layer's ceiling is never below the layer under it times this (a layer barely
 better than the one below is not worth its encoder)..."""
-TOP_FLOOR_MIN_BPS = 300_000.0
-"""... nor below this."""
+TOP_FLOOR_MIN_BPS = 450_000.0
+"""... nor below this (360p of a noisy camera at 300k drops to 10-15 fps: a 500 kbit/s
+classroom offered it there played 9.5 fps, where 180p plays 30)."""
 LOWEST_SHARE = 0.6
 """The lowest layer alone takes this share of the weakest budget: it is everyone's last step
 before audio only, and at 85% a 300 kbit/s classroom's 180p overflowed its link (3 fps)."""
