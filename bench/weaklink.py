@@ -945,6 +945,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def sweep_settle(args: argparse.Namespace) -> float:
+    """Seconds a sweep's cell settles before its window: --settle, else `SWEEP_SETTLE_S`."""
+    return max(0.0, SWEEP_SETTLE_S if args.settle is None else args.settle)
+
+
 def sweep_grid(args: argparse.Namespace) -> list[sweep.Cell]:
     """The sweep's cells from --rates, --losses and --up-ratio (SystemExit if malformed)."""
     try:
@@ -991,7 +996,7 @@ async def run_sweep(
                 " (pip install 'tongxin[bench]')"
             ) from None
     duration = args.duration or SWEEP_DURATION_S
-    settle = max(0.0, SWEEP_SETTLE_S if args.settle is None else args.settle)
+    settle = sweep_settle(args)
     rows: list[dict[str, Any]] = []
     started = time.monotonic()
     for cell in cells:

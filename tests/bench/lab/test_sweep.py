@@ -79,7 +79,10 @@ def test_the_sweep_defaults_are_the_issues_grid() -> None:
     assert sorted({c.down_kbps for c in cells}) == [100, 200, 300, 500, 800, 1200, 2000]
     assert sorted({c.loss_pct for c in cells}) == [0, 1, 3, 6]
     assert len(cells) == 28
-    assert (args.path, args.settle) == ("relay", weaklink.SWEEP_SETTLE_S)
+    # no --settle: a sweep settles SWEEP_SETTLE_S, a single run's window starts at once
+    assert (args.path, args.settle) == ("relay", None)
+    assert weaklink.sweep_settle(args) == weaklink.SWEEP_SETTLE_S
+    assert weaklink.sweep_settle(_args(["--sweep", "--settle", "12"])) == 12.0
 
 
 @pytest.mark.parametrize(
