@@ -101,8 +101,9 @@ export function cameraLayerCount(mode, captureHeight, linkKbps) {
  * The send encodings of a simulcast camera: the lowest `count` layers, each scaled down from
  * the capture height, lowest first; `layered` adds VP8 temporal layers to each. The top layer
  * may use what a direct call gives (`TOP_LAYER_MAX_BPS`, also a 360p camera's 360p layer):
- * the relay lowers it to what its best-linked classroom takes (the `layers` frame's
- * `max_kbps`), so a 1 Mbit/s classroom still gets 360p and a 2 Mbit/s one most of its link.
+ * the relay lowers it to what the weakest classroom that can watch it takes (the `layers`
+ * frame's `max_kbps`), so a 1 Mbit/s classroom still gets 360p and one alone on 2 Mbit/s
+ * most of its link.
  * Browsers give a lower layer only its resolution's target bitrate, whatever its ceiling.
  */
 export function cameraEncodings(count, captureHeight, layered) {
