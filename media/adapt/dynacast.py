@@ -50,7 +50,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from media.adapt.spatial import TOP_LAYER_MAX_BPS, held_or_last
+from media.adapt.spatial import TOP_LAYER_MAX_BPS, held_or_last, within
 from media.adapt.ticker import Ticker
 from media.forward.forwarder import InboundTrack
 
@@ -379,8 +379,5 @@ class Dynacast:
 def _cap_held(layer: InboundTrack, ceiling: float) -> None:
     """A paused top layer's held rates scaled down to its new ceiling: the ladders must see
     what it will cost when resumed, not what it cost before (`media.adapt.spatial`)."""
-    held = layer.held_rates
-    total = sum(held) if held is not None else 0.0
-    if held is not None and total > ceiling:
-        scale = ceiling / total
-        layer.held_rates = (held[0] * scale, held[1] * scale, held[2] * scale, held[3] * scale)
+    if layer.held_rates is not None:
+        layer.held_rates = within(layer.held_rates, ceiling)

@@ -646,7 +646,7 @@ class DownlinkEstimator:
         queue, falls to what it received and climbs back at 8% a second (a 2 Mbit/s
         classroom's fell from 1.68 to 1.26 Mbit/s for ten seconds, and its 360p with it)."""
         held = before_bps * self.policy.probe_failed_hold
-        if held > (self._probed(now) or 0.0):
+        if held > self._probed(now):
             self._probed_bps = held
             self._probed_at = now
             self._probed_by_failure = True

@@ -161,14 +161,21 @@ def ladder_rates(layer: InboundTrack, now: float) -> Rates:
     held = layer.held_rates
     if held is not None and sum(rates) <= 0.0:
         return held
-    ceiling, total = layer.ceiling_bps, sum(rates)
-    if ceiling is not None and total > ceiling:
+    if layer.ceiling_bps is not None:
         # the relay just lowered its ceiling (`media.adapt.dynacast`): the publisher's encoder
         # follows within a second or two, and the subscriber whose budget lowered it must not
         # step down meanwhile (its shortfall steps down after one)
-        scale = ceiling / total
-        return (rates[0] * scale, rates[1] * scale, rates[2] * scale, rates[3] * scale)
+        return within(rates, layer.ceiling_bps)
     return rates
+
+
+def within(rates: Rates, ceiling_bps: float) -> Rates:
+    """`rates` scaled down so that they add up to at most `ceiling_bps`."""
+    total = sum(rates)
+    if total <= ceiling_bps:
+        return rates
+    scale = ceiling_bps / total
+    return (rates[0] * scale, rates[1] * scale, rates[2] * scale, rates[3] * scale)
 
 
 def held_or_last(layer: InboundTrack) -> float:
