@@ -209,7 +209,18 @@ SENDER_JS = """async () => {
     out[key] = { codec: codecs[s.codecId] || '', scalability: s.scalabilityMode || '',
                  width: s.frameWidth || 0, height: s.frameHeight || 0,
                  fps: s.framesPerSecond || 0, kbytes: Math.round((s.bytesSent || 0) / 1000),
-                 limited: s.qualityLimitationReason || '' };
+                 limited: s.qualityLimitationReason || '',
+                 frames: s.framesEncoded || 0, keyframes: s.keyFramesEncoded || 0,
+                 plis: s.pliCount || 0, nacks: s.nackCount || 0,
+                 target_kbps: Math.round((s.targetBitrate || 0) / 1000) };
+  }
+  for (const t of pc.getTransceivers()) {
+    for (const e of t.sender.getParameters().encodings || []) {
+      const s = out[`video-${t.mid}:${e.rid}`];
+      if (!e.rid || !s) continue;
+      s.max_kbps = Math.round((e.maxBitrate || 0) / 1000);
+      s.active = e.active !== false;
+    }
   }
   return out;
 }"""
@@ -218,7 +229,9 @@ SENDER_JS = """async () => {
 async def sender_stats(page: Page) -> dict[str, Any]:
     """What the teacher's browser sends, per outbound stream (`video-<mid>`, `video-<mid>:<rid>`
     for each simulcast layer, `audio`): codec,
-    scalability mode, size, frame rate, what limits its quality; and its send estimate."""
+    scalability mode, size, frame rate, what limits its quality, frames and keyframes encoded,
+    PLIs and NACKs received, the encoder's target and (simulcast layers) the sender's ceiling
+    and whether the layer is active; and its send estimate."""
     with contextlib.suppress(Exception):
         return dict(await page.evaluate(SENDER_JS))
     return {}

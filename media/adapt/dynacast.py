@@ -312,6 +312,7 @@ class Dynacast:
                 )  # fmt: skip
             for i, layer in enumerate(layers):
                 layer.ceiling_bps = sent if i == top else None
+                layer.set_publisher_paused(i not in state.active)
             if top + 1 < len(layers):  # what the paused layer above would cost, resumed
                 above = self._ceiling(track, top + 1, tapped)
                 if above is not None:

@@ -30,6 +30,11 @@ class KeyframeRequests:
         self._wanted = True
         return self.due(now)
 
+    def defer(self) -> None:
+        """Someone needs a keyframe, but no PLI may go now (the source is paused): `due`
+        says yes once asked again."""
+        self._wanted = True
+
     def due(self, now: float) -> bool:
         """True (and counted as sent) if a keyframe is still wanted and the interval passed."""
         if not self._wanted:

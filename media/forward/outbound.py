@@ -431,9 +431,10 @@ class OutboundStream:
             self.link.on_remb(bps)
 
     def keyframe_wanted(self) -> None:
-        """The subscriber sent PLI or FIR."""
+        """The subscriber sent PLI or FIR (not passed on while paused: `resume` asks for a
+        keyframe anyway, and a paused subscriber's browser keeps asking)."""
         self.keyframe_requests += 1
-        if self.source is not None:
+        if self.source is not None and not self.paused:
             self.source.request_keyframe()
 
     def retransmit(self, lost: Iterable[int]) -> None:

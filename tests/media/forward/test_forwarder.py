@@ -199,6 +199,44 @@ async def test_keyframe_requests_from_many_subscribers_reach_the_publisher_once(
     track.close()
 
 
+async def test_no_pli_reaches_a_layer_the_publisher_was_asked_to_pause() -> None:
+    """A PLI to a paused simulcast layer makes Chromium send a keyframe of every layer it
+    still sends: while paused, requests wait, and one PLI goes when the layer is resumed."""
+    plis: list[int] = []
+    now = [100.0]
+    track = InboundTrack("doc", "camera", [VP8], send_pli=plis.append, clock=lambda: now[0])
+    track.on_packet(source_packet(1, 0, KEY, marker=1))
+    track.set_publisher_paused(True)
+    stream = subscriber_stream(Capture())
+    stream.attach(track)  # a subscriber switches to the paused layer
+    stream.on_rtcp(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=9, media_ssrc=1111))
+    for _ in range(5):
+        now[0] += 1.0
+        track.request_keyframe()
+    assert plis == []
+    track.set_publisher_paused(False)
+    assert plis == [5555], "resumed: the keyframe still wanted is asked for at once"
+    track.close()
+
+
+async def test_a_paused_subscribers_own_plis_are_not_passed_on() -> None:
+    plis: list[int] = []
+    now = [100.0]
+    track = InboundTrack("doc", "camera", [VP8], send_pli=plis.append, clock=lambda: now[0])
+    track.on_packet(source_packet(1, 0, KEY, marker=1))
+    stream = subscriber_stream(Capture())
+    stream.attach(track)
+    track.on_packet(source_packet(2, 3000, KEY, marker=1))
+    now[0] += 1.0
+    stream.pause()
+    stream.on_rtcp(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=9, media_ssrc=1111))
+    assert plis == [5555], "only the attach's request: the paused browser's PLI waits"
+    now[0] += 1.0
+    stream.resume()
+    assert plis == [5555, 5555]
+    track.close()
+
+
 # --- real peers over UDP on loopback ---------------------------------------------------------
 
 

@@ -24,6 +24,10 @@ from media.forward.keyframe_requests import KeyframeRequests
         ([("want", 0.0), ("seen", 0.1), ("want", 0.2), ("due", 0.4)], [True, None, False, True]),
         # nothing wanted: never due
         ([("due", 5.0)], [False]),
+        # deferred (the source is paused): no PLI now, one at the next due
+        ([("defer", 0.0), ("due", 0.1)], [None, True]),
+        # deferred, then a keyframe came anyway: nothing to ask
+        ([("defer", 0.0), ("seen", 0.1), ("due", 0.2)], [None, None, False]),
     ],
 )
 def test_keyframe_requests(events: list[tuple[str, float]], sent: list[bool | None]) -> None:
@@ -34,6 +38,9 @@ def test_keyframe_requests(events: list[tuple[str, float]], sent: list[bool | No
             results.append(requests.want(now))
         elif op == "due":
             results.append(requests.due(now))
+        elif op == "defer":
+            requests.defer()
+            results.append(None)
         else:
             requests.keyframe_seen()
             results.append(None)
