@@ -480,7 +480,10 @@ class DownlinkAdaptation:
             if stream.kind == "audio":
                 incoming.append(IncomingTrack(track_id, self._priority_of(track), sum(rates)))
             elif track.spatial_layers:  # simulcast: the rungs are its layers (adapt/spatial)
-                layer_rates = [ladder_rates(layer, now) for layer in track.spatial_layers]
+                layer_rates = [
+                    ladder_rates(layer, now, lowest=i == 0)
+                    for i, layer in enumerate(track.spatial_layers)
+                ]
                 incoming.append(IncomingTrack(
                     track_id, self._priority_of(track), costs=simulcast_costs(layer_rates)
                 ))

@@ -50,7 +50,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from media.adapt.spatial import TOP_LAYER_MAX_BPS, held_or_last, within
+from media.adapt.spatial import LOWEST_FLOOR_BPS, TOP_LAYER_MAX_BPS, held_or_last, within
 from media.adapt.ticker import Ticker
 from media.forward.forwarder import InboundTrack
 
@@ -84,9 +84,6 @@ classroom offered it there played 9.5 fps, where 180p plays 30)."""
 LOWEST_SHARE = 0.6
 """The lowest layer alone takes this share of the weakest budget: it is everyone's last step
 before audio only, and at 85% a 300 kbit/s classroom's 180p overflowed its link (3 fps)."""
-LOWEST_FLOOR_BPS = 150_000.0
-"""The lowest layer, when it is the highest sending, costs at least this (what a browser
-gives it below another layer: no worse for anyone than before its ceiling followed them)."""
 CEILING_STEP = 0.12
 """A new ceiling is sent when it differs from the last one sent by this share..."""
 CEILING_EVERY_S = 0.5

@@ -95,6 +95,10 @@ def below_top_layer(stream: OutboundStream) -> bool:
 CAPPED_AT = 0.8
 """A layer sending at least this share of the ceiling the relay set it is held by it..."""
 TOP_LAYER_MAX_BPS = 1_700_000.0
+LOWEST_FLOOR_BPS = 150_000.0
+"""The lowest layer, when it is the highest sending, costs at least this (what a browser
+gives it below another layer: no worse for anyone than before its ceiling followed them);
+`media.adapt.dynacast` sets its ceiling no lower."""
 """The page's own ceiling of its top camera layer (web/js/codecs.js `TOP_LAYER_MAX_BPS`,
 what a direct call gives a camera on a good link): no relay ceiling goes above it..."""
 CLIMB_BELOW = 0.85
@@ -152,20 +156,26 @@ def temporal_layers_for(decision: RungDecision, totals: Sequence[float]) -> int:
     return max(1, decision.temporal_layers)
 
 
-def ladder_rates(layer: InboundTrack, now: float) -> Rates:
+def ladder_rates(layer: InboundTrack, now: float, lowest: bool = False) -> Rates:
     """A layer's measured rates (`InboundTrack.layer_rates`), or, while the relay has it
     paused at the publisher (`media.adapt.dynacast`) and it does not flow, the rates it had:
     a paused layer stays on the ladder, and a subscriber's rung that wants it resumes it.
-    Within the ceiling the relay set the highest layer sending (`InboundTrack.ceiling_bps`)."""
+    Within the ceiling the relay set the highest layer sending (`InboundTrack.ceiling_bps`);
+    the `lowest` layer sending alone within `LOWEST_FLOOR_BPS`: its ceiling follows its
+    weakest subscriber down to there."""
     rates = layer.layer_rates(now)
     held = layer.held_rates
     if held is not None and sum(rates) <= 0.0:
         return held
-    if layer.ceiling_bps is not None:
+    ceiling = layer.ceiling_bps
+    if ceiling is not None:
         # the relay just lowered its ceiling (`media.adapt.dynacast`): the publisher's encoder
         # follows within a second or two, and the subscriber whose budget lowered it must not
-        # step down meanwhile (its shortfall steps down after one)
-        return within(rates, layer.ceiling_bps)
+        # step down meanwhile (its shortfall steps down after one). The lowest layer alone
+        # costs what its weakest subscriber's budget sets it to, down to its floor: a classroom
+        # whose budget fell under what 180p took at a higher ceiling (a probe that failed,
+        # 244k against 228k) was paused for 7 s where 180p at 150k fitted
+        return within(rates, min(ceiling, LOWEST_FLOOR_BPS) if lowest else ceiling)
     return rates
 
 

@@ -4,6 +4,7 @@ keyframe."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -27,6 +28,7 @@ from media.adapt.dynacast import (
 from media.adapt.rung import Rung, RungChoice, RungDecision, RungReason
 from media.adapt.spatial import apply_layer, ladder_rates, simulcast_costs
 from media.forward.forwarder import InboundTrack, OutboundStream
+from media.forward.keyframe_requests import DEFAULT_MIN_INTERVAL
 from signaling import messages as m
 from signaling.ws_media import media_event_frame
 from tests.media.forward.test_forwarder import KEY, Capture, source_packet, subscriber_stream
@@ -149,10 +151,11 @@ F = (700_000.0, 350_000.0, 350_000.0, 0.0)
 OFF = (0.0, 0.0, 0.0, 0.0)
 
 
-def simulcast_track() -> InboundTrack:
+def simulcast_track(plis: list[int] | None = None) -> InboundTrack:
     layers = []
     for rid in ("q", "h", "f"):
-        layer = InboundTrack("teacher", "camera", [VP8], send_pli=lambda ssrc: None)
+        send_pli = plis.append if plis is not None else lambda ssrc: None
+        layer = InboundTrack("teacher", "camera", [VP8], send_pli=send_pli)
         layer.rid = rid
         layer.ssrc = {"q": 10, "h": 20, "f": 30}[rid]
         layers.append(layer)
@@ -245,7 +248,8 @@ async def test_while_a_layer_is_paused_the_event_is_repeated() -> None:
 
 
 async def test_a_rung_that_wants_a_paused_layer_resumes_it_then_switches_at_its_keyframe() -> None:
-    track = simulcast_track()
+    plis: list[int] = []
+    track = simulcast_track(plis)
     q, _, f = track.spatial_layers
     measured(track, Q, H, F)
     publisher = Publisher(track)
@@ -255,14 +259,19 @@ async def test_a_rung_that_wants_a_paused_layer_resumes_it_then_switches_at_its_
     assert stream.source is q and not stream.waiting
     publisher.run(PAUSE_AFTER_S + 1.0)
     assert publisher.dynacast.active(track) == frozenset({0})
+    assert f.publisher_paused and not q.publisher_paused
     measured(track, Q, OFF, OFF)  # the publisher stopped them
     publisher.events.clear()
+    plis.clear()
     # the link recovered: the rung goes back to full, the top layer (held) is its layer
     apply_layer(stream, track, decision(Rung.FULL))
     assert stream.pending is f and stream.source is q, "q goes on until f's keyframe"
+    assert plis == [], "no PLI to a paused layer (Chromium would send keyframes of q instead)"
     publisher.run(0.5)
     assert publisher.events == [{"type": "layers", "source": "camera", "active": ["q", "f"],
                                  "max_kbps": {}}]
+    await asyncio.sleep(DEFAULT_MIN_INTERVAL)  # the tracks' own clock: the last PLI's interval
+    assert plis == [30], "resumed: the keyframe the switch waits for is asked of f"
     # the resumed encoder starts with a keyframe: the switch completes there
     f.on_packet(source_packet(2, 9000, KEY, marker=1, ssrc=30))
     assert stream.source is f and stream.pending is None

@@ -196,6 +196,29 @@ async def test_the_ladder_sees_the_top_layer_within_the_ceiling_the_relay_just_s
 
 
 @pytest.mark.parametrize(
+    ("measured", "ceiling", "seen"),
+    [
+        (240_000.0, 300_000.0, 150_000.0),  # alone at a higher ceiling: it can go to the floor
+        (240_000.0, 200_000.0, 150_000.0),
+        (120_000.0, 300_000.0, 120_000.0),  # sends less than the floor: as measured
+        (240_000.0, None, 240_000.0),  # the page's own ceiling (another layer above): measured
+    ],
+)
+async def test_the_lowest_layer_alone_costs_no_more_than_its_floor(
+    measured: float, ceiling: float | None, seen: float
+) -> None:
+    """Its ceiling follows the weakest subscriber down to `LOWEST_FLOOR_BPS`: a classroom
+    whose budget fell under what 180p took at a higher ceiling keeps 180p (the ceiling comes
+    down within a second) rather than being paused."""
+    layers = Layers()
+    q = layers.tracks[0]
+    q._rates = tuple(r * measured / sum(Q) for r in Q)  # type: ignore[assignment]
+    q.ceiling_bps = ceiling
+    assert sum(ladder_rates(q, 0.0, lowest=True)) == pytest.approx(seen)
+    assert sum(ladder_rates(q, 0.0)) == pytest.approx(min(measured, ceiling or measured))
+
+
+@pytest.mark.parametrize(
     ("ceiling", "on", "paused", "rtx", "capped"),
     [
         (1_400_000.0, 2, False, True, True),  # 1.4M of 1.4M: held by it
