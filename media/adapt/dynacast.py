@@ -39,7 +39,11 @@ The lowest layer is everyone's last step before audio only, so when it is the hi
 sending (every classroom watches 180p) its ceiling follows the weakest subscriber instead, with
 more margin (`lowest_ceiling`, 60%, paused ones included): from 150k (what it has below another
 layer) up to the page's 300k (30 fps, where 150k drops to 21-25 fps on a noisy camera) when
-all can take it.
+all can take it. Below another layer it gets the same ceiling: a browser gives the lower layers
+what the top one, held at its ceiling, leaves (a 180p measured 212k under a capped 360p), and
+the weakest classroom's ladder counts 180p at no more than 150k (`spatial.ladder_rates`): a
+classroom whose budget falls under what 180p took keeps 180p while its ceiling comes down,
+where it was paused.
 """
 
 from __future__ import annotations
@@ -267,8 +271,11 @@ class Dynacast:
         """Each simulcast track's state (tracks that went away are forgotten at the next tick)."""
         self._resumed_at: dict[tuple[InboundTrack, int], float] = {}
         self._sent_at: dict[InboundTrack, float] = {}
-        self._ceilings: dict[InboundTrack, tuple[int, float | None, float]] = {}
-        """Each simulcast track's ceiling last sent: the layer, the ceiling, when."""
+        self._ceilings: dict[
+            InboundTrack, tuple[int, dict[int, tuple[float | None, float]]]
+        ] = {}
+        """Each simulcast track's ceilings last sent: the highest layer sending then, and per
+        layer (that one, and the lowest under it) the ceiling (None: the page's own) and when."""
         self.ticker = Ticker(self.tick, TICK_S, "dynacast tick")
 
     def active(self, track: InboundTrack) -> frozenset[int] | None:
@@ -296,19 +303,26 @@ class Dynacast:
             self._hold(track, previous.active, state.active, now)
             rids = [layer.rid or "" for layer in layers]
             top = max(state.active, default=0)
-            ceiling = self._ceiling(track, top, tapped)
-            sent_top, sent, ceiling_at = self._ceilings.get(track, (top, None, None))
-            new_ceiling = sent_top != top or ceiling_due(sent, ceiling, ceiling_at, now)
-            if new_ceiling:
-                self._ceilings[track] = (top, ceiling, now)
-                sent = ceiling
-                logger.info(
-                    "dynacast participant=%s source=%s layer=%s ceiling=%s",
-                    track.participant_id, track.source, rids[top],
-                    "page" if ceiling is None else f"{ceiling / 1000:.0f}k",
-                )  # fmt: skip
+            wanted_ceilings = {top: self._ceiling(track, top, tapped)}
+            if top > 0:  # the lowest under it: its weakest subscriber's too (`lowest_ceiling`)
+                wanted_ceilings[0] = self._ceiling(track, 0, tapped)
+            sent_top, sent = self._ceilings.get(track, (top, {}))
+            new_ceiling = sent_top != top
+            sent = {} if new_ceiling else dict(sent)
+            for i, ceiling in wanted_ceilings.items():
+                was, at = sent.get(i, (None, None))
+                if ceiling_due(was, ceiling, at, now):
+                    sent[i] = (ceiling, now)
+                    new_ceiling = True
+                    logger.info(
+                        "dynacast participant=%s source=%s layer=%s ceiling=%s",
+                        track.participant_id, track.source, rids[i],
+                        "page" if ceiling is None else f"{ceiling / 1000:.0f}k",
+                    )  # fmt: skip
+            self._ceilings[track] = (top, sent)
+            told = {i: ceiling for i, (ceiling, _) in sent.items() if ceiling is not None}
             for i, layer in enumerate(layers):
-                layer.ceiling_bps = sent if i == top else None
+                layer.ceiling_bps = told.get(i)
                 layer.set_publisher_paused(i not in state.active)
             if top + 1 < len(layers):  # what the paused layer above would cost, resumed
                 above = self._ceiling(track, top + 1, tapped)
@@ -325,8 +339,7 @@ class Dynacast:
             ):
                 continue
             self._sent_at[track] = now
-            ceilings = {top: sent} if sent is not None else None
-            self._emit(layers_event(track.source, rids, state.active, ceilings))
+            self._emit(layers_event(track.source, rids, state.active, told or None))
         self._states = states
         self._sent_at = {t: at for t, at in self._sent_at.items() if t in states}
         self._ceilings = {t: c for t, c in self._ceilings.items() if t in states}

@@ -387,11 +387,14 @@ async def test_the_relay_tells_the_publisher_which_layers_to_send() -> None:
                          timeout=PAUSE_AFTER_S + 20)
         paused = pausing()[0]
         assert paused["active"] == ["q", "f"]
-        # the classroom on f has a budget: f's ceiling follows it, within the page's own
+        # the classroom on f has a budget: f's ceiling follows it, within the page's own,
+        # and so does q's under it (the page caps it at its own 300k)
         ceiling = paused["max_kbps"]["f"]
-        assert set(paused["max_kbps"]) == {"f"} and ceiling >= TOP_FLOOR_MIN_BPS / 1000
+        assert set(paused["max_kbps"]) == {"q", "f"} and ceiling >= TOP_FLOOR_MIN_BPS / 1000
+        assert paused["max_kbps"]["q"] >= LOWEST_FLOOR_BPS / 1000
         assert media_event_frame(paused) == m.Layers(
-            source="camera", active=["q", "f"], max_kbps={"f": float(ceiling)}
+            source="camera", active=["q", "f"],
+            max_kbps={"q": float(paused["max_kbps"]["q"]), "f": float(ceiling)},
         )
         assert layers[1].held_rates is not None and sum(layers[1].held_rates) <= sum(small["h"])
         camera.spatial_layers = ()  # the fake layers are not the uplink's to close
@@ -476,7 +479,7 @@ async def test_the_top_layer_follows_its_classroom_and_the_layer_above_is_held_i
     assert publisher.events == []  # no budget known yet
     stream.share_bps = 1_900_000.0
     publisher.run(0.5)
-    assert publisher.events[-1]["max_kbps"] == {"f": 1615}
+    assert publisher.events[-1]["max_kbps"] == {"q": 1140, "f": 1615}  # q: 60% (page: 300k)
     stream.share_bps = 1_800_000.0  # 5% less: not worth telling
     publisher.run(2.0)
     assert len(publisher.events) == 1
@@ -487,7 +490,7 @@ async def test_the_top_layer_follows_its_classroom_and_the_layer_above_is_held_i
     publisher.run(PAUSE_AFTER_S + 1.0)
     last = publisher.events[-1]
     assert last["active"] == ["q", "h"]
-    assert last["max_kbps"] == {"h": 765}  # 85% of 900k, above 2 x q (240k)
+    assert last["max_kbps"] == {"q": 540, "h": 765}  # 85% of 900k, above 2 x q (240k)
     # f, paused, is held at what it would cost resumed: in reach of a 900k budget? no (2 x h)
     held = track.spatial_layers[2].held_rates
     assert held is not None and sum(held) == pytest.approx(2 * sum(H))

@@ -201,7 +201,7 @@ async def test_the_ladder_sees_the_top_layer_within_the_ceiling_the_relay_just_s
         (240_000.0, 300_000.0, 150_000.0),  # alone at a higher ceiling: it can go to the floor
         (240_000.0, 200_000.0, 150_000.0),
         (120_000.0, 300_000.0, 120_000.0),  # sends less than the floor: as measured
-        (240_000.0, None, 240_000.0),  # the page's own ceiling (another layer above): measured
+        (240_000.0, None, 240_000.0),  # the page's own ceiling (the recording takes it): measured
     ],
 )
 async def test_the_lowest_layer_alone_costs_no_more_than_its_floor(
