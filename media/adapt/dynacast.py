@@ -37,7 +37,7 @@ rung's up margin), and its padding probes then aim at that cost, not beyond the 
 is held at what it would cost by the same rule (`_cap_held`), so a ladder can climb to it.
 The lowest layer is everyone's last step before audio only, so when it is the highest
 sending (every classroom watches 180p) its ceiling follows the weakest subscriber instead, with
-more margin (`lowest_ceiling`, 60%, paused ones included): from 150k (what it has below another
+(`lowest_ceiling`, paused ones included): from 150k (what it has below another
 layer) up to the page's 300k (30 fps, where 150k drops to 21-25 fps on a noisy camera) when
 all can take it. Below another layer it gets the same ceiling: a browser gives the lower layers
 what the top one, held at its ceiling, leaves (a 180p measured 212k under a capped 360p), and
@@ -85,9 +85,11 @@ better than the one below is not worth its encoder)..."""
 TOP_FLOOR_MIN_BPS = 450_000.0
 """... nor below this (360p of a noisy camera at 300k drops to 10-15 fps: a 500 kbit/s
 classroom offered it there played 9.5 fps, where 180p plays 30)."""
-LOWEST_SHARE = 0.6
-"""The lowest layer alone takes this share of the weakest budget: it is everyone's last step
-before audio only, and at 85% a 300 kbit/s classroom's 180p overflowed its link (3 fps)."""
+LOWEST_SHARE = 0.85
+"""The lowest layer's ceiling is this share of the weakest budget, as the top layer's: at
+60% a 500 kbit/s classroom got 150k of 180p at 20-22 fps (30 fps in a direct call at 320k).
+(85% once looked too much for a 300 kbit/s classroom, 3 fps: that was the keyframes every
+PLI to a paused layer cost, `InboundTrack.set_publisher_paused`.)"""
 CEILING_STEP = 0.12
 """A new ceiling is sent when it differs from the last one sent by this share..."""
 CEILING_EVERY_S = 0.5

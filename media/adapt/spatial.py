@@ -95,12 +95,11 @@ def below_top_layer(stream: OutboundStream) -> bool:
 CAPPED_AT = 0.8
 """A layer sending at least this share of the ceiling the relay set it is held by it..."""
 TOP_LAYER_MAX_BPS = 1_700_000.0
-LOWEST_FLOOR_BPS = 150_000.0
-"""The lowest layer, when it is the highest sending, costs at least this (what a browser
-gives it below another layer: no worse for anyone than before its ceiling followed them);
-`media.adapt.dynacast` sets its ceiling no lower."""
 """The page's own ceiling of its top camera layer (web/js/codecs.js `TOP_LAYER_MAX_BPS`,
 what a direct call gives a camera on a good link): no relay ceiling goes above it..."""
+LOWEST_FLOOR_BPS = 150_000.0
+"""The lowest layer's ceiling is never below this (what a browser gives 180p below another
+layer), so its weakest subscriber's ladder counts it at no more (`ladder_rates`)."""
 CLIMB_BELOW = 0.85
 """... and a subscriber climbs (`capped_top_layer`) only while the ceiling is below this share
 of it: above, the estimate's own rise lifts the rest, where a probe at twice a 1.8 Mbit/s
@@ -124,6 +123,11 @@ def capped_top_layer(stream: OutboundStream) -> bool:
     current = stream.pending if stream.pending is not None else stream.source
     ceiling = current.ceiling_bps if current is not None else None
     if current is None or ceiling is None or ceiling >= TOP_LAYER_MAX_BPS * CLIMB_BELOW:
+        return False
+    if current is track.spatial_layers[0]:
+        # the lowest layer's ceiling stops at the page's 300k: its way up is the next layer
+        # (`below_top_layer`), and a climb aimed past the 1.7M top took a 300 kbit/s
+        # classroom's probe to 786k (65% lost, paused)
         return False
     if stream.share_bps is not None and stream.share_bps * HOLDER_SHARE > ceiling:
         return False

@@ -18,6 +18,7 @@ from media.adapt.rung import (
 )
 from media.adapt.spatial import (
     apply_layer,
+    below_top_layer,
     capped_top_layer,
     ladder_rates,
     layer_for,
@@ -242,3 +243,17 @@ async def test_a_stream_on_the_top_layer_held_by_its_ceiling_climbs(
     stream.paused = paused
     stream.rtx_pt = 97 if rtx else None
     assert capped_top_layer(stream) is capped
+
+
+async def test_a_stream_on_the_lowest_layer_does_not_climb_by_its_ceiling() -> None:
+    """180p at its classroom's ceiling (130k of a 160k budget) climbs by the next layer,
+    not by padding aimed at the top layer's 1.7M."""
+    layers = Layers()
+    q = layers.tracks[0]
+    q.ceiling_bps = 130_000.0
+    stream = layers.stream
+    stream.share_bps = 160_000.0
+    stream.source = q
+    stream.rtx_pt = 97
+    assert not capped_top_layer(stream)
+    assert below_top_layer(stream)
