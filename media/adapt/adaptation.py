@@ -38,6 +38,7 @@ from media.adapt.bandwidth_probe import (
     ProbeState,
     ProbeStep,
     ProbeVerdict,
+    failed_lately,
     probe_step,
     probe_unsent,
 )
@@ -538,6 +539,7 @@ class DownlinkAdaptation:
         allocation = allocate(
             link, incoming, self.allocation, now, self._policy,
             red_negotiated=red_negotiated, padding_probe=probing, unaccounted=unaccounted,
+            padding_failed_bps=failed_lately(self.probe, now),
         )  # fmt: skip
         self.allocation = allocation
         self._note_spent(allocation)

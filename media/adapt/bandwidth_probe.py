@@ -237,7 +237,7 @@ def probe_target(
     return aim
 
 
-def _failed_lately(state: ProbeState, now: float, policy: ProbePolicy) -> float:
+def failed_lately(state: ProbeState, now: float, policy: ProbePolicy = ProbePolicy()) -> float:
     """The lowest target that failed within `failed_memory_s` (inf: none)."""
     return state.failed_bps if now - state.failed_at <= policy.failed_memory_s else math.inf
 
@@ -258,7 +258,7 @@ def probe_step(
     """Start, continue or judge a padding probe."""
     if state.started_at is not None:
         return _running(state, inputs, now, policy)
-    target = probe_target(inputs, policy, _failed_lately(state, now, policy))
+    target = probe_target(inputs, policy, failed_lately(state, now, policy))
     fresh = inputs.loss_at is not None and now - inputs.loss_at <= policy.loss_stale_s
     loss = inputs.loss if fresh else 0.0
     if (
@@ -325,7 +325,7 @@ def _running(
         interval = state.interval_s
         failed = replace(
             _idle(state, now + interval, min(interval * 2.0, policy.interval_max_s)),
-            failed_bps=min(_failed_lately(state, now, policy), state.target_bps),
+            failed_bps=min(failed_lately(state, now, policy), state.target_bps),
             failed_at=now,
         )
         return ProbeStep(failed, ProbeVerdict.FAILED)

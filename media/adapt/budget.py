@@ -194,12 +194,18 @@ def allocate(
     red_negotiated: bool = True,
     padding_probe: bool = False,
     unaccounted: float = 0.0,
+    padding_failed_bps: float = math.inf,
 ) -> Allocation:
     """Divide `link.bps` among `tracks` by priority; `previous` carries each track's hysteresis
     (tracks it does not know start fresh; tracks gone are forgotten). `padding_probe`: a
     padding probe runs (`media.adapt.bandwidth_probe`), which counts as the subscriber's one probe
     (no rung probe starts, and a loss spike is the probe's). `unaccounted`: what is sent
-    besides the tracks' costs (`unaccounted_bps`), left out of the budget."""
+    besides the tracks' costs (`unaccounted_bps`), left out of the budget.
+    `padding_failed_bps`: the lowest padding probe target that failed lately: a paused video
+    is not probed back when what is sent now plus its cheapest picture would reach it (the
+    padding already showed the link cannot carry that; on a 150 kbit/s classroom each such
+    rung probe played 2 s of 2 fps video every 8 s, where the padding alone costs no
+    picture)."""
     red, lossy_at = red_state(link.loss, previous, now, policy, red_negotiated)
     remaining = link.bps - unaccounted
     allocated: list[TrackAllocation] = []
@@ -307,6 +313,12 @@ def allocate(
             if previous is not None and prior is not None:
                 others = previous.spent_bps - prior.cost_bps
                 probe_room = link.bps - unaccounted - others
+            hopeless = (
+                prior is not None
+                and prior.video_paused
+                and previous is not None
+                and previous.spent_bps + _cheapest_video(costs) >= padding_failed_bps
+            )
             decision = decide(
                 track_share,
                 loss,
@@ -316,7 +328,7 @@ def allocate(
                 now,
                 policy.rung,
                 track_limit,
-                may_probe=not (probing or crowded or probe_started or ceiling_binds),
+                may_probe=not (probing or crowded or probe_started or ceiling_binds or hopeless),
                 overfull=overfull,
                 probe_room_bps=probe_room,
                 guessed=link.bound is EstimateBound.INITIAL,

@@ -36,9 +36,9 @@ rung's up margin), and its padding probes then aim at that cost, not beyond the 
 (`media.adapt.spatial.capped_top_layer`). The paused layer above it
 is held at what it would cost by the same rule (`_cap_held`), so a ladder can climb to it.
 The lowest layer is everyone's last step before audio only, so when it is the highest
-sending (every classroom watches 180p) its ceiling follows the weakest subscriber instead, with
-(`lowest_ceiling`, paused ones included): from 150k (what it has below another
-layer) up to the page's 300k (30 fps, where 150k drops to 21-25 fps on a noisy camera) when
+sending (every classroom watches 180p) its ceiling follows the weakest subscriber instead
+(`lowest_ceiling`, paused ones included): from 150k (what it has below another layer) up to
+the page's 300k (30 fps, where 150k drops to 21-25 fps on a noisy camera) when
 all can take it. Below another layer it gets the same ceiling: a browser gives the lower layers
 what the top one, held at its ceiling, leaves (a 180p measured 212k under a capped 360p), and
 the weakest classroom's ladder counts 180p at no more than 150k (`spatial.ladder_rates`): a

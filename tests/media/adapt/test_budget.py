@@ -4,6 +4,7 @@ track on the best rung its share allows, with hysteresis kept per track."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import pytest
@@ -338,14 +339,21 @@ def test_a_loss_reading_older_than_the_last_loss_step_does_not_step_again() -> N
 
 
 def probes_over(
-    bps: float, tracks: list[IncomingTrack], seconds: float = 12.0, sent: float = 0.0
+    bps: float,
+    tracks: list[IncomingTrack],
+    seconds: float = 12.0,
+    sent: float = 0.0,
+    padding_failed_bps: float = math.inf,
 ) -> list[str]:
     """Allocate every 0.5 s on a steady estimate while the relay sends `sent`: the tracks that
     started a probe."""
     previous = allocate(link(bps), tracks, None, 0.0)
     started = []
     for tick in range(1, int(seconds * 2) + 1):
-        previous = allocate(link(bps, sent=sent), tracks, previous, tick * 0.5)
+        previous = allocate(
+            link(bps, sent=sent), tracks, previous, tick * 0.5,
+            padding_failed_bps=padding_failed_bps,
+        )  # fmt: skip
         started += [
             t.track_id
             for t in previous.tracks
@@ -358,6 +366,15 @@ def test_with_every_video_paused_a_probe_starts_even_if_audio_alone_exceeds_the_
     """An estimate cut below the audio (a burst of loss) must not keep the video off for good:
     with nothing but audio sent, it cannot rise by itself, so the cheapest video is probed."""
     assert probes_over(60_000, [TEACHER_SCREEN, TEACHER_MIC])[:1] == ["teacher-screen"]
+
+
+def test_a_paused_video_is_not_probed_back_above_what_padding_failed_to_carry() -> None:
+    """A padding probe that failed at 120k says the link cannot carry the audio and the
+    cheapest video (more than that): no rung probe plays seconds of broken video to find
+    out again. One that failed higher says nothing against it."""
+    tracks = [TEACHER_SCREEN, TEACHER_MIC]
+    assert probes_over(60_000, tracks, padding_failed_bps=120_000) == []
+    assert probes_over(60_000, tracks, padding_failed_bps=600_000)[:1] == ["teacher-screen"]
 
 
 def test_no_probe_while_the_video_sent_already_tests_the_estimate() -> None:
