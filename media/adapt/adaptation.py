@@ -114,6 +114,9 @@ every track's best rung: nothing is constrained, and bursts have room. A loss-fr
 1 Mbit/s camera is estimated at twice what it is sent at most (`app_limited_reach`), never
 `PACE_BELOW_BPS`: every healthy subscriber was paced, the pacer's timers and queue costing
 more CPU than forwarding (8.6-9.3 against 5.5 ms per subscriber-second on loopback)."""
+RESUME_AFTER_FAILURE_S = 45.0
+"""After a rung probe from audio only failed, the next waits for a padding probe to pass, or
+this long (a link whose RTT never settles gets no padding probe)."""
 CAPPED_CLIMB = 2.0
 """A simulcast top layer held by the ceiling the relay set it (`spatial.capped_top_layer`)
 counts as wanting this times its cost when a padding probe aims (`ProbeInputs.wanted_bps`):
@@ -396,6 +399,8 @@ class DownlinkAdaptation:
         )
         self._interval_s = interval_s
         self.probe = ProbeState()
+        self._resume_failed_at: float | None = None
+        """When a rung probe bringing a paused video back last failed (`_resume_probe_max`)."""
         """The padding probe's state (`media.adapt.bandwidth_probe`)."""
         self._first_tick_at: float | None = None
         self.ticker = Ticker(self.tick, interval_s, f"adaptation tick participant={participant_id}")
@@ -539,7 +544,7 @@ class DownlinkAdaptation:
         allocation = allocate(
             link, incoming, self.allocation, now, self._policy,
             red_negotiated=red_negotiated, padding_probe=probing, unaccounted=unaccounted,
-            padding_failed_bps=failed_lately(self.probe, now),
+            resume_probe_max_bps=self._resume_probe_max(now),
         )  # fmt: skip
         self.allocation = allocation
         self._note_spent(allocation)
@@ -570,6 +575,8 @@ class DownlinkAdaptation:
             elif decision.switched and decision.reason is RungReason.PROBE_FAILED:
                 # the next reports still describe the probe: they must not cut the bound
                 self.estimator.restart_loss_window(now + LOSS_SETTLE_S)
+                if decision.video_paused:  # a paused video's way back failed: padding next
+                    self._resume_failed_at = now
         video = [s for s in by_id.values() if s.kind == "video"]
         all_paused = bool(video) and all(s.paused for s in video)
         if all_paused and self._drop_paced is not None and not self._all_paused:
@@ -595,6 +602,16 @@ class DownlinkAdaptation:
         self.rung = rung
         self.paused = paused
         return allocation
+
+    def _resume_probe_max(self, now: float) -> float:
+        """What a rung probe bringing a paused video back may reach (`allocate`): below what a
+        padding probe failed to carry lately; nothing for `RESUME_AFTER_FAILURE_S` after such
+        a rung probe failed, unless a padding probe passes first (the padding tests the link
+        without a picture to break)."""
+        failed = self._resume_failed_at
+        if failed is not None and now - failed < RESUME_AFTER_FAILURE_S:
+            return 0.0
+        return failed_lately(self.probe, now)
 
     def _note_spent(self, allocation: Allocation) -> None:
         self._spent_lately = (*self._spent_lately[1 - SPENT_TICKS :], allocation.spent_bps)
@@ -664,6 +681,7 @@ class DownlinkAdaptation:
             self.estimator.probe_failed(before, now)
         elif step.verdict is ProbeVerdict.PASSED:
             self.estimator.probe_passed(step.carried_bps, now)
+            self._resume_failed_at = None
             # the failed steps up that each track remembers were on a link that is gone, and
             # the probe was the proof a step up holds out for
             rung_policy = self._policy.rung

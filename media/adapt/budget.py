@@ -194,18 +194,18 @@ def allocate(
     red_negotiated: bool = True,
     padding_probe: bool = False,
     unaccounted: float = 0.0,
-    padding_failed_bps: float = math.inf,
+    resume_probe_max_bps: float = math.inf,
 ) -> Allocation:
     """Divide `link.bps` among `tracks` by priority; `previous` carries each track's hysteresis
     (tracks it does not know start fresh; tracks gone are forgotten). `padding_probe`: a
     padding probe runs (`media.adapt.bandwidth_probe`), which counts as the subscriber's one probe
     (no rung probe starts, and a loss spike is the probe's). `unaccounted`: what is sent
     besides the tracks' costs (`unaccounted_bps`), left out of the budget.
-    `padding_failed_bps`: the lowest padding probe target that failed lately: a paused video
-    is not probed back when what is sent now plus its cheapest picture would reach it (the
-    padding already showed the link cannot carry that; on a 150 kbit/s classroom each such
-    rung probe played 2 s of 2 fps video every 8 s, where the padding alone costs no
-    picture)."""
+    `resume_probe_max_bps`: a paused video is not probed back when what is sent now plus its
+    cheapest picture would reach this (the subscriber's adaptation knows: what a padding
+    probe failed to carry lately, or nothing after a failed probe back until padding passes;
+    on a 150 kbit/s classroom each such rung probe played 2 s of 2 fps video every 8 s,
+    where the padding alone costs no picture)."""
     red, lossy_at = red_state(link.loss, previous, now, policy, red_negotiated)
     remaining = link.bps - unaccounted
     allocated: list[TrackAllocation] = []
@@ -317,7 +317,7 @@ def allocate(
                 prior is not None
                 and prior.video_paused
                 and previous is not None
-                and previous.spent_bps + _cheapest_video(costs) >= padding_failed_bps
+                and previous.spent_bps + _cheapest_video(costs) >= resume_probe_max_bps
             )
             decision = decide(
                 track_share,

@@ -343,7 +343,7 @@ def probes_over(
     tracks: list[IncomingTrack],
     seconds: float = 12.0,
     sent: float = 0.0,
-    padding_failed_bps: float = math.inf,
+    resume_probe_max_bps: float = math.inf,
 ) -> list[str]:
     """Allocate every 0.5 s on a steady estimate while the relay sends `sent`: the tracks that
     started a probe."""
@@ -352,7 +352,7 @@ def probes_over(
     for tick in range(1, int(seconds * 2) + 1):
         previous = allocate(
             link(bps, sent=sent), tracks, previous, tick * 0.5,
-            padding_failed_bps=padding_failed_bps,
+            resume_probe_max_bps=resume_probe_max_bps,
         )  # fmt: skip
         started += [
             t.track_id
@@ -373,8 +373,8 @@ def test_a_paused_video_is_not_probed_back_above_what_padding_failed_to_carry() 
     cheapest video (more than that): no rung probe plays seconds of broken video to find
     out again. One that failed higher says nothing against it."""
     tracks = [TEACHER_SCREEN, TEACHER_MIC]
-    assert probes_over(60_000, tracks, padding_failed_bps=120_000) == []
-    assert probes_over(60_000, tracks, padding_failed_bps=600_000)[:1] == ["teacher-screen"]
+    assert probes_over(60_000, tracks, resume_probe_max_bps=120_000) == []
+    assert probes_over(60_000, tracks, resume_probe_max_bps=600_000)[:1] == ["teacher-screen"]
 
 
 def test_no_probe_while_the_video_sent_already_tests_the_estimate() -> None:
