@@ -115,8 +115,14 @@ every track's best rung: nothing is constrained, and bursts have room. A loss-fr
 `PACE_BELOW_BPS`: every healthy subscriber was paced, the pacer's timers and queue costing
 more CPU than forwarding (8.6-9.3 against 5.5 ms per subscriber-second on loopback)."""
 RESUME_AFTER_FAILURE_S = 45.0
-"""After a rung probe from audio only failed, the next waits for a padding probe to pass, or
-this long (a link whose RTT never settles gets no padding probe)."""
+"""After a rung probe from audio only failed, or a loss spike behind a deep queue paused the
+video, a rung probe back waits for a padding probe to pass, or this long (a link whose RTT
+never settles gets no padding probe)."""
+DEEP_QUEUE_RTT_S = 0.3
+"""A loss spike that pauses the video with the RTT this high overflowed a link far too small
+for the cheapest picture (a 150 kbit/s classroom, 400-550 ms, whose probes back played 2 fps);
+at 300 kbit/s with 3% loss (110 ms) the probe back brings 180p at 23 fps, and padding probes,
+judged against the link's own loss, rarely pass there."""
 CAPPED_CLIMB = 2.0
 """A simulcast top layer held by the ceiling the relay set it (`spatial.capped_top_layer`)
 counts as wanting this times its cost when a padding probe aims (`ProbeInputs.wanted_bps`):
@@ -400,7 +406,8 @@ class DownlinkAdaptation:
         self._interval_s = interval_s
         self.probe = ProbeState()
         self._resume_failed_at: float | None = None
-        """When a rung probe bringing a paused video back last failed (`_resume_probe_max`)."""
+        """When a rung probe bringing a paused video back last failed, or a loss spike behind a
+        deep queue paused it (`_resume_probe_max`)."""
         """The padding probe's state (`media.adapt.bandwidth_probe`)."""
         self._first_tick_at: float | None = None
         self.ticker = Ticker(self.tick, interval_s, f"adaptation tick participant={participant_id}")
@@ -577,6 +584,16 @@ class DownlinkAdaptation:
                 self.estimator.restart_loss_window(now + LOSS_SETTLE_S)
                 if decision.video_paused:  # a paused video's way back failed: padding next
                     self._resume_failed_at = now
+            elif (
+                decision.switched
+                and decision.reason is RungReason.LOSS
+                and decision.video_paused
+                and link.rtt_s >= DEEP_QUEUE_RTT_S
+            ):
+                # paused by a loss spike behind a deep queue: the link overflowed with the
+                # cheapest picture on it, so the way back is proven by padding first, as after
+                # a failed probe back
+                self._resume_failed_at = now
         video = [s for s in by_id.values() if s.kind == "video"]
         all_paused = bool(video) and all(s.paused for s in video)
         if all_paused and self._drop_paced is not None and not self._all_paused:
