@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -515,3 +516,17 @@ def test_a_link_with_room_for_everything_wanted_is_not_paced(
     estimate: float, wanted: float, paced: bool
 ) -> None:
     assert (pacing_rate(estimate, 1.0e6, wanted_bps=wanted) is not None) is paced
+
+
+async def test_after_a_failed_probe_back_a_paused_video_waits_for_padding_or_a_while() -> None:
+    """A rung probe from audio only that failed (or a pause by loss behind a deep queue) makes
+    the next one wait for a padding probe to pass: `allocate` gets nothing to probe up to,
+    until `RESUME_AFTER_FAILURE_S` have passed."""
+    from media.adapt.adaptation import RESUME_AFTER_FAILURE_S
+
+    sub = Subscriber()
+    adaptation = sub.adaptation
+    assert adaptation._resume_probe_max(sub.now) == math.inf
+    adaptation._resume_failed_at = sub.now
+    assert adaptation._resume_probe_max(sub.now + 1.0) == 0.0
+    assert adaptation._resume_probe_max(sub.now + RESUME_AFTER_FAILURE_S) == math.inf
