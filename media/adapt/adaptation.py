@@ -52,7 +52,7 @@ from media.adapt.budget import (
     unaccounted_bps,
 )
 from media.adapt.data_saver import DataSaver
-from media.adapt.dynacast import TOP_STAY_SHARE
+from media.adapt.dynacast import TOP_STAY_SHARE, lowest_ceiling
 from media.adapt.estimator import DownlinkEstimator, EstimateBound, LinkEstimate
 from media.adapt.rung import (
     LOW_RUNG_NOMINAL_BPS,
@@ -493,8 +493,11 @@ class DownlinkAdaptation:
             if stream.kind == "audio":
                 incoming.append(IncomingTrack(track_id, self._priority_of(track), sum(rates)))
             elif track.spatial_layers:  # simulcast: the rungs are its layers (adapt/spatial)
+                # the lowest layer costs no more than the ceiling this subscriber's own budget
+                # would set it (`lowest_ceiling`): that ceiling follows it down
+                reach = lowest_ceiling([stream.share_bps or 0.0])
                 layer_rates = [
-                    ladder_rates(layer, now, lowest=i == 0)
+                    ladder_rates(layer, now, reach if i == 0 else None)
                     for i, layer in enumerate(track.spatial_layers)
                 ]
                 incoming.append(IncomingTrack(

@@ -41,9 +41,9 @@ sending (every classroom watches 180p) its ceiling follows the weakest subscribe
 the page's 300k (30 fps, where 150k drops to 21-25 fps on a noisy camera) when
 all can take it. Below another layer it gets the same ceiling: a browser gives the lower layers
 what the top one, held at its ceiling, leaves (a 180p measured 212k under a capped 360p), and
-the weakest classroom's ladder counts 180p at no more than 150k (`spatial.ladder_rates`): a
-classroom whose budget falls under what 180p took keeps 180p while its ceiling comes down,
-where it was paused.
+each classroom's ladder counts 180p at no more than the ceiling its own budget would set
+(`spatial.ladder_rates`): a classroom whose budget falls under what 180p took keeps 180p while
+its ceiling comes down, where it was paused.
 """
 
 from __future__ import annotations

@@ -99,7 +99,7 @@ TOP_LAYER_MAX_BPS = 1_700_000.0
 what a direct call gives a camera on a good link): no relay ceiling goes above it..."""
 LOWEST_FLOOR_BPS = 150_000.0
 """The lowest layer's ceiling is never below this (what a browser gives 180p below another
-layer), so its weakest subscriber's ladder counts it at no more (`ladder_rates`)."""
+layer: no worse for anyone than before its ceiling followed them; `media.adapt.dynacast`)."""
 CLIMB_BELOW = 0.85
 """... and a subscriber climbs (`capped_top_layer`) only while the ceiling is below this share
 of it: above, the estimate's own rise lifts the rest, where a probe at twice a 1.8 Mbit/s
@@ -160,13 +160,13 @@ def temporal_layers_for(decision: RungDecision, totals: Sequence[float]) -> int:
     return max(1, decision.temporal_layers)
 
 
-def ladder_rates(layer: InboundTrack, now: float, lowest: bool = False) -> Rates:
+def ladder_rates(layer: InboundTrack, now: float, reach_bps: float | None = None) -> Rates:
     """A layer's measured rates (`InboundTrack.layer_rates`), or, while the relay has it
     paused at the publisher (`media.adapt.dynacast`) and it does not flow, the rates it had:
     a paused layer stays on the ladder, and a subscriber's rung that wants it resumes it.
-    Within the ceiling the relay set the highest layer sending (`InboundTrack.ceiling_bps`);
-    the `lowest` layer sending alone within `LOWEST_FLOOR_BPS`: its ceiling follows its
-    weakest subscriber down to there."""
+    Within the ceiling the relay set the highest layer sending (`InboundTrack.ceiling_bps`),
+    and within `reach_bps` for a layer whose ceiling follows this subscriber down (the lowest:
+    the ceiling its budget alone would set it, `dynacast.lowest_ceiling`)."""
     rates = layer.layer_rates(now)
     held = layer.held_rates
     if held is not None and sum(rates) <= 0.0:
@@ -175,11 +175,11 @@ def ladder_rates(layer: InboundTrack, now: float, lowest: bool = False) -> Rates
     if ceiling is not None:
         # the relay just lowered its ceiling (`media.adapt.dynacast`): the publisher's encoder
         # follows within a second or two, and the subscriber whose budget lowered it must not
-        # step down meanwhile (its shortfall steps down after one). The lowest layer alone
-        # costs what its weakest subscriber's budget sets it to, down to its floor: a classroom
-        # whose budget fell under what 180p took at a higher ceiling (a probe that failed,
-        # 244k against 228k) was paused for 7 s where 180p at 150k fitted
-        return within(rates, min(ceiling, LOWEST_FLOOR_BPS) if lowest else ceiling)
+        # step down meanwhile (its shortfall steps down after one). The lowest layer costs
+        # what this subscriber's budget would set it to: a classroom whose budget fell under
+        # what 180p took at a higher ceiling (a probe that failed, 212k against 207k) was
+        # paused for 7 s where 180p at 176k fitted
+        return within(rates, ceiling if reach_bps is None else min(ceiling, reach_bps))
     return rates
 
 

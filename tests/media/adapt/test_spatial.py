@@ -197,26 +197,31 @@ async def test_the_ladder_sees_the_top_layer_within_the_ceiling_the_relay_just_s
 
 
 @pytest.mark.parametrize(
-    ("measured", "ceiling", "seen"),
+    ("measured", "ceiling", "reach", "seen"),
     [
-        (240_000.0, 300_000.0, 150_000.0),  # alone at a higher ceiling: it can go to the floor
-        (240_000.0, 200_000.0, 150_000.0),
-        (120_000.0, 300_000.0, 120_000.0),  # sends less than the floor: as measured
-        (240_000.0, None, 240_000.0),  # the page's own ceiling (the recording takes it): measured
+        # the budget fell: the ceiling its budget sets now (176k) is what 180p will cost
+        (212_000.0, 300_000.0, 176_000.0, 176_000.0),
+        # the weakest subscriber, steady: its reach is the ceiling, which 180p sends
+        (240_000.0, 240_000.0, 240_000.0, 240_000.0),
+        # a stronger subscriber: as measured
+        (240_000.0, 240_000.0, 900_000.0, 240_000.0),
+        # the page's own ceiling (the recording takes it): as measured, it does not follow
+        (240_000.0, None, 176_000.0, 240_000.0),
+        # no budget known: within the ceiling
+        (240_000.0, 200_000.0, None, 200_000.0),
     ],
 )
-async def test_the_lowest_layer_alone_costs_no_more_than_its_floor(
-    measured: float, ceiling: float | None, seen: float
+async def test_the_lowest_layer_costs_what_the_subscribers_own_budget_would_set_it(
+    measured: float, ceiling: float | None, reach: float | None, seen: float
 ) -> None:
-    """Its ceiling follows the weakest subscriber down to `LOWEST_FLOOR_BPS`: a classroom
+    """Its ceiling follows the weakest subscriber down (`dynacast.lowest_ceiling`): a classroom
     whose budget fell under what 180p took at a higher ceiling keeps 180p (the ceiling comes
     down within a second) rather than being paused."""
     layers = Layers()
     q = layers.tracks[0]
     q._rates = tuple(r * measured / sum(Q) for r in Q)  # type: ignore[assignment]
     q.ceiling_bps = ceiling
-    assert sum(ladder_rates(q, 0.0, lowest=True)) == pytest.approx(seen)
-    assert sum(ladder_rates(q, 0.0)) == pytest.approx(min(measured, ceiling or measured))
+    assert sum(ladder_rates(q, 0.0, reach)) == pytest.approx(seen)
 
 
 @pytest.mark.parametrize(
