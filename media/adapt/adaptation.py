@@ -63,6 +63,7 @@ from media.adapt.rung import (
     padding_probe_passed,
 )
 from media.adapt.spatial import (
+    LOWEST_FLOOR_BPS,
     TOP_LAYER_MAX_BPS,
     apply_layer,
     below_top_layer,
@@ -500,9 +501,12 @@ class DownlinkAdaptation:
                     ladder_rates(layer, now, reach if i == 0 else None)
                     for i, layer in enumerate(track.spatial_layers)
                 ]
+                lowest = track.spatial_layers[0]
+                floor = LOWEST_FLOOR_BPS if lowest.ceiling_bps is not None else None
                 incoming.append(IncomingTrack(
-                    track_id, self._priority_of(track), costs=simulcast_costs(layer_rates)
-                ))
+                    track_id, self._priority_of(track),
+                    costs=simulcast_costs(layer_rates, floor),
+                ))  # fmt: skip
             else:
                 low: float | None = None
                 if offers_low(track):

@@ -92,6 +92,10 @@ class RungCosts:
     low_forwarded: bool = False
     """The `low` rung is a layer the publisher sends (a simulcast track's lowest,
     `media.adapt.spatial`), forwarded at no server CPU, not a transcoded rendition."""
+    low_floor_bps: float | None = None
+    """The least the `low` rung can be brought to: a simulcast track's lowest layer whose
+    ceiling follows its subscribers down (`media.adapt.dynacast`) costs what it is sent now
+    only until its ceiling comes down; None: what it costs now is all it can cost."""
 
     @classmethod
     def single_layer(cls, full_bps: float, low_bps: float | None = None) -> RungCosts:
@@ -110,6 +114,16 @@ class RungCosts:
         if choice.rung is Rung.LOW:
             return self.low_bps if self.low_bps is not None else LOW_RUNG_NOMINAL_BPS
         return sum(self.layer_bps[: choice.temporal_layers])
+
+    def least_cost(self, choice: RungChoice) -> float:
+        """What `choice` can be brought to cost (`low_floor_bps`), else its cost: whether a
+        subscriber can stay on it is judged on this (a 180p whose ceiling follows the
+        classroom down is no reason to pause it; a loss spike at 500 kbit/s with 3% loss
+        paused it for 5 s, 279k against its 284k)."""
+        cost = self.cost(choice)
+        if choice.rung is Rung.LOW and self.low_floor_bps is not None:
+            return min(cost, self.low_floor_bps)
+        return cost
 
     def ladder(self) -> tuple[RungChoice, ...]:
         """Every choice this track offers, best first; `audio_only` is always last. The low
@@ -394,14 +408,14 @@ def decide(
             if (
                 loss < policy.loss_pause_above
                 and index > cheapest >= 0
-                and available.cost(ladder[cheapest]) <= estimate_bps * policy.headroom
+                and available.least_cost(ladder[cheapest]) <= estimate_bps * policy.headroom
             ):
                 index = max(current, cheapest)
             if index > current:
                 down = _down(state, ladder[index], RungReason.LOSS, available, now, policy)
                 return replace(down, last_loss_step_at=now)
 
-    short = cost * (1.0 - policy.shortfall_tolerance) > estimate_bps
+    short = available.least_cost(state.choice) * (1.0 - policy.shortfall_tolerance) > estimate_bps
     proven = cost <= limit_bps and _proven(state, estimate_bps, loss, rtt_s, now, policy)
     if short and not proven:
         since = state.shortfall_since if state.shortfall_since is not None else now

@@ -39,11 +39,14 @@ def flowing(totals: Sequence[float]) -> tuple[int, ...]:
     return tuple(i for i, bps in enumerate(totals) if bps > 0.0)
 
 
-def simulcast_costs(layer_rates: Sequence[Rates]) -> RungCosts:
+def simulcast_costs(
+    layer_rates: Sequence[Rates], low_floor_bps: float | None = None
+) -> RungCosts:
     """The rung costs of a simulcast track from each layer's temporal-layer rates (lowest layer
     first): with two layers or more flowing, `layer_bps` holds the second lowest layer's rate
-    then each higher layer's extra cost, and `low_bps` the lowest layer's; with one flowing,
-    its temporal layers; with none, nothing measured yet."""
+    then each higher layer's extra cost, and `low_bps` the lowest layer's (`low_floor_bps`:
+    the least it can be brought to, when its ceiling follows the subscribers); with one
+    flowing, its temporal layers; with none, nothing measured yet."""
     totals = [sum(rates) for rates in layer_rates]
     ids = flowing(totals)
     if len(ids) == 1:
@@ -53,7 +56,8 @@ def simulcast_costs(layer_rates: Sequence[Rates]) -> RungCosts:
     steps = [totals[ids[1]]]
     for below, above in itertools.pairwise(ids[1:]):
         steps.append(max(totals[above] - totals[below], MIN_STEP_BPS))
-    return RungCosts(tuple(steps), totals[ids[0]], low_forwarded=True)
+    floor = low_floor_bps if ids[0] == 0 else None
+    return RungCosts(tuple(steps), totals[ids[0]], low_forwarded=True, low_floor_bps=floor)
 
 
 def temporal_costs(rates: Rates) -> RungCosts:

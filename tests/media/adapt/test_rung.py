@@ -200,6 +200,35 @@ def test_loss_spike_steps_down_at_once_then_waits_before_stepping_again() -> Non
     assert at[6.75] == "reduced_fps/1"
 
 
+SIMULCAST = RungCosts((2_000_000.0,), low_bps=284_000.0, low_forwarded=True)
+"""720p at 2M over a 180p sending 284k that its ceiling can bring to 150k..."""
+SIMULCAST_FLOOR = replace(SIMULCAST, low_floor_bps=150_000.0)
+
+
+@pytest.mark.parametrize(
+    ("costs", "estimate", "loss", "after"),
+    [
+        # a loss spike on 180p whose share no longer covers what it sends (279k): 180p can be
+        # brought to 150k, so it stays (its ceiling follows); without a floor, paused
+        (SIMULCAST_FLOOR, 279_000.0, 0.101, Rung.LOW),
+        (SIMULCAST, 279_000.0, 0.101, Rung.AUDIO_ONLY),
+        # a shortfall under what 180p sends, above its floor: held
+        (SIMULCAST_FLOOR, 200_000.0, 0.0, Rung.LOW),
+        (SIMULCAST, 200_000.0, 0.0, Rung.AUDIO_ONLY),
+        # under the floor too: paused
+        (SIMULCAST_FLOOR, 120_000.0, 0.0, Rung.AUDIO_ONLY),
+    ],
+)
+def test_a_lowest_layer_whose_ceiling_follows_is_kept_down_to_its_floor(
+    costs: RungCosts, estimate: float, loss: float, after: Rung
+) -> None:
+    steady = run(ticks(0, 5, 400_000.0), costs=costs)[-1]
+    assert steady.choice == LOW
+    decisions = run(ticks(5, 8, estimate, loss), costs=costs, start=steady)
+    assert decisions[-1].choice.rung is after
+    assert costs.least_cost(LOW) == (150_000.0 if costs.low_floor_bps else 284_000.0)
+
+
 def test_loss_below_spike_does_not_step_down() -> None:
     steps = ticks(0, 10, 5e6, loss=0.08)
     assert all(d.choice == FULL for d in run(steps))
