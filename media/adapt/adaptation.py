@@ -115,6 +115,8 @@ every track's best rung: nothing is constrained, and bursts have room. A loss-fr
 1 Mbit/s camera is estimated at twice what it is sent at most (`app_limited_reach`), never
 `PACE_BELOW_BPS`: every healthy subscriber was paced, the pacer's timers and queue costing
 more CPU than forwarding (8.6-9.3 against 5.5 ms per subscriber-second on loopback)."""
+FAILED_PROBE_PACE_S = 2.0
+"""See `DownlinkAdaptation._after_failed_probe`."""
 RESUME_AFTER_FAILURE_S = 45.0
 """After a rung probe from audio only failed, or a loss spike behind a deep queue paused the
 video, a rung probe back waits for a padding probe to pass, or this long (a link whose RTT
@@ -407,6 +409,8 @@ class DownlinkAdaptation:
         self._interval_s = interval_s
         self.probe = ProbeState()
         self._resume_failed_at: float | None = None
+        self._failed_probe_pace: tuple[float, float] | None = None
+        """The pacing cap after a failed padding probe, and until when (`_after_failed_probe`)."""
         """When a rung probe bringing a paused video back last failed, or a loss spike behind a
         deep queue paused it (`_resume_probe_max`)."""
         """The padding probe's state (`media.adapt.bandwidth_probe`)."""
@@ -551,9 +555,10 @@ class DownlinkAdaptation:
             self._note_spent(self.allocation)
             stream_shares(self.allocation, link.bps, by_id)
             if self._pace is not None:
-                self._pace(
-                    pacing_rate(link.bps, self.allocation.spent_bps, guessed, wanted_bps(incoming))
+                rate = pacing_rate(
+                    link.bps, self.allocation.spent_bps, guessed, wanted_bps(incoming)
                 )
+                self._pace(self._after_failed_probe(rate, now))
             return self.allocation
         allocation = allocate(
             link, incoming, self.allocation, now, self._policy,
@@ -569,7 +574,7 @@ class DownlinkAdaptation:
                 # on a link paced at nothing (unpaced, 56 KB of padding left in one burst, a
                 # 2 Mbit/s classroom's queue dropped a third of it and the RTT rose)
                 rate = max(rate or 0.0, self.probe.target_bps * PROBE_PACE_FACTOR)
-            self._pace(rate)
+            self._pace(self._after_failed_probe(rate, now))
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s", decision_trace(self.participant_id, link, allocation))
         for stream in streams:
@@ -626,6 +631,17 @@ class DownlinkAdaptation:
         self.rung = rung
         self.paused = paused
         return allocation
+
+    def _after_failed_probe(self, rate: float | None, now: float) -> float | None:
+        """The pacing `rate`, within what got through before a padding probe that just failed
+        (for `FAILED_PROBE_PACE_S`): the estimate falls only as the reports come, and paced at
+        1.35 times an estimate the probe showed too high, a 300 kbit/s classroom was sent
+        800k for two seconds after a failed probe (its NACKs' retransmissions on top), the
+        RTT rose to 370 ms and the video paused for 10 s."""
+        cap = self._failed_probe_pace
+        if cap is None or now >= cap[1]:
+            return rate
+        return cap[0] if rate is None else min(rate, cap[0])
 
     def _resume_probe_max(self, now: float) -> float:
         """What a rung probe bringing a paused video back may reach (`allocate`): below what a
@@ -703,6 +719,8 @@ class DownlinkAdaptation:
         elif step.verdict is ProbeVerdict.FAILED:  # the next reports still describe it
             self.estimator.restart_loss_window(now + LOSS_SETTLE_S)
             self.estimator.probe_failed(before, now)
+            if link.delivered_bps > 0:
+                self._failed_probe_pace = (link.delivered_bps, now + FAILED_PROBE_PACE_S)
         elif step.verdict is ProbeVerdict.PASSED:
             self.estimator.probe_passed(step.carried_bps, now)
             self._resume_failed_at = None
