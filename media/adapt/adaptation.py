@@ -719,7 +719,7 @@ class DownlinkAdaptation:
         elif step.verdict is ProbeVerdict.FAILED:  # the next reports still describe it
             self.estimator.restart_loss_window(now + LOSS_SETTLE_S)
             self.estimator.probe_failed(before, now)
-            if link.delivered_bps > 0:
+            if self.probe.failed_at == now and link.delivered_bps > 0:  # the link's verdict
                 self._failed_probe_pace = (link.delivered_bps, now + FAILED_PROBE_PACE_S)
         elif step.verdict is ProbeVerdict.PASSED:
             self.estimator.probe_passed(step.carried_bps, now)

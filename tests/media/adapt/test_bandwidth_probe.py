@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import pytest
@@ -263,6 +264,21 @@ def test_a_failed_probe_bounds_the_next_ones_halfway() -> None:
     fresh = probe_step(failed.state, replace(climbing, loss_at=much_later), much_later)
     assert fresh.verdict is ProbeVerdict.STARTED
     assert fresh.state.target_bps == pytest.approx(3_000_000)
+
+
+def test_a_probe_without_any_report_fails_but_bounds_nothing() -> None:
+    """No loss reading came in time (a 180p's slow reports): not carried, so it fails, but it
+    is no evidence that the link cannot carry its target, and the next probe aims as high."""
+    climbing = replace(AFTER_DIP, carried_bps=0.0, estimate_bps=1_500_000, wanted_bps=4_000_000,
+                       climbing=True)  # fmt: skip
+    started = probe_step(ProbeState(), replace(climbing, loss_at=10.0), 10.0)
+    overdue = 10.0 + POLICY.duration_s + POLICY.judge_after_s + POLICY.judge_grace_s
+    failed = probe_step(started.state, replace(climbing, loss_at=10.0), overdue)
+    assert failed.verdict is ProbeVerdict.FAILED
+    assert failed.state.failed_bps == math.inf
+    later = failed.state.next_at
+    again = probe_step(failed.state, replace(climbing, loss_at=later), later)
+    assert again.state.target_bps == pytest.approx(3_000_000)
 
 
 def test_a_probe_beside_a_layer_is_judged_on_the_mean_of_the_reports_about_it() -> None:
