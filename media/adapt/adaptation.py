@@ -700,6 +700,7 @@ class DownlinkAdaptation:
             loss=link.loss,
             loss_at=link.loss_at,
             rtt_sample_s=self.estimator.rtt_sample_peak(self.probe.started_at),
+            rtt_floor_s=self.estimator.rtt_floor(),
             rtt_settled=link.rtt_settled,
             carried_bps=link.carried_bps,
             sent_bps=link.sent_bps,

@@ -131,6 +131,8 @@ class ProbeInputs:
     (`DownlinkEstimator.rtt_sample_peak`). None before any."""
     rtt_settled: bool
     """The RTT is at its floor (`LinkEstimate.rtt_settled`)."""
+    rtt_floor_s: float | None
+    """The least RTT sample lately (`DownlinkEstimator.rtt_floor`). None before any."""
     carried_bps: float
     """The most the link carried lately (`LinkEstimate.carried_bps`)."""
     sent_bps: float
@@ -315,6 +317,12 @@ def _running(
         mean = state.loss_sum / state.loss_reports if state.loss_reports else inputs.loss
         loss = mean if state.beside else inputs.loss
     before, peak = state.rtt_before_s, inputs.rtt_sample_s
+    if before is not None and inputs.rtt_floor_s is not None:
+        # a probe that started on a queue still draining (a subscriber's first seconds, its
+        # RTT floor learned in that queue) is judged against the floor seen since: on a 300
+        # kbit/s classroom one started at 243 ms, its samples fell to 97 ms around a 159 ms
+        # peak, it passed, and its 352k paused the video 4 s later
+        before = min(before, inputs.rtt_floor_s)
     queued = before is not None and peak is not None and peak > before + policy.rtt_rise_s
     due = elapsed >= policy.duration_s + policy.judge_after_s
     judged = due and reported

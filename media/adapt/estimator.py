@@ -431,6 +431,10 @@ class DownlinkEstimator:
         self._rtt_s = rtt_s if self._rtt_s is None else weight * rtt_s + (1 - weight) * self._rtt_s
         self._rtt_floor.add(rtt_s, now)
 
+    def rtt_floor(self) -> float | None:
+        """The least RTT sample over the floor's window (None before any)."""
+        return self._rtt_floor.floor
+
     def rtt_sample_peak(self, since: float | None = None) -> float | None:
         """The highest RTT sample since `since` (None: the latest sample); None if there is
         none (a padding probe's queue shows in the samples of our sender reports caught in it,

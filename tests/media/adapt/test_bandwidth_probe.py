@@ -27,6 +27,7 @@ AFTER_DIP = ProbeInputs(
     loss_at=9.8,
     rtt_sample_s=0.004,
     rtt_settled=True,
+    rtt_floor_s=0.004,
     carried_bps=900_000,
     sent_bps=85_000,
     delivered_bps=84_000,
@@ -232,6 +233,21 @@ def test_a_queue_seen_in_any_rtt_sample_during_the_probe_fails_it(
     ticks = [read(10.0), read(10.5, rtt_sample_s=peak), read(11.5, rtt_sample_s=peak)]
     verdicts = [s.verdict for s in run(ProbeState(), ticks)]
     assert verdicts[1:] in ([ProbeVerdict.WAITING, verdict], [verdict, ProbeVerdict.IDLE])
+
+
+def test_a_probe_started_on_a_draining_queue_is_judged_against_the_floor_seen_since() -> None:
+    """A subscriber's first seconds: its RTT floor was learned in the queue of its first
+    keyframes. A probe started at 243 ms whose samples fell to 97 ms around a 159 ms peak
+    queued its padding: judged against its start (243 ms) it would pass."""
+    start = read(10.0, rtt_sample_s=0.243, rtt_floor_s=0.243)
+    ticks = [start, read(10.5, rtt_sample_s=0.159, rtt_floor_s=0.159),
+             read(11.5, rtt_sample_s=0.159, rtt_floor_s=0.097)]  # fmt: skip
+    assert run(ProbeState(), ticks)[-1].verdict is ProbeVerdict.FAILED
+    # the same samples on a settled link (floor 97 ms before it started): no queue
+    settled = [read(10.0, rtt_sample_s=0.097, rtt_floor_s=0.097),
+               read(10.5, rtt_sample_s=0.120, rtt_floor_s=0.097),
+               read(11.5, rtt_sample_s=0.120, rtt_floor_s=0.097)]  # fmt: skip
+    assert run(ProbeState(), settled)[-1].verdict is ProbeVerdict.PASSED
 
 
 def test_a_failed_probe_bounds_the_next_ones_halfway() -> None:
