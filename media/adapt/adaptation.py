@@ -408,12 +408,12 @@ class DownlinkAdaptation:
         )
         self._interval_s = interval_s
         self.probe = ProbeState()
+        """The padding probe's state (`media.adapt.bandwidth_probe`)."""
         self._resume_failed_at: float | None = None
-        self._failed_probe_pace: tuple[float, float] | None = None
-        """The pacing cap after a failed padding probe, and until when (`_after_failed_probe`)."""
         """When a rung probe bringing a paused video back last failed, or a loss spike behind a
         deep queue paused it (`_resume_probe_max`)."""
-        """The padding probe's state (`media.adapt.bandwidth_probe`)."""
+        self._failed_probe_pace: tuple[float, float] | None = None
+        """The pacing cap after a failed padding probe, and until when (`_after_failed_probe`)."""
         self._first_tick_at: float | None = None
         self.ticker = Ticker(self.tick, interval_s, f"adaptation tick participant={participant_id}")
         self.steady_ticks = 0

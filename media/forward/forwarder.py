@@ -165,9 +165,9 @@ class InboundTrack:
         """A simulcast layer the relay asked the publisher to stop sending
         (`set_publisher_paused`): no PLI goes to it until it is asked to send again."""
         self.ceiling_bps: float | None = None
-        """A simulcast layer that is the highest the publisher sends: the bitrate ceiling the
-        relay set it to from its subscribers' budgets (`media.adapt.dynacast`); None: the
-        page's own (or not the highest)."""
+        """A simulcast layer that is the highest the publisher sends, or the lowest under it:
+        the bitrate ceiling the relay set it to from its subscribers' budgets
+        (`media.adapt.dynacast`); None: the page's own (or neither)."""
 
     def __repr__(self) -> str:
         rid = f" rid={self.rid}" if self.rid is not None else ""
