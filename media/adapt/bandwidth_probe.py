@@ -84,10 +84,6 @@ class ProbePolicy:
     judge_grace_s: float = 1.0
     """A verdict without any loss reading since the probe started waits this much longer,
     then fails (no evidence the link carried it)."""
-    judge_grace_beside_s: float = 2.0
-    """... this much for a probe beside a layer: a 180p layer's receiver reports cover too few
-    packets for a loss reading within a second (50, `EstimatorPolicy.loss_min_packets`), and a
-    2 Mbit/s classroom's first climbing probe ended without one, 5 s lost at 180p."""
     loss_rise: float = 0.03
     """A probe after which the loss is above what it was at its start by this much (and at
     least `loss_floor`) failed: the link's own random loss says nothing against it..."""
@@ -330,8 +326,7 @@ def _running(
     queued = before is not None and peak is not None and peak > before + policy.rtt_rise_s
     due = elapsed >= policy.duration_s + policy.judge_after_s
     judged = due and reported
-    grace = policy.judge_grace_beside_s if state.beside else policy.judge_grace_s
-    overdue = elapsed >= policy.duration_s + policy.judge_after_s + grace
+    overdue = elapsed >= policy.duration_s + policy.judge_after_s + policy.judge_grace_s
     unknown = overdue and not reported
     failed_at = max(policy.loss_floor, state.loss_before + policy.loss_rise)
     if loss >= policy.loss_spike or queued or unknown or (judged and loss >= failed_at):

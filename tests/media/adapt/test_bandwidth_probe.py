@@ -288,11 +288,8 @@ def test_a_probe_without_any_report_fails_but_bounds_nothing() -> None:
     climbing = replace(AFTER_DIP, carried_bps=0.0, estimate_bps=1_500_000, wanted_bps=4_000_000,
                        climbing=True)  # fmt: skip
     started = probe_step(ProbeState(), replace(climbing, loss_at=10.0), 10.0)
-    grace = POLICY.judge_grace_beside_s  # beside a layer: reports are slower to come
-    overdue = 10.0 + POLICY.duration_s + POLICY.judge_after_s + grace
-    waiting = probe_step(started.state, replace(climbing, loss_at=10.0), overdue - 0.5)
-    assert waiting.verdict is ProbeVerdict.WAITING
-    failed = probe_step(waiting.state, replace(climbing, loss_at=10.0), overdue)
+    overdue = 10.0 + POLICY.duration_s + POLICY.judge_after_s + POLICY.judge_grace_s
+    failed = probe_step(started.state, replace(climbing, loss_at=10.0), overdue)
     assert failed.verdict is ProbeVerdict.FAILED
     assert failed.state.failed_bps == math.inf
     later = failed.state.next_at
