@@ -121,6 +121,10 @@ RESUME_AFTER_FAILURE_S = 45.0
 """After a rung probe from audio only failed, or a loss spike behind a deep queue paused the
 video, a rung probe back waits for a padding probe to pass, or this long (a link whose RTT
 never settles gets no padding probe)."""
+PROBE_AFTERMATH_S = 3.0
+"""A loss spike this soon after a failed rung probe up is that probe's overflow: it does not
+make the way back wait for padding (a 500 kbit/s classroom that played 180p for 10 s, probed
+360p and paused in the NACKs that followed stayed on audio only 10 s)."""
 DEEP_QUEUE_RTT_S = 0.3
 """A loss spike that pauses the video with the RTT this high overflowed a link far too small
 for the cheapest picture (a 150 kbit/s classroom, 400-550 ms, whose probes back played 2 fps);
@@ -412,6 +416,8 @@ class DownlinkAdaptation:
         self._resume_failed_at: float | None = None
         """When a rung probe bringing a paused video back last failed, or a loss spike behind a
         deep queue paused it (`_resume_probe_max`)."""
+        self._probe_up_failed_at = -math.inf
+        """When a rung probe up from a playing rung last failed (`PROBE_AFTERMATH_S`)."""
         self._failed_probe_pace: tuple[float, float] | None = None
         """The pacing cap after a failed padding probe, and until when (`_after_failed_probe`)."""
         self._first_tick_at: float | None = None
@@ -596,15 +602,19 @@ class DownlinkAdaptation:
                 self.estimator.restart_loss_window(now + LOSS_SETTLE_S)
                 if decision.video_paused:  # a paused video's way back failed: padding next
                     self._resume_failed_at = now
+                else:
+                    self._probe_up_failed_at = now
             elif (
                 decision.switched
                 and decision.reason is RungReason.LOSS
                 and decision.video_paused
                 and link.rtt_s >= DEEP_QUEUE_RTT_S
+                and now - self._probe_up_failed_at >= PROBE_AFTERMATH_S
             ):
                 # paused by a loss spike behind a deep queue: the link overflowed with the
                 # cheapest picture on it, so the way back is proven by padding first, as after
-                # a failed probe back
+                # a failed probe back (not when the overflow was a failed probe's up: the link
+                # carried the picture it came back to)
                 self._resume_failed_at = now
         video = [s for s in by_id.values() if s.kind == "video"]
         all_paused = bool(video) and all(s.paused for s in video)
