@@ -347,9 +347,7 @@ class InboundTrack:
             return
         self.publisher_paused = paused
         if paused:
-            if self._retry is not None:
-                self._retry.cancel()
-                self._retry = None
+            self._cancel_retry()
         elif self._keyframe_requests.wanted:
             self.request_keyframe()
 
@@ -366,10 +364,13 @@ class InboundTrack:
             loop = self._loop or asyncio.get_running_loop()
             self._retry = loop.call_later(max(0.0, at - self._clock()), self._on_retry)
 
+    def _cancel_retry(self) -> None:
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+
     def _on_retry(self) -> None:
         self._retry = None
-        if self.publisher_paused:
-            return
         if self._keyframe_requests.due(self._clock()):
             self._pli()
         self._schedule_retry()
@@ -377,9 +378,7 @@ class InboundTrack:
     def close(self) -> None:
         """Stop forwarding: every outbound stream is detached."""
         self.closed = True
-        if self._retry is not None:
-            self._retry.cancel()
-            self._retry = None
+        self._cancel_retry()
         for stream in self.streams:
             stream.detach()
         self.streams = ()

@@ -104,7 +104,9 @@ export function cameraLayerCount(mode, captureHeight, linkKbps) {
  * the relay lowers it to what the weakest classroom that can watch it takes (the `layers`
  * frame's `max_kbps`), so a 1 Mbit/s classroom still gets 360p and one alone on 2 Mbit/s
  * most of its link.
- * Browsers give a lower layer only its resolution's target bitrate, whatever its ceiling.
+ * Browsers give a lower layer its resolution's target bitrate, and up to its ceiling what a
+ * top layer held by the relay leaves (180p measured 212k under a capped 360p): the relay sets
+ * the lowest layer's ceiling too, from the weakest classroom.
  */
 export function cameraEncodings(count, captureHeight, layered) {
   const height = captureHeight || 360;
