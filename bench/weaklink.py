@@ -967,16 +967,36 @@ def sweep_cell(cell: sweep.Cell, run: dict[str, Any], path: str) -> dict[str, An
     head = {"cell": cell.name, "down_kbps": cell.down_kbps, "up_kbps": cell.up_kbps,
             "loss_pct": cell.loss_pct, "path": path}  # fmt: skip
     if "error" in run:
-        return {**head, "error": run["error"], "survived": False}
+        return {**head, "error": run["error"], "retried": run.get("retried"), "survived": False}
     keys = ("video_kbps", "camera_kbps", "resolution", "height", "fps", "max_freeze_s",
             "freezes", "freeze_s", "audio_gaps", "audio_concealed_pct", "mode", "mode_end",
             "camera_paused_pct", "unpaused_fps", "max_unpaused_freeze_s", "verdict", "why",
-            "rungs", "survived", "teacher_camera", "codec", "adaptation")  # fmt: skip
+            "rungs", "survived", "teacher_camera", "codec", "adaptation",
+            "retried")  # fmt: skip
     row = {**head, **{k: run.get(k) for k in keys}}
     row["teacher_limited"] = teacher_limited(run.get("teacher_sends") or {})
     if path == "direct":
         row["mode"] = row["mode_end"] = "n/a"
     return row
+
+
+CELL_TRIES = 2
+"""A sweep cell whose run failed (a browser that did not join within a minute on a loaded
+machine, say) is run once more; its row keeps the first failure as `retried`."""
+
+
+async def _run_cell(spec: RunSpec, log_dir: Path, name: str) -> dict[str, Any]:
+    """One sweep cell on one path, tried up to CELL_TRIES times: the run, or its error."""
+    failures: list[str] = []
+    for _ in range(CELL_TRIES):
+        try:
+            run_result = await run_once(spec, log_dir)
+        except Exception as exc:
+            _progress(f"{name} {spec.path} failed: {exc!r} (logs in {log_dir})")
+            failures.append(str(exc) or type(exc).__name__)
+            continue
+        return {**run_result, "retried": failures[0]} if failures else run_result
+    return {"error": failures[-1], "retried": failures[0]}
 
 
 async def run_sweep(
@@ -1008,11 +1028,7 @@ async def run_sweep(
                            screen=(args.screen or "off") == "on", path=path,
                            settle_s=settle)  # fmt: skip
             _progress(f"{cell.name} {path}")
-            try:
-                run_result = await run_once(spec, log_dir)
-            except Exception as exc:
-                _progress(f"{cell.name} {path} failed: {exc!r} (logs in {log_dir})")
-                run_result = {"error": str(exc) or type(exc).__name__}
+            run_result = await _run_cell(spec, log_dir, cell.name)
             row = sweep_cell(cell, run_result, path)
             rows.append(row)
             _progress(" ".join(f"{k}={row.get(k)}" for k in (

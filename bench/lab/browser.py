@@ -16,6 +16,7 @@ import fractions
 import os
 import stat
 import tempfile
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,49 @@ async def launch_in(
     )
 
 
+PAGE_STATE_JS = """() => ({
+  url: location.pathname,
+  status: document.getElementById('status-text')?.textContent || '',
+  main: (document.querySelector('main')?.innerText || '').replace(/\\s+/g, ' ').slice(0, 300),
+  home: window.tongxin?.home || null,
+  channel: window.tongxin?.channel?.state || null,
+})"""
+"""What a page shows, for saying why it did not get somewhere: its path, status line, the
+start of its main area and its signaling channel's state."""
+CONSOLE_KEPT = 20
+CONSOLES: weakref.WeakKeyDictionary[Page, list[str]] = weakref.WeakKeyDictionary()
+"""Each joined page's console end (`keep_console`)."""
+
+
+def keep_console(page: Page) -> list[str]:
+    """The page's last console messages and uncaught errors (kept as they come)."""
+    lines: list[str] = []
+
+    def keep(line: str) -> None:
+        lines.append(line[:300])
+        del lines[:-CONSOLE_KEPT]
+
+    page.on("console", lambda message: keep(f"{message.type}: {message.text}"))
+    page.on("pageerror", lambda error: keep(f"pageerror: {error}"))
+    return lines
+
+
+async def wait_on_page(page: Page, expression: str, what: str) -> Any:
+    """`page.wait_for_function(expression)` within JOIN_TIMEOUT_MS; when it times out, an error
+    saying `what` did not happen and what the page showed instead (and its console's end)."""
+    try:
+        return await page.wait_for_function(expression, timeout=JOIN_TIMEOUT_MS)
+    except Exception as exc:
+        state: Any = None
+        with contextlib.suppress(Exception):
+            state = await page.evaluate(PAGE_STATE_JS)
+        console = CONSOLES.get(page, [])
+        raise RuntimeError(
+            f"{what} within {JOIN_TIMEOUT_MS / 1000:g} s ({type(exc).__name__});"
+            f" the page showed {state}; console: {console[-8:]}"
+        ) from exc
+
+
 async def open_join(browser: Browser, link: str) -> tuple[BrowserContext, Page]:
     """A fresh context joined through `link` (?autojoin=1), once the role's page is up."""
     context = await browser.new_context(
@@ -116,11 +160,13 @@ async def open_join(browser: Browser, link: str) -> tuple[BrowserContext, Page]:
         permissions=["camera", "microphone"],
     )
     page = await context.new_page()
+    CONSOLES[page] = keep_console(page)
     separator = "&" if "?" in link else "?"
     await page.goto(f"{link}{separator}autojoin=1", timeout=JOIN_TIMEOUT_MS)
-    await page.wait_for_function(
+    await wait_on_page(
+        page,
         "() => window.tongxin && window.tongxin.home && window.tongxin.channel",
-        timeout=JOIN_TIMEOUT_MS,
+        "the join page did not open the role's page",
     )
     return context, page
 
@@ -239,9 +285,10 @@ async def sender_stats(page: Page) -> dict[str, Any]:
 
 async def participant_id(page: Page) -> str:
     """The page's own participant id, once welcomed."""
-    handle = await page.wait_for_function(
+    handle = await wait_on_page(
+        page,
         "() => window.tongxin?.channel?.welcome?.participant?.id || null",
-        timeout=JOIN_TIMEOUT_MS,
+        "the page was not welcomed",
     )
     return str(await handle.json_value())
 

@@ -230,7 +230,34 @@ def test_a_sweep_row_of_the_direct_call_has_no_mode_and_an_error_row_keeps_its_c
                                                                     "n/a", 20.0)  # fmt: skip
     failed = weaklink.sweep_cell(cell, {"error": "boom"}, "relay")
     assert failed == {"cell": "500/250k 3%", "down_kbps": 500, "up_kbps": 250, "loss_pct": 3,
-                      "path": "relay", "error": "boom", "survived": False}  # fmt: skip
+                      "path": "relay", "error": "boom", "retried": None,
+                      "survived": False}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "expected"),
+    [
+        (["ok"], {"fps": 30.0}),
+        (["join timed out", "ok"], {"fps": 30.0, "retried": "join timed out"}),
+        (["join timed out", "no frame"], {"error": "no frame", "retried": "join timed out"}),
+    ],
+)
+async def test_a_failed_sweep_cell_is_run_once_more_and_says_so(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, outcomes: list[str],
+    expected: dict[str, Any],
+) -> None:
+    calls = iter(outcomes)
+
+    async def run_once(spec: Any, log_dir: Path) -> dict[str, Any]:
+        outcome = next(calls)
+        if outcome != "ok":
+            raise RuntimeError(outcome)
+        return {"fps": 30.0}
+
+    monkeypatch.setattr(weaklink, "run_once", run_once)
+    spec = argparse.Namespace(path="relay")
+    assert await weaklink._run_cell(spec, tmp_path, "500/250k 3%") == expected  # type: ignore[arg-type]
+    assert next(calls, None) is None  # no third try
 
 
 # --- goals, table, heatmap -----------------------------------------------------------------------
