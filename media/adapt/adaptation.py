@@ -35,12 +35,14 @@ from typing import Any
 
 from media.adapt.bandwidth_probe import (
     ProbeInputs,
+    ProbePolicy,
     ProbeState,
     ProbeStep,
     ProbeVerdict,
     failed_lately,
     probe_step,
     probe_unsent,
+    remb_fell,
 )
 from media.adapt.budget import (
     Allocation,
@@ -383,6 +385,7 @@ class DownlinkAdaptation:
         pace: Callable[[float | None], None] | None = None,
         drop_paced: Callable[[], object] | None = None,
         drop_padding: Callable[[], object] | None = None,
+        unsent_of: Callable[[int], int] | None = None,
     ) -> None:
         self.participant_id = participant_id
         self.estimator = DownlinkEstimator()
@@ -406,6 +409,8 @@ class DownlinkAdaptation:
         """Drops the video waiting in the pacer (called when the last video stream pauses)."""
         self._drop_padding = drop_padding
         """Drops the probe padding the pacer still holds from the last tick."""
+        self._unsent_of = unsent_of
+        """How many packets of an SSRC the pacer dropped unsent so far (not the link's loss)."""
         # per stream: (bytes counted, of them headers) up to the last count
         self._counted: weakref.WeakKeyDictionary[OutboundStream, tuple[int, int]] = (
             weakref.WeakKeyDictionary()
@@ -451,10 +456,22 @@ class DownlinkAdaptation:
             clock_rate=clock_rate,
             counters=(report.ssrc, report.highest_seq, report.packets_lost),
             first_seq=first_seq,
+            unsent=self._unsent_of(report.ssrc) if self._unsent_of is not None else 0,
         )
 
     def on_remb(self, bps: float) -> None:
-        self.estimator.on_remb(bps, self._clock())
+        now = self._clock()
+        self.estimator.on_remb(bps, now)
+        probe = self.probe
+        if (
+            self._drop_padding is not None
+            and probe.started_at is not None
+            and now - probe.started_at < ProbePolicy().duration_s
+            and remb_fell(probe, bps, now)
+        ):
+            # the receiver saw the padding queue up: the rest of it would only overflow the
+            # link (the next tick fails the probe on the same REMB)
+            self._drop_padding()
 
     def on_sender_report(self, ntp_timestamp: int) -> None:
         self.estimator.on_sender_report(ntp_timestamp, self._clock())
@@ -647,7 +664,10 @@ class DownlinkAdaptation:
         (for `FAILED_PROBE_PACE_S`): the estimate falls only as the reports come, and paced at
         1.35 times an estimate the probe showed too high, a 300 kbit/s classroom was sent
         800k for two seconds after a failed probe (its NACKs' retransmissions on top), the
-        RTT rose to 370 ms and the video paused for 10 s."""
+        RTT rose to 370 ms and the video paused for 10 s. Not below what the allocation
+        spends, though: the last report may predate a step up (a 1 Mbit/s classroom just on
+        360p was paced at the 337k of its 180p, the pacer's queue grew to a second, its late
+        packets were dropped, and the receiver's reports of them paused the video)."""
         cap = self._failed_probe_pace
         if cap is None or now >= cap[1]:
             return rate
@@ -705,6 +725,7 @@ class DownlinkAdaptation:
                 wanted += full if ceiling is None else max(full, ceiling) * CAPPED_CLIMB
                 # the budget that would lift its ceiling to the page's own, and no further
                 aim_max += full if ceiling is None else TOP_LAYER_MAX_BPS / TOP_STAY_SHARE
+        remb = self.estimator.remb_sample()
         inputs = ProbeInputs(
             estimate_bps=link.bps,
             loss=link.loss,
@@ -721,6 +742,8 @@ class DownlinkAdaptation:
             can_pad=can_pad,
             busy=previous.rung_probe_running or previous.resuming,
             climbing=climbing and not paused_tracks(previous),
+            remb_bps=remb[0] if remb is not None else None,
+            remb_at=remb[1] if remb is not None else None,
         )
         before = self.probe.estimate_before
         step = probe_step(self.probe, inputs, now)
@@ -731,7 +754,10 @@ class DownlinkAdaptation:
             self.estimator.restart_loss_window(now + LOSS_SETTLE_S)
             self.estimator.probe_failed(before, now)
             if self.probe.failed_at == now and link.delivered_bps > 0:  # the link's verdict
-                self._failed_probe_pace = (link.delivered_bps, now + FAILED_PROBE_PACE_S)
+                # never below what the picture it carried before needs: the last report's
+                # delivered rate may date from a smaller layer
+                cap = max(link.delivered_bps, previous.spent_bps)
+                self._failed_probe_pace = (cap, now + FAILED_PROBE_PACE_S)
         elif step.verdict is ProbeVerdict.PASSED:
             self.estimator.probe_passed(step.carried_bps, now)
             self._resume_failed_at = None
@@ -749,9 +775,11 @@ class DownlinkAdaptation:
             )
         if step.verdict in (ProbeVerdict.STARTED, ProbeVerdict.PASSED, ProbeVerdict.FAILED):
             logger.debug(
-                "padding probe %s participant=%s target=%.0fk carried=%.0fk loss=%.1f%%",
-                step.verdict, self.participant_id, step.state.target_bps / 1000,
-                step.carried_bps / 1000, link.loss * 100,
+                "padding probe %s%s participant=%s target=%.0fk carried=%.0fk loss=%.1f%%"
+                " remb=%s",
+                step.verdict, f" ({step.why})" if step.why else "", self.participant_id,
+                step.state.target_bps / 1000, step.carried_bps / 1000, link.loss * 100,
+                f"{remb[0] / 1000:.0f}k" if remb is not None else "-",
             )  # fmt: skip
         return step
 

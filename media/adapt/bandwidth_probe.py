@@ -10,7 +10,8 @@ with padding: padding-only packets on a paused video stream (`OutboundStream.sen
 paced like video) raise what the subscriber is sent to `target_bps` for `duration_s`. The
 verdict comes `judge_after_s` after the padding stops, once a loss reading since its start is
 in (none within `judge_grace_s` more fails it): the probe passed if the loss stayed below what
-fails a rung probe and no RTT sample rose (`rtt_rise_s`); the estimator then counts what got
+fails a rung probe, no RTT sample rose (`rtt_rise_s`) and the receiver's REMB did not fall
+(`remb_fall`: that one also stops the padding at once); the estimator then counts what got
 through as carried (`DownlinkEstimator.probe_passed`). A probe that fails costs a moment of
 padding on a link that could not carry it (no video was at stake), and the next one waits
 twice as long.
@@ -99,6 +100,14 @@ class ProbePolicy:
     """A probe during which an RTT sample rose this much over the one before it failed: the
     link queued the padding (our sender reports wait in the same queue). A half-second probe
     20% over a 200 kbit/s link fits the lab's 100 ms queue without a loss, and passed."""
+    remb_fall: float = 0.85
+    """A probe after whose start the receiver's REMB fell below this share of the last one
+    before it failed, and its padding stops at once (`remb_fell`): the receiver's delay-based
+    estimator saw the queue grow (a receiver sends a lower REMB at once, a higher one about
+    once a second), long before a receiver report counts the loss. A probe at twice the
+    estimate beside 360p on a 500 kbit/s link was judged a second and a half after it began,
+    on 50% loss; its padding and the retransmissions of what it made the link drop paused
+    the video for 4 s and cost the audio half a second."""
 
 
 class ProbeVerdict(enum.StrEnum):
@@ -157,6 +166,10 @@ class ProbeInputs:
     """A simulcast stream of the subscriber is on a layer below its top
     (`media.adapt.spatial.below_top_layer`): the probe pads beside it, aiming higher
     (`ProbePolicy.climb_factor`)."""
+    remb_bps: float | None = None
+    """The receiver's latest REMB (its own figure, video only), None before any..."""
+    remb_at: float | None = None
+    """... and when it came."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +195,9 @@ class ProbeState:
     """... and the most that got through by a report: the verdict credits the greatest."""
     estimate_before: float = 0.0
     """The estimate at its start (`DownlinkEstimator.probe_failed` holds it if it fails)."""
+    remb_before: float | None = None
+    """The receiver's latest REMB at its start (None: none, or an old one): see
+    `ProbePolicy.remb_fall`."""
     beside: bool = False
     """It pads on RTX beside a playing layer (`ProbeInputs.climbing`), whose losses no report
     counts: judged on the mean of the reports since it started (`loss_sum`, `loss_reports`),
@@ -215,6 +231,8 @@ class ProbeStep:
     """Padding to send until the next tick, bits per second."""
     carried_bps: float = 0.0
     """`PASSED`: what the probe showed the link carries."""
+    why: str = ""
+    """`FAILED`: which evidence failed it (`loss`, `rtt`, `remb`, `unknown`: no report)."""
 
 
 def probe_unsent(state: ProbeState, now: float, policy: ProbePolicy = ProbePolicy()) -> ProbeState:
@@ -237,6 +255,18 @@ def probe_target(
     if inputs.estimate_bps < failed_bps < math.inf:
         aim = min(aim, (inputs.estimate_bps + failed_bps) / 2.0)
     return aim
+
+
+def remb_fell(
+    state: ProbeState, remb_bps: float | None, remb_at: float | None,
+    policy: ProbePolicy = ProbePolicy(),
+) -> bool:
+    """Whether a REMB that came after the running probe started is below `remb_fall` of the
+    one before it (see there)."""
+    started_at, before = state.started_at, state.remb_before
+    if started_at is None or before is None or remb_bps is None or remb_at is None:
+        return False
+    return remb_at > started_at and remb_bps < before * policy.remb_fall
 
 
 def failed_lately(state: ProbeState, now: float, policy: ProbePolicy = ProbePolicy()) -> float:
@@ -283,6 +313,11 @@ def probe_step(
         estimate_before=inputs.estimate_bps,
         beside=inputs.climbing,
         rtt_before_s=inputs.rtt_sample_s,
+        remb_before=(
+            inputs.remb_bps
+            if inputs.remb_at is not None and now - inputs.remb_at <= policy.loss_stale_s
+            else None
+        ),
         sent_bps=0.0,
         delivered_bps=0.0,
         loss_sum=0.0,
@@ -323,7 +358,9 @@ def _running(
         # kbit/s classroom one started at 243 ms, its samples fell to 97 ms around a 159 ms
         # peak, it passed, and its 352k paused the video 4 s later
         before = min(before, inputs.rtt_floor_s)
-    queued = before is not None and peak is not None and peak > before + policy.rtt_rise_s
+    rtt_rose = before is not None and peak is not None and peak > before + policy.rtt_rise_s
+    fell = remb_fell(state, inputs.remb_bps, inputs.remb_at, policy)
+    queued = rtt_rose or fell
     due = elapsed >= policy.duration_s + policy.judge_after_s
     judged = due and reported
     overdue = elapsed >= policy.duration_s + policy.judge_after_s + policy.judge_grace_s
@@ -342,7 +379,8 @@ def _running(
                 failed_bps=min(failed_lately(state, now, policy), state.target_bps),
                 failed_at=now,
             )
-        return ProbeStep(failed, ProbeVerdict.FAILED)
+        why = "rtt" if rtt_rose else "remb" if fell else "unknown" if unknown else "loss"
+        return ProbeStep(failed, ProbeVerdict.FAILED, why=why)
     if judged:
         passed = _idle(state, now + policy.again_s, policy.interval_s)
         if state.target_bps >= passed.failed_bps:  # the link carries what failed before

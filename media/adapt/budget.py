@@ -206,7 +206,10 @@ def allocate(
     probe failed to carry lately, or nothing after a failed probe back until padding passes;
     on a 150 kbit/s classroom each such rung probe played 2 s of 2 fps video every 8 s,
     where the padding alone costs no picture)."""
-    red, lossy_at = red_state(link.loss, previous, now, policy, red_negotiated)
+    # a padding probe's loss is its own padding's overflow, not the link's: no RED for it
+    # (turned on by a failed probe on a 300 kbit/s classroom, RED's 25k more paused its 180p)
+    loss = 0.0 if padding_probe else link.loss
+    red, lossy_at = red_state(loss, previous, now, policy, red_negotiated)
     remaining = link.bps - unaccounted
     allocated: list[TrackAllocation] = []
     ordered = sorted(tracks, key=lambda t: t.priority)

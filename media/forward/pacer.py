@@ -75,7 +75,8 @@ class Pacer:
         self.sent_late = 0
         """Packets that waited in the queue."""
         self.dropped = 0
-        """Packets dropped because the queue outgrew `max_queue_s`."""
+        """Packets dropped because the queue outgrew `max_queue_s`, or dropped with it."""
+        self._dropped_of: dict[int, int] = {}  # ssrc -> packets dropped unsent
 
     @property
     def rate_bps(self) -> float | None:
@@ -124,10 +125,22 @@ class Pacer:
 
     # -- the two send paths ---------------------------------------------------------------------
 
+    def dropped_of(self, ssrc: int) -> int:
+        """How many packets of `ssrc` were dropped unsent so far: a receiver counts them as
+        lost, which the link did not (`DownlinkEstimator.on_receiver_report`'s `unsent`)."""
+        return self._dropped_of.get(ssrc, 0)
+
+    def _count_dropped(self, data: bytes) -> None:
+        if len(data) >= 12:
+            ssrc = int.from_bytes(data[8:12], "big")
+            self._dropped_of[ssrc] = self._dropped_of.get(ssrc, 0) + 1
+
     def drop_queued(self) -> int:
         """Drop every packet waiting (the video they carry was paused: sent late, they would
         only delay the audio on a link that just overflowed); returns how many."""
         dropped = len(self._queue)
+        for data in self._queue:
+            self._count_dropped(data)
         self._queue.clear()
         self._queued_bytes = 0
         self.dropped += dropped
@@ -206,8 +219,10 @@ class Pacer:
         assert self._rate_bps is not None
         limit = self._rate_bps / 8 * self.max_queue_s
         while self._queued_bytes > limit and len(self._queue) > 1:
-            self._queued_bytes -= len(self._queue.popleft())
+            data = self._queue.popleft()
+            self._queued_bytes -= len(data)
             self.dropped += 1
+            self._count_dropped(data)
 
     def _drain(self) -> None:
         self._timer = None

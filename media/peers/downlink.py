@@ -94,6 +94,7 @@ class Downlink:
             pace=self._set_pacing_rate,
             drop_paced=lambda: self._pacer.drop_queued(),  # the pacer of the connection now
             drop_padding=lambda: self._pacer.drop_padding(),
+            unsent_of=lambda ssrc: self._pacer.dropped_of(ssrc),
         )
         """Estimate, allocation and rungs; ticks while the connection is up."""
         self.data_saver = DataSaver(participant_id, emit)
