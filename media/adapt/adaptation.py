@@ -586,6 +586,7 @@ class DownlinkAdaptation:
         allocation = allocate(
             link, incoming, self.allocation, now, self._policy,
             red_negotiated=red_negotiated, padding_probe=probing, unaccounted=unaccounted,
+            probe_loss=self._loss_is_probes(link),
             resume_probe_max_bps=self._resume_probe_max(now),
         )  # fmt: skip
         self.allocation = allocation
@@ -658,6 +659,16 @@ class DownlinkAdaptation:
         self.rung = rung
         self.paused = paused
         return allocation
+
+    def _loss_is_probes(self, link: LinkEstimate) -> bool:
+        """Whether the loss reading is one a padding probe that failed made (read before its
+        reports had settled): no new report replaced it yet (a paused video's heartbeat
+        reports slowly), and RED for it would cost the picture the probe did not (a 300
+        kbit/s classroom's 180p, with RED's 25k on the audio, no longer fitted)."""
+        failed_at, loss_at = self.probe.failed_at, link.loss_at
+        policy = ProbePolicy()
+        span = policy.duration_s + policy.judge_after_s + policy.judge_grace_s
+        return loss_at is not None and failed_at - span <= loss_at < failed_at + LOSS_SETTLE_S
 
     def _after_failed_probe(self, rate: float | None, now: float) -> float | None:
         """The pacing `rate`, within what got through before a padding probe that just failed

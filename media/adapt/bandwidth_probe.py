@@ -72,7 +72,13 @@ class ProbePolicy:
     took four (11 s of 180p), twice takes three..."""
     climb_loss_max: float = 0.025
     """... see `climb_factor`: on a lossier (village) link probes keep `estimate_factor`, as a
-    probe that overflows it costs its audio."""
+    probe that overflows it costs its audio..."""
+    climb_min_bps: float = 450_000.0
+    """... and so below this estimate: a half-second probe at twice the estimate of a link at
+    its capacity overflows any queue under half a second, whatever the rate, and on 300 and
+    500 kbit/s classrooms (180p, 360p within 1.25 times of reach) each such probe lost half
+    of its second, audio with it, and paused the video for 4-8 s. From here up the next
+    layer is several times the estimate away, and 1.25 steps would take a minute."""
     min_gain: float = 1.25
     """No probe aiming at less than this times the estimate (not worth the padding)."""
     loss_max: float = 0.07
@@ -247,7 +253,11 @@ def probe_target(
     """Where a probe would aim now (see the module docstring); `failed_bps`: the lowest
     target that failed lately, which bounds it halfway from the estimate."""
     factor = policy.estimate_factor
-    if inputs.climbing and inputs.loss < policy.climb_loss_max:
+    if (
+        inputs.climbing
+        and inputs.loss < policy.climb_loss_max
+        and inputs.estimate_bps >= policy.climb_min_bps
+    ):
         factor = max(factor, policy.climb_factor)
     aim = max(inputs.estimate_bps * factor,
               inputs.carried_bps * policy.carried_share)  # fmt: skip

@@ -193,13 +193,15 @@ def allocate(
     *,
     red_negotiated: bool = True,
     padding_probe: bool = False,
+    probe_loss: bool = False,
     unaccounted: float = 0.0,
     resume_probe_max_bps: float = math.inf,
 ) -> Allocation:
     """Divide `link.bps` among `tracks` by priority; `previous` carries each track's hysteresis
     (tracks it does not know start fresh; tracks gone are forgotten). `padding_probe`: a
     padding probe runs (`media.adapt.bandwidth_probe`), which counts as the subscriber's one probe
-    (no rung probe starts, and a loss spike is the probe's). `unaccounted`: what is sent
+    (no rung probe starts, and a loss spike is the probe's); `probe_loss`: the loss reading
+    is still one a padding probe's overflow made (neither turns RED on). `unaccounted`: what is sent
     besides the tracks' costs (`unaccounted_bps`), left out of the budget.
     `resume_probe_max_bps`: a paused video is not probed back when what is sent now plus its
     cheapest picture would reach this (the subscriber's adaptation knows: what a padding
@@ -208,7 +210,7 @@ def allocate(
     where the padding alone costs no picture)."""
     # a padding probe's loss is its own padding's overflow, not the link's: no RED for it
     # (turned on by a failed probe on a 300 kbit/s classroom, RED's 25k more paused its 180p)
-    loss = 0.0 if padding_probe else link.loss
+    loss = 0.0 if padding_probe or probe_loss else link.loss
     red, lossy_at = red_state(loss, previous, now, policy, red_negotiated)
     remaining = link.bps - unaccounted
     allocated: list[TrackAllocation] = []

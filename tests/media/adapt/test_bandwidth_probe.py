@@ -51,10 +51,13 @@ AFTER_DIP = ProbeInputs(
         ({"carried_bps": 0.0, "estimate_bps": 300_000}, 375_000),
         # beside a simulcast layer below its top, on a clean link: twice the estimate (the
         # next layer costs several times the current one) ...
-        ({"carried_bps": 0.0, "estimate_bps": 300_000, "climbing": True}, 600_000),
+        ({"carried_bps": 0.0, "estimate_bps": 600_000, "climbing": True}, 1_200_000),
         # ... but a quarter over it on a lossy (village) link, where an overflow costs audio
-        ({"carried_bps": 0.0, "estimate_bps": 300_000, "climbing": True, "loss": 0.03},
-         375_000),
+        ({"carried_bps": 0.0, "estimate_bps": 600_000, "climbing": True, "loss": 0.03},
+         750_000),
+        # ... and below `climb_min_bps` (a weak link at its capacity lost half a second to a
+        # probe at twice its estimate)
+        ({"carried_bps": 0.0, "estimate_bps": 300_000, "climbing": True}, 375_000),
     ],
 )
 def test_a_probe_aims_at_what_the_link_carried_or_a_quarter_over_the_estimate(
