@@ -16,6 +16,7 @@ from media.adapt.bandwidth_probe import (
     probe_step,
     probe_target,
     probe_unsent,
+    remb_fell,
 )
 
 POLICY = ProbePolicy()
@@ -313,3 +314,47 @@ def test_a_probe_beside_a_layer_is_judged_on_the_mean_of_the_reports_about_it() 
     lossy = [read(10.0, loss=0.03, climbing=True), read(10.6, loss=0.061, climbing=True),
              read(11.5, loss=0.03, climbing=True)]  # fmt: skip
     assert run(ProbeState(), lossy)[-1].verdict is ProbeVerdict.PASSED
+
+
+# --- the receiver's REMB ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("remb_before", "remb", "remb_at", "fell"),
+    [
+        (400_000, 300_000, 10.2, True),  # fell by a quarter after the start: a queue
+        (400_000, 350_000, 10.2, False),  # 12.5% less: within the receiver's own wobble
+        (400_000, 500_000, 10.2, False),  # rose with the padding: the link took it
+        (400_000, 300_000, 9.9, False),  # that REMB came before the probe started
+        (None, 100_000, 10.2, False),  # no REMB before it to compare with
+        (400_000, None, None, False),  # none since
+    ],
+)
+def test_a_remb_that_falls_after_the_start_says_the_padding_queued(
+    remb_before: float | None, remb: float | None, remb_at: float | None, fell: bool
+) -> None:
+    state = ProbeState(started_at=10.0, remb_before=remb_before)
+    assert remb_fell(state, remb, remb_at) is fell
+    assert not remb_fell(ProbeState(remb_before=remb_before), remb, remb_at), "no probe runs"
+
+
+def test_a_probe_fails_at_once_when_the_remb_falls() -> None:
+    start = read(10.0, remb_bps=400_000, remb_at=9.9)
+    steps = run(ProbeState(), [start, read(10.5, remb_bps=280_000, remb_at=10.3)])
+    assert steps[0].state.remb_before == 400_000
+    assert steps[-1].verdict is ProbeVerdict.FAILED and steps[-1].why == "remb"
+    # a REMB older than a stale loss reading is no baseline
+    old = probe_step(ProbeState(), read(10.0, remb_bps=400_000, remb_at=7.0), 10.0)
+    assert old.verdict is ProbeVerdict.STARTED and old.state.remb_before is None
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"loss": 0.15}, "loss"),
+        ({"rtt_sample_s": 0.1}, "rtt"),
+    ],
+)
+def test_a_failed_probe_says_why(change: dict[str, float], why: str) -> None:
+    steps = run(ProbeState(), [read(10.0), read(10.5, **change)])
+    assert steps[-1].verdict is ProbeVerdict.FAILED and steps[-1].why == why
