@@ -73,7 +73,7 @@ class ProbePolicy:
     climb_loss_max: float = 0.025
     """... see `climb_factor`: on a lossier (village) link probes keep `estimate_factor`, as a
     probe that overflows it costs its audio..."""
-    climb_min_bps: float = 450_000.0
+    climb_min_bps: float = 400_000.0
     """... and so below this estimate: a half-second probe at twice the estimate of a link at
     its capacity overflows any queue under half a second, whatever the rate, and on 300 and
     500 kbit/s classrooms (180p, 360p within 1.25 times of reach) each such probe lost half

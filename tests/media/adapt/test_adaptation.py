@@ -31,6 +31,7 @@ from media.adapt.adaptation import (
     rung_costs,
     summary_rung,
 )
+from media.adapt.bandwidth_probe import ProbeState
 from media.adapt.budget import (
     Allocation,
     BudgetPolicy,
@@ -530,3 +531,25 @@ async def test_after_a_failed_probe_back_a_paused_video_waits_for_padding_or_a_w
     adaptation._resume_failed_at = sub.now
     assert adaptation._resume_probe_max(sub.now + 1.0) == 0.0
     assert adaptation._resume_probe_max(sub.now + RESUME_AFTER_FAILURE_S) == math.inf
+
+
+@pytest.mark.parametrize(
+    ("remb", "after_s", "dropped"),
+    [
+        (300_000, 0.2, 1),  # fell by a quarter while padding: the rest of it is dropped
+        (380_000, 0.2, 0),  # within the receiver's wobble
+        (300_000, 0.6, 0),  # the padding is over (the next tick judges it)
+    ],
+)
+async def test_a_remb_that_falls_while_a_probe_pads_stops_its_padding_at_once(
+    remb: float, after_s: float, dropped: int
+) -> None:
+    sub = Subscriber()
+    drops: list[int] = []
+    sub.adaptation._drop_padding = lambda: drops.append(1)
+    sub.adaptation.probe = ProbeState(started_at=sub.now, target_bps=800_000,
+                                      remb_before=400_000)  # fmt: skip
+    sub.now += after_s
+    sub.adaptation.on_remb(remb)
+    assert len(drops) == dropped
+    assert sub.adaptation.estimator.remb_sample() == (remb, sub.now)

@@ -530,3 +530,18 @@ def test_a_late_joiner_on_the_starting_guess_gets_the_publishers_stream_not_the_
     assert rungs(first)["teacher-cam"] == "full"
     held = allocate(guess, [cam, TEACHER_MIC], first, 1.5)
     assert rungs(held)["teacher-cam"] == "full", "no shortfall on a guess"
+
+
+@pytest.mark.parametrize(
+    ("flags", "red"),
+    [
+        ({}, True),
+        ({"padding_probe": True}, False),  # a probe running, or just failed: its loss
+        ({"probe_loss": True}, False),  # a reading a failed probe made, not replaced yet
+    ],
+)
+def test_a_padding_probes_own_loss_turns_no_red_on(flags: dict[str, bool], red: bool) -> None:
+    assert allocate(link(5_000_000, 0.3), CLASS_VIEW, None, 0.0, **flags).red is red
+    # RED already on for the link's own loss stays on through a probe (its hold)
+    on = allocate(link(5_000_000, 0.03), CLASS_VIEW, None, 0.0)
+    assert allocate(link(5_000_000, 0.3), CLASS_VIEW, on, 1.0, **flags).red

@@ -856,3 +856,79 @@ def test_a_held_queue_or_a_remb_far_below_what_gets_through_is_believed(
     seen = busy_loop(est, [remb], rtts, 2.9)
     assert all(e.bound is EstimateBound.REMB and e.bps < 1_000_000 for t, e in seen.items()
                if 2.0 <= t < 2.9), [(t, e.bps) for t, e in seen.items()]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("lost_packets", "unsent", "loss"),
+    [
+        # over the window's 200 packets (two reports of 100)
+        (30, 0, 0.15),  # all the link's
+        (30, 30, 0.0),  # every packet counted lost was dropped by the relay's pacer
+        (30, 20, 0.05),
+        (10, 20, 0.0),  # more dropped than reported lost (some resent): never below nothing
+    ],
+)
+def test_packets_the_relay_dropped_unsent_are_not_the_links_loss(
+    lost_packets: int, unsent: int, loss: float
+) -> None:
+    est = DownlinkEstimator(POLICY)
+    send(est, 500_000, 0.0, 1.0)
+    est.on_receiver_report(0, 0, 0, 0, 1.0, counters=(1, 1100, 0), first_seq=1001)
+    send(est, 500_000, 1.0, 2.0)
+    est.on_receiver_report(
+        lost(loss), 0, 0, 0, 2.0, counters=(1, 1200, lost_packets), unsent=unsent
+    )
+    assert est.estimate(2.0).loss == pytest.approx(loss)
+
+
+def test_a_new_pacer_counting_from_nothing_is_not_a_negative_drop() -> None:
+    est = DownlinkEstimator(POLICY)
+    send(est, 500_000, 0.0, 1.0)
+    est.on_receiver_report(0, 0, 0, 0, 1.0, counters=(1, 1100, 0), first_seq=1001, unsent=50)
+    send(est, 500_000, 1.0, 2.0)
+    # the connection's pacer was replaced: its count starts again at 5, all of them new
+    est.on_receiver_report(0, 0, 0, 0, 2.0, counters=(1, 1200, 15), unsent=5)
+    assert est.estimate(2.0).loss == pytest.approx(10 / 200)
+
+
+def _queue_then_reports(rtts: list[float]) -> list[float]:
+    """A loss-free link sent near its bound, one RTT sample before each report: the bound
+    after each report."""
+    est = DownlinkEstimator(POLICY)
+    video = Receiver(1, 100)
+    bounds = []
+    for t, rtt in enumerate(rtts, start=1):
+        send(est, 1_000_000, t - 1, t)
+        est.on_rtt(rtt, float(t))
+        video.report(est, float(t), 1.0, 0)
+        bounds.append(est.estimate(float(t)).bps)
+    return bounds
+
+
+def test_a_queue_held_in_the_rtt_stops_the_loss_bound_rising() -> None:
+    clear = _queue_then_reports([0.01] * 6)
+    assert clear[-1] > clear[2], "no queue: the bound rises by increase_per_s"
+    queued = _queue_then_reports([0.01, 0.01, 0.01, 0.09, 0.1, 0.11])
+    assert queued[-1] == pytest.approx(queued[3]), "held 80-100 ms up: it holds"
+    # one stalled sample (a receiver's busy loop) is not a queue
+    stalled = _queue_then_reports([0.01, 0.01, 0.01, 0.3, 0.01, 0.01])
+    assert stalled[-1] > stalled[3]
+
+
+def test_a_queue_ends_what_a_padding_probe_proved() -> None:
+    est = DownlinkEstimator(POLICY)
+    video = Receiver(1, 100)
+    for t in range(1, 4):
+        send(est, 300_000, t - 1, t)
+        est.on_remb(250_000, float(t))
+        est.on_rtt(0.01, float(t))
+        video.report(est, float(t), 1.0, 0)
+    est.probe_passed(800_000, 3.0)
+    assert est.estimate(3.0).bps >= 800_000
+    for t in (4, 5):  # no loss, but the RTT held 90 ms over its floor: the link queues
+        send(est, 600_000, t - 1, t)
+        est.on_remb(550_000, float(t))  # and the receiver's delay-based estimate saw it
+        est.on_rtt(0.1, float(t))
+        video.report(est, float(t), 1.0, 0)
+    assert est.estimate(5.0).bps <= 600_000, "the receiver's REMB bounds again"
+    assert est.queue_building()

@@ -268,6 +268,8 @@ def test_dropping_what_waits_sends_none_of_it_and_later_video_goes_on(
     sent = len(link.sent)
     assert link.pacer.drop_queued() == 8 - sent
     assert link.pacer.queued_bytes == 0 and link.pacer.dropped == 8 - sent
+    # counted per SSRC: the receiver will report them lost, which the link did not lose
+    assert link.pacer.dropped_of(1234) == 8 - sent and link.pacer.dropped_of(99) == 0
     link.loop.run_out()
     assert len(link.sent) == sent
     link.pacer.video.send(packet())  # a resumed stream's keyframe, later
@@ -285,7 +287,7 @@ def test_a_queue_longer_than_max_queue_s_loses_its_oldest_packets(
         link.pacer.video.send(data)
         assert link.pacer.queued_bytes <= RATE / 8 * 0.1
     # 0.1 s of the rate is 6553 bytes: 6 packets of 996 wait, the 21 before them are dropped
-    assert link.pacer.dropped == 21
+    assert link.pacer.dropped == 21 and link.pacer.dropped_of(1234) == 21
     link.loop.run_out()
     assert [d[:12] for d in link.datagrams] == [d[:12] for d in packets[:3] + packets[-6:]]
 
