@@ -93,6 +93,10 @@ UNACCOUNTED_TICKS = 3
 """The budget leaves out the least that was sent beyond the allocation over this many ticks."""
 LOSS_SETTLE_S = 1.0
 """After a failed probe, reports for this long (one report interval) still describe it."""
+PROBE_POLICY = ProbePolicy()
+"""The padding probes' constants (`media.adapt.bandwidth_probe`'s defaults)."""
+PROBE_SPAN_S = PROBE_POLICY.duration_s + PROBE_POLICY.judge_after_s + PROBE_POLICY.judge_grace_s
+"""From a padding probe's start to its latest verdict: the loss readings it can have made."""
 HEARTBEAT_PACKETS = 2
 """Padding packets a tick on each paused video stream (4 a second at `TICK_S`)..."""
 HEARTBEAT_BYTES = 200
@@ -466,7 +470,7 @@ class DownlinkAdaptation:
         if (
             self._drop_padding is not None
             and probe.started_at is not None
-            and now - probe.started_at < ProbePolicy().duration_s
+            and now - probe.started_at < PROBE_POLICY.duration_s
             and remb_fell(probe, bps, now)
         ):
             # the receiver saw the padding queue up: the rest of it would only overflow the
@@ -666,9 +670,10 @@ class DownlinkAdaptation:
         reports slowly), and RED for it would cost the picture the probe did not (a 300
         kbit/s classroom's 180p, with RED's 25k on the audio, no longer fitted)."""
         failed_at, loss_at = self.probe.failed_at, link.loss_at
-        policy = ProbePolicy()
-        span = policy.duration_s + policy.judge_after_s + policy.judge_grace_s
-        return loss_at is not None and failed_at - span <= loss_at < failed_at + LOSS_SETTLE_S
+        return (
+            loss_at is not None
+            and failed_at - PROBE_SPAN_S <= loss_at < failed_at + LOSS_SETTLE_S
+        )
 
     def _after_failed_probe(self, rate: float | None, now: float) -> float | None:
         """The pacing `rate`, within what got through before a padding probe that just failed

@@ -381,8 +381,8 @@ class DownlinkEstimator:
         self._last_decrease_at: float | None = None
         self._last_increase_at: float | None = None
         self._sender_reports: dict[int, float] = {}
-        self._counters: dict[int, tuple[int, int]] = {}  # ssrc -> (highest seq, lost)
-        self._unsent: dict[int, int] = {}  # ssrc -> packets the relay dropped unsent
+        # ssrc -> (highest seq, lost, packets the relay dropped unsent) at its last report
+        self._counters: dict[int, tuple[int, int, int]] = {}
         self._losses: deque[tuple[float, int, int]] = deque()  # (at, expected, lost)
         self._loss_floor = RecentValues(policy.loss_floor_window_s)
         self._window_from: float | None = None  # reports before this are out of the window
@@ -635,14 +635,12 @@ class DownlinkEstimator:
         which the receiver counts as lost but the link never saw."""
         ssrc, highest, lost = counters
         before = self._counters.get(ssrc)
-        self._counters[ssrc] = (highest, lost)
-        unsent_before = self._unsent.get(ssrc, 0)
-        self._unsent[ssrc] = unsent
-        dropped = unsent - unsent_before if unsent >= unsent_before else unsent  # a new pacer
-        lost -= dropped
+        self._counters[ssrc] = (highest, lost, unsent)
+        unsent_before = before[2] if before is not None else 0
+        lost -= unsent - unsent_before if unsent >= unsent_before else unsent  # or a new pacer
         if before is None and first_seq is not None:
             # a receiver's extended numbers start at its first packet's (no cycles yet)
-            before = (first_seq - 1, 0)
+            before = (first_seq - 1, 0, 0)
         if before is None:
             return None
         expected = highest - before[0]
