@@ -752,7 +752,13 @@ class DownlinkAdaptation:
             carried_bps=link.carried_bps,
             sent_bps=link.sent_bps,
             delivered_bps=link.delivered_bps,
-            spent_bps=previous.spent_bps,
+            # what goes out besides a probe: the allocation's costs, or more while a layer
+            # ramps up to a ceiling just raised (its measured cost lags); padded above the
+            # costs alone, a probe beside it overshot its target
+            spent_bps=(
+                previous.spent_bps if self.probe.running
+                else max(previous.spent_bps, link.sent_bps)
+            ),
             wanted_bps=wanted,
             aim_max_bps=aim_max if capped else math.inf,
             can_pad=can_pad,

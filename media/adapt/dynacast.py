@@ -72,10 +72,13 @@ worse, paused what the relay asked back)."""
 TICK_S = 0.5
 """How often a publisher's layers are decided (as often as the subscribers' rungs)."""
 
-TOP_STAY_SHARE = 0.85
+TOP_STAY_SHARE = 0.92
 """The top layer may cost this share of the budget of a subscriber on it: a rung is kept
 while the budget covers its cost less `RungPolicy.shortfall_tolerance`, and a layer's
-measured rate runs above the encoder's target (RTP headers, keyframes)..."""
+measured rate runs above the encoder's target (RTP headers, keyframes: 5-7%). At 0.85 the
+page's own 1.7 Mbit/s took a 2.0 Mbit/s budget, more than a 2 Mbit/s classroom's link: the
+probes that would have lifted it there overflowed the link, and the classroom played
+1.3-1.5 Mbit/s where a direct call sends 1.7..."""
 TOP_CLIMB_SHARE = 0.72
 """... and this share of the budget of a subscriber below it: a rung comes into reach at its
 cost times 1 + `RungPolicy.up_margin` (1.25), with a little to spare."""
@@ -94,6 +97,11 @@ CEILING_STEP = 0.12
 """A new ceiling is sent when it differs from the last one sent by this share..."""
 CEILING_EVERY_S = 0.5
 """... at most this often (every tick: a ceiling a passed probe lifts is wanted at once)."""
+RAMP_S = 2.5
+"""A layer whose ceiling was raised this long ago or less is still held by it
+(`InboundTrack.ceiling_rising`), whatever it sends: the publisher's encoder takes a second or
+two to reach a new ceiling, and a subscriber that waited for it before its next padding probe
+took 4 s a round to climb a 2 Mbit/s link (`media.adapt.spatial.capped_top_layer`)."""
 
 Event = dict[str, Any]
 
@@ -207,13 +215,15 @@ def ceiling_due(
     sent: float | None, ceiling: float | None, sent_at: float | None, now: float
 ) -> bool:
     """Whether to tell the publisher `ceiling` when it was last told `sent` at `sent_at`: a
-    ceiling set or lifted at once, a change of `CEILING_STEP` or more at most every
-    `CEILING_EVERY_S`."""
+    ceiling set or lifted at once, a change of `CEILING_STEP` or more, or one that reaches the
+    page's own (`TOP_LAYER_MAX_BPS`), at most every `CEILING_EVERY_S`. (The step alone left a
+    2 Mbit/s classroom's 360p held at 1545k for good: 1700k is 10% above it.)"""
     if (sent is None) != (ceiling is None):
         return True
     if sent is None or ceiling is None or sent_at is None:
         return False
-    return abs(ceiling - sent) >= CEILING_STEP * sent and now - sent_at >= CEILING_EVERY_S
+    changed = abs(ceiling - sent) >= CEILING_STEP * sent or ceiling >= TOP_LAYER_MAX_BPS > sent
+    return changed and now - sent_at >= CEILING_EVERY_S
 
 
 def layers_event(
@@ -273,6 +283,8 @@ class Dynacast:
         """Each simulcast track's state (tracks that went away are forgotten at the next tick)."""
         self._resumed_at: dict[tuple[InboundTrack, int], float] = {}
         self._sent_at: dict[InboundTrack, float] = {}
+        self._raised_at: dict[tuple[InboundTrack, int], float] = {}
+        """When each layer's ceiling was last raised (`RAMP_S`)."""
         self._ceilings: dict[
             InboundTrack, tuple[int, dict[int, tuple[float | None, float]]]
         ] = {}
@@ -316,6 +328,8 @@ class Dynacast:
                 if ceiling_due(was, ceiling, at, now):
                     sent[i] = (ceiling, now)
                     new_ceiling = True
+                    if was is not None and (ceiling is None or ceiling > was):
+                        self._raised_at[(track, i)] = now
                     logger.info(
                         "dynacast participant=%s source=%s layer=%s ceiling=%s",
                         track.participant_id, track.source, rids[i],
@@ -325,6 +339,10 @@ class Dynacast:
             told = {i: ceiling for i, (ceiling, _) in sent.items() if ceiling is not None}
             for i, layer in enumerate(layers):
                 layer.ceiling_bps = told.get(i)
+                raised = self._raised_at.get((track, i))
+                layer.ceiling_rising = (
+                    i in told and raised is not None and now - raised < RAMP_S
+                )
                 layer.set_publisher_paused(i not in state.active)
             if top + 1 < len(layers):  # what the paused layer above would cost, resumed
                 above = self._ceiling(track, top + 1, tapped)
@@ -346,6 +364,7 @@ class Dynacast:
         self._sent_at = {t: at for t, at in self._sent_at.items() if t in states}
         self._ceilings = {t: c for t, c in self._ceilings.items() if t in states}
         self._resumed_at = {k: at for k, at in self._resumed_at.items() if k[0] in states}
+        self._raised_at = {k: at for k, at in self._raised_at.items() if k[0] in states}
 
     @staticmethod
     def _ceiling(track: InboundTrack, index: int, tapped: Sequence[int]) -> float | None:

@@ -110,7 +110,7 @@ of it: above, the estimate's own rise lifts the rest, where a probe at twice a 1
 estimate lost half of its half second and took a 2 Mbit/s classroom from 360p to 180p."""
 HOLDER_SHARE = 0.75
 """A stream whose budget times this is above its layer's ceiling is not the one holding it
-(dynacast keeps the top at 85% of the weakest capable budget): another, weaker classroom
+(dynacast keeps the top at 92% of the weakest capable budget): another, weaker classroom
 does, and climbing would not lift it."""
 
 
@@ -120,7 +120,9 @@ def capped_top_layer(stream: OutboundStream) -> bool:
     ceiling_bps`, `media.adapt.dynacast`), with RTX to carry a padding probe beside it: the
     ceiling follows the subscriber's budget, and its budget what it is sent (a receiver's
     REMB stays within 1.5 times that), so without a probe a 2 Mbit/s classroom climbed 5%
-    a second (600k of 360p over a 20 s window, against 1.6 Mbit/s in a direct call)."""
+    a second (600k of 360p over a 20 s window, against 1.6 Mbit/s in a direct call). A
+    ceiling raised a moment ago holds the layer whatever it sends yet (`InboundTrack.
+    ceiling_rising`): the next probe need not wait for the encoder to get there."""
     track = stream.track
     if track is None or not track.spatial_layers or stream.paused or stream.rtx_pt is None:
         return False
@@ -135,7 +137,7 @@ def capped_top_layer(stream: OutboundStream) -> bool:
         return False
     if stream.share_bps is not None and stream.share_bps * HOLDER_SHARE > ceiling:
         return False
-    return sum(current.last_rates) >= ceiling * CAPPED_AT
+    return current.ceiling_rising or sum(current.last_rates) >= ceiling * CAPPED_AT
 
 
 def layer_for(decision: RungDecision, totals: Sequence[float]) -> int:

@@ -168,6 +168,9 @@ class InboundTrack:
         """A simulcast layer that is the highest the publisher sends, or the lowest under it:
         the bitrate ceiling the relay set it to from its subscribers' budgets
         (`media.adapt.dynacast`); None: the page's own (or neither)."""
+        self.ceiling_rising = False
+        """That ceiling was raised a moment ago (`media.adapt.dynacast.RAMP_S`): the
+        publisher's encoder is still on its way up to it."""
 
     def __repr__(self) -> str:
         rid = f" rid={self.rid}" if self.rid is not None else ""

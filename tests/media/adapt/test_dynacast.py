@@ -26,7 +26,7 @@ from media.adapt.dynacast import (
     wanted_layers,
 )
 from media.adapt.rung import Rung, RungChoice, RungDecision, RungReason
-from media.adapt.spatial import apply_layer, ladder_rates, simulcast_costs
+from media.adapt.spatial import TOP_LAYER_MAX_BPS, apply_layer, ladder_rates, simulcast_costs
 from media.forward.forwarder import InboundTrack, OutboundStream
 from media.forward.keyframe_requests import DEFAULT_MIN_INTERVAL
 from signaling import messages as m
@@ -409,15 +409,16 @@ async def test_the_relay_tells_the_publisher_which_layers_to_send() -> None:
         # no subscriber budget known yet: the page's own ceiling
         ([], 500_000.0, None),
         ([(True, 0.0)], 500_000.0, None),
-        # a 2 Mbit/s classroom on the top layer keeps it at 85% of its budget
-        ([(True, 1_900_000.0)], 500_000.0, 1_615_000.0),
+        # a 2 Mbit/s classroom on the top layer keeps it at 92% of its budget
+        ([(True, 1_800_000.0)], 500_000.0, 1_656_000.0),
+        ([(True, 1_900_000.0)], 500_000.0, 1_700_000.0),
         # one below it brings it into reach (cost x 1.25 within its budget, and a little more)
         ([(False, 1_900_000.0)], 500_000.0, 1_368_000.0),
         # those that cannot take it at its floor (twice the layer below) stay below
-        ([(False, 700_000.0), (True, 1_500_000.0), (False, 200_000.0)], 500_000.0, 1_275_000.0),
+        ([(False, 700_000.0), (True, 1_500_000.0), (False, 200_000.0)], 500_000.0, 1_380_000.0),
         # of those that can, the weakest decides: two classrooms that can both watch 360p do
         ([(True, 1_900_000.0), (False, 900_000.0)], 250_000.0, 648_000.0),
-        ([(True, 1_900_000.0), (True, 900_000.0)], 250_000.0, 765_000.0),
+        ([(True, 1_900_000.0), (True, 900_000.0)], 250_000.0, 828_000.0),
         # none can: the floor (none of them takes it)
         ([(False, 500_000.0)], 500_000.0, 1_000_000.0),
         # never below twice the layer under it (nor 300k), never above the page's 1.7 Mbit/s
@@ -463,6 +464,9 @@ def test_the_lowest_layer_alone_costs_what_its_weakest_subscriber_can_take(
         (1_000_000.0, 1_200_000.0, 0.0, 0.3, False),  # too soon
         (1_000_000.0, 1_200_000.0, 0.0, 0.5, True),
         (1_000_000.0, 800_000.0, 0.0, 0.5, True),
+        (1_545_000.0, TOP_LAYER_MAX_BPS, 0.0, 0.5, True),  # 10%, but the page's own: reached
+        (1_545_000.0, TOP_LAYER_MAX_BPS, 0.0, 0.3, False),
+        (TOP_LAYER_MAX_BPS, 1_600_000.0, 0.0, 5.0, False),  # down from it: the step again
     ],
 )
 def test_a_new_ceiling_is_sent_when_it_changed_enough(
@@ -478,10 +482,10 @@ async def test_the_top_layer_follows_its_classroom_and_the_layer_above_is_held_i
     stream = subscriber(track)  # on f
     publisher.run(0.5)
     assert publisher.events == []  # no budget known yet
-    stream.share_bps = 1_900_000.0
+    stream.share_bps = 1_700_000.0
     publisher.run(0.5)
-    assert publisher.events[-1]["max_kbps"] == {"q": 1615, "f": 1615}  # q: 85% (page: 300k)
-    stream.share_bps = 1_800_000.0  # 5% less: not worth telling
+    assert publisher.events[-1]["max_kbps"] == {"q": 1445, "f": 1564}  # f 92%, q 85% (page: 300k)
+    stream.share_bps = 1_620_000.0  # 5% less: not worth telling
     publisher.run(2.0)
     assert len(publisher.events) == 1
     # the classroom's link shrinks: it steps down to h, f is paused, h is the top now
@@ -491,7 +495,7 @@ async def test_the_top_layer_follows_its_classroom_and_the_layer_above_is_held_i
     publisher.run(PAUSE_AFTER_S + 1.0)
     last = publisher.events[-1]
     assert last["active"] == ["q", "h"]
-    assert last["max_kbps"] == {"q": 765, "h": 765}  # 85% of 900k, above 2 x q (240k)
+    assert last["max_kbps"] == {"q": 765, "h": 828}  # h 92%, q 85% of 900k, above 2 x q
     # f, paused, is held at what it would cost resumed: in reach of a 900k budget? no (2 x h)
     held = track.spatial_layers[2].held_rates
     assert held is not None and sum(held) == pytest.approx(2 * sum(H))
