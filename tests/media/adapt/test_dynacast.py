@@ -13,6 +13,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from media.adapt.dynacast import (
     LOWEST_FLOOR_BPS,
     PAUSE_AFTER_S,
+    RAMP_S,
     TOP_FLOOR_MIN_BPS,
     Dynacast,
     LayerState,
@@ -499,6 +500,25 @@ async def test_the_top_layer_follows_its_classroom_and_the_layer_above_is_held_i
     # f, paused, is held at what it would cost resumed: in reach of a 900k budget? no (2 x h)
     held = track.spatial_layers[2].held_rates
     assert held is not None and sum(held) == pytest.approx(2 * sum(H))
+
+
+async def test_a_raised_ceiling_holds_its_layer_for_a_moment_and_a_lowered_one_does_not() -> None:
+    track = simulcast_track()
+    measured(track, Q, H, F)
+    publisher = Publisher(track)
+    stream = subscriber(track)  # on f
+    top = track.spatial_layers[2]
+    stream.share_bps = 1_000_000.0
+    publisher.run(0.5)
+    assert top.ceiling_bps == pytest.approx(920_000.0) and not top.ceiling_rising  # the first
+    stream.share_bps = 1_500_000.0
+    publisher.run(0.5)
+    assert top.ceiling_bps == pytest.approx(1_380_000.0) and top.ceiling_rising
+    publisher.run(RAMP_S)
+    assert not top.ceiling_rising  # the encoder had its time
+    stream.share_bps = 1_000_000.0
+    publisher.run(0.5)
+    assert top.ceiling_bps == pytest.approx(920_000.0) and not top.ceiling_rising
 
 
 async def test_the_lowest_layer_alone_follows_the_weakest_classroom() -> None:

@@ -250,6 +250,21 @@ async def test_a_stream_on_the_top_layer_held_by_its_ceiling_climbs(
     assert capped_top_layer(stream) is capped
 
 
+async def test_a_top_layer_whose_ceiling_was_just_raised_is_held_while_its_encoder_ramps() -> None:
+    """Sending half of a ceiling just raised is the encoder on its way up (`ceiling_rising`),
+    not a publisher that has no more to give: the next probe need not wait for it."""
+    layers = Layers()
+    layers.top.ceiling_bps = 1_400_000.0
+    layers.top._rates = tuple(r * 700_000.0 / sum(F) for r in F)  # type: ignore[assignment]
+    stream = layers.stream
+    stream.share_bps = 1_650_000.0
+    stream.source = layers.top
+    stream.rtx_pt = 97
+    assert not capped_top_layer(stream)
+    layers.top.ceiling_rising = True
+    assert capped_top_layer(stream)
+
+
 async def test_a_stream_on_the_lowest_layer_does_not_climb_by_its_ceiling() -> None:
     """180p at its classroom's ceiling (130k of a 160k budget) climbs by the next layer,
     not by padding aimed at the top layer's 1.7M."""
