@@ -676,7 +676,13 @@ class DownlinkEstimator:
         outlasts the probe is the link's). What the probe overflowed was its own padding: the link
         carried the media before it, and carries it after, but a receiver's REMB, which saw the
         queue, falls to what it received and climbs back at 8% a second (a 2 Mbit/s
-        classroom's fell from 1.68 to 1.26 Mbit/s for ten seconds, and its 360p with it)."""
+        classroom's fell from 1.68 to 1.26 Mbit/s for ten seconds, and its 360p with it).
+        The loss bound goes back to `before_bps` if it rose while the padding went: the reports
+        that let it rise predate the probe's losses (a 300 kbit/s classroom's rose from 417k to
+        552k under a probe that failed, was paced there, and its queue and NACKs paused the
+        video)."""
+        if self._loss_bound is not None and self._loss_bound > before_bps:
+            self._loss_bound = max(before_bps, self.policy.min_bps)
         held = before_bps * self.policy.probe_failed_hold
         if held > self._probed(now):
             self._probed_bps = held

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Protocol
 
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
@@ -28,7 +28,7 @@ from media.forward.emit import PADDING_BIT, DatagramSink, PacketWriter, padding_
 from media.forward.feedback import dispatch, from_aiortc
 from media.forward.layers import LayerDropper
 from media.forward.reports import StreamReports, sender_info
-from media.forward.retransmit import answer_nack, rtx_payload
+from media.forward.retransmit import RETRANSMIT_BACKLOG_MAX_S, answer_nack, rtx_payload
 from media.peers.codec_match import payload_types
 from media.rtp import red, vp8
 from media.rtp.header import ExtensionLayout, TailVariant, extension_tail
@@ -116,6 +116,11 @@ class OutboundStream:
         self.probe_octets = 0
         """Their padding bytes (not in `octets` either), for what the downlink is sent."""
         self.keyframe_requests = 0
+        self.resends_held = 0
+        """NACKed packets not answered while the pacer was behind (`RETRANSMIT_BACKLOG_MAX_S`)."""
+        self.backlog: Callable[[], float] | None = None
+        """Seconds of video waiting in the downlink's pacer (`Pacer.backlog_s`), set by the
+        downlink; None: no pacer."""
 
     def __repr__(self) -> str:
         return f"OutboundStream({self.kind} ssrc={self.ssrc} <- {self.track})"
@@ -446,6 +451,11 @@ class OutboundStream:
             # paused: nothing is played until `resume`'s keyframe, and what a retransmission
             # would repair is the overflow that paused it (the flap's dip: the classroom's
             # NACKs of the lost video kept the link full and its audio broken for 2 s)
+            return
+        if self.backlog is not None and self.backlog() > RETRANSMIT_BACKLOG_MAX_S:
+            held = len(list(lost))  # asked again an RTT later, answered once the queue drained
+            self.nacks += held
+            self.resends_held += held
             return
         continuity = self.continuity
         answer = answer_nack(

@@ -88,6 +88,13 @@ class Pacer:
         return self._queued_bytes
 
     @property
+    def backlog_s(self) -> float:
+        """How long the video waiting in the queue takes to leave at the pacing rate (0 when
+        unpaced)."""
+        rate = self._rate_bps
+        return self._queued_bytes * 8 / rate if rate else 0.0
+
+    @property
     def connected(self) -> bool:
         return self._raw is not None
 

@@ -254,6 +254,7 @@ class Downlink:
         padding = None if kind == "audio" else self._pacer.padding
         stream = OutboundStream(kind, *sender_ssrcs(sender), sink, padding)
         stream.link = self.adaptation
+        stream.backlog = lambda: self._pacer.backlog_s  # the connection's pacer of the moment
         tap_relay_sender(sender, stream.fill_sender_report, stream.on_rtcp)
         slot = _Slot(transceiver, stream)
         self._slots.append(slot)
@@ -358,4 +359,4 @@ def _video_state(stream: OutboundStream) -> str:
     return (f"{rid or '-'}{'->' + str(pending) if pending else ''} tid={layers.max_tid}/"
             f"{layers.target_tid} dropped={layers.frames_dropped} paused={stream.paused} "
             f"sent={stream.packets} nacked={stream.nacks} resent={stream.retransmitted} "
-            f"pli={stream.keyframe_requests}")
+            f"held={stream.resends_held} pli={stream.keyframe_requests}")

@@ -644,6 +644,24 @@ def test_a_passed_padding_probe_lifts_both_bounds_until_loss_cuts_again() -> Non
     assert est.estimate(8.0).bps == pytest.approx(60_000)
 
 
+def test_a_failed_probe_takes_back_what_the_loss_bound_gained_while_it_padded() -> None:
+    """The reports that let the loss bound rise under a probe's padding predate its losses."""
+    est = DownlinkEstimator(POLICY)
+    video = Receiver(1, 100)
+    for t in range(1, 4):
+        send(est, 400_000, t - 1, t)
+        video.report(est, float(t), 1.0, 0)
+    before = est.estimate(3.0).bps
+    for t in (4, 5):  # padding at twice that, reported clean before its queue overflowed
+        send(est, 800_000, t - 1, t)
+        video.report(est, float(t), 1.0, 0)
+    assert est.estimate(5.0).bps > before
+    est.probe_failed(before, 5.0)
+    assert est.estimate(5.0).bps == pytest.approx(before)
+    est.probe_failed(10 * before, 5.5)  # one that started higher takes nothing back
+    assert est.estimate(5.5).bps == pytest.approx(before)
+
+
 def test_carried_is_the_most_that_got_through_over_the_last_minute() -> None:
     est = DownlinkEstimator(POLICY)
     video = Receiver(1, 100)

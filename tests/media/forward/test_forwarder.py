@@ -163,6 +163,22 @@ async def test_a_paused_stream_answers_no_nack() -> None:
     assert len(capture.sent) == 3 and plis == []
 
 
+@pytest.mark.parametrize(("backlog_s", "resent"), [(None, 1), (0.0, 1), (0.2, 1), (0.6, 0)])
+async def test_a_nack_waits_while_the_pacer_is_behind(backlog_s: float | None, resent: int) -> None:
+    """Answers queued behind 0.6 s of video only feed the overflow that lost the packets
+    (a 300 kbit/s classroom's NACK storm paused its camera); the receiver asks again."""
+    plis, _now, track, capture, stream = nacked_stream()
+    for i, payload in enumerate([KEY, DELTA, DELTA]):
+        track.on_packet(source_packet(300 + i, 1000 + 3000 * i, payload, marker=1))
+    first = capture.packets()[0].sequence_number
+    plis.clear()
+    if backlog_s is not None:
+        stream.backlog = lambda: backlog_s
+    stream.on_rtcp(RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=9, media_ssrc=1111, lost=[first + 1]))
+    assert len(capture.sent) == 3 + resent and plis == []
+    assert stream.nacks == 1 and stream.resends_held == 1 - resent
+
+
 async def test_a_nack_for_a_packet_older_than_a_second_asks_for_a_keyframe_instead() -> None:
     """After a cut the subscriber NACKs seconds of packets: sending them again would flood
     the link as it comes back, and its jitter buffer has moved on."""

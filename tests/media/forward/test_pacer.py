@@ -158,7 +158,9 @@ def test_paced_video_waits_for_the_bucket_and_leaves_at_the_rate(
     # rate): the first packets leave at once, until it is in debt
     assert [at for at, _ in link.sent] == [start] * 3
     assert link.pacer.queued_bytes == 7 * PACKET
+    assert link.pacer.backlog_s == pytest.approx(7 * PACKET * 8 / RATE)  # what waits, in time
     link.loop.run_out()
+    assert link.pacer.backlog_s == 0.0
     assert link.datagrams[:3] == packets[:3]
     assert [data[:12] for data in link.datagrams] == [data[:12] for data in packets], "FIFO"
     times = [at for at, _ in link.sent]
