@@ -766,6 +766,7 @@ class DownlinkAdaptation:
             climbing=climbing and not paused_tracks(previous),
             remb_bps=remb[0] if remb is not None else None,
             remb_at=remb[1] if remb is not None else None,
+            loss_floor=self.estimator.loss_floor(),
         )
         before = self.probe.estimate_before
         step = probe_step(self.probe, inputs, now)

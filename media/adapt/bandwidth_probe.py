@@ -102,6 +102,17 @@ class ProbePolicy:
     """A probe that failed bounds the next ones for this long: they aim at most halfway
     between the estimate and its target (a bisection, where aiming at twice the estimate
     again overflowed the same 2 Mbit/s classroom by half every few seconds)."""
+    quiet_rtt_s: float = 0.015
+    """A probe on a link that lost packets before it (`random_loss_min`), during which an RTT
+    sample came and none rose more than this over the one before it, built no queue: its loss
+    is the link's random loss, which fails it only `quiet_loss_rise` above the loss at its
+    start (or at `loss_spike`)..."""
+    random_loss_min: float = 0.01
+    """... see `quiet_rtt_s` (on a clean link, loss a probe brings is its own)..."""
+    quiet_loss_rise: float = 0.06
+    """... see `quiet_rtt_s`: a link losing 6% at random reads 4-10% a second (100 packets a
+    report), and `loss_rise` failed a probe to 517k on a 2 Mbit/s link at 9.6% while its RTT
+    stayed at 2 ms; the classroom stayed on 180p where a direct call played 360p at 1.5 Mbit/s."""
     rtt_rise_s: float = 0.06
     """A probe during which an RTT sample rose this much over the one before it failed: the
     link queued the padding (our sender reports wait in the same queue). A half-second probe
@@ -176,6 +187,9 @@ class ProbeInputs:
     """The receiver's latest REMB (its own figure, video only), None before any..."""
     remb_at: float | None = None
     """... and when it came."""
+    loss_floor: float = 0.0
+    """The link's own random loss: the least read lately (`DownlinkEstimator.loss_floor`).
+    A climb (`climbing`) is judged on the loss above it (`ProbePolicy.climb_loss_max`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,7 +269,7 @@ def probe_target(
     factor = policy.estimate_factor
     if (
         inputs.climbing
-        and inputs.loss < policy.climb_loss_max
+        and inputs.loss - inputs.loss_floor < policy.climb_loss_max
         and inputs.estimate_bps >= policy.climb_min_bps
     ):
         factor = max(factor, policy.climb_factor)
@@ -369,13 +383,22 @@ def _running(
         # peak, it passed, and its 352k paused the video 4 s later
         before = min(before, inputs.rtt_floor_s)
     rtt_rose = before is not None and peak is not None and peak > before + policy.rtt_rise_s
+    # RTT samples since the start (`peak`: None if none came) that stayed at their level: no
+    # queue built, the loss is the link's random loss
+    quiet = (
+        state.loss_before >= policy.random_loss_min
+        and before is not None
+        and peak is not None
+        and peak <= before + policy.quiet_rtt_s
+    )
     fell = remb_fell(state, inputs.remb_bps, inputs.remb_at, policy)
     queued = rtt_rose or fell
     due = elapsed >= policy.duration_s + policy.judge_after_s
     judged = due and reported
     overdue = elapsed >= policy.duration_s + policy.judge_after_s + policy.judge_grace_s
     unknown = overdue and not reported
-    failed_at = max(policy.loss_floor, state.loss_before + policy.loss_rise)
+    rise = policy.quiet_loss_rise if quiet else policy.loss_rise
+    failed_at = max(policy.loss_floor, state.loss_before + rise)
     if loss >= policy.loss_spike or queued or unknown or (judged and loss >= failed_at):
         interval = state.interval_s
         failed = _idle(state, now + interval, min(interval * 2.0, policy.interval_max_s))

@@ -446,6 +446,11 @@ class DownlinkEstimator:
         self._rtt_s = rtt_s if self._rtt_s is None else weight * rtt_s + (1 - weight) * self._rtt_s
         self._rtt_floor.add(rtt_s, now)
 
+    def loss_floor(self) -> float:
+        """The link's own random loss: the least loss read over `loss_floor_window_s` (0
+        before any reading)."""
+        return self._loss_floor.floor or 0.0
+
     def rtt_floor(self) -> float | None:
         """The least RTT sample over the floor's window (None before any)."""
         return self._rtt_floor.floor

@@ -189,6 +189,17 @@ class RungPolicy:
     `probe_loss_floor`) failed: the link's random loss says nothing against the probe."""
     probe_loss_floor: float = 0.02
     """See `probe_loss_rise`."""
+    probe_quiet_rtt_s: float = 0.015
+    """A probe on a link that lost packets before it (`probe_random_loss_min`) and at whose end
+    the RTT is within this of the RTT at its start built no queue: its loss is the link's
+    random loss, which fails it only `probe_quiet_loss_rise` above the loss at its start (or
+    at `loss_spike`)..."""
+    probe_random_loss_min: float = 0.01
+    """... see `probe_quiet_rtt_s` (on a clean link, loss a probe brings is its own)..."""
+    probe_quiet_loss_rise: float = 0.06
+    """... see `probe_quiet_rtt_s`: a link losing 6% at random reads 4-10% a second, and
+    `probe_loss_rise` sent a 2 Mbit/s classroom back from 360p to 180p at 7.1% (3.8% at the
+    start) with its RTT at 1-3 ms."""
     probe_reach: float = 1.5
     """A probe's rung costs at most this times the track's share (or `probe_floor_bps`): the
     next rung up may cost twice the current one (15 -> 30 fps), and a probe that overflows the
@@ -573,7 +584,13 @@ def _judge_probe(
     when the RTT rose by `probe_rtt_rise_s` (a queue building: loss comes next)."""
     assert state.probe_until is not None
     ended = now >= state.probe_until
-    failed_at = max(policy.probe_loss_floor, state.probe_loss_before + policy.probe_loss_rise)
+    quiet = (
+        state.probe_loss_before >= policy.probe_random_loss_min
+        and 0.0 < state.probe_rtt_before
+        and rtt_s <= state.probe_rtt_before + policy.probe_quiet_rtt_s
+    )
+    rise = policy.probe_quiet_loss_rise if quiet else policy.probe_loss_rise
+    failed_at = max(policy.probe_loss_floor, state.probe_loss_before + rise)
     before = costs.cost(state.probe_from) if state.probe_from in ladder else 0.0
     overloaded = estimate_bps < before * (1.0 - policy.shortfall_tolerance)
     queued = 0.0 < state.probe_rtt_before < rtt_s - policy.probe_rtt_rise_s

@@ -56,6 +56,11 @@ AFTER_DIP = ProbeInputs(
         # ... but a quarter over it on a lossy (village) link, where an overflow costs audio
         ({"carried_bps": 0.0, "estimate_bps": 600_000, "climbing": True, "loss": 0.03},
          750_000),
+        # ... unless that loss is the link's own (its floor): then what is above it counts
+        ({"carried_bps": 0.0, "estimate_bps": 600_000, "climbing": True, "loss": 0.06,
+          "loss_floor": 0.04}, 1_200_000),
+        ({"carried_bps": 0.0, "estimate_bps": 600_000, "climbing": True, "loss": 0.07,
+          "loss_floor": 0.04}, 750_000),
         # ... and below `climb_min_bps` (a weak link at its capacity lost half a second to a
         # probe at twice its estimate)
         ({"carried_bps": 0.0, "estimate_bps": 300_000, "climbing": True}, 375_000),
@@ -193,6 +198,26 @@ def test_a_link_with_random_loss_may_pass() -> None:
     lossy = [read(now, loss=0.04) for now in (10.0, 10.5, 11.0)]  # its own 4%
     steps = run(ProbeState(), [*lossy, read(11.5, loss=0.05)])
     assert steps[-1].verdict is ProbeVerdict.PASSED
+
+
+@pytest.mark.parametrize(
+    ("loss_before", "peak", "loss", "verdict"),
+    [
+        # a link losing 4-6% at random whose RTT samples stayed put: its loss, not the probe's
+        (0.06, 0.004, 0.096, ProbeVerdict.PASSED),
+        (0.04, 0.018, 0.095, ProbeVerdict.PASSED),  # 14 ms over: still no queue
+        (0.04, 0.004, 0.10, ProbeVerdict.FAILED),  # up by quiet_loss_rise (and a spike)
+        (0.04, 0.025, 0.08, ProbeVerdict.FAILED),  # 21 ms over: a queue builds, loss_rise
+        (0.04, None, 0.08, ProbeVerdict.FAILED),  # no sample during it: nothing says so
+        (0.005, 0.004, 0.04, ProbeVerdict.FAILED),  # a clean link: the loss is the probe's
+    ],
+)
+def test_a_probe_that_queued_nothing_is_judged_on_the_links_random_loss(
+    loss_before: float, peak: float | None, loss: float, verdict: ProbeVerdict
+) -> None:
+    ticks = [read(10.0, loss=loss_before), read(10.5, loss=loss_before, rtt_sample_s=peak),
+             read(11.5, loss=loss, rtt_sample_s=peak)]  # fmt: skip
+    assert run(ProbeState(), ticks)[-1].verdict is verdict
 
 
 

@@ -400,31 +400,45 @@ def test_after_the_grace_a_proven_rung_holds_while_loss_and_rtt_hold(
         ]
 
 
+QUEUING = 0.07
+"""The RTT during a probe, 20 ms over the 50 ms before it: a queue building, below
+`probe_rtt_rise_s`, so the loss decides."""
+
+
 @pytest.mark.parametrize(
-    ("loss_before", "loss_during", "reason", "policy"),
+    ("loss_before", "loss_during", "rtt_during", "reason", "policy"),
     [
         # the link's own random loss says nothing against the probe
-        (0.04, 0.04, RungReason.PROBE_OK, POLICY),
-        (0.04, 0.069, RungReason.PROBE_OK, POLICY),
-        (0.04, 0.07, RungReason.PROBE_FAILED, POLICY),  # up by probe_loss_rise
-        (0.04, 0.08, RungReason.PROBE_FAILED, POLICY),
-        (0.0, 0.029, RungReason.PROBE_OK, POLICY),
-        (0.0, 0.03, RungReason.PROBE_FAILED, POLICY),
-        (0.06, 0.06, RungReason.PROBE_OK, POLICY),  # still below probe_loss_max (0.07): probes
+        (0.04, 0.04, QUEUING, RungReason.PROBE_OK, POLICY),
+        (0.04, 0.069, QUEUING, RungReason.PROBE_OK, POLICY),
+        (0.04, 0.07, QUEUING, RungReason.PROBE_FAILED, POLICY),  # up by probe_loss_rise
+        (0.04, 0.08, QUEUING, RungReason.PROBE_FAILED, POLICY),
+        (0.0, 0.029, QUEUING, RungReason.PROBE_OK, POLICY),
+        (0.0, 0.03, QUEUING, RungReason.PROBE_FAILED, POLICY),
+        (0.06, 0.06, QUEUING, RungReason.PROBE_OK, POLICY),  # below probe_loss_max (0.07)
+        # no queue (the RTT within probe_quiet_rtt_s) on a link that lost packets before: its
+        # random loss, up to probe_quiet_loss_rise more
+        (0.04, 0.08, 0.06, RungReason.PROBE_OK, POLICY),
+        (0.04, 0.099, 0.05, RungReason.PROBE_OK, POLICY),
+        (0.03, 0.09, 0.05, RungReason.PROBE_FAILED, POLICY),  # up by probe_quiet_loss_rise
+        (0.0, 0.03, 0.05, RungReason.PROBE_FAILED, POLICY),  # a clean link: the probe's own
         # probe_loss_floor binds only when probe_loss_rise is below it
-        (0.0, 0.019, RungReason.PROBE_OK, RungPolicy(probe_loss_rise=0.01)),
-        (0.0, 0.02, RungReason.PROBE_FAILED, RungPolicy(probe_loss_rise=0.01)),
-        (0.015, 0.024, RungReason.PROBE_OK, RungPolicy(probe_loss_rise=0.01)),
-        (0.015, 0.025, RungReason.PROBE_FAILED, RungPolicy(probe_loss_rise=0.01)),
+        (0.0, 0.019, QUEUING, RungReason.PROBE_OK, RungPolicy(probe_loss_rise=0.01)),
+        (0.0, 0.02, QUEUING, RungReason.PROBE_FAILED, RungPolicy(probe_loss_rise=0.01)),
+        (0.015, 0.024, QUEUING, RungReason.PROBE_OK, RungPolicy(probe_loss_rise=0.01)),
+        (0.015, 0.025, QUEUING, RungReason.PROBE_FAILED, RungPolicy(probe_loss_rise=0.01)),
     ],
 )
 def test_a_probe_fails_only_when_loss_rises_over_what_it_started_with(
-    loss_before: float, loss_during: float, reason: RungReason, policy: RungPolicy
+    loss_before: float, loss_during: float, rtt_during: float, reason: RungReason,
+    policy: RungPolicy,
 ) -> None:
     start = decide(100_000, loss_before, 0.05, L1T3, None, 0.0, policy)
-    steps = ticks(0.25, 4.25, 100_000, loss_before) + ticks(4.25, 6.25, 100_000, loss_during)
+    steps = ticks(0.25, 4.25, 100_000, loss_before)
     decisions = run(steps, start=start, policy=policy)
-    at = {now: d for (now, _, _), d in zip(steps, decisions, strict=True)}
+    during = ticks(4.25, 6.25, 100_000, loss_during)
+    decisions += run(during, start=decisions[-1], policy=policy, rtt_s=rtt_during)
+    at = {now: d for (now, _, _), d in zip(steps + during, decisions, strict=True)}
     assert at[4.0].reason is RungReason.PROBE and at[4.0].probe_loss_before == loss_before
     assert at[5.75].choice == LOW  # judged only at the probe's end
     assert at[6.0].reason is reason
@@ -471,7 +485,8 @@ def test_a_4_percent_loss_link_probes_and_keeps_the_probed_rung_while_loss_stays
     assert [(d.changed_at, d.choice, d.reason) for d in decisions if d.switched] == [
         (4.0, LOW, RungReason.PROBE)
     ]
-    assert decisions[-1].choice == LOW and decisions[-1].proven_loss_limit == pytest.approx(0.07)
+    # no queue came with its loss (the RTT stayed): the link's random loss, held to 4% + 6%
+    assert decisions[-1].choice == LOW and decisions[-1].proven_loss_limit == pytest.approx(0.10)
 
 
 @pytest.mark.parametrize("loss", [0.07, 0.08])
