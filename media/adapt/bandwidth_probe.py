@@ -112,7 +112,8 @@ class ProbePolicy:
     quiet_loss_rise: float = 0.06
     """... see `quiet_rtt_s`: a link losing 6% at random reads 4-10% a second (100 packets a
     report), and `loss_rise` failed a probe to 517k on a 2 Mbit/s link at 9.6% while its RTT
-    stayed at 2 ms; the classroom stayed on 180p where a direct call played 360p at 1.5 Mbit/s."""
+    stayed at 2 ms; the classroom stayed on 180p where a direct call played 360p at 1.5 Mbit/s.
+    The spike that ends such a probe at once is then `loss_spike` or this, whichever is more."""
     rtt_rise_s: float = 0.06
     """A probe during which an RTT sample rose this much over the one before it failed: the
     link queued the padding (our sender reports wait in the same queue). A half-second probe
@@ -399,10 +400,13 @@ def _running(
     unknown = overdue and not reported
     rise = policy.quiet_loss_rise if quiet else policy.loss_rise
     failed_at = max(policy.loss_floor, state.loss_before + rise)
-    if loss >= policy.loss_spike or queued or unknown or (judged and loss >= failed_at):
+    # a spike on such a link is a spike above its own loss (a 6% link read 10.9% once, and
+    # the probe that failed on it held the next ones off for 30 s)
+    spike = max(policy.loss_spike, failed_at) if quiet else policy.loss_spike
+    if loss >= spike or queued or unknown or (judged and loss >= failed_at):
         interval = state.interval_s
         failed = _idle(state, now + interval, min(interval * 2.0, policy.interval_max_s))
-        if not unknown or queued or loss >= policy.loss_spike:
+        if not unknown or queued or loss >= spike:
             # the link did not carry the target: the next probes aim below it. A probe
             # without any report is no such evidence (on a 2 Mbit/s classroom's 180p, no loss
             # reading came within its 2.5 s; remembered, that 576k held every climbing probe

@@ -207,6 +207,7 @@ def test_a_link_with_random_loss_may_pass() -> None:
         (0.06, 0.004, 0.096, ProbeVerdict.PASSED),
         (0.04, 0.018, 0.095, ProbeVerdict.PASSED),  # 14 ms over: still no queue
         (0.04, 0.004, 0.10, ProbeVerdict.FAILED),  # up by quiet_loss_rise (and a spike)
+        (0.06, 0.004, 0.109, ProbeVerdict.PASSED),  # a spike on it is one above its own 6%
         (0.04, 0.025, 0.08, ProbeVerdict.FAILED),  # 21 ms over: a queue builds, loss_rise
         (0.04, None, 0.08, ProbeVerdict.FAILED),  # no sample during it: nothing says so
         (0.005, 0.004, 0.04, ProbeVerdict.FAILED),  # a clean link: the loss is the probe's
