@@ -31,7 +31,7 @@ from media.adapt.adaptation import (
     rung_costs,
     summary_rung,
 )
-from media.adapt.bandwidth_probe import ProbeState
+from media.adapt.bandwidth_probe import ProbeInputs, ProbeState, ProbeStep
 from media.adapt.budget import (
     Allocation,
     BudgetPolicy,
@@ -499,6 +499,35 @@ async def test_a_padding_probe_finds_a_link_that_came_back_while_the_remb_stays_
     assert sub.adaptation.rung is Rung.FULL
     seqs = [int.from_bytes(p[2:4], "big") for p in sub.sent[sent - 1 :]]
     assert all((b - a) & 0xFFFF == 1 for a, b in itertools.pairwise(seqs)), "one sequence"
+
+
+async def test_a_probe_pads_above_what_is_sent_when_that_is_more_than_the_costs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A layer ramping up to a ceiling just raised sends more than its measured cost: padded
+    up from the costs alone, a probe overshot its target by the difference."""
+    import media.adapt.adaptation as adaptation_module
+
+    sub = Subscriber()
+    seen: list[tuple[float, float, float]] = []  # (spent given, allocation's, sent)
+    real = adaptation_module.probe_step
+
+    def spy(state: ProbeState, inputs: ProbeInputs, now: float) -> ProbeStep:
+        allocation = sub.adaptation.allocation
+        assert allocation is not None
+        if not state.running:
+            sent = sub.adaptation.estimator.estimate(now).sent_bps
+            seen.append((inputs.spent_bps, allocation.spent_bps, sent))
+        return real(state, inputs, now)
+
+    monkeypatch.setattr(adaptation_module, "probe_step", spy)
+    for _ in range(3):
+        sub.one_second(remb_bps=2_000_000)
+    for _ in range(4):  # a dip: the video pauses; the sent meter still holds its last second
+        sub.one_second(remb_bps=60_000)
+    assert seen
+    assert all(given == pytest.approx(max(costs, sent)) for given, costs, sent in seen)
+    assert any(sent > costs for _, costs, sent in seen), "a tick where more went out"
 
 
 @pytest.mark.parametrize(
