@@ -194,6 +194,24 @@ def test_a_probe_fails_and_the_next_waits_twice_as_long(
     assert failed.interval_s == pytest.approx(4 * POLICY.interval_s)
 
 
+@pytest.mark.parametrize(("fast_start", "target"), [(True, 600_000), (False, 375_000)])
+def test_until_a_probe_fails_a_climb_doubles_from_any_estimate(
+    fast_start: bool, target: float
+) -> None:
+    inputs = replace(AFTER_DIP, carried_bps=0.0, estimate_bps=300_000, climbing=True)
+    assert probe_target(inputs, POLICY, fast_start=fast_start) == pytest.approx(target)
+
+
+def test_the_first_failed_probe_ends_the_fast_start_and_a_pass_keeps_it() -> None:
+    failed = run(ProbeState(), [read(10.0), read(10.5, rtt_sample_s=0.1)])
+    assert failed[-1].verdict is ProbeVerdict.FAILED and not failed[-1].state.fast_start
+    passed = run(ProbeState(), [read(10.0), read(10.5), read(11.5)])
+    assert passed[-1].verdict is ProbeVerdict.PASSED and passed[-1].state.fast_start
+    started = probe_step(ProbeState(), read(10.0), 10.0).state
+    unknown = probe_step(started, read(9.9), 13.0)  # no report since its start: no evidence
+    assert unknown.verdict is ProbeVerdict.FAILED and unknown.state.fast_start
+
+
 def test_a_link_with_random_loss_may_pass() -> None:
     lossy = [read(now, loss=0.04) for now in (10.0, 10.5, 11.0)]  # its own 4%
     steps = run(ProbeState(), [*lossy, read(11.5, loss=0.05)])
