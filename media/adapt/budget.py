@@ -71,9 +71,10 @@ class IncomingTrack:
 class BudgetPolicy:
     """Constants of the allocation; the defaults are what the relay uses."""
 
-    red_on_above: float = 0.02
-    """Turn RED on when loss exceeds this."""
-    red_off_below: float = 0.01
+    red_on_above: float = 0.01
+    """Turn RED on when loss exceeds this (at 2%, a 2 Mbit/s link losing 1% at random went
+    without it: the classroom concealed 1.5% of the audio, a direct call 1.1%)."""
+    red_off_below: float = 0.005
     """Turn RED off again only when loss falls below this (hysteresis)."""
     red_extra: float = 0.5
     """Extra cost of RED as a share of the measured audio bitrate: one redundant copy doubles

@@ -24,6 +24,7 @@ from media.adapt.adaptation import (
     PACE_FACTOR,
     PROBE_PADDING_BYTES,
     DownlinkAdaptation,
+    audio_red,
     decision_trace,
     is_steady,
     low_cost,
@@ -528,6 +529,15 @@ async def test_a_probe_pads_above_what_is_sent_when_that_is_more_than_the_costs(
     assert seen
     assert all(given == pytest.approx(max(costs, sent)) for given, costs, sent in seen)
     assert any(sent > costs for _, costs, sent in seen), "a tick where more went out"
+
+
+@pytest.mark.parametrize(
+    ("red", "probing", "on"), [(False, False, False), (True, False, True), (False, True, True)]
+)
+def test_the_audio_goes_with_red_on_a_lossy_link_and_while_a_probe_risks_the_queue(
+    red: bool, probing: bool, on: bool
+) -> None:
+    assert audio_red(Allocation((), red, 0.0, 0.0, ""), probing) is on
 
 
 @pytest.mark.parametrize(

@@ -103,15 +103,15 @@ def test_audio_is_never_cut_even_over_budget() -> None:
     ("losses", "red"),
     [
         ([(0, 0.0)], False),
-        ([(0, 0.02)], False),
-        ([(0, 0.03)], True),
-        ([(0, 0.03), (1, 0.015)], True),  # stays on above red_off_below
-        ([(0, 0.03), (20, 0.015)], True),  # ... however long after
-        ([(0, 0.03), (16, 0.005)], False),  # off below red_off_below, once the hold is over
-        ([(0, 0.015)], False),  # never turned on
+        ([(0, 0.01)], False),
+        ([(0, 0.015)], True),
+        ([(0, 0.015), (1, 0.007)], True),  # stays on above red_off_below
+        ([(0, 0.015), (20, 0.007)], True),  # ... however long after
+        ([(0, 0.015), (16, 0.004)], False),  # off below red_off_below, once the hold is over
+        ([(0, 0.008)], False),  # never turned on
     ],
 )
-def test_red_turns_on_above_2_percent_loss_and_off_below_1_percent(
+def test_red_turns_on_above_1_percent_loss_and_off_below_half_a_percent(
     losses: list[tuple[float, float]], red: bool
 ) -> None:
     assert allocated_through(losses).red is red
@@ -129,14 +129,14 @@ def allocated_through(losses: list[tuple[float, float]]) -> Allocation:
 @pytest.mark.parametrize(
     ("losses", "red"),
     [
-        ([(0, 0.03), (1, 0.005)], True),  # a dip below red_off_below: held
+        ([(0, 0.03), (1, 0.004)], True),  # a dip below red_off_below: held
         ([(0, 0.03), (14.9, 0.0)], True),
         ([(0, 0.03), (15, 0.0)], False),  # red_hold_s after the last lossy moment
         ([(0, 0.03), (10, 0.03), (20, 0.0)], True),  # the hold runs from the last lossy moment
         ([(0, 0.03), (10, 0.03), (25, 0.0)], False),
-        ([(0, 0.03), (10, 0.015), (16, 0.005)], False),  # 1.5% is not lossy: no new hold
+        ([(0, 0.03), (10, 0.008), (16, 0.004)], False),  # 0.8% is not lossy: no new hold
         ([(0, 0.03), (1, 0.0), (2, 0.0), (14, 0.03), (28, 0.0)], True),
-        ([(0, 0.03), (16, 0.0), (17, 0.005)], False),  # once off, it takes > 2% again
+        ([(0, 0.03), (16, 0.0), (17, 0.008)], False),  # once off, it takes > 1% again
     ],
 )
 def test_red_stays_on_for_red_hold_s_after_the_loss_last_exceeded_red_on_above(
@@ -157,8 +157,8 @@ def test_red_stays_on_for_red_hold_s_after_the_loss_last_exceeded_red_on_above(
     [
         (0.03, False, None, 5.0, True, (True, 5.0)),
         (0.03, False, None, 5.0, False, (False, None)),  # not negotiated: never, no memory
-        (0.015, False, None, 5.0, True, (False, None)),
-        (0.015, True, 1.0, 5.0, True, (True, 1.0)),  # hysteresis keeps it, the hold unchanged
+        (0.008, False, None, 5.0, True, (False, None)),
+        (0.008, True, 1.0, 5.0, True, (True, 1.0)),  # hysteresis keeps it, the hold unchanged
         (0.0, True, 1.0, 15.9, True, (True, 1.0)),
         (0.0, True, 1.0, 16.0, True, (False, None)),
         (0.0, True, None, 5.0, True, (False, None)),  # no lossy moment known: no hold
