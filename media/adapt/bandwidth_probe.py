@@ -34,6 +34,8 @@ import enum
 import math
 from dataclasses import dataclass, replace
 
+from media.adapt.rung import random_loss_only
+
 
 @dataclass(frozen=True, slots=True)
 class ProbePolicy:
@@ -396,11 +398,8 @@ def _running(
     rtt_rose = before is not None and peak is not None and peak > before + policy.rtt_rise_s
     # RTT samples since the start (`peak`: None if none came) that stayed at their level: no
     # queue built, the loss is the link's random loss
-    quiet = (
-        state.loss_before >= policy.random_loss_min
-        and before is not None
-        and peak is not None
-        and peak <= before + policy.quiet_rtt_s
+    quiet = random_loss_only(
+        state.loss_before, before, peak, policy.random_loss_min, policy.quiet_rtt_s
     )
     fell = remb_fell(state, inputs.remb_bps, inputs.remb_at, policy)
     queued = rtt_rose or fell

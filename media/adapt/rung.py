@@ -568,6 +568,26 @@ def _judge_last_up(
     return lasted
 
 
+def random_loss_only(
+    loss_before: float,
+    rtt_before: float | None,
+    rtt_after: float | None,
+    random_loss_min: float,
+    quiet_rtt_s: float,
+) -> bool:
+    """Whether what a probe lost is the link's own random loss: the link lost packets before
+    it (`random_loss_min`: on a clean link, loss a probe brings is its own) and the RTT stayed
+    within `quiet_rtt_s` of where it started (no queue built). None: no RTT known. Rung probes
+    (`RungPolicy.probe_quiet_rtt_s`) and padding probes (`media.adapt.bandwidth_probe`) judge
+    by it."""
+    return (
+        loss_before >= random_loss_min
+        and rtt_before is not None
+        and rtt_after is not None
+        and rtt_after <= rtt_before + quiet_rtt_s
+    )
+
+
 def _judge_probe(
     state: RungDecision,
     ladder: tuple[RungChoice, ...],
@@ -584,10 +604,9 @@ def _judge_probe(
     when the RTT rose by `probe_rtt_rise_s` (a queue building: loss comes next)."""
     assert state.probe_until is not None
     ended = now >= state.probe_until
-    quiet = (
-        state.probe_loss_before >= policy.probe_random_loss_min
-        and 0.0 < state.probe_rtt_before
-        and rtt_s <= state.probe_rtt_before + policy.probe_quiet_rtt_s
+    quiet = random_loss_only(
+        state.probe_loss_before, state.probe_rtt_before or None, rtt_s,  # 0: no RTT before
+        policy.probe_random_loss_min, policy.probe_quiet_rtt_s,
     )
     rise = policy.probe_quiet_loss_rise if quiet else policy.probe_loss_rise
     failed_at = max(policy.probe_loss_floor, state.probe_loss_before + rise)
