@@ -70,7 +70,9 @@ async def test_consult_from_request_to_outcome(browser: Browser, tongxin_node: T
     # hand over offers the colleagues on duty, the same specialty (内科) first; cancelled here
     await dpage.get_by_role("button", name="Hand over").click()
     dialog = dpage.locator("dialog")
-    options = await dialog.get_by_label("Expert").locator("option").all_inner_texts()
+    choices = dialog.get_by_label("Expert").locator("option")
+    await choices.first.wait_for(state="attached")  # the dialog opens once colleagues are fetched
+    options = await choices.all_inner_texts()
     assert options and options[0].startswith("吴医生") and not any("张医生" in o for o in options)
     await dialog.get_by_role("button", name="Cancel").click()
     await dialog.wait_for(state="detached")
