@@ -55,7 +55,7 @@ from media.adapt.budget import (
 )
 from media.adapt.data_saver import DataSaver
 from media.adapt.dynacast import TOP_STAY_SHARE, lowest_ceiling
-from media.adapt.estimator import DownlinkEstimator, EstimateBound, LinkEstimate
+from media.adapt.estimator import DownlinkEstimator, EstimateBound, LinkEstimate, SentRate
 from media.adapt.rung import (
     LOW_RUNG_NOMINAL_BPS,
     Rung,
@@ -123,6 +123,9 @@ every track's best rung: nothing is constrained, and bursts have room. A loss-fr
 more CPU than forwarding (8.6-9.3 against 5.5 ms per subscriber-second on loopback)."""
 FAILED_PROBE_PACE_S = 2.0
 """See `DownlinkAdaptation._after_failed_probe`."""
+FAILED_PROBE_MEDIA_HEADROOM = 1.1
+"""See `failed_probe_pace_cap`: over the media sent lately, room for the pacer's queue of a
+burst to drain."""
 RESUME_AFTER_FAILURE_S = 45.0
 """After a rung probe from audio only failed, or a loss spike behind a deep queue paused the
 video, a rung probe back waits for a padding probe to pass, or this long (a link whose RTT
@@ -263,6 +266,29 @@ def pacing_rate(
     if wanted_bps > 0 and estimate_bps >= wanted_bps * UNPACED_HEADROOM:
         return None
     return max(estimate_bps, spent_bps) * PACE_FACTOR + PACE_VIDEO_FLOOR_BPS
+
+
+def failed_probe_pace_cap(delivered_bps: float, spent_bps: float, media_bps: float) -> float:
+    """The pacing cap after a padding probe failed (`DownlinkAdaptation._after_failed_probe`):
+    what the last report says got through, but never below what the pictures cost
+    (`spent_bps`) nor below the media sent lately (`media_bps`, padding left out) with a
+    little headroom. A failed probe says the link does not carry the probe's target, not that
+    it stopped carrying the media it carried: capped at the 631-669k of the last report while
+    a 2 Mbit/s classroom's top layer was ramping to the 1.2M the probe before had proven, the
+    pacer's queue grew to 60-76 KB in a second, its oldest packets were dropped or flushed in
+    one burst when the cap ended, the classroom lost 21-56% and fell to 180p."""
+    return max(delivered_bps, spent_bps, media_bps * FAILED_PROBE_MEDIA_HEADROOM)
+
+
+def pace_with_backlog(
+    rate: float | None, estimate_bps: float, backlog_s: float
+) -> float | None:
+    """The pacing `rate`, but while video waits in the pacer (`backlog_s` > 0) never None:
+    unpaced, the pacer sends all it holds at once (61 KB in one burst on a 2 Mbit/s link lost
+    56% of it); it drains at the estimate first, and goes unpaced once empty."""
+    if rate is None and backlog_s > 0:
+        return estimate_bps * PACE_FACTOR + PACE_VIDEO_FLOOR_BPS
+    return rate
 
 
 def stream_shares(
@@ -424,10 +450,12 @@ class DownlinkAdaptation:
         """Drops the probe padding the pacer still holds from the last tick."""
         self._unsent_of = unsent_of
         """How many packets of an SSRC the pacer dropped unsent so far (not the link's loss)."""
-        # per stream: (bytes counted, of them headers) up to the last count
-        self._counted: weakref.WeakKeyDictionary[OutboundStream, tuple[int, int]] = (
+        # per stream: (bytes counted, of them headers, of them probe padding) up to the last count
+        self._counted: weakref.WeakKeyDictionary[OutboundStream, tuple[int, int, int]] = (
             weakref.WeakKeyDictionary()
         )
+        self._media_sent = SentRate(1.0)
+        """Audio and video sent (retransmissions in, probe padding out): `failed_probe_pace_cap`."""
         self._interval_s = interval_s
         self.probe = ProbeState()
         """The padding probe's state (`media.adapt.bandwidth_probe`)."""
@@ -494,7 +522,7 @@ class DownlinkAdaptation:
         sent rate is measured between counts), retransmissions included, and how much of it
         a REMB does not measure: audio, and the headers of video packets (payload and
         padding are what it counts)."""
-        sent = unseen = 0
+        sent = unseen = padding = 0
         for stream in streams:
             if stream.track is None:
                 continue
@@ -502,11 +530,14 @@ class DownlinkAdaptation:
             total = (stream.octets + stream.retransmitted_octets + stream.probe_octets
                      + packets * PACKET_OVERHEAD)
             headers = packets * PACKET_OVERHEAD
-            before, before_headers = self._counted.get(stream, (0, 0))
+            probes = stream.probe_octets + stream.probe_packets * PACKET_OVERHEAD
+            before, before_headers, before_probes = self._counted.get(stream, (0, 0, 0))
             sent += total - before
             unseen += total - before if stream.kind == "audio" else headers - before_headers
-            self._counted[stream] = (total, headers)
+            padding += probes - before_probes
+            self._counted[stream] = (total, headers, probes)
         self.estimator.on_sent(sent, now, remb_unseen=unseen)
+        self._media_sent.add(sent - padding, now)
 
     # -- the tick ------------------------------------------------------------------------------
 
@@ -594,7 +625,7 @@ class DownlinkAdaptation:
                 rate = pacing_rate(
                     link.bps, self.allocation.spent_bps, guessed, wanted_bps(incoming)
                 )
-                self._pace(self._after_failed_probe(rate, now))
+                self._pace(self._paced(rate, link, streams, now))
             return self.allocation
         allocation = allocate(
             link, incoming, self.allocation, now, self._policy,
@@ -611,7 +642,7 @@ class DownlinkAdaptation:
                 # on a link paced at nothing (unpaced, 56 KB of padding left in one burst, a
                 # 2 Mbit/s classroom's queue dropped a third of it and the RTT rose)
                 rate = max(rate or 0.0, self.probe.target_bps * PROBE_PACE_FACTOR)
-            self._pace(self._after_failed_probe(rate, now))
+            self._pace(self._paced(rate, link, streams, now))
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s", decision_trace(self.participant_id, link, allocation))
         red_on = audio_red(allocation, probing)
@@ -684,6 +715,14 @@ class DownlinkAdaptation:
             loss_at is not None
             and failed_at - PROBE_SPAN_S <= loss_at < failed_at + LOSS_SETTLE_S
         )
+
+    def _paced(
+        self, rate: float | None, link: LinkEstimate, streams: list[OutboundStream], now: float
+    ) -> float | None:
+        """The pacing rate to set: `rate` after a failed probe's cap, and not None while the
+        pacer still holds video (`pace_with_backlog`)."""
+        backlog = max((s.backlog() for s in streams if s.backlog is not None), default=0.0)
+        return pace_with_backlog(self._after_failed_probe(rate, now), link.bps, backlog)
 
     def _after_failed_probe(self, rate: float | None, now: float) -> float | None:
         """The pacing `rate`, within what got through before a padding probe that just failed
@@ -789,7 +828,9 @@ class DownlinkAdaptation:
             if self.probe.failed_at == now and link.delivered_bps > 0:  # the link's verdict
                 # never below what the picture it carried before needs: the last report's
                 # delivered rate may date from a smaller layer
-                cap = max(link.delivered_bps, previous.spent_bps)
+                cap = failed_probe_pace_cap(
+                    link.delivered_bps, previous.spent_bps, self._media_sent.bps(now)
+                )
                 self._failed_probe_pace = (cap, now + FAILED_PROBE_PACE_S)
         elif step.verdict is ProbeVerdict.PASSED:
             self.estimator.probe_passed(step.carried_bps, now)

@@ -22,12 +22,15 @@ from media.adapt.adaptation import (
     HEARTBEAT_PACKETS,
     PACE_BELOW_BPS,
     PACE_FACTOR,
+    PACE_VIDEO_FLOOR_BPS,
     PROBE_PADDING_BYTES,
     DownlinkAdaptation,
     audio_red,
     decision_trace,
+    failed_probe_pace_cap,
     is_steady,
     low_cost,
+    pace_with_backlog,
     pacing_rate,
     rung_costs,
     summary_rung,
@@ -556,6 +559,37 @@ def test_a_link_with_room_for_everything_wanted_is_not_paced(
     estimate: float, wanted: float, paced: bool
 ) -> None:
     assert (pacing_rate(estimate, 1.0e6, wanted_bps=wanted) is not None) is paced
+
+
+@pytest.mark.parametrize(
+    ("delivered", "spent", "media", "cap"),
+    [
+        # the 300 kbit/s classroom: what got through bounds the retransmissions and bursts
+        (280e3, 250e3, 250e3, 280e3),
+        # a 2 Mbit/s classroom whose top layer ramps to the 1.2M the last probe proved: the
+        # last report (631k) and the layer's measured cost (585k) lag what it sends
+        (631e3, 585e3, 1.2e6, 1.2e6 * 1.1),
+        (631e3, 700e3, 0.0, 700e3),  # nothing counted yet: the pictures' cost
+    ],
+)
+def test_a_failed_probe_caps_the_pacing_at_what_got_through_but_never_below_the_media_sent(
+    delivered: float, spent: float, media: float, cap: float
+) -> None:
+    assert failed_probe_pace_cap(delivered, spent, media) == pytest.approx(cap)
+
+
+@pytest.mark.parametrize(
+    ("rate", "backlog", "paced"),
+    [
+        (None, 0.0, None),  # a good link with nothing waiting: unpaced
+        (None, 0.4, 1.5e6 * PACE_FACTOR + PACE_VIDEO_FLOOR_BPS),  # drains first
+        (900e3, 0.4, 900e3),  # paced: as decided
+    ],
+)
+def test_a_pacer_holding_video_is_not_released_in_one_burst(
+    rate: float | None, backlog: float, paced: float | None
+) -> None:
+    assert pace_with_backlog(rate, 1.5e6, backlog) == paced
 
 
 async def test_after_a_failed_probe_back_a_paused_video_waits_for_padding_or_a_while() -> None:
