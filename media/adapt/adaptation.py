@@ -636,7 +636,10 @@ class DownlinkAdaptation:
         self.allocation = allocation
         self._note_spent(allocation)
         if self._pace is not None:  # for what is sent from now on (a probe's keyframe too)
-            rate = pacing_rate(link.bps, allocation.spent_bps, guessed, wanted_bps(incoming))
+            # a rung probe tests the link with the picture it steps up to: paced, whatever
+            # room the estimate seems to leave (the new layer's keyframe is the burst)
+            wanted = 0.0 if allocation.rung_probe_running else wanted_bps(incoming)
+            rate = pacing_rate(link.bps, allocation.spent_bps, guessed, wanted)
             if probe.pad_bps > 0:
                 # the padding of a tick is written at once: paced at the probe's target, also
                 # on a link paced at nothing (unpaced, 56 KB of padding left in one burst, a

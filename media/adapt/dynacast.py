@@ -54,7 +54,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from media.adapt.spatial import LOWEST_FLOOR_BPS, TOP_LAYER_MAX_BPS, held_or_last, within
+from media.adapt.spatial import (
+    LOWEST_FLOOR_BPS,
+    TOP_LAYER_MAX_BPS,
+    Rates,
+    held_or_last,
+    within,
+)
 from media.adapt.ticker import Ticker
 from media.forward.forwarder import InboundTrack
 
@@ -65,6 +71,10 @@ PAUSE_AFTER_S = 5.0
 RESUME_GRACE_S = 4.0
 """After a resume, a layer that still does not flow is no longer offered by its held rates
 (the publisher's own estimator keeps it off)."""
+RAMPED_SHARE = 0.8
+"""A resumed layer sending this share of its held rate has ramped (`ramped`)."""
+RESUME_RAMP_S = 3.0
+"""... and one that flows this long after its resume has too, whatever it sends."""
 RESEND_S = 10.0
 """While a layer is paused, the `layers` event is repeated this often: a frame lost to a
 WebSocket reconnect must not leave the page sending what the relay thinks it paused (or,
@@ -396,8 +406,7 @@ class Dynacast:
                 self._resumed_at[key] = now
             elif i in after and layer.held_rates is not None:
                 resumed = self._resumed_at.get(key)
-                flows = sum(layer.last_rates) > 0.0
-                if flows or resumed is None or now - resumed >= RESUME_GRACE_S:
+                if resumed is None or ramped(layer.last_rates, layer.held_rates, now - resumed):
                     layer.held_rates = None
                     self._resumed_at.pop(key, None)
 
@@ -406,6 +415,19 @@ class Dynacast:
 
     async def stop(self) -> None:
         await self.ticker.stop()
+
+
+def ramped(rates: Rates, held: Rates, since_resume_s: float) -> bool:
+    """Whether a resumed layer's measured `rates` replace its `held` ones on the ladders: once
+    it sends `RAMPED_SHARE` of them, or `RESUME_RAMP_S` after its resume if it flows at all,
+    or `RESUME_GRACE_S` after it if it still does not. Its encoder restarts from nothing, and
+    its rate, measured over a window, takes a second or two to climb: read at once, a 500
+    kbit/s classroom's 360p layer cost 62k half a second after its resume, the pacer let its
+    keyframe and NACKs go unpaced ("room for everything"), and 71% of them were lost."""
+    total = sum(rates)
+    if total <= 0.0:
+        return since_resume_s >= RESUME_GRACE_S
+    return total >= RAMPED_SHARE * sum(held) or since_resume_s >= RESUME_RAMP_S
 
 
 def _cap_held(layer: InboundTrack, ceiling: float) -> None:

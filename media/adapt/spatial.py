@@ -169,14 +169,19 @@ def temporal_layers_for(decision: RungDecision, totals: Sequence[float]) -> int:
 def ladder_rates(layer: InboundTrack, now: float, reach_bps: float | None = None) -> Rates:
     """A layer's measured rates (`InboundTrack.layer_rates`), or, while the relay has it
     paused at the publisher (`media.adapt.dynacast`) and it does not flow, the rates it had:
-    a paused layer stays on the ladder, and a subscriber's rung that wants it resumes it.
+    a paused layer stays on the ladder, and a subscriber's rung that wants it resumes it
+    (resumed, at least those rates until its encoder has ramped, `dynacast.ramped`).
     Within the ceiling the relay set the highest layer sending (`InboundTrack.ceiling_bps`),
     and within `reach_bps` for a layer whose ceiling follows this subscriber down (the lowest:
     the ceiling its budget alone would set it, `dynacast.lowest_ceiling`)."""
     rates = layer.layer_rates(now)
     held = layer.held_rates
-    if held is not None and sum(rates) <= 0.0:
-        return held
+    if held is not None:
+        if sum(rates) <= 0.0:
+            return held
+        # resumed, ramping: what it sent before until it sends most of that again
+        # (`dynacast.ramped`); the ceiling below bounds it as it bounds the encoder
+        rates = at_least(rates, held)
     ceiling = layer.ceiling_bps
     if ceiling is not None:
         # the relay just lowered its ceiling (`media.adapt.dynacast`): the publisher's encoder
@@ -198,12 +203,21 @@ def within(rates: Rates, ceiling_bps: float) -> Rates:
     return (rates[0] * scale, rates[1] * scale, rates[2] * scale, rates[3] * scale)
 
 
+def at_least(rates: Rates, floor: Rates) -> Rates:
+    """Each temporal layer's rate, at least `floor`'s."""
+    return (
+        max(rates[0], floor[0]), max(rates[1], floor[1]),
+        max(rates[2], floor[2]), max(rates[3], floor[3]),
+    )  # fmt: skip
+
+
 def held_or_last(layer: InboundTrack) -> float:
-    """A layer's last measured rate, or its held rate while paused (`ladder_rates`)."""
+    """A layer's last measured rate, or its held rate while paused or ramping after a resume
+    (`ladder_rates`)."""
     total = sum(layer.last_rates)
     held = layer.held_rates
-    if held is not None and total <= 0.0:
-        return sum(held)
+    if held is not None:
+        return max(total, sum(held))
     return total
 
 
