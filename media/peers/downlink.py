@@ -31,6 +31,7 @@ from media.peers.aiortc_bends import (
     negotiated_codecs,
     negotiated_header_extension_ids,
     receive_directly,
+    send_sender_report,
     sender_ssrcs,
     tap_relay_sender,
     transport_of,
@@ -95,6 +96,7 @@ class Downlink:
             drop_paced=lambda: self._pacer.drop_queued(),  # the pacer of the connection now
             drop_padding=lambda: self._pacer.drop_padding(),
             unsent_of=lambda ssrc: self._pacer.dropped_of(ssrc),
+            send_reports=self._send_video_reports,
         )
         """Estimate, allocation and rungs; ticks while the connection is up."""
         self.data_saver = DataSaver(participant_id, emit)
@@ -313,6 +315,14 @@ class Downlink:
             if state is not None and state != self._state:
                 self._state = state
                 self._emit({"type": "media_state", "state": state, "direction": "down"})
+
+    def _send_video_reports(self) -> None:
+        """A sender report on each video stream, now (a probe's padding has just left)."""
+        if self._pc is None or self._pc.connectionState != "connected":
+            return
+        for slot in self._slots:
+            if slot.stream.kind == "video":
+                send_sender_report(slot.transceiver.sender)
 
     def _set_pacing_rate(self, bps: float | None) -> None:
         self._pacer.set_rate(bps)

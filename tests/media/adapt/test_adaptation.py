@@ -592,6 +592,19 @@ def test_a_pacer_holding_video_is_not_released_in_one_burst(
     assert pace_with_backlog(rate, 1.5e6, backlog) == paced
 
 
+def test_a_sender_report_follows_a_padding_probe_once_its_padding_has_left() -> None:
+    """The tick after the last that padded sends reports on the video streams: the RTT of
+    the receiver report echoing one measures the queue the probe built."""
+    reports: list[int] = []
+    adaptation = DownlinkAdaptation(
+        "classroom-1", list, lambda event: None, send_reports=lambda: reports.append(1)
+    )
+    for padding, sent in ((False, 0), (True, 0), (True, 0), (False, 1), (False, 1), (True, 1),
+                          (False, 2)):  # fmt: skip
+        adaptation._report_behind_probe(padding)
+        assert len(reports) == sent
+
+
 async def test_after_a_failed_probe_back_a_paused_video_waits_for_padding_or_a_while() -> None:
     """A rung probe from audio only that failed (or a pause by loss behind a deep queue) makes
     the next one wait for a padding probe to pass: `allocate` gets nothing to probe up to,

@@ -14,6 +14,8 @@ from media.adapt.dynacast import (
     LOWEST_FLOOR_BPS,
     PAUSE_AFTER_S,
     RAMP_S,
+    RESUME_GRACE_S,
+    RESUME_RAMP_S,
     TOP_FLOOR_MIN_BPS,
     Dynacast,
     LayerState,
@@ -22,6 +24,7 @@ from media.adapt.dynacast import (
     layers_event,
     lowest_ceiling,
     next_active,
+    ramped,
     subscribed_layers,
     top_ceiling,
     wanted_layers,
@@ -280,6 +283,48 @@ async def test_a_rung_that_wants_a_paused_layer_resumes_it_then_switches_at_its_
     measured(track, Q, OFF, F)
     publisher.run(1.0)
     assert f.held_rates is None
+
+
+async def test_a_resumed_layer_costs_its_held_rates_until_its_encoder_has_ramped() -> None:
+    """Read at once, a resumed layer's rate (measured over a window, its encoder restarting)
+    made 360p cost 54k on a 500 kbit/s classroom's ladder: its keyframe went unpaced."""
+    track = simulcast_track()
+    f = track.spatial_layers[2]
+    measured(track, Q, H, F)
+    publisher = Publisher(track)
+    stream = subscriber(track)
+    apply_layer(stream, track, decision(Rung.LOW))
+    track.spatial_layers[0].on_packet(source_packet(1, 0, KEY, marker=1, ssrc=10))  # q's key
+    publisher.run(PAUSE_AFTER_S + 1.0)
+    measured(track, Q, OFF, OFF)
+    apply_layer(stream, track, decision(Rung.FULL))
+    publisher.run(0.5)
+    held = f.held_rates
+    assert held is not None
+    measured(track, Q, OFF, (70_000.0, 0.0, 0.0, 0.0))  # the first half second of f again
+    publisher.run(1.0)
+    assert f.held_rates == held
+    assert sum(ladder_rates(f, publisher.now)) == pytest.approx(sum(held))
+    measured(track, Q, OFF, F)  # ramped
+    publisher.run(0.5)
+    assert f.held_rates is None
+    assert ladder_rates(f, publisher.now) == F
+
+
+@pytest.mark.parametrize(
+    ("rates", "since", "done"),
+    [
+        (OFF, 1.0, False),  # not flowing yet: held
+        (OFF, RESUME_GRACE_S, True),  # never flowed: off the ladder (its held rates go)
+        ((70_000.0, 0.0, 0.0, 0.0), 1.0, False),  # ramping
+        ((70_000.0, 0.0, 0.0, 0.0), RESUME_RAMP_S, True),  # flowing long enough: its own
+        ((600_000.0, 300_000.0, 300_000.0, 0.0), 0.5, True),  # 86% of what it sent: ramped
+    ],
+)
+def test_a_resumed_layer_has_ramped_once_it_sends_most_of_its_held_rate_or_after_a_while(
+    rates: tuple[float, float, float, float], since: float, done: bool
+) -> None:
+    assert ramped(rates, F, since) is done
 
 
 async def test_a_resumed_layer_that_never_flows_leaves_the_ladder() -> None:

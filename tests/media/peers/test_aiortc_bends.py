@@ -81,6 +81,7 @@ from media.peers.aiortc_bends import (
     send_pli,
     send_remb,
     send_rtcp_bytes,
+    send_sender_report,
     sender_ssrcs,
     set_negotiated_codecs,
     stop_remote_bitrate_estimate,
@@ -196,6 +197,10 @@ BEND_INTERNALS: dict[str, tuple[Callable[[Objects], list[str]], frozenset[str]]]
         lambda o: has(o.sender, "_send_rtcp", "_handle_rtcp_packet", "_ssrc")
         + calls(RTCRtpSender._run_rtcp, "await self._send_rtcp(packets)"),
         frozenset({"_send_rtcp", "_handle_rtcp_packet"}),
+    ),
+    "send_sender_report": (
+        lambda o: has(o.sender, "_send_rtcp", "_ssrc"),
+        frozenset({"_send_rtcp"}),
     ),
     "on_keyframe_request": (
         lambda o: has(o.sender, "_send_keyframe")
@@ -431,6 +436,18 @@ async def test_a_held_receiver_sends_no_remb_then_estimates_afresh(objects: Obje
     assert receiver._RTCRtpReceiver__remote_bitrate_estimator is not before  # type: ignore[attr-defined]
     await receiver._send_rtcp(remb)
     assert sent == [pli, remb]
+
+
+async def test_a_sender_report_sent_now_is_filled_by_the_tap(objects: Objects) -> None:
+    """`send_sender_report` goes through the tapped `_send_rtcp`: the forwarder fills it (and
+    remembers it for RTT), and a sender not connected drops it as aiortc does."""
+    sender = objects.sender
+    filled: list[RtcpSrPacket] = []
+    tap_relay_sender(sender, filled.append, lambda packet: None)
+    send_sender_report(sender)
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert [report.ssrc for report in filled] == [sender_ssrcs(sender)[0]]
 
 
 async def test_send_remb_needs_an_rtcp_ssrc(objects: Objects) -> None:
