@@ -217,6 +217,12 @@ class RungPolicy:
     probe_s: float = 2.0
     """A probe lasts this long (at least one receiver-report interval plus an RTT); it is
     judged on reports about it (the estimator's loss window restarts when it starts)."""
+    probe_failed_grace_s: float = 3.0
+    """After a rung probe up failed, the rung it went back to is not stepped down from by a
+    shortfall for this long: the estimate that fell is the probe's own overflow (a receiver's
+    REMB drops to what it received while the probe's queue drained), and the rung below
+    carried the link until the probe. A 500 kbit/s classroom back on its 180p from a failed
+    360p was paused half a second later on a REMB of 199k (its 180p cost 266k), for 10 s."""
     proven_grace_s: float = 6.0
     """After a successful probe, a shortfall in the estimate is ignored this long unless loss
     or the RTT rises (`proven_rtt_rise_s`): receiver estimates (REMB) lag the rate a probe
@@ -428,7 +434,12 @@ def decide(
 
     short = available.least_cost(state.choice) * (1.0 - policy.shortfall_tolerance) > estimate_bps
     proven = cost <= limit_bps and _proven(state, estimate_bps, loss, rtt_s, now, policy)
-    if short and not proven:
+    aftermath = (
+        state.reason is RungReason.PROBE_FAILED
+        and now - state.changed_at < policy.probe_failed_grace_s
+        and not state.video_paused
+    )
+    if short and not proven and not aftermath:
         since = state.shortfall_since if state.shortfall_since is not None else now
         if overfull or now - since >= policy.down_after_s:
             index = best_fitting(ladder, available, estimate_bps * policy.headroom)

@@ -469,6 +469,26 @@ def test_a_probe_fails_when_the_rtt_rises_during_it(
         assert judged[0].changed_at == 4.0 and judged[0].choice == LOW
 
 
+def test_after_a_failed_probe_up_the_rung_it_went_back_to_holds_against_its_aftermath() -> None:
+    """The estimate that fell with a probe's overflow (a REMB that saw its queue) does not
+    step the rung below the probe's start down for `probe_failed_grace_s`; a shortfall that
+    outlasts it does, `down_after_s` later."""
+    start = decide(420_000, 0.0, 0.05, L1T3, None, 0.0)
+    before = run(ticks(0.25, 4.25, 420_000), start=start)
+    assert before[-1].reason is RungReason.PROBE and before[-1].choice == FPS7
+    failed = run([(4.25, 420_000, 0.0)], start=before[-1], rtt_s=0.2)[0]  # a queue: failed
+    assert failed.reason is RungReason.PROBE_FAILED and failed.choice == LOW
+    steps = ticks(4.5, 10, 100_000)  # 100k < 150k x 0.9: short
+    after = run(steps, start=failed)
+    down = [(now, d.choice, d.reason) for (now, _, _), d in zip(steps, after, strict=True)
+            if d.switched]  # fmt: skip
+    grace_end = 4.25 + POLICY.probe_failed_grace_s
+    assert down[:1] == [(grace_end + POLICY.down_after_s, AUDIO_ONLY, RungReason.SHORTFALL)]
+    # without the grace, a second after the estimate fell
+    quick = run(steps, start=failed, policy=RungPolicy(probe_failed_grace_s=0.0))
+    assert first_time(steps, quick, lambda d: d.video_paused) == 4.5 + POLICY.down_after_s
+
+
 def test_in_the_grace_a_proven_rung_falls_when_the_rtt_rises() -> None:
     """A lagging estimate is ignored in the grace, but not with a queue building under it."""
     decisions = proven_low()
