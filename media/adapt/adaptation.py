@@ -857,16 +857,19 @@ class DownlinkAdaptation:
             self._resume_failed_at = None
             # the failed steps up that each track remembers were on a link that is gone, and
             # the probe was the proof a step up holds out for
-            rung_policy = self._policy.rung
-            self.allocation = replace(
-                previous,
-                tracks=tuple(
-                    replace(t, decision=padding_probe_passed(t.decision, now, rung_policy))
-                    if t.decision is not None
-                    else t
-                    for t in previous.tracks
-                ),
-            )
+            # (for a track whose failed step the probe carried: its room, what the probe
+            # carried less what the others spend, covers that step)
+            costs = {t.track_id: t.costs for t in incoming}
+            tracks = []
+            for t in previous.tracks:
+                if t.decision is not None:
+                    room = step.carried_bps - (previous.spent_bps - t.cost_bps)
+                    decision = padding_probe_passed(
+                        t.decision, now, self._policy.rung, room, costs.get(t.track_id)
+                    )
+                    t = replace(t, decision=decision)
+                tracks.append(t)
+            self.allocation = replace(previous, tracks=tuple(tracks))
         if step.verdict in (ProbeVerdict.STARTED, ProbeVerdict.PASSED, ProbeVerdict.FAILED):
             logger.debug(
                 "padding probe %s%s participant=%s target=%.0fk carried=%.0fk loss=%.1f%%"

@@ -496,14 +496,31 @@ def decide(
 
 
 def padding_probe_passed(
-    state: RungDecision, now: float, policy: RungPolicy = RungPolicy()
+    state: RungDecision,
+    now: float,
+    policy: RungPolicy = RungPolicy(),
+    room_bps: float = math.inf,
+    costs: RungCosts | None = None,
 ) -> RungDecision:
     """The decision after a padding probe showed that the link carries more than when its
     failed steps up failed (`media.adapt.bandwidth_probe`): without their memory (the ceiling, the
     doubled hold and probe interval), free to probe again after `probe_again_s`, and with the
     surplus counted as held: the probe measured what `up_hold_s` waits to be sure of, so a
     rung the new estimate reaches is switched to at once (a link back after a dip got its
-    video 2 s later than its probe said it could)."""
+    video 2 s later than its probe said it could).
+    Unless what the probe left this track (`room_bps`: what it carried, less what the other
+    tracks spend) is below what the rung that failed costs (`costs`): then it proved nothing
+    about that rung, and the memory stays. On a 500 kbit/s classroom with 3% loss, a probe
+    that carried 486k (the 74k audio in it) cleared the memory of a failed 360p at 403k, and
+    the next 360p probe came 4 s after the last: each overflowed the link (40% lost, 22 fps)."""
+    failed = state.ceiling
+    if (
+        failed is not None
+        and costs is not None
+        and failed in costs.ladder()
+        and costs.cost(failed) > room_bps
+    ):
+        return state
     return replace(
         state,
         ceiling=None,

@@ -306,6 +306,26 @@ def test_a_passed_padding_probe_forgets_the_ceiling_and_the_doubled_holds() -> N
 
 
 @pytest.mark.parametrize(
+    ("room", "forgotten"),
+    [
+        (math.inf, True),  # room unknown: as before
+        (1_000_000, True),  # the probe left this track what full (1000k) costs
+        (999_000, False),  # less: it proved nothing about full, the ceiling stays
+    ],
+)
+def test_a_passed_padding_probe_forgets_a_failed_step_only_if_it_carried_that_step(
+    room: float, forgotten: bool
+) -> None:
+    start = decide(200_000, 0.0, 0.05, L1T3, None, 0.0)
+    steps = ticks(0.25, 3, 3e6) + ticks(3, 5, 200_000)
+    failed = run(steps, start=start)[-1]
+    assert failed.ceiling == FULL
+    after = padding_probe_passed(failed, 5.0, POLICY, room, L1T3)
+    assert (after.ceiling is None) is forgotten
+    assert (after == failed) is not forgotten
+
+
+@pytest.mark.parametrize(
     ("estimate", "first_switch"),
     [
         (3e6, (5.0, "full")),  # the probe proved it: full in the same tick, no hold
