@@ -285,19 +285,27 @@ async def test_a_rung_that_wants_a_paused_layer_resumes_it_then_switches_at_its_
     assert f.held_rates is None
 
 
-async def test_a_resumed_layer_costs_its_held_rates_until_its_encoder_has_ramped() -> None:
-    """Read at once, a resumed layer's rate (measured over a window, its encoder restarting)
-    made 360p cost 54k on a 500 kbit/s classroom's ladder: its keyframe went unpaced."""
+def top_layer_wanted_again() -> tuple[InboundTrack, Publisher]:
+    """A classroom on q long enough for the publisher to stop h and f (held), then its rung
+    back to full: f is wanted again."""
     track = simulcast_track()
-    f = track.spatial_layers[2]
     measured(track, Q, H, F)
     publisher = Publisher(track)
     stream = subscriber(track)
     apply_layer(stream, track, decision(Rung.LOW))
     track.spatial_layers[0].on_packet(source_packet(1, 0, KEY, marker=1, ssrc=10))  # q's key
+    assert stream.source is track.spatial_layers[0]
     publisher.run(PAUSE_AFTER_S + 1.0)
     measured(track, Q, OFF, OFF)
     apply_layer(stream, track, decision(Rung.FULL))
+    return track, publisher
+
+
+async def test_a_resumed_layer_costs_its_held_rates_until_its_encoder_has_ramped() -> None:
+    """Read at once, a resumed layer's rate (measured over a window, its encoder restarting)
+    made 360p cost 54k on a 500 kbit/s classroom's ladder: its keyframe went unpaced."""
+    track, publisher = top_layer_wanted_again()
+    f = track.spatial_layers[2]
     publisher.run(0.5)
     held = f.held_rates
     assert held is not None
@@ -328,17 +336,8 @@ def test_a_resumed_layer_has_ramped_once_it_sends_most_of_its_held_rate_or_after
 
 
 async def test_a_resumed_layer_that_never_flows_leaves_the_ladder() -> None:
-    track = simulcast_track()
+    track, publisher = top_layer_wanted_again()
     f = track.spatial_layers[2]
-    measured(track, Q, H, F)
-    publisher = Publisher(track)
-    stream = subscriber(track)
-    apply_layer(stream, track, decision(Rung.LOW))
-    track.spatial_layers[0].on_packet(source_packet(1, 0, KEY, marker=1, ssrc=10))  # q's key
-    assert stream.source is track.spatial_layers[0]
-    publisher.run(PAUSE_AFTER_S + 1.0)
-    measured(track, Q, OFF, OFF)
-    apply_layer(stream, track, decision(Rung.FULL))
     publisher.run(10.0)  # the publisher's own estimator keeps f off
     assert f.held_rates is None
     assert ladder_rates(f, 100.0) == OFF
