@@ -637,6 +637,7 @@ class DownlinkAdaptation:
             red_negotiated=red_negotiated, padding_probe=probing, unaccounted=unaccounted,
             probe_loss=self._loss_is_probes(link),
             resume_probe_max_bps=self._resume_probe_max(now),
+            padding_climbs=self._padding_climbs(),
         )  # fmt: skip
         self.allocation = allocation
         self._note_spent(allocation)
@@ -907,6 +908,18 @@ class DownlinkAdaptation:
                     pad_bps = 0.0
                     break
         return pad_bps == 0.0
+
+    def _padding_climbs(self) -> frozenset[str]:
+        """The video tracks whose way up is padding probes, not rung probes (`allocate`'s
+        `padding_climbs`): a simulcast layer below the top one, while padding may be sent (no
+        data budget holds it off)."""
+        if self.data_saver is not None and self.data_saver.active:
+            return frozenset()
+        return frozenset(
+            f"{s.track.participant_id}:{s.track.source}"
+            for s in self._streams()
+            if s.kind == "video" and s.track is not None and below_top_layer(s)
+        )
 
     def _climbing(self) -> bool:
         """Some video stream could carry a padding probe beside its video: a simulcast layer
