@@ -91,6 +91,28 @@ def test_no_probe_starts(change: dict[str, object], state: ProbeState, why: str)
     assert step.pad_bps == 0.0 and not step.state.running
 
 
+@pytest.mark.parametrize(
+    ("estimate", "climbing", "starts"),
+    [
+        # 180p on a 1000 kbit/s classroom, 360p wanting 450k beside 48k of audio: 625k is
+        # what puts it in reach, less than 1.25 times the estimate but worth a climb ...
+        (550_000, True, True),
+        (590_000, True, True),
+        (600_000, True, False),  # ... from 5% above it
+        (550_000, False, False),  # not climbing: `min_gain` as ever
+    ],
+)
+def test_a_climbing_probe_may_aim_just_above_the_estimate_to_reach_what_is_wanted(
+    estimate: float, climbing: bool, starts: bool
+) -> None:
+    inputs = replace(AFTER_DIP, estimate_bps=estimate, carried_bps=0.0, wanted_bps=500_000,
+                     climbing=climbing, spent_bps=300_000)  # fmt: skip
+    step = probe_step(ProbeState(), inputs, now=10.0)
+    assert (step.verdict is ProbeVerdict.STARTED) is starts
+    if starts:
+        assert step.state.target_bps == pytest.approx(625_000)
+
+
 def read(now: float, **change: object) -> ProbeInputs:
     """The inputs after the dip with a loss reading just made at `now`."""
     return replace(AFTER_DIP, loss_at=now, **change)
