@@ -352,6 +352,30 @@ def test_a_failed_probe_bounds_the_next_ones_halfway() -> None:
     assert fresh.state.target_bps == pytest.approx(3_000_000)
 
 
+@pytest.mark.parametrize(
+    ("rtt_during", "remembered"),
+    [
+        (0.006, False),  # the RTT where it started: random loss on a clean-read start
+        (0.004 + POLICY.quiet_rtt_s + 0.002, True),  # a queue built: the link's limit
+    ],
+)
+def test_a_probe_failed_on_loss_alone_with_a_quiet_rtt_bounds_nothing(
+    rtt_during: float, remembered: bool
+) -> None:
+    """A 758k probe on a 2 Mbit/s link losing 3%, started on a 0.0% reading, failed at 3.2%
+    with its RTT at 6-8 ms: remembered, it held every probe off for 30 s."""
+    climbing = replace(AFTER_DIP, carried_bps=0.0, estimate_bps=650_000, wanted_bps=4_000_000,
+                       climbing=True, loss=0.0)  # fmt: skip
+    started = probe_step(ProbeState(), replace(climbing, loss_at=10.0), 10.0)
+    assert started.verdict is ProbeVerdict.STARTED
+    during = replace(climbing, loss=0.032, rtt_sample_s=rtt_during)
+    judged = run(started.state, [replace(during, loss_at=10.5), replace(during, loss_at=11.5)])
+    failed = judged[-1]
+    assert failed.verdict is ProbeVerdict.FAILED and failed.why == "loss"
+    assert (failed.state.failed_bps < math.inf) is remembered
+    assert failed.state.fast_start is not remembered
+
+
 def test_a_probe_without_any_report_fails_but_bounds_nothing() -> None:
     """No loss reading came in time (a 180p's slow reports): not carried, so it fails, but it
     is no evidence that the link cannot carry its target, and the next probe aims as high."""
