@@ -293,6 +293,25 @@ def pace_with_backlog(
     return rate
 
 
+def padding_climbs(
+    streams: Iterable[OutboundStream], saving: bool, since_padding_passed_s: float
+) -> frozenset[str]:
+    """The video tracks whose way up is padding probes, not rung probes (`allocate`'s
+    `padding_climbs`): a simulcast layer below the top one (`spatial.below_top_layer`), while
+    padding may be sent (not `saving` under a data budget), except for `PADDING_PROOF_S` after
+    a padding probe passed: the rung probe then confirms with the picture what the padding
+    proved (its estimate, what the probe carried less the loss, kept a 2 Mbit/s classroom with
+    6% loss short of 360p's cost times the up margin, probe after passed probe at the same
+    target)."""
+    if saving or since_padding_passed_s < PADDING_PROOF_S:
+        return frozenset()
+    return frozenset(
+        f"{s.track.participant_id}:{s.track.source}"
+        for s in streams
+        if s.kind == "video" and s.track is not None and below_top_layer(s)
+    )
+
+
 def stream_shares(
     allocation: Allocation, estimate_bps: float, by_id: dict[str, OutboundStream]
 ) -> None:
@@ -915,21 +934,9 @@ class DownlinkAdaptation:
         return pad_bps == 0.0
 
     def _padding_climbs(self, now: float) -> frozenset[str]:
-        """The video tracks whose way up is padding probes, not rung probes (`allocate`'s
-        `padding_climbs`): a simulcast layer below the top one, while padding may be sent (no
-        data budget holds it off), except for `PADDING_PROOF_S` after a padding probe passed:
-        the rung probe then confirms with the picture what the padding proved (its estimate,
-        what the probe carried less the loss, kept a 2 Mbit/s classroom with 6% loss short of
-        360p's cost times the up margin, probe after passed probe at the same target)."""
-        if self.data_saver is not None and self.data_saver.active:
-            return frozenset()
-        if now - self._padding_passed_at < PADDING_PROOF_S:
-            return frozenset()
-        return frozenset(
-            f"{s.track.participant_id}:{s.track.source}"
-            for s in self._streams()
-            if s.kind == "video" and s.track is not None and below_top_layer(s)
-        )
+        """`padding_climbs` of this subscriber's streams now."""
+        saving = self.data_saver is not None and self.data_saver.active
+        return padding_climbs(self._streams(), saving, now - self._padding_passed_at)
 
     def _climbing(self) -> bool:
         """Some video stream could carry a padding probe beside its video: a simulcast layer

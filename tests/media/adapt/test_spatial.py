@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
+from media.adapt.adaptation import padding_climbs
 from media.adapt.rung import (
     AUDIO_ONLY,
     LOW,
@@ -277,3 +278,22 @@ async def test_a_stream_on_the_lowest_layer_does_not_climb_by_its_ceiling() -> N
     stream.rtx_pt = 97
     assert not capped_top_layer(stream)
     assert below_top_layer(stream)
+
+
+@pytest.mark.parametrize(
+    ("saving", "since_passed", "climbs"),
+    [
+        (False, 10.0, True),  # below its top: padding probes, no rung probe
+        (True, 10.0, False),  # a data budget sends no padding: rung probes as before
+        (False, 1.0, False),  # a padding probe just passed: a rung probe may confirm it
+    ],
+)
+async def test_a_stream_below_its_top_layer_climbs_by_padding(
+    saving: bool, since_passed: float, climbs: bool
+) -> None:
+    layers = Layers()
+    stream = layers.stream
+    stream.source = layers.tracks[0]
+    stream.rtx_pt = 97
+    expected = {"teacher:camera"} if climbs else set()
+    assert padding_climbs([stream], saving, since_passed) == expected
