@@ -34,7 +34,7 @@ import enum
 import math
 from dataclasses import dataclass, replace
 
-from media.adapt.rung import random_loss_only
+from media.adapt.rung import random_loss_only, rtt_stayed
 
 
 @dataclass(frozen=True, slots=True)
@@ -430,18 +430,16 @@ def _running(
     if loss >= spike or queued or unknown or (judged and loss >= failed_at):
         interval = state.interval_s
         failed = _idle(state, now + interval, min(interval * 2.0, policy.interval_max_s))
-        # a loss failure with the RTT where it started (no queue built, `quiet_rtt_s`; the
-        # sender report behind the padding measures its queue) is random loss read on a
-        # clean start: on a 2 Mbit/s classroom with 3% loss, a 758k probe started on a 0.0%
-        # reading failed at 3.2%, RTT 6-8 ms; remembered, it held every probe off for 30 s
-        # and the classroom on 360p at 533k
-        quiet_rtt = before is not None and peak is not None and peak <= before + policy.quiet_rtt_s
-        random_only = not (queued or unknown or loss >= spike) and quiet_rtt
-        if (not unknown or queued or loss >= spike) and not random_only:
-            # the link did not carry the target: the next probes aim below it. A probe
-            # without any report is no such evidence (on a 2 Mbit/s classroom's 180p, no loss
-            # reading came within its 2.5 s; remembered, that 576k held every climbing probe
-            # off for 30 s, at 180p)
+        # the link did not carry the target (a queue, a spike, or loss with the RTT risen):
+        # the next probes aim below it. A probe without any report is no such evidence (on a
+        # 2 Mbit/s classroom's 180p, no loss reading came within its 2.5 s; remembered, that
+        # 576k held every climbing probe off for 30 s, at 180p), nor is a loss failure with
+        # the RTT where it started (no queue built, `quiet_rtt_s`; the sender report behind
+        # the padding measures its queue): random loss read on a clean start (on a 2 Mbit/s
+        # classroom with 3% loss, a 758k probe started on a 0.0% reading failed at 3.2%, RTT
+        # 6-8 ms; remembered, it held every probe off for 30 s and the classroom on 360p)
+        rtt_quiet = rtt_stayed(before, peak, policy.quiet_rtt_s)
+        if queued or loss >= spike or not (unknown or rtt_quiet):
             failed = replace(
                 failed,
                 failed_bps=min(failed_lately(state, now, policy), state.target_bps),

@@ -596,6 +596,14 @@ def _judge_last_up(
     return lasted
 
 
+def rtt_stayed(rtt_before: float | None, rtt_after: float | None, quiet_rtt_s: float) -> bool:
+    """Whether the RTT stayed within `quiet_rtt_s` of where a probe started it (no queue
+    built); None: no RTT known, so no."""
+    if rtt_before is None or rtt_after is None:
+        return False
+    return rtt_after <= rtt_before + quiet_rtt_s
+
+
 def random_loss_only(
     loss_before: float,
     rtt_before: float | None,
@@ -608,12 +616,7 @@ def random_loss_only(
     within `quiet_rtt_s` of where it started (no queue built). None: no RTT known. Rung probes
     (`RungPolicy.probe_quiet_rtt_s`) and padding probes (`media.adapt.bandwidth_probe`) judge
     by it."""
-    return (
-        loss_before >= random_loss_min
-        and rtt_before is not None
-        and rtt_after is not None
-        and rtt_after <= rtt_before + quiet_rtt_s
-    )
+    return loss_before >= random_loss_min and rtt_stayed(rtt_before, rtt_after, quiet_rtt_s)
 
 
 def _judge_probe(

@@ -597,13 +597,7 @@ def send_sender_report(sender: RTCRtpSender) -> None:
         sender_info=RtcpSenderInfo(ntp_timestamp=0, rtp_timestamp=0, packet_count=0,
                                    octet_count=0),
     )  # fmt: skip
-    task = asyncio.ensure_future(sender._send_rtcp([report]))
-    _REPORTS_SENDING.add(task)
-    task.add_done_callback(_REPORTS_SENDING.discard)
-
-
-_REPORTS_SENDING: set[asyncio.Future[None]] = set()
-"""Sender reports on their way (a task must be referenced until it is done)."""
+    _spawn(sender._send_rtcp([report]))
 
 
 def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
