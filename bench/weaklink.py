@@ -686,6 +686,10 @@ class RunSpec:
     """`relay` (through Tongxin) or `direct` (Chromium to Chromium, `bench.lab.direct`)."""
     settle_s: float = 0.0
     """Seconds between applying the profile and the window's start (the sweep's cells)."""
+    join_shaped: bool = False
+    """The link is the profile's from before anyone joins (`--join-shaped`: a classroom that
+    joins on its village link); by default the browsers join on an unimpaired link and the
+    profile is applied once the classroom receives (the link drops under a running call)."""
 
 
 async def _wait_receiving_page(page: Any, within: float) -> None:
@@ -701,6 +705,12 @@ async def _wait_receiving_page(page: Any, within: float) -> None:
         await asyncio.sleep(0.25)
     raise RuntimeError("the classroom received no camera frame")
 
+
+
+async def _shape_for_join(lab: WeakLink, spec: RunSpec) -> None:
+    """Before anyone joins: the profile's link if `spec.join_shaped` (see there)."""
+    if spec.join_shaped:
+        await asyncio.to_thread(lab.apply, spec.profile.state)
 
 
 async def _measure_window(lab: WeakLink, spec: RunSpec) -> tuple[float, float, asyncio.Task[None]]:
@@ -747,6 +757,7 @@ async def run_once(spec: RunSpec, log_dir: Path) -> dict[str, Any]:
         peers: list[PeerProcess] = []
         player: asyncio.Task[None] | None = None
         try:
+            await _shape_for_join(lab, spec)
             await node.start()
             teacher_link, room_link = node.link(TEACHER_LINK), node.link(CLASSROOM_LINK)
             teacher_page: Any = None
@@ -834,6 +845,7 @@ async def run_direct(spec: RunSpec, log_dir: Path) -> dict[str, Any]:
         browsers: list[Any] = []
         player: asyncio.Task[None] | None = None
         try:
+            await _shape_for_join(lab, spec)
             camera = await asyncio.to_thread(browser.camera_clip)
             extra = direct.CHROMIUM_DIRECT_ARGS
             teacher_browser = await browser.launch_in(
@@ -940,6 +952,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="sweep: draw fps per cell (and relay/direct bitrate) into PNG (needs matplotlib)",
     )  # fmt: skip
     parser.add_argument(
+        "--join-shaped", action="store_true",
+        help="shape the link before anyone joins (a classroom joining on its village link);"
+        " by default the link drops to the profile once the classroom receives",
+    )  # fmt: skip
+    parser.add_argument(
         "--trace", action="store_true",
         help="run the node at DEBUG: each adaptation decision is in its log (under `logs`)",
     )  # fmt: skip
@@ -1026,7 +1043,8 @@ async def run_sweep(
             spec = RunSpec(profile, mode, "chromium", "chromium", duration, save_dir,
                            trace=getattr(args, "trace", False),
                            screen=(args.screen or "off") == "on", path=path,
-                           settle_s=settle)  # fmt: skip
+                           settle_s=settle,
+                           join_shaped=getattr(args, "join_shaped", False))  # fmt: skip
             _progress(f"{cell.name} {path}")
             run_result = await _run_cell(spec, log_dir, cell.name)
             row = sweep_cell(cell, run_result, path)
@@ -1040,6 +1058,7 @@ async def run_sweep(
         "losses": sorted({c.loss_pct for c in cells}),
         "duration_s": duration, "settle_s": settle, "path": args.path,
         "adaptation": mode, "screen": (args.screen or "off"),
+        "join_shaped": getattr(args, "join_shaped", False),
     }  # fmt: skip
     result: dict[str, Any] = {
         "sweep": settings,
@@ -1061,9 +1080,11 @@ async def run_sweep(
 
 def sweep_title(settings: dict[str, Any], day: str) -> str:
     """The heatmap's title: how the sweep was measured."""
+    joined = "joined on the link, " if settings.get("join_shaped") else ""
     return (
         f"tongxin bench weaklink --sweep: {settings['duration_s']:g} s per cell after"
-        f" {settings['settle_s']:g} s settling, {day} (loaded 2-core machine); p. = camera paused"
+        f" {settings['settle_s']:g} s settling, {joined}{day} (loaded 2-core machine);"
+        " p. = camera paused"
     )
 
 
@@ -1121,7 +1142,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             spec = RunSpec(profile, mode, args.publisher, args.subscriber, duration, save_dir,
                            trace=getattr(args, "trace", False),
                            screen=(getattr(args, "screen", None) or "on") == "on", path=way,
-                           settle_s=max(0.0, getattr(args, "settle", None) or 0.0))
+                           settle_s=max(0.0, getattr(args, "settle", None) or 0.0),
+                           join_shaped=getattr(args, "join_shaped", False))
             _progress(f"{profile.name}: {way}, adaptation {mode}")
             try:
                 runs.append(await run_once(spec, log_dir))

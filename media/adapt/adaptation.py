@@ -868,7 +868,10 @@ class DownlinkAdaptation:
             self.estimator.restart_loss_window(now)
         elif step.verdict is ProbeVerdict.FAILED:  # the next reports still describe it
             self.estimator.restart_loss_window(now + LOSS_SETTLE_S)
-            self.estimator.probe_failed(before, now)
+            # a failure that bounds the next probes (`ProbeState.failed_bps`) bounds the
+            # estimate's rise too
+            remembered = self.probe.failed_at == now
+            self.estimator.probe_failed(before, now, self.probe.failed_bps if remembered else None)
             if self.probe.failed_at == now and link.delivered_bps > 0:  # the link's verdict
                 # never below what the picture it carried before needs: the last report's
                 # delivered rate may date from a smaller layer

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 from collections import deque
 from dataclasses import dataclass
 
@@ -252,6 +253,11 @@ class EstimatorPolicy:
     """See `LinkEstimate.carried_bps`."""
     probe_failed_hold: float = 0.9
     """See `probe_failed`."""
+    failed_reach_share: float = 0.9
+    """After a padding probe failed at a target (`probe_failed`'s `failed_bps`), the bound
+    rises while application-limited (`app_limited_reach`) only up to this share of it..."""
+    failed_reach_s: float = 30.0
+    """... for this long, or until a probe passes (as `ProbePolicy.failed_memory_s`)."""
     probed_trust_s: float = 10.0
     """A REMB below what a padding probe proved is not believed for this long after it (or
     until loss cuts the bound): time for the receiver's own estimate to climb with what it
@@ -390,6 +396,7 @@ class DownlinkEstimator:
         self._probed_bps: float | None = None  # what a padding probe proved, until a decrease
         self._probed_at = 0.0
         self._probed_by_failure = False  # held after a failed probe, not proved by a passed one
+        self._failed_reach: tuple[float, float] | None = None  # (bps, until): `failed_reach_share`
         self.outages = 0
         """Receiver reports left out as describing an outage (see `outage_s`)."""
 
@@ -609,7 +616,8 @@ class DownlinkEstimator:
                 if sent >= policy.app_limited_share * bound:
                     bound = grown
                 else:  # application-limited: rise only to a multiple of what we send
-                    bound = max(bound, min(grown, sent * policy.app_limited_reach))
+                    reach = min(sent * policy.app_limited_reach, self._failed_reach_bps(now))
+                    bound = max(bound, min(grown, reach))
             self._last_increase_at = now
         else:
             self._last_increase_at = None
@@ -674,7 +682,15 @@ class DownlinkEstimator:
             return None
         return lost / total
 
-    def probe_failed(self, before_bps: float, now: float) -> None:
+    def _failed_reach_bps(self, now: float) -> float:
+        """How far an application-limited bound may rise after a failed probe (inf: any)."""
+        if self._failed_reach is None or now >= self._failed_reach[1]:
+            return math.inf
+        return self._failed_reach[0]
+
+    def probe_failed(
+        self, before_bps: float, now: float, failed_bps: float | None = None
+    ) -> None:
         """A padding probe overflowed the link, and the estimate was `before_bps` when it
         started: a REMB below `probe_failed_hold` of that is not believed for `probed_trust_s`
         or until loss cuts the bound, nor while the RTT stays above its floor (a queue that
@@ -685,7 +701,17 @@ class DownlinkEstimator:
         The loss bound goes back to `before_bps` if it rose while the padding went: the reports
         that let it rise predate the probe's losses (a 300 kbit/s classroom's rose from 417k to
         552k under a probe that failed, was paced there, and its queue and NACKs paused the
-        video)."""
+        video).
+        `failed_bps`: the target the link was shown not to carry (a queue built, or loss beyond
+        its own; None for a failure that says nothing of the link). While little is sent the
+        bound then rises only to `failed_reach_share` of it (`failed_reach_s`): a 300 kbit/s
+        classroom on 180p, sent 270k, had its bound creep past a 392k probe that failed to
+        396k, which let the next probe aim at 495k (the failed target bounds a probe only from
+        an estimate below it); each such probe lost 40-50% of its second and paused the video,
+        every 14 s."""
+        if failed_bps is not None:
+            self._failed_reach = (failed_bps * self.policy.failed_reach_share,
+                                  now + self.policy.failed_reach_s)  # fmt: skip
         if self._loss_bound is not None and self._loss_bound > before_bps:
             self._loss_bound = max(before_bps, self.policy.min_bps)
         held = before_bps * self.policy.probe_failed_hold
@@ -708,6 +734,8 @@ class DownlinkEstimator:
         self._probed_by_failure = False
         self._carried.add(bps, now)
         self._last_increase_at = now
+        if self._failed_reach is not None and bps >= self._failed_reach[0]:
+            self._failed_reach = None  # the link carries what failed before
 
     def restart_loss_window(self, now: float) -> None:
         """Count only reports from `now` on in the loss (a probe starts: it is judged on what

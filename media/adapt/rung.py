@@ -69,7 +69,9 @@ class RungChoice:
     """Public rung name."""
     temporal_layers: int
     """Temporal layers forwarded from the publisher (all of them for `full`, fewer for
-    `reduced_fps`); 0 for `low` and `audio_only`, where the publisher's stream is not sent."""
+    `reduced_fps`); 0 for `low` and `audio_only`, where the publisher's stream is not sent.
+    A `low` that is a simulcast track's lowest layer (`RungCosts.low_forwarded`) may also be
+    that layer with only its first 1 or 2 temporal layers (`RungCosts.low_layer_bps`)."""
 
 
 AUDIO_ONLY = RungChoice(Rung.AUDIO_ONLY, 0)
@@ -96,6 +98,9 @@ class RungCosts:
     """The least the `low` rung can be brought to: a simulcast track's lowest layer whose
     ceiling follows its subscribers down (`media.adapt.dynacast`) costs what it is sent now
     only until its ceiling comes down; None: what it costs now is all it can cost."""
+    low_layer_bps: tuple[float, ...] = ()
+    """A forwarded `low`'s own temporal layers (base first), when it has two or more: the
+    ladder then steps from it to it at a lower frame rate before audio only (`ladder`)."""
 
     @classmethod
     def single_layer(cls, full_bps: float, low_bps: float | None = None) -> RungCosts:
@@ -112,6 +117,8 @@ class RungCosts:
         if choice.rung is Rung.AUDIO_ONLY:
             return 0.0
         if choice.rung is Rung.LOW:
+            if choice.temporal_layers and self.low_layer_bps:
+                return sum(self.low_layer_bps[: choice.temporal_layers])
             return self.low_bps if self.low_bps is not None else LOW_RUNG_NOMINAL_BPS
         return sum(self.layer_bps[: choice.temporal_layers])
 
@@ -122,7 +129,9 @@ class RungCosts:
         paused it for 5 s, 279k against its 284k)."""
         cost = self.cost(choice)
         if choice.rung is Rung.LOW and self.low_floor_bps is not None:
-            return min(cost, self.low_floor_bps)
+            whole = self.cost(LOW)
+            share = cost / whole if choice.temporal_layers and whole > 0 else 1.0
+            return min(cost, self.low_floor_bps * share)
         return cost
 
     def ladder(self) -> tuple[RungChoice, ...]:
@@ -135,6 +144,12 @@ class RungCosts:
         steps += [RungChoice(Rung.REDUCED_FPS, n) for n in range(layers - 1, 0, -1)]
         if self.low_bps is not None and self.cost(LOW) < self.cost(steps[-1]):
             steps.append(LOW)
+            if self.low_forwarded:
+                # the lowest layer at a lower frame rate, where its whole no longer fits: a
+                # 300 kbit/s classroom whose 180p (218k beside 49k of audio) overflowed the
+                # link went to audio only, where a direct call plays 15-30 fps at ~190k
+                low_layers = len(self.low_layer_bps)
+                steps += [RungChoice(Rung.LOW, n) for n in range(low_layers - 1, 0, -1)]
         steps.append(AUDIO_ONLY)
         return tuple(steps)
 
@@ -308,10 +323,13 @@ class RungDecision:
         return self.choice.rung is Rung.AUDIO_ONLY
 
 
-def best_fitting(ladder: tuple[RungChoice, ...], costs: RungCosts, budget_bps: float) -> int:
-    """Index in `ladder` of the best choice costing at most `budget_bps` (audio only if none)."""
+def best_fitting(
+    ladder: tuple[RungChoice, ...], costs: RungCosts, budget_bps: float, least: bool = False
+) -> int:
+    """Index in `ladder` of the best choice costing at most `budget_bps` (audio only if none);
+    `least`: judged on what each can be brought to (`RungCosts.least_cost`)."""
     for index, choice in enumerate(ladder):
-        if costs.cost(choice) <= budget_bps:
+        if (costs.least_cost(choice) if least else costs.cost(choice)) <= budget_bps:
             return index
     return len(ladder) - 1
 
@@ -319,11 +337,27 @@ def best_fitting(ladder: tuple[RungChoice, ...], costs: RungCosts, budget_bps: f
 def cheapest_forwarded(ladder: tuple[RungChoice, ...], low_forwarded: bool = False) -> int:
     """Index in `ladder` of the cheapest rung forwarded from the publisher (neither a
     transcoded `low` nor `audio_only`; a simulcast track's `low` is its lowest layer, so it
-    counts when `low_forwarded`)."""
+    counts when `low_forwarded`, at its full frame rate: a start goes no lower than the
+    publisher's cheapest layer, not to 7.5 fps of it)."""
     kept = (Rung.FULL, Rung.REDUCED_FPS, Rung.LOW) if low_forwarded else (
         Rung.FULL, Rung.REDUCED_FPS)
-    forwarded = [i for i, c in enumerate(ladder) if c.rung in kept]
+    forwarded = [
+        i for i, c in enumerate(ladder)
+        if c.rung in kept and not (c.rung is Rung.LOW and c.temporal_layers)
+    ]
     return forwarded[-1] if forwarded else len(ladder) - 1
+
+
+def up_cost(available: RungCosts, current: RungChoice, target: RungChoice) -> float:
+    """What stepping up from `current` to `target` is judged to cost: its cost, but within a
+    simulcast track's lowest layer (to more of its temporal layers) what that layer can be
+    brought to (`RungCosts.least_cost`): its ceiling follows the subscriber's budget
+    (`media.adapt.dynacast.lowest_ceiling`, 85% of it), so its cost times the up margin
+    never fits the budget, and a classroom that stepped down to 7.5 fps would never get
+    back to 30."""
+    if current.rung is Rung.LOW and current.temporal_layers and target.rung is Rung.LOW:
+        return available.least_cost(target)
+    return available.cost(target)
 
 
 def decide(
@@ -444,7 +478,8 @@ def decide(
         if overfull or now - since >= policy.down_after_s:
             index = best_fitting(ladder, available, estimate_bps * policy.headroom)
             if index == len(ladder) - 1:  # rather the cheapest video the share covers, if any
-                index = best_fitting(ladder, available, estimate_bps)
+                # (a lowest layer at a lower frame rate, by what its ceiling brings it to)
+                index = best_fitting(ladder, available, estimate_bps, least=True)
             index = min(max(current + 1, index), len(ladder) - 1)
             return _down(state, ladder[index], RungReason.SHORTFALL, available, now, policy)
         return _hold(state, cost, shortfall_since=since)
@@ -452,7 +487,8 @@ def decide(
     in_reach = [
         index
         for index in range(current)
-        if available.cost(ladder[index]) * (1.0 + policy.up_margin) <= estimate_bps
+        if up_cost(available, state.choice, ladder[index]) * (1.0 + policy.up_margin)
+        <= estimate_bps
         and available.cost(ladder[index]) <= limit_bps
     ]
     if in_reach and loss < policy.up_loss_max:

@@ -57,7 +57,10 @@ def simulcast_costs(
     for below, above in itertools.pairwise(ids[1:]):
         steps.append(max(totals[above] - totals[below], MIN_STEP_BPS))
     floor = low_floor_bps if ids[0] == 0 else None
-    return RungCosts(tuple(steps), totals[ids[0]], low_forwarded=True, low_floor_bps=floor)
+    return RungCosts(
+        tuple(steps), totals[ids[0]], low_forwarded=True, low_floor_bps=floor,
+        low_layer_bps=temporal_costs(layer_rates[ids[0]]).layer_bps,
+    )  # fmt: skip
 
 
 def temporal_costs(rates: Rates) -> RungCosts:
@@ -161,6 +164,8 @@ def layer_for(decision: RungDecision, totals: Sequence[float]) -> int:
 def temporal_layers_for(decision: RungDecision, totals: Sequence[float]) -> int:
     """Temporal layers to send of the chosen layer: all of them while the ladder is made of
     spatial layers, the decision's own while it is one layer's temporal ladder."""
+    if decision.rung is Rung.LOW and decision.temporal_layers:
+        return decision.temporal_layers  # the lowest layer at a lower frame rate
     if len(flowing(totals)) >= 2 or decision.rung is Rung.FULL:
         return 3
     return max(1, decision.temporal_layers)

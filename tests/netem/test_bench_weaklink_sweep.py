@@ -67,10 +67,14 @@ async def test_a_two_cell_sweep_through_the_relay_gives_a_row_per_cell(
 
 
 @pytest.mark.timeout(240)
-async def test_the_direct_call_is_measured_on_a_sweep_cell(chromium_ready: None) -> None:
-    result = await weaklink.run(
-        _args(["--rates", "500", "--losses", "3", "--duration", "4", "--path", "direct"])
-    )
+async def test_the_direct_call_is_measured_on_a_sweep_cell_joined_on_its_link(
+    chromium_ready: None,
+) -> None:
+    result = await weaklink.run(_args([
+        "--rates", "500", "--losses", "3", "--duration", "4", "--path", "direct",
+        "--join-shaped",
+    ]))  # fmt: skip
     _check_rows(result, [(500, 3)], "direct")
     (row,) = result["cells"]
     assert row["fps"] > 0 and row["codec"]
+    assert result["sweep"]["join_shaped"] is True

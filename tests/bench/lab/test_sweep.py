@@ -260,6 +260,18 @@ async def test_a_failed_sweep_cell_is_run_once_more_and_says_so(
     assert next(calls, None) is None  # no third try
 
 
+@pytest.mark.parametrize(
+    ("join_shaped", "says"),
+    [(False, "after 10 s settling, 2026-12-07"),
+     (True, "after 10 s settling, joined on the link, 2026-12-07")],
+)
+def test_the_heatmap_title_says_whether_the_classroom_joined_on_its_link(
+    join_shaped: bool, says: str
+) -> None:
+    settings = {"duration_s": 15, "settle_s": 10, "join_shaped": join_shaped}
+    assert says in weaklink.sweep_title(settings, "2026-12-07")
+
+
 # --- goals, table, heatmap -----------------------------------------------------------------------
 
 

@@ -662,6 +662,38 @@ def test_a_failed_probe_takes_back_what_the_loss_bound_gained_while_it_padded() 
     assert est.estimate(5.5).bps == pytest.approx(before)
 
 
+@pytest.mark.parametrize(
+    ("failed_bps", "passed_bps", "reach"),
+    [
+        # nothing failed: the bound creeps to twice what is sent
+        (None, None, 600_000.0),
+        # a probe failed at 400k: it creeps no further than 90% of that
+        (400_000.0, None, 360_000.0),
+        # ... a failed probe above twice what is sent changes nothing
+        (800_000.0, None, 600_000.0),
+        # ... until a probe passes at it (the link carries what failed before)
+        (400_000.0, 400_000.0, 600_000.0),
+    ],
+)
+def test_after_a_failed_probe_an_application_limited_bound_creeps_only_below_its_target(
+    failed_bps: float | None, passed_bps: float | None, reach: float
+) -> None:
+    """A 300 kbit/s classroom sent 270k had its bound creep past a probe that failed at 392k,
+    and the next probe, aimed from there, overflowed the link again."""
+    est = DownlinkEstimator(EstimatorPolicy(initial_bps=300_000))
+    for t in range(1, 4):
+        step(est, 300_000, t - 1, t, 0.0)
+    est.probe_failed(est.estimate(3.0).bps, 3.0, failed_bps)
+    if passed_bps is not None:
+        est.probe_passed(passed_bps, 3.5)
+    for t in range(4, 30):  # clean reports while 300k is sent: application-limited
+        step(est, 300_000, t - 1, t, 0.0)
+    assert est.estimate(29.0).bps == pytest.approx(reach, rel=0.02)
+    for t in range(30, 50):  # 30 s on, the failure no longer holds it
+        step(est, 300_000, t - 1, t, 0.0)
+    assert est.estimate(49.0).bps == pytest.approx(600_000.0, rel=0.02)
+
+
 def test_carried_is_the_most_that_got_through_over_the_last_minute() -> None:
     est = DownlinkEstimator(POLICY)
     video = Receiver(1, 100)

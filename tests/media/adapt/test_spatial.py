@@ -36,29 +36,42 @@ FULL3 = RungChoice(Rung.FULL, 3)
 FULL2 = RungChoice(Rung.FULL, 2)
 REDUCED1 = RungChoice(Rung.REDUCED_FPS, 1)
 REDUCED2 = RungChoice(Rung.REDUCED_FPS, 2)
+FULL1 = RungChoice(Rung.FULL, 1)
+LOW2 = RungChoice(Rung.LOW, 2)
+LOW1 = RungChoice(Rung.LOW, 1)
 
 Q = (60_000.0, 30_000.0, 30_000.0, 0.0)  # 180p: 120k
 H = (200_000.0, 100_000.0, 100_000.0, 0.0)  # 360p: 400k
 F = (700_000.0, 350_000.0, 350_000.0, 0.0)  # 720p: 1400k
 OFF = (0.0, 0.0, 0.0, 0.0)
+Q_TEMPORAL = (60_000.0, 30_000.0, 30_000.0)
 
 
 @pytest.mark.parametrize(
     ("layers", "costs"),
     [
-        # three layers: full = 720p, reduced_fps(1) = 360p, low = 180p
-        ((Q, H, F), RungCosts((400_000.0, 1_000_000.0), 120_000.0, low_forwarded=True)),
+        # three layers: full = 720p, reduced_fps(1) = 360p, low = 180p (and its temporal
+        # layers, for 180p at a lower frame rate)
+        ((Q, H, F), RungCosts((400_000.0, 1_000_000.0), 120_000.0, low_forwarded=True,
+                              low_layer_bps=Q_TEMPORAL)),
         # two layers: full = 360p, low = 180p
-        ((Q, H), RungCosts((400_000.0,), 120_000.0, low_forwarded=True)),
+        ((Q, H), RungCosts((400_000.0,), 120_000.0, low_forwarded=True,
+                           low_layer_bps=Q_TEMPORAL)),
         # the browser stopped the top layer (its uplink): the ladder is what flows
-        ((Q, H, OFF), RungCosts((400_000.0,), 120_000.0, low_forwarded=True)),
-        ((OFF, H, F), RungCosts((1_400_000.0,), 400_000.0, low_forwarded=True)),
+        ((Q, H, OFF), RungCosts((400_000.0,), 120_000.0, low_forwarded=True,
+                                low_layer_bps=Q_TEMPORAL)),
+        ((OFF, H, F), RungCosts((1_400_000.0,), 400_000.0, low_forwarded=True,
+                                low_layer_bps=(200_000.0, 100_000.0, 100_000.0))),
         # one layer flows: its temporal layers, and no low rung
         ((Q, OFF, OFF), RungCosts((60_000.0, 30_000.0, 30_000.0))),
         # nothing measured yet
         ((OFF, OFF, OFF), RungCosts((0.0,))),
         # rates measured a window apart never make a higher layer cheaper
-        ((Q, F, H), RungCosts((1_400_000.0, 1.0), 120_000.0, low_forwarded=True)),
+        ((Q, F, H), RungCosts((1_400_000.0, 1.0), 120_000.0, low_forwarded=True,
+                              low_layer_bps=Q_TEMPORAL)),
+        # a lowest layer without temporal layers: one entry, no lower frame rate to offer
+        (((120_000.0, 0.0, 0.0, 0.0), H), RungCosts((400_000.0,), 120_000.0, low_forwarded=True,
+                                                  low_layer_bps=(120_000.0,))),
     ],
 )
 def test_simulcast_costs(
@@ -67,10 +80,39 @@ def test_simulcast_costs(
     assert simulcast_costs(layers) == costs
 
 
-def test_the_ladder_of_three_layers_is_720p_360p_180p_then_audio_only() -> None:
+def test_the_ladder_of_three_layers_is_720p_360p_180p_at_30_15_and_7_fps_then_audio_only(
+) -> None:
     costs = simulcast_costs((Q, H, F))
-    assert costs.ladder() == (FULL2, REDUCED1, LOW, AUDIO_ONLY)
-    assert [costs.cost(c) for c in costs.ladder()] == [1_400_000.0, 400_000.0, 120_000.0, 0.0]
+    assert costs.ladder() == (FULL2, REDUCED1, LOW, LOW2, LOW1, AUDIO_ONLY)
+    assert [costs.cost(c) for c in costs.ladder()] == [
+        1_400_000.0, 400_000.0, 120_000.0, 90_000.0, 60_000.0, 0.0
+    ]
+
+
+@pytest.mark.parametrize(
+    ("choice", "floor", "least"),
+    [
+        # a lowest layer whose ceiling follows its subscribers down: each frame rate can be
+        # brought down with it, in proportion
+        (LOW, 100_000.0, 100_000.0),
+        (LOW2, 100_000.0, 75_000.0),
+        (LOW1, 100_000.0, 50_000.0),
+        # no floor: what it costs now
+        (LOW2, None, 90_000.0),
+        # a floor above what it costs: what it costs
+        (LOW1, 200_000.0, 60_000.0),
+    ],
+)
+def test_the_least_a_lower_frame_rate_of_the_lowest_layer_costs(
+    choice: RungChoice, floor: float | None, least: float
+) -> None:
+    costs = simulcast_costs((Q, H, F), floor)
+    assert costs.least_cost(choice) == pytest.approx(least)
+
+
+def test_a_lowest_layer_without_temporal_layers_has_no_lower_frame_rate() -> None:
+    costs = simulcast_costs(((120_000.0, 0.0, 0.0, 0.0), H))
+    assert costs.ladder() == (FULL1, LOW, AUDIO_ONLY)
 
 
 def decision(choice: RungChoice) -> RungDecision:
@@ -83,6 +125,9 @@ def decision(choice: RungChoice) -> RungDecision:
         (FULL2, (120e3, 400e3, 1400e3), 2, 3),
         (REDUCED1, (120e3, 400e3, 1400e3), 1, 3),
         (LOW, (120e3, 400e3, 1400e3), 0, 3),
+        # the lowest layer at a lower frame rate
+        (LOW2, (120e3, 400e3, 1400e3), 0, 2),
+        (LOW1, (120e3, 400e3, 0.0), 0, 1),
         (AUDIO_ONLY, (120e3, 400e3, 1400e3), 2, 3),
         (FULL2, (120e3, 400e3, 0.0), 1, 3),
         (LOW, (120e3, 400e3, 0.0), 0, 3),
