@@ -71,7 +71,7 @@ class RungChoice:
     """Temporal layers forwarded from the publisher (all of them for `full`, fewer for
     `reduced_fps`); 0 for `low` and `audio_only`, where the publisher's stream is not sent.
     A `low` that is a simulcast track's lowest layer (`RungCosts.low_forwarded`) may also be
-    that layer with only its first 1 or 2 temporal layers (`RungCosts.low_layer_bps`)."""
+    that layer without its top temporal layer (half its frame rate, `RungCosts.low_layer_bps`)."""
 
 
 AUDIO_ONLY = RungChoice(Rung.AUDIO_ONLY, 0)
@@ -100,7 +100,7 @@ class RungCosts:
     only until its ceiling comes down; None: what it costs now is all it can cost."""
     low_layer_bps: tuple[float, ...] = ()
     """A forwarded `low`'s own temporal layers (base first), when it has two or more: the
-    ladder then steps from it to it at a lower frame rate before audio only (`ladder`)."""
+    ladder then steps from it to it at half its frame rate before audio only (`ladder`)."""
 
     @classmethod
     def single_layer(cls, full_bps: float, low_bps: float | None = None) -> RungCosts:
@@ -144,12 +144,14 @@ class RungCosts:
         steps += [RungChoice(Rung.REDUCED_FPS, n) for n in range(layers - 1, 0, -1)]
         if self.low_bps is not None and self.cost(LOW) < self.cost(steps[-1]):
             steps.append(LOW)
-            if self.low_forwarded:
-                # the lowest layer at a lower frame rate, where its whole no longer fits: a
+            if self.low_forwarded and len(self.low_layer_bps) >= 2:
+                # the lowest layer at half its frame rate, where its whole no longer fits: a
                 # 300 kbit/s classroom whose 180p (218k beside 49k of audio) overflowed the
-                # link went to audio only, where a direct call plays 15-30 fps at ~190k
-                low_layers = len(self.low_layer_bps)
-                steps += [RungChoice(Rung.LOW, n) for n in range(low_layers - 1, 0, -1)]
+                # link went to audio only, where a direct call plays 15-30 fps at ~190k. Not
+                # at a quarter (7.5 fps): under the 10 fps of a moving picture, it is the
+                # stream "mostly lost" that audio only is there to spare (on a 150 kbit/s
+                # link, 0.6-0.9 fps with 6-8 s freezes between pauses)
+                steps.append(RungChoice(Rung.LOW, len(self.low_layer_bps) - 1))
         steps.append(AUDIO_ONLY)
         return tuple(steps)
 
@@ -338,7 +340,7 @@ def cheapest_forwarded(ladder: tuple[RungChoice, ...], low_forwarded: bool = Fal
     """Index in `ladder` of the cheapest rung forwarded from the publisher (neither a
     transcoded `low` nor `audio_only`; a simulcast track's `low` is its lowest layer, so it
     counts when `low_forwarded`, at its full frame rate: a start goes no lower than the
-    publisher's cheapest layer, not to 7.5 fps of it)."""
+    publisher's cheapest layer, not to half its frames)."""
     kept = (Rung.FULL, Rung.REDUCED_FPS, Rung.LOW) if low_forwarded else (
         Rung.FULL, Rung.REDUCED_FPS)
     forwarded = [
@@ -353,7 +355,7 @@ def up_cost(available: RungCosts, current: RungChoice, target: RungChoice) -> fl
     simulcast track's lowest layer (to more of its temporal layers) what that layer can be
     brought to (`RungCosts.least_cost`): its ceiling follows the subscriber's budget
     (`media.adapt.dynacast.lowest_ceiling`, 85% of it), so its cost times the up margin
-    never fits the budget, and a classroom that stepped down to 7.5 fps would never get
+    never fits the budget, and a classroom that stepped down to 15 fps would never get
     back to 30."""
     if current.rung is Rung.LOW and current.temporal_layers and target.rung is Rung.LOW:
         return available.least_cost(target)

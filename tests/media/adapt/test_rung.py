@@ -230,43 +230,37 @@ def test_a_lowest_layer_whose_ceiling_follows_is_kept_down_to_its_floor(
 
 
 SIMULCAST_TEMPORAL = replace(SIMULCAST_FLOOR, low_layer_bps=(142_000.0, 71_000.0, 71_000.0))
-"""... whose 180p has three temporal layers: 15 fps 213k, 7.5 fps 142k (106k and 75k at its
-floor)."""
+"""... whose 180p has three temporal layers: at 15 fps 213k (106k at its floor)."""
 LOW15 = RungChoice(Rung.LOW, 2)
-LOW7 = RungChoice(Rung.LOW, 1)
 
 
-def test_a_lowest_layer_with_temporal_layers_steps_to_a_lower_frame_rate_before_audio_only(
+def test_a_lowest_layer_with_temporal_layers_steps_to_half_its_frame_rate_before_audio_only(
 ) -> None:
-    assert SIMULCAST_TEMPORAL.ladder() == (
-        RungChoice(Rung.FULL, 1), LOW, LOW15, LOW7, AUDIO_ONLY
-    )
+    # not to 7.5 fps: under the 10 fps of a moving picture
+    assert SIMULCAST_TEMPORAL.ladder() == (RungChoice(Rung.FULL, 1), LOW, LOW15, AUDIO_ONLY)
     steady = run(ticks(0, 5, 400_000.0), costs=SIMULCAST_TEMPORAL)[-1]
     assert steady.choice == LOW
     # under 180p's floor (150k), over 15 fps at it: 15 fps, not audio only
     down = run(ticks(5, 8, 120_000.0), costs=SIMULCAST_TEMPORAL, start=steady)[-1]
     assert down.choice == LOW15 and down.reason is RungReason.SHORTFALL
-    # under that too, over 7.5 fps at its floor
-    lower = run(ticks(8, 11, 90_000.0), costs=SIMULCAST_TEMPORAL, start=down)[-1]
-    assert lower.choice == LOW7
-    # under everything: audio only
-    assert run(ticks(11, 14, 60_000.0), costs=SIMULCAST_TEMPORAL, start=lower)[-1].video_paused
+    # under that too: audio only
+    assert run(ticks(8, 11, 90_000.0), costs=SIMULCAST_TEMPORAL, start=down)[-1].video_paused
 
 
-def test_a_loss_spike_on_the_lowest_layer_keeps_its_lowest_frame_rate_if_the_share_covers_it(
+def test_a_loss_spike_on_the_lowest_layer_keeps_half_its_frames_if_the_share_covers_them(
 ) -> None:
     steady = run(ticks(0, 5, 400_000.0), costs=SIMULCAST_TEMPORAL)[-1]
-    spiked = run(ticks(5, 6, 100_000.0, loss=0.15), costs=SIMULCAST_TEMPORAL, start=steady)
-    assert spiked[-1].choice == LOW7 and spiked[-1].reason is RungReason.LOSS
+    spiked = run(ticks(5, 6, 130_000.0, loss=0.15), costs=SIMULCAST_TEMPORAL, start=steady)
+    assert spiked[-1].choice == LOW15 and spiked[-1].reason is RungReason.LOSS
 
 
 def test_the_lowest_layer_climbs_back_to_its_full_frame_rate_within_what_its_ceiling_costs(
 ) -> None:
-    # on 7.5 fps with a share of 200k: 180p at its floor (150k) is in reach with the margin,
+    # on 15 fps with a share of 200k: 180p at its floor (150k) is in reach with the margin,
     # though it sends 284k now (its ceiling comes down with the share)
     start = run(ticks(0, 5, 400_000.0), costs=SIMULCAST_TEMPORAL)[-1]
-    start = run(ticks(5, 11, 90_000.0), costs=SIMULCAST_TEMPORAL, start=start)[-1]
-    assert start.choice == LOW7
+    start = run(ticks(5, 11, 120_000.0), costs=SIMULCAST_TEMPORAL, start=start)[-1]
+    assert start.choice == LOW15
     steps = ticks(11, 30, 200_000.0)
     decisions = run(steps, costs=SIMULCAST_TEMPORAL, start=start)
     assert decisions[-1].choice == LOW and decisions[-1].reason is RungReason.RECOVERED

@@ -80,12 +80,12 @@ def test_simulcast_costs(
     assert simulcast_costs(layers) == costs
 
 
-def test_the_ladder_of_three_layers_is_720p_360p_180p_at_30_15_and_7_fps_then_audio_only(
+def test_the_ladder_of_three_layers_is_720p_360p_180p_at_30_and_15_fps_then_audio_only(
 ) -> None:
     costs = simulcast_costs((Q, H, F))
-    assert costs.ladder() == (FULL2, REDUCED1, LOW, LOW2, LOW1, AUDIO_ONLY)
+    assert costs.ladder() == (FULL2, REDUCED1, LOW, LOW2, AUDIO_ONLY)
     assert [costs.cost(c) for c in costs.ladder()] == [
-        1_400_000.0, 400_000.0, 120_000.0, 90_000.0, 60_000.0, 0.0
+        1_400_000.0, 400_000.0, 120_000.0, 90_000.0, 0.0
     ]
 
 
