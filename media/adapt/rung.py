@@ -502,23 +502,29 @@ def decide(
                 return replace(up, last_up_at=now, last_up_to=ladder[index], last_up_probed=False)
         return _hold(state, cost, surplus_since=since)
 
+    # the probe floor is for a picture at all frames (the low rendition, the lowest layer): the
+    # lowest layer at half its frames beside the audio overflowed a 150 kbit/s link probe
+    # after probe, 0.6-1.3 fps between pauses, where the video had stayed cleanly paused
+    above = ladder[current - 1] if current > 0 else None
+    floor = 0.0 if above is not None and above.rung is Rung.LOW and above.temporal_layers else (
+        policy.probe_floor_bps)
     if (
         may_probe
-        and current > 0
+        and above is not None
         and cost <= estimate_bps
         and loss < policy.probe_loss_max
-        and available.cost(ladder[current - 1])
+        and available.cost(above)
         <= min(
             limit_bps,
             max(
                 min(estimate_bps * policy.probe_reach, probe_room_bps),
-                policy.probe_floor_bps,
+                floor,
                 estimate_bps * policy.probe_reach_app_limited if app_limited else 0.0,
             ),
         )
     ):
         if now - state.probe_clock >= _interval_for(state, ladder, current - 1, policy):
-            target = ladder[current - 1]
+            target = above
             probe = _move(state, target, RungReason.PROBE, available, now)
             return replace(
                 probe,

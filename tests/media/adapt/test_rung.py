@@ -230,7 +230,7 @@ def test_a_lowest_layer_whose_ceiling_follows_is_kept_down_to_its_floor(
 
 
 SIMULCAST_TEMPORAL = replace(SIMULCAST_FLOOR, low_layer_bps=(142_000.0, 71_000.0, 71_000.0))
-"""... whose 180p has three temporal layers: at 15 fps 213k (106k at its floor)."""
+"""... whose 180p has three temporal layers: at 15 fps 213k (112.5k at its floor)."""
 LOW15 = RungChoice(Rung.LOW, 2)
 
 
@@ -250,7 +250,7 @@ def test_a_lowest_layer_with_temporal_layers_steps_to_half_its_frame_rate_before
 def test_a_loss_spike_on_the_lowest_layer_keeps_half_its_frames_if_the_share_covers_them(
 ) -> None:
     steady = run(ticks(0, 5, 400_000.0), costs=SIMULCAST_TEMPORAL)[-1]
-    spiked = run(ticks(5, 6, 130_000.0, loss=0.15), costs=SIMULCAST_TEMPORAL, start=steady)
+    spiked = run(ticks(5, 6, 140_000.0, loss=0.15), costs=SIMULCAST_TEMPORAL, start=steady)
     assert spiked[-1].choice == LOW15 and spiked[-1].reason is RungReason.LOSS
 
 
@@ -264,6 +264,26 @@ def test_the_lowest_layer_climbs_back_to_its_full_frame_rate_within_what_its_cei
     steps = ticks(11, 30, 200_000.0)
     decisions = run(steps, costs=SIMULCAST_TEMPORAL, start=start)
     assert decisions[-1].choice == LOW and decisions[-1].reason is RungReason.RECOVERED
+
+
+@pytest.mark.parametrize(
+    ("share", "probes"),
+    [
+        # from audio only, half the lowest layer's frames is probed only within the share's
+        # reach: no floor lets it overflow a link that cannot carry it (150 kbit/s: 0.6-1.3
+        # fps between pauses)
+        (20_000.0, False),
+        (150_000.0, True),
+    ],
+)
+def test_from_audio_only_half_the_frames_of_the_lowest_layer_are_probed_within_the_share(
+    share: float, probes: bool
+) -> None:
+    paused = RungDecision(AUDIO_ONLY, RungReason.SHORTFALL, True, 0.0, 0.0, 0.0, 0.0, 0.0)
+    decisions = run(ticks(0.25, 30, share), costs=SIMULCAST_TEMPORAL, start=paused)
+    probed = [d for d in decisions if d.reason is RungReason.PROBE]
+    assert bool(probed) is probes
+    assert all(d.choice == LOW15 for d in probed)
 
 
 def test_a_simulcast_start_goes_no_lower_than_the_lowest_layer_at_its_full_frame_rate() -> None:
