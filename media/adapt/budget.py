@@ -463,8 +463,10 @@ def _reason(
 def _rung_text(decision: RungDecision) -> str:
     if decision.rung is Rung.AUDIO_ONLY:
         return "paused"
-    if decision.rung is Rung.REDUCED_FPS:
-        return f"reduced_fps/{decision.temporal_layers}"
+    if decision.rung is Rung.REDUCED_FPS or (
+        decision.rung is Rung.LOW and decision.temporal_layers
+    ):  # a lower frame rate (of the lowest simulcast layer, for `low`)
+        return f"{decision.rung}/{decision.temporal_layers}"
     return str(decision.rung)
 
 

@@ -9,6 +9,7 @@ no server CPU and with no transcoder:
 | `full` | the highest layer that flows |
 | `reduced_fps` (n) | layer n, all its frames (360p rather than 720p at 7.5 fps) |
 | `low` | the lowest layer (the 180p one instead of the transcoded rendition) |
+| `low` (n > 0) | the lowest layer without its top temporal layer (15 fps of an L1T3 180p) |
 | `audio_only` | none (paused) |
 
 so `rung.decide` keeps its hysteresis (down fast, up slow, probes, ceilings) unchanged, on
