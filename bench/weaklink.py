@@ -692,15 +692,25 @@ class RunSpec:
     profile is applied once the classroom receives (the link drops under a running call)."""
 
 
-async def _wait_receiving_page(page: Any, within: float) -> None:
+RECEIVING_JS = """(pausedOk) => {
+  const w = window.__weaklink;
+  const s = w && w.samples;
+  const r = s && s[s.length - 1];
+  if (r && r.tracks.camera && r.tracks.camera.frames) return true;
+  if (!pausedOk || !r || !r.tracks.mic || !r.tracks.mic.samples) return false;
+  return (w.links || []).some((f) => (f.paused || []).some((t) => String(t).endsWith(':camera')));
+}"""
+"""Whether the classroom receives: a camera frame decoded, or (`pausedOk`) audio played with
+the relay saying the camera is paused for it."""
+
+
+async def _wait_receiving_page(page: Any, within: float, paused_ok: bool = False) -> None:
+    """Until the classroom receives (`RECEIVING_JS`); `paused_ok`: a classroom that joined on
+    a link too weak for any picture (`--join-shaped`, 150 kbit/s with 6% loss) hears the
+    class with its camera paused from the start, and is measured so."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        frames = await page.evaluate(
-            "() => { const s = window.__weaklink && window.__weaklink.samples;"
-            " const r = s && s[s.length - 1];"
-            " return r && r.tracks.camera ? r.tracks.camera.frames : 0; }"
-        )
-        if frames:
+        if await page.evaluate(RECEIVING_JS, paused_ok):
             return
         await asyncio.sleep(0.25)
     raise RuntimeError("the classroom received no camera frame")
@@ -782,7 +792,7 @@ async def run_once(spec: RunSpec, log_dir: Path) -> dict[str, Any]:
                 _ctx, room_page = await browser.open_join(room_browser, room_link)
                 room_id = await browser.participant_id(room_page)
                 await browser.start_sampling(room_page, teacher_id)
-                await _wait_receiving_page(room_page, RECEIVING_TIMEOUT_S)
+                await _wait_receiving_page(room_page, RECEIVING_TIMEOUT_S, spec.join_shaped)
             else:
                 room_peer = PeerProcess(lab, Side.CLIENT, "subscribe", room_link, log_dir)
                 peers.append(room_peer)
