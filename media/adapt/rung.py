@@ -345,9 +345,14 @@ def cheapest_forwarded(ladder: tuple[RungChoice, ...], low_forwarded: bool = Fal
         Rung.FULL, Rung.REDUCED_FPS)
     forwarded = [
         i for i, c in enumerate(ladder)
-        if c.rung in kept and not (c.rung is Rung.LOW and c.temporal_layers)
+        if c.rung in kept and not _half_low(c)
     ]
     return forwarded[-1] if forwarded else len(ladder) - 1
+
+
+def _half_low(choice: RungChoice) -> bool:
+    """Whether `choice` is a simulcast track's lowest layer at half its frames."""
+    return choice.rung is Rung.LOW and choice.temporal_layers > 0
 
 
 def up_cost(available: RungCosts, current: RungChoice, target: RungChoice) -> float:
@@ -357,7 +362,7 @@ def up_cost(available: RungCosts, current: RungChoice, target: RungChoice) -> fl
     (`media.adapt.dynacast.lowest_ceiling`, 85% of it), so its cost times the up margin
     never fits the budget, and a classroom that stepped down to 15 fps would never get
     back to 30."""
-    if current.rung is Rung.LOW and current.temporal_layers and target.rung is Rung.LOW:
+    if _half_low(current) and target.rung is Rung.LOW:
         return available.least_cost(target)
     return available.cost(target)
 
@@ -479,9 +484,13 @@ def decide(
         since = state.shortfall_since if state.shortfall_since is not None else now
         if overfull or now - since >= policy.down_after_s:
             index = best_fitting(ladder, available, estimate_bps * policy.headroom)
-            if index == len(ladder) - 1:  # rather the cheapest video the share covers, if any
-                # (a lowest layer at a lower frame rate, by what its ceiling brings it to)
-                index = best_fitting(ladder, available, estimate_bps, least=True)
+            if index == len(ladder) - 1 or _half_low(ladder[index]):
+                # rather the cheapest video the share covers, if any, by what it can be
+                # brought to (a lowest layer whose ceiling follows the share): 180p at all
+                # its frames before half of them (a 1 Mbit/s classroom overflowed on 360p
+                # went to 15 fps for 3 s, its 30 fps 180p within the share but not its
+                # headroom)
+                index = min(index, best_fitting(ladder, available, estimate_bps, least=True))
             index = min(max(current + 1, index), len(ladder) - 1)
             return _down(state, ladder[index], RungReason.SHORTFALL, available, now, policy)
         return _hold(state, cost, shortfall_since=since)
@@ -506,8 +515,7 @@ def decide(
     # lowest layer at half its frames beside the audio overflowed a 150 kbit/s link probe
     # after probe, 0.6-1.3 fps between pauses, where the video had stayed cleanly paused
     above = ladder[current - 1] if current > 0 else None
-    floor = 0.0 if above is not None and above.rung is Rung.LOW and above.temporal_layers else (
-        policy.probe_floor_bps)
+    floor = 0.0 if above is not None and _half_low(above) else policy.probe_floor_bps
     if (
         may_probe
         and above is not None

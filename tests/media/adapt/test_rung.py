@@ -247,6 +247,16 @@ def test_a_lowest_layer_with_temporal_layers_steps_to_half_its_frame_rate_before
     assert run(ticks(8, 11, 90_000.0), costs=SIMULCAST_TEMPORAL, start=down)[-1].video_paused
 
 
+def test_a_shortfall_from_a_higher_layer_takes_the_lowest_at_all_its_frames_if_the_share_covers_it(
+) -> None:
+    # on 720p, the share falls to 260k: 180p (284k now, 150k at its floor) is within it though
+    # not within its headroom, as 15 fps (213k) is; all its frames, not half
+    steady = run(ticks(0, 5, 4_000_000.0), costs=SIMULCAST_TEMPORAL)[-1]
+    assert steady.choice == RungChoice(Rung.FULL, 1)
+    down = run(ticks(5, 8, 260_000.0), costs=SIMULCAST_TEMPORAL, start=steady)[-1]
+    assert down.choice == LOW and down.reason is RungReason.SHORTFALL
+
+
 def test_a_loss_spike_on_the_lowest_layer_keeps_half_its_frames_if_the_share_covers_them(
 ) -> None:
     steady = run(ticks(0, 5, 400_000.0), costs=SIMULCAST_TEMPORAL)[-1]
