@@ -716,7 +716,6 @@ async def _wait_receiving_page(page: Any, within: float, paused_ok: bool = False
     raise RuntimeError("the classroom received no camera frame")
 
 
-
 async def _shape_for_join(lab: WeakLink, spec: RunSpec) -> None:
     """Before anyone joins: the profile's link if `spec.join_shaped` (see there)."""
     if spec.join_shaped:

@@ -872,7 +872,7 @@ class DownlinkAdaptation:
             # estimate's rise too
             remembered = self.probe.failed_at == now
             self.estimator.probe_failed(before, now, self.probe.failed_bps if remembered else None)
-            if self.probe.failed_at == now and link.delivered_bps > 0:  # the link's verdict
+            if remembered and link.delivered_bps > 0:  # the link's verdict
                 # never below what the picture it carried before needs: the last report's
                 # delivered rate may date from a smaller layer
                 cap = failed_probe_pace_cap(

@@ -26,7 +26,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from media.adapt.estimator import EstimateBound, LinkEstimate
-from media.adapt.rung import Rung, RungCosts, RungDecision, RungPolicy, RungReason, decide
+from media.adapt.rung import (
+    Rung,
+    RungCosts,
+    RungDecision,
+    RungPolicy,
+    RungReason,
+    decide,
+    half_low,
+)
 from media.rtp.red import red_wanted
 
 
@@ -463,10 +471,8 @@ def _reason(
 def _rung_text(decision: RungDecision) -> str:
     if decision.rung is Rung.AUDIO_ONLY:
         return "paused"
-    if decision.rung is Rung.REDUCED_FPS or (
-        decision.rung is Rung.LOW and decision.temporal_layers
-    ):  # a lower frame rate (of the lowest simulcast layer, for `low`)
-        return f"{decision.rung}/{decision.temporal_layers}"
+    if decision.rung is Rung.REDUCED_FPS or half_low(decision.choice):
+        return f"{decision.rung}/{decision.temporal_layers}"  # fewer frames: how many layers
     return str(decision.rung)
 
 

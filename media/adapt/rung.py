@@ -77,6 +77,13 @@ class RungChoice:
 AUDIO_ONLY = RungChoice(Rung.AUDIO_ONLY, 0)
 LOW = RungChoice(Rung.LOW, 0)
 
+
+def half_low(choice: RungChoice) -> bool:
+    """Whether `choice` is a simulcast track's lowest layer at half its frames (a `low` with
+    temporal layers, `RungCosts.low_layer_bps`)."""
+    return choice.rung is Rung.LOW and choice.temporal_layers > 0
+
+
 LOW_RUNG_NOMINAL_BPS = 110_000.0
 """Cost to assume for the low rendition before it runs and can be measured."""
 
@@ -117,7 +124,7 @@ class RungCosts:
         if choice.rung is Rung.AUDIO_ONLY:
             return 0.0
         if choice.rung is Rung.LOW:
-            if choice.temporal_layers and self.low_layer_bps:
+            if half_low(choice) and self.low_layer_bps:
                 return sum(self.low_layer_bps[: choice.temporal_layers])
             return self.low_bps if self.low_bps is not None else LOW_RUNG_NOMINAL_BPS
         return sum(self.layer_bps[: choice.temporal_layers])
@@ -130,7 +137,7 @@ class RungCosts:
         cost = self.cost(choice)
         if choice.rung is Rung.LOW and self.low_floor_bps is not None:
             whole = self.cost(LOW)
-            share = cost / whole if choice.temporal_layers and whole > 0 else 1.0
+            share = cost / whole if half_low(choice) and whole > 0 else 1.0
             return min(cost, self.low_floor_bps * share)
         return cost
 
@@ -345,14 +352,9 @@ def cheapest_forwarded(ladder: tuple[RungChoice, ...], low_forwarded: bool = Fal
         Rung.FULL, Rung.REDUCED_FPS)
     forwarded = [
         i for i, c in enumerate(ladder)
-        if c.rung in kept and not _half_low(c)
+        if c.rung in kept and not half_low(c)
     ]
     return forwarded[-1] if forwarded else len(ladder) - 1
-
-
-def _half_low(choice: RungChoice) -> bool:
-    """Whether `choice` is a simulcast track's lowest layer at half its frames."""
-    return choice.rung is Rung.LOW and choice.temporal_layers > 0
 
 
 def up_cost(available: RungCosts, current: RungChoice, target: RungChoice) -> float:
@@ -362,7 +364,7 @@ def up_cost(available: RungCosts, current: RungChoice, target: RungChoice) -> fl
     (`media.adapt.dynacast.lowest_ceiling`, 85% of it), so its cost times the up margin
     never fits the budget, and a classroom that stepped down to 15 fps would never get
     back to 30."""
-    if _half_low(current) and target.rung is Rung.LOW:
+    if half_low(current) and target.rung is Rung.LOW:
         return available.least_cost(target)
     return available.cost(target)
 
@@ -484,7 +486,7 @@ def decide(
         since = state.shortfall_since if state.shortfall_since is not None else now
         if overfull or now - since >= policy.down_after_s:
             index = best_fitting(ladder, available, estimate_bps * policy.headroom)
-            if index == len(ladder) - 1 or _half_low(ladder[index]):
+            if index == len(ladder) - 1 or half_low(ladder[index]):
                 # rather the cheapest video the share covers, if any, by what it can be
                 # brought to (a lowest layer whose ceiling follows the share): 180p at all
                 # its frames before half of them (a 1 Mbit/s classroom overflowed on 360p
@@ -515,7 +517,7 @@ def decide(
     # lowest layer at half its frames beside the audio overflowed a 150 kbit/s link probe
     # after probe, 0.6-1.3 fps between pauses, where the video had stayed cleanly paused
     above = ladder[current - 1] if current > 0 else None
-    floor = 0.0 if above is not None and _half_low(above) else policy.probe_floor_bps
+    floor = 0.0 if above is not None and half_low(above) else policy.probe_floor_bps
     if (
         may_probe
         and above is not None

@@ -25,7 +25,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 
-from media.adapt.rung import Rung, RungCosts, RungDecision
+from media.adapt.rung import Rung, RungCosts, RungDecision, half_low
 from media.forward.forwarder import InboundTrack, OutboundStream
 
 MIN_STEP_BPS = 1.0
@@ -165,8 +165,8 @@ def layer_for(decision: RungDecision, totals: Sequence[float]) -> int:
 def temporal_layers_for(decision: RungDecision, totals: Sequence[float]) -> int:
     """Temporal layers to send of the chosen layer: all of them while the ladder is made of
     spatial layers, the decision's own while it is one layer's temporal ladder."""
-    if decision.rung is Rung.LOW and decision.temporal_layers:
-        return decision.temporal_layers  # the lowest layer at a lower frame rate
+    if half_low(decision.choice):
+        return decision.temporal_layers  # the lowest layer at half its frames
     if len(flowing(totals)) >= 2 or decision.rung is Rung.FULL:
         return 3
     return max(1, decision.temporal_layers)
