@@ -54,7 +54,7 @@ from media.adapt.budget import (
     unaccounted_bps,
 )
 from media.adapt.data_saver import DataSaver
-from media.adapt.dynacast import TOP_STAY_SHARE, lowest_ceiling
+from media.adapt.dynacast import TOP_STAY_SHARE, lowest_ceiling, top_floor
 from media.adapt.estimator import DownlinkEstimator, EstimateBound, LinkEstimate, SentRate
 from media.adapt.rung import (
     LOW_RUNG_NOMINAL_BPS,
@@ -70,6 +70,7 @@ from media.adapt.spatial import (
     apply_layer,
     below_top_layer,
     capped_top_layer,
+    flowing,
     ladder_rates,
     simulcast_costs,
 )
@@ -526,6 +527,7 @@ class DownlinkAdaptation:
             counters=(report.ssrc, report.highest_seq, report.packets_lost),
             first_seq=first_seq,
             unsent=self._unsent_of(report.ssrc) if self._unsent_of is not None else 0,
+            probing=self.probe.running,
         )
 
     def on_remb(self, bps: float) -> None:
@@ -602,9 +604,15 @@ class DownlinkAdaptation:
                 ]
                 lowest = track.spatial_layers[0]
                 floor = LOWEST_FLOOR_BPS if lowest.ceiling_bps is not None else None
+                # and the highest flowing, when it is capped, no more than its floor
+                totals = [sum(r) for r in layer_rates]
+                ids = flowing(totals)
+                top = None
+                if len(ids) >= 2 and track.spatial_layers[ids[-1]].ceiling_bps is not None:
+                    top = top_floor(totals[ids[-2]])
                 incoming.append(IncomingTrack(
                     track_id, self._priority_of(track),
-                    costs=simulcast_costs(layer_rates, floor),
+                    costs=simulcast_costs(layer_rates, floor, top),
                 ))  # fmt: skip
             else:
                 low: float | None = None
@@ -869,9 +877,13 @@ class DownlinkAdaptation:
         elif step.verdict is ProbeVerdict.FAILED:  # the next reports still describe it
             self.estimator.restart_loss_window(now + LOSS_SETTLE_S)
             # a failure that bounds the next probes (`ProbeState.failed_bps`) bounds the
-            # estimate's rise too
+            # estimate's rise too, when the link visibly overflowed: held at 90% of a target
+            # that failed on a loss reading alone, the probes' bisection (never less than
+            # `min_gain` above the estimate) stopped, and a 2 Mbit/s classroom whose 648k
+            # probe read 3.1% on its 1% link sat on 180p for 30 s
             remembered = self.probe.failed_at == now
-            self.estimator.probe_failed(before, now, self.probe.failed_bps if remembered else None)
+            bounds = remembered and step.overflowed
+            self.estimator.probe_failed(before, now, self.probe.failed_bps if bounds else None)
             if remembered and link.delivered_bps > 0:  # the link's verdict
                 # never below what the picture it carried before needs: the last report's
                 # delivered rate may date from a smaller layer

@@ -267,7 +267,12 @@ class ProbeStep:
     carried_bps: float = 0.0
     """`PASSED`: what the probe showed the link carries."""
     why: str = ""
-    """`FAILED`: which evidence failed it (`loss`, `rtt`, `remb`, `unknown`: no report)."""
+    """`FAILED`: which evidence failed it (`loss`, `rtt`, `remb`, `unknown`: no report)..."""
+    overflowed: bool = False
+    """... and whether that shows the link did not carry the target: a queue built (`rtt`,
+    `remb`) or the loss reached `loss_spike`. A failure on the loss read after it alone
+    (`loss_rise` over a half second's hundred packets) may be the link's random loss: a
+    2 Mbit/s classroom with 1% loss failed a 648k probe at 3.1%."""
 
 
 def probe_unsent(state: ProbeState, now: float, policy: ProbePolicy = ProbePolicy()) -> ProbeState:
@@ -290,7 +295,12 @@ def probe_target(
         inputs.climbing
         and inputs.loss - inputs.loss_floor < policy.climb_loss_max
         and (inputs.estimate_bps >= policy.climb_min_bps or fast_start)
+        and not inputs.carried_bps < failed_bps <= inputs.estimate_bps
     ):
+        # not from an estimate that crept past a target that failed lately, and that the
+        # link has not carried since: its capacity is near (a 1 Mbit/s classroom's climbing
+        # probe aimed at 1.9M from 1.19M, 10 s after 1.19M had failed and with 1.05M the
+        # most carried, lost 59% of its second and froze the video for 1.2 s)
         factor = max(factor, policy.climb_factor)
     aim = max(inputs.estimate_bps * factor,
               inputs.carried_bps * policy.carried_share)  # fmt: skip
@@ -447,7 +457,9 @@ def _running(
                 fast_start=False,
             )
         why = "rtt" if rtt_rose else "remb" if fell else "unknown" if unknown else "loss"
-        return ProbeStep(failed, ProbeVerdict.FAILED, why=why)
+        return ProbeStep(
+            failed, ProbeVerdict.FAILED, why=why, overflowed=queued or loss >= spike
+        )
     if judged:
         passed = _idle(state, now + policy.again_s, policy.interval_s)
         if state.target_bps >= passed.failed_bps:  # the link carries what failed before

@@ -206,9 +206,15 @@ def top_ceiling(watchers: Iterable[tuple[bool, float]], below_bps: float) -> flo
     ]
     if not reach:
         return None
-    floor = max(TOP_FLOOR_MIN_BPS, below_bps * TOP_FLOOR_OVER_BELOW)
+    floor = top_floor(below_bps)
     capable = [bps for bps in reach if bps >= floor]
     return min(min(capable, default=floor), TOP_LAYER_MAX_BPS)
+
+
+def top_floor(below_bps: float) -> float:
+    """The least the highest layer sending is ever capped at (`TOP_FLOOR_OVER_BELOW`,
+    `TOP_FLOOR_MIN_BPS`), given the measured rate of the layer under it."""
+    return max(TOP_FLOOR_MIN_BPS, below_bps * TOP_FLOOR_OVER_BELOW)
 
 
 def lowest_ceiling(shares: Iterable[float]) -> float | None:

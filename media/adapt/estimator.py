@@ -96,6 +96,16 @@ class LinkEstimate:
 
 
 @dataclass(frozen=True, slots=True)
+class Congestion:
+    """The answer to the last report of congestion (`EstimatorPolicy.congestion_backoff`)."""
+
+    floor_bps: float
+    """The estimate falls no lower than this on the REMB's word..."""
+    at: float
+    """... from this moment, for `congestion_memory_s`."""
+
+
+@dataclass(frozen=True, slots=True)
 class EstimatorPolicy:
     """Constants of the estimator; the defaults are what the relay uses."""
 
@@ -258,6 +268,22 @@ class EstimatorPolicy:
     rises while application-limited (`app_limited_reach`) only up to this share of it..."""
     failed_reach_s: float = 30.0
     """... for this long, or until a probe passes (as `ProbePolicy.failed_memory_s`)."""
+    congestion_backoff: float = 0.85
+    """A report of congestion (loss at or above the rise threshold while the RTT sample stands
+    `rtt_rise_s` above its floor: a queue that overflowed, not the link's random loss) is
+    answered as GCC's delay-based detector answers overuse: the estimate falls to this share
+    of what the link carried cleanly just before (`congestion_clean_s`), not lower, whatever
+    the REMB says (for `congestion_memory_s`, or until a REMB rises above it). A receiver's
+    REMB that lagged the climb (distrusted, `remb_distrust_s`) is believed again the moment
+    loss ends its contradiction: a 1 Mbit/s classroom's REMB read 430k when its 360p, at
+    992k, first overflowed the link, the estimate fell from 1120k to 569k, the video to 180p
+    and then to 15 fps, and took 8 s to climb back, where a direct call backs off to 0.85
+    times what got through and keeps its picture. A second congestion without a clean report
+    between them backs off from the first one's floor."""
+    congestion_clean_s: float = 5.0
+    """See `congestion_backoff`: a clean report older than this says nothing of the link now."""
+    congestion_memory_s: float = 30.0
+    """See `congestion_backoff`."""
     probed_trust_s: float = 10.0
     """A REMB below what a padding probe proved is not believed for this long after it (or
     until loss cuts the bound): time for the receiver's own estimate to climb with what it
@@ -397,6 +423,8 @@ class DownlinkEstimator:
         self._probed_at = 0.0
         self._probed_by_failure = False  # held after a failed probe, not proved by a passed one
         self._failed_reach: tuple[float, float] | None = None  # (bps, until): `failed_reach_share`
+        self._clean: tuple[float, float] | None = None  # (delivered bps, at): last clean report
+        self._congestion: Congestion | None = None  # the last congestion's answer
         self.outages = 0
         """Receiver reports left out as describing an outage (see `outage_s`)."""
 
@@ -496,6 +524,7 @@ class DownlinkEstimator:
         counters: tuple[int, int, int] | None = None,
         first_seq: int | None = None,
         unsent: int = 0,
+        probing: bool = False,
     ) -> None:
         """One report block about a stream we send: `fraction_lost` as in RTCP (0..255, the share
         of 256 lost since the previous report), `jitter` in units of `clock_rate`, `lsr` and
@@ -510,7 +539,10 @@ class DownlinkEstimator:
         the relay dropped before sending them so far (its pacer's queue outgrew itself, or held
         the video of a track just paused): the receiver counts them as lost, but they are the
         relay's, not the link's (a 300 kbit/s classroom's pause dropped its queued video, the
-        next report said 87% lost, and the camera stayed paused on it for 6 s)."""
+        next report said 87% lost, and the camera stayed paused on it for 6 s). `probing`: a
+        padding probe is on the link or awaiting its verdict, so a congestion the report
+        shows is the probe's (`probe_failed` answers it), not the media's
+        (`congestion_backoff`)."""
         policy = self.policy
         if lsr and lsr in self._sender_reports:
             self.on_rtt(now - self._sender_reports[lsr] - dlsr / 65536, now)
@@ -621,6 +653,11 @@ class DownlinkEstimator:
             self._last_increase_at = now
         else:
             self._last_increase_at = None
+        queued = self._queued()
+        if loss >= increase_below and queued and not probing:
+            self._on_congestion(now)
+        elif loss < increase_below and not queued:
+            self._clean = (self._delivered_bps, now)
         self._last_clean = loss < increase_below
         remb = self.remb_link_bps(now)
         if (
@@ -681,6 +718,35 @@ class DownlinkEstimator:
         if total < self.policy.loss_min_packets and lost < self.policy.loss_evident_lost:
             return None
         return lost / total
+
+    def _on_congestion(self, now: float) -> None:
+        """Answer a report of congestion (`congestion_backoff`), at most once per decrease
+        interval."""
+        policy = self.policy
+        last = self._congestion
+        wait = policy.decrease_interval_s + (self._rtt_s or 0.0)
+        if last is not None and now - last.at < wait:
+            return
+        clean = self._clean
+        if clean is None or now - clean[1] > policy.congestion_clean_s:
+            return
+        floor = clean[0] * policy.congestion_backoff
+        if last is not None and last.at >= clean[1] and now - last.at < policy.congestion_memory_s:
+            floor = min(floor, last.floor_bps * policy.congestion_backoff)  # it was not enough
+        self._congestion = Congestion(floor, now)
+        self._last_increase_at = None
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "congestion: %.0fk got through cleanly %.1f s ago, floor %.0fk",
+                clean[0] / 1000, now - clean[1], floor / 1000,
+            )  # fmt: skip
+
+    def _congestion_floor(self, now: float) -> float:
+        """How low the REMB may take the estimate after a congestion (0: any)."""
+        last = self._congestion
+        if last is None or now - last.at >= self.policy.congestion_memory_s:
+            return 0.0
+        return last.floor_bps
 
     def _failed_reach_bps(self, now: float) -> float:
         """How far an application-limited bound may rise after a failed probe (inf: any)."""
@@ -812,7 +878,7 @@ class DownlinkEstimator:
             # doubted: until it is judged, not below what got through loss-free (see
             # `remb_doubt_rtt_s`)
             return max(remb, self._delivered_bps)
-        return remb
+        return max(remb, self._congestion_floor(now))
 
     def held_rtt_rise(self) -> float:
         """How far above the floor the RTT held over its last two samples (the lesser of

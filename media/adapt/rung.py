@@ -105,6 +105,13 @@ class RungCosts:
     """The least the `low` rung can be brought to: a simulcast track's lowest layer whose
     ceiling follows its subscribers down (`media.adapt.dynacast`) costs what it is sent now
     only until its ceiling comes down; None: what it costs now is all it can cost."""
+    top_floor_bps: float | None = None
+    """The least the `full` rung can be brought to: a simulcast track's highest layer whose
+    ceiling follows its subscribers' budgets (`media.adapt.dynacast.top_ceiling`) down to
+    its floor; None: what it costs now is all it can cost. A 1 Mbit/s classroom whose link
+    overflowed on 360p at 992k, its estimate backed off to 880k, went to 180p for 7 s on the
+    shortfall of 360p's measured 748k, where a direct call keeps its picture and lowers its
+    bitrate."""
     low_layer_bps: tuple[float, ...] = ()
     """A forwarded `low`'s own temporal layers (base first), when it has two or more: the
     ladder then steps from it to it at half its frame rate before audio only (`ladder`)."""
@@ -135,6 +142,8 @@ class RungCosts:
         classroom down is no reason to pause it; a loss spike at 500 kbit/s with 3% loss
         paused it for 5 s, 279k against its 284k)."""
         cost = self.cost(choice)
+        if choice.rung is Rung.FULL and self.top_floor_bps is not None:
+            return min(cost, self.top_floor_bps)
         if choice.rung is Rung.LOW and self.low_floor_bps is not None:
             whole = self.cost(LOW)
             share = cost / whole if half_low(choice) and whole > 0 else 1.0

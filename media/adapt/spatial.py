@@ -41,13 +41,16 @@ def flowing(totals: Sequence[float]) -> tuple[int, ...]:
 
 
 def simulcast_costs(
-    layer_rates: Sequence[Rates], low_floor_bps: float | None = None
+    layer_rates: Sequence[Rates],
+    low_floor_bps: float | None = None,
+    top_floor_bps: float | None = None,
 ) -> RungCosts:
     """The rung costs of a simulcast track from each layer's temporal-layer rates (lowest layer
     first): with two layers or more flowing, `layer_bps` holds the second lowest layer's rate
     then each higher layer's extra cost, and `low_bps` the lowest layer's (`low_floor_bps`:
-    the least it can be brought to, when its ceiling follows the subscribers); with one
-    flowing, its temporal layers; with none, nothing measured yet."""
+    the least it can be brought to, when its ceiling follows the subscribers;
+    `top_floor_bps`: the same of the highest layer flowing); with one flowing, its temporal
+    layers; with none, nothing measured yet."""
     totals = [sum(rates) for rates in layer_rates]
     ids = flowing(totals)
     if len(ids) == 1:
@@ -60,7 +63,7 @@ def simulcast_costs(
     floor = low_floor_bps if ids[0] == 0 else None
     return RungCosts(
         tuple(steps), totals[ids[0]], low_forwarded=True, low_floor_bps=floor,
-        low_layer_bps=temporal_costs(layer_rates[ids[0]]).layer_bps,
+        top_floor_bps=top_floor_bps, low_layer_bps=temporal_costs(layer_rates[ids[0]]).layer_bps,
     )  # fmt: skip
 
 

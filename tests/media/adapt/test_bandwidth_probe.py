@@ -325,7 +325,11 @@ def test_a_failed_probe_bounds_the_next_ones_halfway() -> None:
                        climbing=True)  # fmt: skip
     assert probe_target(climbing) == pytest.approx(3_000_000)
     assert probe_target(climbing, failed_bps=2_500_000) == pytest.approx(2_000_000)
-    assert probe_target(climbing, failed_bps=1_000_000) == pytest.approx(3_000_000)  # stale
+    # stale: the link carried more since
+    carried = replace(climbing, carried_bps=1_200_000)
+    assert probe_target(carried, failed_bps=1_000_000) == pytest.approx(3_000_000)
+    # ... but not with an estimate that crept past it uncarried: 1.25 times the estimate
+    assert probe_target(climbing, failed_bps=1_000_000) == pytest.approx(1_875_000)
     # through the steps: a probe to 3M fails; the next aims halfway, and none starts once
     # halfway is not worth a probe (a 2 Mbit/s link is found in two failures, not one a minute)
     started = probe_step(ProbeState(), replace(climbing, loss_at=10.0), 10.0)
@@ -374,6 +378,9 @@ def test_a_probe_failed_on_loss_alone_with_a_quiet_rtt_bounds_nothing(
     assert failed.verdict is ProbeVerdict.FAILED and failed.why == "loss"
     assert (failed.state.failed_bps < math.inf) is remembered
     assert failed.state.fast_start is not remembered
+    # 3.2% on the loss read after it: not the evidence that bounds the estimate's rise
+    # (`EstimatorPolicy.failed_reach_share`), even when the probes remember it
+    assert not failed.overflowed
 
 
 def test_a_probe_without_any_report_fails_but_bounds_nothing() -> None:
@@ -441,10 +448,11 @@ def test_a_probe_fails_at_once_when_the_remb_falls() -> None:
 @pytest.mark.parametrize(
     ("change", "why"),
     [
-        ({"loss": 0.15}, "loss"),
+        ({"loss": 0.15}, "loss"),  # a spike: the link overflowed
         ({"rtt_sample_s": 0.1}, "rtt"),
     ],
 )
 def test_a_failed_probe_says_why(change: dict[str, float], why: str) -> None:
     steps = run(ProbeState(), [read(10.0), read(10.5, **change)])
     assert steps[-1].verdict is ProbeVerdict.FAILED and steps[-1].why == why
+    assert steps[-1].overflowed

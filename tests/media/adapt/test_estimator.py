@@ -982,3 +982,69 @@ def test_a_queue_ends_what_a_padding_probe_proved() -> None:
         video.report(est, float(t), 1.0, 0)
     assert est.estimate(5.0).bps <= 600_000, "the receiver's REMB bounds again"
     assert est.queue_building()
+
+
+def clean_climb(
+    est: DownlinkEstimator, video: Receiver, start: int, end: int, bps: float | None = None
+) -> None:
+    """Clean reports each second from `start` to `end` with the RTT at its 20 ms floor, while
+    `bps` is sent, or the estimate itself (a relay whose top layer's ceiling follows it)."""
+    for t in range(start, end + 1):
+        send(est, bps if bps is not None else est.estimate(t - 1.0).bps, t - 1, t)
+        est.on_rtt(0.02, float(t))
+        video.report(est, float(t), 1.0, 0)
+
+
+def congested(
+    est: DownlinkEstimator, video: Receiver, t: float, bps: float, rtt: float = 0.15,
+    *, lost: int = 10, probing: bool = False,
+) -> None:
+    """A report at `t` after a second of `bps`: `lost` of 100 packets lost, the RTT at `rtt`."""
+    send(est, bps, t - 1, t)
+    est.on_rtt(rtt, t)
+    video.highest += 100
+    video.lost += lost
+    est.on_receiver_report(
+        lost * 256 // 100, 0, 0, 0, t, counters=(video.ssrc, video.highest, video.lost),
+        probing=probing,
+    )
+
+
+@pytest.mark.parametrize(
+    ("rtt", "probing", "expected"),
+    [
+        # loss with a queue: congestion, answered as GCC's overuse, at 0.85 times the 900k
+        # that got through cleanly, not at the REMB that lagged the climb
+        (0.15, False, 765_000.0),
+        # loss without a queue is the link's random loss, not congestion: the REMB, as before
+        (0.02, False, 300_000.0),
+        # a padding probe's congestion is the probe's (`probe_failed` answers it)
+        (0.15, True, 300_000.0),
+    ],
+)
+def test_congestion_backs_off_from_what_got_through_not_to_a_remb_that_lagged_the_climb(
+    rtt: float, probing: bool, expected: float
+) -> None:
+    """A 1 Mbit/s classroom's REMB read 430k when its 360p first overflowed the link at 992k;
+    believed, it put the video on 180p and then 15 fps for 8 s."""
+    est = DownlinkEstimator(POLICY)
+    video = Receiver(1, 100)
+    for t in range(1, 6):
+        est.on_remb(300_000, t - 0.5)  # a receiver's REMB, climbing at 8% a second from 300k
+    clean_climb(est, video, 1, 5, 900_000)
+    assert est.estimate(5.0).bps > 900_000  # the lagging REMB is distrusted
+    est.on_remb(300_000, 5.5)
+    congested(est, video, 6.0, 1_200_000, rtt, probing=probing)
+    assert est.estimate(6.0).bps == pytest.approx(expected, rel=0.01)
+
+
+def test_a_second_congestion_without_a_clean_report_between_backs_off_further() -> None:
+    est = DownlinkEstimator(POLICY)
+    video = Receiver(1, 100)
+    for t in range(1, 8):
+        est.on_remb(200_000, t - 0.5)  # a REMB that lags far behind
+    clean_climb(est, video, 1, 5, 1_000_000)
+    congested(est, video, 6.0, 1_300_000)
+    assert est.estimate(6.0).bps == pytest.approx(850_000, rel=0.01)
+    congested(est, video, 7.0, 900_000, lost=8)  # still losing with a queue: 0.85 again
+    assert est.estimate(7.0).bps == pytest.approx(722_500, rel=0.01)

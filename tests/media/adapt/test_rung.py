@@ -938,3 +938,31 @@ def test_an_estimate_limited_by_what_is_sent_lets_a_probe_reach_above_it(
         probe_room_bps=estimate - 40_000, app_limited=app_limited,
     )  # fmt: skip
     assert (later.reason is RungReason.PROBE) is probed
+
+
+SIMULCAST_TOP_FLOOR = replace(SIMULCAST_FLOOR, top_floor_bps=600_000.0)
+"""... whose 720p's ceiling follows its subscribers down to 600k (twice the 180p's rate, at
+least 450k: `media.adapt.dynacast.top_floor`)."""
+
+
+@pytest.mark.parametrize(
+    ("costs", "estimate", "after"),
+    [
+        # a shortfall under what 720p sends (2M), above what its ceiling can bring it to:
+        # held, its ceiling follows (as a direct call lowers its bitrate and keeps its picture)
+        (SIMULCAST_TOP_FLOOR, 900_000.0, Rung.FULL),
+        # without a floor (a top layer the relay does not cap): 180p
+        (SIMULCAST_FLOOR, 900_000.0, Rung.LOW),
+        # under the floor: 180p
+        (SIMULCAST_TOP_FLOOR, 450_000.0, Rung.LOW),
+    ],
+)
+def test_a_top_layer_whose_ceiling_follows_is_kept_down_to_its_floor(
+    costs: RungCosts, estimate: float, after: Rung
+) -> None:
+    steady = run(ticks(0, 5, 4_000_000.0), costs=costs)[-1]
+    assert steady.choice == RungChoice(Rung.FULL, 1)
+    decisions = run(ticks(5, 8, estimate), costs=costs, start=steady)
+    assert decisions[-1].choice.rung is after
+    floor = costs.top_floor_bps
+    assert costs.least_cost(RungChoice(Rung.FULL, 1)) == (floor or 2_000_000.0)
