@@ -43,7 +43,7 @@ import enum
 import logging
 import math
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from aiortc.rtp import unpack_remb_fci
 
@@ -101,6 +101,8 @@ class Congestion:
 
     floor_bps: float
     """The estimate falls no lower than this on the REMB's word..."""
+    reach_bps: float | None
+    """... and the loss bound rises no higher than this (None: as before the congestion)..."""
     at: float
     """... from this moment, for `congestion_memory_s`."""
 
@@ -283,7 +285,24 @@ class EstimatorPolicy:
     congestion_clean_s: float = 5.0
     """See `congestion_backoff`: a clean report older than this says nothing of the link now."""
     congestion_memory_s: float = 30.0
-    """See `congestion_backoff`."""
+    """See `congestion_backoff`; and when the queue held (`queue_building`, two RTT samples)
+    while the bound was being tested (what got through cleanly at least
+    `congestion_testing_share` of the bound), the loss bound falls to `congestion_reach_share`
+    of what got through cleanly, and for this long rises no higher than that share of the
+    most the link carried cleanly since (what got through, or a padding probe that passed):
+    a 1 Mbit/s classroom's bound had crept by 8% a second to 1120k, its 360p's ceiling
+    followed it, the link overflowed, and it did again each time the bound was back (the
+    camera on 180p for 3-7 s each time, audio concealed 0.5-0.7% where a direct call's was
+    0.0%). Lifted by what carried it, the reach follows a link that got better (a half-second
+    probe passes on a link just under its target, its queue absorbing it: 90% of it)."""
+    congestion_reach_share: float = 0.9
+    """See `congestion_memory_s`: what got through in a second read by the next report reads
+    above the link while its queue fills (1046k on a 1000k link); at 100% of it that 360p
+    overflowed again. A direct call settles at 80% of such a link."""
+    congestion_testing_share: float = 0.75
+    """See `congestion_memory_s`: a congestion after sending well below the bound (a paused
+    video's resume, a step up to a higher layer) says what the burst did, not what the link
+    carries at most."""
     probed_trust_s: float = 10.0
     """A REMB below what a padding probe proved is not believed for this long after it (or
     until loss cuts the bound): time for the receiver's own estimate to climb with what it
@@ -645,19 +664,21 @@ class DownlinkEstimator:
             if self._last_increase_at is not None:
                 elapsed = min(now - self._last_increase_at, 1.0)
                 grown = bound * policy.increase_per_s**elapsed
-                if sent >= policy.app_limited_share * bound:
-                    bound = grown
-                else:  # application-limited: rise only to a multiple of what we send
-                    reach = min(sent * policy.app_limited_reach, self._failed_reach_bps(now))
-                    bound = max(bound, min(grown, reach))
+                reach = self._congestion_reach_bps(now)
+                if sent < policy.app_limited_share * bound:
+                    # application-limited: rise only to a multiple of what we send
+                    reach = min(reach, sent * policy.app_limited_reach,
+                                self._failed_reach_bps(now))  # fmt: skip
+                bound = max(bound, min(grown, reach))
             self._last_increase_at = now
         else:
             self._last_increase_at = None
         queued = self._queued()
         if loss >= increase_below and queued and not probing:
-            self._on_congestion(now)
-        elif loss < increase_below and not queued:
+            bound = self._on_congestion(bound, before, now)
+        elif loss < increase_below and not queued and not probing:  # a probe's: its verdict
             self._clean = (self._delivered_bps, now)
+            self._carried_cleanly(self._delivered_bps, now)
         self._last_clean = loss < increase_below
         remb = self.remb_link_bps(now)
         if (
@@ -719,34 +740,59 @@ class DownlinkEstimator:
             return None
         return lost / total
 
-    def _on_congestion(self, now: float) -> None:
-        """Answer a report of congestion (`congestion_backoff`), at most once per decrease
-        interval."""
+    def _on_congestion(self, bound: float, before: float, now: float) -> float:
+        """Answer a report of congestion (`congestion_backoff`, `congestion_memory_s`), at
+        most once per decrease interval: the loss bound after it (`bound` so far, `before`
+        the report)."""
         policy = self.policy
         last = self._congestion
         wait = policy.decrease_interval_s + (self._rtt_s or 0.0)
         if last is not None and now - last.at < wait:
-            return
+            return bound
         clean = self._clean
         if clean is None or now - clean[1] > policy.congestion_clean_s:
-            return
-        floor = clean[0] * policy.congestion_backoff
-        if last is not None and last.at >= clean[1] and now - last.at < policy.congestion_memory_s:
+            return bound
+        carried = clean[0]
+        fresh = last is not None and now - last.at < policy.congestion_memory_s
+        floor = carried * policy.congestion_backoff
+        if last is not None and fresh and last.at >= clean[1]:
             floor = min(floor, last.floor_bps * policy.congestion_backoff)  # it was not enough
-        self._congestion = Congestion(floor, now)
+        reach = last.reach_bps if last is not None and fresh else None
+        if self.queue_building() and carried >= policy.congestion_testing_share * before:
+            reach = carried * policy.congestion_reach_share
+        self._congestion = Congestion(floor, reach, now)
         self._last_increase_at = None
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
-                "congestion: %.0fk got through cleanly %.1f s ago, floor %.0fk",
-                clean[0] / 1000, now - clean[1], floor / 1000,
+                "congestion: %.0fk got through cleanly %.1f s ago, floor %.0fk, reach %s",
+                carried / 1000, now - clean[1], floor / 1000,
+                f"{reach / 1000:.0f}k" if reach is not None else "-",
             )  # fmt: skip
+        return bound if reach is None else min(bound, reach)
+
+    def _fresh_congestion(self, now: float) -> Congestion | None:
+        """The last congestion's answer while it holds (`congestion_memory_s`)."""
+        last = self._congestion
+        if last is None or now - last.at >= self.policy.congestion_memory_s:
+            return None
+        return last
 
     def _congestion_floor(self, now: float) -> float:
         """How low the REMB may take the estimate after a congestion (0: any)."""
-        last = self._congestion
-        if last is None or now - last.at >= self.policy.congestion_memory_s:
-            return 0.0
-        return last.floor_bps
+        last = self._fresh_congestion(now)
+        return 0.0 if last is None else last.floor_bps
+
+    def _congestion_reach_bps(self, now: float) -> float:
+        """How high the loss bound may rise after a congestion (inf: any)."""
+        last = self._fresh_congestion(now)
+        return math.inf if last is None or last.reach_bps is None else last.reach_bps
+
+    def _carried_cleanly(self, bps: float, now: float) -> None:
+        """The link carried `bps` cleanly: a congestion's reach follows it up."""
+        last = self._fresh_congestion(now)
+        if last is not None and last.reach_bps is not None:
+            reach = max(last.reach_bps, bps * self.policy.congestion_reach_share)
+            self._congestion = replace(last, reach_bps=reach)
 
     def _failed_reach_bps(self, now: float) -> float:
         """How far an application-limited bound may rise after a failed probe (inf: any)."""
@@ -793,6 +839,8 @@ class DownlinkEstimator:
         before the probe, and climbs from there at 8% a second)."""
         policy = self.policy
         bps = min(max(bps, policy.min_bps), policy.max_bps)
+        self._carried_cleanly(bps, now)
+        bps = min(bps, self._congestion_reach_bps(now))
         self._loss_bound = max(self._loss_bound or 0.0, bps)
         self._guess_only = False
         self._probed_bps = bps

@@ -116,8 +116,10 @@ def test_settled_the_subscriber_gets_video_the_link_carries_or_audio_only(
 
 @pytest.mark.parametrize("random_loss", LOSSES)
 def test_a_link_that_carries_the_camera_gets_it_whole(random_loss: float) -> None:
-    """No dead zone at the top: 1-2 Mbit/s with up to 6% random loss settles on full."""
-    for capacity in (1_000_000, 1_500_000, 2_000_000):
+    """No dead zone at the top: 1.1-2 Mbit/s with up to 6% random loss settles on full. (Not
+    1 Mbit/s: the camera and its audio cost 1.04M, of which such a link queues 100 ms and
+    drops 4% for good: the congestion the estimator answers, as a direct call's GCC does.)"""
+    for capacity in (1_100_000, 1_500_000, 2_000_000):
         rungs = {rung for _, rung, _, _, _ in simulate(capacity, random_loss)}
         assert rungs == {Rung.FULL}, (capacity, random_loss, rungs)
 
