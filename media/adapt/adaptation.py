@@ -398,7 +398,7 @@ def is_steady(
     (the usual case on a good link, and most of the tick's cost)."""
     if link.loss >= policy.rung.up_loss_max or len(incoming) != len(previous.tracks):
         return False
-    red, _ = red_state(link.loss, previous, now, policy, red_negotiated)
+    red, _ = red_state(link.loss, previous, now, policy, red_negotiated, link.congested_at)
     if red != previous.red:
         return False
     audio = 0.0

@@ -93,6 +93,9 @@ class LinkEstimate:
     ceiling_bps: float | None = None
     """A cap set by policy, not by the link: the subscriber's data budget
     (`media.adapt.data_saver`); `bps` is at most this, and no probe goes above it."""
+    congested_at: float | None = None
+    """When the last report of congestion came (`EstimatorPolicy.congestion_backoff`: loss
+    with a queue, an overflow the estimate answers; None: none)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -882,6 +885,7 @@ class DownlinkEstimator:
             loss_at=self._loss_at,
             rtt_settled=self.rtt_settled(),
             carried_bps=self._carried.peak or 0.0,
+            congested_at=self._congestion.at if self._congestion is not None else None,
         )
 
     def _expire_remb(self, now: float) -> None:

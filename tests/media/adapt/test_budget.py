@@ -176,6 +176,28 @@ def test_red_state_is_the_thresholds_plus_the_hold(
     assert red_state(loss, previous, now, BudgetPolicy(), negotiated) == expected
 
 
+@pytest.mark.parametrize(
+    ("lossy_at", "congested_at", "now", "on"),
+    [
+        # the loss of an overflow the estimate answered (read within 3 s of the congestion):
+        # RED held 3 s after it, not 15
+        (10.0, 9.0, 12.9, True),
+        (10.0, 9.0, 13.0, False),
+        (12.0, 9.0, 14.9, True),
+        # the link's own loss: 15 s, whether no congestion came, or long before, or after it
+        (10.0, None, 13.0, True),
+        (10.0, 5.0, 13.0, True),
+        (8.0, 9.0, 13.0, True),
+        (10.0, 5.0, 25.0, False),
+    ],
+)
+def test_red_after_a_congestion_is_held_only_briefly(
+    lossy_at: float, congested_at: float | None, now: float, on: bool
+) -> None:
+    previous = Allocation((), True, 0.0, 0.0, "", lossy_at=lossy_at)
+    assert red_state(0.0, previous, now, BudgetPolicy(), True, congested_at)[0] is on
+
+
 def test_red_counts_its_extra_cost_against_the_video_budget() -> None:
     # 450k, the screen alone: without RED, 380k left -> full (300k <= 0.85 x 380k); with RED
     # (half the audio rate again: 105k of audio) 345k left -> 300k > 0.85 x 345k -> 15 fps.
