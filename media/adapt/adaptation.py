@@ -94,6 +94,12 @@ UNACCOUNTED_TICKS = 3
 """The budget leaves out the least that was sent beyond the allocation over this many ticks."""
 LOSS_SETTLE_S = 1.0
 """After a failed probe, reports for this long (one report interval) still describe it."""
+PROBE_AFTERMATH_S = 3.0
+"""... and for this long its queue may still be draining: a congestion the reports show then
+is the probe's, not the media's (`DownlinkEstimator.on_receiver_report`'s `probing`). A 300
+kbit/s classroom's RTT stayed at 140-160 ms for 3 s after a probe failed there; read as the
+media's congestion, it held the estimate at 90% of the 251k sent before it, and with RED's
+25k the 180p went to 15 fps, then to audio only."""
 PROBE_POLICY = ProbePolicy()
 """The padding probes' constants (`media.adapt.bandwidth_probe`'s defaults)."""
 PROBE_SPAN_S = PROBE_POLICY.duration_s + PROBE_POLICY.judge_after_s + PROBE_POLICY.judge_grace_s
@@ -527,7 +533,7 @@ class DownlinkAdaptation:
             counters=(report.ssrc, report.highest_seq, report.packets_lost),
             first_seq=first_seq,
             unsent=self._unsent_of(report.ssrc) if self._unsent_of is not None else 0,
-            probing=self.probe.running,
+            probing=self.probe.running or now - self.probe.failed_at < PROBE_AFTERMATH_S,
         )
 
     def on_remb(self, bps: float) -> None:
