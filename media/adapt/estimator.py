@@ -288,16 +288,19 @@ class EstimatorPolicy:
     congestion_clean_s: float = 5.0
     """See `congestion_backoff`: a clean report older than this says nothing of the link now."""
     congestion_memory_s: float = 30.0
-    """See `congestion_backoff`; and when the queue held (`queue_building`, two RTT samples)
-    while the bound was being tested (what got through cleanly at least
-    `congestion_testing_share` of the bound), the loss bound falls to `congestion_reach_share`
-    of what got through cleanly, and for this long rises no higher than that share of the
-    most the link carried cleanly since (what got through, or a padding probe that passed):
-    a 1 Mbit/s classroom's bound had crept by 8% a second to 1120k, its 360p's ceiling
-    followed it, the link overflowed, and it did again each time the bound was back (the
-    camera on 180p for 3-7 s each time, audio concealed 0.5-0.7% where a direct call's was
-    0.0%). Lifted by what carried it, the reach follows a link that got better (a half-second
-    probe passes on a link just under its target, its queue absorbing it: 90% of it)."""
+    """See `congestion_backoff`; and when the link overflowed (loss above `decrease_above`, the
+    queue held over two RTT samples: `queue_building`) while the bound was being tested (what
+    got through cleanly at least `congestion_testing_share` of the bound), the loss bound
+    falls to `congestion_reach_share` of what got through cleanly, and for this long rises no
+    higher than that share of the most the link carried cleanly since (what got through, or a
+    padding probe that passed): a 1 Mbit/s classroom's bound had crept by 8% a second to
+    1120k, its 360p's ceiling followed it, the link overflowed, and it did again each time the
+    bound was back (the camera on 180p for 3-7 s each time, audio concealed 0.5-0.7% where a
+    direct call's was 0.0%). Lifted by what carried it, the reach follows a link that got
+    better (a half-second probe passes on a link just under its target, its queue absorbing
+    it: 90% of it). Not on a few percent of loss with the RTT up: a 300 kbit/s classroom's
+    RTT also carries the queue of its own camera on its 150k uplink, and held at 90% of the
+    242k it was sent, with RED on, its 180p sat at 15 fps."""
     congestion_reach_share: float = 0.9
     """See `congestion_memory_s`: what got through in a second read by the next report reads
     above the link while its queue fills (1046k on a 1000k link); at 100% of it that 360p
@@ -678,7 +681,7 @@ class DownlinkEstimator:
             self._last_increase_at = None
         queued = self._queued()
         if loss >= increase_below and queued and not probing:
-            bound = self._on_congestion(bound, before, now)
+            bound = self._on_congestion(bound, before, loss, now)
         elif loss < increase_below and not queued and not probing:  # a probe's: its verdict
             self._clean = (self._delivered_bps, now)
             self._carried_cleanly(self._delivered_bps, now)
@@ -743,10 +746,10 @@ class DownlinkEstimator:
             return None
         return lost / total
 
-    def _on_congestion(self, bound: float, before: float, now: float) -> float:
+    def _on_congestion(self, bound: float, before: float, loss: float, now: float) -> float:
         """Answer a report of congestion (`congestion_backoff`, `congestion_memory_s`), at
         most once per decrease interval: the loss bound after it (`bound` so far, `before`
-        the report)."""
+        the report, `loss` read with it)."""
         policy = self.policy
         last = self._congestion
         wait = policy.decrease_interval_s + (self._rtt_s or 0.0)
@@ -761,7 +764,8 @@ class DownlinkEstimator:
         if last is not None and fresh and last.at >= clean[1]:
             floor = min(floor, last.floor_bps * policy.congestion_backoff)  # it was not enough
         reach = last.reach_bps if last is not None and fresh else None
-        if self.queue_building() and carried >= policy.congestion_testing_share * before:
+        overflowed = loss > policy.decrease_above and self.queue_building()
+        if overflowed and carried >= policy.congestion_testing_share * before:
             reach = carried * policy.congestion_reach_share
         self._congestion = Congestion(floor, reach, now)
         self._last_increase_at = None

@@ -1038,9 +1038,9 @@ def test_congestion_backs_off_from_what_got_through_not_to_a_remb_that_lagged_th
     assert est.estimate(6.0).bps == pytest.approx(expected, rel=0.01)
 
 
-def test_after_a_held_queue_the_bound_creeps_only_to_what_the_link_carried_cleanly() -> None:
+def test_after_an_overflow_the_bound_creeps_only_to_what_the_link_carried_cleanly() -> None:
     """A bound that crept by 8% a second past the link (a top layer whose ceiling follows it)
-    falls, on a congestion whose queue held over two RTT samples, to 90% of what got through
+    falls, on an overflow (12% lost, the queue held over two RTT samples), to 90% of what got
     cleanly before it, and rises no higher for `congestion_memory_s` than 90% of what the link
     carries cleanly since: a half-second probe that passed (its queue absorbed it) lifts it to
     90% of its target, not to the target."""
@@ -1049,7 +1049,7 @@ def test_after_a_held_queue_the_bound_creeps_only_to_what_the_link_carried_clean
     clean_climb(est, video, 1, 8)
     carried = est.estimate(8.0).delivered_bps  # what got through in the last clean second
     est.on_rtt(0.15, 8.5)  # the queue holds: two samples up
-    congested(est, video, 9.0, carried * 1.3)
+    congested(est, video, 9.0, carried * 1.3, lost=35)
     reach = carried * 0.9
     assert est.estimate(9.0).bps == pytest.approx(reach, rel=0.01)
     clean_climb(est, video, 10, 20)  # sent at the estimate, clean: it stays there
@@ -1062,13 +1062,23 @@ def test_after_a_held_queue_the_bound_creeps_only_to_what_the_link_carried_clean
     assert est.estimate(44.0).bps > carried * 1.3
 
 
-def test_a_congestion_whose_queue_did_not_hold_leaves_the_bound_free() -> None:
-    """One RTT sample up is a burst (or a busy receiver), not the link's limit: the REMB's
-    floor only, the bound rises as before."""
+@pytest.mark.parametrize(
+    ("held", "lost"),
+    [
+        # one RTT sample up is a burst (or a busy receiver), not the link's limit
+        (False, 35),
+        # a few percent of loss with the RTT up may be the receiver's own uplink queue
+        (True, 10),
+    ],
+)
+def test_a_congestion_short_of_an_overflow_leaves_the_bound_free(held: bool, lost: int) -> None:
+    """The REMB's floor only: the bound rises as before."""
     est = DownlinkEstimator(EstimatorPolicy(initial_bps=400_000))
     video = Receiver(1, 100)
     clean_climb(est, video, 1, 8)
-    congested(est, video, 9.0, est.estimate(8.0).delivered_bps * 1.3)
+    if held:
+        est.on_rtt(0.15, 8.5)
+    congested(est, video, 9.0, est.estimate(8.0).delivered_bps * 1.3, lost=lost)
     before = est.estimate(9.0).bps
     clean_climb(est, video, 10, 16)  # its loss out of the window after two reports
     assert est.estimate(16.0).bps > before * 1.3
