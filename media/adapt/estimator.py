@@ -565,9 +565,9 @@ class DownlinkEstimator:
         the video of a track just paused): the receiver counts them as lost, but they are the
         relay's, not the link's (a 300 kbit/s classroom's pause dropped its queued video, the
         next report said 87% lost, and the camera stayed paused on it for 6 s). `probing`: a
-        padding probe is on the link or awaiting its verdict, so a congestion the report
-        shows is the probe's (`probe_failed` answers it), not the media's
-        (`congestion_backoff`)."""
+        padding probe is on the link, awaiting its verdict, or failed so lately that its queue
+        may still drain, so a congestion the report shows is the probe's (`probe_failed`
+        answers it), not the media's (`congestion_backoff`)."""
         policy = self.policy
         if lsr and lsr in self._sender_reports:
             self.on_rtt(now - self._sender_reports[lsr] - dlsr / 65536, now)
@@ -759,11 +759,11 @@ class DownlinkEstimator:
         if clean is None or now - clean[1] > policy.congestion_clean_s:
             return bound
         carried = clean[0]
-        fresh = last is not None and now - last.at < policy.congestion_memory_s
         floor = carried * policy.congestion_backoff
-        if last is not None and fresh and last.at >= clean[1]:
-            floor = min(floor, last.floor_bps * policy.congestion_backoff)  # it was not enough
-        reach = last.reach_bps if last is not None and fresh else None
+        fresh = self._fresh_congestion(now)
+        if fresh is not None and fresh.at >= clean[1]:  # no clean report since: not enough
+            floor = min(floor, fresh.floor_bps * policy.congestion_backoff)
+        reach = fresh.reach_bps if fresh is not None else None
         overflowed = loss > policy.decrease_above and self.queue_building()
         if overflowed and carried >= policy.congestion_testing_share * before:
             reach = carried * policy.congestion_reach_share
