@@ -768,7 +768,6 @@ class DownlinkEstimator:
         if overflowed and carried >= policy.congestion_testing_share * before:
             reach = carried * policy.congestion_reach_share
         self._congestion = Congestion(floor, reach, now)
-        self._last_increase_at = None
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "congestion: %.0fk got through cleanly %.1f s ago, floor %.0fk, reach %s",
