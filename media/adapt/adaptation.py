@@ -54,7 +54,7 @@ from media.adapt.budget import (
     unaccounted_bps,
 )
 from media.adapt.data_saver import DataSaver
-from media.adapt.dynacast import TOP_STAY_SHARE, lowest_ceiling, top_floor
+from media.adapt.dynacast import TOP_STAY_SHARE, lowest_ceiling
 from media.adapt.estimator import DownlinkEstimator, EstimateBound, LinkEstimate, SentRate
 from media.adapt.rung import (
     LOW_RUNG_NOMINAL_BPS,
@@ -70,7 +70,6 @@ from media.adapt.spatial import (
     apply_layer,
     below_top_layer,
     capped_top_layer,
-    flowing,
     ladder_rates,
     simulcast_costs,
 )
@@ -610,15 +609,11 @@ class DownlinkAdaptation:
                 ]
                 lowest = track.spatial_layers[0]
                 floor = LOWEST_FLOOR_BPS if lowest.ceiling_bps is not None else None
-                # and the highest flowing, when it is capped, no more than its floor
-                totals = [sum(r) for r in layer_rates]
-                ids = flowing(totals)
-                top = None
-                if len(ids) >= 2 and track.spatial_layers[ids[-1]].ceiling_bps is not None:
-                    top = top_floor(totals[ids[-2]])
+                capped = [i for i, layer in enumerate(track.spatial_layers)
+                          if layer.ceiling_bps is not None]  # fmt: skip
                 incoming.append(IncomingTrack(
                     track_id, self._priority_of(track),
-                    costs=simulcast_costs(layer_rates, floor, top),
+                    costs=simulcast_costs(layer_rates, floor, capped),
                 ))  # fmt: skip
             else:
                 low: float | None = None

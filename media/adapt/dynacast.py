@@ -59,6 +59,7 @@ from media.adapt.spatial import (
     TOP_LAYER_MAX_BPS,
     Rates,
     held_or_last,
+    top_floor,
     within,
 )
 from media.adapt.ticker import Ticker
@@ -92,12 +93,6 @@ probes that would have lifted it there overflowed the link, and the classroom pl
 TOP_CLIMB_SHARE = 0.72
 """... and this share of the budget of a subscriber below it: a rung comes into reach at its
 cost times 1 + `RungPolicy.up_margin` (1.25), with a little to spare."""
-TOP_FLOOR_OVER_BELOW = 2.0
-"""The top layer's ceiling is never below the layer under it times this (a layer barely
-better than the one below is not worth its encoder)..."""
-TOP_FLOOR_MIN_BPS = 450_000.0
-"""... nor below this (360p of a noisy camera at 300k drops to 10-15 fps: a 500 kbit/s
-classroom offered it there played 9.5 fps, where 180p plays 30)."""
 LOWEST_SHARE = 0.85
 """The lowest layer's ceiling is this share of the weakest budget, as the top layer's: at
 60% a 500 kbit/s classroom got 150k of 180p at 20-22 fps (30 fps in a direct call at 320k).
@@ -209,12 +204,6 @@ def top_ceiling(watchers: Iterable[tuple[bool, float]], below_bps: float) -> flo
     floor = top_floor(below_bps)
     capable = [bps for bps in reach if bps >= floor]
     return min(min(capable, default=floor), TOP_LAYER_MAX_BPS)
-
-
-def top_floor(below_bps: float) -> float:
-    """The least the highest layer sending is ever capped at (`TOP_FLOOR_OVER_BELOW`,
-    `TOP_FLOOR_MIN_BPS`), given the measured rate of the layer under it."""
-    return max(TOP_FLOOR_MIN_BPS, below_bps * TOP_FLOOR_OVER_BELOW)
 
 
 def lowest_ceiling(shares: Iterable[float]) -> float | None:

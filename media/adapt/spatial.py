@@ -23,7 +23,7 @@ that layer's next keyframe (requested at once); the current layer goes on until 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from media.adapt.rung import Rung, RungCosts, RungDecision, half_low
 from media.forward.forwarder import InboundTrack, OutboundStream
@@ -43,14 +43,15 @@ def flowing(totals: Sequence[float]) -> tuple[int, ...]:
 def simulcast_costs(
     layer_rates: Sequence[Rates],
     low_floor_bps: float | None = None,
-    top_floor_bps: float | None = None,
+    capped: Collection[int] = (),
 ) -> RungCosts:
     """The rung costs of a simulcast track from each layer's temporal-layer rates (lowest layer
     first): with two layers or more flowing, `layer_bps` holds the second lowest layer's rate
     then each higher layer's extra cost, and `low_bps` the lowest layer's (`low_floor_bps`:
-    the least it can be brought to, when its ceiling follows the subscribers;
-    `top_floor_bps`: the same of the highest layer flowing); with one flowing, its temporal
-    layers; with none, nothing measured yet."""
+    the least it can be brought to, when its ceiling follows the subscribers; the highest
+    layer flowing can be brought to its `top_floor` when it is among the layers whose
+    ceiling the relay sets, `capped`); with one flowing, its temporal layers; with none,
+    nothing measured yet."""
     totals = [sum(rates) for rates in layer_rates]
     ids = flowing(totals)
     if len(ids) == 1:
@@ -61,9 +62,10 @@ def simulcast_costs(
     for below, above in itertools.pairwise(ids[1:]):
         steps.append(max(totals[above] - totals[below], MIN_STEP_BPS))
     floor = low_floor_bps if ids[0] == 0 else None
+    top = top_floor(totals[ids[-2]]) if ids[-1] in capped else None
     return RungCosts(
         tuple(steps), totals[ids[0]], low_forwarded=True, low_floor_bps=floor,
-        top_floor_bps=top_floor_bps, low_layer_bps=temporal_costs(layer_rates[ids[0]]).layer_bps,
+        top_floor_bps=top, low_layer_bps=temporal_costs(layer_rates[ids[0]]).layer_bps,
     )  # fmt: skip
 
 
@@ -111,6 +113,19 @@ what a direct call gives a camera on a good link): no relay ceiling goes above i
 LOWEST_FLOOR_BPS = 150_000.0
 """The lowest layer's ceiling is never below this (what a browser gives 180p below another
 layer: no worse for anyone than before its ceiling followed them; `media.adapt.dynacast`)."""
+TOP_FLOOR_OVER_BELOW = 2.0
+"""The top layer's ceiling is never below the layer under it times this (a layer barely
+better than the one below is not worth its encoder)..."""
+TOP_FLOOR_MIN_BPS = 450_000.0
+"""... nor below this (360p of a noisy camera at 300k drops to 10-15 fps: a 500 kbit/s
+classroom offered it there played 9.5 fps, where 180p plays 30)."""
+
+
+def top_floor(below_bps: float) -> float:
+    """The least the highest layer sending is ever capped at (`TOP_FLOOR_OVER_BELOW`,
+    `TOP_FLOOR_MIN_BPS`), given the measured rate of the layer under it."""
+    return max(TOP_FLOOR_MIN_BPS, below_bps * TOP_FLOOR_OVER_BELOW)
+
 CLIMB_BELOW = 0.85
 """... and a subscriber climbs (`capped_top_layer`) only while the ceiling is below this share
 of it: above, the estimate's own rise lifts the rest, where a probe at twice a 1.8 Mbit/s

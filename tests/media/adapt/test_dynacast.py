@@ -16,7 +16,6 @@ from media.adapt.dynacast import (
     RAMP_S,
     RESUME_GRACE_S,
     RESUME_RAMP_S,
-    TOP_FLOOR_MIN_BPS,
     Dynacast,
     LayerState,
     ceiling_due,
@@ -30,7 +29,13 @@ from media.adapt.dynacast import (
     wanted_layers,
 )
 from media.adapt.rung import Rung, RungChoice, RungDecision, RungReason
-from media.adapt.spatial import TOP_LAYER_MAX_BPS, apply_layer, ladder_rates, simulcast_costs
+from media.adapt.spatial import (
+    TOP_FLOOR_MIN_BPS,
+    TOP_LAYER_MAX_BPS,
+    apply_layer,
+    ladder_rates,
+    simulcast_costs,
+)
 from media.forward.forwarder import InboundTrack, OutboundStream
 from media.forward.keyframe_requests import DEFAULT_MIN_INTERVAL
 from signaling import messages as m

@@ -942,7 +942,7 @@ def test_an_estimate_limited_by_what_is_sent_lets_a_probe_reach_above_it(
 
 SIMULCAST_TOP_FLOOR = replace(SIMULCAST_FLOOR, top_floor_bps=600_000.0)
 """... whose 720p's ceiling follows its subscribers down to 600k (twice the 180p's rate, at
-least 450k: `media.adapt.dynacast.top_floor`)."""
+least 450k: `media.adapt.spatial.top_floor`)."""
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ from media.adapt.rung import (
     decide,
 )
 from media.adapt.spatial import (
+    Rates,
     apply_layer,
     below_top_layer,
     capped_top_layer,
@@ -26,6 +27,7 @@ from media.adapt.spatial import (
     simulcast_costs,
     start_layer,
     temporal_layers_for,
+    top_floor,
 )
 from media.adapt.transcode import offers_low
 from media.forward.emit import DatagramSink
@@ -108,6 +110,24 @@ def test_the_least_a_lower_frame_rate_of_the_lowest_layer_costs(
 ) -> None:
     costs = simulcast_costs((Q, H, F), floor)
     assert costs.least_cost(choice) == pytest.approx(least)
+
+
+@pytest.mark.parametrize(
+    ("layers", "capped", "floor"),
+    [
+        # the highest layer flowing, capped by the relay: twice the one under it, >= 450k
+        ((Q, H, F), [2], top_floor(sum(H))),
+        ((Q, H, F), [0, 1, 2], top_floor(sum(H))),
+        ((Q, H), [1], top_floor(sum(Q))),
+        # not capped (the page's own ceiling), or only a lower layer is: what it costs now
+        ((Q, H, F), [], None),
+        ((Q, H, F), [0, 1], None),
+    ],
+)
+def test_a_capped_top_layer_can_be_brought_to_its_floor(
+    layers: tuple[Rates, ...], capped: list[int], floor: float | None
+) -> None:
+    assert simulcast_costs(layers, None, capped).top_floor_bps == floor
 
 
 def test_a_lowest_layer_without_temporal_layers_has_no_lower_frame_rate() -> None:
