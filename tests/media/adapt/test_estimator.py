@@ -673,6 +673,8 @@ def test_a_failed_probe_takes_back_what_the_loss_bound_gained_while_it_padded() 
         (800_000.0, None, 600_000.0),
         # ... until a probe passes at it (the link carries what failed before)
         (400_000.0, 400_000.0, 600_000.0),
+        # a probe that passes below it brackets the link: the creep stops at what passed
+        (500_000.0, 400_000.0, 400_000.0),
     ],
 )
 def test_after_a_failed_probe_an_application_limited_bound_creeps_only_below_its_target(
