@@ -860,10 +860,13 @@ class DownlinkEstimator:
                 self._failed_reach = None  # the link carries what failed before
             else:
                 # the link lies between what passed and what failed: further up is the
-                # probes' bisection, not a guess. A 1 Mbit/s classroom's bound crept, sent
-                # 800k, from a 1011k probe that passed to 1149k (90% of a 1276k that
-                # failed), its 360p followed, and the link overflowed at 34% loss.
+                # probes' bisection, not a guess, and a bound that crept above what passed
+                # while little was sent falls back to it (or to what gets through). A 1 Mbit/s
+                # classroom's bound crept, sent 800k, to 1149k (90% of a 1276k probe that
+                # failed) past a 1011k one that passed, its 360p followed, and the link
+                # overflowed at 34% loss.
                 self._failed_reach = (bps, self._failed_reach[1])
+                self._loss_bound = min(self._loss_bound, max(bps, self._delivered_bps))
 
     def restart_loss_window(self, now: float) -> None:
         """Count only reports from `now` on in the loss (a probe starts: it is judged on what
