@@ -244,6 +244,12 @@ class ProbeState:
     """The lowest target that failed lately (`ProbePolicy.failed_memory_s`)..."""
     failed_at: float = -math.inf
     """... and when."""
+    overflowed_bps: float = math.inf
+    """The lowest target lately whose failure visibly overflowed the link (`ProbeStep.overflowed`:
+    a queue or the loss spike), which an estimate that crept past it is not probed above
+    (`probe_target`)..."""
+    overflowed_at: float = -math.inf
+    """... and when."""
     fast_start: bool = True
     """No probe has failed on this downlink yet: climbs go at `climb_factor` from any estimate,
     not only from `climb_min_bps` (as GCC probes at three and six times its start rate): a
@@ -286,10 +292,12 @@ def probe_target(
     policy: ProbePolicy = ProbePolicy(),
     failed_bps: float = math.inf,
     fast_start: bool = False,
+    overflowed_bps: float = math.inf,
 ) -> float:
     """Where a probe would aim now (see the module docstring); `failed_bps`: the lowest
     target that failed lately, which bounds it halfway from the estimate; `fast_start`: no
-    probe failed yet (`ProbeState.fast_start`)."""
+    probe failed yet (`ProbeState.fast_start`); `overflowed_bps`: the lowest that failed
+    lately by overflowing the link (`ProbeState.overflowed_bps`)."""
     factor = policy.estimate_factor
     if (
         inputs.climbing
@@ -302,16 +310,19 @@ def probe_target(
     aim = min(aim, inputs.wanted_bps * policy.wanted_margin, inputs.aim_max_bps)
     if inputs.estimate_bps < failed_bps < math.inf:
         aim = min(aim, (inputs.estimate_bps + failed_bps) / 2.0)
-    elif inputs.carried_bps < failed_bps <= inputs.estimate_bps:
-        # an estimate that crept past a target that failed lately, which the link has not
-        # carried since, is already beyond what the link showed: no probe above it. A
+    if inputs.carried_bps < overflowed_bps <= inputs.estimate_bps:
+        # an estimate that crept past a target that overflowed the link lately, which the
+        # link has not carried since, is already beyond what the link showed: no probe above
+        # it (a failure on loss alone may be the link's random loss: a 2 Mbit/s classroom
+        # with 1% loss failed a 549k probe at 3.9%, and held to it its REMB's estimate, at
+        # 577k, stayed 20 s without a probe on 180p). A
         # 1 Mbit/s classroom's climbing probe aimed at 1.9M from 1.19M, 10 s after 1.19M had
         # failed and with 1.05M the most carried, lost 59% of its second and froze the video
         # for 1.2 s; at 1.25 times instead, another's estimate crept to 1071k 14 s after
         # 1024k failed on its queue, with 898k the most carried: a probe to 1339k built
         # 109 ms of queue, concealed 90 ms of audio and dropped the video to 8 fps for half a
         # second.
-        aim = min(aim, failed_bps)
+        aim = min(aim, overflowed_bps)
     return aim
 
 
@@ -340,6 +351,14 @@ def failed_lately(state: ProbeState, now: float, policy: ProbePolicy = ProbePoli
     return state.failed_bps if now - state.failed_at <= policy.failed_memory_s else math.inf
 
 
+def overflowed_lately(
+    state: ProbeState, now: float, policy: ProbePolicy = ProbePolicy()
+) -> float:
+    """The lowest target that overflowed the link within `failed_memory_s` (inf: none)."""
+    recent = now - state.overflowed_at <= policy.failed_memory_s
+    return state.overflowed_bps if recent else math.inf
+
+
 def _idle(state: ProbeState, next_at: float, interval_s: float) -> ProbeState:
     """No probe running: the next from `next_at`, remembering what failed."""
     return ProbeState(
@@ -347,6 +366,8 @@ def _idle(state: ProbeState, next_at: float, interval_s: float) -> ProbeState:
         interval_s=interval_s,
         failed_bps=state.failed_bps,
         failed_at=state.failed_at,
+        overflowed_bps=state.overflowed_bps,
+        overflowed_at=state.overflowed_at,
         fast_start=state.fast_start,
     )
 
@@ -357,7 +378,10 @@ def probe_step(
     """Start, continue or judge a padding probe."""
     if state.started_at is not None:
         return _running(state, inputs, now, policy)
-    target = probe_target(inputs, policy, failed_lately(state, now, policy), state.fast_start)
+    target = probe_target(
+        inputs, policy, failed_lately(state, now, policy), state.fast_start,
+        overflowed_lately(state, now, policy),
+    )  # fmt: skip
     fresh = inputs.loss_at is not None and now - inputs.loss_at <= policy.loss_stale_s
     loss = inputs.loss if fresh else 0.0
     # above what the link carried lately, a probe explores: worth it only as far above that
@@ -467,6 +491,12 @@ def _running(
                 failed_at=now,
                 fast_start=False,
             )
+        if queued or loss >= spike:
+            failed = replace(
+                failed,
+                overflowed_bps=min(overflowed_lately(state, now, policy), state.target_bps),
+                overflowed_at=now,
+            )
         why = "rtt" if rtt_rose else "remb" if fell else "unknown" if unknown else "loss"
         return ProbeStep(
             failed, ProbeVerdict.FAILED, why=why, overflowed=queued or loss >= spike
@@ -475,6 +505,8 @@ def _running(
         passed = _idle(state, now + policy.again_s, policy.interval_s)
         if state.target_bps >= passed.failed_bps:  # the link carries what failed before
             passed = replace(passed, failed_bps=math.inf, failed_at=-math.inf)
+        if state.target_bps >= passed.overflowed_bps:
+            passed = replace(passed, overflowed_bps=math.inf, overflowed_at=-math.inf)
         # the link took the target for the probe's duration and lost `loss` of it (the sent
         # and delivered meters, a second long, read a half-second probe at about half)
         carried = max(state.target_bps, state.sent_bps) * (1.0 - loss)
