@@ -344,22 +344,19 @@ def test_a_failed_probe_bounds_the_next_ones_halfway() -> None:
                     overflowed_at=-25.0), ProbeVerdict.STARTED),  # 35 s ago: forgotten
     ]:  # fmt: skip
         assert probe_step(state, replace(climbing, loss_at=10.0), 10.0).verdict is verdict
-    # through the steps: a probe to 3M fails; the next aims halfway, and none starts once
-    # halfway is not worth a probe (a 2 Mbit/s link is found in two failures, not one a minute)
+    # through the steps: a probe to 3M overflows the link (20% lost); the next aims a quarter
+    # over the estimate (halfway, 2.25M, would overflow it again), and none starts once
+    # halfway is not worth a probe
     started = probe_step(ProbeState(), replace(climbing, loss_at=10.0), 10.0)
     assert started.state.target_bps == pytest.approx(3_000_000)
     failed = probe_step(started.state, replace(climbing, loss=0.2, loss_at=10.4), 10.5)
-    assert failed.verdict is ProbeVerdict.FAILED
+    assert failed.verdict is ProbeVerdict.FAILED and failed.overflowed
     assert failed.state.failed_bps == pytest.approx(3_000_000)
     later = failed.state.next_at
     second = probe_step(failed.state, replace(climbing, loss_at=later), later)
-    assert second.state.target_bps == pytest.approx(2_250_000)
+    assert second.state.target_bps == pytest.approx(1_875_000)
     failed = probe_step(second.state, replace(climbing, loss=0.2, loss_at=later + 0.4), later + 0.5)
-    assert failed.state.failed_bps == pytest.approx(2_250_000)
-    later = failed.state.next_at
-    third = probe_step(failed.state, replace(climbing, loss_at=later), later)
-    assert third.state.target_bps == pytest.approx(1_875_000)  # still 1.25 x the estimate
-    failed = probe_step(third.state, replace(climbing, loss=0.2, loss_at=later + 0.4), later + 0.5)
+    assert failed.state.failed_bps == pytest.approx(1_875_000)
     later = failed.state.next_at
     idle = probe_step(failed.state, replace(climbing, loss_at=later), later)
     assert idle.verdict is ProbeVerdict.IDLE  # 1.69M is not worth it over a 1.5M estimate
