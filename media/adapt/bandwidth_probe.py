@@ -317,15 +317,14 @@ def probe_target(
     if inputs.carried_bps < overflowed_bps <= inputs.estimate_bps:
         # an estimate that crept past a target that overflowed the link lately, which the
         # link has not carried since, is already beyond what the link showed: no probe above
-        # it (a failure on loss alone may be the link's random loss: a 2 Mbit/s classroom
-        # with 1% loss failed a 549k probe at 3.9%, and held to it its REMB's estimate, at
-        # 577k, stayed 20 s without a probe on 180p). A
-        # 1 Mbit/s classroom's climbing probe aimed at 1.9M from 1.19M, 10 s after 1.19M had
-        # failed and with 1.05M the most carried, lost 59% of its second and froze the video
-        # for 1.2 s; at 1.25 times instead, another's estimate crept to 1071k 14 s after
-        # 1024k failed on its queue, with 898k the most carried: a probe to 1339k built
+        # it. A 1 Mbit/s classroom's climbing probe aimed at 1.9M from 1.19M, 10 s after
+        # 1.19M had failed and with 1.05M the most carried, lost 59% of its second and froze
+        # the video for 1.2 s; at 1.25 times instead, another's estimate crept to 1071k 14 s
+        # after 1024k failed on its queue, with 898k the most carried: a probe to 1339k built
         # 109 ms of queue, concealed 90 ms of audio and dropped the video to 8 fps for half a
-        # second.
+        # second. Not after a failure on loss alone, which may be the link's random loss: a
+        # 2 Mbit/s classroom with 1% loss failed a 549k probe at 3.9%, and held to it, its
+        # REMB's estimate at 577k, stayed 20 s on 180p without a probe.
         aim = min(aim, overflowed_bps)
     return aim
 

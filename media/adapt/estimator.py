@@ -94,8 +94,10 @@ class LinkEstimate:
     """A cap set by policy, not by the link: the subscriber's data budget
     (`media.adapt.data_saver`); `bps` is at most this, and no probe goes above it."""
     congested_at: float | None = None
-    """When the last report of congestion came (`EstimatorPolicy.congestion_backoff`: loss
-    with a queue, an overflow the estimate answers; None: none)."""
+    """When the last report of congestion with a queue came (`EstimatorPolicy.congestion_backoff`:
+    loss with the RTT up, an overflow the estimate answers; None: none). Not a distrusted
+    REMB believed again on a loss reading: on a link losing 3% at random that is the link's
+    own loss, against which RED must hold (`media.adapt.budget.red_state`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -465,6 +467,7 @@ class DownlinkEstimator:
         self._failed_reach: tuple[float, float] | None = None  # (bps, until): `failed_reach_share`
         self._clean: tuple[float, float] | None = None  # (delivered bps, at): last clean report
         self._congestion: Congestion | None = None  # the last congestion's answer
+        self._queue_congested_at: float | None = None  # see `LinkEstimate.congested_at`
         self.outages = 0
         """Receiver reports left out as describing an outage (see `outage_s`)."""
 
@@ -697,7 +700,7 @@ class DownlinkEstimator:
         queued = self._queued()
         distrusted = self._remb_contradicted_since is not None  # believed again on this loss
         if loss >= increase_below and (queued or distrusted) and not probing:
-            bound = self._on_congestion(bound, before, loss, now)
+            bound = self._on_congestion(bound, before, loss, now, queued)
         elif loss < increase_below and not queued and not probing:  # a probe's: its verdict
             self._clean = (self._delivered_bps, now)
             self._carried_cleanly(self._delivered_bps, now)
@@ -762,10 +765,13 @@ class DownlinkEstimator:
             return None
         return lost / total
 
-    def _on_congestion(self, bound: float, before: float, loss: float, now: float) -> float:
+    def _on_congestion(
+        self, bound: float, before: float, loss: float, now: float, queued: bool
+    ) -> float:
         """Answer a report of congestion (`congestion_backoff`, `congestion_memory_s`), at
         most once per decrease interval: the loss bound after it (`bound` so far, `before`
-        the report, `loss` read with it)."""
+        the report, `loss` read with it, `queued`: with the RTT up, else a distrusted REMB
+        believed again on its loss)."""
         policy = self.policy
         last = self._congestion
         wait = policy.decrease_interval_s + (self._rtt_s or 0.0)
@@ -791,6 +797,8 @@ class DownlinkEstimator:
         if overflowed and carried >= policy.congestion_testing_share * before:
             reach = carried * policy.congestion_reach_share
         self._congestion = Congestion(floor, reach, now, rtt)
+        if queued:
+            self._queue_congested_at = now
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "congestion: %.0fk got through cleanly %.1f s ago, floor %.0fk, reach %s",
@@ -921,7 +929,7 @@ class DownlinkEstimator:
             loss_at=self._loss_at,
             rtt_settled=self.rtt_settled(),
             carried_bps=self._carried.peak or 0.0,
-            congested_at=self._congestion.at if self._congestion is not None else None,
+            congested_at=self._queue_congested_at,
         )
 
     def _expire_remb(self, now: float) -> None:

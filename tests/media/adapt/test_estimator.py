@@ -1065,6 +1065,9 @@ def test_congestion_backs_off_from_what_got_through_not_to_a_remb_that_lagged_th
     est.on_remb(300_000, 5.5)
     congested(est, video, 6.0, 1_200_000, rtt, probing=probing)
     assert est.estimate(6.0).bps == pytest.approx(expected, rel=0.01)
+    # RED holds 15 s on loss, 3 s on an overflow with a queue (`LinkEstimate.congested_at`):
+    # loss that only ended a REMB's distrust may be the link's own
+    assert (est.estimate(6.0).congested_at == 6.0) is (rtt > 0.1 and not probing)
 
 
 def test_after_an_overflow_the_bound_creeps_only_to_what_the_link_carried_cleanly() -> None:
