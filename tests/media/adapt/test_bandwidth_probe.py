@@ -467,3 +467,21 @@ def test_a_failed_probe_says_why(change: dict[str, float], why: str) -> None:
     steps = run(ProbeState(), [read(10.0), read(10.5, **change)])
     assert steps[-1].verdict is ProbeVerdict.FAILED and steps[-1].why == why
     assert steps[-1].overflowed
+
+
+@pytest.mark.parametrize(
+    ("loss_before", "change", "held"),
+    [
+        (0.005, {"loss": 0.15}, True),  # a spike on a clean link: the probe's own overflow
+        (0.005, {"rtt_sample_s": 0.1}, True),  # a queue
+        (0.06, {"rtt_sample_s": 0.1}, True),  # a queue, on a lossy link too
+        # a link losing 6% at random reads 10-15% now and then: no evidence of the target
+        (0.06, {"loss": 0.15}, False),
+    ],
+)
+def test_only_a_visible_overflow_holds_the_climb_back(
+    loss_before: float, change: dict[str, float], held: bool
+) -> None:
+    steps = run(ProbeState(), [read(10.0, loss=loss_before), read(10.5, **change)])
+    assert steps[-1].verdict is ProbeVerdict.FAILED
+    assert (steps[-1].state.overflowed_bps < math.inf) is held
