@@ -387,19 +387,13 @@ def probe_step(
     )  # fmt: skip
     fresh = inputs.loss_at is not None and now - inputs.loss_at <= policy.loss_stale_s
     loss = inputs.loss if fresh else 0.0
-    # above what the link carried lately, a probe explores: worth it only as far above that
-    # as above the estimate. A 1 Mbit/s classroom whose REMB held its estimate at 823k,
-    # under a 933k probe that had passed, probed 1031k (halfway to a 1240k that had failed):
-    # 10% above what the link showed, with its 360p sending 880k beside it, it overflowed
-    # the link (RTT 99 ms, 6.8% loss) and concealed 95 ms of audio.
-    shown = inputs.carried_bps if target > inputs.carried_bps else 0.0
     if (
         now < state.next_at
         or not inputs.can_pad
         or inputs.busy
         or not inputs.rtt_settled
         or loss >= policy.loss_max
-        or target < max(inputs.estimate_bps, shown) * _min_gain(inputs, target, policy)
+        or target < inputs.estimate_bps * _min_gain(inputs, target, policy)
         or target <= inputs.spent_bps
     ):
         return ProbeStep(state, ProbeVerdict.IDLE)
