@@ -322,9 +322,8 @@ def probe_target(
         # the video for 1.2 s; at 1.25 times instead, another's estimate crept to 1071k 14 s
         # after 1024k failed on its queue, with 898k the most carried: a probe to 1339k built
         # 109 ms of queue, concealed 90 ms of audio and dropped the video to 8 fps for half a
-        # second. Not after a failure on loss alone, which may be the link's random loss: a
-        # 2 Mbit/s classroom with 1% loss failed a 549k probe at 3.9%, and held to it, its
-        # REMB's estimate at 577k, stayed 20 s on 180p without a probe.
+        # second. Not after a failure on loss alone, which may be the link's random loss (on
+        # a 2 Mbit/s link losing 1%, a 549k probe failed at 3.9%).
         aim = min(aim, overflowed_bps)
     return aim
 
@@ -489,8 +488,8 @@ def _running(
                 fast_start=False,
             )
         # what holds the climb back (`overflowed_bps`) is a queue, or a spike on a link that
-        # loses nothing of its own: a link losing 6% at random reads 10-12% now and then,
-        # and a probe failed on such a reading held a 2 Mbit/s classroom on 180p
+        # loses nothing of its own: a link losing 6% at random reads 10-15% now and then,
+        # which says nothing of the probe's target
         if queued or (loss >= spike and state.loss_before < policy.random_loss_min):
             failed = replace(
                 failed,
