@@ -277,8 +277,7 @@ class EstimatorPolicy:
     """After a padding probe failed at a target (`probe_failed`'s `failed_bps`), the bound
     rises while application-limited (`app_limited_reach`) only up to this share of it..."""
     failed_reach_s: float = 30.0
-    """... for this long, or until a probe passes at it (as `ProbePolicy.failed_memory_s`);
-    one that passes below it lowers it to what passed."""
+    """... for this long, or until a probe passes (as `ProbePolicy.failed_memory_s`)."""
     congestion_backoff: float = 0.85
     """A report of congestion (loss at or above the rise threshold while the RTT sample stands
     `rtt_rise_s` above its floor: a queue that overflowed, not the link's random loss) is
@@ -885,18 +884,8 @@ class DownlinkEstimator:
         self._probed_by_failure = False
         self._carried.add(bps, now)
         self._last_increase_at = now
-        if self._failed_reach is not None:
-            if bps >= self._failed_reach[0]:
-                self._failed_reach = None  # the link carries what failed before
-            else:
-                # the link lies between what passed and what failed: further up is the
-                # probes' bisection, not a guess, and a bound that crept above what passed
-                # while little was sent falls back to it (or to what gets through). A 1 Mbit/s
-                # classroom's bound crept, sent 800k, to 1149k (90% of a 1276k probe that
-                # failed) past a 1011k one that passed, its 360p followed, and the link
-                # overflowed at 34% loss.
-                self._failed_reach = (bps, self._failed_reach[1])
-                self._loss_bound = min(self._loss_bound, max(bps, self._delivered_bps))
+        if self._failed_reach is not None and bps >= self._failed_reach[0]:
+            self._failed_reach = None  # the link carries what failed before
 
     def restart_loss_window(self, now: float) -> None:
         """Count only reports from `now` on in the loss (a probe starts: it is judged on what
