@@ -348,17 +348,21 @@ def remb_fell(
     return remb_at > started_at and remb_bps < before * policy.remb_fall
 
 
+def _remembered(bps: float, at: float, now: float, policy: ProbePolicy) -> float:
+    """`bps`, remembered at `at`, while within `failed_memory_s` (inf after)."""
+    return bps if now - at <= policy.failed_memory_s else math.inf
+
+
 def failed_lately(state: ProbeState, now: float, policy: ProbePolicy = ProbePolicy()) -> float:
     """The lowest target that failed within `failed_memory_s` (inf: none)."""
-    return state.failed_bps if now - state.failed_at <= policy.failed_memory_s else math.inf
+    return _remembered(state.failed_bps, state.failed_at, now, policy)
 
 
 def overflowed_lately(
     state: ProbeState, now: float, policy: ProbePolicy = ProbePolicy()
 ) -> float:
     """The lowest target that overflowed the link within `failed_memory_s` (inf: none)."""
-    recent = now - state.overflowed_at <= policy.failed_memory_s
-    return state.overflowed_bps if recent else math.inf
+    return _remembered(state.overflowed_bps, state.overflowed_at, now, policy)
 
 
 def _idle(state: ProbeState, next_at: float, interval_s: float) -> ProbeState:
@@ -468,7 +472,8 @@ def _running(
     # a spike on such a link is a spike above its own loss (a 6% link read 10.9% once, and
     # the probe that failed on it held the next ones off for 30 s)
     spike = max(policy.loss_spike, failed_at) if quiet else policy.loss_spike
-    if loss >= spike or queued or unknown or (judged and loss >= failed_at):
+    overflowed = queued or loss >= spike
+    if overflowed or unknown or (judged and loss >= failed_at):
         interval = state.interval_s
         failed = _idle(state, now + interval, min(interval * 2.0, policy.interval_max_s))
         # the link did not carry the target (a queue, a spike, or loss with the RTT risen):
@@ -480,7 +485,7 @@ def _running(
         # classroom with 3% loss, a 758k probe started on a 0.0% reading failed at 3.2%, RTT
         # 6-8 ms; remembered, it held every probe off for 30 s and the classroom on 360p)
         rtt_quiet = rtt_stayed(before, peak, policy.quiet_rtt_s)
-        if queued or loss >= spike or not (unknown or rtt_quiet):
+        if overflowed or not (unknown or rtt_quiet):
             failed = replace(
                 failed,
                 failed_bps=min(failed_lately(state, now, policy), state.target_bps),
@@ -497,9 +502,7 @@ def _running(
                 overflowed_at=now,
             )
         why = "rtt" if rtt_rose else "remb" if fell else "unknown" if unknown else "loss"
-        return ProbeStep(
-            failed, ProbeVerdict.FAILED, why=why, overflowed=queued or loss >= spike
-        )
+        return ProbeStep(failed, ProbeVerdict.FAILED, why=why, overflowed=overflowed)
     if judged:
         passed = _idle(state, now + policy.again_s, policy.interval_s)
         if state.target_bps >= passed.failed_bps:  # the link carries what failed before
