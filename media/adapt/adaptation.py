@@ -607,10 +607,9 @@ class DownlinkAdaptation:
                     ladder_rates(layer, now, reach if i == 0 else None)
                     for i, layer in enumerate(track.spatial_layers)
                 ]
-                lowest = track.spatial_layers[0]
-                floor = LOWEST_FLOOR_BPS if lowest.ceiling_bps is not None else None
                 capped = [i for i, layer in enumerate(track.spatial_layers)
                           if layer.ceiling_bps is not None]  # fmt: skip
+                floor = LOWEST_FLOOR_BPS if 0 in capped else None
                 incoming.append(IncomingTrack(
                     track_id, self._priority_of(track),
                     costs=simulcast_costs(layer_rates, floor, capped),

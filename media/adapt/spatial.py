@@ -113,6 +113,15 @@ what a direct call gives a camera on a good link): no relay ceiling goes above i
 LOWEST_FLOOR_BPS = 150_000.0
 """The lowest layer's ceiling is never below this (what a browser gives 180p below another
 layer: no worse for anyone than before its ceiling followed them; `media.adapt.dynacast`)."""
+CLIMB_BELOW = 0.85
+"""... and a subscriber climbs (`capped_top_layer`) only while the ceiling is below this share
+of it: above, the estimate's own rise lifts the rest, where a probe at twice a 1.8 Mbit/s
+estimate lost half of its half second and took a 2 Mbit/s classroom from 360p to 180p."""
+HOLDER_SHARE = 0.75
+"""A stream whose budget times this is above its layer's ceiling is not the one holding it
+(dynacast keeps the top at 92% of the weakest capable budget): another, weaker classroom
+does, and climbing would not lift it."""
+
 TOP_FLOOR_OVER_BELOW = 2.0
 """The top layer's ceiling is never below the layer under it times this (a layer barely
 better than the one below is not worth its encoder)..."""
@@ -125,15 +134,6 @@ def top_floor(below_bps: float) -> float:
     """The least the highest layer sending is ever capped at (`TOP_FLOOR_OVER_BELOW`,
     `TOP_FLOOR_MIN_BPS`), given the measured rate of the layer under it."""
     return max(TOP_FLOOR_MIN_BPS, below_bps * TOP_FLOOR_OVER_BELOW)
-
-CLIMB_BELOW = 0.85
-"""... and a subscriber climbs (`capped_top_layer`) only while the ceiling is below this share
-of it: above, the estimate's own rise lifts the rest, where a probe at twice a 1.8 Mbit/s
-estimate lost half of its half second and took a 2 Mbit/s classroom from 360p to 180p."""
-HOLDER_SHARE = 0.75
-"""A stream whose budget times this is above its layer's ceiling is not the one holding it
-(dynacast keeps the top at 92% of the weakest capable budget): another, weaker classroom
-does, and climbing would not lift it."""
 
 
 def capped_top_layer(stream: OutboundStream) -> bool:
